@@ -1,0 +1,68 @@
+"""
+Centrifugo's reply error codes and disconnect codes, with the messages and reasons the SDKs expect.
+
+Sources: centrifuge ``errors.go`` and ``disconnect.go`` (see ../shared/reference/messages.md section 3).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Error:
+    """A reply error: sent as ``{"id": N, "error": {"code": .., "message": ..}}``."""
+
+    code: int
+    message: str
+    temporary: bool = False
+
+    def toDict(self) -> dict:
+        error: dict = {"code": self.code, "message": self.message}
+        if self.temporary:
+            error["temporary"] = True
+        return error
+
+
+@attrs.frozen
+class Disconnect:
+    """A disconnect: pushed (emulated transports) or sent as a close frame (WebSocket), then the end."""
+
+    code: int
+    reason: str
+
+
+ERROR_INTERNAL = Error(100, "internal server error", temporary=True)
+ERROR_UNAUTHORIZED = Error(101, "unauthorized")
+ERROR_UNKNOWN_CHANNEL = Error(102, "unknown channel")
+ERROR_PERMISSION_DENIED = Error(103, "permission denied")
+ERROR_METHOD_NOT_FOUND = Error(104, "method not found")
+ERROR_ALREADY_SUBSCRIBED = Error(105, "already subscribed")
+ERROR_LIMIT_EXCEEDED = Error(106, "limit exceeded")
+ERROR_BAD_REQUEST = Error(107, "bad request")
+ERROR_NOT_AVAILABLE = Error(108, "not available")
+ERROR_TOKEN_EXPIRED = Error(109, "token expired")
+ERROR_EXPIRED = Error(110, "expired")
+ERROR_TOO_MANY_REQUESTS = Error(111, "too many requests", temporary=True)
+ERROR_UNRECOVERABLE_POSITION = Error(112, "unrecoverable position")
+
+# 3000 is internal: the connection ends without anything being sent.
+DISCONNECT_CONNECTION_CLOSED = Disconnect(3000, "connection closed")
+DISCONNECT_SHUTDOWN = Disconnect(3001, "shutdown")
+DISCONNECT_SERVER_ERROR = Disconnect(3004, "internal server error")
+DISCONNECT_EXPIRED = Disconnect(3005, "connection expired")
+DISCONNECT_SLOW = Disconnect(3008, "slow")
+DISCONNECT_WRITE_ERROR = Disconnect(3009, "write error")
+DISCONNECT_FORCE_RECONNECT = Disconnect(3011, "force reconnect")
+DISCONNECT_NO_PONG = Disconnect(3012, "no pong")
+DISCONNECT_TOO_MANY_REQUESTS = Disconnect(3013, "too many requests")
+DISCONNECT_INVALID_TOKEN = Disconnect(3500, "invalid token")
+DISCONNECT_BAD_REQUEST = Disconnect(3501, "bad request")
+DISCONNECT_STALE = Disconnect(3502, "stale")
+DISCONNECT_FORCE_NO_RECONNECT = Disconnect(3503, "force disconnect")
+DISCONNECT_CONNECTION_LIMIT = Disconnect(3504, "connection limit")
+DISCONNECT_CHANNEL_LIMIT = Disconnect(3505, "channel limit")
+DISCONNECT_INAPPROPRIATE_PROTOCOL = Disconnect(3506, "inappropriate protocol")
+DISCONNECT_PERMISSION_DENIED = Disconnect(3507, "permission denied")
+DISCONNECT_NOT_AVAILABLE = Disconnect(3508, "not available")
+DISCONNECT_TOO_MANY_ERRORS = Disconnect(3509, "too many errors")

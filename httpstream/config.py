@@ -1,0 +1,367 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The JSON configuration file, with Centrifugo v5's flat key names.
+
+A key is one field of L{Config}. How its JSON value is read follows from the
+field's type annotation (C{bool}, C{int}, C{str}, C{tuple[str, ...]}, or
+L{Duration} for seconds given as ``"25s"`` or a number); extra rules (bounds,
+allowed values, "-1 disables") sit in the field's metadata, set by L{setting}.
+Adding a key is adding a field::
+
+    history_ttl: Duration = setting(300.0, minimum=0)
+
+A key of a new kind (for example ``namespaces``, a list of objects) registers a
+reader for its annotation in L{_READERS}, or passes C{read=} to L{setting}.
+
+Constructing a L{Config} directly (embedded use, C{dataclasses.replace} in
+tests) runs the same checks as loading a file, so every instance is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, Mapping, Optional, Union, get_type_hints
+
+import orjson
+
+from httpstream.durations import format_duration, parse_duration
+from httpstream.origin import OriginPatternError, compile_origin_pattern
+
+__all__ = ["Config", "ConfigError", "Duration", "load_config", "setting"]
+
+
+class ConfigError(Exception):
+    """The configuration is unreadable or invalid. The message is one line and names the key."""
+
+
+class _DurationKind:
+    """Marks a float field that holds seconds and is written as a Go duration."""
+
+
+Duration = Annotated[float, _DurationKind]
+"""Seconds (a float), read from ``"1m30s"``-style strings or plain numbers of seconds."""
+
+_LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "none")
+_ENGINES = ("memory",)
+_MAX_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration range
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """Extra rules for one key, checked after its value has been read."""
+
+    minimum: Optional[float] = None  # inclusive
+    maximum: Optional[float] = None  # inclusive
+    greater_than: Optional[float] = None  # exclusive
+    choices: Optional[tuple[str, ...]] = None
+    disable: bool = False  # -1 is accepted and means "off"
+    read: Optional[Callable[[str, Any], Any]] = None  # replaces the reader chosen by type
+    check: Optional[Callable[[str, Any], None]] = None  # raises ConfigError
+
+
+_RULES = "httpstream.config.rules"
+
+
+def setting(
+    default: Any,
+    *,
+    minimum: Optional[float] = None,
+    maximum: Optional[float] = None,
+    greater_than: Optional[float] = None,
+    choices: Optional[tuple[str, ...]] = None,
+    disable: bool = False,
+    read: Optional[Callable[[str, Any], Any]] = None,
+    check: Optional[Callable[[str, Any], None]] = None,
+    secret: bool = False,
+) -> Any:
+    """
+    Declare a configuration key as a L{Config} field.
+
+    @param default: The value when the key is absent (immutable).
+    @param minimum: The smallest allowed number (inclusive).
+    @param maximum: The largest allowed number (inclusive).
+    @param greater_than: Numbers must be greater than this.
+    @param choices: The allowed strings.
+    @param disable: Also accept -1, meaning the feature is off (bounds do not
+        apply to it).
+    @param read: C{read(key, value)} returning the stored value or raising
+        L{ConfigError}, instead of the reader for the field's type.
+    @param check: C{check(key, value)} run on the stored value; raises
+        L{ConfigError}.
+    @param secret: Keep the value out of C{repr}, so logging a config does
+        not leak it.
+    """
+    rules = _Rules(minimum, maximum, greater_than, choices, disable, read, check)
+    return field(default=default, repr=not secret, metadata={_RULES: rules})
+
+
+def _show(value: Any) -> str:
+    """Render a value for an error message: JSON when possible, short, one line."""
+    try:
+        text = orjson.dumps(value).decode("utf-8")
+    except TypeError:
+        text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text
+
+
+def _error(key: str, expected: str, value: Any, detail: str = "") -> ConfigError:
+    suffix = f" ({detail})" if detail else ""
+    return ConfigError(f'config key "{key}": expected {expected}, got {_show(value)}{suffix}')
+
+
+def _read_bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _error(key, "true or false", value)
+    return value
+
+
+def _read_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _error(key, "an integer", value)
+    return value
+
+
+def _read_str(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _error(key, "a string", value)
+    return value
+
+
+def _read_str_tuple(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise _error(key, "a list of strings", value)
+    return tuple(value)
+
+
+def _read_duration(key: str, value: Any) -> float:
+    expected = 'a duration such as "25s" or a number of seconds'
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise _error(key, expected, value, str(e)) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _error(key, expected, value)
+    if not math.isfinite(value) or abs(value) > _MAX_SECONDS:
+        raise _error(key, expected, value, "out of range")
+    return float(value)
+
+
+_READERS: dict[Any, Callable[[str, Any], Any]] = {
+    bool: _read_bool,
+    int: _read_int,
+    str: _read_str,
+    tuple[str, ...]: _read_str_tuple,
+    Duration: _read_duration,
+}
+
+
+def _check_origin_patterns(key: str, patterns: tuple[str, ...]) -> None:
+    for pattern in patterns:
+        try:
+            compile_origin_pattern(pattern)
+        except OriginPatternError as e:
+            raise ConfigError(f'config key "{key}": invalid pattern {_show(pattern)} ({e})') from None
+
+
+def _bounds_text(rules: _Rules, kind: str) -> str:
+    """Describe the allowed range, e.g. "an integer from 0 to 65535"."""
+    parts = []
+    if rules.minimum is not None and rules.maximum is not None:
+        parts.append(f"from {rules.minimum:g} to {rules.maximum:g}")
+    elif rules.minimum is not None:
+        parts.append(f">= {rules.minimum:g}")
+    elif rules.maximum is not None:
+        parts.append(f"<= {rules.maximum:g}")
+    if rules.greater_than is not None:
+        parts.append(f"greater than {rules.greater_than:g}")
+    text = f"{kind} {' and '.join(parts)}"
+    if rules.disable:
+        text += " (or -1 to disable)"
+    return text
+
+
+def _apply_rules(key: str, raw: Any, value: Any, rules: _Rules, is_duration: bool) -> None:
+    if rules.choices is not None and value not in rules.choices:
+        raise _error(key, "one of " + ", ".join(f'"{c}"' for c in rules.choices), raw)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if rules.disable and value == -1:
+            return
+        too_small = (rules.minimum is not None and value < rules.minimum) or (
+            rules.greater_than is not None and value <= rules.greater_than
+        )
+        too_large = rules.maximum is not None and value > rules.maximum
+        if too_small or too_large:
+            raise _error(key, _bounds_text(rules, "a duration" if is_duration else "an integer"), raw)
+    if rules.check is not None:
+        rules.check(key, value)
+
+
+@dataclass(frozen=True)
+class Config:
+    """
+    Server configuration. C{Config()} holds every default; L{load_config} and
+    L{Config.from_dict} read a JSON document. Key names are Centrifugo v5's.
+
+    Constructing an instance validates (and normalizes, e.g. ``"25s"`` to
+    C{25.0}) every field and raises L{ConfigError} when one is invalid.
+    """
+
+    "Listening and node identity."
+    port: int = setting(8000, minimum=0, maximum=65535)  # 0: let the OS pick (tests)
+    address: str = setting("")  # "" listens on all interfaces
+    name: str = setting("")  # the node name; "" becomes the hostname when a file or dict is loaded
+
+    "Transports. Body limits are in bytes; 0 means no request body is accepted."
+    http_stream: bool = setting(False)
+    http_stream_max_request_body_size: int = setting(65536, minimum=0)
+    emulation_max_request_body_size: int = setting(65536, minimum=0)
+    sse: bool = setting(False)
+    sse_max_request_body_size: int = setting(65536, minimum=0)
+    websocket_disable: bool = setting(False)
+    websocket_message_size_limit: int = setting(65536, minimum=0)
+
+    "Browser origins allowed to connect: gobwas/glob patterns; [] allows only requests without Origin."
+    allowed_origins: tuple[str, ...] = setting((), check=_check_origin_patterns)
+
+    "Client timing, in seconds. ping_interval and pong_timeout accept -1 to turn them off."
+    ping_interval: Duration = setting(25.0, greater_than=0, disable=True)
+    pong_timeout: Duration = setting(8.0, greater_than=0, disable=True)
+    client_stale_close_delay: Duration = setting(10.0, minimum=0)
+    client_expired_close_delay: Duration = setting(25.0, minimum=0)
+    client_presence_update_interval: Duration = setting(27.0, greater_than=0)
+
+    "Client limits. client_queue_max_size is in bytes; 0 for client_user_connection_limit means no limit."
+    client_queue_max_size: int = setting(1048576, minimum=0)
+    client_channel_limit: int = setting(128, minimum=0)
+    channel_max_length: int = setting(255, minimum=0)
+    client_user_connection_limit: int = setting(0, minimum=0)
+
+    "Authentication."
+    client_insecure: bool = setting(False)
+    allow_anonymous_connect_without_token: bool = setting(False)
+    disallow_anonymous_connection_tokens: bool = setting(False)
+    token_hmac_secret_key: str = setting("", secret=True)
+
+    "Channel options of the top-level (no namespace) channels."
+    allow_subscribe_for_client: bool = setting(False)
+    allow_subscribe_for_anonymous: bool = setting(False)
+    allow_publish_for_client: bool = setting(False)
+    allow_publish_for_subscriber: bool = setting(False)
+    allow_publish_for_anonymous: bool = setting(False)
+
+    "Operations."
+    log_level: str = setting("info", choices=_LOG_LEVELS)
+    engine: str = setting("memory", choices=_ENGINES)
+
+    def __post_init__(self) -> None:
+        for spec in _specs():
+            raw = getattr(self, spec.name)
+            value = spec.read(spec.name, raw)
+            _apply_rules(spec.name, raw, value, spec.rules, spec.is_duration)
+            if value is not raw:
+                object.__setattr__(self, spec.name, value)
+        for check in _CROSS_CHECKS:
+            check(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> tuple["Config", list[str]]:
+        """
+        Build a configuration from a decoded JSON object.
+
+        @return: The configuration and warnings (one line each) about keys
+            that were ignored.
+        @raise ConfigError: When C{data} is not an object or a value is invalid.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"the config must be a JSON object, got {_show(data)}")
+        known = {spec.name for spec in _specs()}
+        values: dict[str, Any] = {}
+        warnings: list[str] = []
+        for key, value in data.items():
+            if key in known:
+                values[key] = value
+            else:
+                warnings.append(f'config key "{key}" is unknown and was ignored')
+        config = cls(**values)
+        if not config.name:
+            config = dataclasses.replace(config, name=socket.gethostname())
+        return config, warnings
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    read: Callable[[str, Any], Any]
+    rules: _Rules
+    is_duration: bool
+
+
+_SPECS: Optional[tuple[_Spec, ...]] = None
+
+
+def _specs() -> tuple[_Spec, ...]:
+    """How each field is read, worked out from the annotations once (on first use)."""
+    global _SPECS
+    if _SPECS is None:
+        hints = get_type_hints(Config, include_extras=True)
+        specs = []
+        for f in dataclasses.fields(Config):
+            rules = f.metadata.get(_RULES, _Rules())
+            hint = hints[f.name]
+            reader = rules.read or _READERS.get(hint)
+            if reader is None:
+                raise TypeError(f"Config.{f.name}: no reader for {hint!r}; register one or pass read=")
+            specs.append(_Spec(f.name, reader, rules, hint == Duration))
+        _SPECS = tuple(specs)
+    return _SPECS
+
+
+def _check_ping_pong(config: Config) -> None:
+    # Centrifugo refuses to start unless the interval exceeds the timeout: a
+    # pong must be able to arrive before the next ping is due.
+    if config.ping_interval == -1 or config.pong_timeout == -1:
+        return
+    if config.ping_interval <= config.pong_timeout:
+        raise ConfigError(
+            'config keys "ping_interval" and "pong_timeout": ping_interval '
+            f"({format_duration(config.ping_interval)}) must be greater than pong_timeout "
+            f"({format_duration(config.pong_timeout)}), or set either to -1 to disable it"
+        )
+
+
+_CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (_check_ping_pong,)
+
+
+def load_config(path: Union[str, os.PathLike[str]]) -> tuple[Config, list[str]]:
+    """
+    Read and validate a JSON configuration file.
+
+    @return: The configuration and warnings (one line each) about keys that
+        were ignored.
+    @raise ConfigError: When the file cannot be read, is not JSON, is not a
+        JSON object, or holds an invalid value.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM, as some editors write
+        data = data[3:]
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(
+            f"cannot parse config file {str(path)!r}: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a JSON object, got {_show(document)}")
+    return Config.from_dict(document)
+

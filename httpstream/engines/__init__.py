@@ -1,0 +1,1 @@
+"""Engines: how publications (and later presence and history) travel between nodes."""

@@ -1,0 +1,37 @@
+# -*- test-case-name: tests.test_protocol_codec -*-
+"""
+Client protocol v2 on the wire: the schema, the JSON and Protobuf codecs, and
+varint framing.
+
+Everything above this package handles commands and replies as plain dicts (see
+L{httpstream.protocol.codec}); pick a codec with C{JSON} or C{PROTOBUF}.
+"""
+
+from .codec import (
+    DEFAULT_MAX_SIZE,
+    JSON,
+    PROTOBUF,
+    Codec,
+    JSONCodec,
+    ProtobufCodec,
+    decode_emulation,
+)
+from .errors import DecodeError, EncodeError, FrameTooLarge
+from .framing import VarintReader, encode_varint, split_varint, varint_delimit
+
+__all__ = [
+    "JSON",
+    "PROTOBUF",
+    "Codec",
+    "JSONCodec",
+    "ProtobufCodec",
+    "DEFAULT_MAX_SIZE",
+    "decode_emulation",
+    "DecodeError",
+    "EncodeError",
+    "FrameTooLarge",
+    "VarintReader",
+    "encode_varint",
+    "split_varint",
+    "varint_delimit",
+]

@@ -1,0 +1,454 @@
+# -*- test-case-name: tests.test_protocol_codec -*-
+"""
+The JSON and Protobuf codecs of client protocol v2.
+
+The rest of the server never touches protobuf messages or JSON text: commands
+and replies are plain dicts keyed by the proto field names (snake_case).  Nested
+messages are dicts, maps are dicts, repeated fields are lists, integers are
+ints, and every proto C{bytes} field is Python C{bytes}.  For JSON those bytes
+are the raw embedded JSON value (Centrifugo never base64-encodes payloads); for
+protobuf they are whatever the client sent.
+
+Decoders leave out fields that are absent, null or zero ("", 0, False, empty
+list or map), so both give the same dict for the same command.  An empty nested
+message is kept as C{{}}: its presence is what matters (C{"ping":{}},
+C{"unsubscribe":{}}).
+
+Encoders take the same shape.  Callers put C{id} first (dict order is the JSON
+key order) and must not put C{None} in a reply.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError as _ProtobufDecodeError
+from google.protobuf.message import Message as _Message
+
+from . import client_pb2
+from .errors import DecodeError, EncodeError, FrameTooLarge
+from .framing import split_varint
+
+__all__ = [
+    "JSON",
+    "PROTOBUF",
+    "JSONCodec",
+    "ProtobufCodec",
+    "Codec",
+    "DEFAULT_MAX_SIZE",
+    "decode_emulation",
+]
+
+DEFAULT_MAX_SIZE = 65536
+
+# ---------------------------------------------------------------------------
+# Schemas compiled from the generated descriptors.
+#
+# Looking fields up in upb descriptors on every command is slow; each message
+# type is compiled once into {field name: spec} with plain tuples.
+
+_STR, _BOOL, _INT, _BYTES, _FLOAT, _MSG, _MAP, _LIST = range(8)
+
+_RANGES = {
+    FieldDescriptor.CPPTYPE_INT32: (-(2**31), 2**31 - 1, False),
+    FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1, False),
+    # 64-bit values may arrive as decimal strings (proto3 JSON), though the SDKs
+    # send numbers.
+    FieldDescriptor.CPPTYPE_INT64: (-(2**63), 2**63 - 1, True),
+    FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1, True),
+    # No enums in the schema; accept their numbers so a future one cannot crash.
+    FieldDescriptor.CPPTYPE_ENUM: (-(2**31), 2**31 - 1, False),
+}
+
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+# spec = (kind, a, b, c): _INT (lo, hi, strings ok), _MSG (schema),
+# _MAP (value spec), _LIST (element spec).
+_Spec = tuple
+_Schema = dict[str, _Spec]
+
+_schemas: dict[str, _Schema] = {}
+
+
+def _schema(descriptor: Descriptor) -> _Schema:
+    schema = _schemas.get(descriptor.full_name)
+    if schema is None:
+        # Registered before it is filled, so recursive messages terminate.
+        schema = _schemas[descriptor.full_name] = {}
+        for fd in descriptor.fields:
+            schema[fd.name] = _field_spec(fd)
+    return schema
+
+
+def _single_spec(fd: FieldDescriptor) -> _Spec:
+    cpp = fd.cpp_type
+    if cpp == FieldDescriptor.CPPTYPE_STRING:
+        if fd.type == FieldDescriptor.TYPE_BYTES:
+            return (_BYTES, None, None, None)
+        return (_STR, None, None, None)
+    if cpp == FieldDescriptor.CPPTYPE_BOOL:
+        return (_BOOL, None, None, None)
+    if cpp == FieldDescriptor.CPPTYPE_MESSAGE:
+        return (_MSG, _schema(fd.message_type), None, None)
+    if cpp in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
+        return (_FLOAT, None, None, None)
+    return (_INT, *_RANGES[cpp])
+
+
+def _is_map(fd: FieldDescriptor) -> bool:
+    return (
+        fd.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
+        and fd.message_type.GetOptions().map_entry
+    )
+
+
+def _field_spec(fd: FieldDescriptor) -> _Spec:
+    if _is_map(fd):
+        value_fd = fd.message_type.fields_by_name["value"]
+        # Every map in the schema has string keys, which is all JSON can express
+        # without conversions; other key types would need them.
+        return (_MAP, _single_spec(value_fd), None, None)
+    if fd.is_repeated:
+        return (_LIST, _single_spec(fd), None, None)
+    return _single_spec(fd)
+
+
+# ---------------------------------------------------------------------------
+# JSON -> dict
+
+
+class _BadField(Exception):
+    """
+    Internal: a type mismatch; C{path} grows as the error unwinds.
+    """
+
+    def __init__(self, path: list[str], message: str) -> None:
+        self.path = path
+        self.message = message
+
+
+def _json_message(obj: Any, schema: _Schema) -> dict[str, Any]:
+    if type(obj) is not dict:
+        raise _BadField([], "expected an object")
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        spec = schema.get(key)
+        if spec is None or value is None:
+            continue  # unknown keys and nulls are ignored, as upstream does
+        try:
+            kind = spec[0]
+            if kind == _MAP:
+                if type(value) is not dict:
+                    raise _BadField([], "expected an object")
+                if value:
+                    vspec = spec[1]
+                    out[key] = {k: _json_value(v, vspec, k) for k, v in value.items()}
+            elif kind == _LIST:
+                if type(value) is not list:
+                    raise _BadField([], "expected an array")
+                if value:
+                    espec = spec[1]
+                    out[key] = [
+                        _json_value(v, espec, str(i)) for i, v in enumerate(value)
+                    ]
+            else:
+                value = _json_single(value, spec)
+                if value or kind == _MSG:
+                    out[key] = value
+        except _BadField as e:
+            e.path.append(key)
+            raise
+    return out
+
+
+def _json_value(value: Any, spec: _Spec, key: str) -> Any:
+    # A map value or list element: protobuf has no null there.
+    try:
+        if value is None:
+            raise _BadField([], "null is not allowed here")
+        return _json_single(value, spec)
+    except _BadField as e:
+        e.path.append(key)
+        raise
+
+
+def _json_single(value: Any, spec: _Spec) -> Any:
+    kind = spec[0]
+    if kind == _STR:
+        if type(value) is not str:
+            raise _BadField([], "expected a string")
+        return value
+    if kind == _BYTES:
+        # Raw embedded JSON: any value; keep it as JSON text.
+        return orjson.dumps(value)
+    if kind == _INT:
+        t = type(value)
+        if t is not int:
+            if t is str and spec[3] and _DECIMAL.fullmatch(value):
+                value = int(value)
+            else:
+                raise _BadField([], "expected an integer")
+        if not spec[1] <= value <= spec[2]:
+            raise _BadField([], "integer out of range")
+        return value
+    if kind == _BOOL:
+        if type(value) is not bool:
+            raise _BadField([], "expected a boolean")
+        return value
+    if kind == _MSG:
+        return _json_message(value, spec[1])
+    if kind == _FLOAT:
+        if type(value) is float or type(value) is int:
+            return float(value)
+        raise _BadField([], "expected a number")
+    raise AssertionError(f"unexpected spec {spec!r}")  # pragma: no cover
+
+
+_COMMAND_SCHEMA = _schema(client_pb2.Command.DESCRIPTOR)
+
+
+def _json_command(line: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError(f"invalid JSON: {e}") from None
+    if type(obj) is not dict:
+        raise DecodeError("command must be a JSON object")
+    try:
+        return _json_message(obj, _COMMAND_SCHEMA)
+    except _BadField as e:
+        raise DecodeError(f"{'.'.join(reversed(e.path))}: {e.message}") from None
+
+
+# ---------------------------------------------------------------------------
+# protobuf message -> dict
+
+# FieldDescriptor -> (name, kind, value kind); kind is _MSG, _MAP, _LIST or
+# None for a scalar (returned as-is).
+_pb_fields: dict[FieldDescriptor, tuple[str, int | None, int | None]] = {}
+
+
+def _pb_field(fd: FieldDescriptor) -> tuple[str, int | None, int | None]:
+    info = _pb_fields.get(fd)
+    if info is None:
+        if _is_map(fd):
+            value_fd = fd.message_type.fields_by_name["value"]
+            sub = _MSG if value_fd.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE else None
+            info = (fd.name, _MAP, sub)
+        elif fd.is_repeated:
+            sub = _MSG if fd.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE else None
+            info = (fd.name, _LIST, sub)
+        elif fd.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+            info = (fd.name, _MSG, None)
+        else:
+            info = (fd.name, None, None)
+        _pb_fields[fd] = info
+    return info
+
+
+def _pb_message(msg: _Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    # ListFields gives only present fields, so zero values never show up; an
+    # empty submessage that was sent is present and becomes {}.
+    for fd, value in msg.ListFields():
+        info = _pb_fields.get(fd) or _pb_field(fd)
+        kind = info[1]
+        if kind is None:
+            out[info[0]] = value
+        elif kind == _MSG:
+            out[info[0]] = _pb_message(value)
+        elif kind == _MAP:
+            if info[2] == _MSG:
+                out[info[0]] = {k: _pb_message(v) for k, v in value.items()}
+            else:
+                out[info[0]] = dict(value)
+        elif info[2] == _MSG:
+            out[info[0]] = [_pb_message(v) for v in value]
+        else:
+            out[info[0]] = list(value)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# dict -> JSON
+
+
+def _raw_json(value: Any) -> orjson.Fragment:
+    """
+    orjson C{default}: embed a C{bytes} field as the raw JSON it holds.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+        try:
+            orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise EncodeError("payload is not valid JSON") from None
+        # "\n" delimits messages; valid JSON only has it as whitespace.
+        return orjson.Fragment(value.replace(b"\n", b""))
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# The codecs
+
+
+class Codec:
+    """
+    What both codecs offer; see the module docstring for the dict shape.
+    """
+
+    name: str
+
+    def decode_commands(
+        self, data: bytes, max_size: int = DEFAULT_MAX_SIZE
+    ) -> list[dict[str, Any]]:
+        """
+        Decode a whole frame or request body of commands.
+
+        @param max_size: the largest single command, in bytes.
+        @return: the commands in order; C{[]} for an empty body.
+        @raise FrameTooLarge: a command is longer than C{max_size}.
+        @raise DecodeError: anything else that is not a valid frame of commands.
+        """
+        raise NotImplementedError()
+
+    def encode_reply(self, reply: dict[str, Any]) -> bytes:
+        """
+        Encode one Reply (or a bare Push), without framing.
+
+        @raise EncodeError: the reply cannot be represented in this protocol.
+        """
+        raise NotImplementedError()
+
+
+class JSONCodec(Codec):
+    """
+    JSON: one command per line, exactly one C{\\n} between them and at most one
+    trailing C{\\n}; C{bytes} fields are embedded raw JSON.
+    """
+
+    name = "json"
+
+    def decode_commands(
+        self, data: bytes, max_size: int = DEFAULT_MAX_SIZE
+    ) -> list[dict[str, Any]]:
+        if not data:
+            return []
+        if data[-1:] == b"\n":
+            data = data[:-1]
+        if b"\n" not in data:
+            # The usual case: one command per frame / request.
+            if not data:
+                raise DecodeError("blank line in JSON frame")
+            if len(data) > max_size:
+                raise FrameTooLarge(
+                    f"message size {len(data)} exceeds the limit of {max_size} bytes"
+                )
+            return [_json_command(data)]
+        commands = []
+        for line in data.split(b"\n"):
+            if not line:
+                raise DecodeError("blank line in JSON frame")
+            if len(line) > max_size:
+                raise FrameTooLarge(
+                    f"message size {len(line)} exceeds the limit of {max_size} bytes"
+                )
+            commands.append(_json_command(line))
+        return commands
+
+    def encode_reply(self, reply: dict[str, Any]) -> bytes:
+        try:
+            return orjson.dumps(reply, default=_raw_json)
+        except orjson.JSONEncodeError as e:
+            if isinstance(e.__cause__, EncodeError):
+                raise e.__cause__ from None
+            raise EncodeError(str(e)) from None
+
+    def __repr__(self) -> str:
+        return "<JSONCodec>"
+
+
+class ProtobufCodec(Codec):
+    """
+    Protobuf: varint length-delimited messages; C{bytes} fields are opaque.
+    """
+
+    name = "protobuf"
+
+    def decode_commands(
+        self, data: bytes, max_size: int = DEFAULT_MAX_SIZE
+    ) -> list[dict[str, Any]]:
+        parse = client_pb2.Command.FromString
+        commands = []
+        for message in split_varint(data, max_size):
+            try:
+                command = parse(message)
+            except _ProtobufDecodeError as e:
+                raise DecodeError(f"invalid protobuf Command: {e}") from None
+            commands.append(_pb_message(command))
+        return commands
+
+    def encode_reply(self, reply: dict[str, Any]) -> bytes:
+        # The upb constructor takes nested dicts, lists and maps natively and
+        # marks an empty dict's submessage as present ({"publish": {}} ->
+        # 42 00), which is exactly what a result with no fields needs.
+        try:
+            return client_pb2.Reply(**reply).SerializeToString()
+        except (TypeError, ValueError) as e:
+            raise EncodeError(f"cannot encode protobuf Reply: {e}") from None
+
+    def __repr__(self) -> str:
+        return "<ProtobufCodec>"
+
+
+JSON = JSONCodec()
+PROTOBUF = ProtobufCodec()
+
+
+# ---------------------------------------------------------------------------
+# Emulation envelope
+
+
+def _emulation_field(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise DecodeError(f"{key}: expected a string")
+    return value
+
+
+def decode_emulation(body: bytes, protobuf: bool) -> tuple[str, str, bytes]:
+    """
+    Decode a POST /emulation body into C{(node, session, data)}.
+
+    C{protobuf} follows the request's Content-Type (exactly
+    C{application/octet-stream}).  A protobuf body is a bare EmulationRequest (no
+    varint prefix).  A JSON body is C{{"session":..,"node":..,"data":".."}}
+    where C{data} is a JSON string holding the newline-joined JSON commands; its
+    UTF-8 bytes are returned.  Missing node or session give C{""}.
+
+    @raise DecodeError: the envelope cannot be parsed.
+    """
+    if protobuf:
+        try:
+            request = client_pb2.EmulationRequest.FromString(body)
+        except _ProtobufDecodeError as e:
+            raise DecodeError(f"invalid protobuf EmulationRequest: {e}") from None
+        return request.node, request.session, request.data
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError(f"invalid JSON: {e}") from None
+    if type(obj) is not dict:
+        raise DecodeError("emulation request must be a JSON object")
+    node = _emulation_field(obj, "node")
+    session = _emulation_field(obj, "session")
+    data = obj.get("data")
+    if type(data) is not str:
+        raise DecodeError("data: expected a JSON string of commands")
+    # orjson has already rejected lone surrogates, so this cannot fail.
+    return node, session, data.encode("utf-8")

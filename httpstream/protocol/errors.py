@@ -1,0 +1,35 @@
+# -*- test-case-name: tests.test_protocol_codec -*-
+"""
+Errors raised while turning bytes into commands and replies into bytes.
+
+They subclass ValueError so that generic input-validation handlers still catch
+them; transports map them to disconnect codes (DecodeError -> 3501 "bad request",
+EncodeError -> 3506 "inappropriate protocol").
+"""
+
+from __future__ import annotations
+
+__all__ = ["DecodeError", "FrameTooLarge", "EncodeError"]
+
+
+class DecodeError(ValueError):
+    """
+    Client input that cannot be decoded: bad framing, bad JSON or protobuf, or a
+    field of the wrong type.
+    """
+
+
+class FrameTooLarge(DecodeError):
+    """
+    A single message is longer than the configured limit.
+
+    Separate from L{DecodeError} because HTTP transports answer it with 413
+    before any stream exists.
+    """
+
+
+class EncodeError(ValueError):
+    """
+    A reply that cannot be written in the connection's protocol, typically binary
+    payload bytes that are not valid JSON, headed for a JSON client.
+    """

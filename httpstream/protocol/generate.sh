@@ -1,0 +1,11 @@
+#!/bin/sh
+# Regenerate client_pb2.py and client_pb2.pyi from client.proto.
+# Needs the pinned dev extra (grpcio-tools==1.85.1); the output is committed so the
+# server itself only needs the protobuf runtime (see the note at the top of client.proto).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+python=${PYTHON:-"$root/.venv/bin/python"}
+[ -x "$python" ] || python=python3
+cd "$here"
+exec "$python" -m grpc_tools.protoc -I . --python_out=. --pyi_out=. client.proto

@@ -1,0 +1,109 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+What the emulated HTTP endpoints share: method dispatch with empty-bodied 405s, CORS preflights, and request
+bodies with a hard size limit.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Optional
+
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from httpstream.interfaces import IOriginChecker
+from httpstream.origin import cors_headers
+
+PROTOBUF_CONTENT_TYPE = b"application/octet-stream"
+
+# Headers every streaming response carries (Centrifugo's handler_http_stream.go), so that no proxy caches or
+# buffers the stream.
+STREAM_HEADERS = (
+    (b"Cache-Control", b"private, no-cache, no-store, must-revalidate, max-age=0"),
+    (b"Pragma", b"no-cache"),
+    (b"Expire", b"0"),
+    (b"X-Accel-Buffering", b"no"),
+)
+
+
+class LimitedRequest(server.Request):
+    """
+    A request that keeps at most C{maxBody} bytes of its body in memory.
+
+    Twisted reads a whole body before rendering; this caps what it stores (counting the rest), so a huge upload
+    costs bandwidth, not memory, and the resource answers 413.
+
+    @ivar bodyLength: how many body bytes arrived, kept or not.
+    """
+
+    maxBody = 65536
+
+    def gotLength(self, length: Optional[int]) -> None:
+        self.bodyLength = 0
+        self.content = BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        room = self.maxBody - self.bodyLength
+        self.bodyLength += len(data)
+        if room > 0:
+            self.content.write(data[:room])
+
+
+def limitedRequestFactory(maxBody: int) -> type[LimitedRequest]:
+    """A L{LimitedRequest} subclass that keeps up to C{maxBody} bytes (the largest of the endpoints' limits)."""
+    return type("LimitedRequest", (LimitedRequest,), {"maxBody": maxBody})
+
+
+def readBody(request: server.Request, limit: int) -> Optional[bytes]:
+    """The request body, or None when it is over C{limit} bytes."""
+    length = getattr(request, "bodyLength", None)
+    request.content.seek(0)
+    body = request.content.read(limit + 1)
+    if (length is not None and length > limit) or len(body) > limit:
+        return None
+    return body
+
+
+def isProtobuf(request: server.Request) -> bool:
+    """Protobuf only when Content-Type is exactly application/octet-stream (parameters mean JSON)."""
+    return request.getHeader(b"content-type") == PROTOBUF_CONTENT_TYPE
+
+
+class EmulationEndpoint(Resource):
+    """
+    Base of the endpoints the JS SDK reaches with C{fetch} (http_stream, emulation): POST does the work,
+    OPTIONS answers a CORS preflight with 204, any other method gets an empty 405.
+    """
+
+    isLeaf = True
+
+    def __init__(self, origins: IOriginChecker) -> None:
+        super().__init__()
+        self._origins = origins
+
+    def render(self, request: server.Request) -> bytes | int:
+        self._cors(request)
+        if request.method == b"POST":
+            return self.renderPost(request)
+        if request.method == b"OPTIONS":
+            request.setResponseCode(204)
+            request.setHeader(b"Access-Control-Max-Age", b"300")
+            request.setHeader(b"Access-Control-Allow-Methods", b"POST, OPTIONS")
+            return b""
+        request.setResponseCode(405)
+        return b""
+
+    def renderPost(self, request: server.Request) -> bytes | int:
+        raise NotImplementedError
+
+    def _cors(self, request: server.Request) -> None:
+        # A failed origin check does not refuse the request: it leaves the CORS headers out, so a browser blocks
+        # the cross-origin response while same-origin pages keep working (Centrifugo's CORS middleware).
+        headers = cors_headers(
+            self._origins,
+            request.getHeader("origin"),
+            request.getHeader("access-control-request-headers"),
+        )
+        for name, value in (headers or {}).items():
+            request.setHeader(name, value)

@@ -1,0 +1,61 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+``POST /emulation``: the upstream half of emulated transports (reference/transports.md section 3).
+
+The body names a session and its node and carries encoded commands. They run on the session's client exactly as
+if they had come on its own connection; their replies go down the client's stream, never in this response, which
+is 204 once they have run, whatever they did (an unknown session included, as in Centrifugo).
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.server import NOT_DONE_YET
+
+from httpstream.interfaces import IOriginChecker
+from httpstream.node import Node
+from httpstream.protocol import PROTOBUF, DecodeError
+from httpstream.transports._http import EmulationEndpoint, isProtobuf, readBody
+
+
+class EmulationResource(EmulationEndpoint):
+    """Routes emulation requests to the sessions of this node."""
+
+    log = Logger()
+
+    def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
+        super().__init__(origins)
+        self._node = node
+        self._maxBodySize = maxBodySize
+
+    def renderPost(self, request: server.Request) -> bytes | int:
+        body = readBody(request, self._maxBodySize)
+        if body is None:
+            request.setResponseCode(413)
+            return b""
+        try:
+            node, session, data = PROTOBUF.decode_emulation(body, protobuf=isProtobuf(request))
+        except DecodeError as e:
+            self.log.debug("bad emulation request: {error}", error=str(e))
+            request.setResponseCode(400)
+            return b""
+        registry = self._node.registry
+        if not registry.isKnownNode(node):
+            request.setResponseCode(404)
+            return b""
+        client = registry.get(session)
+        if client is None:
+            # A closed or unknown session: the commands are dropped; the SDK times out and reconnects.
+            request.setResponseCode(204)
+            return b""
+        request.setResponseCode(204)
+        finished = [False]
+        request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
+
+        def ran(_: object) -> None:
+            if not finished[0]:
+                request.finish()
+
+        client.handleData(data).addCallback(ran)
+        return NOT_DONE_YET

@@ -1,0 +1,108 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+``POST /connection/http_stream``: the long-lived chunked response that carries every reply and push of an
+emulated connection (reference/transports.md section 1).
+
+The request body holds the first commands (the SDK sends its connect); everything after that arrives through
+``/emulation``. Each batch the client's writer hands over becomes exactly one HTTP chunk, because the JS SDK
+parses chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from httpstream.interfaces import IOriginChecker, ITransport
+from httpstream.node import Node
+from httpstream.protocol.framing import varint_delimit
+from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf, readBody
+
+
+@implementer(ITransport)
+class HTTPStreamTransport:
+    """One streaming response."""
+
+    name = "http_stream"
+    emulated = True
+    pushDisconnect = True
+
+    def __init__(self, request: server.Request, protobuf: bool) -> None:
+        self._request = request
+        self.protocol = "protobuf" if protobuf else "json"
+        self._producer: Any = None
+        self.finished = False
+
+    def writeMessages(self, messages: Sequence[bytes]) -> None:
+        if self.finished:
+            return
+        if self.protocol == "protobuf":
+            chunk = varint_delimit(messages)
+        else:
+            # Every JSON message ends with a newline, the last one included.
+            chunk = b"\n".join(messages) + b"\n"
+        self._request.write(chunk)
+
+    def registerProducer(self, producer: IPushProducer) -> None:
+        self._producer = producer
+        self._request.registerProducer(producer, True)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        request = self._request
+        if self._producer is not None:
+            request.unregisterProducer()
+        if getattr(request, "_disconnected", False):
+            return
+        # A paused producer means the peer stopped reading (3008 "slow"): it will not read the end either, so do
+        # not keep its socket and buffers waiting for it.
+        stuck = request.channel.transport if getattr(self._producer, "paused", False) else None
+        request.finish()
+        if stuck is not None:
+            stuck.abortConnection()
+
+    def lost(self) -> None:
+        """The peer went away: nothing more may be written."""
+        if not self.finished:
+            self.finished = True
+            if self._producer is not None:
+                self._request.unregisterProducer()
+
+
+class HTTPStreamResource(EmulationEndpoint):
+    """Opens a stream per POST and hands its body to a new client."""
+
+    log = Logger()
+
+    def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
+        super().__init__(origins)
+        self._node = node
+        self._maxBodySize = maxBodySize
+
+    def renderPost(self, request: server.Request) -> bytes | int:
+        body = readBody(request, self._maxBodySize)
+        if body is None:
+            request.setResponseCode(413)
+            return b""
+        protobuf = isProtobuf(request)
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"application/octet-stream" if protobuf else b"application/json")
+        for name, value in STREAM_HEADERS:
+            request.setHeader(name, value)
+        transport = HTTPStreamTransport(request, protobuf)
+        client = self._node.newClient(transport)
+
+        def gone(_: object) -> None:
+            transport.lost()
+            client.transportClosed()
+
+        request.notifyFinish().addErrback(gone)
+        client.handleData(body)
+        return NOT_DONE_YET
