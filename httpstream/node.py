@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from httpstream.logs import Logger
 
 from httpstream import __version__, codes
 from httpstream.channels import ChannelRules

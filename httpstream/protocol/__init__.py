@@ -19,7 +19,14 @@ from .codec import (
 from .errors import DecodeError, EncodeError, FrameTooLarge
 from .framing import VarintReader, encode_varint, split_varint, varint_delimit
 
+
+def codecFor(protocol: str) -> Codec:
+    """The codec for a transport's protocol name, "json" or "protobuf"."""
+    return PROTOBUF if protocol == "protobuf" else JSON
+
+
 __all__ = [
+    "codecFor",
     "JSON",
     "PROTOBUF",
     "Codec",

@@ -9,13 +9,13 @@ is 204 once they have run, whatever they did (an unknown session included, as in
 
 from __future__ import annotations
 
-from twisted.logger import Logger
+from httpstream.logs import Logger
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 
 from httpstream.interfaces import IOriginChecker
 from httpstream.node import Node
-from httpstream.protocol import PROTOBUF, DecodeError
+from httpstream.protocol import DecodeError, decode_emulation
 from httpstream.transports._http import EmulationEndpoint, isProtobuf, readBody
 
 
@@ -35,7 +35,7 @@ class EmulationResource(EmulationEndpoint):
             request.setResponseCode(413)
             return b""
         try:
-            node, session, data = PROTOBUF.decode_emulation(body, protobuf=isProtobuf(request))
+            node, session, data = decode_emulation(body, isProtobuf(request))
         except DecodeError as e:
             self.log.debug("bad emulation request: {error}", error=str(e))
             request.setResponseCode(400)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
+from httpstream.logs import Logger
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer

@@ -1,0 +1,62 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+httpstream's loggers, filtered by the ``log_level`` setting.
+
+Every module takes its L{Logger} from here: their events pass one level threshold before reaching Twisted's
+global publisher, so ``log_level`` quiets httpstream without touching the observers of a program that embeds it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    LogEvent,
+    LogLevel,
+    PredicateResult,
+    globalLogPublisher,
+)
+from twisted.logger import Logger as _Logger
+from zope.interface import implementer
+
+# Centrifugo's level names; "none" silences httpstream.
+LEVELS: dict[str, Optional[LogLevel]] = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "warning": LogLevel.warn,
+    "error": LogLevel.error,
+    "none": None,
+}
+
+
+@implementer(ILogFilterPredicate)
+class Threshold:
+    """Passes events at or above C{level}; none at all when C{level} is None."""
+
+    def __init__(self, level: Optional[LogLevel] = LogLevel.info) -> None:
+        self.level = level
+
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        if self.level is not None and event.get("log_level", LogLevel.info) >= self.level:
+            return PredicateResult.maybe
+        return PredicateResult.no
+
+
+threshold = Threshold()
+_observer = FilteringLogObserver(globalLogPublisher, [threshold])
+
+
+def Logger() -> _Logger:
+    """A twisted.logger Logger (named after the class or module that holds it) behind the C{log_level} filter."""
+    # Named after the caller's module, as twisted's own Logger() would be (a class attribute is renamed after
+    # its class when first read).
+    return _Logger(namespace=sys._getframe(1).f_globals.get("__name__"), observer=_observer)
+
+
+def setLogLevel(name: str) -> None:
+    """Apply a C{log_level} value; the config has already refused unknown names."""
+    threshold.level = LEVELS.get(name, LogLevel.info)

@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+``twistd httpstream``: command-line options and the service a node runs as.
+
+L{makeService} is also the embedding entry point: a Twisted program adds the service it returns to its own
+L{MultiService} and reaches the node through C{service.node}.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Mapping, Optional, Union
+
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
+from httpstream.logs import Logger, setLogLevel
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from httpstream.config import Config, ConfigError, load_config
+from httpstream.node import Node
+from httpstream.web import makeSite
+
+
+class Options(usage.Options):
+    """twistd httpstream [-c FILE]"""
+
+    synopsis = "[-c FILE]"
+    longdesc = (
+        "Run an httpstream node: a Centrifugo-compatible real-time server (client protocol v2) whose "
+        "HTTP streaming transport works where WebSocket does not. The config file is JSON with "
+        "Centrifugo's key names; see config.example.json."
+    )
+    optParameters = [
+        ["config", "c", "config.json", "Path to the JSON config file."],
+    ]
+
+    config: Config
+    warnings: list[str]
+
+    def postOptions(self) -> None:
+        try:
+            self.config, self.warnings = load_config(self["config"])
+        except ConfigError as e:
+            # One line an operator can act on, not twistd's usage text and not a traceback.
+            sys.stderr.write(f"httpstream: {e}\n")
+            raise SystemExit(1)
+
+
+class HTTPStreamService(MultiService):
+    """
+    One node listening on C{config.port}.
+
+    @ivar node: the L{Node}: its clients, hub and broker.
+    @ivar port: the listening port once started (its C{getHost().port} is the real port when C{port} is 0).
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any, warnings: Optional[list[str]] = None) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.node = Node(config, reactor)
+        self.site = makeSite(self.node)
+        self.port: Optional[IListeningPort] = None
+        self._warnings = list(warnings or ())
+
+    def startService(self) -> None:
+        setLogLevel(self.config.log_level)
+        for warning in self._warnings:
+            self.log.warn("{warning}", warning=warning)
+        endpointType = TCP6ServerEndpoint if ":" in self.config.address else TCP4ServerEndpoint
+        endpoint = endpointType(self.reactor, self.config.port, interface=self.config.address)
+        outcome: list[Any] = []
+        endpoint.listen(self.site).addBoth(outcome.append)
+        # TCP endpoints listen synchronously; raising here makes twistd report the failure and exit non-zero
+        # (a taken port), instead of running a server that serves nothing.
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        self.port = outcome[0]
+        host = self.port.getHost()
+        self.log.info(
+            "httpstream {version} node {node} listening on http://{host}:{port}",
+            version=self.node.version,
+            node=self.node.id,
+            host=host.host,
+            port=host.port,
+        )
+        super().startService()
+
+    def stopService(self) -> Any:
+        self.node.shutdown()
+        d = super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            d.addCallback(lambda _: port.stopListening())
+        return d
+
+
+def makeService(
+    options: Union[Options, Mapping[str, Any]], reactor: Any = None
+) -> HTTPStreamService:
+    """
+    Build a node's service from parsed L{Options} or a mapping whose C{"config"} is a L{Config}, a dict of
+    Centrifugo keys, or a file path.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as defaultReactor
+
+        reactor = defaultReactor
+    config = getattr(options, "config", None)
+    warnings: list[str] = list(getattr(options, "warnings", ()))
+    if not isinstance(config, Config):
+        source = options["config"]
+        if isinstance(source, Config):
+            config = source
+        elif isinstance(source, Mapping):
+            config, warnings = Config.from_dict(source)
+        else:
+            config, warnings = load_config(source)
+    return HTTPStreamService(config, reactor, warnings)

@@ -1,0 +1,105 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+The HTTP face of a node: Klein routes onto the transport resources, served by a twisted.web Site whose requests
+cap the bodies they keep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from httpstream.logs import Logger
+from twisted.web import server
+from twisted.web.resource import IResource, Resource
+
+from httpstream.config import Config
+from httpstream.interfaces import IOriginChecker
+from httpstream.node import Node
+from httpstream.origin import OriginChecker
+from httpstream.transports._http import limitedRequestFactory
+from httpstream.transports.emulation import EmulationResource
+from httpstream.transports.http_stream import HTTPStreamResource
+
+# Klein would answer a method outside a route's list with its own HTML 405; the resources answer every method
+# themselves (empty 405, CORS preflight), so each route takes them all.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class Status(Resource):
+    """An empty response with one status code: what a disabled endpoint answers."""
+
+    isLeaf = True
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self._code = code
+
+    def render(self, request: server.Request) -> bytes:
+        request.setResponseCode(self._code)
+        return b""
+
+
+NOT_FOUND = Status(404)
+
+
+def makeApp(node: Node, origins: IOriginChecker) -> Klein:
+    """The routes of one node, each enabled by its config flag (a disabled endpoint answers 404)."""
+    config = node.config
+    app = Klein()
+    stream: IResource = NOT_FOUND
+    emulation: IResource = NOT_FOUND
+    if config.http_stream:
+        stream = HTTPStreamResource(node, origins, config.http_stream_max_request_body_size)
+        emulation = EmulationResource(node, origins, config.emulation_max_request_body_size)
+
+    @app.route("/connection/http_stream", methods=ALL_METHODS)
+    def httpStream(request: server.Request) -> IResource:
+        return stream
+
+    @app.route("/emulation", methods=ALL_METHODS)
+    def emulate(request: server.Request) -> IResource:
+        return emulation
+
+    @app.handle_errors
+    def unknown(request: server.Request, failure: Any) -> bytes:
+        # Werkzeug's NotFound and friends: keep their status, drop their HTML.
+        code = getattr(failure.value, "code", None)
+        if isinstance(code, int):
+            request.setResponseCode(code)
+            return b""
+        log.failure("unhandled error in {path}", failure, path=request.path)
+        request.setResponseCode(500)
+        return b""
+
+    return app
+
+
+log = Logger()
+
+
+class QuietSite(server.Site):
+    """
+    A Site whose access log never holds a query string: an SSE connect URL or an API call may carry a token or
+    a key there.
+    """
+
+    def log(self, request: server.Request) -> None:
+        log.debug(
+            "{method} {path} {code}",
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("ascii", "replace"),
+            code=request.code,
+        )
+
+
+def makeSite(node: Node, origins: IOriginChecker | None = None) -> server.Site:
+    """The Site serving C{node}; bodies are capped at the largest endpoint limit (each endpoint checks its own)."""
+    config: Config = node.config
+    if origins is None:
+        origins = OriginChecker(config.allowed_origins)
+    site = QuietSite(makeApp(node, origins).resource())
+    site.requestFactory = limitedRequestFactory(
+        max(config.http_stream_max_request_body_size, config.emulation_max_request_body_size)
+    )
+    return site

@@ -1,0 +1,115 @@
+"""
+A real httpstream server process for the wire and SDK tests: ``twistd -n httpstream -c FILE`` on 127.0.0.1, on a
+port the OS picks, read back from the log line the service prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
+
+# What every test server shares: loopback, an OS-chosen port, the example's permissions.
+BASE_CONFIG: dict[str, Any] = {
+    "address": "127.0.0.1",
+    "port": 0,
+    "http_stream": True,
+    "allow_anonymous_connect_without_token": True,
+    "allow_subscribe_for_anonymous": True,
+    "allow_subscribe_for_client": True,
+    "allow_publish_for_anonymous": True,
+    "allow_publish_for_client": True,
+    "token_hmac_secret_key": "test-secret-0123456789abcdef0123456789",
+    "log_level": "debug",
+}
+
+
+def twistdCommand() -> list[str]:
+    """twistd from this interpreter's environment (the venv the tests run in)."""
+    script = Path(sys.executable).with_name("twistd")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+class ServerProcess:
+    """
+    One running server.
+
+    @ivar port: the port it listens on.
+    @ivar output: everything it has logged so far (read by a thread, so the pipe never fills).
+    """
+
+    def __init__(self, directory: Path, overrides: Optional[dict[str, Any]] = None, name: str = "server") -> None:
+        config = dict(BASE_CONFIG)
+        config.update(overrides or {})
+        self.configPath = directory / f"{name}.json"
+        self.configPath.write_text(json.dumps(config))
+        self.config = config
+        self.port = 0
+        self._lines: list[str] = []
+        self._process = subprocess.Popen(
+            twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c", str(self.configPath)],
+            cwd=directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._waitForPort()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    def _waitForPort(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = LISTENING.search(self.output)
+            if match:
+                self.port = int(match.group(1))
+                return
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.output}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self) -> int:
+        """Stop it (SIGTERM, as an operator would) and return its exit code."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._reader.join(5)
+        return self._process.returncode
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
