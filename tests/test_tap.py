@@ -1,0 +1,107 @@
+"""The twistd plugin and the embedding entry point: options, config errors an operator can act on, the service."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IService, MultiService
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import LogLevel
+from zope.interface.verify import verifyObject
+
+from httpstream.config import Config
+from httpstream.logs import setLogLevel, threshold
+from httpstream.tap import HTTPStreamService, Options, makeService
+from tests.serverprocess import twistdCommand
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(twistdCommand() + ["-n", "--pidfile=", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_helpDocumentsConfigOption(tmp_path: Path) -> None:
+    result = subprocess.run(twistdCommand() + ["httpstream", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "-c, --config=" in result.stdout
+    assert "config.json" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (None, "cannot read config file"),
+        ("{not json", "cannot parse config file"),
+        ('{"port": "eighty"}', "port"),
+        ('{"ping_interval": "soon"}', "ping_interval"),
+        ('{"ping_interval": "5s", "pong_timeout": "8s"}', "pong_timeout"),
+    ],
+)
+def test_badConfigIsOneLineAndNonZeroExit(tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    result = twistd("httpstream", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("httpstream: ") and expected in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unknownKeyIsAWarning(startServer) -> None:
+    server = startServer({"no_such_option": 1})
+    assert 'config key "no_such_option" is unknown' in server.output
+    assert server.alive()
+
+
+def test_portInUseExitsNonZero(startServer, tmp_path: Path) -> None:
+    first = startServer()
+    path = tmp_path / "taken.json"
+    path.write_text(json.dumps({"address": "127.0.0.1", "port": first.port}))
+    result = twistd("httpstream", "-c", str(path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Address already in use" in result.stdout + result.stderr
+
+
+def test_exampleConfigIsValid() -> None:
+    options = Options()
+    options.parseOptions(["-c", str(REPO / "config.example.json")])
+    assert options.config.http_stream is True
+    assert options.warnings == []
+
+
+def test_makeServiceEmbeds() -> None:
+    """A program adds the service to its own MultiService, on the reactor it passes in."""
+    reactor = MemoryReactor()
+    service = makeService({"config": {"port": 0, "address": "127.0.0.1", "http_stream": True}}, reactor=reactor)
+    assert isinstance(service, HTTPStreamService)
+    verifyObject(IService, service)
+    parent = MultiService()
+    service.setServiceParent(parent)
+    parent.startService()
+    assert reactor.tcpServers[0][0] == 0 and reactor.tcpServers[0][3] == "127.0.0.1"
+    assert service.node.config.http_stream is True
+    parent.stopService()
+    assert service.port is None
+
+
+def test_makeServiceTakesAConfig() -> None:
+    config, _ = Config.from_dict({"port": 0})
+    service = makeService({"config": config}, reactor=MemoryReactor())
+    assert service.node.config is config
+
+
+def test_logLevel() -> None:
+    try:
+        setLogLevel("error")
+        assert threshold({"log_level": LogLevel.info}).name == "no"
+        assert threshold({"log_level": LogLevel.error}).name == "maybe"
+        setLogLevel("none")
+        assert threshold({"log_level": LogLevel.critical}).name == "no"
+    finally:
+        setLogLevel("info")
