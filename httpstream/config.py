@@ -218,14 +218,12 @@ class Config:
     address: str = setting("")  # "" listens on all interfaces
     name: str = setting("")  # the node name; "" becomes the hostname when a file or dict is loaded
 
+    # Keys are added here as they take effect: a key the server accepted but ignored would mislead operators,
+    # while an unknown key at least gets a warning.
     "Transports. Body limits are in bytes; 0 means no request body is accepted."
     http_stream: bool = setting(False)
     http_stream_max_request_body_size: int = setting(65536, minimum=0)
     emulation_max_request_body_size: int = setting(65536, minimum=0)
-    sse: bool = setting(False)
-    sse_max_request_body_size: int = setting(65536, minimum=0)
-    websocket_disable: bool = setting(False)
-    websocket_message_size_limit: int = setting(65536, minimum=0)
 
     "Browser origins allowed to connect: gobwas/glob patterns; [] allows only requests without Origin."
     allowed_origins: tuple[str, ...] = setting((), check=_check_origin_patterns)
@@ -235,18 +233,15 @@ class Config:
     pong_timeout: Duration = setting(8.0, greater_than=0, disable=True)
     client_stale_close_delay: Duration = setting(10.0, minimum=0)
     client_expired_close_delay: Duration = setting(25.0, minimum=0)
-    client_presence_update_interval: Duration = setting(27.0, greater_than=0)
 
-    "Client limits. client_queue_max_size is in bytes; 0 for client_user_connection_limit means no limit."
+    "Client limits. client_queue_max_size is in bytes."
     client_queue_max_size: int = setting(1048576, minimum=0)
     client_channel_limit: int = setting(128, minimum=0)
     channel_max_length: int = setting(255, minimum=0)
-    client_user_connection_limit: int = setting(0, minimum=0)
 
     "Authentication."
     client_insecure: bool = setting(False)
     allow_anonymous_connect_without_token: bool = setting(False)
-    disallow_anonymous_connection_tokens: bool = setting(False)
     token_hmac_secret_key: str = setting("", secret=True)
 
     "Channel options of the top-level (no namespace) channels."

@@ -76,23 +76,16 @@ class DefaultsTests(SynchronousTestCase):
             "http_stream": False,
             "http_stream_max_request_body_size": 65536,
             "emulation_max_request_body_size": 65536,
-            "sse": False,
-            "sse_max_request_body_size": 65536,
-            "websocket_disable": False,
-            "websocket_message_size_limit": 65536,
             "allowed_origins": (),
             "ping_interval": 25.0,
             "pong_timeout": 8.0,
             "client_stale_close_delay": 10.0,
             "client_expired_close_delay": 25.0,
-            "client_presence_update_interval": 27.0,
             "client_queue_max_size": 1048576,
             "client_channel_limit": 128,
             "channel_max_length": 255,
-            "client_user_connection_limit": 0,
             "client_insecure": False,
             "allow_anonymous_connect_without_token": False,
-            "disallow_anonymous_connection_tokens": False,
             "token_hmac_secret_key": "",
             "allow_subscribe_for_client": False,
             "allow_subscribe_for_anonymous": False,
@@ -147,7 +140,7 @@ class ValueTests(SynchronousTestCase):
         self.assertEqual(getattr(config, key), stored, f"{key}={value!r}")
 
     def test_bool(self) -> None:
-        for key in ["http_stream", "sse", "websocket_disable", "client_insecure", "allow_publish_for_client"]:
+        for key in ["http_stream", "client_insecure", "allow_publish_for_client"]:
             self.assertAccepted(key, True, True)
             self.assertAccepted(key, False, False)
             for bad in [1, 0, "true", None, [], {}]:
@@ -163,12 +156,9 @@ class ValueTests(SynchronousTestCase):
         for key in [
             "http_stream_max_request_body_size",
             "emulation_max_request_body_size",
-            "sse_max_request_body_size",
-            "websocket_message_size_limit",
             "client_queue_max_size",
             "client_channel_limit",
             "channel_max_length",
-            "client_user_connection_limit",
         ]:
             self.assertAccepted(key, 0, 0)
             self.assertRejected(key, -1, "expected an integer >= 0, got -1")
@@ -211,7 +201,6 @@ class ValueTests(SynchronousTestCase):
             "ping_interval",
             "client_stale_close_delay",
             "client_expired_close_delay",
-            "client_presence_update_interval",
         ]:
             self.assertAccepted(key, "30s", 30.0)
             self.assertAccepted(key, "1m", 60.0)
@@ -239,7 +228,7 @@ class ValueTests(SynchronousTestCase):
         self.assertAccepted("client_stale_close_delay", 0, 0.0)
         self.assertAccepted("client_expired_close_delay", "0", 0.0)
         self.assertRejected("client_stale_close_delay", "-1s", "expected a duration >= 0", 'got "-1s"')
-        self.assertRejected("client_presence_update_interval", 0, "greater than 0")
+        self.assertRejected("ping_interval", 0, "greater than 0")
 
     def test_pingPongDisable(self) -> None:
         """

@@ -105,3 +105,19 @@ def test_logLevel() -> None:
         assert threshold({"log_level": LogLevel.critical}).name == "no"
     finally:
         setLogLevel("info")
+
+
+def test_wheelCarriesThePlugin(tmp_path: Path) -> None:
+    """`pip install .` installs the dropin beside Twisted's own (no __init__.py that would shadow them)."""
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(tmp_path)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("httpstream-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "twisted/plugins/httpstream_plugin.py" in names
+    assert "twisted/__init__.py" not in names and "twisted/plugins/__init__.py" not in names
+    assert "httpstream/protocol/client_pb2.py" in names and "httpstream/py.typed" in names

@@ -1,0 +1,33 @@
+# The two set-up commands of the README: `make run` and `make test`. Each builds what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test bench redis clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+tests/sdk/node_modules/.package-lock.json: tests/sdk/package-lock.json
+	cd tests/sdk && npm ci --no-audit --no-fund
+
+# The server: embedded memory engine, config.example.json, http://localhost:8000.
+run: $(INSTALLED)
+	$(VENV)/bin/twistd -n --pidfile= httpstream -c config.example.json
+
+# Every test: in-memory, real sockets, the official SDKs in Node (Redis started if it does not answer).
+test: $(INSTALLED) tests/sdk/node_modules/.package-lock.json redis
+	$(PY) -m pytest -q -p no:cacheprovider
+
+redis:
+	@scripts/ensure-redis
+
+bench: $(INSTALLED)
+	$(PY) -m bench.fanout
+
+clean:
+	rm -rf $(VENV) tests/sdk/node_modules
