@@ -171,6 +171,10 @@ class Client:
                 self.log.info("client {client}: invalid token: {error}", client=self.clientID, error=str(e))
                 self._disconnect(codes.DISCONNECT_INVALID_TOKEN)
                 return None
+            if not config.client_insecure and 0 < claims.expireAt <= self._reactor.seconds():
+                # The token is valid (exp passed the check) but its expire_at is over: Centrifugo's "expired".
+                self._replyError(commandID, codes.ERROR_EXPIRED)
+                return None
             self.user, self.connInfo = claims.user, claims.info
             if not config.client_insecure:
                 self._expireAt = claims.expireAt

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from httpstream.logs import Logger
 
 from httpstream import __version__, codes
@@ -55,6 +56,8 @@ class Node:
         self.tokens = TokenVerifier(config.token_hmac_secret_key)
         self.rules = ChannelRules(config)
         self.clients: dict[str, Client] = {}
+        # Channels whose broker subscribe is in flight -> the later subscribers waiting for its outcome.
+        self._subscribing: dict[str, list[Deferred[None]]] = {}
 
     def newClient(self, transport: ITransport) -> Client:
         """Create the protocol side of a new connection; it counts once it has connected."""
@@ -71,10 +74,32 @@ class Node:
             self.registry.remove(client.sessionID)
 
     def addSubscription(self, channel: str, client: Client) -> Deferred[None]:
-        """Add a local subscriber; the first one subscribes the channel in the broker."""
+        """
+        Add a local subscriber; the first one subscribes the channel in the broker. Until the broker has, later
+        subscribers wait for the same outcome: told "subscribed" earlier, they could miss publications, or stay
+        subscribed to a channel the broker failed to join.
+        """
         if self.hub.add(channel, client):
-            return self.broker.subscribe(channel)
-        return succeed(None)
+            waiters: list[Deferred[None]] = []
+            self._subscribing[channel] = waiters
+
+            def settled(result: Any) -> Any:
+                if self._subscribing.get(channel) is waiters:
+                    del self._subscribing[channel]
+                for waiter in waiters:
+                    if isinstance(result, Failure):
+                        waiter.errback(result)
+                    else:
+                        waiter.callback(None)
+                return result
+
+            return self.broker.subscribe(channel).addBoth(settled)
+        waiters = self._subscribing.get(channel)
+        if waiters is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        waiters.append(waiter)
+        return waiter
 
     def removeSubscription(self, channel: str, client: Client) -> None:
         if self.hub.remove(channel, client):

@@ -23,6 +23,8 @@ from httpstream.transports.http_stream import HTTPStreamResource
 
 # Klein would answer a method outside a route's list with its own HTML 405; the resources answer every method
 # themselves (empty 405, CORS preflight), so each route takes them all.
+IDLE_TIMEOUT = 30.0
+
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -98,7 +100,9 @@ def makeSite(node: Node, origins: IOriginChecker | None = None) -> server.Site:
     config: Config = node.config
     if origins is None:
         origins = OriginChecker(config.allowed_origins)
-    site = QuietSite(makeApp(node, origins).resource())
+    # Twisted suspends the idle timeout while a request is handled, so a stream lives on; this only bounds idle
+    # keep-alive connections and peers that dribble their headers (12 hours by default).
+    site = QuietSite(makeApp(node, origins).resource(), timeout=IDLE_TIMEOUT)
     site.requestFactory = limitedRequestFactory(
         max(config.http_stream_max_request_body_size, config.emulation_max_request_body_size)
     )

@@ -26,6 +26,8 @@ class Writer:
 
     @ivar size: bytes queued and not yet written.
     @ivar paused: True while the transport asked us to stop producing.
+    @ivar overflowed: True once a message did not fit; the overflow callback has run (once) and only forced
+        messages are queued from then on.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class Writer:
         self.size = 0
         self.paused = False
         self.stopped = False
+        self.overflowed = False
 
     def enqueue(self, message: bytes, force: bool = False) -> bool:
         """
@@ -54,10 +57,12 @@ class Writer:
         @return: False when the message would take the queue over its limit; the overflow callback has then been
             called and nothing was queued.
         """
-        if self.stopped:
+        if self.stopped or (self.overflowed and not force):
+            # After an overflow nothing more is written: a later message past a dropped one would hide the gap.
             return False
         size = len(message)
         if not force and self._maxSize and self.size + size > self._maxSize:
+            self.overflowed = True
             self._onOverflow()
             return False
         self._queue.append(message)

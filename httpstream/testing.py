@@ -1,0 +1,308 @@
+# -*- test-case-name: tests.test_interfaces,tests.test_client -*-
+"""
+In-memory fakes of httpstream's seams, for httpstream's own tests and for programs that embed it.
+
+Everything here is deterministic: pass a L{twisted.internet.task.Clock} as the reactor (the client and its writer
+only call C{callLater} and C{seconds}), move time with C{clock.advance}, and look at what a L{FakeTransport} was
+asked to write::
+
+    clock = Clock()
+    node = makeNode({"allow_anonymous_connect_without_token": True}, clock)
+    transport = FakeTransport("json")
+    client = node.newClient(transport)
+    client.handleData(encodeCommands("json", [{"id": 1, "connect": {}}]))
+    clock.advance(0)  # the writer writes once per reactor turn
+    assert transport.replies()[0]["connect"]["client"] == client.clientID
+
+Commands and replies are the protocol's plain dicts (L{httpstream.protocol.codec}), the same for both codecs:
+C{bytes} fields are raw JSON bytes for JSON and whatever was sent for Protobuf, zero values are left out.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import orjson
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from httpstream.client import Client
+from httpstream.config import Config
+from httpstream.engines.memory import MemoryBroker
+from httpstream.interfaces import IBroker, IClient, ISessionRegistry, ITransport
+from httpstream.node import Node
+from httpstream.protocol import client_pb2, varint_delimit
+from httpstream.protocol.codec import _BadField, _json_message, _pb_message, _raw_json, _schema
+
+__all__ = [
+    "FakeClient",
+    "FakeTransport",
+    "ManualBroker",
+    "connectClient",
+    "decodeReply",
+    "encodeCommands",
+    "makeNode",
+]
+
+_PROTOCOLS = ("json", "protobuf")
+_REPLY_SCHEMA = _schema(client_pb2.Reply.DESCRIPTOR)
+
+
+def encodeCommands(protocol: str, commands: Sequence[Mapping[str, Any]]) -> bytes:
+    """
+    Encode commands as one frame, the way an SDK sends them: JSON lines joined by C{\\n}, or varint-delimited
+    Protobuf messages. C{bytes} fields (C{data}) hold raw JSON for JSON.
+    """
+    _checkProtocol(protocol)
+    if protocol == "json":
+        return b"\n".join(orjson.dumps(dict(command), default=_raw_json) for command in commands)
+    return varint_delimit(client_pb2.Command(**command).SerializeToString() for command in commands)
+
+
+def decodeReply(protocol: str, message: bytes) -> dict[str, Any]:
+    """
+    Decode one unframed Reply, as written to L{ITransport.writeMessages}, into the protocol's dict form.
+
+    Both codecs give the same dict for the same reply, so a test can run on either: a server ping is C{{}}, a
+    result with no fields C{{"id": 3, "publish": {}}}, a C{data} field the compact JSON bytes.
+    """
+    _checkProtocol(protocol)
+    if protocol == "json":
+        try:
+            return _json_message(orjson.loads(message), _REPLY_SCHEMA)
+        except _BadField as e:
+            raise ValueError(f"not a Reply: {'.'.join(reversed(e.path))}: {e.message}") from None
+    return _pb_message(client_pb2.Reply.FromString(message))
+
+
+def _checkProtocol(protocol: str) -> None:
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"protocol must be 'json' or 'protobuf', not {protocol!r}")
+
+
+@implementer(ITransport)
+class FakeTransport:
+    """
+    An L{ITransport} that records what the client hands it.
+
+    It holds the transport to its contract: a write after L{close}, or a second L{close}, raises AssertionError.
+
+    @ivar batches: every L{writeMessages} call's messages, one list per call (one chunk on a real wire).
+    @ivar closes: the C{(code, reason)} of the L{close} call (at most one).
+    @ivar producer: the producer registered by the client (its writer), or None.
+    """
+
+    def __init__(
+        self,
+        protocol: str = "json",
+        emulated: bool = True,
+        pushDisconnect: bool = True,
+        name: str = "http_stream",
+    ) -> None:
+        """
+        The defaults describe an http_stream connection; a WebSocket is C{emulated=False, pushDisconnect=False,
+        name="websocket"}.
+        """
+        _checkProtocol(protocol)
+        self.protocol = protocol
+        self.emulated = emulated
+        self.pushDisconnect = pushDisconnect
+        self.name = name
+        self.batches: list[list[bytes]] = []
+        self.closes: list[tuple[int, str]] = []
+        self.producer: Optional[IPushProducer] = None
+
+    # ITransport
+
+    def writeMessages(self, messages: Sequence[bytes]) -> None:
+        if self.closes:
+            raise AssertionError(f"writeMessages after close{self.closes[0]!r}: {list(messages)!r}")
+        self.batches.append(list(messages))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closes:
+            raise AssertionError(f"close({code}, {reason!r}) after close{self.closes[0]!r}")
+        self.closes.append((code, reason))
+
+    def registerProducer(self, producer: Any) -> None:
+        self.producer = producer
+
+    # What tests look at
+
+    @property
+    def closed(self) -> Optional[tuple[int, str]]:
+        """The C{(code, reason)} the transport was closed with, or None while open."""
+        return self.closes[0] if self.closes else None
+
+    @property
+    def messages(self) -> list[bytes]:
+        """Every message written, in order, whatever batch it came in."""
+        return [message for batch in self.batches for message in batch]
+
+    def replies(self) -> list[dict[str, Any]]:
+        """Every message written, decoded with L{decodeReply}."""
+        return [decodeReply(self.protocol, message) for message in self.messages]
+
+    def clear(self) -> None:
+        """Forget what was written so far (a test's next step starts from nothing)."""
+        del self.batches[:]
+
+    def pause(self) -> None:
+        """Act as a peer that stopped reading: pause the registered producer."""
+        assert self.producer is not None, "no producer registered"
+        self.producer.pauseProducing()
+
+    def resume(self) -> None:
+        """Act as a peer that reads again: resume the registered producer."""
+        assert self.producer is not None, "no producer registered"
+        self.producer.resumeProducing()
+
+
+@implementer(IClient)
+class FakeClient:
+    """
+    An L{IClient} that records what it is given: a stand-in where the protocol state machine does not matter
+    (the hub's fan-out, a session registry, an emulation endpoint).
+
+    @ivar data: every frame passed to L{handleData}.
+    @ivar delivered: every C{(frame, size)} passed to L{deliver}.
+    @ivar disconnects: every C{(code, reason)} passed to L{disconnect}.
+    """
+
+    _count = 0
+
+    def __init__(self, protocol: str = "json", user: str = "", clientID: str = "", sessionID: str = "") -> None:
+        _checkProtocol(protocol)
+        FakeClient._count += 1
+        self.clientID = clientID or f"fake-client-{FakeClient._count}"
+        self.sessionID = sessionID
+        self.user = user
+        self.protocol = protocol
+        self.closed = False
+        self.data: list[bytes] = []
+        self.delivered: list[tuple[bytes, int]] = []
+        self.disconnects: list[tuple[int, str]] = []
+
+    def handleData(self, data: bytes) -> Deferred[None]:
+        self.data.append(data)
+        return succeed(None)
+
+    def deliver(self, frame: bytes, size: int) -> None:
+        self.delivered.append((frame, size))
+
+    def disconnect(self, code: int, reason: str) -> None:
+        self.disconnects.append((code, reason))
+        self.closed = True
+
+    def transportClosed(self) -> None:
+        self.closed = True
+
+
+@implementer(IBroker)
+class ManualBroker:
+    """
+    An L{IBroker} whose operations wait until the test completes them: for the states a real network broker
+    (Redis) has and the L{MemoryBroker} never shows, such as a subscribe in flight.
+
+    Each call is recorded in L{pending} as C{(operation, channel, deferred)}; L{complete} carries out the oldest on
+    an inner L{MemoryBroker} (so publications then reach subscribed channels) and fires its Deferred, L{fail}
+    fails it instead.
+    """
+
+    def __init__(self) -> None:
+        self._memory = MemoryBroker()
+        self.pending: list[tuple[str, str, Deferred[Any]]] = []
+        self._publications: list[dict] = []
+
+    @property
+    def channels(self) -> set[str]:
+        """The channels subscribed so far (completed subscribes only)."""
+        return self._memory.channels
+
+    def setHandler(self, handler: Any) -> None:
+        self._memory.setHandler(handler)
+
+    def subscribe(self, channel: str) -> Deferred[None]:
+        return self._wait("subscribe", channel, None)
+
+    def unsubscribe(self, channel: str) -> Deferred[None]:
+        return self._wait("unsubscribe", channel, None)
+
+    def publish(self, channel: str, publication: dict) -> Deferred[dict]:
+        return self._wait("publish", channel, publication)
+
+    def _wait(self, operation: str, channel: str, publication: Optional[dict]) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.pending.append((operation, channel, d))
+        self._publications.append(publication or {})
+        return d
+
+    def complete(self) -> None:
+        """Carry out the oldest pending operation and fire its Deferred with its result."""
+        operation, channel, d = self.pending.pop(0)
+        publication = self._publications.pop(0)
+        inner: Deferred[Any]
+        if operation == "publish":
+            inner = self._memory.publish(channel, publication)
+        else:
+            inner = getattr(self._memory, operation)(channel)
+        inner.chainDeferred(d)
+
+    def completeAll(self) -> None:
+        """Complete every pending operation, in order (including those completing adds)."""
+        while self.pending:
+            self.complete()
+
+    def fail(self, reason: Union[Exception, Failure, None] = None) -> None:
+        """Fail the oldest pending operation (a broker that lost its connection)."""
+        _, _, d = self.pending.pop(0)
+        self._publications.pop(0)
+        d.errback(reason if reason is not None else ConnectionError("broker unavailable"))
+
+
+def makeNode(
+    settings: Union[Mapping[str, Any], Config, None] = None,
+    clock: Optional[IReactorTime] = None,
+    broker: Optional[IBroker] = None,
+    registry: Optional[ISessionRegistry] = None,
+    nodeID: Optional[str] = None,
+    seed: int = 0,
+) -> Node:
+    """
+    A L{Node} for tests: the config from a dict of Centrifugo keys (unknown keys are an error here, not a warning:
+    in a test they are typos), a seeded random source so that ping times repeat.
+
+    @param clock: the reactor's time; a new L{Clock} when not given (reach it as C{node.reactor}).
+    """
+    if isinstance(settings, Config):
+        config = settings
+    else:
+        config, warnings = Config.from_dict({"name": "test", **(settings or {})})
+        if warnings:
+            raise ValueError("; ".join(warnings))
+    if clock is None:
+        clock = Clock()
+    return Node(config, clock, broker=broker, registry=registry, rng=random.Random(seed), nodeID=nodeID)
+
+
+def connectClient(
+    node: Node,
+    transport: Optional[FakeTransport] = None,
+    token: str = "",
+    commandID: int = 1,
+) -> tuple[Client, FakeTransport]:
+    """
+    Open a connection on C{node} and send its connect command (with C{token} when given).
+
+    The connect reply is written on the next reactor turn (advance the clock by 0 to see it).
+    """
+    if transport is None:
+        transport = FakeTransport()
+    client = node.newClient(transport)
+    request: dict[str, Any] = {"token": token} if token else {}
+    client.handleData(encodeCommands(transport.protocol, [{"id": commandID, "connect": request}]))
+    return client, transport

@@ -1,0 +1,199 @@
+"""
+Every implementation of every interface in L{httpstream.interfaces} provides it (C{verifyObject}), the shipped
+fakes included; and the fakes of L{httpstream.testing} behave as their interfaces say.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+from zope.interface.interface import InterfaceClass
+from zope.interface.verify import verifyObject
+
+from httpstream import interfaces
+from httpstream.engines.memory import MemoryBroker
+from httpstream.interfaces import IBroker, IClient, IOriginChecker, ISessionRegistry, ITransport
+from httpstream.origin import OriginChecker
+from httpstream.protocol import JSON, PROTOBUF
+from httpstream.registry import SessionRegistry
+from httpstream.testing import (
+    FakeClient,
+    FakeTransport,
+    ManualBroker,
+    decodeReply,
+    encodeCommands,
+    makeNode,
+)
+from httpstream.transports.http_stream import HTTPStreamTransport
+from httpstream.writer import Writer
+
+
+def implementations() -> dict[InterfaceClass, list[Any]]:
+    """One instance of each implementation (in each of its shapes) per interface."""
+    node = makeNode()
+    return {
+        IOriginChecker: [OriginChecker([]), OriginChecker(["*"]), OriginChecker(["https://*.example.com"])],
+        ITransport: [
+            HTTPStreamTransport(DummyRequest([b""]), protobuf=False),
+            HTTPStreamTransport(DummyRequest([b""]), protobuf=True),
+            FakeTransport("json"),
+            FakeTransport("protobuf", emulated=False, pushDisconnect=False, name="websocket"),
+        ],
+        IClient: [
+            node.newClient(FakeTransport("json")),
+            node.newClient(FakeTransport("protobuf", emulated=False)),
+            FakeClient(),
+        ],
+        ISessionRegistry: [SessionRegistry("node"), node.registry],
+        IBroker: [MemoryBroker(), ManualBroker(), node.broker],
+    }
+
+
+class VerifyTests(SynchronousTestCase):
+    def test_everyInterfaceCovered(self) -> None:
+        """
+        Each interface declared in L{httpstream.interfaces} is checked here: a new seam needs its implementations
+        listed.
+        """
+        declared = {
+            value for value in vars(interfaces).values()
+            if isinstance(value, InterfaceClass) and value.__module__ == interfaces.__name__
+        }
+        self.assertEqual(declared, set(implementations()))
+
+    def test_verifyObject(self) -> None:
+        for interface, objects in implementations().items():
+            for obj in objects:
+                self.assertTrue(verifyObject(interface, obj), f"{obj!r} does not provide {interface.__name__}")
+
+    def test_transportAttributes(self) -> None:
+        """
+        A transport's attributes have the values the client reads: protocol "json" or "protobuf", booleans for
+        emulated and pushDisconnect.
+        """
+        for transport in implementations()[ITransport]:
+            self.assertIn(transport.protocol, ("json", "protobuf"))
+            self.assertIn(transport.name, ("http_stream", "sse", "websocket"))
+            self.assertIsInstance(transport.emulated, bool)
+            self.assertIsInstance(transport.pushDisconnect, bool)
+
+    def test_writerIsPushProducer(self) -> None:
+        writer = Writer(Clock(), FakeTransport(), 100, lambda: None)
+        self.assertTrue(verifyObject(IPushProducer, writer))
+
+    def test_clientRegistersWriter(self) -> None:
+        """
+        A client registers its writer with its transport, so the transport can pause it.
+        """
+        transport = FakeTransport()
+        client = makeNode().newClient(transport)
+        self.assertIs(transport.producer, client.writer)
+        self.assertTrue(verifyObject(IPushProducer, transport.producer))
+
+
+class FakeTransportTests(SynchronousTestCase):
+    def test_records(self) -> None:
+        transport = FakeTransport()
+        transport.writeMessages([b"{}", b'{"id":1,"publish":{}}'])
+        transport.writeMessages([b"{}"])
+        self.assertEqual(transport.batches, [[b"{}", b'{"id":1,"publish":{}}'], [b"{}"]])
+        self.assertEqual(transport.replies(), [{}, {"id": 1, "publish": {}}, {}])
+        self.assertIsNone(transport.closed)
+        transport.close(3501, "bad request")
+        self.assertEqual(transport.closed, (3501, "bad request"))
+
+    def test_contract(self) -> None:
+        """
+        Writing after close, or closing twice, breaks the ITransport contract: the fake says so loudly.
+        """
+        transport = FakeTransport()
+        transport.close(3001, "shutdown")
+        self.assertRaises(AssertionError, transport.writeMessages, [b"{}"])
+        self.assertRaises(AssertionError, transport.close, 3001, "shutdown")
+
+    def test_unknownProtocol(self) -> None:
+        self.assertRaises(ValueError, FakeTransport, "xml")
+
+    def test_pauseResume(self) -> None:
+        clock = Clock()
+        transport = FakeTransport()
+        writer = Writer(clock, transport, 0, lambda: None)
+        transport.registerProducer(writer)
+        transport.pause()
+        writer.enqueue(b"{}")
+        clock.advance(0)
+        self.assertEqual(transport.batches, [])
+        transport.resume()
+        clock.advance(0)
+        self.assertEqual(transport.batches, [[b"{}"]])
+
+
+class CodecHelperTests(SynchronousTestCase):
+    COMMANDS: list[dict[str, Any]] = [
+        {"id": 1, "connect": {"token": "t", "name": "js"}},
+        {"id": 2, "publish": {"channel": "news", "data": b'{"x":[1,2]}'}},
+        {},
+    ]
+
+    def test_encodeCommands(self) -> None:
+        """
+        encodeCommands frames commands the way the server's codecs read them, both giving the same dicts.
+        """
+        for codec in (JSON, PROTOBUF):
+            self.assertEqual(codec.decode_commands(encodeCommands(codec.name, self.COMMANDS)), self.COMMANDS)
+
+    def test_decodeReply(self) -> None:
+        """
+        decodeReply reads what the server's codecs write, with the same dict for both.
+        """
+        reply = {"push": {"channel": "news", "pub": {"data": b'{"x":1}', "info": {"user": "u", "client": "c"}}}}
+        for codec in (JSON, PROTOBUF):
+            self.assertEqual(decodeReply(codec.name, codec.encode_reply(reply)), reply)
+            self.assertEqual(decodeReply(codec.name, codec.encode_reply({})), {})
+
+    def test_decodeReplyRefusesNonReply(self) -> None:
+        self.assertRaises(ValueError, decodeReply, "json", b'{"id":"one"}')
+
+
+class ManualBrokerTests(SynchronousTestCase):
+    def test_operationsWait(self) -> None:
+        broker = ManualBroker()
+        received: list[tuple[str, dict]] = []
+        broker.setHandler(lambda channel, pub: received.append((channel, pub)))
+        subscribed = broker.subscribe("news")
+        published = broker.publish("news", {"data": b"1"})
+        self.assertNoResult(subscribed)
+        self.assertEqual(broker.channels, set())
+        broker.complete()
+        self.assertIsNone(self.successResultOf(subscribed))
+        self.assertEqual(broker.channels, {"news"})
+        self.assertNoResult(published)
+        broker.complete()
+        self.assertEqual(self.successResultOf(published), {})
+        self.assertEqual(received, [("news", {"data": b"1"})])
+
+    def test_fail(self) -> None:
+        broker = ManualBroker()
+        d = broker.subscribe("news")
+        broker.fail(ValueError("nope"))
+        self.failureResultOf(d, ValueError)
+        self.assertEqual(broker.pending, [])
+        self.assertEqual(broker.channels, set())
+
+
+class MakeNodeTests(SynchronousTestCase):
+    def test_unknownKey(self) -> None:
+        """
+        A misspelt key is an error, not a silently ignored warning.
+        """
+        self.assertRaises(ValueError, makeNode, {"allow_anonymous_conect_without_token": True})
+
+    def test_settings(self) -> None:
+        clock = Clock()
+        node = makeNode({"ping_interval": "5s", "pong_timeout": "2s"}, clock)
+        self.assertEqual(node.config.ping_interval, 5.0)
+        self.assertIs(node.reactor, clock)

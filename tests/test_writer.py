@@ -1,0 +1,184 @@
+"""
+Tests for L{httpstream.writer}: one batch per reactor turn, a queue bounded in bytes, and push-producer pauses.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from httpstream.testing import FakeTransport
+from httpstream.writer import Writer
+
+
+class WriterTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.transport = FakeTransport()
+        self.overflows = 0
+
+    def writer(self, maxSize: int = 1000) -> Writer:
+        return Writer(self.clock, self.transport, maxSize, self.overflowed)
+
+    def overflowed(self) -> None:
+        self.overflows += 1
+
+    def test_interface(self) -> None:
+        self.assertTrue(verifyObject(IPushProducer, self.writer()))
+
+    def test_oneBatchPerTurn(self) -> None:
+        """
+        Messages queued in the same reactor turn are written together, in order, by one writeMessages call on
+        the next turn; nothing is written synchronously.
+        """
+        writer = self.writer()
+        for message in (b"a", b"b", b"c"):
+            self.assertTrue(writer.enqueue(message))
+        self.assertEqual(self.transport.batches, [])
+        self.clock.advance(0)
+        self.assertEqual(self.transport.batches, [[b"a", b"b", b"c"]])
+        self.clock.advance(0)
+        self.assertEqual(len(self.transport.batches), 1)
+
+    def test_batchPerTurn(self) -> None:
+        writer = self.writer()
+        writer.enqueue(b"1")
+        self.clock.advance(0)
+        writer.enqueue(b"2")
+        writer.enqueue(b"3")
+        self.clock.advance(0)
+        self.assertEqual(self.transport.batches, [[b"1"], [b"2", b"3"]])
+
+    def test_flushWritesNow(self) -> None:
+        """
+        flush() writes what is queued at once and cancels the pending turn (no empty or duplicate write).
+        """
+        writer = self.writer()
+        writer.enqueue(b"x")
+        writer.flush()
+        self.assertEqual(self.transport.batches, [[b"x"]])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(0)
+        self.assertEqual(self.transport.batches, [[b"x"]])
+
+    def test_sizeCountsQueuedBytes(self) -> None:
+        writer = self.writer()
+        writer.enqueue(b"abc")
+        writer.enqueue(b"de")
+        self.assertEqual(writer.size, 5)
+        self.clock.advance(0)
+        self.assertEqual(writer.size, 0)
+
+    def test_boundedByBytes(self) -> None:
+        """
+        The queue takes messages up to its limit in bytes, inclusive; one more byte calls the overflow callback
+        and queues nothing.
+        """
+        writer = self.writer(maxSize=10)
+        self.assertTrue(writer.enqueue(b"123456"))
+        self.assertTrue(writer.enqueue(b"7890"))
+        self.assertEqual(self.overflows, 0)
+        self.assertFalse(writer.enqueue(b"!"))
+        self.assertEqual(self.overflows, 1)
+        self.clock.advance(0)
+        self.assertEqual(self.transport.messages, [b"123456", b"7890"])
+
+    def test_limitIsPerQueueNotPerConnection(self) -> None:
+        """
+        Written bytes leave the queue: a client that keeps reading never overflows.
+        """
+        writer = self.writer(maxSize=10)
+        for _ in range(5):
+            self.assertTrue(writer.enqueue(b"12345678"))
+            self.clock.advance(0)
+        self.assertEqual(self.overflows, 0)
+
+    def test_overflowOnce(self) -> None:
+        """
+        The overflow callback runs once, and nothing after the overflow is queued, even a message that would fit:
+        writing it would hide the lost one.
+        """
+        writer = self.writer(maxSize=10)
+        writer.enqueue(b"12345678")
+        self.assertFalse(writer.enqueue(b"12345678"))
+        self.assertFalse(writer.enqueue(b"12345678"))
+        self.assertFalse(writer.enqueue(b"1"))
+        self.assertEqual(self.overflows, 1)
+        self.assertTrue(writer.overflowed)
+        self.clock.advance(0)
+        self.assertEqual(self.transport.messages, [b"12345678"])
+
+    def test_forcePastLimit(self) -> None:
+        """
+        A forced message (a Disconnect push) is queued past the limit, even after an overflow.
+        """
+        writer = self.writer(maxSize=4)
+        writer.enqueue(b"1234")
+        self.assertFalse(writer.enqueue(b"5"))
+        self.assertTrue(writer.enqueue(b"last words", force=True))
+        self.clock.advance(0)
+        self.assertEqual(self.transport.messages, [b"1234", b"last words"])
+        self.assertEqual(self.overflows, 1)
+
+    def test_zeroMeansUnbounded(self) -> None:
+        writer = self.writer(maxSize=0)
+        self.assertTrue(writer.enqueue(b"x" * 100000))
+        self.assertEqual(self.overflows, 0)
+
+    def test_pauseHoldsWrites(self) -> None:
+        """
+        While paused nothing is written, whether queued before or after the pause; resuming writes it all as one
+        batch on the next turn.
+        """
+        writer = self.writer()
+        writer.enqueue(b"before")
+        writer.pauseProducing()
+        writer.enqueue(b"during")
+        self.clock.advance(0)
+        self.clock.advance(10)
+        writer.flush()
+        self.assertEqual(self.transport.batches, [])
+        writer.resumeProducing()
+        self.assertEqual(self.transport.batches, [])
+        self.clock.advance(0)
+        self.assertEqual(self.transport.batches, [[b"before", b"during"]])
+
+    def test_pausedQueueStillBounded(self) -> None:
+        """
+        A peer that stops reading fills the queue: the overflow callback runs (the client disconnects it as slow).
+        """
+        writer = self.writer(maxSize=100)
+        writer.pauseProducing()
+        for _ in range(10):
+            writer.enqueue(b"x" * 10)
+        self.assertEqual(self.overflows, 0)
+        writer.enqueue(b"x")
+        self.assertEqual(self.overflows, 1)
+
+    def test_resumeWithEmptyQueue(self) -> None:
+        writer = self.writer()
+        writer.pauseProducing()
+        writer.resumeProducing()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        writer.enqueue(b"x")
+        self.clock.advance(0)
+        self.assertEqual(self.transport.batches, [[b"x"]])
+
+    def test_stopDropsQueue(self) -> None:
+        """
+        After stop (or stopProducing) the queue is dropped and later messages are refused without an overflow.
+        """
+        for stop in ("stop", "stopProducing"):
+            transport = self.transport = FakeTransport()
+            writer = self.writer()
+            writer.enqueue(b"dropped")
+            getattr(writer, stop)()
+            self.assertFalse(writer.enqueue(b"late"))
+            writer.flush()
+            writer.resumeProducing()
+            self.clock.advance(0)
+            self.assertEqual(transport.batches, [], stop)
+            self.assertEqual(writer.size, 0)
+        self.assertEqual(self.overflows, 0)
