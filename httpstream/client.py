@@ -434,6 +434,7 @@ class Client:
         self._state = _CLOSED
         self.writer.stop()
         self._cleanup()
+        self.log.debug("client {client} went away (connection lost)", client=self.clientID)
 
     def _cleanup(self) -> None:
         for name in ("_staleCall", "_pingCall", "_pongCall", "_expireCall"):

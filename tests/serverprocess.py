@@ -93,6 +93,11 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (for /proc readings and profilers)."""
+        return self._process.pid
+
     def alive(self) -> bool:
         return self._process.poll() is None
 

@@ -265,7 +265,11 @@ def test_emulationUnknownNode404(server: ServerProcess) -> None:
 def test_emulationDeadSession204(server: ServerProcess) -> None:
     stream, result = connectStream(server.port)
     stream.close()
-    time.sleep(0.2)  # the server notices the closed stream
+    # The server notices the closed stream and forgets the session.
+    deadline = time.monotonic() + 5
+    while f"client {result['client']} went away" not in server.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"client {result['client']} went away" in server.output
     assert emulate(server.port, result["node"], result["session"], [{"id": 2, "subscribe": {"channel": "x"}}]).status == 204
     assert emulate(server.port, result["node"], "no-such-session", [{}]).status == 204
     assertStillServing(server)

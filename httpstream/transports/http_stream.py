@@ -72,7 +72,9 @@ class HTTPStreamTransport:
         """The peer went away: nothing more may be written."""
         if not self.finished:
             self.finished = True
-            if self._producer is not None:
+            # After connectionLost the request has no channel (which dropped the producer itself):
+            # unregistering then raises, and the client would never hear that its stream is gone.
+            if self._producer is not None and self._request.channel is not None:
                 self._request.unregisterProducer()
 
 
