@@ -75,7 +75,7 @@ class Client:
         self._pingCall: Optional[IDelayedCall] = None
         self._pongCall: Optional[IDelayedCall] = None
         self._expireCall: Optional[IDelayedCall] = None
-        self.writer = Writer(reactor, transport, self._config.client_queue_max_size, self._slow)
+        self.writer = Writer(reactor, transport, self._config.client_queue_max_size, self._slow, node.flusher)
         transport.registerProducer(self.writer)
         self._staleCall: Optional[IDelayedCall] = reactor.callLater(
             self._config.client_stale_close_delay, self._stale
@@ -386,7 +386,9 @@ class Client:
             self._disconnect(codes.DISCONNECT_STALE)
 
     def _slow(self) -> None:
-        self._disconnect(codes.DISCONNECT_SLOW, flush=False)
+        # A burst that overflowed a reading client still reaches it, with the 3008 push after it, so the SDK
+        # learns the code; a peer that stopped reading (paused writer) would never read them: just cut it off.
+        self._disconnect(codes.DISCONNECT_SLOW, flush=not self.writer.paused)
 
     # Outbound
 

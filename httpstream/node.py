@@ -23,6 +23,7 @@ from httpstream.hub import Hub
 from httpstream.interfaces import IBroker, ISessionRegistry, ITransport
 from httpstream.registry import SessionRegistry
 from httpstream.tokens import TokenVerifier
+from httpstream.writer import Flusher
 
 
 class Node:
@@ -50,6 +51,7 @@ class Node:
         self.version = __version__
         self.rng = rng or random.Random()
         self.hub = Hub()
+        self.flusher = Flusher(reactor)
         self.broker: IBroker = broker if broker is not None else MemoryBroker()
         self.broker.setHandler(self._onPublication)
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry(self.id)

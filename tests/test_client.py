@@ -674,11 +674,14 @@ class ClientTestsMixin(ClientHelpers):
         subscriber, subscriberTransport = self.connected(node)
         publisher, publisherTransport = self.connected(node)
         self.send(subscriber, {"id": 2, "subscribe": {"channel": "news"}})
+        subscriberTransport.clear()
         subscriberTransport.pause()
         data = b'"' + b"x" * 100 + b'"'
         for i in range(20):
             self.send(publisher, {"id": i + 2, "publish": {"channel": "news", "data": data}})
         self.assertEqual(subscriberTransport.closed, (3008, "slow"))
+        # A peer that does not read would not read a Disconnect push either: nothing more is written.
+        self.assertEqual(subscriberTransport.batches, [])
         self.assertTrue(subscriber.closed)
         self.assertEqual(node.hub.subscribers("news"), [])
         self.assertEqual(len(publisherTransport.replies()), 20)
@@ -691,10 +694,16 @@ class ClientTestsMixin(ClientHelpers):
         node = self.node(client_queue_max_size=1000, **OPEN)
         subscriber, subscriberTransport = self.connected(node)
         self.send(subscriber, {"id": 2, "subscribe": {"channel": "news"}})
+        subscriberTransport.clear()
         for _ in range(20):
             node.publish("news", {"data": b'"' + b"x" * 100 + b'"'})
         self.clock.advance(0)
         self.assertEqual(subscriberTransport.closed, (3008, "slow"))
+        # The peer still reads: what fitted, then the Disconnect push, so the SDK learns the code.
+        replies = subscriberTransport.replies()
+        self.assertEqual(replies[-1], {"push": {"disconnect": {"code": 3008, "reason": "slow"}}})
+        self.assertTrue(all("pub" in reply["push"] for reply in replies[:-1]))
+        self.assertLessEqual(sum(map(len, subscriberTransport.messages[:-1])), 1000)
 
     def test_disconnectPushBeforeClose(self) -> None:
         """

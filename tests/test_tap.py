@@ -59,6 +59,16 @@ def test_unknownKeyIsAWarning(startServer) -> None:
     assert server.alive()
 
 
+def test_logLevelErrorStillAnnouncesPort(startServer) -> None:
+    server = startServer({"log_level": "error"})
+    from tests.wire import connectStream
+
+    stream, result = connectStream(server.port)
+    stream.close()
+    assert "listening on http://127.0.0.1:" in server.output
+    assert f"client {result['client']} connected" not in server.output  # a debug line, filtered out
+
+
 def test_portInUseExitsNonZero(startServer, tmp_path: Path) -> None:
     first = startServer()
     path = tmp_path / "taken.json"
@@ -84,7 +94,8 @@ def test_makeServiceEmbeds() -> None:
     parent = MultiService()
     service.setServiceParent(parent)
     parent.startService()
-    assert reactor.tcpServers[0][0] == 0 and reactor.tcpServers[0][3] == "127.0.0.1"
+    port, _, backlog, interface = reactor.tcpServers[0]
+    assert (port, backlog, interface) == (0, 1024, "127.0.0.1")
     assert service.node.config.http_stream is True
     parent.stopService()
     assert service.port is None

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from httpstream.testing import FakeTransport
-from httpstream.writer import Writer
+from httpstream.writer import Flusher, Writer
 
 
 class WriterTests(SynchronousTestCase):
@@ -182,3 +182,58 @@ class WriterTests(SynchronousTestCase):
             self.assertEqual(transport.batches, [], stop)
             self.assertEqual(writer.size, 0)
         self.assertEqual(self.overflows, 0)
+
+
+class FlusherTests(SynchronousTestCase):
+    """Many writers due in the same turn share one timer (not one heap entry per subscriber per message)."""
+
+    def test_oneTimerForManyWriters(self) -> None:
+        clock = Clock()
+        flusher = Flusher(clock)
+        transports = [FakeTransport() for _ in range(50)]
+        writers = [Writer(clock, t, 1000, lambda: None, flusher) for t in transports]
+        for writer in writers:
+            writer.enqueue(b"m1")
+            writer.enqueue(b"m2")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0)
+        self.assertEqual([t.batches for t in transports], [[[b"m1", b"m2"]]] * 50)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_pausedAndStoppedWritersLeaveTheTurn(self) -> None:
+        clock = Clock()
+        flusher = Flusher(clock)
+        a, b, c = FakeTransport(), FakeTransport(), FakeTransport()
+        wa, wb, wc = (Writer(clock, t, 1000, lambda: None, flusher) for t in (a, b, c))
+        for writer in (wa, wb, wc):
+            writer.enqueue(b"x")
+        wa.pauseProducing()
+        wb.stop()
+        clock.advance(0)
+        self.assertEqual((a.batches, b.batches, c.batches), ([], [], [[b"x"]]))
+        wa.resumeProducing()
+        clock.advance(0)
+        self.assertEqual(a.batches, [[b"x"]])
+
+    def test_lastCancelRemovesTimer(self) -> None:
+        clock = Clock()
+        flusher = Flusher(clock)
+        writer = Writer(clock, FakeTransport(), 1000, lambda: None, flusher)
+        writer.enqueue(b"x")
+        writer.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_oneFailingTransportDoesNotStopOthers(self) -> None:
+        clock = Clock()
+        flusher = Flusher(clock)
+
+        class Broken(FakeTransport):
+            def writeMessages(self, messages):  # type: ignore[no-untyped-def]
+                raise OSError("gone")
+
+        good = FakeTransport()
+        Writer(clock, Broken(), 1000, lambda: None, flusher).enqueue(b"x")
+        Writer(clock, good, 1000, lambda: None, flusher).enqueue(b"y")
+        clock.advance(0)
+        self.assertEqual(good.batches, [[b"y"]])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)

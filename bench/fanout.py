@@ -1,0 +1,749 @@
+"""
+Fan-out benchmark: N http_stream subscribers on one channel, M publications into it.
+
+    .venv/bin/python -m bench.fanout [--connections 1000] [--messages 100] [--rate 20]
+
+The server runs as its own process (``twistd -n httpstream``); this process is the load generator: raw asyncio
+sockets that write the HTTP/1.1 requests themselves and parse the chunked streams incrementally, so one
+connection costs a few small objects here and the measurement is not a client library's. Latency is the receive
+time at a subscriber minus the send time stamped into the publication's data (``time.time_ns()`` on both sides:
+one machine, one clock). See bench/README.md for how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Optional
+
+import orjson
+
+from tests.serverprocess import ServerProcess
+
+CHANNEL = "bench"
+HOST = "127.0.0.1"
+
+# The "listening on" line is logged at info level, which log_level "error" hides; Twisted's own "Site starting
+# on PORT" line is printed whatever the level.
+STARTED = re.compile(r"(?:listening on http://[^:]+:|Site starting on )(\d+)")
+
+
+class BenchError(Exception):
+    """The run could not be completed or measured; the message says what is missing."""
+
+
+# The server
+
+
+class BenchServer(ServerProcess):
+    """A L{ServerProcess} that also recognises Twisted's own start line (log_level "error" hides httpstream's)."""
+
+    def _waitForPort(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = STARTED.search(self.output)
+            if match:
+                self.port = int(match.group(1))
+                return
+            if not self.alive():
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise BenchError(f"server did not start:\n{self.output}")
+
+
+def serverConfig(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "http_stream": True,
+        "allow_anonymous_connect_without_token": True,
+        "allow_subscribe_for_anonymous": True,
+        "allow_subscribe_for_client": True,
+        "allow_publish_for_anonymous": True,
+        "allow_publish_for_client": True,
+        "log_level": "error",
+        # No server ping during a run: it would only add "{}" lines and pongs to send.
+        "ping_interval": "1h",
+        "pong_timeout": "8s",
+        # Every subscriber may fall behind by a whole run's publications without being cut off as slow.
+        "client_queue_max_size": 64 * 1024 * 1024,
+        **dict(args.set),
+    }
+
+
+def rssKiB(pid: int) -> int:
+    """Resident set size of a process, from /proc/<pid>/status VmRSS (kB)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpuSeconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def machineCpu() -> tuple[int, int, int]:
+    """(busy, steal, total) jiffies over all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice (guests are already counted in user/nice)
+    total = sum(fields[:8])
+    idle = fields[3] + fields[4]
+    return total - idle, fields[7], total
+
+
+def ownCpuSeconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raiseFileLimit(needed: int) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE towards C{needed} (the server, started later, inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise BenchError(f"need {needed} file descriptors but the hard limit is {hard}: raise `ulimit -Hn`")
+    return soft, hard
+
+
+# The client side
+
+
+class Results:
+    """What every subscriber stream reports into."""
+
+    def __init__(self, expected: int, messages: int) -> None:
+        self.expected = expected
+        self.received = 0
+        self.latencies: list[int] = []  # ns, one per delivery
+        self.lastPerMessage = [0] * messages  # ns: the latest delivery of each publication
+        self.firstDelivery = 0
+        self.lastDelivery = 0
+        self.disconnects: dict[str, int] = {}
+        self.ended: dict[str, int] = {}  # why streams ended or broke before the run was over
+        self.errors: list[str] = []
+        self.done = asyncio.get_running_loop().create_future()
+
+    def delivered(self, now: int, data: dict) -> None:
+        latency = now - data["t"]
+        self.latencies.append(latency)
+        i = data["i"]
+        if latency > self.lastPerMessage[i]:
+            self.lastPerMessage[i] = latency
+        if not self.firstDelivery:
+            self.firstDelivery = now
+        self.lastDelivery = now
+        self.received += 1
+        if self.received >= self.expected and not self.done.done():
+            self.done.set_result(None)
+
+
+class StreamConnection(asyncio.Protocol):
+    """
+    One POST /connection/http_stream: writes the request, then parses the chunked response incrementally and
+    dispatches each newline-terminated JSON message: replies resolve the waiter of their id, publications are
+    timed, a disconnect push is counted.
+    """
+
+    def __init__(self, port: int, results: Results) -> None:
+        body = b'{"id":1,"connect":{}}'
+        self._request = (
+            b"POST /connection/http_stream HTTP/1.1\r\n"
+            + f"Host: {HOST}:{port}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        self._results = results
+        self._buffer = bytearray()
+        self._headDone = False
+        self._chunkLeft = -1  # -1: a chunk-size line comes next
+        self._waiters: dict[int, asyncio.Future] = {}
+        # Waited for from the start: the reply can arrive before create_connection() returns the protocol.
+        self.connected = self.reply(1)
+        self.transport: Optional[asyncio.Transport] = None
+        self.session = ""
+        self.node = ""
+        self.received = 0
+        self.disconnect = ""  # the disconnect push, "code reason", if one came
+        self.stage = "tcp connect"  # how far it got, for the error when a phase times out
+        self.closed = False
+        self.finished = False  # the run is over: an end of stream is expected now
+
+    def reply(self, commandID: int) -> asyncio.Future:
+        """A future for the reply to command C{commandID} on this stream."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[commandID] = future
+        return future
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(self._request)  # type: ignore[union-attr]
+        self.stage = "request sent, no response head"
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        buffer = self._buffer
+        buffer += data
+        pos = 0
+        if not self._headDone:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).decode("latin-1").lower()
+            status = head.split(" ", 2)[1]
+            if status != "200" or "transfer-encoding: chunked" not in head:
+                self._fail(f"stream answered {head.splitlines()[0]!r}")
+                return
+            self._headDone = True
+            self.stage = "response head, no connect reply"
+            pos = end + 4
+        size = len(buffer)
+        while True:
+            if self._chunkLeft < 0:
+                eol = buffer.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                self._chunkLeft = int(bytes(buffer[pos:eol]).split(b";")[0], 16)
+                pos = eol + 2
+                if self._chunkLeft == 0:
+                    self._end(f"stream ended ({self.disconnect or 'no disconnect push'})")
+                    return
+            if size - pos < self._chunkLeft + 2:
+                break
+            chunk = bytes(buffer[pos : pos + self._chunkLeft])
+            pos += self._chunkLeft + 2
+            self._chunkLeft = -1
+            self._chunk(chunk, now)
+        del buffer[:pos]
+
+    def _chunk(self, chunk: bytes, now: int) -> None:
+        for line in chunk.split(b"\n"):
+            if not line:
+                continue
+            message = orjson.loads(line)
+            push = message.get("push")
+            if push is not None:
+                pub = push.get("pub")
+                if pub is not None:
+                    self.received += 1
+                    self._results.delivered(now, pub["data"])
+                elif "disconnect" in push:
+                    d = push["disconnect"]
+                    key = f'{d.get("code")} {d.get("reason", "")}'
+                    self.disconnect = key
+                    self._results.disconnects[key] = self._results.disconnects.get(key, 0) + 1
+                continue
+            commandID = message.get("id")
+            if commandID is None:
+                continue  # a server ping
+            if "connect" in message:
+                self.stage = "connected"
+                self.session = message["connect"].get("session", "")
+                self.node = message["connect"].get("node", "")
+            waiter = self._waiters.pop(commandID, None)
+            if waiter is not None and not waiter.done():
+                if "error" in message:
+                    waiter.set_exception(BenchError(f"command {commandID} failed: {message['error']}"))
+                else:
+                    waiter.set_result(message)
+
+    def _fail(self, reason: str) -> None:
+        self._results.errors.append(reason)
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.finished:
+            self._results.ended[reason] = self._results.ended.get(reason, 0) + 1
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(BenchError(reason))
+        self._waiters.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._end(f"connection lost: {exc or 'closed by server'}")
+
+    def close(self) -> None:
+        self.finished = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class EmulationConnection:
+    """A keep-alive HTTP/1.1 connection for POST /emulation requests, one at a time or pipelined."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._reader: Optional[asyncio.StreamReader] = None
+        self._writer: Optional[asyncio.StreamWriter] = None
+        self._inFlight: deque[asyncio.Future] = deque()
+        self._readLoop: Optional[asyncio.Task] = None
+
+    def _request(self, stream: StreamConnection, commands: list[dict]) -> bytes:
+        data = "\n".join(orjson.dumps(c).decode() for c in commands)
+        body = orjson.dumps({"session": stream.session, "node": stream.node, "data": data})
+        return (
+            b"POST /emulation HTTP/1.1\r\n"
+            + f"Host: {HOST}:{self._port}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+    async def open(self) -> None:
+        if self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(HOST, self._port)
+
+    async def _response(self) -> None:
+        """Read one response; raise unless it is the 204 that says the commands have run."""
+        assert self._reader is not None
+        head = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        status = head.split(" ", 2)[1]
+        length = re.search(r"content-length:\s*(\d+)", head)
+        if length:
+            await self._reader.readexactly(int(length.group(1)))
+        elif "transfer-encoding: chunked" in head:
+            while size := int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await self._reader.readexactly(size + 2)
+            await self._reader.readuntil(b"\r\n")
+        if "connection: close" in head or not (length or status == "204" or "chunked" in head):
+            self.close()
+        if status != "204":
+            raise BenchError(f"POST /emulation answered {status}")
+
+    async def post(self, stream: StreamConnection, commands: list[dict]) -> None:
+        """Run C{commands} on C{stream}'s session and wait for the 204; their replies come on the stream."""
+        await self.open()
+        assert self._writer is not None
+        self._writer.write(self._request(stream, commands))
+        await self._response()
+
+    def send(self, stream: StreamConnection, commands: list[dict]) -> asyncio.Future:
+        """
+        Pipelined: write the request now, without waiting for earlier answers (the server answers in order).
+        The connection must be open. @return: a future for its 204.
+        """
+        assert self._writer is not None, "open() first"
+        future = asyncio.get_running_loop().create_future()
+        self._inFlight.append(future)
+        self._writer.write(self._request(stream, commands))
+        if self._readLoop is None:
+            self._readLoop = asyncio.ensure_future(self._readResponses())
+        return future
+
+    async def _readResponses(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._response()
+                    outcome: Optional[BenchError] = None
+                except BenchError as e:
+                    outcome = e
+                if not self._inFlight:
+                    raise BenchError("POST /emulation: an answer to no request")
+                future = self._inFlight.popleft()
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
+        except (asyncio.IncompleteReadError, ConnectionError, BenchError) as e:
+            while self._inFlight:
+                self._inFlight.popleft().set_exception(BenchError(f"emulation connection lost: {e!r}"))
+
+    def close(self) -> None:
+        if self._readLoop is not None:
+            self._readLoop.cancel()
+            self._readLoop = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class EmulationPool:
+    """A few keep-alive emulation connections shared by many sessions."""
+
+    def __init__(self, port: int, size: int) -> None:
+        self._idle: asyncio.Queue[EmulationConnection] = asyncio.Queue()
+        self._all = [EmulationConnection(port) for _ in range(size)]
+        for connection in self._all:
+            self._idle.put_nowait(connection)
+
+    async def post(self, stream: StreamConnection, commands: list[dict]) -> None:
+        connection = await self._idle.get()
+        try:
+            await connection.post(stream, commands)
+        except BaseException:
+            connection.close()
+            raise
+        finally:
+            self._idle.put_nowait(connection)
+
+    def close(self) -> None:
+        for connection in self._all:
+            connection.close()
+
+
+async def openStream(
+    port: int, results: Results, timeout: float, opened: Optional[list[StreamConnection]] = None
+) -> StreamConnection:
+    loop = asyncio.get_running_loop()
+
+    def factory() -> StreamConnection:
+        stream = StreamConnection(port, results)
+        if opened is not None:
+            opened.append(stream)
+        return stream
+
+    _, stream = await asyncio.wait_for(loop.create_connection(factory, HOST, port), timeout)
+    await asyncio.wait_for(stream.connected, timeout)
+    if not (stream.session and stream.node):
+        raise BenchError("connect reply has no session/node: is http_stream emulation enabled?")
+    return stream
+
+
+async def subscribe(pool: EmulationPool, stream: StreamConnection, timeout: float) -> None:
+    reply = stream.reply(2)
+    await asyncio.wait_for(pool.post(stream, [{"id": 2, "subscribe": {"channel": CHANNEL}}]), timeout)
+    await asyncio.wait_for(reply, timeout)
+
+
+async def gatherAll(label: str, coroutines: list, timeout: float) -> list:
+    """Run them all; on any failure or past C{timeout}, say how many made it and why the rest did not."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    failures = [t.exception() for t in done if t.exception() is not None]
+    if pending or failures:
+        ok = len(done) - len(failures)
+        reasons: dict[str, int] = {}
+        for f in failures:
+            key = f"{type(f).__name__}: {f}"
+            reasons[key] = reasons.get(key, 0) + 1
+        detail = "; ".join(f"{n}x {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])[:5])
+        raise BenchError(
+            f"{label}: {ok} of {len(tasks)} succeeded, {len(failures)} failed, {len(pending)} timed out "
+            f"after {timeout:g}s. {detail}"
+        )
+    return [t.result() for t in tasks]
+
+
+class Profiler:
+    """py-spy record on the server for the publish phase (optional; py-spy must be installed)."""
+
+    def __init__(self, pid: int, output: Optional[str]) -> None:
+        self._process: Optional[subprocess.Popen] = None
+        if not output:
+            return
+        pyspy = Path(sys.executable).with_name("py-spy")
+        command = [str(pyspy) if pyspy.exists() else "py-spy", "record", "--pid", str(pid), "--output", output,
+                   "--rate", "200", "--nonblocking"]
+        command += ["--format", "raw"] if output.endswith((".txt", ".folded")) else []
+        try:
+            self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy") from None
+        time.sleep(1.0)  # py-spy attaches
+        if self._process.poll() is not None:
+            raise BenchError(f"py-spy failed: {self._process.stderr.read().decode()}")  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+            try:
+                self._process.wait(30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+
+# The run
+
+
+def percentile(ordered: list[int], p: float) -> int:
+    if not ordered:
+        return 0
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
+    n, m = args.connections, args.messages
+    port, pid = server.port, server.pid
+    results = Results(n * m, m)
+    out: dict[str, Any] = {"connections": n, "messages": m, "rate": args.rate}
+    gc.collect()
+    time.sleep(0.5)
+    out["rss_before_kib"] = rssKiB(pid)
+
+    streams: list[StreamConnection] = []
+    pool = EmulationPool(port, args.emulation_pool)
+    try:
+        # Connect: at most --concurrency handshakes in flight (the server's listen backlog is Twisted's 50).
+        gate = asyncio.Semaphore(args.concurrency)
+
+        async def connectOne() -> StreamConnection:
+            async with gate:
+                return await openStream(port, results, args.timeout, streams)
+
+        start = time.perf_counter()
+        try:
+            await gatherAll("connect", [connectOne() for _ in range(n)], args.timeout)
+        except BenchError as e:
+            stages: dict[str, int] = {}
+            for stream in streams:
+                if stream.stage != "connected":
+                    stages[stream.stage] = stages.get(stream.stage, 0) + 1
+            raise BenchError(f"{e} Stuck streams: {stages or 'none'}") from None
+        out["connect_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        await gatherAll("subscribe", [subscribe(pool, s, args.timeout) for s in streams], args.timeout)
+        out["subscribe_s"] = time.perf_counter() - start
+
+        await asyncio.sleep(1.0)
+        out["rss_connected_kib"] = rssKiB(pid)
+
+        # The publisher is one more connection, not subscribed: its stream carries only the publish replies.
+        publisher = await openStream(port, results, args.timeout)
+        emulation = EmulationConnection(port)
+        await emulation.open()
+        profiler = Profiler(pid, args.profile)
+        # The load generator's own collector must not pause the receive loop mid-measurement (what it parses is
+        # freed by reference counting; nothing here makes cycles per message).
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        serverCpu0, ownCpu0, machine0 = cpuSeconds(pid), ownCpuSeconds(), machineCpu()
+        publishStart = time.time_ns()
+        startClock = time.perf_counter()
+        replies, accepted = [], []
+        publishProblems: list[str] = []
+        try:
+            # Open loop: each publication goes out at its scheduled time whether or not the server has answered
+            # the earlier ones (requests are pipelined), so a slow server shows as latency rather than as a
+            # publisher that politely waits (coordinated omission). --rate 0 sends them all at once.
+            for i in range(m):
+                if args.rate > 0:
+                    delay = startClock + i / args.rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                commandID = 3 + i
+                replies.append(publisher.reply(commandID))
+                sentAt = time.time_ns()
+                if i == 0:
+                    firstSend = sentAt
+                command = {"id": commandID, "publish": {"channel": CHANNEL, "data": {"t": sentAt, "i": i}}}
+                accepted.append(emulation.send(publisher, [command]))
+            publishEnd = time.time_ns()
+            # Failures here are reported with the deliveries rather than ending the run.
+            for label, futures in (("publish requests (204)", accepted), ("publish replies", replies)):
+                try:
+                    await gatherAll(label, futures, args.timeout)
+                except BenchError as e:
+                    publishProblems.append(str(e))
+            try:
+                await asyncio.wait_for(asyncio.shield(results.done), args.timeout)
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            serverCpu, ownCpu = cpuSeconds(pid) - serverCpu0, ownCpuSeconds() - ownCpu0
+            windowNs = time.time_ns() - publishStart
+            machine = [after - before for after, before in zip(machineCpu(), machine0)]
+            gc.enable()
+            gc.unfreeze()
+            profiler.stop()
+            emulation.close()
+        out["rss_after_publish_kib"] = rssKiB(pid)
+        publisher.close()
+    finally:
+        pool.close()
+        for stream in streams:
+            stream.close()
+
+    out["expected"] = n * m
+    out["received"] = results.received
+    phaseNs = max(results.lastDelivery, publishEnd) - publishStart
+    out["publish_phase_s"] = phaseNs / 1e9
+    # Sends 0..m-1 span m-1 intervals.
+    out["publish_rate"] = (m - 1) / ((sentAt - firstSend) / 1e9) if sentAt > firstSend else 0.0
+    out["deliveries_per_s"] = results.received / (phaseNs / 1e9) if phaseNs > 0 else 0.0
+    ordered = sorted(results.latencies)
+    for name, p in (("p50", 50), ("p90", 90), ("p99", 99)):
+        out[f"latency_{name}_ms"] = percentile(ordered, p) / 1e6
+    out["latency_max_ms"] = (ordered[-1] if ordered else 0) / 1e6
+    fanout = sorted(x for x in results.lastPerMessage if x)
+    out["fanout_p50_ms"] = percentile(fanout, 50) / 1e6
+    out["fanout_max_ms"] = (fanout[-1] if fanout else 0) / 1e6
+    out["fanout_ms_by_message"] = [round(x / 1e6, 2) for x in results.lastPerMessage]
+    out["server_cpu_s"] = serverCpu
+    out["loadgen_cpu_s"] = ownCpu
+    # CPU is read over the whole publish window, which ends when the last delivery arrives (or at the timeout).
+    out["server_cpu_pct"] = 100 * serverCpu / (windowNs / 1e9)
+    out["loadgen_cpu_pct"] = 100 * ownCpu / (windowNs / 1e9)
+    # Everything that ran on the machine (other processes included), in CPUs' worth: 2.0 = both cores busy.
+    out["machine_busy_cpus"] = (os.cpu_count() or 1) * machine[0] / machine[2] if machine[2] else 0.0
+    out["machine_steal_pct"] = 100 * machine[1] / machine[2] if machine[2] else 0.0
+    out["other_busy_cpus"] = max(0.0, out["machine_busy_cpus"] - (serverCpu + ownCpu) / (windowNs / 1e9))
+    out["rss_per_connection_kib"] = (out["rss_connected_kib"] - out["rss_before_kib"]) / n
+    out["streams_ended_early"] = dict(results.ended)
+    out["disconnects"] = dict(results.disconnects)
+    short = [s.received for s in streams if s.received < m]
+    out["subscribers_short"] = len(short)
+    out["publish_problems"] = publishProblems
+    return out
+
+
+def table(out: dict[str, Any], args: argparse.Namespace) -> str:
+    rows = [
+        ("connections", f"{out['connections']}"),
+        ("messages", f"{out['messages']}"),
+        ("publish rate target / achieved (msg/s)",
+         f"{'unlimited' if args.rate <= 0 else format(args.rate, 'g')} / {out['publish_rate']:.1f}"),
+        ("connect time, all N (s)", f"{out['connect_s']:.2f}  ({out['connections'] / out['connect_s']:.0f}/s)"),
+        ("subscribe time, all N (s)", f"{out['subscribe_s']:.2f}  ({out['connections'] / out['subscribe_s']:.0f}/s)"),
+        ("deliveries expected / received", f"{out['expected']} / {out['received']}"),
+        ("publish phase, first send to last delivery (s)", f"{out['publish_phase_s']:.2f}"),
+        ("deliveries/s", f"{out['deliveries_per_s']:.0f}"),
+        ("latency p50 / p90 / p99 / max (ms)",
+         f"{out['latency_p50_ms']:.1f} / {out['latency_p90_ms']:.1f} / {out['latency_p99_ms']:.1f} / "
+         f"{out['latency_max_ms']:.1f}"),
+        ("fan-out, send to last subscriber p50 / max (ms)", f"{out['fanout_p50_ms']:.1f} / {out['fanout_max_ms']:.1f}"),
+        ("server RSS before connections (MiB)", f"{out['rss_before_kib'] / 1024:.1f}"),
+        ("server RSS after connections (MiB)", f"{out['rss_connected_kib'] / 1024:.1f}"),
+        ("server RSS per connection (KiB)", f"{out['rss_per_connection_kib']:.1f}"),
+        ("server RSS after publishing (MiB)", f"{out['rss_after_publish_kib'] / 1024:.1f}"),
+        ("CPU in publish phase: server / load generator (%)",
+         f"{out['server_cpu_pct']:.0f} / {out['loadgen_cpu_pct']:.0f}"),
+        ("other processes' CPU in publish phase (cores) / steal (%)",
+         f"{out['other_busy_cpus']:.2f} / {out['machine_steal_pct']:.1f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    valueWidth = max(len(value) for _, value in rows)
+    line = f"+-{'-' * width}-+-{'-' * valueWidth}-+"
+    body = [line] + [f"| {name:<{width}} | {value:>{valueWidth}} |" for name, value in rows] + [line]
+    config = (
+        f"bench.fanout: --connections {args.connections} --messages {args.messages} --rate {args.rate:g} "
+        f"--concurrency {args.concurrency} --emulation-pool {args.emulation_pool} --timeout {args.timeout:g}; "
+        f"server: twistd httpstream, memory engine, JSON, log_level error, ping_interval 1h"
+        + "".join(f", {key}={json.dumps(value)}" for key, value in args.set)
+        + "; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, RLIMIT_NOFILE {args.nofile}"
+    )
+    return config + "\n" + "\n".join(body)
+
+
+def configItem(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def parseArgs(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fanout",
+        description="Fan-out over http_stream: N subscribers of one channel, M publications, delivery latency and "
+        "server memory. Prints a table.",
+    )
+    parser.add_argument("--connections", "-n", type=int, default=1000, help="subscriber streams (default 1000)")
+    parser.add_argument("--messages", "-m", type=int, default=100, help="publications (default 100)")
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="publications per second, sent open-loop on schedule (default 20); 0 sends all of "
+                        "them at once (a burst: peak deliveries/s, latency is then mostly queueing)")
+    parser.add_argument("--concurrency", type=int, default=50, help="stream handshakes in flight (default 50)")
+    parser.add_argument("--emulation-pool", type=int, default=16,
+                        help="keep-alive connections carrying the subscribe requests (default 16)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed for each phase (default 60)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record the server with py-spy during the publish phase (FILE.svg: flame graph; "
+                        "FILE.txt: collapsed stacks); needs `pip install py-spy` in the venv")
+    parser.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    parser.add_argument("--set", metavar="KEY=JSON", action="append", default=[], type=configItem,
+                        help='override a server config key, e.g. --set client_queue_max_size=65536 '
+                        '(repeatable; the value is JSON, a bare word is taken as a string)')
+    args = parser.parse_args(argv)
+    if args.connections < 1 or args.messages < 1 or args.concurrency < 1 or args.emulation_pool < 1:
+        parser.error("--connections, --messages, --concurrency and --emulation-pool must be at least 1")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parseArgs(argv)
+    needed = args.connections + args.emulation_pool + 64
+    try:
+        # Both ends of every stream live on this machine: the server needs one descriptor per stream as well.
+        soft, _ = raiseFileLimit(needed)
+        args.nofile = soft
+        with tempfile.TemporaryDirectory(prefix="httpstream-bench-") as directory:
+            server = BenchServer(Path(directory), serverConfig(args), name="bench")
+            try:
+                out = asyncio.run(run(args, server))
+            except BaseException:
+                if not server.alive():
+                    sys.stderr.write(f"server exited:\n{server.output[-4000:]}\n")
+                raise
+            finally:
+                server.stop()
+    except BenchError as e:
+        sys.stderr.write(f"bench.fanout: {e}\n")
+        return 1
+    print(table(out, args))
+    if out["other_busy_cpus"] > 0.25 or out["machine_steal_pct"] > 5:
+        print(
+            f"note: other processes used {out['other_busy_cpus']:.2f} cores (steal {out['machine_steal_pct']:.1f}%) "
+            "during the publish phase: on this 2-core machine that competes with the server and the load "
+            "generator, so latency is inflated; rerun on a quiet machine to compare numbers."
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    problems = list(out["publish_problems"])
+    if out["received"] < out["expected"]:
+        problems.append(
+            f"{out['expected'] - out['received']} of {out['expected']} deliveries missing "
+            f"({out['subscribers_short']} subscribers short)"
+        )
+    if out["streams_ended_early"]:
+        problems.append(
+            f"{sum(out['streams_ended_early'].values())} streams ended early: "
+            + ", ".join(f"{n}x {r}" for r, n in out["streams_ended_early"].items())
+        )
+    if out["disconnects"]:
+        problems.append("disconnect pushes: " + ", ".join(f"{n}x {r}" for r, n in out["disconnects"].items()))
+    if problems:
+        sys.stderr.write("bench.fanout: FAILED: " + "; ".join(problems) + "\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
