@@ -35,33 +35,11 @@ from tests.serverprocess import ServerProcess
 CHANNEL = "bench"
 HOST = "127.0.0.1"
 
-# The "listening on" line is logged at info level, which log_level "error" hides; Twisted's own "Site starting
-# on PORT" line is printed whatever the level.
-STARTED = re.compile(r"(?:listening on http://[^:]+:|Site starting on )(\d+)")
-
-
 class BenchError(Exception):
     """The run could not be completed or measured; the message says what is missing."""
 
 
 # The server
-
-
-class BenchServer(ServerProcess):
-    """A L{ServerProcess} that also recognises Twisted's own start line (log_level "error" hides httpstream's)."""
-
-    def _waitForPort(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = STARTED.search(self.output)
-            if match:
-                self.port = int(match.group(1))
-                return
-            if not self.alive():
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise BenchError(f"server did not start:\n{self.output}")
 
 
 def serverConfig(args: argparse.Namespace) -> dict[str, Any]:
@@ -493,7 +471,7 @@ def percentile(ordered: list[int], p: float) -> int:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
+async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
     n, m = args.connections, args.messages
     port, pid = server.port, server.pid
     results = Results(n * m, m)
@@ -505,7 +483,7 @@ async def run(args: argparse.Namespace, server: BenchServer) -> dict[str, Any]:
     streams: list[StreamConnection] = []
     pool = EmulationPool(port, args.emulation_pool)
     try:
-        # Connect: at most --concurrency handshakes in flight (the server's listen backlog is Twisted's 50).
+        # Connect: at most --concurrency handshakes in flight, a steady ramp rather than a SYN flood.
         gate = asyncio.Semaphore(args.concurrency)
 
         async def connectOne() -> StreamConnection:
@@ -705,7 +683,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         soft, _ = raiseFileLimit(needed)
         args.nofile = soft
         with tempfile.TemporaryDirectory(prefix="httpstream-bench-") as directory:
-            server = BenchServer(Path(directory), serverConfig(args), name="bench")
+            try:
+                server = ServerProcess(Path(directory), serverConfig(args), name="bench")
+            except RuntimeError as e:
+                raise BenchError(str(e)) from None
             try:
                 out = asyncio.run(run(args, server))
             except BaseException:

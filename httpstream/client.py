@@ -14,14 +14,14 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from httpstream.logs import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream import codes
 from httpstream.interfaces import IClient, ITransport
+from httpstream.logs import Logger
 from httpstream.protocol import DecodeError, EncodeError, codecFor
 from httpstream.tokens import InvalidToken, TokenExpired
 from httpstream.writer import Writer

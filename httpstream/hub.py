@@ -8,7 +8,7 @@ that protocol: the cost of a publication grows with its subscribers only by a qu
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from httpstream import codes
 from httpstream.interfaces import IClient

@@ -12,7 +12,6 @@ from typing import Any, Optional
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
-from httpstream.logs import Logger
 
 from httpstream import __version__, codes
 from httpstream.channels import ChannelRules
@@ -21,6 +20,7 @@ from httpstream.config import Config
 from httpstream.engines.memory import MemoryBroker
 from httpstream.hub import Hub
 from httpstream.interfaces import IBroker, ISessionRegistry, ITransport
+from httpstream.logs import Logger
 from httpstream.registry import SessionRegistry
 from httpstream.tokens import TokenVerifier
 from httpstream.writer import Flusher

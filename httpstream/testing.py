@@ -36,7 +36,13 @@ from httpstream.engines.memory import MemoryBroker
 from httpstream.interfaces import IBroker, IClient, ISessionRegistry, ITransport
 from httpstream.node import Node
 from httpstream.protocol import client_pb2, varint_delimit
-from httpstream.protocol.codec import _BadField, _json_message, _pb_message, _raw_json, _schema
+from httpstream.protocol.codec import (
+    _BadField,
+    _json_message,
+    _pb_message,
+    _raw_json,
+    _schema,
+)
 
 __all__ = [
     "FakeClient",

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
-from httpstream.logs import Logger
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
 from httpstream.config import Config
 from httpstream.interfaces import IOriginChecker
+from httpstream.logs import Logger
 from httpstream.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.transports._http import limitedRequestFactory

@@ -6,7 +6,6 @@ port the OS picks, read back from the log line the service prints.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

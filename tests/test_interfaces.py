@@ -16,7 +16,13 @@ from zope.interface.verify import verifyObject
 
 from httpstream import interfaces
 from httpstream.engines.memory import MemoryBroker
-from httpstream.interfaces import IBroker, IClient, IOriginChecker, ISessionRegistry, ITransport
+from httpstream.interfaces import (
+    IBroker,
+    IClient,
+    IOriginChecker,
+    ISessionRegistry,
+    ITransport,
+)
 from httpstream.origin import OriginChecker
 from httpstream.protocol import JSON, PROTOBUF
 from httpstream.registry import SessionRegistry

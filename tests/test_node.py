@@ -12,7 +12,13 @@ from twisted.trial.unittest import SynchronousTestCase
 import httpstream
 from httpstream.client import Client
 from httpstream.registry import SessionRegistry
-from httpstream.testing import FakeClient, FakeTransport, ManualBroker, connectClient, makeNode
+from httpstream.testing import (
+    FakeClient,
+    FakeTransport,
+    ManualBroker,
+    connectClient,
+    makeNode,
+)
 
 OPEN = {
     "allow_anonymous_connect_without_token": True,

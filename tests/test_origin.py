@@ -10,7 +10,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from httpstream.interfaces import IOriginChecker
-from httpstream.origin import OriginChecker, OriginPatternError, compile_origin_pattern, cors_headers
+from httpstream.origin import (
+    OriginChecker,
+    OriginPatternError,
+    compile_origin_pattern,
+    cors_headers,
+)
 
 
 class OriginCheckerTests(SynchronousTestCase):

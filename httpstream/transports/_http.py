@@ -7,13 +7,16 @@ bodies with a hard size limit.
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from twisted.web import server
 from twisted.web.resource import Resource
 
 from httpstream.interfaces import IOriginChecker
 from httpstream.origin import cors_headers
+
+if TYPE_CHECKING:
+    from httpstream.node import Node
 
 PROTOBUF_CONTENT_TYPE = b"application/octet-stream"
 
@@ -78,14 +81,20 @@ class EmulationEndpoint(Resource):
 
     isLeaf = True
 
-    def __init__(self, origins: IOriginChecker) -> None:
+    def __init__(self, node: "Node", origins: IOriginChecker, maxBodySize: int) -> None:
         super().__init__()
+        self._node = node
         self._origins = origins
+        self._maxBodySize = maxBodySize
 
     def render(self, request: server.Request) -> bytes | int:
         self._cors(request)
         if request.method == b"POST":
-            return self.renderPost(request)
+            body = readBody(request, self._maxBodySize)
+            if body is None:
+                request.setResponseCode(413)
+                return b""
+            return self.renderPost(request, body)
         if request.method == b"OPTIONS":
             request.setResponseCode(204)
             request.setHeader(b"Access-Control-Max-Age", b"300")
@@ -94,7 +103,8 @@ class EmulationEndpoint(Resource):
         request.setResponseCode(405)
         return b""
 
-    def renderPost(self, request: server.Request) -> bytes | int:
+    def renderPost(self, request: server.Request, body: bytes) -> bytes | int:
+        """Handle a POST whose body is within the limit."""
         raise NotImplementedError
 
     def _cors(self, request: server.Request) -> None:

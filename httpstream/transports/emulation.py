@@ -9,14 +9,12 @@ is 204 once they have run, whatever they did (an unknown session included, as in
 
 from __future__ import annotations
 
-from httpstream.logs import Logger
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 
-from httpstream.interfaces import IOriginChecker
-from httpstream.node import Node
+from httpstream.logs import Logger
 from httpstream.protocol import DecodeError, decode_emulation
-from httpstream.transports._http import EmulationEndpoint, isProtobuf, readBody
+from httpstream.transports._http import EmulationEndpoint, isProtobuf
 
 
 class EmulationResource(EmulationEndpoint):
@@ -24,16 +22,7 @@ class EmulationResource(EmulationEndpoint):
 
     log = Logger()
 
-    def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__(origins)
-        self._node = node
-        self._maxBodySize = maxBodySize
-
-    def renderPost(self, request: server.Request) -> bytes | int:
-        body = readBody(request, self._maxBodySize)
-        if body is None:
-            request.setResponseCode(413)
-            return b""
+    def renderPost(self, request: server.Request, body: bytes) -> bytes | int:
         try:
             node, session, data = decode_emulation(body, isProtobuf(request))
         except DecodeError as e:

@@ -13,15 +13,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from twisted.internet.interfaces import IPushProducer
-from httpstream.logs import Logger
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from httpstream.interfaces import IOriginChecker, ITransport
-from httpstream.node import Node
+from httpstream.interfaces import ITransport
+from httpstream.logs import Logger
 from httpstream.protocol.framing import varint_delimit
-from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf, readBody
+from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
 
 
 @implementer(ITransport)
@@ -83,16 +82,7 @@ class HTTPStreamResource(EmulationEndpoint):
 
     log = Logger()
 
-    def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__(origins)
-        self._node = node
-        self._maxBodySize = maxBodySize
-
-    def renderPost(self, request: server.Request) -> bytes | int:
-        body = readBody(request, self._maxBodySize)
-        if body is None:
-            request.setResponseCode(413)
-            return b""
+    def renderPost(self, request: server.Request, body: bytes) -> bytes | int:
         protobuf = isProtobuf(request)
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/octet-stream" if protobuf else b"application/json")
