@@ -224,6 +224,14 @@ class Config:
     http_stream: bool = setting(False)
     http_stream_max_request_body_size: int = setting(65536, minimum=0)
     emulation_max_request_body_size: int = setting(65536, minimum=0)
+    sse: bool = setting(False)
+    sse_max_request_body_size: int = setting(65536, minimum=0)
+    websocket_disable: bool = setting(False)
+    websocket_message_size_limit: int = setting(65536, minimum=0)
+
+    "The demo page at /demo/ (a chat; not a Centrifugo key) and where it finds the JS SDK's dist/ files."
+    demo: bool = setting(False)
+    demo_sdk_dir: str = setting("web/node_modules/centrifuge/dist")
 
     "Browser origins allowed to connect: gobwas/glob patterns; [] allows only requests without Origin."
     allowed_origins: tuple[str, ...] = setting((), check=_check_origin_patterns)

@@ -20,6 +20,8 @@ from httpstream.origin import OriginChecker
 from httpstream.transports._http import limitedRequestFactory
 from httpstream.transports.emulation import EmulationResource
 from httpstream.transports.http_stream import HTTPStreamResource
+from httpstream.transports.sse import SSEResource
+from httpstream.transports.websocket import websocketResource
 
 # Klein would answer a method outside a route's list with its own HTML 405; the resources answer every method
 # themselves (empty 405, CORS preflight), so each route takes them all.
@@ -50,18 +52,43 @@ def makeApp(node: Node, origins: IOriginChecker) -> Klein:
     config = node.config
     app = Klein()
     stream: IResource = NOT_FOUND
+    sse: IResource = NOT_FOUND
     emulation: IResource = NOT_FOUND
+    websocket: IResource = NOT_FOUND
     if config.http_stream:
         stream = HTTPStreamResource(node, origins, config.http_stream_max_request_body_size)
+    if config.sse:
+        sse = SSEResource(node, origins, config.sse_max_request_body_size)
+    if config.http_stream or config.sse:
+        # The upstream half of both emulated transports (Centrifugo mounts it when either is on).
         emulation = EmulationResource(node, origins, config.emulation_max_request_body_size)
+    if not config.websocket_disable:
+        websocket = websocketResource(node, origins, config.websocket_message_size_limit)
 
     @app.route("/connection/http_stream", methods=ALL_METHODS)
     def httpStream(request: server.Request) -> IResource:
         return stream
 
+    @app.route("/connection/sse", methods=ALL_METHODS)
+    def eventStream(request: server.Request) -> IResource:
+        return sse
+
+    @app.route("/connection/websocket", methods=ALL_METHODS)
+    def webSocket(request: server.Request) -> IResource:
+        return websocket
+
     @app.route("/emulation", methods=ALL_METHODS)
     def emulate(request: server.Request) -> IResource:
         return emulation
+
+    if config.demo:
+        from httpstream.demo import demoResource
+
+        demo = demoResource(config)
+
+        @app.route("/demo/", branch=True, methods=["GET", "HEAD"])
+        def demoPage(request: server.Request) -> IResource:
+            return demo
 
     @app.handle_errors
     def unknown(request: server.Request, failure: Any) -> bytes:
@@ -104,6 +131,10 @@ def makeSite(node: Node, origins: IOriginChecker | None = None) -> server.Site:
     # keep-alive connections and peers that dribble their headers (12 hours by default).
     site = QuietSite(makeApp(node, origins).resource(), timeout=IDLE_TIMEOUT)
     site.requestFactory = limitedRequestFactory(
-        max(config.http_stream_max_request_body_size, config.emulation_max_request_body_size)
+        max(
+            config.http_stream_max_request_body_size,
+            config.emulation_max_request_body_size,
+            config.sse_max_request_body_size,
+        )
     )
     return site

@@ -88,7 +88,7 @@ class EmulationEndpoint(Resource):
         self._maxBodySize = maxBodySize
 
     def render(self, request: server.Request) -> bytes | int:
-        self._cors(request)
+        applyCORS(self._origins, request)
         if request.method == b"POST":
             body = readBody(request, self._maxBodySize)
             if body is None:
@@ -107,13 +107,18 @@ class EmulationEndpoint(Resource):
         """Handle a POST whose body is within the limit."""
         raise NotImplementedError
 
-    def _cors(self, request: server.Request) -> None:
-        # A failed origin check does not refuse the request: it leaves the CORS headers out, so a browser blocks
-        # the cross-origin response while same-origin pages keep working (Centrifugo's CORS middleware).
-        headers = cors_headers(
-            self._origins,
-            request.getHeader("origin"),
-            request.getHeader("access-control-request-headers"),
-        )
-        for name, value in (headers or {}).items():
-            request.setHeader(name, value)
+
+def applyCORS(origins: IOriginChecker, request: server.Request) -> None:
+    """
+    Centrifugo's CORS middleware: echo the origin (and requested headers) when it passes the check.
+
+    A failed check does not refuse the request: it leaves the CORS headers out, so a browser blocks the
+    cross-origin response while same-origin pages keep working.
+    """
+    headers = cors_headers(
+        origins,
+        request.getHeader("origin"),
+        request.getHeader("access-control-request-headers"),
+    )
+    for name, value in (headers or {}).items():
+        request.setHeader(name, value)

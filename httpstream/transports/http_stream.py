@@ -10,7 +10,7 @@ parses chunk by chunk.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import server
@@ -21,6 +21,9 @@ from httpstream.interfaces import ITransport
 from httpstream.logs import Logger
 from httpstream.protocol.framing import varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
+
+if TYPE_CHECKING:
+    from httpstream.node import Node
 
 
 @implementer(ITransport)
@@ -37,15 +40,16 @@ class HTTPStreamTransport:
         self._producer: Any = None
         self.finished = False
 
-    def writeMessages(self, messages: Sequence[bytes]) -> None:
-        if self.finished:
-            return
+    def frame(self, messages: Sequence[bytes]) -> bytes:
+        """One batch as the bytes of one chunk."""
         if self.protocol == "protobuf":
-            chunk = varint_delimit(messages)
-        else:
-            # Every JSON message ends with a newline, the last one included.
-            chunk = b"\n".join(messages) + b"\n"
-        self._request.write(chunk)
+            return varint_delimit(messages)
+        # Every JSON message ends with a newline, the last one included.
+        return b"\n".join(messages) + b"\n"
+
+    def writeMessages(self, messages: Sequence[bytes]) -> None:
+        if not self.finished:
+            self._request.write(self.frame(messages))
 
     def registerProducer(self, producer: IPushProducer) -> None:
         self._producer = producer
@@ -84,17 +88,34 @@ class HTTPStreamResource(EmulationEndpoint):
 
     def renderPost(self, request: server.Request, body: bytes) -> bytes | int:
         protobuf = isProtobuf(request)
-        request.setResponseCode(200)
-        request.setHeader(b"Content-Type", b"application/octet-stream" if protobuf else b"application/json")
-        for name, value in STREAM_HEADERS:
-            request.setHeader(name, value)
-        transport = HTTPStreamTransport(request, protobuf)
-        client = self._node.newClient(transport)
+        contentType = b"application/octet-stream" if protobuf else b"application/json"
+        return openStream(self._node, request, HTTPStreamTransport(request, protobuf), contentType, body)
 
-        def gone(_: object) -> None:
-            transport.lost()
-            client.transportClosed()
 
-        request.notifyFinish().addErrback(gone)
-        client.handleData(body)
-        return NOT_DONE_YET
+def openStream(
+    node: Node,
+    request: server.Request,
+    transport: HTTPStreamTransport,
+    contentType: bytes,
+    body: bytes,
+    preamble: bytes = b"",
+) -> int:
+    """
+    Start a streaming response (200, its headers and any C{preamble}) and run its first commands on a new
+    client, which ends when the stream does, whichever side ends it.
+    """
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", contentType)
+    for name, value in STREAM_HEADERS:
+        request.setHeader(name, value)
+    if preamble:
+        request.write(preamble)
+    client = node.newClient(transport)
+
+    def gone(_: object) -> None:
+        transport.lost()
+        client.transportClosed()
+
+    request.notifyFinish().addErrback(gone)
+    client.handleData(body)
+    return NOT_DONE_YET
