@@ -241,16 +241,57 @@ class Config:
     pong_timeout: Duration = setting(8.0, greater_than=0, disable=True)
     client_stale_close_delay: Duration = setting(10.0, minimum=0)
     client_expired_close_delay: Duration = setting(25.0, minimum=0)
+    client_expired_sub_close_delay: Duration = setting(25.0, minimum=0)
+    client_presence_update_interval: Duration = setting(27.0, greater_than=0)
+    client_channel_position_check_delay: Duration = setting(40.0, greater_than=0)
 
-    "Client limits. client_queue_max_size is in bytes."
+    "Client limits. client_queue_max_size is in bytes; 0 for client_user_connection_limit means no limit."
     client_queue_max_size: int = setting(1048576, minimum=0)
     client_channel_limit: int = setting(128, minimum=0)
     channel_max_length: int = setting(255, minimum=0)
+    client_user_connection_limit: int = setting(0, minimum=0)
+    client_history_max_publication_limit: int = setting(300, minimum=0)
+    client_recovery_max_publication_limit: int = setting(300, minimum=0)
 
-    "Authentication."
+    "Channel name syntax."
+    channel_private_prefix: str = setting("$")
+    channel_namespace_boundary: str = setting(":")
+    channel_user_boundary: str = setting("#")
+    channel_user_separator: str = setting(",")
+    global_history_meta_ttl: Duration = setting(2592000.0, minimum=0)
+
+    "Personal channels: each authenticated connection subscribed server-side to #<user>."
+    user_subscribe_to_personal: bool = setting(False)
+    user_personal_channel_namespace: str = setting("")
+    user_personal_single_connection: bool = setting(False)
+
+    "Authentication: connection and subscription JWTs."
     client_insecure: bool = setting(False)
     allow_anonymous_connect_without_token: bool = setting(False)
+    disallow_anonymous_connection_tokens: bool = setting(False)
     token_hmac_secret_key: str = setting("", secret=True)
+    token_rsa_public_key: str = setting("")
+    token_ecdsa_public_key: str = setting("")
+    token_audience: str = setting("")
+    token_audience_regex: str = setting("")
+    token_issuer: str = setting("")
+    token_issuer_regex: str = setting("")
+    token_user_id_claim: str = setting("sub")
+
+    "Proxy to the application backend (Centrifugo's HTTP proxy); an empty endpoint is off."
+    proxy_connect_endpoint: str = setting("")
+    proxy_connect_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_refresh_endpoint: str = setting("")
+    proxy_refresh_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_rpc_endpoint: str = setting("")
+    proxy_rpc_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_publish_endpoint: str = setting("")
+    proxy_publish_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_subscribe_endpoint: str = setting("")
+    proxy_subscribe_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_sub_refresh_endpoint: str = setting("")
+    proxy_sub_refresh_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_http_headers: tuple[str, ...] = setting(())
 
     "Channel options of the top-level (no namespace) channels."
     allow_subscribe_for_client: bool = setting(False)
