@@ -15,8 +15,12 @@ $(INSTALLED): pyproject.toml
 tests/sdk/node_modules/.package-lock.json: tests/sdk/package-lock.json
 	cd tests/sdk && npm ci --no-audit --no-fund
 
-# The server: embedded memory engine, config.example.json, http://localhost:8000.
-run: $(INSTALLED)
+# The JS SDK the demo page loads (/demo/centrifuge.js), from the npm registry, never committed.
+web/node_modules/.package-lock.json: web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+
+# The server: embedded memory engine, config.example.json, http://localhost:8000 (demo at /demo/).
+run: $(INSTALLED) web/node_modules/.package-lock.json
 	$(VENV)/bin/twistd -n --pidfile= httpstream -c config.example.json
 
 # Every test: in-memory, real sockets, the official SDKs in Node (Redis started if it does not answer).
@@ -30,4 +34,4 @@ bench: $(INSTALLED)
 	$(PY) -m bench.fanout
 
 clean:
-	rm -rf $(VENV) tests/sdk/node_modules
+	rm -rf $(VENV) tests/sdk/node_modules tests/browser/node_modules web/node_modules

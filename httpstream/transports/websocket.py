@@ -73,10 +73,13 @@ class WebSocketTransport:
         self.finished = True
 
 
+# Not the protocol's own `log`: that is autobahn's, and ours would let its internal debug chatter through.
+_log = Logger()
+
+
 class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
     """Autobahn's side of one connection: handshake choices, then frames in and out of a L{Client}."""
 
-    log = Logger()
     factory: "CentrifugeWebSocketFactory"
 
     def __init__(self) -> None:
@@ -88,7 +91,7 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> Optional[str]:
         origin = request.headers.get("origin")
         if not self.factory.origins.check(origin):
-            self.log.info("websocket upgrade refused: origin {origin!r} not allowed", origin=origin)
+            _log.info("websocket upgrade refused: origin {origin!r} not allowed", origin=origin)
             raise ConnectionDeny(403, "origin not allowed")
         offered = [p for p in request.protocols if p]  # an empty Sec-WebSocket-Protocol header offers nothing
         chosen = next((p for p in offered if p in SUBPROTOCOLS), None)

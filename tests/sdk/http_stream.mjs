@@ -29,7 +29,7 @@ const { values: args } = parseArgs({
     url: { type: 'string' },
     protocol: { type: 'string', default: 'json' },
     scenario: { type: 'string' },
-    channel: { type: 'string', default: 'sdk:chat' },
+    channel: { type: 'string', default: 'sdk-chat' },
     data: { type: 'string', default: '{"text":"hello"}' },
     token: { type: 'string', multiple: true, default: [] },
     duration: { type: 'string', default: '7' },

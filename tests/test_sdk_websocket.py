@@ -1,0 +1,387 @@
+"""
+The official JS SDK (npm ``centrifuge``, pinned in tests/sdk/package.json) against a real ``twistd httpstream``
+process over WebSocket (the ``ws`` package), with the transport list an application writes: WebSocket first,
+http_stream as the fallback. JSON and the Protobuf build: connect, subscribe, publish, fan-out, the fallback when
+WebSocket is switched off, disconnect codes carried by close frames, pings answered over the socket.
+
+tests/sdk/transports.mjs drives the SDK and prints one JSON object per SDK event and per WebSocket frame; these
+tests assert on them. The helpers here (running a scenario, in the foreground or in the background) are shared by
+tests/test_sdk_sse.py and tests/test_python_sdk.py.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+
+from tests.serverprocess import ServerProcess
+from tests.test_sdk_http_stream import by, node, of, token  # noqa: F401  (node: a fixture)
+
+SCRIPT = Path(__file__).parent / "sdk" / "transports.mjs"
+
+PROTOCOLS = ["json", "protobuf"]
+
+# The seed's transport list: WebSocket, then http_stream.
+WEBSOCKET_FIRST = "websocket,http_stream"
+
+# What each protocol publishes: JSON with nesting, non-ASCII text, escaped newlines and U+2028 (a line separator to
+# JavaScript); for Protobuf, bytes that are not UTF-8 and hold the framing's own special bytes (00, a newline,
+# varint continuation bytes).
+PAYLOADS: dict[str, Any] = {
+    "json": {
+        "text": "héllo ☃ \"quoted\"\nsecond line\r\n\u2028data: not an event",
+        "n": [1, 2.5, None, -7],
+        "nested": {"ok": True, "empty": {}},
+    },
+    "protobuf": bytes([0x00, 0x0A, 0x0D, 0xFF, 0x80, 0x81]) + b'{"not":"json"}' + bytes(range(256)),
+}
+
+Events = list[dict[str, Any]]
+
+
+def dataArgument(protocol: str) -> str:
+    data = PAYLOADS[protocol]
+    return data.hex() if protocol == "protobuf" else json.dumps(data)
+
+
+def expectedData(protocol: str) -> Any:
+    """The data as the scripts print what the SDK delivered."""
+    payload = PAYLOADS[protocol]
+    return {"hex": payload.hex()} if protocol == "protobuf" else payload
+
+
+def nodeCommand(
+    executable: str, server: ServerProcess, protocol: str, transports: str, scenario: str, **options: Any
+) -> list[str]:
+    command = [
+        executable, str(SCRIPT),
+        "--url", server.url,
+        "--protocol", protocol,
+        "--transports", transports,
+        "--scenario", scenario,
+    ]
+    if "data" not in options:
+        command += ["--data", dataArgument(protocol)]
+    return command + optionArguments(options)
+
+
+def optionArguments(options: dict[str, Any]) -> list[str]:
+    arguments = []
+    for name, value in options.items():
+        for item in value if isinstance(value, list) else [value]:
+            arguments += [f"--{name}", str(item)]
+    return arguments
+
+
+def parseEvents(stdout: str) -> Events:
+    # Not splitlines(): it also splits at U+2028, which JSON.stringify leaves unescaped inside strings.
+    return [json.loads(line) for line in stdout.split("\n") if line.strip()]
+
+
+def explain(server: ServerProcess, stdout: str, stderr: str) -> str:
+    return f"SDK events:\n{stdout}\nclient stderr:\n{stderr}\nserver log:\n{server.output}"
+
+
+def run(command: list[str], server: ServerProcess, timeout: float = 60) -> Events:
+    """Run a scenario to its end; it must pass its own checks."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, explain(server, result.stdout, result.stderr)
+    return parseEvents(result.stdout)
+
+
+class ScenarioProcess:
+    """A scenario running in the background, so the test can act on the server while the SDK watches."""
+
+    def __init__(self, command: list[str], server: ServerProcess) -> None:
+        self._server = server
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._lines: queue.Queue[Optional[str]] = queue.Queue()
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+        # Both pipes are drained by threads (never by communicate(), which would take lines from waitFor).
+        self._readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._readErrors, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _readErrors(self) -> None:
+        assert self._process.stderr is not None
+        self._stderr.extend(self._process.stderr)
+
+    def waitFor(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                self.kill()
+                raise AssertionError(
+                    "no such SDK event\n" + explain(self._server, "".join(self._stdout), "".join(self._stderr))
+                )
+            self._stdout.append(line)
+            event = json.loads(line)
+            if predicate(event):
+                return event
+
+    def finish(self, timeout: float = 30.0) -> Events:
+        """Wait for the script's end and return every event it printed."""
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        for reader in self._readers:
+            reader.join(5)
+        while (line := self._lines.get_nowait()) is not None:
+            self._stdout.append(line)
+        stdout = "".join(self._stdout)
+        assert self._process.returncode == 0, explain(self._server, stdout, "".join(self._stderr))
+        return parseEvents(stdout)
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[[list[str], ServerProcess], ScenarioProcess]]:
+    """Start scenarios in the background; any still running after the test are killed."""
+    started: list[ScenarioProcess] = []
+
+    def start(command: list[str], server: ServerProcess) -> ScenarioProcess:
+        process = ScenarioProcess(command, server)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def assertCleanLog(server: ServerProcess) -> None:
+    """
+    Stop the server and check it logged no error (an exception in a callback leaves a client half-closed).
+
+    At log_level debug autobahn logs every clean close with "Traceback (failure with no frames)": not an error.
+    """
+    server.stop()
+    output = server.output
+    for sign in ("Traceback (most recent call last)", "Unhandled error", "#error]", "#critical]"):
+        assert sign not in output, output
+
+
+def assertFramesAre(events: Events, protocol: str) -> None:
+    """Every frame either way was of the protocol's kind: text for JSON, binary for Protobuf."""
+    frames = by(events, "ws_send") + by(events, "ws_recv")
+    assert frames
+    assert {event["binary"] for event in frames} == {protocol == "protobuf"}, frames
+
+
+def closeFrames(events: Events, who: str) -> list[tuple[int, str]]:
+    return [(event["code"], event["reason"]) for event in of(events, who, "ws_close")]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_websocketFirstConnectsOverWebSocket(
+    node: str, startServer: Callable[..., ServerProcess], protocol: str  # noqa: F811
+) -> None:
+    """
+    With the list [websocket, http_stream] both SDK clients connect over WebSocket (the Protobuf build with the
+    subprotocol centrifuge-protobuf echoed, JSON with none) and never try http_stream; the first publishes and both
+    receive exactly the data published, attributed to the publisher.
+    """
+    server = startServer()
+    events = run(nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "pubsub", channel=f"ws-{protocol}"), server)
+
+    clients = {}
+    for who in ("a", "b"):
+        (connected,) = of(events, who, "connected")
+        assert connected["transport"] == "websocket"
+        clients[who] = connected["client"]
+        assert of(events, who, "ws_open") == [
+            {"event": "ws_open", "who": who, "protocol": "centrifuge-protobuf" if protocol == "protobuf" else ""}
+        ]
+        assert of(events, who, "subscribed") == [{"event": "subscribed", "who": who, "channel": f"ws-{protocol}"}]
+    assert clients["a"] != clients["b"]
+    assert not by(events, "stream") and not by(events, "emulation"), "http_stream was tried"
+    assertFramesAre(events, protocol)
+
+    for who in ("a", "b"):
+        (publication,) = of(events, who, "publication")
+        assert publication["data"] == expectedData(protocol)
+        assert publication["info"] == {"client": clients["a"], "user": ""}
+    assert not by(events, "error") and not by(events, "ws_error")
+    assert [(event["code"], event["reason"]) for event in by(events, "disconnected")] == [
+        (0, "disconnect called")
+    ] * 2
+    assert server.output.count("connected over websocket") == 2
+    assertCleanLog(server)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_websocketDisabledFallsBackToHttpStream(
+    node: str, startServer: Callable[..., ServerProcess], protocol: str  # noqa: F811
+) -> None:
+    """
+    With websocket_disable the upgrade is answered 404; the same list then falls back to http_stream, where
+    publishing and receiving work as before.
+    """
+    server = startServer({"websocket_disable": True})
+    events = run(nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "pubsub", channel="fallback"), server)
+
+    for who in ("a", "b"):
+        errors = of(events, who, "ws_error")
+        assert errors and all("404" in event["message"] for event in errors), errors
+        assert not of(events, who, "ws_open")
+        (connected,) = of(events, who, "connected")
+        assert connected["transport"] == "http_stream"
+        (stream,) = of(events, who, "stream")
+        assert stream["status"] == 200
+        (publication,) = of(events, who, "publication")
+        assert publication["data"] == expectedData(protocol)
+    assert all(event["status"] == 204 for event in by(events, "emulation"))
+    assert server.output.count("connected over http_stream") == 2
+    assert "connected over websocket" not in server.output
+    assertCleanLog(server)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_invalidTokenClosesWith3500(
+    node: str, startServer: Callable[..., ServerProcess], protocol: str  # noqa: F811
+) -> None:
+    """
+    A valid token connects over WebSocket as its user; a forged one gets a close frame 3500 "invalid token",
+    which the SDK reports as disconnected 3500 without trying again (nor falling back to http_stream).
+    """
+    server = startServer()
+    good = token({"sub": "user-7", "exp": int(time.time()) + 3600})
+    forged = token({"sub": "user-7"}, secret="another-secret-0123456789abcdef0123456789")
+    events = run(
+        nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "token", channel="tokens", token=[good, forged]),
+        server,
+    )
+
+    assert [event["transport"] for event in of(events, "t0", "connected")] == ["websocket"]
+    (publication,) = of(events, "t0", "publication")
+    assert publication["info"]["user"] == "user-7"
+    assert publication["data"] == expectedData(protocol)
+
+    assert not of(events, "t1", "connected")
+    assert closeFrames(events, "t1") == [(3500, "invalid token")]
+    assert [(event["code"], event["reason"]) for event in of(events, "t1", "disconnected")] == [
+        (3500, "invalid token")
+    ]
+    assert [(event["from"], event["to"]) for event in of(events, "t1", "state")] == [
+        ("disconnected", "connecting"),
+        ("connecting", "disconnected"),
+    ]
+    assert not of(events, "t1", "stream"), "fell back to http_stream after a terminal code"
+    assertCleanLog(server)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_serverShutdownClosesWith3001(
+    node: str,  # noqa: F811
+    startServer: Callable[..., ServerProcess],
+    background: Callable[[list[str], ServerProcess], ScenarioProcess],
+    protocol: str,
+) -> None:
+    """
+    Stopping the server (SIGTERM) sends a close frame 3001 "shutdown": the SDK goes to connecting with that code,
+    to reconnect, its subscription waiting to be resubscribed.
+    """
+    server = startServer()
+    scenario = background(nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "shutdown", channel="news"), server)
+    scenario.waitFor(lambda event: event["event"] == "ready")
+    assert server.stop() in (0, -signal.SIGTERM)
+    events = scenario.finish()
+
+    assert [event["transport"] for event in of(events, "a", "connected")] == ["websocket"]
+    after = events[[event["event"] for event in events].index("ready") + 1:]
+    assert closeFrames(after, "a")[0] == (3001, "shutdown"), after
+    states = [(event["from"], event["to"]) for event in of(after, "a", "state")]
+    assert states[0] == ("connected", "connecting"), after
+    assert of(after, "a", "connecting")[0] == {"event": "connecting", "who": "a", "code": 3001, "reason": "shutdown"}
+    assert [(event["code"], event["reason"]) for event in of(after, "a", "disconnected")] == [(0, "disconnect called")]
+    assert of(after, "a", "subscribing")
+    assert not of(events, "a", "unsubscribed")
+    assertCleanLog(server)
+
+
+def test_pingsAnsweredOverWebSocketKeepConnection(
+    node: str,  # noqa: F811
+    startServer: Callable[..., ServerProcess],
+    background: Callable[[list[str], ServerProcess], ScenarioProcess],
+) -> None:
+    """
+    With a 2 s ping interval and a 1 s pong timeout, a JSON and a Protobuf client (side by side) each get the
+    server's pings as WebSocket frames holding one empty command, answer each with an empty command frame, and stay
+    on their one connection for 7 s, which then still delivers a publication.
+    """
+    server = startServer({"ping_interval": "2s", "pong_timeout": "1s"})
+    scenarios = {
+        protocol: background(
+            nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "ping", channel=f"ping-{protocol}", duration=7),
+            server,
+        )
+        for protocol in PROTOCOLS
+    }
+    for protocol, scenario in scenarios.items():
+        events = scenario.finish()
+        states = [(event["from"], event["to"]) for event in by(events, "state")]
+        assert states == [("disconnected", "connecting"), ("connecting", "connected"), ("connected", "disconnected")]
+        assert [event["transport"] for event in by(events, "connected")] == ["websocket"]
+        # The first ping comes 1-2 s after connect, then one every 2 s: at least three within 7 s.
+        pings = [event for event in by(events, "ws_recv") if event["ping"]]
+        pongs = [event for event in by(events, "ws_send") if event["pong"]]
+        assert len(pings) >= 3, events
+        assert len(pongs) == len(pings), events
+        assertFramesAre(events, protocol)
+        assert of(events, "a", "publication")[0]["data"] == expectedData(protocol)
+        assert not by(events, "error") and not by(events, "ws_error")
+    output = server.output
+    assert output.count("connected over websocket") == 2
+    assert "3012" not in output and "no pong" not in output, output
+    assertCleanLog(server)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_messageOverSizeLimitDisconnects(
+    node: str, startServer: Callable[..., ServerProcess], protocol: str  # noqa: F811
+) -> None:
+    """
+    A frame over websocket_message_size_limit is closed with 1009, which the SDK reports as disconnected 3
+    "message size limit exceeded" (and does not reconnect).
+    """
+    server = startServer({"websocket_message_size_limit": 1024})
+    big = bytes(range(256)) * 8 if protocol == "protobuf" else {"text": "x" * 2048}
+    data = big.hex() if isinstance(big, bytes) else json.dumps(big)
+    events = run(nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "oversize", channel="big", data=data), server)
+
+    assert [event["transport"] for event in of(events, "a", "connected")] == ["websocket"]
+    assert [event["code"] for event in of(events, "a", "ws_close")] == [1009]
+    assert [(event["code"], event["reason"]) for event in of(events, "a", "disconnected")] == [
+        (3, "message size limit exceeded")
+    ]
+    assert not of(events, "a", "published") and not of(events, "a", "publication")
+    assert len(of(events, "a", "ws_open")) == 1
+    assertCleanLog(server)
