@@ -12,17 +12,23 @@ from __future__ import annotations
 import random
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from twisted.internet.defer import Deferred
+import orjson
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream import codes
+from httpstream.channelcommands import ChannelCommands, SubscribeError
+from httpstream.channels import ChannelError
 from httpstream.interfaces import IClient, ITransport
 from httpstream.logs import Logger
 from httpstream.protocol import DecodeError, EncodeError, codecFor
+from httpstream.proxy import ProxyConnectRequest, ProxyContext, ProxyDisconnect, ProxyError
+from httpstream.subscription import Subscription
 from httpstream.tokens import InvalidToken, TokenExpired
 from httpstream.writer import Writer
 
@@ -38,7 +44,7 @@ Result = Union[None, Deferred]
 
 
 @implementer(IClient)
-class Client:
+class Client(ChannelCommands):
     """
     A connection between one SDK client and this node.
 
@@ -65,7 +71,13 @@ class Client:
         self.sessionID = str(uuid.uuid4()) if transport.emulated else ""
         self.user = ""
         self.connInfo: Optional[bytes] = None
+        self.meta: Optional[bytes] = None
         self.channels: set[str] = set()
+        self.subs: dict[str, Subscription] = {}
+        self._proxyContext: Optional[ProxyContext] = None
+        self._emulatedHeaders: dict[str, str] = {}
+        self._proxyRefresh = False
+        self._presenceCall: Optional[IDelayedCall] = None
         self._state = _CONNECTING
         self._connectTried = False
         self._expireAt = 0.0
@@ -161,6 +173,9 @@ class Client:
     def _connect(self, commandID: int, request: dict) -> Result:
         config = self._config
         token = request.get("token", "")
+        headers = request.get("headers")
+        if isinstance(headers, dict):
+            self._emulatedHeaders = headers
         if token:
             try:
                 claims = self.node.tokens.verifyConnect(token, self._reactor.seconds())
@@ -175,18 +190,89 @@ class Client:
                 # The token is valid (exp passed the check) but its expire_at is over: Centrifugo's "expired".
                 self._replyError(commandID, codes.ERROR_EXPIRED)
                 return None
+            if not claims.user and config.disallow_anonymous_connection_tokens and not config.client_insecure:
+                self._disconnect(codes.DISCONNECT_PERMISSION_DENIED)
+                return None
             self.user, self.connInfo = claims.user, claims.info
+            self.meta = None if claims.meta is None else orjson.dumps(claims.meta)
             if not config.client_insecure:
-                self._expireAt = claims.expireAt
-        elif not (config.client_insecure or config.allow_anonymous_connect_without_token):
+                self._expireAt = float(claims.expireAt)
+            serverSubs: dict[str, Any] = {channel: claims.subs.get(channel) for channel in claims.channels}
+            for channel, options in claims.subs.items():
+                serverSubs.setdefault(channel, options)
+            return self._finishConnect(commandID, request, serverSubs, None)
+        if self.node.proxy.enabled("connect") and not config.client_insecure:
+            wanted = request.get("subs") or {}
+            d = self.node.proxy.connect(self.proxyContext(), ProxyConnectRequest(
+                data=request.get("data"), name=request.get("name", ""), version=request.get("version", ""),
+                channels=list(wanted),
+            ))
+            return d.addCallbacks(
+                lambda reply: self._proxiedConnect(commandID, request, reply),
+                lambda failure: self._connectFailed(commandID, failure),
+            )
+        if not (config.client_insecure or config.allow_anonymous_connect_without_token):
             self._disconnect(codes.DISCONNECT_BAD_REQUEST)
             return None
+        return self._finishConnect(commandID, request, {}, None)
+
+    def _proxiedConnect(self, commandID: int, request: dict, reply: Optional[dict]) -> Result:
+        config = self._config
+        if reply is None:
+            if not config.allow_anonymous_connect_without_token:
+                self._disconnect(codes.DISCONNECT_BAD_REQUEST)
+                return None
+            return self._finishConnect(commandID, request, {}, None)
+        self.user, self.connInfo, self.meta = reply["user"], reply["info"], reply["meta"]
+        self._proxyContext = None  # the user is known now
+        if reply["expire_at"]:
+            # The backend refreshes this connection (the refresh proxy), not the client.
+            self._expireAt = float(reply["expire_at"])
+            self._proxyRefresh = self.node.proxy.enabled("refresh")
+        serverSubs: dict[str, Any] = {channel: None for channel in reply["channels"]}
+        for channel, options in reply["subs"].items():
+            serverSubs[channel] = _ProxySubOptions(options.get("info"), options.get("data"), options.get("override") or {})
+        return self._finishConnect(commandID, request, serverSubs, reply["data"])
+
+    def _connectFailed(self, commandID: int, failure: Failure) -> None:
+        if failure.check(ProxyError):
+            self._replyError(commandID, failure.value.error)
+        elif failure.check(ProxyDisconnect):
+            self._disconnect(failure.value.disconnect)
+        elif failure.check(SubscribeError):
+            if failure.value.disconnect is not None:
+                self._disconnect(failure.value.disconnect)
+            else:
+                self._replyError(commandID, failure.value.error or codes.ERROR_INTERNAL)
+        else:
+            self.log.failure("client {client}: connect failed", failure, client=self.clientID)
+            self._replyError(commandID, codes.ERROR_INTERNAL)
+
+    def _finishConnect(self, commandID: int, request: dict, serverSubs: dict[str, Any],
+                       data: Optional[bytes]) -> Result:
+        config = self._config
+        if self.user and config.client_user_connection_limit and not config.client_insecure:
+            if self.node.userConnections(self.user) >= config.client_user_connection_limit:
+                self._disconnect(codes.DISCONNECT_CONNECTION_LIMIT)
+                return None
+        if self.user and config.user_subscribe_to_personal:
+            serverSubs.setdefault(self.node.rules.personalChannel(self.user), None)
+        for channel in serverSubs:
+            try:
+                self.node.rules.options(channel)
+            except ChannelError as e:
+                self._replyError(commandID, e.error)
+                return None
         self._state = _CONNECTED
         self._cancel("_staleCall")
+        self.node.clientConnected(self)
         result: dict[str, Any] = {"client": self.clientID, "version": self.node.version}
-        if self._expireAt:
+        if data is not None:
+            result["data"] = data
+        if self._expireAt and not self._proxyRefresh:
             result["expires"] = True
             result["ttl"] = self._ttl()
+        if self._expireAt:
             self._scheduleExpiry()
         if config.ping_interval > 0:
             result["ping"] = int(config.ping_interval)
@@ -195,14 +281,31 @@ class Client:
         if self.transport.emulated:
             result["session"] = self.sessionID
             result["node"] = self.node.id
-        self.node.clientConnected(self)
-        self._send({"id": commandID, "connect": result})
-        self._schedulePing(first=True)
-        self.log.debug(
-            "client {client} connected over {transport} as {user!r}",
-            client=self.clientID, transport=self.transport.name, user=self.user,
-        )
-        return None
+        recover = request.get("subs") or {}
+        subscribed: dict[str, dict] = {}
+        d: Deferred[Any] = succeed(None)
+        for channel, options in serverSubs.items():
+            wanted = recover.get(channel) or {}
+            params = {"recoverable": True, "positioned": True, "join_leave": True, **wanted}
+            d.addCallback(lambda _, c=channel, p=params, o=options: self.subscribeChannel(c, p, True, o))
+            d.addCallback(lambda subResult, c=channel: subscribed.__setitem__(c, subResult))
+
+        def reply(_: object) -> None:
+            if self.closed:
+                return
+            if subscribed:
+                result["subs"] = subscribed
+            self._send({"id": commandID, "connect": result})
+            for channel in subscribed:
+                self._afterSubscribe(channel)
+            self._schedulePing(first=True)
+            self._schedulePresence()
+            self.log.debug(
+                "client {client} connected over {transport} as {user!r}",
+                client=self.clientID, transport=self.transport.name, user=self.user,
+            )
+
+        return d.addCallbacks(reply, lambda failure: self._connectFailed(commandID, failure))
 
     def _refresh(self, commandID: int, request: dict) -> Result:
         token = request.get("token", "")
@@ -230,110 +333,95 @@ class Client:
         self._send({"id": commandID, "refresh": result})
         return None
 
-    def _subscribe(self, commandID: int, request: dict) -> Result:
-        channel = request.get("channel", "")
-        if not channel:
-            self._disconnect(codes.DISCONNECT_BAD_REQUEST)
-            return None
-        error = self.node.rules.validate(channel)
-        if error is None and channel in self.channels:
-            error = codes.ERROR_ALREADY_SUBSCRIBED
-        if error is None and len(self.channels) >= self._config.client_channel_limit:
-            error = codes.ERROR_LIMIT_EXCEEDED
-        if error is None and not self.node.rules.canSubscribe(self.user, channel):
-            error = codes.ERROR_PERMISSION_DENIED
-        if error is not None:
-            self._replyError(commandID, error)
-            return None
-        self.channels.add(channel)
-        d = self.node.addSubscription(channel, self)
+    def _rpc(self, commandID: int, request: dict) -> Result:
+        method = request.get("method", "")
+        d = self.node.rpc.dispatch(self.proxyContext(), method, request.get("data") or b"", self.node.proxy)
 
-        def subscribed(_: object) -> None:
-            if not self.closed:
-                self._send({"id": commandID, "subscribe": {}})
+        def answer(data: bytes) -> None:
+            self._send({"id": commandID, "rpc": {"data": data} if data else {}})
 
         def failed(failure: Failure) -> None:
-            self.log.failure("client {client}: subscribe to {channel} failed", failure,
-                             client=self.clientID, channel=channel)
-            self.channels.discard(channel)
-            self.node.removeSubscription(channel, self)
-            self._replyError(commandID, codes.ERROR_INTERNAL)
+            if failure.check(ProxyDisconnect):
+                self._disconnect(failure.value.disconnect)
+            elif failure.check(ProxyError):
+                self._replyError(commandID, failure.value.error)
+            else:
+                self._commandFailed(commandID, failure, "rpc")
 
-        return d.addCallbacks(subscribed, failed)
-
-    def _unsubscribe(self, commandID: int, request: dict) -> Result:
-        channel = request.get("channel", "")
-        if not channel:
-            self._disconnect(codes.DISCONNECT_BAD_REQUEST)
-            return None
-        if channel in self.channels:
-            self.channels.discard(channel)
-            self.node.removeSubscription(channel, self)
-        self._send({"id": commandID, "unsubscribe": {}})
-        return None
-
-    def _publish(self, commandID: int, request: dict) -> Result:
-        channel = request.get("channel", "")
-        data = request.get("data", b"")
-        if not channel or not data:
-            self._disconnect(codes.DISCONNECT_BAD_REQUEST)
-            return None
-        error = self.node.rules.validate(channel)
-        if error is None and not self.node.rules.canPublish(self.user, channel, channel in self.channels):
-            error = codes.ERROR_PERMISSION_DENIED
-        if error is not None:
-            self._replyError(commandID, error)
-            return None
-        publication = {"data": data, "info": self.clientInfo()}
-        d = self.node.publish(channel, publication)
-
-        def published(_: object) -> None:
-            self._send({"id": commandID, "publish": {}})
-
-        def failed(failure: Failure) -> None:
-            self.log.failure("client {client}: publish to {channel} failed", failure,
-                             client=self.clientID, channel=channel)
-            self._replyError(commandID, codes.ERROR_INTERNAL)
-
-        return d.addCallbacks(published, failed)
+        return d.addCallbacks(answer, failed)
 
     def _notAvailable(self, commandID: int, request: dict) -> Result:
         self._replyError(commandID, codes.ERROR_NOT_AVAILABLE)
         return None
 
-    def _channelRequired(self, commandID: int, request: dict) -> Result:
-        # presence, presence_stats and history: a protocol error without a channel, else not available yet.
-        if not request.get("channel"):
-            self._disconnect(codes.DISCONNECT_BAD_REQUEST)
-            return None
-        return self._notAvailable(commandID, request)
-
     def _send_(self, commandID: int, request: dict) -> Result:
-        # No handler for asynchronous messages is configured.
-        self._disconnect(codes.DISCONNECT_NOT_AVAILABLE)
-        return None
+        d = self.node.rpc.handleSend(self.proxyContext(), request.get("data") or b"")
+
+        def failed(failure: Failure) -> None:
+            if failure.check(ProxyDisconnect):
+                self._disconnect(failure.value.disconnect)
+            else:
+                self.log.failure("client {client}: send failed", failure, client=self.clientID)
+
+        return d.addErrback(failed)
 
     # In the order of the Command fields: the first one present wins, as in Centrifugo.
     _handlers: dict[str, Callable[["Client", int, dict], Result]] = {
         "connect": lambda self, commandID, request: self._disconnect(codes.DISCONNECT_BAD_REQUEST),
-        "subscribe": _subscribe,
-        "unsubscribe": _unsubscribe,
-        "publish": _publish,
-        "presence": _channelRequired,
-        "presence_stats": _channelRequired,
-        "history": _channelRequired,
+        "subscribe": ChannelCommands._subscribe,
+        "unsubscribe": ChannelCommands._unsubscribe,
+        "publish": ChannelCommands._publish,
+        "presence": ChannelCommands._presence,
+        "presence_stats": ChannelCommands._presenceStats,
+        "history": ChannelCommands._history,
         "ping": _notAvailable,
         "send": _send_,
-        "rpc": _notAvailable,
+        "rpc": _rpc,
         "refresh": _refresh,
-        "sub_refresh": _channelRequired,
+        "sub_refresh": ChannelCommands._subRefresh,
     }
 
-    def clientInfo(self) -> dict[str, Any]:
+    def clientInfo(self, sub: Optional[Subscription] = None) -> dict[str, Any]:
         info: dict[str, Any] = {"user": self.user, "client": self.clientID}
         if self.connInfo is not None:
             info["conn_info"] = self.connInfo
+        if sub is not None and sub.chanInfo is not None:
+            info["chan_info"] = sub.chanInfo
         return info
+
+    def proxyContext(self) -> ProxyContext:
+        """What the proxy and RPC handlers learn about this connection (built once per user)."""
+        if self._proxyContext is None or self._proxyContext.user != self.user:
+            proxy = self.node.proxy
+            self._proxyContext = ProxyContext(
+                clientID=self.clientID,
+                transport=self.transport.name,
+                protocol=self.protocol,
+                encoding="binary" if self.protocol == "protobuf" else "json",
+                user=self.user,
+                meta=self.meta,
+                headers=proxy.headersFor(getattr(self.transport, "requestHeaders", None), self._emulatedHeaders),
+            )
+        return self._proxyContext
+
+    def _schedulePresence(self) -> None:
+        if not self.closed:
+            self._presenceCall = self._reactor.callLater(
+                self._config.client_presence_update_interval, self._updatePresence
+            )
+
+    def _updatePresence(self) -> None:
+        """Centrifugo's presence timer: refresh presence entries and end expired subscriptions."""
+        self._presenceCall = None
+        if self.closed:
+            return
+        for channel, sub in list(self.subs.items()):
+            if sub.presence:
+                self.node.presence.add(channel, self.clientID, self.clientInfo(sub)).addErrback(
+                    lambda f: self.log.failure("presence update", f)
+                )
+        self.checkSubscriptionsExpired()
+        self._schedulePresence()
 
     # Ping, pong, expiry, staleness
 
@@ -377,8 +465,25 @@ class Client:
 
     def _checkExpired(self) -> None:
         self._expireCall = None
-        if self._expireAt and self._expireAt <= self._reactor.seconds():
+        if not self._expireAt or self._expireAt > self._reactor.seconds() or self.closed:
+            return
+        if not self._proxyRefresh:
             self._disconnect(codes.DISCONNECT_EXPIRED)
+            return
+
+        def refreshed(reply: dict) -> None:
+            if reply["expired"]:
+                self._disconnect(codes.DISCONNECT_EXPIRED)
+                return
+            self._expireAt = float(reply["expire_at"])
+            if reply.get("info") is not None:
+                self.connInfo = reply["info"]
+            if self._expireAt:
+                self._scheduleExpiry()
+
+        self.node.proxy.refresh(self.proxyContext()).addCallbacks(
+            refreshed, lambda f: self._disconnect(codes.DISCONNECT_EXPIRED)
+        )
 
     def _stale(self) -> None:
         self._staleCall = None
@@ -439,10 +544,12 @@ class Client:
         self.log.debug("client {client} went away (connection lost)", client=self.clientID)
 
     def _cleanup(self) -> None:
-        for name in ("_staleCall", "_pingCall", "_pongCall", "_expireCall"):
+        for name in ("_staleCall", "_pingCall", "_pongCall", "_expireCall", "_presenceCall"):
             self._cancel(name)
         while self._pending:
             self._pending.popleft()[2].callback(None)
+        for channel in list(self.subs):
+            self._leave(channel)
         for channel in list(self.channels):
             self.node.removeSubscription(channel, self)
         self.channels.clear()
@@ -453,3 +560,12 @@ class Client:
         if call is not None and call.active():
             call.cancel()
         setattr(self, name, None)
+
+
+@dataclass(frozen=True)
+class _ProxySubOptions:
+    """A server-side subscription granted by the connect proxy (the shape of a token's C{subs} entry)."""
+
+    info: Optional[bytes]
+    data: Optional[bytes]
+    override: dict[str, bool]

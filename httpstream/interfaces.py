@@ -15,6 +15,8 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
+    from httpstream.engines import HistoryResult
+
 
 class IOriginChecker(Interface):
     """Decides whether a browser Origin may use this server (Centrifugo's ``allowed_origins`` rules)."""
@@ -84,6 +86,16 @@ class IClient(Interface):
         @param size: its length in bytes, counted against the client's queue limit.
         """
 
+    def deliverPublication(frames: Any) -> None:
+        """
+        Queue a publication of a channel this client is subscribed to, from the L{PublicationFrames} its node
+        shares among the subscribers (encoded once per protocol and variant). A positioned subscription checks
+        the offset (a gap ends it with unsubscribe 2500); a delta one picks the delta or the full variant.
+        """
+
+    def deliverJoinLeave(channel: str, frame: bytes) -> None:
+        """Queue an encoded join or leave push of C{channel}, if this client's subscription asked for them."""
+
     def disconnect(code: int, reason: str) -> None:
         """End the connection with this disconnect code and reason (pushed first where the transport wants it)."""
 
@@ -119,7 +131,9 @@ class ISessionRegistry(Interface):
 
 class IBroker(Interface):
     """
-    Moves publications between nodes: PUB/SUB per channel.
+    Moves publications between nodes: PUB/SUB per channel, and each channel's history stream (Centrifugo's
+    Broker holds history too: appending and publishing must be one atomic step, so offsets reach subscribers in
+    order).
 
     The node subscribes a channel here when its first local subscriber arrives and unsubscribes when the last one
     leaves; every publication on a subscribed channel, from any node, comes back through the handler.
@@ -137,10 +151,87 @@ class IBroker(Interface):
     def unsubscribe(channel: str) -> "Deferred[None]":
         """Stop receiving publications of C{channel} on this node."""
 
-    def publish(channel: str, publication: dict) -> "Deferred[dict]":
+    def publish(
+        channel: str,
+        publication: dict,
+        historySize: int = 0,
+        historyTTL: float = 0,
+        historyMetaTTL: float = 0,
+    ) -> "Deferred[dict]":
         """
-        Publish to every node subscribed to C{channel}.
+        Publish to every node subscribed to C{channel}, appending to the channel's history stream in the same
+        atomic step when it has one (C{historySize} > 0 and C{historyTTL} > 0).
 
-        @return: a Deferred firing with the stream position dict (C{offset}, C{epoch}; empty without history),
-            or failing when the publication could not be sent (never a false success).
+        With history the publication gets C{offset} = top + 1 (the first is 1); the stream keeps the newest
+        C{historySize} items, clears them (keeping top and epoch) C{historyTTL} seconds after this publish, and
+        is dropped (top and epoch) after C{historyMetaTTL} seconds without use (0: the engine's default, 30
+        days). Without history the publication has no offset and the top does not move.
+
+        The caller's dict is not changed; the handler and the stream get the publication with its offset.
+
+        @param publication: the protocol dict (data, info, tags); any C{offset} in it is ignored.
+        @return: a Deferred firing with C{{"offset": int, "epoch": str}} with history, C{{}} without, or failing
+            when the publication could not be sent (never a false success).
+        """
+
+    def history(
+        channel: str,
+        since: Optional[dict] = None,
+        limit: int = 0,
+        reverse: bool = False,
+        metaTTL: float = 0,
+    ) -> "Deferred[HistoryResult]":
+        """
+        Read C{channel}'s history stream, creating an empty one (new epoch, top 0) when it has none, and keep
+        the stream for C{metaTTL} more seconds (0: the engine's default).
+
+        Filter (Centrifugo's HistoryFilter):
+          - C{limit} 0: no publications, only the position; negative: no limit.
+          - without C{since}: oldest first (newest first with C{reverse}), up to C{limit}.
+          - with C{since} (C{{"offset": int, "epoch": str}}, zero values may be left out): forward, offsets
+            greater than C{since["offset"]} (from the oldest retained one when the next was trimmed; none when
+            it is the top); reverse, offsets smaller than C{since["offset"]}, newest first.
+
+        @return: a Deferred firing with an L{httpstream.engines.HistoryResult} (publications, offset = top,
+            epoch), or failing with L{httpstream.engines.BadHistoryRequest} (107: C{reverse} with
+            C{since.offset} 0), L{httpstream.engines.UnrecoverablePosition} (112: C{since.epoch} non-empty and
+            not the stream's), or an engine error.
+        """
+
+    def removeHistory(channel: str) -> "Deferred[None]":
+        """
+        Drop C{channel}'s stored publications, keeping its top and epoch (the next publication continues the
+        offsets). A channel without a stream is left without one.
+        """
+
+
+class IPresenceManager(Interface):
+    """
+    Who is subscribed to a channel, across nodes: channel -> client id -> ClientInfo.
+
+    The memory manager keeps entries until removed; a networked one may expire entries the node stops
+    refreshing (Centrifugo's Redis presence: C{global_presence_ttl}).
+    """
+
+    def add(channel: str, clientID: str, info: dict) -> "Deferred[None]":
+        """
+        Record (or refresh, replacing its info) C{clientID} in C{channel}'s presence.
+
+        @param info: the client's ClientInfo in the protocol's dict form (user, client, conn_info, chan_info;
+            zero values may be left out, so an anonymous client may have no C{user}).
+        """
+
+    def remove(channel: str, clientID: str) -> "Deferred[None]":
+        """Remove C{clientID} from C{channel}'s presence. Unknown clients and channels are ignored."""
+
+    def presence(channel: str) -> "Deferred[dict[str, dict]]":
+        """
+        @return: a Deferred firing with C{{clientID: info}} for every client present in C{channel} (C{{}} when
+            none).
+        """
+
+    def stats(channel: str) -> "Deferred[dict[str, int]]":
+        """
+        @return: a Deferred firing with C{{"num_clients": n, "num_users": m}}: the entries, and the distinct user
+            ids among them (anonymous "" counts as one user).
         """

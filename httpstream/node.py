@@ -14,14 +14,18 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from httpstream import __version__, codes
-from httpstream.channels import ChannelRules
+from httpstream.channels import ChannelError, ChannelRules
 from httpstream.client import Client
 from httpstream.config import Config
-from httpstream.engines.memory import MemoryBroker
+from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.hub import Hub
-from httpstream.interfaces import IBroker, ISessionRegistry, ITransport
+from httpstream.interfaces import IBroker, IPresenceManager, ISessionRegistry, ITransport
 from httpstream.logs import Logger
+from httpstream.protocol import EncodeError, codecFor
+from httpstream.proxy import ProxyClient
 from httpstream.registry import SessionRegistry
+from httpstream.rpc import RPCRegistry
+from httpstream.subscription import PublicationFrames
 from httpstream.tokens import TokenVerifier
 from httpstream.writer import Flusher
 
@@ -44,6 +48,8 @@ class Node:
         registry: Optional[ISessionRegistry] = None,
         rng: Optional[random.Random] = None,
         nodeID: Optional[str] = None,
+        presence: Optional[IPresenceManager] = None,
+        proxy: Optional[ProxyClient] = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -52,10 +58,17 @@ class Node:
         self.rng = rng or random.Random()
         self.hub = Hub()
         self.flusher = Flusher(reactor)
-        self.broker: IBroker = broker if broker is not None else MemoryBroker()
+        self.broker: IBroker = broker if broker is not None else MemoryBroker(reactor)
+        self.presence: IPresenceManager = presence if presence is not None else MemoryPresence()
+        self.proxy = proxy if proxy is not None else ProxyClient(config, reactor)
+        # RPC methods and send hooks of a program that embeds httpstream.
+        self.rpc = RPCRegistry()
+        # The latest publication of each channel that allows deltas: the base of the next one's delta.
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._users: dict[str, int] = {}
         self.broker.setHandler(self._onPublication)
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry(self.id)
-        self.tokens = TokenVerifier(config.token_hmac_secret_key)
+        self.tokens = TokenVerifier.fromConfig(config)
         self.rules = ChannelRules(config)
         self.clients: dict[str, Client] = {}
         # Channels whose broker subscribe is in flight -> the later subscribers waiting for its outcome.
@@ -65,13 +78,24 @@ class Node:
         """Create the protocol side of a new connection; it counts once it has connected."""
         return Client(self, transport, self.reactor, self.rng)
 
+    def userConnections(self, user: str) -> int:
+        """How many connections of C{user} this node has."""
+        return self._users.get(user, 0)
+
     def clientConnected(self, client: Client) -> None:
         self.clients[client.clientID] = client
+        if client.user:
+            self._users[client.user] = self._users.get(client.user, 0) + 1
         if client.sessionID:
             self.registry.add(client.sessionID, client)
 
     def clientClosed(self, client: Client) -> None:
-        self.clients.pop(client.clientID, None)
+        if self.clients.pop(client.clientID, None) is not None and client.user:
+            left = self._users.get(client.user, 0) - 1
+            if left > 0:
+                self._users[client.user] = left
+            else:
+                self._users.pop(client.user, None)
         if client.sessionID:
             self.registry.remove(client.sessionID)
 
@@ -108,12 +132,61 @@ class Node:
             d = self.broker.unsubscribe(channel)
             d.addErrback(lambda f: self.log.failure("unsubscribe {channel} in broker", f, channel=channel))
 
-    def publish(self, channel: str, publication: dict[str, Any]) -> Deferred[dict]:
-        """Publish to every subscriber of C{channel} on every node."""
+    def publish(
+        self,
+        channel: str,
+        data: bytes,
+        info: Optional[dict[str, Any]] = None,
+        skipHistory: bool = False,
+        tags: Optional[dict[str, str]] = None,
+    ) -> Deferred[dict]:
+        """
+        Publish C{data} to every subscriber of C{channel} on every node, into its history when it keeps one.
+
+        @return: a Deferred firing with C{{"offset", "epoch"}} (C{{}} without history).
+        @raise ChannelError: an unknown namespace or a bad channel name.
+        """
+        options = self.rules.options(channel)
+        publication: dict[str, Any] = {"data": data}
+        if info is not None:
+            publication["info"] = info
+        if tags:
+            publication["tags"] = tags
+        if options.history and not skipHistory:
+            return self.broker.publish(
+                channel, publication, options.history_size, options.history_ttl,
+                options.history_meta_ttl or self.config.global_history_meta_ttl,
+            )
         return self.broker.publish(channel, publication)
 
     def _onPublication(self, channel: str, publication: dict[str, Any]) -> None:
-        self.hub.broadcast(channel, {"push": {"channel": channel, "pub": publication}})
+        try:
+            deltaAllowed = self.rules.options(channel).delta_publish
+        except ChannelError:
+            deltaAllowed = False
+        previous = self._latest.get(channel) if deltaAllowed else None
+        frames = PublicationFrames(channel, publication, previous)
+        for client in self.hub.subscribers(channel):
+            client.deliverPublication(frames)
+        if deltaAllowed:
+            self._latest[channel] = publication
+        else:
+            self._latest.pop(channel, None)
+
+    def joinLeave(self, channel: str, push: dict[str, Any]) -> None:
+        """Send a join or leave push to the subscribers of C{channel} that asked for them."""
+        frames: dict[str, Optional[bytes]] = {}
+        for client in self.hub.subscribers(channel):
+            if client.protocol not in frames:
+                try:
+                    frames[client.protocol] = codecFor(client.protocol).encode_reply(
+                        {"push": {"channel": channel, **push}}
+                    )
+                except EncodeError:
+                    frames[client.protocol] = None
+            frame = frames[client.protocol]
+            if frame is not None:
+                client.deliverJoinLeave(channel, frame)
 
     def shutdown(self) -> None:
         """Disconnect every client with 3001 "shutdown" (they reconnect, maybe to another node)."""

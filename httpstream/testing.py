@@ -21,7 +21,7 @@ C{bytes} fields are raw JSON bytes for JSON and whatever was sent for Protobuf, 
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import orjson
 from twisted.internet.defer import Deferred, succeed
@@ -200,6 +200,13 @@ class FakeClient:
     def deliver(self, frame: bytes, size: int) -> None:
         self.delivered.append((frame, size))
 
+    def deliverPublication(self, frames: Any) -> None:
+        frame = frames.frame(self.protocol, "plain")
+        self.delivered.append((frame, len(frame)))
+
+    def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
+        self.delivered.append((frame, len(frame)))
+
     def disconnect(self, code: int, reason: str) -> None:
         self.disconnects.append((code, reason))
         self.closed = True
@@ -215,14 +222,15 @@ class ManualBroker:
     (Redis) has and the L{MemoryBroker} never shows, such as a subscribe in flight.
 
     Each call is recorded in L{pending} as C{(operation, channel, deferred)}; L{complete} carries out the oldest on
-    an inner L{MemoryBroker} (so publications then reach subscribed channels) and fires its Deferred, L{fail}
-    fails it instead.
+    an inner L{MemoryBroker} (so publications then reach subscribed channels, and history is kept) and fires its
+    Deferred with the inner result, L{fail} fails it instead.
     """
 
-    def __init__(self) -> None:
-        self._memory = MemoryBroker()
+    def __init__(self, clock: Optional[IReactorTime] = None) -> None:
+        """@param clock: the time the inner L{MemoryBroker}'s history TTLs follow (None: C{time.time})."""
+        self._memory = MemoryBroker(clock)
         self.pending: list[tuple[str, str, Deferred[Any]]] = []
-        self._publications: list[dict] = []
+        self._calls: list[Callable[[], Deferred[Any]]] = []
 
     @property
     def channels(self) -> set[str]:
@@ -233,30 +241,46 @@ class ManualBroker:
         self._memory.setHandler(handler)
 
     def subscribe(self, channel: str) -> Deferred[None]:
-        return self._wait("subscribe", channel, None)
+        return self._wait("subscribe", channel, self._memory.subscribe, channel)
 
     def unsubscribe(self, channel: str) -> Deferred[None]:
-        return self._wait("unsubscribe", channel, None)
+        return self._wait("unsubscribe", channel, self._memory.unsubscribe, channel)
 
-    def publish(self, channel: str, publication: dict) -> Deferred[dict]:
-        return self._wait("publish", channel, publication)
+    def publish(
+        self,
+        channel: str,
+        publication: dict,
+        historySize: int = 0,
+        historyTTL: float = 0,
+        historyMetaTTL: float = 0,
+    ) -> Deferred[dict]:
+        return self._wait(
+            "publish", channel, self._memory.publish, channel, publication, historySize, historyTTL, historyMetaTTL
+        )
 
-    def _wait(self, operation: str, channel: str, publication: Optional[dict]) -> Deferred[Any]:
+    def history(
+        self,
+        channel: str,
+        since: Optional[dict] = None,
+        limit: int = 0,
+        reverse: bool = False,
+        metaTTL: float = 0,
+    ) -> Deferred[Any]:
+        return self._wait("history", channel, self._memory.history, channel, since, limit, reverse, metaTTL)
+
+    def removeHistory(self, channel: str) -> Deferred[None]:
+        return self._wait("removeHistory", channel, self._memory.removeHistory, channel)
+
+    def _wait(self, operation: str, channel: str, call: Callable[..., Deferred[Any]], *args: Any) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         self.pending.append((operation, channel, d))
-        self._publications.append(publication or {})
+        self._calls.append(lambda: call(*args))
         return d
 
     def complete(self) -> None:
         """Carry out the oldest pending operation and fire its Deferred with its result."""
-        operation, channel, d = self.pending.pop(0)
-        publication = self._publications.pop(0)
-        inner: Deferred[Any]
-        if operation == "publish":
-            inner = self._memory.publish(channel, publication)
-        else:
-            inner = getattr(self._memory, operation)(channel)
-        inner.chainDeferred(d)
+        _, _, d = self.pending.pop(0)
+        self._calls.pop(0)().chainDeferred(d)
 
     def completeAll(self) -> None:
         """Complete every pending operation, in order (including those completing adds)."""
@@ -266,7 +290,7 @@ class ManualBroker:
     def fail(self, reason: Union[Exception, Failure, None] = None) -> None:
         """Fail the oldest pending operation (a broker that lost its connection)."""
         _, _, d = self.pending.pop(0)
-        self._publications.pop(0)
+        self._calls.pop(0)
         d.errback(reason if reason is not None else ConnectionError("broker unavailable"))
 
 

@@ -696,7 +696,7 @@ class ClientTestsMixin(ClientHelpers):
         self.send(subscriber, {"id": 2, "subscribe": {"channel": "news"}})
         subscriberTransport.clear()
         for _ in range(20):
-            node.publish("news", {"data": b'"' + b"x" * 100 + b'"'})
+            node.publish("news", b'"' + b"x" * 100 + b'"')
         self.clock.advance(0)
         self.assertEqual(subscriberTransport.closed, (3008, "slow"))
         # The peer still reads: what fitted, then the Disconnect push, so the SDK learns the code.
@@ -769,7 +769,7 @@ class ClientTestsMixin(ClientHelpers):
         self.assertEqual(len(node.registry), 0)
         self.assertEqual(node.hub.channels(), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        node.publish("news", {"data": b"1"})
+        node.publish("news", b"1")
         self.clock.advance(100)
         self.assertEqual(transport.batches, [])
         self.assertEqual(transport.closes, [])

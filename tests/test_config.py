@@ -5,7 +5,9 @@ Tests for L{httpstream.config} and L{httpstream.durations}.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -13,10 +15,11 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.config import Config, ConfigError, load_config
+from httpstream.config import ChannelOptions, Config, ConfigError, Namespace, load_config
 from httpstream.durations import parse_duration
 
 _EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config.example.json")
+_DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "configuration.md")
 
 
 class DurationTests(SynchronousTestCase):
@@ -98,6 +101,31 @@ class DefaultsTests(SynchronousTestCase):
             "allow_publish_for_client": False,
             "allow_publish_for_subscriber": False,
             "allow_publish_for_anonymous": False,
+            "presence": False,
+            "join_leave": False,
+            "force_push_join_leave": False,
+            "history_size": 0,
+            "history_ttl": 0.0,
+            "history_meta_ttl": 0.0,
+            "force_positioning": False,
+            "allow_positioning": False,
+            "force_recovery": False,
+            "allow_recovery": False,
+            "force_recovery_mode": "stream",
+            "allowed_delta_types": (),
+            "delta_publish": False,
+            "allow_presence_for_client": False,
+            "allow_presence_for_subscriber": False,
+            "allow_presence_for_anonymous": False,
+            "allow_history_for_client": False,
+            "allow_history_for_subscriber": False,
+            "allow_history_for_anonymous": False,
+            "allow_user_limited_channels": False,
+            "channel_regex": "",
+            "proxy_subscribe": False,
+            "proxy_publish": False,
+            "proxy_sub_refresh": False,
+            "namespaces": (),
             "client_expired_sub_close_delay": 25.0,
             "client_presence_update_interval": 27.0,
             "client_channel_position_check_delay": 40.0,
@@ -425,3 +453,354 @@ class LoadConfigTests(SynchronousTestCase):
         self.assertTrue(config.allow_publish_for_anonymous)
         self.assertGreaterEqual(len(config.token_hmac_secret_key), 32)
         self.assertEqual((config.ping_interval, config.pong_timeout), (25.0, 8.0))
+
+
+def rejected(test: SynchronousTestCase, data: dict[str, Any], *fragments: str) -> str:
+    """
+    Assert that loading C{data} fails with a one-line message containing C{fragments}; return the message.
+    """
+    with test.assertRaises(ConfigError, msg=repr(data)) as raised:
+        Config.from_dict(data)
+    message = str(raised.exception)
+    test.assertNotIn("\n", message)
+    for fragment in fragments:
+        test.assertIn(fragment, message)
+    return message
+
+
+class ChannelOptionTests(SynchronousTestCase):
+    """
+    Channel options at the top level apply to channels without a namespace; L{Config} inherits them from
+    L{ChannelOptions}.
+    """
+
+    def test_inherited(self) -> None:
+        self.assertIsInstance(Config(), ChannelOptions)
+        names = {f.name for f in dataclasses.fields(ChannelOptions)}
+        self.assertLessEqual(names, {f.name for f in dataclasses.fields(Config)})
+        self.assertEqual(
+            names,
+            {
+                "presence", "join_leave", "force_push_join_leave", "history_size", "history_ttl", "history_meta_ttl",
+                "force_positioning", "allow_positioning", "force_recovery", "allow_recovery", "force_recovery_mode",
+                "allowed_delta_types", "delta_publish", "allow_subscribe_for_client", "allow_subscribe_for_anonymous",
+                "allow_publish_for_client", "allow_publish_for_subscriber", "allow_publish_for_anonymous",
+                "allow_presence_for_client", "allow_presence_for_subscriber", "allow_presence_for_anonymous",
+                "allow_history_for_client", "allow_history_for_subscriber", "allow_history_for_anonymous",
+                "allow_user_limited_channels", "channel_regex", "proxy_subscribe", "proxy_publish", "proxy_sub_refresh",
+            },
+        )
+
+    def test_read(self) -> None:
+        config, warnings = Config.from_dict(
+            {
+                "presence": True,
+                "join_leave": True,
+                "history_size": 10,
+                "history_ttl": "5m",
+                "history_meta_ttl": "1h",
+                "force_recovery": True,
+                "force_recovery_mode": "cache",
+                "allowed_delta_types": ["fossil"],
+                "channel_regex": "^[a-z]+$",
+                "allow_history_for_subscriber": True,
+                "proxy_subscribe": True,
+            }
+        )
+        self.assertEqual(warnings, [])
+        self.assertEqual((config.history_size, config.history_ttl, config.history_meta_ttl), (10, 300.0, 3600.0))
+        self.assertEqual(config.force_recovery_mode, "cache")
+        self.assertEqual(config.allowed_delta_types, ("fossil",))
+        self.assertTrue(config.presence and config.join_leave and config.force_recovery)
+        self.assertTrue(config.allow_history_for_subscriber and config.proxy_subscribe)
+        self.assertTrue(config.history)
+
+    def test_types(self) -> None:
+        table = [
+            ("presence", 1, "expected true or false"),
+            ("allow_presence_for_client", "yes", "expected true or false"),
+            ("history_size", "10", "expected an integer"),
+            ("history_size", 1.5, "expected an integer"),
+            ("history_size", -1, "expected an integer >= 0"),
+            ("history_ttl", "10", "missing unit"),
+            ("history_ttl", "-1s", "expected a duration >= 0"),
+            ("history_meta_ttl", [], "expected a duration"),
+            ("force_recovery_mode", "memory", 'expected one of "stream", "cache"'),
+            ("force_recovery_mode", 1, "expected a string"),
+            ("allowed_delta_types", "fossil", "expected a list of strings"),
+            ("allowed_delta_types", ["fossil", "xdelta"], 'expected a list of delta types from "fossil"'),
+            ("channel_regex", 5, "expected a string"),
+            ("channel_regex", "([a-z]", "invalid regular expression"),
+            ("proxy_publish", None, "expected true or false"),
+        ]
+        for key, value, fragment in table:
+            rejected(self, {key: value}, f'config key "{key}"', fragment)
+
+    def test_recoveryModeEmptyIsStream(self) -> None:
+        config, _ = Config.from_dict({"force_recovery_mode": ""})
+        self.assertEqual(config.force_recovery_mode, "stream")
+
+    def test_historyNeedsSizeAndTTL(self) -> None:
+        """
+        history_size and history_ttl are both set or both 0 (Centrifugo's ValidateChannelOptions).
+        """
+        for data in [{"history_size": 10}, {"history_ttl": "1m"}, {"history_size": 1, "history_ttl": 0}]:
+            rejected(self, data, 'config keys "history_size" and "history_ttl"', "set both above 0")
+        for data in [{}, {"history_size": 0, "history_ttl": "0s"}, {"history_size": 1, "history_ttl": "1s"}]:
+            Config.from_dict(data)
+
+    def test_forceRecoveryNeedsHistory(self) -> None:
+        rejected(self, {"force_recovery": True}, 'config key "force_recovery"', "recovery needs history")
+        Config.from_dict({"force_recovery": True, "history_size": 10, "history_ttl": "1m"})
+
+    def test_optionalFeaturesWithoutHistory(self) -> None:
+        """
+        As in Centrifugo, only force_recovery requires history: the others just have nothing to work with.
+        """
+        config, _ = Config.from_dict(
+            {"allow_recovery": True, "force_positioning": True, "allow_positioning": True, "allow_history_for_client": True}
+        )
+        self.assertFalse(config.history)
+
+    def test_metaTTLNotBelowTTL(self) -> None:
+        history = {"history_size": 10, "history_ttl": "2h"}
+        rejected(
+            self,
+            {**history, "history_meta_ttl": "1h"},
+            'config keys "history_ttl" and "history_meta_ttl"',
+            "history_ttl (7200s) can not be greater than the history meta TTL (3600s)",
+        )
+        Config.from_dict({**history, "history_meta_ttl": "2h"})
+
+    def test_metaTTLGlobal(self) -> None:
+        """
+        A history_meta_ttl of 0 means global_history_meta_ttl, which must then cover history_ttl; a global 0 is not
+        checked.
+        """
+        history = {"history_size": 10, "history_ttl": "2h"}
+        rejected(self, {**history, "global_history_meta_ttl": "1h"}, '"history_ttl" and "global_history_meta_ttl"')
+        Config.from_dict({**history, "global_history_meta_ttl": "1h", "history_meta_ttl": "3h"})
+        Config.from_dict({**history, "global_history_meta_ttl": 0})
+
+    def test_direct(self) -> None:
+        """
+        L{ChannelOptions} validates and normalizes like L{Config}.
+        """
+        options = ChannelOptions(history_size=5, history_ttl="1m", force_recovery_mode="")  # type: ignore[arg-type]
+        self.assertEqual((options.history_ttl, options.force_recovery_mode), (60.0, "stream"))
+        self.assertTrue(options.history)
+        self.assertFalse(ChannelOptions().history)
+        for bad in [{"history_size": -1}, {"history_size": 5}, {"force_recovery": True}, {"channel_regex": "("}]:
+            with self.assertRaises(ConfigError, msg=repr(bad)):
+                ChannelOptions(**bad)
+
+    def test_frozenAndHashable(self) -> None:
+        options = ChannelOptions(presence=True)
+        with self.assertRaises(dataclasses.FrozenInstanceError):
+            options.presence = False  # type: ignore[misc]
+        self.assertEqual(hash(options), hash(ChannelOptions(presence=True)))
+
+
+class NamespaceTests(SynchronousTestCase):
+    """
+    C{namespaces} is a list of objects with a C{name} and channel options; errors name the key by its index.
+    """
+
+    def test_read(self) -> None:
+        config, warnings = Config.from_dict(
+            {
+                "presence": True,
+                "namespaces": [
+                    {"name": "chat", "history_size": 10, "history_ttl": "300s", "allow_subscribe_for_client": True},
+                    {"name": "a-b_c.d"},
+                ],
+            }
+        )
+        self.assertEqual(warnings, [])
+        self.assertEqual(
+            config.namespaces,
+            (
+                Namespace("chat", ChannelOptions(history_size=10, history_ttl=300.0, allow_subscribe_for_client=True)),
+                Namespace("a-b_c.d", ChannelOptions()),
+            ),
+        )
+        # Top-level options do not leak into namespaces.
+        self.assertFalse(config.namespaces[1].options.presence)
+
+    def test_empty(self) -> None:
+        config, _ = Config.from_dict({"namespaces": []})
+        self.assertEqual(config.namespaces, ())
+
+    def test_notAList(self) -> None:
+        for bad in [{}, "chat", None, 1]:
+            rejected(self, {"namespaces": bad}, 'config key "namespaces": expected a list of namespace objects')
+
+    def test_itemNotAnObject(self) -> None:
+        for bad in ["chat", ["chat"], None, 1]:
+            rejected(self, {"namespaces": [{"name": "ok"}, bad]}, 'config key "namespaces[1]": expected an object')
+
+    def test_nameMissing(self) -> None:
+        rejected(self, {"namespaces": [{"presence": True}]}, 'config key "namespaces[0].name" is missing')
+
+    def test_nameType(self) -> None:
+        for bad in [1, None, True, ["chat"]]:
+            rejected(self, {"namespaces": [{"name": bad}]}, 'config key "namespaces[0].name": expected a string')
+
+    def test_nameSyntax(self) -> None:
+        """
+        Names match ^[-a-zA-Z0-9_.]{2,}$.
+        """
+        for bad in ["", "a", "chat:room", "chat room", "ch$t", "ch#t", "\u0447\u0430\u0442", "chat\n"]:
+            rejected(self, {"namespaces": [{"name": bad}]}, 'config key "namespaces[0].name"', "2 or more characters")
+        for good in ["ab", "00", "a-b", "a_b", "a.b", "Chat", "--"]:
+            config, _ = Config.from_dict({"namespaces": [{"name": good}]})
+            self.assertEqual(config.namespaces[0].name, good)
+
+    def test_unique(self) -> None:
+        message = rejected(
+            self,
+            {"namespaces": [{"name": "chat"}, {"name": "news"}, {"name": "chat", "presence": True}]},
+            'config key "namespaces[2].name"',
+        )
+        self.assertIn('namespace "chat" is defined twice', message)
+
+    def test_optionTypes(self) -> None:
+        table = [
+            ("presence", "true", "expected true or false"),
+            ("history_size", "10", "expected an integer"),
+            ("history_ttl", "ten", "expected a duration"),
+            ("history_meta_ttl", "-5s", "expected a duration >= 0"),
+            ("force_recovery_mode", "fast", 'expected one of "stream", "cache"'),
+            ("allowed_delta_types", ["gzip"], "delta types"),
+            ("channel_regex", "[", "invalid regular expression"),
+        ]
+        for key, value, fragment in table:
+            rejected(
+                self,
+                {"namespaces": [{"name": "ok"}, {"name": "chat", key: value}]},
+                f'config key "namespaces[1].{key}"',
+                fragment,
+            )
+
+    def test_optionRelations(self) -> None:
+        rejected(
+            self,
+            {"namespaces": [{"name": "chat", "history_size": 10}]},
+            'config keys "namespaces[0].history_size" and "namespaces[0].history_ttl"',
+        )
+        rejected(self, {"namespaces": [{"name": "chat", "force_recovery": True}]}, '"namespaces[0].force_recovery"')
+        rejected(
+            self,
+            {"namespaces": [{"name": "chat", "history_size": 1, "history_ttl": "1h", "history_meta_ttl": "1m"}]},
+            'config keys "namespaces[0].history_ttl" and "namespaces[0].history_meta_ttl"',
+        )
+        rejected(
+            self,
+            {"global_history_meta_ttl": "1m", "namespaces": [{"name": "chat", "history_size": 1, "history_ttl": "1h"}]},
+            'config keys "namespaces[0].history_ttl" and "global_history_meta_ttl"',
+        )
+
+    def test_unknownKeyWarning(self) -> None:
+        """
+        An unknown key in a namespace is ignored with a warning, like an unknown top-level key.
+        """
+        config, warnings = Config.from_dict(
+            {"namespaces": [{"name": "chat", "presense": True}, {"name": "news", "history_lifetime": 5}], "x": 1}
+        )
+        self.assertEqual(config.namespaces, (Namespace("chat"), Namespace("news")))
+        self.assertEqual(
+            warnings,
+            [
+                'config key "x" is unknown and was ignored',
+                'config key "namespaces[0].presense" is unknown and was ignored',
+                'config key "namespaces[1].history_lifetime" is unknown and was ignored',
+            ],
+        )
+
+    def test_direct(self) -> None:
+        """
+        In Python, namespaces can be L{Namespace} values or objects as in the file; both are checked.
+        """
+        chat = Namespace("chat", ChannelOptions(presence=True))
+        config = Config(namespaces=[chat, {"name": "news", "history_size": 5, "history_ttl": 60}])  # type: ignore[arg-type]
+        self.assertEqual(config.namespaces, (chat, Namespace("news", ChannelOptions(history_size=5, history_ttl=60.0))))
+        self.assertEqual(dataclasses.replace(config, port=1).namespaces, config.namespaces)
+        with self.assertRaises(ConfigError):
+            Config(namespaces=(chat, chat))
+        with self.assertRaises(ConfigError):
+            Config(namespaces=(Namespace("x"),))
+
+    def test_loadFile(self) -> None:
+        directory = tempfile.mkdtemp(prefix="httpstream-test-config-")
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "config.json")
+        with open(path, "wb") as f:
+            f.write(b'{"namespaces": [{"name": "chat", "presence": true, "join_leave": true}]}')
+        config, warnings = load_config(path)
+        self.assertEqual(warnings, [])
+        self.assertEqual(config.namespaces, (Namespace("chat", ChannelOptions(presence=True, join_leave=True)),))
+
+
+class PersonalChannelConfigTests(SynchronousTestCase):
+    """
+    As Centrifugo v5: user_personal_channel_namespace must be a configured namespace, and
+    user_personal_single_connection needs presence in personal channels.
+    """
+
+    def test_namespaceMustExist(self) -> None:
+        rejected(
+            self,
+            {"user_subscribe_to_personal": True, "user_personal_channel_namespace": "personal"},
+            'config key "user_personal_channel_namespace"',
+            'namespace "personal" is not in "namespaces"',
+        )
+        Config.from_dict(
+            {
+                "user_subscribe_to_personal": True,
+                "user_personal_channel_namespace": "personal",
+                "namespaces": [{"name": "personal"}],
+            }
+        )
+
+    def test_namespaceUnusedWithoutPersonalSubscription(self) -> None:
+        Config.from_dict({"user_personal_channel_namespace": "personal"})
+
+    def test_singleConnectionNeedsPresence(self) -> None:
+        rejected(
+            self,
+            {"user_personal_single_connection": True},
+            'config key "user_personal_single_connection": needs "presence": true at the top level',
+        )
+        Config.from_dict({"user_personal_single_connection": True, "presence": True})
+        personal = {"user_subscribe_to_personal": True, "user_personal_channel_namespace": "personal"}
+        rejected(
+            self,
+            {**personal, "user_personal_single_connection": True, "presence": True, "namespaces": [{"name": "personal"}]},
+            'needs "presence": true in namespace "personal"',
+        )
+        Config.from_dict(
+            {**personal, "user_personal_single_connection": True, "namespaces": [{"name": "personal", "presence": True}]}
+        )
+
+
+class DocumentationTests(SynchronousTestCase):
+    """
+    docs/configuration.md has a table row for every key, and its example loads.
+    """
+
+    def setUp(self) -> None:
+        with open(_DOCS, encoding="utf-8") as f:
+            self.text = f.read()
+
+    def test_everyKeyDocumented(self) -> None:
+        documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", self.text, re.MULTILINE))
+        keys = {f.name for f in dataclasses.fields(Config)}
+        self.assertEqual(keys - documented, set(), "add a row for these keys to docs/configuration.md")
+        self.assertEqual(documented - keys, set(), "docs/configuration.md documents keys that do not exist")
+
+    def test_example(self) -> None:
+        match = re.search(r"```json\n(.*?)```", self.text, re.DOTALL)
+        assert match is not None
+        config, warnings = Config.from_dict(json.loads(match.group(1)))
+        self.assertEqual(warnings, [])
+        self.assertEqual([n.name for n in config.namespaces], ["chat", "admin", "dialog"])

@@ -15,11 +15,13 @@ from zope.interface.interface import InterfaceClass
 from zope.interface.verify import verifyObject
 
 from httpstream import interfaces
-from httpstream.engines.memory import MemoryBroker
+from httpstream.engines import HistoryResult
+from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import (
     IBroker,
     IClient,
     IOriginChecker,
+    IPresenceManager,
     ISessionRegistry,
     ITransport,
 )
@@ -55,7 +57,8 @@ def implementations() -> dict[InterfaceClass, list[Any]]:
             FakeClient(),
         ],
         ISessionRegistry: [SessionRegistry("node"), node.registry],
-        IBroker: [MemoryBroker(), ManualBroker(), node.broker],
+        IBroker: [MemoryBroker(), MemoryBroker(Clock()), ManualBroker(), node.broker],
+        IPresenceManager: [MemoryPresence()],
     }
 
 
@@ -181,6 +184,21 @@ class ManualBrokerTests(SynchronousTestCase):
         broker.complete()
         self.assertEqual(self.successResultOf(published), {})
         self.assertEqual(received, [("news", {"data": b"1"})])
+
+    def test_historyWaits(self) -> None:
+        """
+        History operations wait too, then answer from the inner memory broker (on the given clock).
+        """
+        clock = Clock()
+        broker = ManualBroker(clock)
+        published = broker.publish("news", {"data": b"1"}, historySize=5, historyTTL=10)
+        read = broker.history("news", limit=-1)
+        removed = broker.removeHistory("news")
+        self.assertEqual([op for op, _, _ in broker.pending], ["publish", "history", "removeHistory"])
+        broker.completeAll()
+        epoch = self.successResultOf(published)["epoch"]
+        self.assertEqual(self.successResultOf(read), HistoryResult([{"data": b"1", "offset": 1}], 1, epoch))
+        self.assertIsNone(self.successResultOf(removed))
 
     def test_fail(self) -> None:
         broker = ManualBroker()

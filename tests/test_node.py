@@ -219,7 +219,7 @@ class PublishTests(SynchronousTestCase):
         node.addSubscription("news", a)  # type: ignore[arg-type]
         node.addSubscription("news", b)  # type: ignore[arg-type]
         node.addSubscription("chat", other)  # type: ignore[arg-type]
-        d = node.publish("news", {"data": b'{"x":1}'})
+        d = node.publish("news", b'{"x":1}')
         self.assertEqual(self.successResultOf(d), {})
         self.assertEqual(len(a.delivered), 1)
         self.assertEqual(len(b.delivered), 1)
@@ -233,22 +233,22 @@ class PublishTests(SynchronousTestCase):
         """
         broker = ManualBroker()
         node = makeNode(broker=broker)
-        d = node.publish("news", {"data": b"1"})
+        d = node.publish("news", b"1")
         self.assertNoResult(d)
         broker.complete()
         self.assertEqual(self.successResultOf(d), {})
-        failed = node.publish("news", {"data": b"1"})
+        failed = node.publish("news", b"1")
         broker.fail()
         self.failureResultOf(failed, ConnectionError)
 
     def test_publishWithoutSubscribers(self) -> None:
         node = makeNode()
-        self.assertEqual(self.successResultOf(node.publish("nobody", {"data": b"1"})), {})
+        self.assertEqual(self.successResultOf(node.publish("nobody", b"1")), {})
 
     def test_unsubscribedChannelGetsNothing(self) -> None:
         node = makeNode()
         client = FakeClient()
         node.addSubscription("news", client)  # type: ignore[arg-type]
         node.removeSubscription("news", client)  # type: ignore[arg-type]
-        node.publish("news", {"data": b"1"})
+        node.publish("news", b"1")
         self.assertEqual(client.delivered, [])

@@ -220,7 +220,9 @@ def test_publishReachesPublisherAndSecondClient(
     Two SDK clients connect over http_stream and subscribe; the first publishes: both receive exactly the data
     published, attributed to the publisher, and every emulation POST was answered 204.
     """
-    server = startServer()
+    # "chat:" is a namespace, which must be configured (else 102 unknown channel), with the same permissions.
+    chat = {key: True for key in BASE_CONFIG if key.startswith(("allow_subscribe", "allow_publish"))}
+    server = startServer({"namespaces": [{"name": "chat", **chat}]})
     events = runScenario(node, server, protocol, "pubsub", channel=f"chat:{protocol}")
 
     clients = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from twisted.application.service import IService, MultiService
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 from twisted.logger import LogLevel
 from zope.interface.verify import verifyObject
 

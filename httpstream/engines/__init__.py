@@ -1,1 +1,108 @@
-"""Engines: how publications (and later presence and history) travel between nodes."""
+# -*- test-case-name: tests.test_engine_contract,tests.test_engine_memory -*-
+"""
+Engines: how publications, history and presence travel between nodes.
+
+The values and errors every engine shares live here, so an engine module (memory, Redis) only holds its own
+mechanics: L{HistoryResult}, the L{HistoryError}s a history query may end with, and the checks that raise them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+
+from httpstream import codes
+
+__all__ = [
+    "DEFAULT_HISTORY_META_TTL",
+    "BadHistoryRequest",
+    "HistoryError",
+    "HistoryResult",
+    "UnrecoverablePosition",
+    "checkHistoryRequest",
+    "checkSinceEpoch",
+    "hasHistory",
+]
+
+# Centrifugo v5 history_meta_ttl (v6 channel.history_meta_ttl 720h): how long an unused stream's top and epoch live.
+DEFAULT_HISTORY_META_TTL = 30 * 24 * 3600.0
+
+
+@attrs.frozen
+class HistoryResult:
+    """
+    The answer to a history query: the publications the filter selects and the stream's position.
+
+    @ivar publications: protocol dicts (each with its C{offset}), in the order asked for.
+    @ivar offset: the stream's top (the offset of the newest publication ever stored; 0 for a new stream).
+    @ivar epoch: the stream's epoch (never empty).
+    """
+
+    publications: list[dict[str, Any]]
+    offset: int
+    epoch: str
+
+
+class HistoryError(Exception):
+    """
+    A history query the protocol refuses. The client replies with L{error}.
+
+    @ivar error: the reply error (a L{codes.Error}).
+    """
+
+    error: codes.Error
+
+    def __init__(self, error: codes.Error) -> None:
+        super().__init__(error.code, error.message)
+        self.error = error
+
+
+class BadHistoryRequest(HistoryError):
+    """107 bad request: a reverse query with C{since.offset} 0 (there is nothing before the first publication)."""
+
+    def __init__(self) -> None:
+        super().__init__(codes.ERROR_BAD_REQUEST)
+
+
+class UnrecoverablePosition(HistoryError):
+    """
+    112 unrecoverable position: C{since.epoch} names another incarnation of the stream.
+
+    @ivar offset: the stream's current top.
+    @ivar epoch: the stream's current epoch.
+    """
+
+    def __init__(self, offset: int, epoch: str) -> None:
+        super().__init__(codes.ERROR_UNRECOVERABLE_POSITION)
+        self.offset = offset
+        self.epoch = epoch
+
+
+def hasHistory(historySize: int, historyTTL: float) -> bool:
+    """A channel keeps a stream only when both its size and its TTL are set (Centrifugo refuses one alone)."""
+    return historySize > 0 and historyTTL > 0
+
+
+def checkHistoryRequest(since: Optional[dict[str, Any]], reverse: bool) -> None:
+    """
+    Refuse what no stream can answer, before an engine touches it: reverse with C{since.offset} 0.
+
+    @raise BadHistoryRequest: then.
+    """
+    if reverse and since is not None and not since.get("offset", 0):
+        raise BadHistoryRequest()
+
+
+def checkSinceEpoch(since: Optional[dict[str, Any]], offset: int, epoch: str) -> None:
+    """
+    Refuse a C{since} from another incarnation of the stream (an empty epoch matches any).
+
+    @param offset: the stream's top.
+    @param epoch: the stream's epoch.
+    @raise UnrecoverablePosition: then.
+    """
+    if since is not None:
+        sinceEpoch = since.get("epoch", "")
+        if sinceEpoch and sinceEpoch != epoch:
+            raise UnrecoverablePosition(offset, epoch)
