@@ -13,8 +13,10 @@ def startServer(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start real server processes (config overrides as keyword dict); all are stopped after the test."""
     started: list[ServerProcess] = []
 
-    def start(overrides: Optional[dict[str, Any]] = None, name: str = "server") -> ServerProcess:
-        server = ServerProcess(tmp_path, overrides, name)
+    def start(
+        overrides: Optional[dict[str, Any]] = None, name: str = "server", command: Optional[list[str]] = None
+    ) -> ServerProcess:
+        server = ServerProcess(tmp_path, overrides, name, command)
         started.append(server)
         return server
 

@@ -31,6 +31,9 @@ BASE_CONFIG: dict[str, Any] = {
 }
 
 
+EMBEDDED = [sys.executable, str(Path(__file__).with_name("embedded_server.py"))]
+
+
 def twistdCommand() -> list[str]:
     """twistd from this interpreter's environment (the venv the tests run in)."""
     script = Path(sys.executable).with_name("twistd")
@@ -47,7 +50,17 @@ class ServerProcess:
     @ivar output: everything it has logged so far (read by a thread, so the pipe never fills).
     """
 
-    def __init__(self, directory: Path, overrides: Optional[dict[str, Any]] = None, name: str = "server") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        overrides: Optional[dict[str, Any]] = None,
+        name: str = "server",
+        command: Optional[list[str]] = None,
+    ) -> None:
+        """
+        @param command: the program to run with the config file's path appended (default: twistd httpstream -c);
+            L{EMBEDDED} runs httpstream embedded in a Twisted program with in-process RPC handlers.
+        """
         config = dict(BASE_CONFIG)
         config.update(overrides or {})
         self.configPath = directory / f"{name}.json"
@@ -56,7 +69,7 @@ class ServerProcess:
         self.port = 0
         self._lines: list[str] = []
         self._process = subprocess.Popen(
-            twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c", str(self.configPath)],
+            (command or twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c"]) + [str(self.configPath)],
             cwd=directory,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
