@@ -7,5 +7,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 python=${PYTHON:-"$root/.venv/bin/python"}
 [ -x "$python" ] || python=python3
-cd "$here"
-exec "$python" -m grpc_tools.protoc -I . --python_out=. --pyi_out=. client.proto
+# Generated from the project root, so the descriptor is registered as "httpstream/protocol/client.proto" in package
+# httpstream.protocol: centrifuge-python registers its own "client.proto" (centrifugal.centrifuge.protocol) in the
+# same global pool, and both must load in one process. Package names never reach the wire.
+cd "$root"
+exec "$python" -m grpc_tools.protoc -I . --python_out=. --pyi_out=. httpstream/protocol/client.proto
