@@ -24,6 +24,7 @@ from zope.interface import implementer
 from httpstream import codes
 from httpstream.channelcommands import ChannelCommands, SubscribeError
 from httpstream.channels import ChannelError
+from httpstream.clientcontrol import ServerControl
 from httpstream.interfaces import IClient, ITransport
 from httpstream.logs import Logger
 from httpstream.protocol import DecodeError, EncodeError, codecFor
@@ -44,7 +45,7 @@ Result = Union[None, Deferred]
 
 
 @implementer(IClient)
-class Client(ChannelCommands):
+class Client(ChannelCommands, ServerControl):
     """
     A connection between one SDK client and this node.
 

@@ -495,9 +495,19 @@ class Config(ChannelOptions):
     "Channel namespaces; the top-level channel options are inherited from ChannelOptions."
     namespaces: tuple[Namespace, ...] = setting((), read=_read_namespaces)
 
-    "Operations."
+    "Server HTTP API (POST /api/<method>): an empty api_key refuses every call unless api_insecure."
+    api_key: str = setting("", secret=True)
+    api_insecure: bool = setting(False)
+    api_disable: bool = setting(False)
+    api_error_mode: str = setting("", choices=("", "transport"))
+
+    "Operations: /health and Prometheus /metrics endpoints, logging."
+    health: bool = setting(False)
+    prometheus: bool = setting(False)
     log_level: str = setting("info", choices=_LOG_LEVELS)
     engine: str = setting("memory", choices=_ENGINES)
+    proxy_binary_encoding: bool = setting(False)
+    proxy_include_connection_meta: bool = setting(False)
 
     def __post_init__(self) -> None:
         for spec in _specs():

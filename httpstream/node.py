@@ -21,6 +21,7 @@ from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.hub import Hub
 from httpstream.interfaces import IBroker, IPresenceManager, ISessionRegistry, ITransport
 from httpstream.logs import Logger
+from httpstream.metrics import Metrics
 from httpstream.protocol import EncodeError, codecFor
 from httpstream.proxy import ProxyClient
 from httpstream.registry import SessionRegistry
@@ -63,6 +64,7 @@ class Node:
         self.proxy = proxy if proxy is not None else ProxyClient(config, reactor)
         # RPC methods and send hooks of a program that embeds httpstream.
         self.rpc = RPCRegistry()
+        self.metrics = Metrics(self)
         # The latest publication of each channel that allows deltas: the base of the next one's delta.
         self._latest: dict[str, dict[str, Any]] = {}
         self._users: dict[str, int] = {}

@@ -19,6 +19,7 @@ from twisted.logger import Logger as _TwistedLogger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from httpstream.api import ServerAPI
 from httpstream.config import Config, ConfigError, load_config
 from httpstream.logs import Logger, setLogLevel
 from httpstream.node import Node
@@ -88,7 +89,8 @@ class HTTPStreamService(MultiService):
         self.config = config
         self.reactor = reactor
         self.node = Node(config, reactor)
-        self.site = makeSite(self.node)
+        self.api = ServerAPI(self.node)
+        self.site = makeSite(self.node, api=self.api)
         self.port: Optional[IListeningPort] = None
         self._warnings = list(warnings or ())
 
@@ -118,6 +120,45 @@ class HTTPStreamService(MultiService):
         if self._tuneGC:
             tuneGarbageCollector()
         super().startService()
+
+    # The embedding API: Centrifugo's server API methods (keyword arguments with its field names, raw-JSON bytes
+    # for data), each returning a Deferred that fires with the result dict or fails with httpstream.api.APIError.
+
+    def publish(self, channel: str, data: bytes, **options: Any) -> Any:
+        return self.api.publish(channel=channel, data=data, **options)
+
+    def broadcast(self, channels: list[str], data: bytes, **options: Any) -> Any:
+        return self.api.broadcast(channels=channels, data=data, **options)
+
+    def presence(self, channel: str) -> Any:
+        return self.api.presence(channel=channel)
+
+    def presenceStats(self, channel: str) -> Any:
+        return self.api.presence_stats(channel=channel)
+
+    def history(self, channel: str, **options: Any) -> Any:
+        return self.api.history(channel=channel, **options)
+
+    def historyRemove(self, channel: str) -> Any:
+        return self.api.history_remove(channel=channel)
+
+    def subscribe(self, user: str, channel: str, **options: Any) -> Any:
+        return self.api.subscribe(user=user, channel=channel, **options)
+
+    def unsubscribe(self, user: str, channel: str = "", **options: Any) -> Any:
+        return self.api.unsubscribe(user=user, channel=channel, **options)
+
+    def disconnect(self, user: str, **options: Any) -> Any:
+        return self.api.disconnect(user=user, **options)
+
+    def refresh(self, user: str, **options: Any) -> Any:
+        return self.api.refresh(user=user, **options)
+
+    def channels(self, pattern: str = "") -> Any:
+        return self.api.channels(pattern=pattern)
+
+    def info(self) -> Any:
+        return self.api.info()
 
     def stopService(self) -> Any:
         self.node.shutdown()

@@ -6,15 +6,18 @@ cap the bodies they keep.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from klein import Klein
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
+from httpstream.api import ServerAPI
 from httpstream.config import Config
+from httpstream.httpapi import APIHandler
 from httpstream.interfaces import IOriginChecker
 from httpstream.logs import Logger
+from httpstream.metrics import CONTENT_TYPE
 from httpstream.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.transports._http import limitedRequestFactory
@@ -47,7 +50,7 @@ class Status(Resource):
 NOT_FOUND = Status(404)
 
 
-def makeApp(node: Node, origins: IOriginChecker) -> Klein:
+def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None) -> Klein:
     """The routes of one node, each enabled by its config flag (a disabled endpoint answers 404)."""
     config = node.config
     app = Klein()
@@ -80,6 +83,27 @@ def makeApp(node: Node, origins: IOriginChecker) -> Klein:
     @app.route("/emulation", methods=ALL_METHODS)
     def emulate(request: server.Request) -> IResource:
         return emulation
+
+    if not config.api_disable:
+        handler = APIHandler(api or ServerAPI(node), config)
+
+        @app.route("/api/<string:method>", methods=ALL_METHODS)
+        def serverAPI(request: server.Request, method: str) -> Any:
+            return handler.handle(request, method)
+
+    if config.health:
+
+        @app.route("/health", methods=["GET", "HEAD"])
+        def health(request: server.Request) -> bytes:
+            request.setHeader(b"Content-Type", b"application/json")
+            return b"{}"
+
+    if config.prometheus:
+
+        @app.route("/metrics", methods=["GET", "HEAD"])
+        def metrics(request: server.Request) -> bytes:
+            request.setHeader(b"Content-Type", CONTENT_TYPE)
+            return node.metrics.exposition()
 
     if config.demo:
         from httpstream.demo import demoResource
@@ -122,14 +146,14 @@ class QuietSite(server.Site):
         )
 
 
-def makeSite(node: Node, origins: IOriginChecker | None = None) -> server.Site:
+def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[ServerAPI] = None) -> server.Site:
     """The Site serving C{node}; bodies are capped at the largest endpoint limit (each endpoint checks its own)."""
     config: Config = node.config
     if origins is None:
         origins = OriginChecker(config.allowed_origins)
     # Twisted suspends the idle timeout while a request is handled, so a stream lives on; this only bounds idle
     # keep-alive connections and peers that dribble their headers (12 hours by default).
-    site = QuietSite(makeApp(node, origins).resource(), timeout=IDLE_TIMEOUT)
+    site = QuietSite(makeApp(node, origins, api).resource(), timeout=IDLE_TIMEOUT)
     site.requestFactory = limitedRequestFactory(
         max(
             config.http_stream_max_request_body_size,

@@ -1,0 +1,134 @@
+# -*- test-case-name: tests.test_httpapi -*-
+"""
+``POST /api/<method>``: Centrifugo's server HTTP API over L{httpstream.api.ServerAPI} (reference/messages.md
+section 8), as ``cent`` and application backends call it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Optional
+
+import orjson
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from twisted.web import server
+
+from httpstream.api import APIError, ServerAPI, _errorOf
+from httpstream.config import Config
+from httpstream.logs import Logger
+from httpstream.transports._http import readBody
+
+log = Logger()
+
+# Bodies of API calls (publications of any size the operator allows) are capped here.
+MAX_BODY = 4 * 1024 * 1024
+
+# api_error_mode "transport": the HTTP status an API error maps to (Centrifugo's apiproto).
+TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
+
+# Centrifugo's JSON fields holding raw JSON, embedded as such (not as strings) in requests and results.
+RAW_FIELDS = frozenset({"data", "info", "params", "conn_info", "chan_info"})
+
+
+def _rawJSON(value: Any) -> Any:
+    """Request values of raw-JSON fields become their compact bytes, as the client protocol carries them."""
+    if isinstance(value, dict):
+        return {k: (orjson.dumps(v) if k in RAW_FIELDS else _rawJSON(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rawJSON(v) for v in value]
+    return value
+
+
+def _encodeDefault(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        # Raw JSON bytes are embedded as they are.
+        return orjson.Fragment(bytes(value))
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode(document: Any) -> bytes:
+    return orjson.dumps(document, default=_encodeDefault)
+
+
+class APIHandler:
+    """Authenticates, decodes and answers API requests for one node."""
+
+    def __init__(self, api: ServerAPI, config: Config) -> None:
+        self._api = api
+        self._config = config
+
+    def authorized(self, request: server.Request) -> bool:
+        config = self._config
+        if config.api_insecure:
+            return True
+        if not config.api_key:
+            return False
+        given = request.getHeader("x-api-key") or ""
+        if not given:
+            scheme, _, value = (request.getHeader("authorization") or "").partition(" ")
+            if scheme.lower() == "apikey":
+                given = value.strip()
+        if not given:
+            values = request.args.get(b"api_key") or [b""]
+            given = values[0].decode("utf-8", "replace")
+        # Constant time: the comparison must not tell an attacker how much of a guess was right.
+        return hmac.compare_digest(given.encode("utf-8"), config.api_key.encode("utf-8"))
+
+    def handle(self, request: server.Request, method: str) -> bytes | Deferred[bytes]:
+        if request.method != b"POST":
+            request.setResponseCode(405)
+            return b""
+        if not self.authorized(request):
+            request.setResponseCode(401)
+            return b""
+        body = readBody(request, MAX_BODY)
+        if body is None:
+            request.setResponseCode(413)
+            return b""
+        try:
+            document = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError:
+            request.setResponseCode(400)
+            return b""
+        if not isinstance(document, dict):
+            request.setResponseCode(400)
+            return b""
+        transportErrors = (
+            self._config.api_error_mode == "transport"
+            or (request.getHeader("x-centrifugo-error-mode") or "").lower() == "transport"
+        )
+        request.setHeader(b"Content-Type", b"application/json")
+        if method == "batch" and isinstance(document.get("commands"), list):
+            # A command is {method: request}: the method name ("info") is not a raw-JSON field.
+            document = dict(document, commands=[
+                {k: _rawJSON(v) for k, v in c.items()} if isinstance(c, dict) else c for c in document["commands"]
+            ])
+        else:
+            document = _rawJSON(document)
+        d = self._api.call(method, document)
+        return d.addCallbacks(
+            lambda result: self._answer(request, method, result),
+            lambda failure: self._failed(request, method, failure, transportErrors),
+        )
+
+    def _answer(self, request: server.Request, method: str, result: dict) -> bytes:
+        if method == "batch":
+            return encode(result)
+        return encode({"result": result})
+
+    def _failed(self, request: server.Request, method: str, failure: Failure, transport: bool) -> bytes:
+        if not failure.check(APIError):
+            log.failure("api {method} failed", failure, method=method)
+        else:
+            log.info("api {method}: error {code}", method=method, code=failure.value.error.code)
+        error = _errorOf(failure)
+        body = {"code": error.code, "message": error.message}
+        if transport:
+            request.setResponseCode(TRANSPORT_STATUS.get(error.code, 500))
+            return encode(body)
+        return encode({"error": body})
+
+
+def methodOf(path: Optional[str]) -> str:
+    return (path or "").strip("/")

@@ -1,0 +1,96 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+Prometheus metrics of one node, named in the style of Centrifugo's (``centrifugo_node_num_clients``,
+``centrifugo_client_command_duration_seconds``) with the prefix ``httpstream_``.
+
+Each node has its own registry, so several nodes in one process (tests, embedding programs) do not collide.
+Gauges are read from the node when scraped rather than kept up to date on every change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+PREFIX = "httpstream"
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class _NodeCollector(Collector):
+    """Connections by transport, users, channels and subscriptions, read from the node at scrape time."""
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        node = self._node
+        clients = GaugeMetricFamily(
+            f"{PREFIX}_node_num_clients", "Connected clients by transport.", labels=["transport"]
+        )
+        byTransport: dict[str, int] = {}
+        for client in list(node.clients.values()):
+            name = client.transport.name
+            byTransport[name] = byTransport.get(name, 0) + 1
+        for name in ("websocket", "http_stream", "sse"):
+            clients.add_metric([name], byTransport.get(name, 0))
+        yield clients
+        yield GaugeMetricFamily(
+            f"{PREFIX}_node_num_users", "Distinct users connected.",
+            value=len({c.user for c in node.clients.values()}),
+        )
+        yield GaugeMetricFamily(f"{PREFIX}_node_num_channels", "Channels with subscribers.",
+                                value=len(node.hub.channels()))
+        yield GaugeMetricFamily(f"{PREFIX}_node_num_subscriptions", "Subscriptions on this node.",
+                                value=node.hub.numSubscriptions())
+
+
+class Metrics:
+    """The counters and histograms the node's parts update."""
+
+    def __init__(self, node: Any) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.commands = Counter(
+            f"{PREFIX}_client_num_commands", "Client commands by method and result.", ["method", "result"],
+            registry=r,
+        )
+        self.commandDuration = Histogram(
+            f"{PREFIX}_client_command_duration_seconds", "Client command latency by method.", ["method"],
+            registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.messagesSent = Counter(
+            f"{PREFIX}_transport_messages_sent", "Messages (replies and pushes) sent, by transport.", ["transport"],
+            registry=r,
+        )
+        self.bytesSent = Counter(
+            f"{PREFIX}_transport_bytes_sent", "Message bytes written, by transport.", ["transport"], registry=r
+        )
+        self.messagesReceived = Counter(
+            f"{PREFIX}_transport_messages_received", "Commands received, by transport.", ["transport"],
+            registry=r,
+        )
+        self.emulation = Counter(
+            f"{PREFIX}_emulation_requests", "POST /emulation requests by outcome.", ["outcome"], registry=r
+        )
+        self.disconnects = Counter(
+            f"{PREFIX}_client_num_disconnects", "Server-side disconnects by code.", ["code"], registry=r
+        )
+        self.overflows = Counter(
+            f"{PREFIX}_client_queue_overflows", "Clients cut off with 3008 slow (queue over its limit).",
+            registry=r,
+        )
+        self.apiCalls = Counter(
+            f"{PREFIX}_api_num_requests", "Server API calls by method and result.", ["method", "result"],
+            registry=r,
+        )
+        self.apiDuration = Histogram(
+            f"{PREFIX}_api_command_duration_seconds", "Server API call latency by method.", ["method"], registry=r
+        )
+        r.register(_NodeCollector(node))
+
+    def exposition(self) -> bytes:
+        """The text format a Prometheus scrape reads."""
+        return generate_latest(self.registry)
