@@ -485,12 +485,12 @@ class ChannelCommands:
         if frame is None:
             self._disconnect(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
-        self.writer.enqueue(frame)
+        self._queue(frame)
 
     def deliverJoinLeave(self: "Client", channel: str, frame: bytes) -> None:
         sub = self.subs.get(channel)
         if sub is not None and sub.pushJoinLeave and not self.closed:
-            self.writer.enqueue(frame)
+            self._queue(frame)
 
 
 def _failed(error: Exception) -> Deferred[Any]:

@@ -10,6 +10,7 @@ connection's codec and queued on its L{Writer}; the transport only frames them.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class Client(ChannelCommands, ServerControl):
             return done
         try:
             commands = self._codec.decode_commands(data)
+            self.node.metrics.messagesReceived.labels(self.transport.name).inc(len(commands))
         except DecodeError as e:
             self.log.info("client {client}: bad frame: {error}", client=self.clientID, error=str(e))
             commands = []
@@ -160,12 +162,19 @@ class Client(ChannelCommands, ServerControl):
             return self._pong()
         for method, handler in self._handlers.items():
             if method in command:
+                started = time.perf_counter()
                 try:
-                    return handler(self, commandID, command[method])
+                    result = handler(self, commandID, command[method])
                 except Exception:
                     self.log.failure("client {client}: {method} failed", client=self.clientID, method=method)
                     self._replyError(commandID, codes.ERROR_INTERNAL)
+                    self._observe(method, started, "error")
                     return None
+                if isinstance(result, Deferred):
+                    result.addBoth(self._observed, method, started)
+                else:
+                    self._observe(method, started, "ok")
+                return result
         self._disconnect(codes.DISCONNECT_BAD_REQUEST)
         return None
 
@@ -491,7 +500,24 @@ class Client(ChannelCommands, ServerControl):
         if not self.connected:
             self._disconnect(codes.DISCONNECT_STALE)
 
+    def _observed(self, result: Any, method: str, started: float) -> Any:
+        self._observe(method, started, "error" if isinstance(result, Failure) else "ok")
+        return result
+
+    def _observe(self, method: str, started: float, outcome: str) -> None:
+        metrics = self.node.metrics
+        metrics.commands.labels(method, outcome).inc()
+        metrics.commandDuration.labels(method).observe(time.perf_counter() - started)
+
+    def _queue(self, message: bytes, force: bool = False) -> None:
+        """Queue one encoded message on the writer, counting it."""
+        if self.writer.enqueue(message, force):
+            metrics = self.node.metrics
+            metrics.messagesSent.labels(self.transport.name).inc()
+            metrics.bytesSent.labels(self.transport.name).inc(len(message))
+
     def _slow(self) -> None:
+        self.node.metrics.overflows.inc()
         # A burst that overflowed a reading client still reaches it, with the 3008 push after it, so the SDK
         # learns the code; a peer that stopped reading (paused writer) would never read them: just cut it off.
         self._disconnect(codes.DISCONNECT_SLOW, flush=not self.writer.paused)
@@ -506,14 +532,14 @@ class Client(ChannelCommands, ServerControl):
         except EncodeError:
             self._disconnect(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
-        self.writer.enqueue(message)
+        self._queue(message)
 
     def _replyError(self, commandID: int, error: codes.Error) -> None:
         self._send({"id": commandID, "error": error.toDict()})
 
     def deliver(self, frame: bytes, size: int) -> None:
         if not self.closed:
-            self.writer.enqueue(frame)
+            self._queue(frame)
 
     def disconnect(self, code: int, reason: str) -> None:
         self._disconnect(codes.Disconnect(code, reason))
@@ -522,12 +548,13 @@ class Client(ChannelCommands, ServerControl):
         if self.closed:
             return
         self._state = _CLOSED
+        self.node.metrics.disconnects.labels(str(disconnect.code)).inc()
         if flush and self.transport.pushDisconnect and disconnect.code != codes.DISCONNECT_CONNECTION_CLOSED.code:
             message = self._codec.encode_reply(
                 {"push": {"disconnect": {"code": disconnect.code, "reason": disconnect.reason}}}
             )
             # Past the queue limit on purpose: the client must learn why it was cut off.
-            self.writer.enqueue(message, force=True)
+            self._queue(message, force=True)
         if flush:
             self.writer.flush()
         self.writer.stop()
