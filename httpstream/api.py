@@ -86,19 +86,33 @@ class ServerAPI:
         key = request.get("idempotency_key") or ""
         now = self._now()
         if key:
-            self._idempotent = {k: v for k, v in self._idempotent.items() if v[0] > now}
+            self._expireIdempotent(now)
             known = self._idempotent.get((channel, key))
-            if known is not None:
+            if known is not None and known[0] > now:
                 return succeed(dict(known[1]))
         tags = request.get("tags") or None
         d = self.node.publish(channel, data, None, skipHistory=bool(request.get("skip_history")), tags=tags)
 
         def published(result: dict) -> dict:
             if key:
+                self._idempotent.pop((channel, key), None)  # re-inserted at the end, in expiry order
                 self._idempotent[(channel, key)] = (now + IDEMPOTENCY_WINDOW, result)
             return dict(result)
 
         return d.addCallback(published)
+
+    def _expireIdempotent(self, now: float) -> None:
+        """
+        Drop remembered results whose window has passed. Entries are kept in insertion order, which is (nearly)
+        expiry order: the oldest go from the front, so a busy channel of keyed publications costs O(1) each
+        rather than a pass over every key of the last five minutes.
+        """
+        cache = self._idempotent
+        while cache:
+            oldest = next(iter(cache))
+            if cache[oldest][0] > now:
+                break
+            del cache[oldest]
 
     def broadcast(self, **request: Any) -> Deferred[dict]:
         return self.call("broadcast", request)
@@ -141,6 +155,9 @@ class ServerAPI:
         if not request.get("user"):
             raise APIError(ERROR_BAD_REQUEST)
         channel = request.get("channel") or ""
+        if channel:
+            # Centrifugo answers 102 for a channel of an unknown namespace (no channel: every subscription).
+            self._options(channel)
         for client in self._clients(request):
             for name in [channel] if channel else list(client.subs):
                 client.serverUnsubscribe(name, *SERVER_UNSUBSCRIBE)
@@ -223,7 +240,8 @@ class ServerAPI:
         return self.call("history_remove", request)
 
     def _historyRemove(self, request: dict[str, Any]) -> Deferred[dict]:
-        self._options(request.get("channel"))
+        if not self._options(request.get("channel")).history:
+            raise APIError(ERROR_NOT_AVAILABLE)
         return self.node.broker.removeHistory(request["channel"]).addCallback(lambda _: {})
 
     def channels(self, **request: Any) -> Deferred[dict]:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_httpapi -*-
+# -*- test-case-name: tests.test_api,tests.test_cent -*-
 """
 ``POST /api/<method>``: Centrifugo's server HTTP API over L{httpstream.api.ServerAPI} (reference/messages.md
 section 8), as ``cent`` and application backends call it.
@@ -7,6 +7,7 @@ section 8), as ``cent`` and application backends call it.
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any, Optional
 
 import orjson
@@ -54,9 +55,11 @@ def encode(document: Any) -> bytes:
 class APIHandler:
     """Authenticates, decodes and answers API requests for one node."""
 
-    def __init__(self, api: ServerAPI, config: Config) -> None:
+    def __init__(self, api: ServerAPI, config: Config, metrics: Any = None) -> None:
+        """@param metrics: the node's L{httpstream.metrics.Metrics} (default: C{api.node.metrics}, when it has one)."""
         self._api = api
         self._config = config
+        self._metrics = metrics if metrics is not None else getattr(api.node, "metrics", None)
 
     def authorized(self, request: server.Request) -> bool:
         config = self._config
@@ -83,7 +86,9 @@ class APIHandler:
             request.setResponseCode(401)
             return b""
         body = readBody(request, MAX_BODY)
-        if body is None:
+        if body is None or len(body) < getattr(request, "bodyLength", len(body)):
+            # Over our limit, or over what the site's request kept (its cap is the largest transport limit): a
+            # truncated body must not be parsed (it would answer a misleading 400, or worse, parse).
             request.setResponseCode(413)
             return b""
         try:
@@ -106,11 +111,24 @@ class APIHandler:
             ])
         else:
             document = _rawJSON(document)
+        started = time.perf_counter()
         d = self._api.call(method, document)
+        d.addBoth(self._observed, method, started)
         return d.addCallbacks(
             lambda result: self._answer(request, method, result),
             lambda failure: self._failed(request, method, failure, transportErrors),
         )
+
+    def _observed(self, result: Any, method: str, started: float) -> Any:
+        """Count the call by method and result ("ok" or the error code), and its duration."""
+        metrics = self._metrics
+        if metrics is not None:
+            # Only known method names become label values: a caller cannot grow the label set at will.
+            label = method if method in ServerAPI.METHODS else "unknown"
+            outcome = str(_errorOf(result).code) if isinstance(result, Failure) else "ok"
+            metrics.apiCalls.labels(label, outcome).inc()
+            metrics.apiDuration.labels(label).observe(time.perf_counter() - started)
+        return result
 
     def _answer(self, request: server.Request, method: str, result: dict) -> bytes:
         if method == "batch":

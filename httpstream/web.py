@@ -14,6 +14,7 @@ from twisted.web.resource import IResource, Resource
 
 from httpstream.api import ServerAPI
 from httpstream.config import Config
+from httpstream.httpapi import MAX_BODY as API_MAX_BODY
 from httpstream.httpapi import APIHandler
 from httpstream.interfaces import IOriginChecker
 from httpstream.logs import Logger
@@ -159,6 +160,7 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
             config.http_stream_max_request_body_size,
             config.emulation_max_request_body_size,
             config.sse_max_request_body_size,
+            0 if config.api_disable else API_MAX_BODY,
         )
     )
     return site

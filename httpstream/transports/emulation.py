@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.test_wire,tests.test_metrics -*-
 """
 ``POST /emulation``: the upstream half of emulated transports (reference/transports.md section 3).
 
@@ -22,22 +22,36 @@ class EmulationResource(EmulationEndpoint):
 
     log = Logger()
 
+    def render(self, request: server.Request) -> bytes | int:
+        result = super().render(request)
+        if request.method == b"POST" and request.code == 413:
+            # Refused by the endpoint base before renderPost: the body was over the limit.
+            self._count("too_large")
+        return result
+
+    def _count(self, outcome: str) -> None:
+        self._node.metrics.emulation.labels(outcome).inc()
+
     def renderPost(self, request: server.Request, body: bytes) -> bytes | int:
         try:
             node, session, data = decode_emulation(body, isProtobuf(request))
         except DecodeError as e:
             self.log.debug("bad emulation request: {error}", error=str(e))
+            self._count("bad_request")
             request.setResponseCode(400)
             return b""
         registry = self._node.registry
         if not registry.isKnownNode(node):
+            self._count("unknown_node")
             request.setResponseCode(404)
             return b""
         client = registry.get(session)
         if client is None:
             # A closed or unknown session: the commands are dropped; the SDK times out and reconnects.
+            self._count("no_session")
             request.setResponseCode(204)
             return b""
+        self._count("ok")
         request.setResponseCode(204)
         finished = [False]
         request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
