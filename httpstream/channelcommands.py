@@ -4,7 +4,8 @@ The channel commands of a client (Centrifugo's ``client.go`` subscribe, unsubscr
 sub_refresh), and what reaches a subscription: publications (positioned, maybe as Fossil deltas), join and leave.
 
 Kept apart from L{httpstream.client} (the connection's state machine) as a mixin: both halves share the client's
-state, but this one is only about channels.
+state, but this one is only about channels. Where a positioned subscription starts, what a recovering one gets
+and the periodic check of positions are in L{httpstream.recovery}.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from httpstream.channels import ChannelError
 from httpstream.config import ChannelOptions
 from httpstream.engines import HistoryError, HistoryResult
 from httpstream.proxy import ProxyDisconnect, ProxyError, ProxySubscribeRequest
-from httpstream.subscription import PublicationFrames, Subscription, asJSONString
+from httpstream.recovery import checkPosition, position
+from httpstream.subscription import PublicationFrames, Subscription
 from httpstream.tokens import InvalidToken, TokenExpired
 
 if TYPE_CHECKING:
@@ -83,11 +85,17 @@ class ChannelCommands:
                          subOptions: Any = None) -> Deferred[dict]:
         """
         Run Centrifugo's subscribe for C{channel}: checks, token or proxy, presence, broker subscription, recovery.
-        Fires with the SubscribeResult dict, or fails with L{SubscribeError}.
+        Fires with the SubscribeResult dict, or fails with L{SubscribeError}. The caller sends the result, then
+        calls L{_afterSubscribe}.
+
+        A server-side subscription (connection token, connect proxy, personal channel, server API) is granted:
+        only its namespace is checked, and it is positioned, recoverable and gets join/leave pushes only as the
+        channel options (or C{subOptions.override}) force; from C{request} it takes only C{recover}, C{offset},
+        C{epoch} (ConnectRequest.subs).
         """
         rules = self.node.rules
         try:
-            options = rules.options(channel)
+            options = rules.namespaceOptions(channel) if serverSide else rules.options(channel)
         except ChannelError as e:
             return _failed(SubscribeError(e.error))
         if channel in self.subs:
@@ -95,7 +103,7 @@ class ChannelCommands:
         if not serverSide and len(self.subs) >= self._config.client_channel_limit:
             return _failed(SubscribeError(codes.ERROR_LIMIT_EXCEEDED))
         sub = Subscription(channel, options, serverSide=serverSide)
-        token = request.get("token", "")
+        token = "" if serverSide else request.get("token", "")
         result: dict[str, Any] = {}
         override: dict[str, bool] = {}
         if serverSide:
@@ -111,7 +119,7 @@ class ChannelCommands:
                 return _failed(SubscribeError(codes.ERROR_TOKEN_EXPIRED))
             except InvalidToken:
                 return _failed(SubscribeError(codes.ERROR_PERMISSION_DENIED))
-            if claims.channel != channel or claims.user != self.user or (claims.client and claims.client != self.clientID):
+            if not self._tokenMatches(claims, channel):
                 return _failed(SubscribeError(disconnect=codes.DISCONNECT_INVALID_TOKEN))
             sub.chanInfo = claims.info
             if claims.data is not None:
@@ -119,9 +127,12 @@ class ChannelCommands:
             override = dict(claims.override)
             if claims.expireAt and not self._config.client_insecure:
                 if claims.expireAt <= self._reactor.seconds():
-                    return _failed(SubscribeError(codes.ERROR_TOKEN_EXPIRED))
+                    # exp admits the token but its expire_at is over: Centrifugo's "expired", as at connect.
+                    return _failed(SubscribeError(codes.ERROR_EXPIRED))
                 sub.expireAt = float(claims.expireAt)
-        elif rules.subscribeProxied(channel, options, False) and self.node.proxy.enabled("subscribe"):
+        elif rules.subscribeProxied(channel, options, False):
+            if not self.node.proxy.enabled("subscribe"):
+                return _failed(SubscribeError(codes.ERROR_NOT_AVAILABLE))
             d = self.node.proxy.subscribe(
                 self.proxyContext(), channel, ProxySubscribeRequest(data=request.get("data"))
             )
@@ -142,109 +153,61 @@ class ChannelCommands:
                 return _failed(SubscribeError(error))
         return self._completeSubscribe(sub, request, result, override)
 
+    def _tokenMatches(self: "Client", claims: Any, channel: str) -> bool:
+        """A subscription token is for this channel, this user, and (when it names one) this connection."""
+        return claims.channel == channel and claims.user == self.user and claims.client in ("", self.clientID)
+
     def _completeSubscribe(self: "Client", sub: Subscription, request: dict, result: dict[str, Any],
                            override: dict[str, bool]) -> Deferred[dict]:
         rules, options, channel = self.node.rules, sub.options, sub.channel
-        historyAccess = rules.historyAccess(self.user, channel, options, True)
-        presenceAccess = rules.presenceAccess(self.user, channel, options, True)
+        # What the client asks for counts only on its own subscribe; permissions are judged as Centrifugo's
+        # OnSubscribe does, before the client is subscribed.
+        asked = (lambda flag: False) if sub.serverSide else (lambda flag: bool(request.get(flag)))
+        historyAccess = not sub.serverSide and rules.historyAccess(self.user, channel, options, False)
+        presenceAccess = not sub.serverSide and rules.presenceAccess(self.user, channel, options, False)
         sub.presence = override.get("presence", options.presence)
         sub.joinLeave = override.get("join_leave", options.join_leave)
-        forcePush = override.get("force_push_join_leave", options.force_push_join_leave)
-        sub.pushJoinLeave = sub.joinLeave and (
-            forcePush or (bool(request.get("join_leave")) and presenceAccess) or self._config.client_insecure
+        sub.pushJoinLeave = override.get("force_push_join_leave", options.force_push_join_leave) or (
+            asked("join_leave") and options.join_leave and presenceAccess
         )
-        forcedOptions = options
-        if "force_recovery" in override or "force_positioning" in override:
-            import dataclasses
-
-            forcedOptions = dataclasses.replace(
-                options,
-                force_recovery=override.get("force_recovery", options.force_recovery),
-                force_positioning=override.get("force_positioning", options.force_positioning),
-            )
+        # Like the channel options, but what the token, proxy or API overrides wins (ChannelRules.recovery and
+        # .positioning, with the forced flags overridden).
+        forceRecovery = override.get("force_recovery", options.force_recovery)
+        forcePositioning = override.get("force_positioning", options.force_positioning)
         hasHistory = options.history
-        sub.recoverable = hasHistory and rules.recovery(forcedOptions, bool(request.get("recoverable")), historyAccess)
-        sub.positioned = hasHistory and (
-            sub.recoverable or rules.positioning(forcedOptions, bool(request.get("positioned")), historyAccess)
+        sub.recoverable = hasHistory and (
+            forceRecovery or (asked("recoverable") and (options.allow_recovery or historyAccess))
         )
-        sub.delta = request.get("delta") == "fossil" and "fossil" in options.allowed_delta_types
+        sub.positioned = hasHistory and (
+            sub.recoverable or forcePositioning
+            or (asked("positioned") and (options.allow_positioning or historyAccess))
+        )
+        sub.delta = asked("delta") and request.get("delta") == "fossil" and "fossil" in options.allowed_delta_types
         self.subs[channel] = sub
         self.channels.add(channel)
 
+        def stillWanted(value: Any) -> Any:
+            # The client went away, or was unsubscribed, while the engine worked: go no further.
+            if self.subs.get(channel) is not sub:
+                raise SubscribeError(codes.ERROR_INTERNAL)
+            return value
+
         def fail(failure: Failure) -> Failure:
-            self._dropSubscription(channel)
+            if self.subs.get(channel) is sub:
+                self._dropSubscription(channel)
             return failure
 
-        d = self.node.addSubscription(channel, self)
+        d = self.node.addSubscription(channel, self).addCallback(stillWanted)
         if sub.presence:
             d.addCallback(lambda _: self.node.presence.add(channel, self.clientID, self.clientInfo(sub)))
+            d.addCallback(stillWanted)
         if sub.positioned:
-            d.addCallback(lambda _: self._position(sub, request, result))
+            d.addCallback(lambda _: position(self.node.broker, self._config, sub, request, self.protocol,
+                                             self._reactor.seconds()))
+            d.addCallback(stillWanted)
+            d.addCallback(result.update)
         d.addCallback(lambda _: self._subscribeResult(sub, result))
         return d.addErrback(fail)
-
-    def _position(self: "Client", sub: Subscription, request: dict, result: dict[str, Any]) -> Deferred[None]:
-        options = sub.options
-        metaTTL = options.history_meta_ttl or self._config.global_history_meta_ttl
-        recovering = sub.recoverable and bool(request.get("recover"))
-        if not recovering:
-            d = self.node.broker.history(sub.channel, None, 0, False, metaTTL)
-
-            def positioned(history: HistoryResult) -> None:
-                sub.offset, sub.epoch = history.offset, history.epoch
-                result["offset"], result["epoch"] = history.offset, history.epoch
-
-            return d.addCallback(positioned)
-        clientOffset = int(request.get("offset", 0) or 0)
-        clientEpoch = request.get("epoch", "") or ""
-        limit = self._config.client_recovery_max_publication_limit
-        cache = options.force_recovery_mode == "cache"
-        since = None if cache else {"offset": clientOffset, "epoch": ""}
-        d = self.node.broker.history(sub.channel, since, 1 if cache else (limit + 1 if limit else -1), cache, metaTTL)
-
-        def recovered(history: HistoryResult) -> None:
-            publications = history.publications
-            sameEpoch = not clientEpoch or clientEpoch == history.epoch
-            if cache:
-                ok = sameEpoch and (history.offset == clientOffset
-                                    or (publications and publications[0].get("offset") == history.offset))
-                publications = [p for p in publications if p.get("offset", 0) > clientOffset] if ok else []
-            else:
-                contiguous = all(p.get("offset") == clientOffset + i + 1 for i, p in enumerate(publications))
-                lastOffset = publications[-1]["offset"] if publications else clientOffset
-                ok = sameEpoch and contiguous and lastOffset == history.offset and (
-                    not limit or len(publications) <= limit
-                )
-            result["was_recovering"] = True
-            result["epoch"] = history.epoch
-            if ok:
-                result["recovered"] = True
-                result["offset"] = clientOffset
-                if publications:
-                    result["publications"] = [self._recoveredPublication(sub, p) for p in publications]
-            else:
-                result["offset"] = history.offset
-            sub.offset, sub.epoch = history.offset, history.epoch
-            if ok and publications:
-                sub.deltaBase = history.offset
-
-        def unrecoverable(failure: Failure) -> None:
-            # Another epoch (the stream was lost): not an error on recovery, just "not recovered".
-            failure.trap(HistoryError)
-            d2 = self.node.broker.history(sub.channel, None, 0, False, metaTTL)
-
-            def position(history: HistoryResult) -> None:
-                result.update(was_recovering=True, offset=history.offset, epoch=history.epoch)
-                sub.offset, sub.epoch = history.offset, history.epoch
-
-            return d2.addCallback(position)
-
-        return d.addCallbacks(recovered, unrecoverable)
-
-    def _recoveredPublication(self: "Client", sub: Subscription, publication: dict) -> dict:
-        if sub.delta and self.protocol == "json":
-            publication = dict(publication, data=asJSONString(publication["data"]))
-        return publication
 
     def _subscribeResult(self: "Client", sub: Subscription, result: dict[str, Any]) -> dict:
         if sub.expireAt:
@@ -254,8 +217,6 @@ class ChannelCommands:
             result["recoverable"] = True
         if sub.positioned:
             result["positioned"] = True
-            result.setdefault("offset", sub.offset)
-            result.setdefault("epoch", sub.epoch)
         if sub.delta:
             result["delta"] = True
         if not result.get("offset"):
@@ -263,8 +224,15 @@ class ChannelCommands:
         return result
 
     def _afterSubscribe(self: "Client", channel: str) -> None:
+        """The subscribe reply (or push) is out: deliver what waited for it, then announce the join."""
         sub = self.subs.get(channel)
-        if sub is not None and sub.joinLeave and not self.closed:
+        if sub is None or self.closed:
+            return
+        sub.subscribing = False
+        buffered, sub.buffered = sub.buffered, []
+        for frames in buffered:
+            self.deliverPublication(frames)
+        if sub.joinLeave and self.subs.get(channel) is sub and not self.closed:
             # After the reply, so the subscriber may receive its own join.
             self.node.joinLeave(channel, {"join": {"info": self.clientInfo(sub)}})
 
@@ -284,7 +252,7 @@ class ChannelCommands:
         if sub is None:
             return
         self._dropSubscription(channel)
-        if sub.joinLeave:
+        if sub.joinLeave and not sub.subscribing:
             self.node.joinLeave(channel, {"leave": {"info": self.clientInfo(sub)}})
 
     def _dropSubscription(self: "Client", channel: str) -> None:
@@ -323,7 +291,10 @@ class ChannelCommands:
             self._replyError(commandID, e.error)
             return None
         sub = self.subs.get(channel)
-        if options.proxy_publish and self.node.proxy.enabled("publish"):
+        if options.proxy_publish:
+            if not self.node.proxy.enabled("publish"):
+                self._replyError(commandID, codes.ERROR_NOT_AVAILABLE)
+                return None
             d = self.node.proxy.publish(self.proxyContext(), channel, data).addErrback(_proxyFailure)
 
             def proxied(reply: Optional[dict]) -> Deferred[dict]:
@@ -398,7 +369,8 @@ class ChannelCommands:
         limit = int(request.get("limit", 0) or 0)
         if cap and (limit < 0 or limit > cap):
             limit = cap
-        since = request.get("since") or None
+        # An empty since ({}) is still a since: offset 0 (reverse then answers 107).
+        since = request.get("since")
         metaTTL = options.history_meta_ttl or self._config.global_history_meta_ttl
         d = self.node.broker.history(channel, since, limit, bool(request.get("reverse")), metaTTL)
 
@@ -424,32 +396,44 @@ class ChannelCommands:
 
     def _subRefresh(self: "Client", commandID: int, request: dict) -> Any:
         channel = request.get("channel", "")
-        token = request.get("token", "")
-        if not channel or not token:
+        if not channel:
             self._disconnect(codes.DISCONNECT_BAD_REQUEST)
             return None
         sub = self.subs.get(channel)
-        if sub is None:
+        if sub is None or sub.subscribing:
             self._replyError(commandID, codes.ERROR_PERMISSION_DENIED)
             return None
-        result: dict[str, Any] = {}
+        if sub.serverSide:
+            # Only the server refreshes a server-side subscription.
+            self._disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return None
+        token = request.get("token", "")
+        if not token:
+            self._replyError(commandID, codes.ERROR_BAD_REQUEST)
+            return None
+        now = self._reactor.seconds()
         try:
-            claims = self.node.tokens.verifySubscribe(token, self._reactor.seconds())
+            claims = self.node.tokens.verifySubscribe(token, now)
         except TokenExpired:
-            # Centrifugo's client-side sub_refresh path ignores "expired": success without expiry.
-            self._send({"id": commandID, "sub_refresh": result})
+            # Centrifugo's handler answers "expired", which C's client-side sub_refresh does not check: it takes
+            # the empty reply as is, a success without expiry that leaves the subscription without expiry and info.
+            sub.expireAt, sub.chanInfo = 0.0, None
+            self._send({"id": commandID, "sub_refresh": {}})
             return None
         except InvalidToken:
             self._disconnect(codes.DISCONNECT_INVALID_TOKEN)
             return None
-        if claims.channel != channel or claims.user != self.user or (claims.client and claims.client != self.clientID):
+        if not self._tokenMatches(claims, channel):
             self._disconnect(codes.DISCONNECT_INVALID_TOKEN)
             return None
-        sub.expireAt = 0.0 if self._config.client_insecure else float(claims.expireAt)
-        if claims.info is not None:
-            sub.chanInfo = claims.info
-        if sub.expireAt:
-            result = {"expires": True, "ttl": max(0, int(sub.expireAt - self._reactor.seconds()))}
+        expireAt = 0.0 if self._config.client_insecure else float(claims.expireAt)
+        result: dict[str, Any] = {}
+        if expireAt:
+            if expireAt < now:
+                self._replyError(commandID, codes.ERROR_EXPIRED)
+                return None
+            result = {"expires": True, "ttl": int(expireAt - now)}
+        sub.expireAt, sub.chanInfo = expireAt, claims.info
         self._send({"id": commandID, "sub_refresh": result})
         return None
 
@@ -457,9 +441,45 @@ class ChannelCommands:
         """Unsubscribe (2501) channels whose subscription token ran out more than the grace period ago."""
         now = self._reactor.seconds()
         grace = self._config.client_expired_sub_close_delay
+        proxy = self.node.proxy
         for channel, sub in list(self.subs.items()):
-            if sub.expireAt and sub.expireAt + grace <= now:
+            if not sub.expireAt or sub.expireAt > now:
+                continue
+            if sub.options.proxy_sub_refresh and proxy.enabled("sub_refresh"):
+                # The backend refreshes this subscription (Centrifugo's sub refresh proxy), not the client.
+                if not sub.extra.get("refreshing"):
+                    sub.extra["refreshing"] = True
+                    proxy.subRefresh(self.proxyContext(), channel).addBoth(self._subRefreshed, channel, sub)
+            elif sub.expireAt + grace <= now:
                 self.serverUnsubscribe(channel, *UNSUBSCRIBE_EXPIRED)
+
+    def _subRefreshed(self: "Client", reply: Any, channel: str, sub: Subscription) -> None:
+        sub.extra["refreshing"] = False
+        if self.closed or self.subs.get(channel) is not sub:
+            return
+        if isinstance(reply, Failure) or reply["expired"]:
+            self.serverUnsubscribe(channel, *UNSUBSCRIBE_EXPIRED)
+            return
+        sub.expireAt = float(reply["expire_at"] or 0)
+        if reply.get("info") is not None:
+            sub.chanInfo = reply["info"]
+
+    def checkPositions(self: "Client", channels: Optional[list[str]] = None) -> None:
+        """
+        Unsubscribe (2500) positioned channels whose position no longer matches their stream's top: those due
+        for a check, or right away C{channels} (publications of which may have been missed).
+        """
+        now = self._reactor.seconds()
+        for channel, sub in list(self.subs.items()):
+            if channels is not None and channel not in channels:
+                continue
+            d = checkPosition(self.node.broker, self._config, sub, now, force=channels is not None)
+            if d is not None:
+                d.addCallback(self._positionChecked, channel, sub)
+
+    def _positionChecked(self: "Client", valid: bool, channel: str, sub: Subscription) -> None:
+        if not valid and self.subs.get(channel) is sub:
+            self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
 
     # What reaches a subscription
 
@@ -468,8 +488,14 @@ class ChannelCommands:
         sub = self.subs.get(channel)
         if sub is None or self.closed:
             return
+        if sub.subscribing:
+            sub.buffered.append(frames)
+            return
         offset = int(frames.publication.get("offset", 0) or 0)
         if sub.positioned and offset:
+            if frames.epoch and sub.epoch and frames.epoch != sub.epoch:
+                self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
+                return
             if offset <= sub.offset:
                 return  # already sent (recovery overlapping live publications)
             if offset != sub.offset + 1:
@@ -489,7 +515,8 @@ class ChannelCommands:
 
     def deliverJoinLeave(self: "Client", channel: str, frame: bytes) -> None:
         sub = self.subs.get(channel)
-        if sub is not None and sub.pushJoinLeave and not self.closed:
+        # Not while subscribing: nothing of the channel may reach the client before its subscribe reply.
+        if sub is not None and sub.pushJoinLeave and not sub.subscribing and not self.closed:
             self._queue(frame)
 
 

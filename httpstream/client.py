@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.test_client,tests.test_client_connect,tests.test_client_channels -*-
 """
 One connection's protocol state machine (Centrifugo's ``client.go``), the same for every transport.
 
@@ -76,6 +76,7 @@ class Client(ChannelCommands, ServerControl):
         self.meta: Optional[bytes] = None
         self.channels: set[str] = set()
         self.subs: dict[str, Subscription] = {}
+        self._errorReplied = False
         self._proxyContext: Optional[ProxyContext] = None
         self._emulatedHeaders: dict[str, str] = {}
         self._proxyRefresh = False
@@ -154,7 +155,7 @@ class Client(ChannelCommands, ServerControl):
         if self._state != _CONNECTED:
             if "connect" in command and commandID > 0 and not self._connectTried and not self.closed:
                 self._connectTried = True
-                return self._connect(commandID, command["connect"])
+                return self._run("connect", self._connect, commandID, command["connect"])
             # Anything before a successful connect, a second connect, or a connect taken as a pong.
             self._disconnect(codes.DISCONNECT_BAD_REQUEST)
             return None
@@ -162,19 +163,7 @@ class Client(ChannelCommands, ServerControl):
             return self._pong()
         for method, handler in self._handlers.items():
             if method in command:
-                started = time.perf_counter()
-                try:
-                    result = handler(self, commandID, command[method])
-                except Exception:
-                    self.log.failure("client {client}: {method} failed", client=self.clientID, method=method)
-                    self._replyError(commandID, codes.ERROR_INTERNAL)
-                    self._observe(method, started, "error")
-                    return None
-                if isinstance(result, Deferred):
-                    result.addBoth(self._observed, method, started)
-                else:
-                    self._observe(method, started, "ok")
-                return result
+                return self._run(method, handler, self, commandID, command[method])
         self._disconnect(codes.DISCONNECT_BAD_REQUEST)
         return None
 
@@ -236,9 +225,7 @@ class Client(ChannelCommands, ServerControl):
         self.user, self.connInfo, self.meta = reply["user"], reply["info"], reply["meta"]
         self._proxyContext = None  # the user is known now
         if reply["expire_at"]:
-            # The backend refreshes this connection (the refresh proxy), not the client.
             self._expireAt = float(reply["expire_at"])
-            self._proxyRefresh = self.node.proxy.enabled("refresh")
         serverSubs: dict[str, Any] = {channel: None for channel in reply["channels"]}
         for channel, options in reply["subs"].items():
             serverSubs[channel] = _ProxySubOptions(options.get("info"), options.get("data"), options.get("override") or {})
@@ -261,18 +248,24 @@ class Client(ChannelCommands, ServerControl):
     def _finishConnect(self, commandID: int, request: dict, serverSubs: dict[str, Any],
                        data: Optional[bytes]) -> Result:
         config = self._config
-        if self.user and config.client_user_connection_limit and not config.client_insecure:
-            if self.node.userConnections(self.user) >= config.client_user_connection_limit:
-                self._disconnect(codes.DISCONNECT_CONNECTION_LIMIT)
-                return None
+        limit = config.client_user_connection_limit
+        if self.user and limit and self.node.userConnections(self.user) >= limit:
+            self._disconnect(codes.DISCONNECT_CONNECTION_LIMIT)
+            return None
         if self.user and config.user_subscribe_to_personal:
-            serverSubs.setdefault(self.node.rules.personalChannel(self.user), None)
+            serverSubs[self.node.rules.personalChannel(self.user)] = None
         for channel in serverSubs:
             try:
-                self.node.rules.options(channel)
+                # Server-side channels are granted, not validated as names: only their namespace must exist.
+                self.node.rules.namespaceOptions(channel)
             except ChannelError as e:
                 self._replyError(commandID, e.error)
                 return None
+        if config.client_channel_limit and len(serverSubs) > config.client_channel_limit:
+            self._disconnect(codes.DISCONNECT_CHANNEL_LIMIT)
+            return None
+        # With a refresh proxy the server refreshes every connection (Centrifugo's ClientSideRefresh is off).
+        self._proxyRefresh = self.node.proxy.enabled("refresh")
         self._state = _CONNECTED
         self._cancel("_staleCall")
         self.node.clientConnected(self)
@@ -295,8 +288,9 @@ class Client(ChannelCommands, ServerControl):
         subscribed: dict[str, dict] = {}
         d: Deferred[Any] = succeed(None)
         for channel, options in serverSubs.items():
+            # What the SDK sends for a server-side sub it knows: where to recover it from.
             wanted = recover.get(channel) or {}
-            params = {"recoverable": True, "positioned": True, "join_leave": True, **wanted}
+            params = {key: wanted[key] for key in ("recover", "offset", "epoch") if key in wanted}
             d.addCallback(lambda _, c=channel, p=params, o=options: self.subscribeChannel(c, p, True, o))
             d.addCallback(lambda subResult, c=channel: subscribed.__setitem__(c, subResult))
 
@@ -315,11 +309,21 @@ class Client(ChannelCommands, ServerControl):
                 client=self.clientID, transport=self.transport.name, user=self.user,
             )
 
-        return d.addCallbacks(reply, lambda failure: self._connectFailed(commandID, failure))
+        def failed(failure: Failure) -> None:
+            # Connected already, without a reply: Centrifugo ends such a connection (3004, the client reconnects).
+            if failure.check(SubscribeError) and failure.value.disconnect is not None:
+                self._disconnect(failure.value.disconnect)
+                return
+            if not failure.check(SubscribeError):
+                self.log.failure("client {client}: server-side subscribe failed", failure, client=self.clientID)
+            self._disconnect(codes.DISCONNECT_SERVER_ERROR)
+
+        return d.addCallbacks(reply, failed)
 
     def _refresh(self, commandID: int, request: dict) -> Result:
         token = request.get("token", "")
-        if not token:
+        if not token or self._proxyRefresh:
+            # No token, or the server refreshes this connection itself (refresh proxy).
             self._disconnect(codes.DISCONNECT_BAD_REQUEST)
             return None
         try:
@@ -421,7 +425,10 @@ class Client(ChannelCommands, ServerControl):
             )
 
     def _updatePresence(self) -> None:
-        """Centrifugo's presence timer: refresh presence entries and end expired subscriptions."""
+        """
+        Centrifugo's presence timer: refresh presence entries, end expired subscriptions and those whose
+        position was lost.
+        """
         self._presenceCall = None
         if self.closed:
             return
@@ -431,6 +438,7 @@ class Client(ChannelCommands, ServerControl):
                     lambda f: self.log.failure("presence update", f)
                 )
         self.checkSubscriptionsExpired()
+        self.checkPositions()
         self._schedulePresence()
 
     # Ping, pong, expiry, staleness
@@ -500,8 +508,26 @@ class Client(ChannelCommands, ServerControl):
         if not self.connected:
             self._disconnect(codes.DISCONNECT_STALE)
 
+    def _run(self, method: str, handler: Callable[..., Result], *args: Any) -> Result:
+        """Run one command's handler, counting it by outcome (an error reply counts as "error") and latency."""
+        started = time.perf_counter()
+        self._errorReplied = False
+        try:
+            result = handler(*args)
+        except Exception:
+            self.log.failure("client {client}: {method} failed", client=self.clientID, method=method)
+            self._replyError(args[-2], codes.ERROR_INTERNAL)
+            self._observe(method, started, "error")
+            return None
+        if isinstance(result, Deferred):
+            result.addBoth(self._observed, method, started)
+        else:
+            self._observe(method, started, "error" if self._errorReplied else "ok")
+        return result
+
     def _observed(self, result: Any, method: str, started: float) -> Any:
-        self._observe(method, started, "error" if isinstance(result, Failure) else "ok")
+        failed = isinstance(result, Failure) or self._errorReplied
+        self._observe(method, started, "error" if failed else "ok")
         return result
 
     def _observe(self, method: str, started: float, outcome: str) -> None:
@@ -535,6 +561,8 @@ class Client(ChannelCommands, ServerControl):
         self._queue(message)
 
     def _replyError(self, commandID: int, error: codes.Error) -> None:
+        # Commands run one at a time (see _drain), so this marks the command being run.
+        self._errorReplied = True
         self._send({"id": commandID, "error": error.toDict()})
 
     def deliver(self, frame: bytes, size: int) -> None:

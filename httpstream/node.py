@@ -69,6 +69,10 @@ class Node:
         self._latest: dict[str, dict[str, Any]] = {}
         self._users: dict[str, int] = {}
         self.broker.setHandler(self._onPublication)
+        # A broker whose PUB/SUB connection can drop (Redis) says which channels may have missed publications.
+        setReconnectHandler = getattr(self.broker, "setReconnectHandler", None)
+        if setReconnectHandler is not None:
+            setReconnectHandler(self.checkPositions)
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry(self.id)
         self.tokens = TokenVerifier.fromConfig(config)
         self.rules = ChannelRules(config)
@@ -131,6 +135,8 @@ class Node:
 
     def removeSubscription(self, channel: str, client: Client) -> None:
         if self.hub.remove(channel, client):
+            # The node stops hearing the channel: its latest publication would be a stale delta base.
+            self._latest.pop(channel, None)
             d = self.broker.unsubscribe(channel)
             d.addErrback(lambda f: self.log.failure("unsubscribe {channel} in broker", f, channel=channel))
 
@@ -161,19 +167,35 @@ class Node:
             )
         return self.broker.publish(channel, publication)
 
-    def _onPublication(self, channel: str, publication: dict[str, Any]) -> None:
+    def _onPublication(self, channel: str, publication: dict[str, Any], epoch: str = "") -> None:
+        """
+        The broker's handler: fan a publication out to this node's subscribers of C{channel}.
+
+        @param epoch: the epoch of the stream it was stored in, if the broker passes it (a broker that can lose
+            its streams, like Redis, should): positioned subscribers in another epoch are then unsubscribed (2500).
+        """
         try:
             deltaAllowed = self.rules.options(channel).delta_publish
         except ChannelError:
             deltaAllowed = False
         previous = self._latest.get(channel) if deltaAllowed else None
-        frames = PublicationFrames(channel, publication, previous)
+        frames = PublicationFrames(channel, publication, previous, epoch)
         for client in self.hub.subscribers(channel):
             client.deliverPublication(frames)
         if deltaAllowed:
             self._latest[channel] = publication
         else:
             self._latest.pop(channel, None)
+
+    def checkPositions(self, channels: list[str]) -> None:
+        """
+        Publications of C{channels} may not have reached this node (the broker's PUB/SUB connection was down):
+        compare the positioned subscribers' positions with the streams now (2500 / 3010 for those lost).
+        """
+        wanted = set(channels)
+        clients = {client.clientID: client for channel in wanted for client in self.hub.subscribers(channel)}
+        for client in clients.values():
+            client.checkPositions([channel for channel in client.subs if channel in wanted])
 
     def joinLeave(self, channel: str, push: dict[str, Any]) -> None:
         """Send a join or leave push to the subscribers of C{channel} that asked for them."""

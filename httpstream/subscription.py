@@ -36,6 +36,13 @@ class Subscription:
     pushJoinLeave: bool = False
     chanInfo: Optional[bytes] = None
     expireAt: float = 0.0
+    # Until its subscribe reply is sent, publications wait here (the reply must reach the client first; once it
+    # is out, those the recovery or position already covered are skipped by offset).
+    subscribing: bool = True
+    # When the position was last compared with the stream's top, and how many comparisons in a row failed.
+    positionCheckAt: float = 0.0
+    positionCheckFailures: int = 0
+    buffered: list["PublicationFrames"] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,12 +57,16 @@ class PublicationFrames:
     C{plain} (as published), C{full} (delta negotiated, whole payload) and C{delta} (against C{previous}).
 
     @ivar previous: the channel's previous publication (for deltas), or None.
+    @ivar epoch: the epoch of the stream the publication was stored in, when the broker tells ("" otherwise): a
+        positioned subscription following another epoch has lost its place.
     """
 
-    def __init__(self, channel: str, publication: dict[str, Any], previous: Optional[dict[str, Any]]) -> None:
+    def __init__(self, channel: str, publication: dict[str, Any], previous: Optional[dict[str, Any]],
+                 epoch: str = "") -> None:
         self.channel = channel
         self.publication = publication
         self.previous = previous
+        self.epoch = epoch
         self._frames: dict[tuple[str, str], Optional[bytes]] = {}
 
     def deltaBaseOffset(self) -> int:

@@ -170,7 +170,6 @@ def test_clientCommandsAndMessages(traffic: tuple[ServerProcess, Samples]) -> No
     assert value(samples, "httpstream_transport_messages_received_total", transport="http_stream") >= 7
 
 
-@pytest.mark.xfail(strict=True, reason="client hooks pending: connect commands are not counted")
 def test_connectCommandsCounted(traffic: tuple[ServerProcess, Samples]) -> None:
     """Connect is a command like the others: three SDK clients connected."""
     _, samples = traffic
@@ -186,7 +185,6 @@ def test_metricsOff(startServer: Callable[..., ServerProcess]) -> None:
 # In memory
 
 
-@pytest.mark.xfail(strict=True, reason="client hooks pending: a command answered with an error reply counts as ok")
 def test_commandErrorsCountedAsErrors() -> None:
     """A command answered with an error reply (publish to an unknown namespace: 102) does not count as "ok"."""
     clock = Clock()

@@ -1,0 +1,787 @@
+# -*- test-case-name: tests.test_control -*-
+"""
+The control plane between the nodes of a cluster (reference/transports.md section 3.3): who is alive, and requests
+from one node to another or to all of them, over PUB/SUB (Redis in production, L{MemoryBus} in tests).
+
+Channels, as Centrifugo names them: C{<prefix>.control} (every node reads it) and C{<prefix>.node.<nodeID>}
+(one node reads it). Each node announces itself on the control channel every 3 s; a node not heard from for over
+7 s is forgotten (a node always knows itself). A request names an op; the target runs the handler registered for
+it and replies on the origin's node channel with the request's id, a code and a result. A survey is one request
+published on the control channel: every node answers, and the origin gathers the answers of the nodes it knew
+when it asked (a node that does not answer in time is left out). Every node ignores its own messages.
+
+Wire format: one orjson-encoded JSON object per PUB/SUB message, C{bytes} anywhere inside written as
+C{{"$b64": "<base64>"}} (so raw-JSON payloads and emulation commands travel unchanged)::
+
+    {"type": "node", "from": A, "node": {"uid", "name", "version", "num_clients", "num_users", "num_channels",
+                                         "num_subs", "uptime"}}                      on the control channel
+    {"type": "leave", "from": A}                                                     on the control channel
+    {"type": "request", "from": A, "id": 7, "op": "emulation", "payload": ...}       on B's node channel
+                                                                                     (or the control channel)
+    {"type": "reply", "from": B, "id": 7, "code": 0, "result": ...}                  on A's node channel
+
+Ids increase per origin (one counter for requests and surveys). This is not Centrifugo's protobuf
+C{controlpb.Command}: httpstream nodes do not join a cluster of Centrifugo nodes (the guide says byte
+compatibility only matters then); a foreign message that does not decode is ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import orjson
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+from httpstream.logs import Logger
+from httpstream.origin import OriginPatternError, compile_origin_pattern
+
+ANNOUNCE_INTERVAL = 3.0  # Centrifugo's node info send interval
+NODE_TTL = 7.0  # a node not announced for longer is forgotten
+REQUEST_TIMEOUT = 10.0  # Centrifugo's defaultSurveyTimeout
+
+# Reply codes. 0-2 are Centrifugo's emulation codes (emulation.go); the others are httpstream's.
+CODE_OK = 0
+CODE_BAD_REQUEST = 1
+CODE_NO_SESSION = 2
+CODE_UNKNOWN_OP = 3
+CODE_ERROR = 4  # the handler failed (logged on the node that ran it)
+
+# The server API methods acting on a user's connections, which must reach them on every node.
+USER_METHODS = frozenset({"disconnect", "unsubscribe", "subscribe", "refresh"})
+
+Handler = Callable[[Any, str], Any]
+
+
+class OpError(Exception):
+    """Raised by an op handler: reply with this code (and result) instead of C{CODE_OK}."""
+
+    def __init__(self, code: int, result: Any = None) -> None:
+        super().__init__(code, result)
+        self.code = code
+        self.result = result
+
+
+class ControlTimeout(Exception):
+    """The target node did not reply in time (the emulation endpoint answers 500)."""
+
+
+class ControlStopped(Exception):
+    """The control plane stopped while a request was waiting for its reply."""
+
+
+class NotConnected(Exception):
+    """The PUB/SUB connection is down: a message could not be published."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One node's answer to a request: the node, a code (C{CODE_OK} when the op ran) and the op's result."""
+
+    node: str
+    code: int
+    result: Any = None
+
+
+# Encoding
+
+
+def _bytesAsBase64(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$b64": base64.b64encode(value).decode("ascii")}
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encodeMessage(message: dict[str, Any]) -> bytes:
+    """Encode a control message (bytes anywhere inside as C{{"$b64": ...}}). @raise TypeError: not encodable."""
+    return orjson.dumps(message, default=_bytesAsBase64)
+
+
+def _restore(value: Any) -> Any:
+    if type(value) is dict:
+        if len(value) == 1 and type(value.get("$b64")) is str:
+            return base64.b64decode(value["$b64"])
+        return {key: _restore(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_restore(item) for item in value]
+    return value
+
+
+def decodeMessage(raw: bytes) -> Any:
+    """Decode a control message. @raise ValueError: not JSON (or bad base64)."""
+    return _restore(orjson.loads(raw))
+
+
+# PUB/SUB
+
+
+class IControlPubSub(Interface):
+    """The PUB/SUB connection a L{Control} talks through: it stays subscribed across reconnections."""
+
+    def start(
+        channels: Sequence[str], onMessage: Callable[[str, bytes], None], onReady: Optional[Callable[[], None]]
+    ) -> None:
+        """
+        Subscribe C{channels} and keep them subscribed: C{onMessage(channel, message)} receives every message,
+        C{onReady()} is called each time the subscription is (re)established.
+        """
+
+    def publish(channel: str, message: bytes) -> "Deferred[None]":
+        """Publish C{message} on C{channel}; the Deferred fails when it could not be sent."""
+
+    def stop() -> "Deferred[None]":
+        """Unsubscribe and close the connections."""
+
+
+class MemoryBus:
+    """
+    In-memory PUB/SUB between the L{Control}s of one process, standing in for Redis in tests.
+
+    Delivery is synchronous, or on the next turn of C{clock} when one is given.
+
+    @ivar published: every C{(channel, message)} published, in order.
+    """
+
+    def __init__(self, clock: Optional[IReactorTime] = None) -> None:
+        self._clock = clock
+        self._subscribers: dict[str, list[MemoryPubSub]] = {}
+        self.published: list[tuple[str, bytes]] = []
+
+    def pubsub(self) -> "MemoryPubSub":
+        """A new connection to this bus."""
+        return MemoryPubSub(self)
+
+    def _subscribe(self, channel: str, pubsub: "MemoryPubSub") -> None:
+        subscribers = self._subscribers.setdefault(channel, [])
+        if pubsub not in subscribers:
+            subscribers.append(pubsub)
+
+    def _unsubscribe(self, pubsub: "MemoryPubSub") -> None:
+        for subscribers in self._subscribers.values():
+            if pubsub in subscribers:
+                subscribers.remove(pubsub)
+
+    def _publish(self, channel: str, message: bytes) -> None:
+        self.published.append((channel, message))
+        for pubsub in list(self._subscribers.get(channel, ())):
+            if self._clock is None:
+                pubsub._deliver(channel, message)
+            else:
+                self._clock.callLater(0, pubsub._deliver, channel, message)
+
+
+@implementer(IControlPubSub)
+class MemoryPubSub:
+    """One connection to a L{MemoryBus}; L{disconnect} and L{reconnect} simulate losing it."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        self._bus = bus
+        self._channels: list[str] = []
+        self._onMessage: Optional[Callable[[str, bytes], None]] = None
+        self._onReady: Optional[Callable[[], None]] = None
+        self.connected = False
+
+    def start(
+        self,
+        channels: Sequence[str],
+        onMessage: Callable[[str, bytes], None],
+        onReady: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self._channels = list(channels)
+        self._onMessage = onMessage
+        self._onReady = onReady
+        self.reconnect()
+
+    def publish(self, channel: str, message: bytes) -> Deferred[None]:
+        if not self.connected:
+            return fail(NotConnected("Not connected"))
+        self._bus._publish(channel, message)
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        self.disconnect()
+        return succeed(None)
+
+    def disconnect(self) -> None:
+        """Lose the connection: nothing is sent or received until L{reconnect}."""
+        self.connected = False
+        self._bus._unsubscribe(self)
+
+    def reconnect(self) -> None:
+        """Connect again and re-subscribe."""
+        self.connected = True
+        for channel in self._channels:
+            self._bus._subscribe(channel, self)
+        if self._onReady is not None:
+            self._onReady()
+
+    def _deliver(self, channel: str, message: bytes) -> None:
+        if self.connected and self._onMessage is not None:
+            self._onMessage(channel, message)
+
+
+class _RedisFactory(Factory):
+    """Builds txredisapi protocols that keep bytes as bytes, for a L{RedisPubSub}."""
+
+    isLazy = False  # read by txredisapi's protocol when AUTH or SELECT fails
+    noisy = False
+
+    def __init__(self, protocol: type, owner: "RedisPubSub") -> None:
+        self.protocol = protocol
+        self.owner = owner
+
+    def buildProtocol(self, addr: Any) -> Any:
+        p = self.protocol(
+            charset=None, convertNumbers=False, password=self.owner.password, dbid=self.owner.db,
+            username=self.owner.username,
+        )
+        p.factory = self
+        p.owner = self.owner
+        # txredisapi parses the rest of a chunk after a bulk string on a later turn of the global reactor; use
+        # the one given instead.
+        p.callLater = self.owner.clock.callLater
+        return p
+
+    def stopTrying(self) -> None:
+        # AUTH or SELECT failed; the protocol drops the connection and ClientService retries with backoff.
+        pass
+
+    def connectionError(self, why: str) -> None:
+        self.owner.log.error("control plane: {why}", why=why)
+
+
+@functools.cache
+def _protocols() -> tuple[type, type]:
+    """The txredisapi protocol classes: imported on first use, as txredisapi imports the global reactor."""
+    import txredisapi
+
+    class Subscriber(txredisapi.SubscriberProtocol):
+        owner: RedisPubSub
+
+        def connectionMade(self) -> Any:
+            self.whenConnected().addCallback(self.owner._subscriberReady)
+            return super().connectionMade()
+
+        def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
+            if isinstance(channel, bytes):
+                channel = channel.decode("utf-8", "replace")
+            self.owner._message(channel, message)
+
+    return Subscriber, txredisapi.RedisProtocol
+
+
+def _service(endpoint: IStreamClientEndpoint, factory: Factory, policy: Callable[[int], float], clock: Any) -> Any:
+    """
+    A ClientService whose backoff also grows while connections are refused after connecting (failed AUTH or
+    SELECT): ClientService counts only failed connection attempts.
+    """
+    refused = [0]
+
+    def prepare(protocol: Any) -> None:
+        refused[0] += 1
+        protocol.whenConnected().addCallback(lambda _: refused.__setitem__(0, 0))
+
+    return ClientService(
+        endpoint, factory, lambda attempt: policy(max(attempt, refused[0])), clock=clock, prepareConnection=prepare
+    )
+
+
+def _ready(protocol: Any) -> Deferred[Any]:
+    """Fires with C{protocol} once it can run commands (after AUTH and SELECT), fails if it is lost first."""
+    if protocol._ready:
+        return succeed(protocol)
+    d: Deferred[Any] = Deferred()
+    protocol.whenConnected().addCallback(lambda _: d.called or d.callback(protocol))
+    protocol.whenDisconnected().addCallback(
+        lambda _: d.called or d.errback(NotConnected("Redis connection lost before it was ready"))
+    )
+    return d
+
+
+@implementer(IControlPubSub)
+class RedisPubSub:
+    """
+    Redis PUB/SUB over two txredisapi connections, one subscribed and one publishing. Each reconnects by itself
+    (with backoff); the subscriber subscribes again every time it connects.
+
+    @param endpoint: where Redis listens (default: C{host}:C{port}); tests can point it elsewhere.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        password: Optional[str] = None,
+        db: Optional[int] = None,
+        username: Optional[str] = None,
+        endpoint: Optional[IStreamClientEndpoint] = None,
+        retryPolicy: Optional[Callable[[int], float]] = None,
+    ) -> None:
+        self.clock = reactor
+        self.password = password or None
+        self.db = db or None
+        self.username = username or None
+        if endpoint is None:
+            endpoint = HostnameEndpoint(reactor, host, port, timeout=5)
+        policy = retryPolicy or backoffPolicy(initialDelay=0.5, maxDelay=5.0)
+        subscriber, publisher = _protocols()
+        self._subscriber = _service(endpoint, _RedisFactory(subscriber, self), policy, reactor)
+        self._publisher = _service(endpoint, _RedisFactory(publisher, self), policy, reactor)
+        self._channels: list[str] = []
+        self._onMessage: Optional[Callable[[str, bytes], None]] = None
+        self._onReady: Optional[Callable[[], None]] = None
+
+    def start(
+        self,
+        channels: Sequence[str],
+        onMessage: Callable[[str, bytes], None],
+        onReady: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self._channels = list(channels)
+        self._onMessage = onMessage
+        self._onReady = onReady
+        self._subscriber.startService()
+        self._publisher.startService()
+
+    def publish(self, channel: str, message: bytes) -> Deferred[None]:
+        # While disconnected, wait for the next connection attempt (its failure fails the publish).
+        d: Deferred[Any] = self._publisher.whenConnected(failAfterFailures=1)
+        d.addCallback(_ready)
+        d.addCallback(lambda p: p.publish(channel, message))
+        return d.addCallback(lambda _: None)
+
+    def stop(self) -> Deferred[None]:
+        d = gatherResults([self._subscriber.stopService(), self._publisher.stopService()], consumeErrors=True)
+        return d.addCallback(lambda _: None)
+
+    def _subscriberReady(self, protocol: Any) -> None:
+        def subscribed(_: Any) -> None:
+            self.log.debug("control plane subscribed to {channels}", channels=self._channels)
+            if self._onReady is not None:
+                self._onReady()
+
+        def failed(f: Failure) -> None:
+            self.log.failure("control plane subscribe", f)
+            protocol.transport.loseConnection()  # reconnect and try again
+
+        maybeDeferred(protocol.subscribe, self._channels).addCallbacks(subscribed, failed)
+
+    def _message(self, channel: str, message: bytes) -> None:
+        if self._onMessage is not None:
+            self._onMessage(channel, message)
+
+
+# The control plane
+
+
+@dataclass
+class _Request:
+    deferred: Deferred[Reply]
+    target: str
+    timer: Optional[IDelayedCall] = None
+
+
+@dataclass
+class _Survey:
+    deferred: Deferred[dict[str, Reply]]
+    expected: set[str]
+    replies: dict[str, Reply] = field(default_factory=dict)
+    timer: Optional[IDelayedCall] = None
+    localDone: bool = False
+
+
+class Control(Service):
+    """
+    This node's side of the control plane: its announcements, the list of live nodes, and requests between
+    nodes. A service: start it with the node (it announces at once, then every 3 s), stop it with the node.
+
+    Built-in ops: C{"emulation"} (payload C{{"session", "data"}}: run the data on that session's client of this
+    node, code 2 when there is none), C{"info"} (this node's info), C{"channels"} (payload C{{"pattern"}}: this
+    node's C{{channel: num_clients}}), C{"user"} (payload C{{"method", "request"}}: an API method acting on a
+    user's connections, run by the handler given to L{setUserHandler}). L{register} adds others.
+
+    @param node: the L{httpstream.node.Node} (its C{id}, C{config.name}, C{version}, C{clients}, C{hub},
+        C{registry} are read).
+    @param pubsub: the L{IControlPubSub} (a L{RedisPubSub}, or a L{MemoryBus}'s in tests).
+    @param prefix: the channel prefix (Centrifugo's C{redis_prefix}, default C{centrifugo}).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        node: Any,
+        pubsub: IControlPubSub,
+        prefix: str = "centrifugo",
+        requestTimeout: float = REQUEST_TIMEOUT,
+        announceInterval: float = ANNOUNCE_INTERVAL,
+        nodeTTL: float = NODE_TTL,
+    ) -> None:
+        self._reactor = reactor
+        self.node = node
+        self.nodeID: str = node.id
+        self.pubsub = pubsub
+        self.prefix = prefix
+        self.controlChannel = f"{prefix}.control"
+        self.requestTimeout = requestTimeout
+        self.announceInterval = announceInterval
+        self.nodeTTL = nodeTTL
+        self.started = reactor.seconds()
+        # Other nodes: id -> (their last announced info, when it arrived).
+        self._nodes: dict[str, tuple[dict[str, Any], float]] = {}
+        self._lastID = 0
+        self._pending: dict[int, _Request | _Survey] = {}
+        self._loop: Optional[LoopingCall] = None
+        self._userHandler: Optional[Callable[[str, dict[str, Any]], Any]] = None
+        self._handlers: dict[str, Handler] = {
+            "emulation": self._emulationOp,
+            "info": lambda payload, origin: self.localInfo(),
+            "channels": self._channelsOp,
+            "user": self._userOp,
+        }
+
+    def nodeChannel(self, nodeID: str) -> str:
+        """The channel only C{nodeID} reads."""
+        return f"{self.prefix}.node.{nodeID}"
+
+    # Service
+
+    def startService(self) -> None:
+        super().startService()
+        self.started = self._reactor.seconds()
+        self.pubsub.start([self.controlChannel, self.nodeChannel(self.nodeID)], self._received, self.announce)
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self._reactor
+        self._loop.start(self.announceInterval, now=True)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        # Tell the others now rather than let them wait 7 s; best effort, the connection closes right after.
+        self._publish(self.controlChannel, {"type": "leave", "from": self.nodeID}).addErrback(lambda _: None)
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            if entry.timer is not None and entry.timer.active():
+                entry.timer.cancel()
+            entry.deferred.errback(ControlStopped())
+        return self.pubsub.stop()
+
+    # Nodes
+
+    def localInfo(self) -> dict[str, Any]:
+        """This node's info, as the C{info} API method lists it."""
+        node = self.node
+        clients = node.clients
+        return {
+            "uid": node.id,
+            "name": node.config.name or node.id,
+            "version": node.version,
+            "num_clients": len(clients),
+            "num_users": len({c.user for c in clients.values()}),
+            "num_channels": len(node.hub.channels()),
+            "num_subs": node.hub.numSubscriptions(),
+            "uptime": int(self._reactor.seconds() - self.started),
+        }
+
+    def announce(self) -> None:
+        """Publish this node's info on the control channel."""
+        d = self._publish(self.controlChannel, {"type": "node", "from": self.nodeID, "node": self.localInfo()})
+        d.addErrback(lambda f: self.log.debug("announcement not sent: {error}", error=f.getErrorMessage()))
+
+    def _tick(self) -> None:
+        try:
+            self._prune()
+            self.announce()
+        except Exception:
+            self.log.failure("control plane tick")
+
+    def _prune(self) -> None:
+        deadline = self._reactor.seconds() - self.nodeTTL
+        for nodeID, (_, seen) in list(self._nodes.items()):
+            if seen < deadline:
+                del self._nodes[nodeID]
+                self.log.info("node {node} is gone (not announced for {ttl} s)", node=nodeID, ttl=self.nodeTTL)
+
+    def _liveOthers(self) -> list[str]:
+        self._prune()
+        return list(self._nodes)
+
+    def isKnownNode(self, nodeID: str) -> bool:
+        """True when C{nodeID} is this node or announced itself within the last 7 s."""
+        if nodeID == self.nodeID:
+            return True
+        entry = self._nodes.get(nodeID)
+        return entry is not None and self._reactor.seconds() - entry[1] <= self.nodeTTL
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The info of every live node, this one first (fresh) then the others (as last announced)."""
+        return [self.localInfo()] + [info for info, _ in (self._nodes[n] for n in self._liveOthers())]
+
+    def _announced(self, origin: str, info: Any) -> None:
+        if type(info) is not dict:
+            return
+        isNew = not self.isKnownNode(origin)
+        self._nodes[origin] = (dict(info, uid=origin), self._reactor.seconds())
+        if isNew:
+            self.log.info("node {node} joined", node=origin)
+            # Let a newcomer learn about this node now rather than in up to 3 s.
+            self.announce()
+
+    def _left(self, origin: str) -> None:
+        if self._nodes.pop(origin, None) is not None:
+            self.log.info("node {node} left", node=origin)
+        for rid, entry in list(self._pending.items()):
+            if isinstance(entry, _Survey) and origin in entry.expected:
+                entry.expected.discard(origin)
+                self._surveyProgress(rid, entry)
+
+    # Ops
+
+    def register(self, op: str, handler: Handler) -> None:
+        """
+        Run C{handler(payload, originNodeID)} for requests naming C{op}; it returns the result (or a Deferred
+        of it), or raises L{OpError} to reply with another code.
+        """
+        self._handlers[op] = handler
+
+    def setUserHandler(self, handler: Callable[[str, dict[str, Any]], Any]) -> None:
+        """
+        Run C{handler(method, request)} for the C{"user"} op: an API method of L{USER_METHODS} on this node's
+        connections of the user (the request as the API got it). Its result (or Deferred) is the reply's.
+        """
+        self._userHandler = handler
+
+    def _run(self, op: str, payload: Any, origin: str) -> Deferred[tuple[int, Any]]:
+        handler = self._handlers.get(op)
+        if handler is None:
+            return succeed((CODE_UNKNOWN_OP, None))
+
+        def failed(f: Failure) -> tuple[int, Any]:
+            if f.check(OpError):
+                return f.value.code, f.value.result
+            self.log.failure("control op {op} from {origin}", f, op=op, origin=origin)
+            return CODE_ERROR, None
+
+        return maybeDeferred(handler, payload, origin).addCallbacks(lambda result: (CODE_OK, result), failed)
+
+    def _emulationOp(self, payload: Any, origin: str) -> Deferred[None]:
+        session = payload.get("session") if type(payload) is dict else None
+        data = payload.get("data") if type(payload) is dict else None
+        if type(session) is not str or type(data) is not bytes:
+            raise OpError(CODE_BAD_REQUEST)
+        client = self.node.registry.get(session)
+        if client is None:
+            raise OpError(CODE_NO_SESSION)
+        return client.handleData(data).addCallback(lambda _: None)
+
+    def _channelsOp(self, payload: Any, origin: str) -> dict[str, int]:
+        pattern = (payload.get("pattern") if type(payload) is dict else None) or ""
+        try:
+            match = compile_origin_pattern(pattern).fullmatch if pattern else None
+        except (OriginPatternError, TypeError):
+            raise OpError(CODE_BAD_REQUEST) from None
+        hub = self.node.hub
+        return {
+            channel: len(hub.subscribers(channel))
+            for channel in hub.channels() if match is None or match(channel)
+        }
+
+    def _userOp(self, payload: Any, origin: str) -> Any:
+        method = payload.get("method") if type(payload) is dict else None
+        request = payload.get("request") if type(payload) is dict else None
+        if method not in USER_METHODS or type(request) is not dict:
+            raise OpError(CODE_BAD_REQUEST)
+        if self._userHandler is None:
+            raise OpError(CODE_UNKNOWN_OP)
+        return self._userHandler(method, request)
+
+    # Requests
+
+    def _newID(self) -> int:
+        self._lastID += 1
+        return self._lastID
+
+    def _publish(self, channel: str, message: dict[str, Any]) -> Deferred[None]:
+        try:
+            encoded = encodeMessage(message)
+        except TypeError:
+            return fail()
+        return self.pubsub.publish(channel, encoded)
+
+    def request(self, target: str, op: str, payload: Any = None, timeout: Optional[float] = None) -> Deferred[Reply]:
+        """
+        Run C{op} on node C{target} (in-process when it is this node) and get its L{Reply}.
+
+        @return: a Deferred firing with the reply whatever its code; failing with L{ControlTimeout} when none
+            came in C{timeout} seconds (default 10), or with the publish error when the request could not be sent.
+        """
+        if target == self.nodeID:
+            return self._run(op, payload, self.nodeID).addCallback(lambda answer: Reply(target, *answer))
+        rid = self._newID()
+        entry = _Request(Deferred(), target)
+        # Registered before publishing: a reply may come back before publish returns.
+        self._pending[rid] = entry
+        entry.timer = self._reactor.callLater(
+            self.requestTimeout if timeout is None else timeout, self._expire, rid
+        )
+        message = {"type": "request", "from": self.nodeID, "id": rid, "op": op, "payload": payload}
+        self._publish(self.nodeChannel(target), message).addErrback(self._sendFailed, rid)
+        return entry.deferred
+
+    def survey(self, op: str, payload: Any = None, timeout: Optional[float] = None) -> Deferred[dict[str, Reply]]:
+        """
+        Run C{op} on every live node, this one included (in-process), and gather their replies.
+
+        @return: a Deferred firing with C{{nodeID: Reply}} once every node known when asking has replied, or
+            after C{timeout} seconds (default 10) with the replies that came (missing nodes are left out); failing
+            with the publish error when the request could not be sent.
+        """
+        others = self._liveOthers()
+        if not others:
+            return self._run(op, payload, self.nodeID).addCallback(
+                lambda answer: {self.nodeID: Reply(self.nodeID, *answer)}
+            )
+        rid = self._newID()
+        entry = _Survey(Deferred(), set(others))
+        self._pending[rid] = entry
+        entry.timer = self._reactor.callLater(self.requestTimeout if timeout is None else timeout, self._expire, rid)
+        message = {"type": "request", "from": self.nodeID, "id": rid, "op": op, "payload": payload}
+        self._publish(self.controlChannel, message).addErrback(self._sendFailed, rid)
+        if rid in self._pending:
+
+            def ranHere(answer: tuple[int, Any]) -> None:
+                entry.replies[self.nodeID] = Reply(self.nodeID, *answer)
+                entry.localDone = True
+                self._surveyProgress(rid, entry)
+
+            self._run(op, payload, self.nodeID).addCallback(ranHere)
+        return entry.deferred
+
+    def _sendFailed(self, failure: Failure, rid: int) -> None:
+        entry = self._pending.pop(rid, None)
+        if entry is None:
+            return
+        if entry.timer is not None and entry.timer.active():
+            entry.timer.cancel()
+        entry.deferred.errback(failure)
+
+    def _expire(self, rid: int) -> None:
+        entry = self._pending.pop(rid, None)
+        if isinstance(entry, _Request):
+            entry.deferred.errback(ControlTimeout(f"node {entry.target} did not reply"))
+        elif isinstance(entry, _Survey):
+            self.log.debug("survey {id}: no reply from {nodes}", id=rid, nodes=sorted(entry.expected))
+            entry.deferred.callback(entry.replies)
+
+    def _surveyProgress(self, rid: int, entry: _Survey) -> None:
+        if entry.localDone and not entry.expected and self._pending.get(rid) is entry:
+            del self._pending[rid]
+            if entry.timer is not None and entry.timer.active():
+                entry.timer.cancel()
+            entry.deferred.callback(entry.replies)
+
+    def _replied(self, origin: str, message: dict[str, Any]) -> None:
+        rid, code = message.get("id"), message.get("code")
+        if type(rid) is not int or type(code) is not int:
+            return
+        entry = self._pending.get(rid)
+        reply = Reply(origin, code, message.get("result"))
+        if isinstance(entry, _Request) and entry.target == origin:
+            del self._pending[rid]
+            if entry.timer is not None and entry.timer.active():
+                entry.timer.cancel()
+            entry.deferred.callback(reply)
+        elif isinstance(entry, _Survey):
+            # A node that joined after the survey started answers too: keep its reply, wait only for the others.
+            entry.replies[origin] = reply
+            entry.expected.discard(origin)
+            self._surveyProgress(rid, entry)
+
+    def _serve(self, origin: str, message: dict[str, Any]) -> None:
+        rid, op = message.get("id"), message.get("op")
+        if type(rid) is not int or type(op) is not str:
+            return
+
+        def answer(result: tuple[int, Any]) -> Deferred[None]:
+            code, value = result
+            reply = {"type": "reply", "from": self.nodeID, "id": rid, "code": code, "result": value}
+            try:
+                encoded = encodeMessage(reply)
+            except TypeError:
+                self.log.error("control op {op}: result cannot be encoded", op=op)
+                encoded = encodeMessage(dict(reply, code=CODE_ERROR, result=None))
+            return self.pubsub.publish(self.nodeChannel(origin), encoded)
+
+        d = self._run(op, message.get("payload"), origin).addCallback(answer)
+        d.addErrback(lambda f: self.log.warn("control reply to {node} not sent: {error}", node=origin,
+                                             error=f.getErrorMessage()))
+
+    def _received(self, channel: str, raw: bytes) -> None:
+        try:
+            message = decodeMessage(raw)
+        except (ValueError, TypeError):
+            self.log.debug("undecodable control message on {channel}", channel=channel)
+            return
+        if type(message) is not dict:
+            return
+        origin = message.get("from")
+        if type(origin) is not str or not origin or origin == self.nodeID:
+            return
+        kind = message.get("type")
+        if kind == "node":
+            self._announced(origin, message.get("node"))
+        elif kind == "request":
+            self._serve(origin, message)
+        elif kind == "reply":
+            self._replied(origin, message)
+        elif kind == "leave":
+            self._left(origin)
+
+    # What the rest of httpstream calls
+
+    def emulate(self, nodeID: str, session: str, data: bytes, timeout: Optional[float] = None) -> Deferred[int]:
+        """
+        Run emulation C{data} on C{session} of node C{nodeID}; fires with the code once the commands ran
+        (C{CODE_OK}) or were dropped (C{CODE_NO_SESSION}, C{CODE_BAD_REQUEST}); fails like L{request}.
+        """
+        d = self.request(nodeID, "emulation", {"session": session, "data": data}, timeout)
+        return d.addCallback(lambda reply: reply.code)
+
+    def userOp(self, method: str, request: dict[str, Any]) -> Deferred[dict[str, Reply]]:
+        """Run an API method of L{USER_METHODS} on the user's connections of every node (see L{survey})."""
+        return self.survey("user", {"method": method, "request": request})
+
+    def channels(self, pattern: str = "") -> Deferred[dict[str, int]]:
+        """The channels with subscribers on any node matching C{pattern}, with their total number of clients."""
+
+        def merge(replies: dict[str, Reply]) -> dict[str, int]:
+            total: dict[str, int] = {}
+            for reply in replies.values():
+                if reply.code == CODE_OK and type(reply.result) is dict:
+                    for channel, count in reply.result.items():
+                        total[channel] = total.get(channel, 0) + int(count)
+            return total
+
+        return self.survey("channels", {"pattern": pattern}).addCallback(merge)
+
+
+def memoryCluster(clock: IReactorTime, nodes: Iterable[Any], **options: Any) -> list[Control]:
+    """Controls for C{nodes} sharing one L{MemoryBus} (not started): a cluster in one process, for tests."""
+    bus = MemoryBus()
+    return [Control(clock, node, bus.pubsub(), **options) for node in nodes]

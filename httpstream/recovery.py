@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.test_client_channels -*-
+"""
+Where a new positioned subscription starts in its channel's stream, and what a recovering one missed (the
+recovery part of Centrifugo's ``subscribeCmd``: ``isStreamRecovered``, ``isCacheRecovered``; reference/messages.md
+section 4).
+
+A positioned subscription learns the stream's top C{offset} and C{epoch}. A recovering one (C{recover: true} with
+the client's last C{offset}/C{epoch}) also gets the publications it missed, ascending, when they run without a gap
+from its offset to the top in the same epoch (C{recovered: true}, and the result's C{offset} is the client's own: the
+SDK advances it while applying them); otherwise none, with the top's position (the application reloads its state).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from httpstream.delta import publicationDelta
+from httpstream.engines import HistoryError, HistoryResult
+from httpstream.subscription import Subscription, asJSONString
+
+if TYPE_CHECKING:
+    from httpstream.config import Config
+    from httpstream.interfaces import IBroker
+
+__all__ = ["MAX_POSITION_CHECK_FAILURES", "checkPosition", "position", "recoveredPublications"]
+
+# Comparisons with the top that may fail in a row (a publication on its way explains one) before the position
+# counts as lost (centrifuge's maxCheckPositionFailures).
+MAX_POSITION_CHECK_FAILURES = 2
+
+
+def position(broker: IBroker, config: Config, sub: Subscription, request: dict, protocol: str,
+             now: float) -> Deferred[dict]:
+    """
+    Read the stream of a positioned subscription: set C{sub.offset}/C{sub.epoch} to the top and fire with the
+    SubscribeResult fields that say where the subscription starts (C{offset}, C{epoch}, and for a recovering one
+    C{was_recovering}, C{recovered}, C{publications}).
+
+    @param now: the reactor's time (the position is compared with the top from then on: L{checkPosition}).
+    """
+    metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
+    result: dict[str, Any] = {}
+
+    def atTop(history: HistoryResult) -> dict:
+        sub.offset, sub.epoch = history.offset, history.epoch
+        sub.positionCheckAt = now
+        result.update(offset=history.offset, epoch=history.epoch)
+        return result
+
+    if not (sub.recoverable and request.get("recover")):
+        return broker.history(sub.channel, None, 0, False, metaTTL).addCallback(atTop)
+
+    clientOffset = int(request.get("offset", 0) or 0)
+    clientEpoch = request.get("epoch", "") or ""
+    limit = config.client_recovery_max_publication_limit
+    cache = sub.options.force_recovery_mode == "cache"
+    result["was_recovering"] = True
+    if cache:
+        # Only the latest publication counts: read it newest first.
+        d = broker.history(sub.channel, None, 1, True, metaTTL)
+    else:
+        # One more than the limit: more missed publications than that cannot be recovered.
+        d = broker.history(sub.channel, {"offset": clientOffset, "epoch": ""}, limit + 1 if limit else -1, False,
+                           metaTTL)
+
+    def recovered(history: HistoryResult) -> dict:
+        publications = history.publications
+        sameEpoch = not clientEpoch or clientEpoch == history.epoch
+        if cache:
+            ok = sameEpoch and (history.offset == clientOffset
+                                or bool(publications and publications[0].get("offset") == history.offset))
+            publications = [p for p in publications if p.get("offset", 0) > clientOffset]
+        else:
+            contiguous = all(p.get("offset") == clientOffset + i + 1 for i, p in enumerate(publications))
+            lastOffset = publications[-1]["offset"] if publications else clientOffset
+            ok = sameEpoch and contiguous and lastOffset == history.offset and (not limit or len(publications) <= limit)
+        atTop(history)
+        if not ok:
+            return result
+        result["recovered"] = True
+        result["offset"] = clientOffset
+        if publications:
+            result["publications"] = recoveredPublications(publications, sub.delta, protocol)
+            # The client's delta base is now the last recovered publication: deltas may follow at once.
+            sub.deltaBase = int(publications[-1].get("offset", 0)) or -1
+        return result
+
+    def unrecoverable(failure: Failure) -> Deferred[dict]:
+        # Another epoch (the stream was lost) is not an error on recovery, just "not recovered".
+        failure.trap(HistoryError)
+        return broker.history(sub.channel, None, 0, False, metaTTL).addCallback(atTop)
+
+    return d.addCallbacks(recovered, unrecoverable)
+
+
+def recoveredPublications(publications: list[dict[str, Any]], delta: bool, protocol: str) -> list[dict[str, Any]]:
+    """
+    The recovered publications as a subscription receives them: as stored, or with delta negotiated the first
+    one full and each next one a Fossil delta against the one before it when that is smaller (upstream's
+    C{makeRecoveredPubsDeltaFossil}); JSON then carries every C{data} as a JSON string.
+    """
+    if not delta:
+        return publications
+    json = protocol == "json"
+    out: list[dict[str, Any]] = []
+    previous: bytes | None = None
+    for publication in publications:
+        data = publication["data"]
+        try:
+            payload, isDelta = publicationDelta(previous, data, utf8=json)
+            sent = dict(publication, data=asJSONString(payload) if json else payload)
+        except UnicodeDecodeError:
+            # Not text: it cannot reach a JSON client at all (the codec refuses it: disconnect 3506).
+            payload, isDelta = data, False
+            sent = dict(publication)
+        if isDelta:
+            sent["delta"] = True
+        out.append(sent)
+        previous = data
+    return out
+
+
+def checkPosition(broker: IBroker, config: Config, sub: Subscription, now: float,
+                  force: bool = False) -> Deferred[bool] | None:
+    """
+    Compare a positioned subscription's position with its stream's top, once per
+    C{client_channel_position_check_delay} (centrifuge's C{checkPosition}, run on the presence timer): a node
+    that missed the last publications of a quiet channel learns it here.
+
+    @param force: check now, and count one wrong position as lost (the node knows it may have missed
+        publications: its broker connection was down).
+    @return: None when no check is due; else a Deferred firing with False once the position has been found
+        wrong L{MAX_POSITION_CHECK_FAILURES} times in a row (the subscription has lost its place: 2500/3010),
+        True otherwise (an engine failure counts as no news).
+    """
+    if not sub.positioned or sub.subscribing:
+        return None
+    if not force and now - sub.positionCheckAt <= config.client_channel_position_check_delay:
+        return None
+    sub.positionCheckAt = now
+    metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
+
+    def compare(history: HistoryResult) -> bool:
+        if history.offset == sub.offset and history.epoch == sub.epoch:
+            sub.positionCheckFailures = 0
+            return True
+        sub.positionCheckFailures += 1
+        return not force and sub.positionCheckFailures < MAX_POSITION_CHECK_FAILURES
+
+    return broker.history(sub.channel, None, 0, False, metaTTL).addCallbacks(compare, lambda _: True)

@@ -1,0 +1,721 @@
+"""
+Tests for L{httpstream.control}: node announcements and expiry, requests between nodes, surveys, the built-in ops,
+over an in-memory bus with a L{Clock}; and two controls talking through a real Redis.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any, Generator
+
+from twisted.internet import reactor as globalReactor
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from httpstream.config import Config
+from httpstream.control import (
+    CODE_BAD_REQUEST,
+    CODE_ERROR,
+    CODE_NO_SESSION,
+    CODE_OK,
+    CODE_UNKNOWN_OP,
+    Control,
+    ControlStopped,
+    ControlTimeout,
+    IControlPubSub,
+    MemoryBus,
+    OpError,
+    RedisPubSub,
+    Reply,
+    decodeMessage,
+    encodeMessage,
+    memoryCluster,
+)
+from httpstream.node import Node
+from httpstream.registry import SessionRegistry
+from httpstream.testing import FakeClient
+
+
+def makeNode(clock: Clock, name: str) -> Node:
+    return Node(Config(name=name), clock, nodeID=f"node-{name}")
+
+
+class EncodingTests(SynchronousTestCase):
+    def test_roundTripWithBytes(self) -> None:
+        """
+        Bytes anywhere in a message travel as base64 and come back as bytes; the rest is plain JSON.
+        """
+        message = {"a": b"\x00\xffraw", "b": [1, {"c": b'{"x":1}'}], "d": "text", "e": None, "t": (1, 2)}
+        encoded = encodeMessage(message)
+        self.assertNotIn(b"\x00", encoded)
+        self.assertEqual(
+            decodeMessage(encoded), {"a": b"\x00\xffraw", "b": [1, {"c": b'{"x":1}'}], "d": "text", "e": None,
+                                     "t": [1, 2]},
+        )
+
+    def test_notEncodable(self) -> None:
+        self.assertRaises(TypeError, encodeMessage, {"a": object()})
+
+    def test_interfaces(self) -> None:
+        self.assertTrue(verifyObject(IControlPubSub, MemoryBus().pubsub()))
+        self.assertTrue(verifyObject(IControlPubSub, RedisPubSub(globalReactor)))
+
+
+class ClusterTestCase(SynchronousTestCase):
+    """Three nodes a, b, c on one in-memory bus; a and b started, c not."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.bus = MemoryBus()
+        self.nodes = {name: makeNode(self.clock, name) for name in "abc"}
+        self.controls = {
+            name: Control(self.clock, node, self.bus.pubsub(), prefix="test") for name, node in self.nodes.items()
+        }
+        self.a, self.b, self.c = (self.controls[n] for n in "abc")
+        self.a.startService()
+        self.b.startService()
+        self.addCleanup(self._stopAll)
+
+    def _stopAll(self) -> None:
+        for control in self.controls.values():
+            if control.running:
+                control.stopService()
+
+    def published(self, channel: str, kind: str) -> list[dict[str, Any]]:
+        messages = [decodeMessage(m) for c, m in self.bus.published if c == channel]
+        return [m for m in messages if m["type"] == kind]
+
+    def echo(self, control: Control) -> list[tuple[Any, str]]:
+        calls: list[tuple[Any, str]] = []
+
+        def handler(payload: Any, origin: str) -> Any:
+            calls.append((payload, origin))
+            return {"echo": payload, "by": control.nodeID}
+
+        control.register("echo", handler)
+        return calls
+
+
+class AnnouncementTests(ClusterTestCase):
+    def test_knowEachOther(self) -> None:
+        """
+        Started nodes announce themselves at once, so each knows the other; a node always knows itself.
+        """
+        self.assertTrue(self.a.isKnownNode("node-b"))
+        self.assertTrue(self.b.isKnownNode("node-a"))
+        self.assertTrue(self.a.isKnownNode("node-a"))
+        self.assertFalse(self.a.isKnownNode("node-c"))
+        self.assertFalse(self.a.isKnownNode(""))
+
+    def test_aloneKnowsItself(self) -> None:
+        self.c.pubsub.disconnect()
+        self.assertTrue(self.c.isKnownNode("node-c"))
+        self.assertEqual([n["uid"] for n in self.c.nodes()], ["node-c"])
+
+    def test_everyThreeSeconds(self) -> None:
+        """
+        Each node announces its info on C{<prefix>.control} every 3 s.
+        """
+        before = len(self.published("test.control", "node"))
+        self.clock.advance(3)
+        after = self.published("test.control", "node")[before:]
+        self.assertEqual(sorted(m["from"] for m in after), ["node-a", "node-b"])
+        self.clock.advance(3)
+        self.assertEqual(len(self.published("test.control", "node")), before + 4)
+
+    def test_info(self) -> None:
+        """
+        The announced info is the C{info} API's node entry; nodes() lists this node first, then the others.
+        """
+        node = self.nodes["b"]
+        client = FakeClient(user="u1")
+        node.clientConnected(client)
+        node.clientConnected(FakeClient(user="u1"))
+        node.hub.add("news", client)
+        self.clock.advance(5)
+        self.clock.advance(1)  # the 6 s announcement
+        info = self.a.nodes()
+        self.assertEqual([n["uid"] for n in info], ["node-a", "node-b"])
+        self.assertEqual(info[1], {
+            "uid": "node-b", "name": "b", "version": node.version, "num_clients": 2, "num_users": 1,
+            "num_channels": 1, "num_subs": 1, "uptime": 6,
+        })
+        self.assertEqual(info[0]["num_clients"], 0)
+        self.assertEqual(self.b.localInfo(), info[1])
+
+    def test_expiry(self) -> None:
+        """
+        A node not announced for over 7 s is forgotten.
+        """
+        self.clock.advance(2)
+        self.b.pubsub.disconnect()  # b's last announcement was 2 s ago
+        self.clock.advance(5)
+        self.assertTrue(self.a.isKnownNode("node-b"))
+        self.clock.advance(0.5)
+        self.assertFalse(self.a.isKnownNode("node-b"))
+        self.assertEqual([n["uid"] for n in self.a.nodes()], ["node-a"])
+        self.assertTrue(self.b.isKnownNode("node-b"))
+
+    def test_refreshKeeps(self) -> None:
+        """
+        Announcements every 3 s keep a node known indefinitely.
+        """
+        for _ in range(10):
+            self.clock.advance(3)
+            self.assertTrue(self.a.isKnownNode("node-b"))
+
+    def test_reconnectAnnounces(self) -> None:
+        """
+        A node announces itself as soon as its subscription is back, and the others know it again.
+        """
+        self.b.pubsub.disconnect()
+        self.clock.advance(8)
+        self.assertFalse(self.a.isKnownNode("node-b"))
+        self.b.pubsub.reconnect()
+        self.assertTrue(self.a.isKnownNode("node-b"))
+
+    def test_newcomerLearnsAtOnce(self) -> None:
+        """
+        A node hearing from an unknown node announces itself back, so the newcomer knows the cluster at once.
+        """
+        self.clock.advance(1)
+        self.c.startService()
+        self.assertTrue(self.c.isKnownNode("node-a"))
+        self.assertTrue(self.c.isKnownNode("node-b"))
+        self.assertTrue(self.a.isKnownNode("node-c"))
+
+    def test_leave(self) -> None:
+        """
+        A stopping node says so: the others forget it without waiting 7 s.
+        """
+        self.b.stopService()
+        self.assertFalse(self.a.isKnownNode("node-b"))
+        self.assertEqual(self.published("test.control", "leave")[-1]["from"], "node-b")
+
+    def test_ownMessagesIgnored(self) -> None:
+        """
+        A node does not list itself from its own announcements nor serve its own requests.
+        """
+        calls = self.echo(self.a)
+        self.a._received("test.control", encodeMessage({"type": "node", "from": "node-a", "node": {"uid": "x"}}))
+        self.a._received("test.control", encodeMessage(
+            {"type": "request", "from": "node-a", "id": 1, "op": "echo", "payload": 1}
+        ))
+        self.assertNotIn("node-a", self.a._nodes)
+        self.assertEqual(calls, [])
+
+    def test_foreignMessagesIgnored(self) -> None:
+        for raw in [b"\x0a\x03abc", b"[]", b'{"type":"node"}', b'{"type":"request","from":"x","id":"1"}',
+                    b'{"type":"node","from":"x","node":3}', b'{"type":"what","from":"x"}']:
+            self.a._received("test.control", raw)
+        self.assertFalse(self.a.isKnownNode("x"))
+
+
+class RequestTests(ClusterTestCase):
+    def test_requestReply(self) -> None:
+        """
+        A request goes to the target's node channel; the target runs the op's handler and replies on the
+        origin's node channel with the request's id.
+        """
+        calls = self.echo(self.b)
+        reply = self.successResultOf(self.a.request("node-b", "echo", {"data": b"\x01\x02", "n": 1}))
+        self.assertEqual(reply, Reply("node-b", CODE_OK, {"echo": {"data": b"\x01\x02", "n": 1}, "by": "node-b"}))
+        self.assertEqual(calls, [({"data": b"\x01\x02", "n": 1}, "node-a")])
+        [request] = self.published("test.node.node-b", "request")
+        [answer] = self.published("test.node.node-a", "reply")
+        self.assertEqual((request["from"], request["op"]), ("node-a", "echo"))
+        self.assertEqual((answer["from"], answer["id"], answer["code"]), ("node-b", request["id"], CODE_OK))
+        self.assertEqual(self.a._pending, {})
+
+    def test_idsIncrease(self) -> None:
+        self.echo(self.b)
+        for _ in range(3):
+            self.successResultOf(self.a.request("node-b", "echo"))
+        ids = [m["id"] for m in self.published("test.node.node-b", "request")]
+        self.assertEqual(ids, sorted(set(ids)))
+        self.assertEqual(len(ids), 3)
+
+    def test_toItself(self) -> None:
+        """
+        A request to this node runs in-process: nothing is published.
+        """
+        calls = self.echo(self.a)
+        before = len(self.bus.published)
+        reply = self.successResultOf(self.a.request("node-a", "echo", 5))
+        self.assertEqual(reply, Reply("node-a", CODE_OK, {"echo": 5, "by": "node-a"}))
+        self.assertEqual(calls, [(5, "node-a")])
+        self.assertEqual(len(self.bus.published), before)
+
+    def test_deferredHandler(self) -> None:
+        """
+        The reply waits for a handler's Deferred.
+        """
+        later: Deferred[str] = Deferred()
+        self.b.register("slow", lambda payload, origin: later)
+        d = self.a.request("node-b", "slow")
+        self.assertNoResult(d)
+        later.callback("done")
+        self.assertEqual(self.successResultOf(d), Reply("node-b", CODE_OK, "done"))
+
+    def test_codes(self) -> None:
+        """
+        L{OpError} replies with its code and result; an unknown op gets code 3; a failing handler code 4.
+        """
+        def refuse(payload: Any, origin: str) -> None:
+            raise OpError(7, {"why": "no"})
+
+        def broken(payload: Any, origin: str) -> None:
+            raise ZeroDivisionError()
+
+        self.b.register("refuse", refuse)
+        self.b.register("broken", broken)
+        self.assertEqual(self.successResultOf(self.a.request("node-b", "refuse")), Reply("node-b", 7, {"why": "no"}))
+        self.assertEqual(self.successResultOf(self.a.request("node-b", "nope")), Reply("node-b", CODE_UNKNOWN_OP))
+        self.assertEqual(self.successResultOf(self.a.request("node-b", "broken")), Reply("node-b", CODE_ERROR))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_unencodableResult(self) -> None:
+        self.b.register("odd", lambda payload, origin: object())
+        self.assertEqual(self.successResultOf(self.a.request("node-b", "odd")), Reply("node-b", CODE_ERROR))
+
+    def test_timeout(self) -> None:
+        """
+        Without a reply in 10 s the request fails with L{ControlTimeout}; a late reply is ignored.
+        """
+        self.b.pubsub.disconnect()
+        d = self.a.request("node-b", "echo")
+        self.clock.advance(9.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.failureResultOf(d, ControlTimeout)
+        [request] = self.published("test.node.node-b", "request")
+        self.a._received("test.node.node-a", encodeMessage(
+            {"type": "reply", "from": "node-b", "id": request["id"], "code": 0, "result": None}
+        ))
+        self.assertEqual(self.a._pending, {})
+
+    def test_customTimeout(self) -> None:
+        self.b.pubsub.disconnect()
+        d = self.a.request("node-b", "echo", timeout=1)
+        self.clock.advance(1)
+        self.failureResultOf(d, ControlTimeout)
+
+    def test_replyFromAnotherNodeIgnored(self) -> None:
+        self.b.pubsub.disconnect()
+        d = self.a.request("node-b", "echo")
+        [request] = self.published("test.node.node-b", "request")
+        self.a._received("test.node.node-a", encodeMessage(
+            {"type": "reply", "from": "node-x", "id": request["id"], "code": 0, "result": None}
+        ))
+        self.assertNoResult(d)
+        self.clock.advance(10)
+        self.failureResultOf(d, ControlTimeout)
+
+    def test_publishFails(self) -> None:
+        """
+        A request that cannot be sent fails at once with the publish error.
+        """
+        self.a.pubsub.disconnect()
+        d = self.a.request("node-b", "echo")
+        f = self.failureResultOf(d)
+        self.assertIn("Not connected", f.getErrorMessage())
+        self.assertEqual(self.a._pending, {})
+
+    def test_unencodablePayload(self) -> None:
+        self.failureResultOf(self.a.request("node-b", "echo", object()), TypeError)
+        self.assertEqual(self.a._pending, {})
+
+    def test_stopFailsPending(self) -> None:
+        self.b.pubsub.disconnect()
+        d = self.a.request("node-b", "echo")
+        self.a.stopService()
+        self.failureResultOf(d, ControlStopped)
+        # Only b's announcement loop is left: a's loop and the request's timer are gone.
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    def test_asynchronousBus(self) -> None:
+        """
+        Replies that arrive on later reactor turns (as from Redis) are matched the same way.
+        """
+        clock = Clock()
+        bus = MemoryBus(clock)
+        a, b = (Control(clock, makeNode(clock, n), bus.pubsub(), prefix="x") for n in "ab")
+        a.startService()
+        b.startService()
+        clock.advance(0)
+        clock.advance(0)
+        self.assertTrue(a.isKnownNode("node-b"))
+        self.echo(b)
+        d = a.request("node-b", "echo", 1)
+        self.assertNoResult(d)
+        clock.advance(0)
+        clock.advance(0)
+        self.assertEqual(self.successResultOf(d).result, {"echo": 1, "by": "node-b"})
+        a.stopService()
+        b.stopService()
+
+
+class SurveyTests(ClusterTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.c.startService()
+
+    def test_gather(self) -> None:
+        """
+        A survey is one message on the control channel; every node (this one in-process) answers.
+        """
+        calls = {name: self.echo(control) for name, control in self.controls.items()}
+        before = len(self.bus.published)
+        replies = self.successResultOf(self.a.survey("echo", {"q": b"?"}))
+        self.assertEqual(set(replies), {"node-a", "node-b", "node-c"})
+        for nodeID, reply in replies.items():
+            self.assertEqual(reply, Reply(nodeID, CODE_OK, {"echo": {"q": b"?"}, "by": nodeID}))
+        self.assertEqual([len(c) for c in calls.values()], [1, 1, 1])
+        requests = [decodeMessage(m) for c, m in self.bus.published[before:] if c == "test.control"]
+        self.assertEqual(len(requests), 1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 3)  # the three announcement loops, no timer left
+
+    def test_alone(self) -> None:
+        """
+        With no other live node, a survey runs in-process only.
+        """
+        self.b.pubsub.disconnect()
+        self.c.pubsub.disconnect()
+        self.clock.advance(8)
+        self.echo(self.a)
+        before = len(self.bus.published)
+        replies = self.successResultOf(self.a.survey("echo", 1))
+        self.assertEqual(list(replies), ["node-a"])
+        self.assertEqual(len(self.bus.published), before)
+
+    def test_missingSkipped(self) -> None:
+        """
+        A node that does not answer within the timeout is left out.
+        """
+        for control in self.controls.values():
+            self.echo(control)
+        self.c.pubsub.disconnect()
+        d = self.a.survey("echo", 1)
+        self.assertNoResult(d)
+        self.clock.advance(10)
+        self.assertEqual(set(self.successResultOf(d)), {"node-a", "node-b"})
+
+    def test_leaveCompletes(self) -> None:
+        """
+        A node leaving while a survey waits for it is no longer waited for.
+        """
+        for control in self.controls.values():
+            self.echo(control)
+        slow: Deferred[int] = Deferred()
+        self.c.register("echo", lambda payload, origin: slow)
+        d = self.a.survey("echo", 1)
+        self.assertNoResult(d)
+        self.c.stopService()
+        self.assertEqual(set(self.successResultOf(d)), {"node-a", "node-b"})
+
+    def test_waitsForLocal(self) -> None:
+        later: Deferred[int] = Deferred()
+        self.echo(self.b)
+        self.echo(self.c)
+        self.a.register("echo", lambda payload, origin: later)
+        d = self.a.survey("echo")
+        self.assertNoResult(d)
+        later.callback(3)
+        self.assertEqual(self.successResultOf(d)["node-a"], Reply("node-a", CODE_OK, 3))
+
+    def test_publishFails(self) -> None:
+        calls = self.echo(self.a)
+        self.a.pubsub.disconnect()
+        self.failureResultOf(self.a.survey("echo"))
+        self.assertEqual(calls, [])
+        self.assertEqual(self.a._pending, {})
+
+
+class BuiltinOpTests(ClusterTestCase):
+    def test_emulation(self) -> None:
+        """
+        The emulation op runs the data on the session's client of the target node, and replies once it ran.
+        """
+        client = FakeClient(sessionID="s1")
+        ran: Deferred[None] = Deferred()
+        client.handleData = lambda data: (client.data.append(data), ran)[1]  # type: ignore[method-assign]
+        self.nodes["b"].registry.add("s1", client)
+        d = self.a.emulate("node-b", "s1", b'{"id":1}\n{"id":2}')
+        self.assertEqual(client.data, [b'{"id":1}\n{"id":2}'])
+        self.assertNoResult(d)
+        ran.callback(None)
+        self.assertEqual(self.successResultOf(d), CODE_OK)
+
+    def test_emulationNoSession(self) -> None:
+        self.assertEqual(self.successResultOf(self.a.emulate("node-b", "nope", b"{}")), CODE_NO_SESSION)
+
+    def test_emulationLocal(self) -> None:
+        client = FakeClient(sessionID="s1")
+        self.nodes["a"].registry.add("s1", client)
+        before = len(self.bus.published)
+        self.assertEqual(self.successResultOf(self.a.emulate("node-a", "s1", b"\x00")), CODE_OK)
+        self.assertEqual(client.data, [b"\x00"])
+        self.assertEqual(len(self.bus.published), before)
+
+    def test_emulationBadPayload(self) -> None:
+        reply = self.successResultOf(self.a.request("node-b", "emulation", {"session": "s1", "data": "text"}))
+        self.assertEqual(reply.code, CODE_BAD_REQUEST)
+
+    def test_emulationTimeout(self) -> None:
+        self.b.pubsub.disconnect()
+        d = self.a.emulate("node-b", "s1", b"{}")
+        self.clock.advance(10)
+        self.failureResultOf(d, ControlTimeout)
+
+    def test_info(self) -> None:
+        reply = self.successResultOf(self.a.request("node-b", "info"))
+        self.assertEqual(reply.result, self.b.localInfo())
+
+    def test_channels(self) -> None:
+        """
+        The channels of every node, with their clients summed, filtered by the pattern on each node.
+        """
+        for name, channels in [("a", ["news", "chat:1"]), ("b", ["news", "chat:2", "chat:2"])]:
+            for channel in channels:
+                self.nodes[name].hub.add(channel, FakeClient())
+        self.assertEqual(self.successResultOf(self.a.channels()), {"news": 2, "chat:1": 1, "chat:2": 2})
+        self.assertEqual(self.successResultOf(self.b.channels("chat:*")), {"chat:1": 1, "chat:2": 2})
+
+    def test_user(self) -> None:
+        """
+        A user op runs the API method through each node's user handler, with the request as the API got it.
+        """
+        seen: list[tuple[str, str, dict]] = []
+        for control in (self.a, self.b):
+            control.setUserHandler(lambda m, r, n=control.nodeID: seen.append((n, m, r)) or succeed({}))
+        request = {"user": "u1", "disconnect": {"code": 4000, "reason": "bye"}, "info": b'{"x":1}'}
+        replies = self.successResultOf(self.a.userOp("disconnect", request))
+        self.assertEqual({n: r.code for n, r in replies.items()}, {"node-a": CODE_OK, "node-b": CODE_OK})
+        self.assertEqual(sorted(seen), [("node-a", "disconnect", request), ("node-b", "disconnect", request)])
+
+    def test_userBadMethod(self) -> None:
+        self.b.setUserHandler(lambda m, r: {})
+        reply = self.successResultOf(self.a.request("node-b", "user", {"method": "publish", "request": {}}))
+        self.assertEqual(reply.code, CODE_BAD_REQUEST)
+
+    def test_userNoHandler(self) -> None:
+        reply = self.successResultOf(self.a.request("node-b", "user", {"method": "refresh", "request": {}}))
+        self.assertEqual(reply.code, CODE_UNKNOWN_OP)
+
+
+class RegistryTests(ClusterTestCase):
+    def test_registryFollowsNodeList(self) -> None:
+        """
+        A session registry given the control's node list knows the live nodes, and forgets them when they expire.
+        """
+        registry = SessionRegistry("node-a", self.a)
+        self.assertTrue(registry.isKnownNode("node-a"))
+        self.assertTrue(registry.isKnownNode("node-b"))
+        self.assertFalse(registry.isKnownNode("node-c"))
+        self.assertFalse(registry.isKnownNode(""))
+        self.b.pubsub.disconnect()
+        self.clock.advance(8)
+        self.assertFalse(registry.isKnownNode("node-b"))
+
+    def test_useNodeList(self) -> None:
+        registry = self.nodes["a"].registry
+        assert isinstance(registry, SessionRegistry)
+        self.assertFalse(registry.isKnownNode("node-b"))
+        registry.useNodeList(self.a)
+        self.assertTrue(registry.isKnownNode("node-b"))
+        registry.useNodeList(None)
+        self.assertFalse(registry.isKnownNode("node-b"))
+
+    def test_memoryCluster(self) -> None:
+        clock = Clock()
+        a, b = memoryCluster(clock, [makeNode(clock, "a"), makeNode(clock, "b")])
+        a.startService()
+        b.startService()
+        self.assertTrue(a.isKnownNode("node-b"))
+        a.stopService()
+        b.stopService()
+
+
+def resp(*items: bytes) -> bytes:
+    """A RESP array of bulk strings, as Redis sends pushes and replies."""
+    return b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(i), i) for i in items)
+
+
+def subscribed(channel: bytes, count: int) -> bytes:
+    """Redis's confirmation of a SUBSCRIBE, one per channel."""
+    return b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:%d\r\n" % (len(channel), channel, count)
+
+
+class FakeEndpoint:
+    """Connects each attempt to a StringTransport: the Redis side is played by the test."""
+
+    def __init__(self) -> None:
+        self.connections: list[tuple[Any, StringTransport]] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.connections.append((protocol, transport))
+        return succeed(protocol)
+
+
+class RedisPubSubTests(SynchronousTestCase):
+    """L{RedisPubSub}'s connection handling, against a fake endpoint (no Redis)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.endpoint = FakeEndpoint()
+        self.pubsub = RedisPubSub(self.clock, endpoint=self.endpoint, retryPolicy=lambda attempt: 1.0)
+        self.messages: list[tuple[str, bytes]] = []
+        self.ready: list[int] = []
+        self.pubsub.start(["p.control", "p.node.a"], lambda c, m: self.messages.append((c, m)),
+                          lambda: self.ready.append(1))
+        self.addCleanup(self.pubsub.stop)
+
+    def test_subscribesAndDelivers(self) -> None:
+        """
+        The subscriber connection subscribes the channels; pushed messages reach the handler, bytes unchanged.
+        """
+        (subscriber, sub), (publisher, pub) = self.endpoint.connections
+        self.assertEqual(sub.value(), resp(b"SUBSCRIBE", b"p.control", b"p.node.a"))
+        self.assertEqual(self.ready, [])
+        subscriber.dataReceived(subscribed(b"p.control", 1) + subscribed(b"p.node.a", 2))
+        self.clock.advance(0)  # txredisapi parses what follows a bulk string on the next turn
+        self.assertEqual(self.ready, [1])
+        subscriber.dataReceived(resp(b"message", b"p.control", b"\x00\xff"))
+        self.clock.advance(0)
+        self.assertEqual(self.messages, [("p.control", b"\x00\xff")])
+
+    def test_publish(self) -> None:
+        (_, _), (publisher, pub) = self.endpoint.connections
+        d = self.pubsub.publish("p.node.b", b"\x01msg")
+        self.assertEqual(pub.value(), resp(b"PUBLISH", b"p.node.b", b"\x01msg"))
+        self.assertNoResult(d)
+        publisher.dataReceived(b":1\r\n")
+        self.assertIsNone(self.successResultOf(d))
+
+    def test_resubscribesAfterLoss(self) -> None:
+        """
+        A lost subscriber connection is made again after the retry delay, and subscribes again.
+        """
+        (subscriber, sub), _ = self.endpoint.connections
+        subscriber.dataReceived(subscribed(b"p.control", 1))
+        self.clock.advance(0)
+        self.assertEqual(self.ready, [1])
+        subscriber.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(self.endpoint.connections), 2)
+        self.clock.advance(1)
+        self.assertEqual(len(self.endpoint.connections), 3)
+        again, transport = self.endpoint.connections[2]
+        self.assertEqual(transport.value(), resp(b"SUBSCRIBE", b"p.control", b"p.node.a"))
+        again.dataReceived(subscribed(b"p.control", 1))
+        self.clock.advance(0)
+        self.assertEqual(self.ready, [1, 1])
+        again.dataReceived(resp(b"message", b"p.node.a", b"m"))
+        self.clock.advance(0)
+        self.assertEqual(self.messages, [("p.node.a", b"m")])
+
+    def test_publishWhileDown(self) -> None:
+        """
+        While the publisher is down, a publish waits for the next attempt; it fails if that attempt fails.
+        """
+        _, (publisher, _) = self.endpoint.connections
+        publisher.connectionLost(Failure(ConnectionDone()))
+        d = self.pubsub.publish("p.control", b"x")
+        self.assertNoResult(d)
+        self.endpoint.connect = lambda factory: fail(ConnectionRefusedError())  # type: ignore[method-assign]
+        self.clock.advance(1)
+        self.failureResultOf(d, ConnectionRefusedError)
+
+
+# Real Redis
+
+
+def redisAvailable(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class RedisControlTests(TestCase):
+    """Two controls on a unique prefix of a real Redis (127.0.0.1:6379; scripts/ensure-redis starts one)."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        if not redisAvailable():
+            raise SkipTest("no Redis on 127.0.0.1:6379")
+        self.prefix = f"httpstream-test-{uuid.uuid4().hex}"
+        self.controls = []
+        for name in "ab":
+            node = Node(Config(name=name), globalReactor, nodeID=f"{name}-{uuid.uuid4()}")
+            pubsub = RedisPubSub(globalReactor, "127.0.0.1", 6379, retryPolicy=lambda attempt: 0.1)
+            control = Control(globalReactor, node, pubsub, prefix=self.prefix, requestTimeout=5)
+            control.startService()
+            self.controls.append(control)
+            self.addCleanup(self._stop, control)
+        self.a, self.b = self.controls
+
+    def _stop(self, control: Control) -> Any:
+        if control.running:
+            return control.stopService()
+        return None
+
+    @inlineCallbacks
+    def waitFor(self, condition: Any, seconds: float = 5.0) -> Generator[Any, Any, None]:
+        for _ in range(int(seconds / 0.05)):
+            if condition():
+                return
+            yield deferLater(globalReactor, 0.05, lambda: None)
+        self.fail("condition not met in time")
+
+    @inlineCallbacks
+    def test_requestOverRedis(self) -> Generator[Any, Any, None]:
+        """
+        The nodes find each other through Redis and exchange a request, bytes included; after a lost subscriber
+        connection, a node re-subscribes by itself; a stopped node is forgotten at once.
+        """
+        yield self.waitFor(lambda: self.a.isKnownNode(self.b.nodeID) and self.b.isKnownNode(self.a.nodeID))
+        self.b.register("echo", lambda payload, origin: {"echo": payload, "origin": origin})
+        reply = yield self.a.request(self.b.nodeID, "echo", {"data": b"\x00\xff"})
+        self.assertEqual(reply, Reply(self.b.nodeID, CODE_OK, {"echo": {"data": b"\x00\xff"},
+                                                              "origin": self.a.nodeID}))
+
+        client = FakeClient(sessionID="s1")
+        self.b.node.registry.add("s1", client)
+        code = yield self.a.emulate(self.b.nodeID, "s1", b'{"id":1}')
+        self.assertEqual((code, client.data), (CODE_OK, [b'{"id":1}']))
+
+        protocol = yield self.b.pubsub._subscriber.whenConnected()
+        protocol.transport.loseConnection()
+        yield self.waitFor(lambda: not protocol.connected)
+        replies: list[Reply] = []
+
+        @inlineCallbacks
+        def ask() -> Generator[Any, Any, None]:
+            replies.append((yield self.a.request(self.b.nodeID, "echo", 2, timeout=0.3)))
+
+        for _ in range(40):
+            try:
+                yield ask()
+                break
+            except ControlTimeout:
+                pass
+        self.assertEqual(replies[0].result["echo"], 2)
+
+        infos = yield self.a.survey("info")
+        self.assertEqual(set(infos), {self.a.nodeID, self.b.nodeID})
+        self.assertEqual(infos[self.b.nodeID].result["name"], "b")
+
+        yield self.b.stopService()
+        yield self.waitFor(lambda: not self.a.isKnownNode(self.b.nodeID))
