@@ -24,6 +24,7 @@ import math
 import os
 import re
 import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Mapping, Optional, Union, get_type_hints
 
@@ -169,6 +170,24 @@ def _check_origin_patterns(key: str, patterns: tuple[str, ...]) -> None:
             compile_origin_pattern(pattern)
         except OriginPatternError as e:
             raise ConfigError(f'config key "{key}": invalid pattern {_show(pattern)} ({e})') from None
+
+
+def _check_redis_address(key: str, address: str) -> None:
+    # The same forms as httpstream.engines.redis.parseAddress, which this module must not import (txredisapi
+    # installs the global reactor when imported).
+    if "://" in address:
+        parts = urllib.parse.urlsplit(address)
+        try:
+            valid = parts.scheme in ("redis", "rediss") and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            valid = False
+        valid = valid and (parts.path.strip("/") == "" or parts.path.strip("/").isdigit())
+    else:
+        match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?", address)
+        valid = match is not None and (match.group(2) is None or 0 < int(match.group(2)) < 65536)
+    if not valid:
+        shown = re.sub(r"//[^/@]*@", "//...@", address)  # no password in an error message
+        raise _error(key, 'host:port or a URL such as "redis://:password@host:6379/0"', shown)
 
 
 def _bounds_text(rules: _Rules, kind: str) -> str:
@@ -508,6 +527,15 @@ class Config(ChannelOptions):
     engine: str = setting("memory", choices=_ENGINES)
     proxy_binary_encoding: bool = setting(False)
     proxy_include_connection_meta: bool = setting(False)
+
+    "The Redis engine: where Redis is (host:port or a redis:// / rediss:// URL), and presence entries' lifetime."
+    redis_address: str = setting("127.0.0.1:6379", check=_check_redis_address, secret=True)  # a URL may hold one
+    redis_prefix: str = setting("httpstream")
+    redis_db: int = setting(0, minimum=0)
+    redis_user: str = setting("")
+    redis_password: str = setting("", secret=True)
+    redis_tls: bool = setting(False)
+    global_presence_ttl: Duration = setting(60.0, greater_than=0)
 
     def __post_init__(self) -> None:
         for spec in _specs():

@@ -171,6 +171,13 @@ class DefaultsTests(SynchronousTestCase):
             "proxy_include_connection_meta": False,
             "log_level": "info",
             "engine": "memory",
+            "redis_address": "127.0.0.1:6379",
+            "redis_prefix": "httpstream",
+            "redis_db": 0,
+            "redis_user": "",
+            "redis_password": "",
+            "redis_tls": False,
+            "global_presence_ttl": 60.0,
         }
         self.assertEqual(dataclasses.asdict(Config()), expected)
 
