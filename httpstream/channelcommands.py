@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
 from httpstream import codes
@@ -97,11 +97,11 @@ class ChannelCommands:
         try:
             options = rules.namespaceOptions(channel) if serverSide else rules.options(channel)
         except ChannelError as e:
-            return _failed(SubscribeError(e.error))
+            return fail(SubscribeError(e.error))
         if channel in self.subs:
-            return _failed(SubscribeError(codes.ERROR_ALREADY_SUBSCRIBED))
+            return fail(SubscribeError(codes.ERROR_ALREADY_SUBSCRIBED))
         if not serverSide and len(self.subs) >= self._config.client_channel_limit:
-            return _failed(SubscribeError(codes.ERROR_LIMIT_EXCEEDED))
+            return fail(SubscribeError(codes.ERROR_LIMIT_EXCEEDED))
         sub = Subscription(channel, options, serverSide=serverSide)
         token = "" if serverSide else request.get("token", "")
         result: dict[str, Any] = {}
@@ -116,11 +116,11 @@ class ChannelCommands:
             try:
                 claims = self.node.tokens.verifySubscribe(token, self._reactor.seconds())
             except TokenExpired:
-                return _failed(SubscribeError(codes.ERROR_TOKEN_EXPIRED))
+                return fail(SubscribeError(codes.ERROR_TOKEN_EXPIRED))
             except InvalidToken:
-                return _failed(SubscribeError(codes.ERROR_PERMISSION_DENIED))
+                return fail(SubscribeError(codes.ERROR_PERMISSION_DENIED))
             if not self._tokenMatches(claims, channel):
-                return _failed(SubscribeError(disconnect=codes.DISCONNECT_INVALID_TOKEN))
+                return fail(SubscribeError(disconnect=codes.DISCONNECT_INVALID_TOKEN))
             sub.chanInfo = claims.info
             if claims.data is not None:
                 result["data"] = claims.data
@@ -128,11 +128,11 @@ class ChannelCommands:
             if claims.expireAt and not self._config.client_insecure:
                 if claims.expireAt <= self._reactor.seconds():
                     # exp admits the token but its expire_at is over: Centrifugo's "expired", as at connect.
-                    return _failed(SubscribeError(codes.ERROR_EXPIRED))
+                    return fail(SubscribeError(codes.ERROR_EXPIRED))
                 sub.expireAt = float(claims.expireAt)
         elif rules.subscribeProxied(channel, options, False):
             if not self.node.proxy.enabled("subscribe"):
-                return _failed(SubscribeError(codes.ERROR_NOT_AVAILABLE))
+                return fail(SubscribeError(codes.ERROR_NOT_AVAILABLE))
             d = self.node.proxy.subscribe(
                 self.proxyContext(), channel, ProxySubscribeRequest(data=request.get("data"))
             )
@@ -150,7 +150,7 @@ class ChannelCommands:
         else:
             error = rules.canSubscribe(self.user, channel, options, False)
             if error is not None:
-                return _failed(SubscribeError(error))
+                return fail(SubscribeError(error))
         return self._completeSubscribe(sub, request, result, override)
 
     def _tokenMatches(self: "Client", claims: Any, channel: str) -> bool:
@@ -520,12 +520,6 @@ class ChannelCommands:
             self._queue(frame)
 
 
-def _failed(error: Exception) -> Deferred[Any]:
-    d: Deferred[Any] = Deferred()
-    d.errback(Failure(error))
-    return d
-
-
 def _proxyFailure(failure: Failure) -> Failure:
     if failure.check(ProxyError):
         raise SubscribeError(failure.value.error)
@@ -534,4 +528,4 @@ def _proxyFailure(failure: Failure) -> Failure:
     return failure
 
 
-__all__ = ["ChannelCommands", "SubscribeError", "succeed"]
+__all__ = ["ChannelCommands", "SubscribeError"]
