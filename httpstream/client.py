@@ -414,7 +414,7 @@ class Client(ChannelCommands, ServerControl):
                 encoding="binary" if self.protocol == "protobuf" else "json",
                 user=self.user,
                 meta=self.meta,
-                headers=proxy.headersFor(getattr(self.transport, "requestHeaders", None), self._emulatedHeaders),
+                headers=proxy.headersFor(self.transport.requestHeaders, self._emulatedHeaders),
             )
         return self._proxyContext
 

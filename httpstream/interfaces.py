@@ -41,6 +41,10 @@ class ITransport(Interface):
     protocol = Attribute("'json' or 'protobuf'.")
     emulated = Attribute("True when commands after connect arrive through /emulation (connect result gets session and node).")
     pushDisconnect = Attribute("True when a Disconnect push must precede the end of the connection (False: close frame).")
+    requestHeaders = Attribute(
+        "The HTTP headers of the request that opened the connection (a Headers object or a mapping), which the "
+        "proxy forwards per proxy_http_headers; None when there are none."
+    )
 
     def writeMessages(messages: Sequence[bytes]) -> None:
         """

@@ -108,13 +108,15 @@ class FakeTransport:
         emulated: bool = True,
         pushDisconnect: bool = True,
         name: str = "http_stream",
+        requestHeaders: Optional[Mapping[str, str]] = None,
     ) -> None:
         """
         The defaults describe an http_stream connection; a WebSocket is C{emulated=False, pushDisconnect=False,
-        name="websocket"}.
+        name="websocket"}. C{requestHeaders} stands for the headers of the HTTP request that opened it.
         """
         _checkProtocol(protocol)
         self.protocol = protocol
+        self.requestHeaders = requestHeaders
         self.emulated = emulated
         self.pushDisconnect = pushDisconnect
         self.name = name

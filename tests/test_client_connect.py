@@ -290,6 +290,20 @@ class ConnectTestsMixin(ChannelHelpers):
                 self.assertEqual(reply, {}, name)
                 self.assertDisconnected(transport, *expected)
 
+    def test_proxyForwardsRequestHeaders(self) -> None:
+        """
+        The headers of the HTTP request that opened the connection, and the emulated connect.headers, reach the
+        proxy when proxy_http_headers lists them; others do not.
+        """
+        backend = Backend({"result": {"user": "56"}})
+        node = self.proxyNode(backend, "connect", proxy_http_headers=["X-Request-Id", "X-Emulated"])
+        client, transport = self.open(node, requestHeaders={"x-request-id": "r1", "cookie": "secret"})
+        self.send(client, {"id": 1, "connect": {"headers": {"X-Emulated": "e1"}}})
+        headers = backend.last["headers"]
+        self.assertEqual(headers.getRawHeaders("x-request-id"), ["r1"])
+        self.assertEqual(headers.getRawHeaders("x-emulated"), ["e1"])
+        self.assertIsNone(headers.getRawHeaders("cookie"))
+
     def test_refreshProxy(self) -> None:
         """
         With a refresh proxy the server refreshes the connection: no expires in the ConnectResult, a refresh

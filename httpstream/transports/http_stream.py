@@ -36,6 +36,7 @@ class HTTPStreamTransport:
 
     def __init__(self, request: server.Request, protobuf: bool) -> None:
         self._request = request
+        self.requestHeaders = request.requestHeaders
         self.protocol = "protobuf" if protobuf else "json"
         self._producer: Any = None
         self.finished = False

@@ -43,6 +43,8 @@ class WebSocketTransport:
 
     def __init__(self, connection: "CentrifugeWebSocketProtocol", protobuf: bool) -> None:
         self._connection = connection
+        # The upgrade request's headers (autobahn keeps them lower-cased, one value each).
+        self.requestHeaders = dict(connection.http_headers)
         self.protocol = "protobuf" if protobuf else "json"
         self.finished = False
 
