@@ -42,42 +42,22 @@ def twistdCommand() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-class ServerProcess:
+class ListeningProcess:
     """
-    One running server.
+    A program that logs "listening on http://HOST:PORT" once it serves: a server, or an example embedding one.
 
-    @ivar port: the port it listens on.
+    @ivar port: the port it listens on (after L{waitForPort}).
     @ivar output: everything it has logged so far (read by a thread, so the pipe never fills).
     """
 
-    def __init__(
-        self,
-        directory: Path,
-        overrides: Optional[dict[str, Any]] = None,
-        name: str = "server",
-        command: Optional[list[str]] = None,
-    ) -> None:
-        """
-        @param command: the program to run with the config file's path appended (default: twistd httpstream -c);
-            L{EMBEDDED} runs httpstream embedded in a Twisted program with in-process RPC handlers.
-        """
-        config = dict(BASE_CONFIG)
-        config.update(overrides or {})
-        self.configPath = directory / f"{name}.json"
-        self.configPath.write_text(json.dumps(config))
-        self.config = config
+    def __init__(self, command: list[str], cwd: Optional[Path] = None) -> None:
         self.port = 0
         self._lines: list[str] = []
         self._process = subprocess.Popen(
-            (command or twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c"]) + [str(self.configPath)],
-            cwd=directory,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self._waitForPort()
 
     def _read(self) -> None:
         assert self._process.stdout is not None
@@ -88,13 +68,14 @@ class ServerProcess:
     def output(self) -> str:
         return "".join(self._lines)
 
-    def _waitForPort(self, timeout: float = 20.0) -> None:
+    def waitForPort(self, timeout: float = 20.0) -> int:
+        """Wait for the listening line and return the port; stop the process and fail if it never comes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             match = LISTENING.search(self.output)
             if match:
                 self.port = int(match.group(1))
-                return
+                return self.port
             if self._process.poll() is not None:
                 break
             time.sleep(0.05)
@@ -125,8 +106,42 @@ class ServerProcess:
         self._reader.join(5)
         return self._process.returncode
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> "ListeningProcess":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServerProcess(ListeningProcess):
+    """
+    One running server, from a config of L{BASE_CONFIG} plus overrides.
+
+    @ivar port: the port it listens on.
+    @ivar output: everything it has logged so far.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        overrides: Optional[dict[str, Any]] = None,
+        name: str = "server",
+        command: Optional[list[str]] = None,
+    ) -> None:
+        """
+        @param command: the program to run with the config file's path appended (default: twistd httpstream -c);
+            L{EMBEDDED} runs httpstream embedded in a Twisted program with in-process RPC handlers.
+        """
+        config = dict(BASE_CONFIG)
+        config.update(overrides or {})
+        self.configPath = directory / f"{name}.json"
+        self.configPath.write_text(json.dumps(config))
+        self.config = config
+        super().__init__(
+            (command or twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c"]) + [str(self.configPath)],
+            cwd=directory,
+        )
+        self.waitForPort()
+
+    def __enter__(self) -> "ServerProcess":
+        return self

@@ -6,16 +6,14 @@ a client of the official JS SDK receives its ticks, consecutive, over http_strea
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.serverprocess import LISTENING
+from tests.serverprocess import ListeningProcess
 from tests.test_sdk_http_stream import node  # noqa: F401  (a fixture)
 from tests.test_sdk_websocket import ScenarioProcess
 
@@ -23,59 +21,15 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SUBSCRIBER = Path(__file__).parent / "sdk" / "api_subscriber.mjs"
 
 
-class ExampleProcess:
-    """An example program, running until the test ends; C{output} is what it has printed so far."""
-
-    def __init__(self, *command: str) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self._lines)
-
-    def waitForPort(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.output)
-            if match:
-                return int(match.group(1))
-            if self._process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"the example did not start:\n{self.output}")
-
-    def stop(self) -> int:
-        """SIGTERM, as Ctrl-C would; the exit code."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._reader.join(5)
-        return self._process.returncode
-
-
 @pytest.fixture
-def embedded() -> Iterator[ExampleProcess]:
-    process = ExampleProcess(str(EXAMPLES / "embedded.py"), "--port", "0")
+def embedded() -> Iterator[ListeningProcess]:
+    process = ListeningProcess([sys.executable, str(EXAMPLES / "embedded.py"), "--port", "0"])
     yield process
     process.stop()
 
 
 @pytest.mark.parametrize("transport", ["http_stream", "websocket"])
-def test_embeddedTicksReachSDK(node: str, embedded: ExampleProcess, transport: str) -> None:  # noqa: F811
+def test_embeddedTicksReachSDK(node: str, embedded: ListeningProcess, transport: str) -> None:  # noqa: F811
     """The SDK subscribes to "ticks" and receives ten publications in a row, numbered consecutively."""
     port = embedded.waitForPort()
     subscriber = ScenarioProcess(
@@ -99,7 +53,7 @@ def test_embeddedTicksReachSDK(node: str, embedded: ExampleProcess, transport: s
     assert "Traceback" not in output and "Unhandled error" not in output, output
 
 
-def test_embeddedStopsCleanly(embedded: ExampleProcess) -> None:
+def test_embeddedStopsCleanly(embedded: ListeningProcess) -> None:
     """Stopped like twistd (SIGTERM): the services stop, the port closes, exit code 0, nothing logged as failed."""
     embedded.waitForPort()
     time.sleep(0.3)  # a few ticks, with nobody subscribed
