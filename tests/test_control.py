@@ -12,9 +12,9 @@ from typing import Any, Generator
 from twisted.internet import reactor as globalReactor
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 

@@ -150,7 +150,8 @@ def test_tokenRefreshedBeforeExpiry(server: ServerProcess, protocol: str) -> Non
     refreshes = sent(events, "r", "refresh")
     assert len(refreshes) >= 2 and all(event["token"] for event in refreshes), refreshes
     replies = received(events, "r", "reply:refresh")
-    assert len(replies) == len(refreshes), events
+    # Every refresh is answered, except one the scenario's own end may catch in flight.
+    assert len(refreshes) - 1 <= len(replies) <= len(refreshes), events
     assert all(reply["expires"] is True and 1 <= reply["ttl"] <= 3 for reply in replies), replies
     assert not of(events, "r", "error")
 
@@ -190,7 +191,8 @@ def test_subscriptionTokenRefreshed(server: ServerProcess, protocol: str) -> Non
     refreshes = sent(events, "r", "sub_refresh")
     assert len(refreshes) >= 2 and all(event["channel"] == refreshed and event["token"] for event in refreshes)
     replies = received(events, "r", "reply:sub_refresh")
-    assert len(replies) == len(refreshes), events
+    # Every refresh is answered, except one the scenario's own end may catch in flight.
+    assert len(refreshes) - 1 <= len(replies) <= len(refreshes) and len(replies) >= 2, events
     assert all(reply["expires"] is True and 1 <= reply["ttl"] <= 3 for reply in replies), replies
     (publication,) = about(refreshed, "publication")
     assert publication["data"] == published(events)[0]

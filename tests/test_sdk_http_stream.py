@@ -88,7 +88,8 @@ def scriptArguments(server: ServerProcess, protocol: str, scenario: str, **optio
 
 
 def parseEvents(stdout: str) -> Events:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    # Not splitlines(): it also splits at U+2028, which JSON.stringify leaves unescaped inside strings.
+    return [json.loads(line) for line in stdout.split("\n") if line.strip()]
 
 
 def explain(server: ServerProcess, stdout: str, stderr: str) -> str:
@@ -108,12 +109,9 @@ def runScenario(node: str, server: ServerProcess, protocol: str, scenario: str, 
 class ScenarioProcess:
     """A scenario running in the background, so the test can act on the server while the SDK watches."""
 
-    def __init__(self, node: str, server: ServerProcess, protocol: str, scenario: str, **options: Any) -> None:
+    def __init__(self, command: list[str], server: ServerProcess) -> None:
         self._server = server
-        self._process = subprocess.Popen(
-            [node] + scriptArguments(server, protocol, scenario, **options),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._lines: queue.Queue[Optional[str]] = queue.Queue()
         self._stdout: list[str] = []
         self._stderr: list[str] = []
@@ -152,7 +150,7 @@ class ScenarioProcess:
             if predicate(event):
                 return event
 
-    def finish(self, timeout: float = 15.0) -> Events:
+    def finish(self, timeout: float = 30.0) -> Events:
         """Wait for the script's end and return every event it printed."""
         try:
             self._process.wait(timeout)
@@ -178,7 +176,7 @@ def scenarios(node: str) -> Iterator[Callable[..., ScenarioProcess]]:
     started: list[ScenarioProcess] = []
 
     def start(server: ServerProcess, protocol: str, scenario: str, **options: Any) -> ScenarioProcess:
-        process = ScenarioProcess(node, server, protocol, scenario, **options)
+        process = ScenarioProcess([node] + scriptArguments(server, protocol, scenario, **options), server)
         started.append(process)
         return process
 

@@ -12,18 +12,16 @@ tests/test_sdk_sse.py and tests/test_python_sdk.py.
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from tests.serverprocess import ServerProcess
-from tests.test_sdk_http_stream import by, node, of, token  # noqa: F401  (node: a fixture)
+from tests.test_sdk_http_stream import ScenarioProcess, by, explain, node, of, parseEvents, token  # noqa: F401  (node: a fixture)
 
 SCRIPT = Path(__file__).parent / "sdk" / "transports.mjs"
 
@@ -81,85 +79,11 @@ def optionArguments(options: dict[str, Any]) -> list[str]:
     return arguments
 
 
-def parseEvents(stdout: str) -> Events:
-    # Not splitlines(): it also splits at U+2028, which JSON.stringify leaves unescaped inside strings.
-    return [json.loads(line) for line in stdout.split("\n") if line.strip()]
-
-
-def explain(server: ServerProcess, stdout: str, stderr: str) -> str:
-    return f"SDK events:\n{stdout}\nclient stderr:\n{stderr}\nserver log:\n{server.output}"
-
-
 def run(command: list[str], server: ServerProcess, timeout: float = 60) -> Events:
     """Run a scenario to its end; it must pass its own checks."""
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, explain(server, result.stdout, result.stderr)
     return parseEvents(result.stdout)
-
-
-class ScenarioProcess:
-    """A scenario running in the background, so the test can act on the server while the SDK watches."""
-
-    def __init__(self, command: list[str], server: ServerProcess) -> None:
-        self._server = server
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._lines: queue.Queue[Optional[str]] = queue.Queue()
-        self._stdout: list[str] = []
-        self._stderr: list[str] = []
-        # Both pipes are drained by threads (never by communicate(), which would take lines from waitFor).
-        self._readers = [
-            threading.Thread(target=self._read, daemon=True),
-            threading.Thread(target=self._readErrors, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _readErrors(self) -> None:
-        assert self._process.stderr is not None
-        self._stderr.extend(self._process.stderr)
-
-    def waitFor(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                self.kill()
-                raise AssertionError(
-                    "no such SDK event\n" + explain(self._server, "".join(self._stdout), "".join(self._stderr))
-                )
-            self._stdout.append(line)
-            event = json.loads(line)
-            if predicate(event):
-                return event
-
-    def finish(self, timeout: float = 30.0) -> Events:
-        """Wait for the script's end and return every event it printed."""
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-        for reader in self._readers:
-            reader.join(5)
-        while (line := self._lines.get_nowait()) is not None:
-            self._stdout.append(line)
-        stdout = "".join(self._stdout)
-        assert self._process.returncode == 0, explain(self._server, stdout, "".join(self._stderr))
-        return parseEvents(stdout)
-
-    def kill(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
 
 
 @pytest.fixture
