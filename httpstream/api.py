@@ -19,7 +19,9 @@ from twisted.python.failure import Failure
 
 from httpstream import codes
 from httpstream.channels import ChannelError
+from httpstream.control import CODE_OK
 from httpstream.engines import HistoryError, HistoryResult
+from httpstream.logs import Logger
 from httpstream.origin import OriginPatternError, compile_origin_pattern
 from httpstream.proxy import ProxyContext, ProxyError
 
@@ -56,13 +58,16 @@ def payload(request: dict[str, Any], name: str) -> Optional[bytes]:
 
 
 class ServerAPI:
-    """The server API of one node."""
+    """The server API of one node (in a cluster, methods acting on users reach every node)."""
+
+    log = Logger()
 
     def __init__(self, node: Any, clock: Optional[Callable[[], float]] = None) -> None:
         self.node = node
         self._now = clock or getattr(node.reactor, "seconds", time.time)
         self._idempotent: dict[tuple[str, str], tuple[float, dict]] = {}
-        self.started = self._now()
+        if node.control is not None:
+            node.control.setUserHandler(self.runHere)
 
     def call(self, method: str, request: dict[str, Any]) -> Deferred[dict]:
         """Run one API method by name (the HTTP API and batch use this)."""
@@ -141,23 +146,29 @@ class ServerAPI:
         return self.call("subscribe", request)
 
     def _subscribe(self, request: dict[str, Any]) -> Deferred[dict]:
-        channel = request.get("channel") or ""
-        if not channel or not request.get("user"):
+        if not request.get("user"):
             raise APIError(ERROR_BAD_REQUEST)
-        self._options(channel)
+        self._options(request.get("channel") or "")
+        return self._onEveryNode("subscribe", request)
+
+    def _subscribeHere(self, request: dict[str, Any]) -> Deferred[dict]:
+        channel = request["channel"]
         calls = [client.serverSubscribe(channel, request) for client in self._clients(request)]
         return DeferredList(calls, consumeErrors=True).addCallback(lambda _: {})
 
     def unsubscribe(self, **request: Any) -> Deferred[dict]:
         return self.call("unsubscribe", request)
 
-    def _unsubscribe(self, request: dict[str, Any]) -> dict:
+    def _unsubscribe(self, request: dict[str, Any]) -> Deferred[dict]:
         if not request.get("user"):
             raise APIError(ERROR_BAD_REQUEST)
-        channel = request.get("channel") or ""
-        if channel:
+        if request.get("channel"):
             # Centrifugo answers 102 for a channel of an unknown namespace (no channel: every subscription).
-            self._options(channel)
+            self._options(request["channel"])
+        return self._onEveryNode("unsubscribe", request)
+
+    def _unsubscribeHere(self, request: dict[str, Any]) -> dict:
+        channel = request.get("channel") or ""
         for client in self._clients(request):
             for name in [channel] if channel else list(client.subs):
                 client.serverUnsubscribe(name, *SERVER_UNSUBSCRIBE)
@@ -166,9 +177,12 @@ class ServerAPI:
     def disconnect(self, **request: Any) -> Deferred[dict]:
         return self.call("disconnect", request)
 
-    def _disconnect(self, request: dict[str, Any]) -> dict:
+    def _disconnect(self, request: dict[str, Any]) -> Deferred[dict]:
         if not request.get("user"):
             raise APIError(ERROR_BAD_REQUEST)
+        return self._onEveryNode("disconnect", request)
+
+    def _disconnectHere(self, request: dict[str, Any]) -> dict:
         spec = request.get("disconnect") or {}
         code = int(spec.get("code") or FORCE_DISCONNECT.code)
         reason = spec.get("reason") or (FORCE_DISCONNECT.reason if code == FORCE_DISCONNECT.code else "")
@@ -181,9 +195,13 @@ class ServerAPI:
     def refresh(self, **request: Any) -> Deferred[dict]:
         return self.call("refresh", request)
 
-    def _refresh(self, request: dict[str, Any]) -> dict:
+    def _refresh(self, request: dict[str, Any]) -> Deferred[dict]:
         if not request.get("user"):
             raise APIError(ERROR_BAD_REQUEST)
+        payload(request, "info")  # a bad b64info is the caller's error, answered before any node acts
+        return self._onEveryNode("refresh", request)
+
+    def _refreshHere(self, request: dict[str, Any]) -> dict:
         for client in self._clients(request):
             client.serverRefresh(
                 expired=bool(request.get("expired")),
@@ -191,6 +209,34 @@ class ServerAPI:
                 info=payload(request, "info"),
             )
         return {}
+
+    def _onEveryNode(self, method: str, request: dict[str, Any]) -> Deferred[dict]:
+        """
+        Run a method acting on a user's connections: here alone, or in a cluster on every node (the control
+        plane's survey runs L{runHere} on each). A node that failed to makes the call fail (100), never a false
+        success; a node that did not answer in time is left out, as Centrifugo's fire-and-forget would.
+        """
+        control = self.node.control
+        if control is None:
+            return maybeDeferred(self.runHere, method, request)
+
+        def checked(replies: dict[str, Any]) -> dict:
+            failed = sorted(node for node, reply in replies.items() if reply.code != CODE_OK)
+            if failed:
+                self.log.error("API {method} failed on nodes {nodes}", method=method, nodes=failed)
+                raise APIError(ERROR_INTERNAL)
+            return {}
+
+        def unsent(f: Failure) -> None:
+            self.log.error("API {method} not sent to the other nodes: {error}", method=method,
+                           error=f.getErrorMessage())
+            raise APIError(ERROR_INTERNAL)
+
+        return control.userOp(method, request).addCallbacks(checked, unsent)
+
+    def runHere(self, method: str, request: dict[str, Any]) -> Any:
+        """A method of L{httpstream.control.USER_METHODS} on this node's connections only (already checked)."""
+        return self._HERE[method](self, request)
 
     # Channels: presence, history, listing
 
@@ -247,34 +293,30 @@ class ServerAPI:
     def channels(self, **request: Any) -> Deferred[dict]:
         return self.call("channels", request)
 
-    def _channels(self, request: dict[str, Any]) -> dict:
+    def _channels(self, request: dict[str, Any]) -> Any:
         pattern = request.get("pattern") or ""
         try:
             match = compile_origin_pattern(pattern).fullmatch if pattern else None
         except OriginPatternError:
             raise APIError(ERROR_BAD_REQUEST) from None
+
+        def answer(counts: dict[str, int]) -> dict:
+            return {"channels": {channel: {"num_clients": count} for channel, count in counts.items()}}
+
+        control = self.node.control
+        if control is not None:
+            return control.channels(pattern).addCallback(answer)
         hub = self.node.hub
-        return {"channels": {
-            channel: {"num_clients": len(hub.subscribers(channel))}
-            for channel in hub.channels() if match is None or match(channel)
-        }}
+        return answer({
+            channel: len(hub.subscribers(channel)) for channel in hub.channels() if match is None or match(channel)
+        })
 
     def info(self, **request: Any) -> Deferred[dict]:
         return self.call("info", request)
 
     def _info(self, request: dict[str, Any]) -> dict:
-        node = self.node
-        users = {c.user for c in node.clients.values()}
-        return {"nodes": [{
-            "uid": node.id,
-            "name": node.config.name or node.id,
-            "version": node.version,
-            "num_clients": len(node.clients),
-            "num_users": len(users),
-            "num_channels": len(node.hub.channels()),
-            "num_subs": node.hub.numSubscriptions(),
-            "uptime": int(self._now() - self.started),
-        }]}
+        control = self.node.control
+        return {"nodes": control.nodes() if control is not None else [self.node.info()]}
 
     def rpc(self, **request: Any) -> Deferred[dict]:
         return self.call("rpc", request)
@@ -337,6 +379,13 @@ class ServerAPI:
         "info": _info,
         "rpc": _rpc,
         "batch": _batch,
+    }
+
+    _HERE: dict[str, Callable[["ServerAPI", dict], Any]] = {
+        "subscribe": _subscribeHere,
+        "unsubscribe": _unsubscribeHere,
+        "disconnect": _disconnectHere,
+        "refresh": _refreshHere,
     }
 
 

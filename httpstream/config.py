@@ -48,7 +48,7 @@ Duration = Annotated[float, _DurationKind]
 """Seconds (a float), read from ``"1m30s"``-style strings or plain numbers of seconds."""
 
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "none")
-_ENGINES = ("memory",)
+_ENGINES = ("memory", "redis")
 _MAX_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration range
 
 

@@ -28,17 +28,13 @@ compatibility only matters then); a foreign message that does not decode is igno
 from __future__ import annotations
 
 import base64
-import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 import orjson
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
@@ -230,119 +226,29 @@ class MemoryPubSub:
             self._onMessage(channel, message)
 
 
-class _RedisFactory(Factory):
-    """Builds txredisapi protocols that keep bytes as bytes, for a L{RedisPubSub}."""
+class Shard(Protocol):
+    """What L{ShardPubSub} uses of a L{httpstream.engines.redis.RedisShard} (imported late: txredisapi)."""
 
-    isLazy = False  # read by txredisapi's protocol when AUTH or SELECT fails
-    noisy = False
-
-    def __init__(self, protocol: type, owner: "RedisPubSub") -> None:
-        self.protocol = protocol
-        self.owner = owner
-
-    def buildProtocol(self, addr: Any) -> Any:
-        p = self.protocol(
-            charset=None, convertNumbers=False, password=self.owner.password, dbid=self.owner.db,
-            username=self.owner.username,
-        )
-        p.factory = self
-        p.owner = self.owner
-        # txredisapi parses the rest of a chunk after a bulk string on a later turn of the global reactor; use
-        # the one given instead.
-        p.callLater = self.owner.clock.callLater
-        return p
-
-    def stopTrying(self) -> None:
-        # AUTH or SELECT failed; the protocol drops the connection and ClientService retries with backoff.
-        pass
-
-    def connectionError(self, why: str) -> None:
-        self.owner.log.error("control plane: {why}", why=why)
-
-
-@functools.cache
-def _protocols() -> tuple[type, type]:
-    """The txredisapi protocol classes: imported on first use, as txredisapi imports the global reactor."""
-    import txredisapi
-
-    class Subscriber(txredisapi.SubscriberProtocol):
-        owner: RedisPubSub
-
-        def connectionMade(self) -> Any:
-            self.whenConnected().addCallback(self.owner._subscriberReady)
-            return super().connectionMade()
-
-        def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
-            if isinstance(channel, bytes):
-                channel = channel.decode("utf-8", "replace")
-            self.owner._message(channel, message)
-
-    return Subscriber, txredisapi.RedisProtocol
-
-
-def _service(endpoint: IStreamClientEndpoint, factory: Factory, policy: Callable[[int], float], clock: Any) -> Any:
-    """
-    A ClientService whose backoff also grows while connections are refused after connecting (failed AUTH or
-    SELECT): ClientService counts only failed connection attempts.
-    """
-    refused = [0]
-
-    def prepare(protocol: Any) -> None:
-        refused[0] += 1
-        protocol.whenConnected().addCallback(lambda _: refused.__setitem__(0, 0))
-
-    return ClientService(
-        endpoint, factory, lambda attempt: policy(max(attempt, refused[0])), clock=clock, prepareConnection=prepare
-    )
-
-
-def _ready(protocol: Any) -> Deferred[Any]:
-    """Fires with C{protocol} once it can run commands (after AUTH and SELECT), fails if it is lost first."""
-    if protocol._ready:
-        return succeed(protocol)
-    d: Deferred[Any] = Deferred()
-    protocol.whenConnected().addCallback(lambda _: d.called or d.callback(protocol))
-    protocol.whenDisconnected().addCallback(
-        lambda _: d.called or d.errback(NotConnected("Redis connection lost before it was ready"))
-    )
-    return d
+    def subscribe(self, channel: bytes, handler: Callable[[bytes, bytes], None]) -> Deferred[None]: ...
+    def unsubscribe(self, channel: bytes) -> Deferred[None]: ...
+    def execute(self, *args: Any) -> Deferred[Any]: ...
+    def addReconnectHandler(self, handler: Callable[[list[bytes]], None]) -> None: ...
+    def whenReady(self) -> Deferred[None]: ...
 
 
 @implementer(IControlPubSub)
-class RedisPubSub:
+class ShardPubSub:
     """
-    Redis PUB/SUB over two txredisapi connections, one subscribed and one publishing. Each reconnects by itself
-    (with backoff); the subscriber subscribes again every time it connects.
-
-    @param endpoint: where Redis listens (default: C{host}:C{port}); tests can point it elsewhere.
+    The control plane's PUB/SUB over the Redis engine's own connections (one pair per node, TLS and ACL users
+    included): the shard keeps the channels subscribed across reconnections, as it does the broker's.
     """
 
     log = Logger()
 
-    def __init__(
-        self,
-        reactor: Any,
-        host: str = "127.0.0.1",
-        port: int = 6379,
-        password: Optional[str] = None,
-        db: Optional[int] = None,
-        username: Optional[str] = None,
-        endpoint: Optional[IStreamClientEndpoint] = None,
-        retryPolicy: Optional[Callable[[int], float]] = None,
-    ) -> None:
-        self.clock = reactor
-        self.password = password or None
-        self.db = db or None
-        self.username = username or None
-        if endpoint is None:
-            endpoint = HostnameEndpoint(reactor, host, port, timeout=5)
-        policy = retryPolicy or backoffPolicy(initialDelay=0.5, maxDelay=5.0)
-        subscriber, publisher = _protocols()
-        self._subscriber = _service(endpoint, _RedisFactory(subscriber, self), policy, reactor)
-        self._publisher = _service(endpoint, _RedisFactory(publisher, self), policy, reactor)
-        self._channels: list[str] = []
-        self._onMessage: Optional[Callable[[str, bytes], None]] = None
-        self._onReady: Optional[Callable[[], None]] = None
+    def __init__(self, shard: Shard) -> None:
+        self._shard = shard
+        self._channels: list[bytes] = []
+        self._running = False
 
     def start(
         self,
@@ -350,38 +256,32 @@ class RedisPubSub:
         onMessage: Callable[[str, bytes], None],
         onReady: Optional[Callable[[], None]] = None,
     ) -> None:
-        self._channels = list(channels)
-        self._onMessage = onMessage
-        self._onReady = onReady
-        self._subscriber.startService()
-        self._publisher.startService()
+        self._channels = [channel.encode() for channel in channels]
+        self._running = True
+
+        def message(channel: bytes, data: bytes) -> None:
+            onMessage(channel.decode("utf-8", "replace"), data)
+
+        def ready(_: object = None) -> None:
+            if self._running and onReady is not None:
+                onReady()
+
+        def reconnected(channels: list[bytes]) -> None:
+            if set(self._channels) & set(channels):
+                ready()
+
+        self._shard.addReconnectHandler(reconnected)
+        subscribed = gatherResults([self._shard.subscribe(c, message) for c in self._channels], consumeErrors=True)
+        # Redis down at start: the shard subscribes once it connects (not a reconnection: no handler runs then).
+        subscribed.addCallbacks(ready, lambda _: self._shard.whenReady().addCallback(ready))
 
     def publish(self, channel: str, message: bytes) -> Deferred[None]:
-        # While disconnected, wait for the next connection attempt (its failure fails the publish).
-        d: Deferred[Any] = self._publisher.whenConnected(failAfterFailures=1)
-        d.addCallback(_ready)
-        d.addCallback(lambda p: p.publish(channel, message))
-        return d.addCallback(lambda _: None)
+        return self._shard.execute("PUBLISH", channel.encode(), message).addCallback(lambda _: None)
 
     def stop(self) -> Deferred[None]:
-        d = gatherResults([self._subscriber.stopService(), self._publisher.stopService()], consumeErrors=True)
-        return d.addCallback(lambda _: None)
-
-    def _subscriberReady(self, protocol: Any) -> None:
-        def subscribed(_: Any) -> None:
-            self.log.debug("control plane subscribed to {channels}", channels=self._channels)
-            if self._onReady is not None:
-                self._onReady()
-
-        def failed(f: Failure) -> None:
-            self.log.failure("control plane subscribe", f)
-            protocol.transport.loseConnection()  # reconnect and try again
-
-        maybeDeferred(protocol.subscribe, self._channels).addCallbacks(subscribed, failed)
-
-    def _message(self, channel: str, message: bytes) -> None:
-        if self._onMessage is not None:
-            self._onMessage(channel, message)
+        self._running = False
+        calls = [self._shard.unsubscribe(channel) for channel in self._channels]
+        return gatherResults(calls, consumeErrors=True).addCallback(lambda _: None)
 
 
 # The control plane
@@ -413,9 +313,9 @@ class Control(Service):
     node's C{{channel: num_clients}}), C{"user"} (payload C{{"method", "request"}}: an API method acting on a
     user's connections, run by the handler given to L{setUserHandler}). L{register} adds others.
 
-    @param node: the L{httpstream.node.Node} (its C{id}, C{config.name}, C{version}, C{clients}, C{hub},
-        C{registry} are read).
-    @param pubsub: the L{IControlPubSub} (a L{RedisPubSub}, or a L{MemoryBus}'s in tests).
+    @param node: the L{httpstream.node.Node} (its C{id}, C{info()}, C{clients}, C{hub} and C{registry} are
+        read).
+    @param pubsub: the L{IControlPubSub} (a L{ShardPubSub}, or a L{MemoryBus}'s in tests).
     @param prefix: the channel prefix (Centrifugo's C{redis_prefix}, default C{centrifugo}).
     """
 
@@ -440,7 +340,6 @@ class Control(Service):
         self.requestTimeout = requestTimeout
         self.announceInterval = announceInterval
         self.nodeTTL = nodeTTL
-        self.started = reactor.seconds()
         # Other nodes: id -> (their last announced info, when it arrived).
         self._nodes: dict[str, tuple[dict[str, Any], float]] = {}
         self._lastID = 0
@@ -462,7 +361,6 @@ class Control(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.started = self._reactor.seconds()
         self.pubsub.start([self.controlChannel, self.nodeChannel(self.nodeID)], self._received, self.announce)
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self._reactor
@@ -486,18 +384,7 @@ class Control(Service):
 
     def localInfo(self) -> dict[str, Any]:
         """This node's info, as the C{info} API method lists it."""
-        node = self.node
-        clients = node.clients
-        return {
-            "uid": node.id,
-            "name": node.config.name or node.id,
-            "version": node.version,
-            "num_clients": len(clients),
-            "num_users": len({c.user for c in clients.values()}),
-            "num_channels": len(node.hub.channels()),
-            "num_subs": node.hub.numSubscriptions(),
-            "uptime": int(self._reactor.seconds() - self.started),
-        }
+        return self.node.info()
 
     def announce(self) -> None:
         """Publish this node's info on the control channel."""

@@ -57,6 +57,7 @@ class Node:
         self.id = nodeID or str(uuid.uuid4())
         self.version = __version__
         self.rng = rng or random.Random()
+        self.started = reactor.seconds()
         self.hub = Hub()
         self.flusher = Flusher(reactor)
         self.broker: IBroker = broker if broker is not None else MemoryBroker(reactor)
@@ -79,10 +80,35 @@ class Node:
         self.clients: dict[str, Client] = {}
         # Channels whose broker subscribe is in flight -> the later subscribers waiting for its outcome.
         self._subscribing: dict[str, list[Deferred[None]]] = {}
+        # The control plane of a cluster (httpstream.control.Control); None for a node alone.
+        self.control: Optional[Any] = None
+
+    def useControl(self, control: Any) -> None:
+        """
+        Join a cluster through C{control}: its node list says which nodes exist (emulation requests naming one
+        of them are forwarded), and the server API reaches users' connections on every node through it.
+        """
+        self.control = control
+        useNodeList = getattr(self.registry, "useNodeList", None)
+        if useNodeList is not None:
+            useNodeList(control)
 
     def newClient(self, transport: ITransport) -> Client:
         """Create the protocol side of a new connection; it counts once it has connected."""
         return Client(self, transport, self.reactor, self.rng)
+
+    def info(self) -> dict[str, Any]:
+        """This node's entry in the C{info} API's list (and in its announcements to other nodes)."""
+        return {
+            "uid": self.id,
+            "name": self.config.name or self.id,
+            "version": self.version,
+            "num_clients": len(self.clients),
+            "num_users": len({client.user for client in self.clients.values()}),
+            "num_channels": len(self.hub.channels()),
+            "num_subs": self.hub.numSubscriptions(),
+            "uptime": int(self.reactor.seconds() - self.started),
+        }
 
     def userConnections(self, user: str) -> int:
         """How many connections of C{user} this node has."""

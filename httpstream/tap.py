@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from httpstream.api import ServerAPI
 from httpstream.config import Config, ConfigError, load_config
+from httpstream.control import Control, ShardPubSub
 from httpstream.logs import Logger, setLogLevel
 from httpstream.node import Node
 from httpstream.web import makeSite
@@ -88,11 +89,32 @@ class HTTPStreamService(MultiService):
         self._tuneGC = tuneGC
         self.config = config
         self.reactor = reactor
-        self.node = Node(config, reactor)
+        self.node = self._makeNode()
         self.api = ServerAPI(self.node)
         self.site = makeSite(self.node, api=self.api)
         self.port: Optional[IListeningPort] = None
         self._warnings = list(warnings or ())
+
+    def _makeNode(self) -> Node:
+        """The node on its engine: in memory, or Redis with the control plane (both started with the service)."""
+        config, reactor = self.config, self.reactor
+        if config.engine != "redis":
+            return Node(config, reactor)
+        # Imported only here: txredisapi installs the global reactor when imported.
+        from httpstream.engines.redis import RedisBroker, RedisPresence, RedisShard
+
+        shard = RedisShard.fromConfig(reactor, config)
+        shard.setServiceParent(self)
+        node = Node(
+            config, reactor,
+            broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl, passEpoch=True),
+            presence=RedisPresence(shard, ttl=config.global_presence_ttl),
+        )
+        # Added after the shard: started after it, stopped before it (its "leave" still goes out).
+        control = Control(reactor, node, ShardPubSub(shard), prefix=config.redis_prefix)
+        control.setServiceParent(self)
+        node.useControl(control)
+        return node
 
     def startService(self) -> None:
         setLogLevel(self.config.log_level)

@@ -278,7 +278,8 @@ class ValueTests(SynchronousTestCase):
 
     def test_engine(self) -> None:
         self.assertAccepted("engine", "memory", "memory")
-        self.assertRejected("engine", "redis", 'expected one of "memory"', 'got "redis"')
+        self.assertAccepted("engine", "redis", "redis")
+        self.assertRejected("engine", "nats", 'expected one of "memory", "redis"', 'got "nats"')
 
     def test_durations(self) -> None:
         for key in [

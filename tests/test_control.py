@@ -11,10 +11,8 @@ from typing import Any, Generator
 
 from twisted.internet import reactor as globalReactor
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
-from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock, deferLater
-from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -31,8 +29,8 @@ from httpstream.control import (
     IControlPubSub,
     MemoryBus,
     OpError,
-    RedisPubSub,
     Reply,
+    ShardPubSub,
     decodeMessage,
     encodeMessage,
     memoryCluster,
@@ -64,7 +62,6 @@ class EncodingTests(SynchronousTestCase):
 
     def test_interfaces(self) -> None:
         self.assertTrue(verifyObject(IControlPubSub, MemoryBus().pubsub()))
-        self.assertTrue(verifyObject(IControlPubSub, RedisPubSub(globalReactor)))
 
 
 class ClusterTestCase(SynchronousTestCase):
@@ -543,97 +540,98 @@ class RegistryTests(ClusterTestCase):
         b.stopService()
 
 
-def resp(*items: bytes) -> bytes:
-    """A RESP array of bulk strings, as Redis sends pushes and replies."""
-    return b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(i), i) for i in items)
-
-
-def subscribed(channel: bytes, count: int) -> bytes:
-    """Redis's confirmation of a SUBSCRIBE, one per channel."""
-    return b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:%d\r\n" % (len(channel), channel, count)
-
-
-class FakeEndpoint:
-    """Connects each attempt to a StringTransport: the Redis side is played by the test."""
+class FakeShard:
+    """The part of a RedisShard a L{ShardPubSub} uses, in memory; C{lose} and C{reconnect} play a lost link."""
 
     def __init__(self) -> None:
-        self.connections: list[tuple[Any, StringTransport]] = []
+        self.up = True
+        self.handlers: dict[bytes, Any] = {}
+        self.published: list[tuple[bytes, bytes]] = []
+        self.reconnectHandlers: list[Any] = []
+        self.ready: Deferred[None] = Deferred()
 
-    def connect(self, factory: Any) -> Deferred[Any]:
-        protocol = factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        self.connections.append((protocol, transport))
-        return succeed(protocol)
+    def subscribe(self, channel: bytes, handler: Any) -> Deferred[None]:
+        self.handlers[channel] = handler
+        return succeed(None) if self.up else fail(ConnectionRefusedError())
+
+    def unsubscribe(self, channel: bytes) -> Deferred[None]:
+        self.handlers.pop(channel, None)
+        return succeed(None)
+
+    def execute(self, *args: Any) -> Deferred[Any]:
+        if not self.up:
+            return fail(ConnectionRefusedError())
+        self.published.append(args[1:])
+        return succeed(1)
+
+    def addReconnectHandler(self, handler: Any) -> None:
+        self.reconnectHandlers.append(handler)
+
+    def whenReady(self) -> Deferred[None]:
+        return self.ready
+
+    def reconnect(self) -> None:
+        self.up = True
+        for handler in self.reconnectHandlers:
+            handler(list(self.handlers))
 
 
-class RedisPubSubTests(SynchronousTestCase):
-    """L{RedisPubSub}'s connection handling, against a fake endpoint (no Redis)."""
+class ShardPubSubTests(SynchronousTestCase):
+    """L{ShardPubSub}: the control plane on the Redis engine's connections."""
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.endpoint = FakeEndpoint()
-        self.pubsub = RedisPubSub(self.clock, endpoint=self.endpoint, retryPolicy=lambda attempt: 1.0)
+        self.shard = FakeShard()
+        self.pubsub = ShardPubSub(self.shard)
         self.messages: list[tuple[str, bytes]] = []
         self.ready: list[int] = []
+
+    def start(self) -> None:
         self.pubsub.start(["p.control", "p.node.a"], lambda c, m: self.messages.append((c, m)),
                           lambda: self.ready.append(1))
-        self.addCleanup(self.pubsub.stop)
+
+    def test_interface(self) -> None:
+        self.assertTrue(verifyObject(IControlPubSub, self.pubsub))
 
     def test_subscribesAndDelivers(self) -> None:
-        """
-        The subscriber connection subscribes the channels; pushed messages reach the handler, bytes unchanged.
-        """
-        (subscriber, sub), (publisher, pub) = self.endpoint.connections
-        self.assertEqual(sub.value(), resp(b"SUBSCRIBE", b"p.control", b"p.node.a"))
-        self.assertEqual(self.ready, [])
-        subscriber.dataReceived(subscribed(b"p.control", 1) + subscribed(b"p.node.a", 2))
-        self.clock.advance(0)  # txredisapi parses what follows a bulk string on the next turn
+        """Both channels are subscribed; messages reach the handler with the channel as text, bytes unchanged."""
+        self.start()
+        self.assertEqual(set(self.shard.handlers), {b"p.control", b"p.node.a"})
         self.assertEqual(self.ready, [1])
-        subscriber.dataReceived(resp(b"message", b"p.control", b"\x00\xff"))
-        self.clock.advance(0)
+        self.shard.handlers[b"p.control"](b"p.control", b"\x00\xff")
         self.assertEqual(self.messages, [("p.control", b"\x00\xff")])
 
     def test_publish(self) -> None:
-        (_, _), (publisher, pub) = self.endpoint.connections
-        d = self.pubsub.publish("p.node.b", b"\x01msg")
-        self.assertEqual(pub.value(), resp(b"PUBLISH", b"p.node.b", b"\x01msg"))
-        self.assertNoResult(d)
-        publisher.dataReceived(b":1\r\n")
-        self.assertIsNone(self.successResultOf(d))
-
-    def test_resubscribesAfterLoss(self) -> None:
-        """
-        A lost subscriber connection is made again after the retry delay, and subscribes again.
-        """
-        (subscriber, sub), _ = self.endpoint.connections
-        subscriber.dataReceived(subscribed(b"p.control", 1))
-        self.clock.advance(0)
-        self.assertEqual(self.ready, [1])
-        subscriber.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(len(self.endpoint.connections), 2)
-        self.clock.advance(1)
-        self.assertEqual(len(self.endpoint.connections), 3)
-        again, transport = self.endpoint.connections[2]
-        self.assertEqual(transport.value(), resp(b"SUBSCRIBE", b"p.control", b"p.node.a"))
-        again.dataReceived(subscribed(b"p.control", 1))
-        self.clock.advance(0)
-        self.assertEqual(self.ready, [1, 1])
-        again.dataReceived(resp(b"message", b"p.node.a", b"m"))
-        self.clock.advance(0)
-        self.assertEqual(self.messages, [("p.node.a", b"m")])
+        self.start()
+        self.assertIsNone(self.successResultOf(self.pubsub.publish("p.node.b", b"\x01msg")))
+        self.assertEqual(self.shard.published, [(b"p.node.b", b"\x01msg")])
 
     def test_publishWhileDown(self) -> None:
-        """
-        While the publisher is down, a publish waits for the next attempt; it fails if that attempt fails.
-        """
-        _, (publisher, _) = self.endpoint.connections
-        publisher.connectionLost(Failure(ConnectionDone()))
-        d = self.pubsub.publish("p.control", b"x")
-        self.assertNoResult(d)
-        self.endpoint.connect = lambda factory: fail(ConnectionRefusedError())  # type: ignore[method-assign]
-        self.clock.advance(1)
-        self.failureResultOf(d, ConnectionRefusedError)
+        """A publish while Redis is down fails at once: a request is not left waiting for a reply never asked."""
+        self.start()
+        self.shard.up = False
+        self.failureResultOf(self.pubsub.publish("p.control", b"x"), ConnectionRefusedError)
+
+    def test_readyAgainAfterReconnect(self) -> None:
+        """Each time the shard has subscribed the channels again, the control plane is told (it announces)."""
+        self.start()
+        self.shard.reconnect()
+        self.assertEqual(self.ready, [1, 1])
+
+    def test_downAtStart(self) -> None:
+        """Redis down at start: ready once the shard's first connections are up."""
+        self.shard.up = False
+        self.start()
+        self.assertEqual(self.ready, [])
+        self.shard.ready.callback(None)
+        self.assertEqual(self.ready, [1])
+
+    def test_stop(self) -> None:
+        """Stopped: the channels are unsubscribed and a later reconnection does not announce."""
+        self.start()
+        self.successResultOf(self.pubsub.stop())
+        self.assertEqual(self.shard.handlers, {})
+        self.shard.reconnect()
+        self.assertEqual(self.ready, [1])
 
 
 # Real Redis
@@ -658,9 +656,13 @@ class RedisControlTests(TestCase):
         self.prefix = f"httpstream-test-{uuid.uuid4().hex}"
         self.controls = []
         for name in "ab":
+            from httpstream.engines.redis import RedisShard  # txredisapi installs the global reactor
+
+            shard = RedisShard(globalReactor, "127.0.0.1:6379", prefix=self.prefix, maxRetryDelay=0.2)
+            shard.startService()
+            self.addCleanup(shard.stopService)
             node = Node(Config(name=name), globalReactor, nodeID=f"{name}-{uuid.uuid4()}")
-            pubsub = RedisPubSub(globalReactor, "127.0.0.1", 6379, retryPolicy=lambda attempt: 0.1)
-            control = Control(globalReactor, node, pubsub, prefix=self.prefix, requestTimeout=5)
+            control = Control(globalReactor, node, ShardPubSub(shard), prefix=self.prefix, requestTimeout=5)
             control.startService()
             self.controls.append(control)
             self.addCleanup(self._stop, control)
@@ -696,9 +698,9 @@ class RedisControlTests(TestCase):
         code = yield self.a.emulate(self.b.nodeID, "s1", b'{"id":1}')
         self.assertEqual((code, client.data), (CODE_OK, [b'{"id":1}']))
 
-        protocol = yield self.b.pubsub._subscriber.whenConnected()
+        protocol = self.b.pubsub._shard._pubsub.protocol
         protocol.transport.loseConnection()
-        yield self.waitFor(lambda: not protocol.connected)
+        yield self.waitFor(lambda: self.b.pubsub._shard._pubsub.protocol is not protocol)
         replies: list[Reply] = []
 
         @inlineCallbacks

@@ -4,14 +4,19 @@
 
 The body names a session and its node and carries encoded commands. They run on the session's client exactly as
 if they had come on its own connection; their replies go down the client's stream, never in this response, which
-is 204 once they have run, whatever they did (an unknown session included, as in Centrifugo).
+is 204 once they have run, whatever they did (an unknown session included, as in Centrifugo). In a cluster the
+session may live on another node: the commands are forwarded to it (section 3.3).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 
+from httpstream.control import CODE_NO_SESSION, CODE_OK
 from httpstream.logs import Logger
 from httpstream.protocol import DecodeError, decode_emulation
 from httpstream.transports._http import EmulationEndpoint, isProtobuf
@@ -45,6 +50,9 @@ class EmulationResource(EmulationEndpoint):
             self._count("unknown_node")
             request.setResponseCode(404)
             return b""
+        control = self._node.control
+        if node != self._node.id and control is not None:
+            return self._forward(request, control, node, session, data)
         client = registry.get(session)
         if client is None:
             # A closed or unknown session: the commands are dropped; the SDK times out and reconnects.
@@ -61,4 +69,28 @@ class EmulationResource(EmulationEndpoint):
                 request.finish()
 
         client.handleData(data).addCallback(ran)
+        return NOT_DONE_YET
+
+    def _forward(self, request: server.Request, control: Any, node: str, session: str, data: bytes) -> int:
+        """
+        The session lives on another node (no sticky sessions): run the commands there through the control
+        plane; 204 once that node ran them (or dropped them: no such session there), 500 when it did not answer.
+        """
+        finished = [False]
+        request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
+
+        def ran(code: int) -> None:
+            self._count("forwarded" if code == CODE_OK else "no_session" if code == CODE_NO_SESSION else "bad_request")
+            request.setResponseCode(204)
+
+        def failed(f: Failure) -> None:
+            self.log.warn("emulation for node {node} failed: {error}", node=node, error=f.getErrorMessage())
+            self._count("forward_failed")
+            request.setResponseCode(500)
+
+        def done(_: object) -> None:
+            if not finished[0]:
+                request.finish()
+
+        control.emulate(node, session, data).addCallbacks(ran, failed).addCallback(done)
         return NOT_DONE_YET
