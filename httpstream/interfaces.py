@@ -149,6 +149,18 @@ class IBroker(Interface):
         A publication is a dict in the protocol's dict form (see L{httpstream.protocol}): data, info, offset, tags.
         """
 
+    def setJoinLeaveHandler(handler: Callable[[str, dict], None]) -> None:
+        """
+        Set the callable that receives C{(channel, push)} for every join or leave sent on a subscribed channel,
+        the push being C{{"join": {"info": ClientInfo}}} or C{{"leave": {"info": ClientInfo}}} (dict form).
+        """
+
+    def publishJoinLeave(channel: str, push: dict) -> "Deferred[None]":
+        """
+        Send a join or leave push to every node subscribed to C{channel} (this one included), as Centrifugo's
+        brokers do, so subscribers on every node see who came and went. Nothing is stored.
+        """
+
     def subscribe(channel: str) -> "Deferred[None]":
         """Start receiving publications of C{channel} on this node."""
 

@@ -70,6 +70,7 @@ class Node:
         self._latest: dict[str, dict[str, Any]] = {}
         self._users: dict[str, int] = {}
         self.broker.setHandler(self._onPublication)
+        self.broker.setJoinLeaveHandler(self._onJoinLeave)
         # A broker whose PUB/SUB connection can drop (Redis) says which channels may have missed publications.
         setReconnectHandler = getattr(self.broker, "setReconnectHandler", None)
         if setReconnectHandler is not None:
@@ -224,7 +225,13 @@ class Node:
             client.checkPositions([channel for channel in client.subs if channel in wanted])
 
     def joinLeave(self, channel: str, push: dict[str, Any]) -> None:
-        """Send a join or leave push to the subscribers of C{channel} that asked for them."""
+        """Send a join or leave push to the subscribers of C{channel} on every node (through the broker)."""
+        d = self.broker.publishJoinLeave(channel, push)
+        d.addErrback(lambda f: self.log.warn("{channel}: join/leave not sent: {error}", channel=channel,
+                                             error=f.getErrorMessage()))
+
+    def _onJoinLeave(self, channel: str, push: dict[str, Any]) -> None:
+        """The broker's join/leave handler: this node's subscribers of C{channel} that asked for them get it."""
         frames: dict[str, Optional[bytes]] = {}
         for client in self.hub.subscribers(channel):
             if client.protocol not in frames:

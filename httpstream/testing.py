@@ -242,6 +242,13 @@ class ManualBroker:
     def setHandler(self, handler: Any) -> None:
         self._memory.setHandler(handler)
 
+    def setJoinLeaveHandler(self, handler: Any) -> None:
+        self._memory.setJoinLeaveHandler(handler)
+
+    def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
+        # Not held: joins and leaves are fire-and-forget for the node.
+        return self._memory.publishJoinLeave(channel, push)
+
     def subscribe(self, channel: str) -> Deferred[None]:
         return self._wait("subscribe", channel, self._memory.subscribe, channel)
 

@@ -368,6 +368,32 @@ class BrokerContract:
         self.assertEqual(delivered[4], ("marker", pub(6)))
         self.assertEqual(len(self.received), 5)
 
+    @inlineCallbacks
+    def test_joinLeaveToSubscribedChannels(self) -> _Gen:
+        """
+        Joins and leaves reach the join/leave handler for subscribed channels only, the info's bytes unchanged;
+        they are not publications (no offset taken, the publication handler is not called).
+        """
+        pushes: list[tuple[str, dict]] = []
+        arrived: list[Deferred[None]] = [Deferred(), Deferred()]
+
+        def handle(channel: str, push: dict) -> None:
+            pushes.append((channel, push))
+            arrived[len(pushes) - 1].callback(None)
+
+        self.broker.setJoinLeaveHandler(handle)
+        yield self.broker.subscribe("room")
+        info = {"client": "c1", "user": "u1", "conn_info": b'{"n":1}', "chan_info": b"\xff"}
+        yield self.broker.publishJoinLeave("other", {"join": {"info": info}})
+        yield self.broker.publishJoinLeave("room", {"join": {"info": info}})
+        yield self.broker.publishJoinLeave("room", {"leave": {"info": info}})
+        yield arrived[1]
+        self.assertEqual(pushes, [("room", {"join": {"info": info}}), ("room", {"leave": {"info": info}})])
+        result = yield self.publishWithHistory("room", 1)
+        self.assertEqual(result["offset"], 1)
+        yield self.deliveries(1)
+        self.assertEqual(len(pushes), 2)
+
     # The history filter: reference/messages.md section 4, Centrifugo's HistoryFilter.
 
     # (since offset or None, limit, reverse) -> offsets, on a stream holding 6..10 (size 5, top 10).

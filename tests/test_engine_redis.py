@@ -123,6 +123,12 @@ class ScaledBroker:
     def setHandler(self, handler: Callable[[str, dict], None]) -> None:
         self.broker.setHandler(handler)
 
+    def setJoinLeaveHandler(self, handler: Callable[[str, dict], None]) -> None:
+        self.broker.setJoinLeaveHandler(handler)
+
+    def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
+        return self.broker.publishJoinLeave(channel, push)
+
     def subscribe(self, channel: str) -> Deferred[None]:
         return self.broker.subscribe(channel)
 

@@ -88,6 +88,7 @@ class MemoryBroker:
         self._defaultMetaTTL = historyMetaTTL
         self._rng = rng if rng is not None else random.Random()
         self._handler: Optional[Callable[[str, dict], None]] = None
+        self._joinLeaveHandler: Optional[Callable[[str, dict], None]] = None
         self.channels: set[str] = set()
         self._streams: dict[str, _Stream] = {}
         self._deadlines: list[tuple[float, int, str, _Stream]] = []
@@ -95,6 +96,14 @@ class MemoryBroker:
 
     def setHandler(self, handler: Callable[[str, dict], None]) -> None:
         self._handler = handler
+
+    def setJoinLeaveHandler(self, handler: Callable[[str, dict], None]) -> None:
+        self._joinLeaveHandler = handler
+
+    def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
+        if channel in self.channels and self._joinLeaveHandler is not None:
+            self._joinLeaveHandler(channel, push)
+        return succeed(None)
 
     def subscribe(self, channel: str) -> Deferred[None]:
         self.channels.add(channel)

@@ -21,7 +21,8 @@ It follows Centrifugo's Redis engine (centrifuge ``broker_redis.go``, ``presence
 
 Publications and client infos are stored as JSON (orjson): a C{bytes} field becomes a string when it is UTF-8
 (JSON payloads, the usual case, cost nothing extra) or a one-item list holding its base64 form, so dicts come back
-exactly as they went in. A PUB/SUB message is C{<offset>:<epoch>:<json>} (C{0::<json>} without history).
+exactly as they went in. A PUB/SUB message is C{<offset>:<epoch>:<json>} (C{0::<json>} without history), or a join or leave: C{j<json>}
+or C{l<json>}, the client's info.
 
 Not supported: Redis Cluster and Sentinel (one Redis, or a proxy in front of several).
 """
@@ -774,12 +775,24 @@ class RedisBroker:
         self._rng = rng if rng is not None else random.Random()
         self._passEpoch = passEpoch
         self._handler: Optional[Callable[..., None]] = None
+        self._joinLeaveHandler: Optional[Callable[[str, dict], None]] = None
         self._reconnectHandler: Optional[Callable[[list[str]], None]] = None
         self._client = f"{self._prefix}.client.".encode()
         shard.addReconnectHandler(self._reconnected)
 
     def setHandler(self, handler: Callable[..., None]) -> None:
         self._handler = handler
+
+    def setJoinLeaveHandler(self, handler: Callable[[str, dict], None]) -> None:
+        self._joinLeaveHandler = handler
+
+    def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
+        kind, body = ("j", push["join"]) if "join" in push else ("l", push["leave"])
+        try:
+            payload = kind.encode() + encodeInfo(body["info"])
+        except TypeError:
+            return fail()
+        return self._shard.execute("PUBLISH", self._pubsubName(channel), payload).addCallback(lambda _: None)
 
     def setReconnectHandler(self, handler: Callable[[list[str]], None]) -> None:
         """
@@ -885,9 +898,12 @@ class RedisBroker:
         return "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8))
 
     def _message(self, name: bytes, message: bytes) -> None:
+        channel = name[len(self._client) :].decode()
+        if message[:1] in (b"j", b"l"):
+            self._joinLeave(channel, message)
+            return
         if self._handler is None:
             return
-        channel = name[len(self._client) :].decode()
         offset, _, rest = message.partition(b":")
         epoch, _, payload = rest.partition(b":")
         try:
@@ -902,6 +918,16 @@ class RedisBroker:
             self._handler(channel, publication, epoch.decode())
         else:
             self._handler(channel, publication)
+
+    def _joinLeave(self, channel: str, message: bytes) -> None:
+        if self._joinLeaveHandler is None:
+            return
+        try:
+            info = decodeInfo(message[1:])
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            log.error("Redis: undecodable join/leave on {channel} dropped: {error}", channel=channel, error=e)
+            return
+        self._joinLeaveHandler(channel, {"join" if message[:1] == b"j" else "leave": {"info": info}})
 
     def _reconnected(self, names: list[bytes]) -> None:
         if self._reconnectHandler is None:
