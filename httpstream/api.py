@@ -22,7 +22,7 @@ from httpstream.channels import ChannelError
 from httpstream.control import CODE_OK
 from httpstream.engines import HistoryError, HistoryResult
 from httpstream.logs import Logger
-from httpstream.origin import OriginPatternError, compile_origin_pattern
+from httpstream.origin import OriginPatternError
 from httpstream.proxy import ProxyContext, ProxyError
 
 # Centrifugo's API error codes (apiproto errors.go).
@@ -295,21 +295,20 @@ class ServerAPI:
 
     def _channels(self, request: dict[str, Any]) -> Any:
         pattern = request.get("pattern") or ""
-        try:
-            match = compile_origin_pattern(pattern).fullmatch if pattern else None
-        except OriginPatternError:
-            raise APIError(ERROR_BAD_REQUEST) from None
+        if not isinstance(pattern, str):
+            raise APIError(ERROR_BAD_REQUEST)
 
         def answer(counts: dict[str, int]) -> dict:
             return {"channels": {channel: {"num_clients": count} for channel, count in counts.items()}}
 
+        try:
+            here = self.node.channelCounts(pattern)  # checks the pattern before asking any other node
+        except OriginPatternError:
+            raise APIError(ERROR_BAD_REQUEST) from None
         control = self.node.control
         if control is not None:
             return control.channels(pattern).addCallback(answer)
-        hub = self.node.hub
-        return answer({
-            channel: len(hub.subscribers(channel)) for channel in hub.channels() if match is None or match(channel)
-        })
+        return answer(here)
 
     def info(self, **request: Any) -> Deferred[dict]:
         return self.call("info", request)

@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from httpstream.logs import Logger
-from httpstream.origin import OriginPatternError, compile_origin_pattern
+from httpstream.origin import OriginPatternError
 
 ANNOUNCE_INTERVAL = 3.0  # Centrifugo's node info send interval
 NODE_TTL = 7.0  # a node not announced for longer is forgotten
@@ -480,14 +480,9 @@ class Control(Service):
     def _channelsOp(self, payload: Any, origin: str) -> dict[str, int]:
         pattern = (payload.get("pattern") if type(payload) is dict else None) or ""
         try:
-            match = compile_origin_pattern(pattern).fullmatch if pattern else None
+            return self.node.channelCounts(pattern)
         except (OriginPatternError, TypeError):
             raise OpError(CODE_BAD_REQUEST) from None
-        hub = self.node.hub
-        return {
-            channel: len(hub.subscribers(channel))
-            for channel in hub.channels() if match is None or match(channel)
-        }
 
     def _userOp(self, payload: Any, origin: str) -> Any:
         method = payload.get("method") if type(payload) is dict else None

@@ -73,7 +73,10 @@ class Metrics:
             registry=r,
         )
         self.emulation = Counter(
-            f"{PREFIX}_emulation_requests", "POST /emulation requests by outcome.", ["outcome"], registry=r
+            f"{PREFIX}_emulation_requests",
+            "POST /emulation requests by outcome (ok, no_session, unknown_node, bad_request, too_large; in a cluster "
+            "forwarded and forward_failed for sessions of other nodes).",
+            ["outcome"], registry=r,
         )
         self.disconnects = Counter(
             f"{PREFIX}_client_num_disconnects", "Server-side disconnects by code.", ["code"], registry=r

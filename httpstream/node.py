@@ -22,6 +22,7 @@ from httpstream.hub import Hub
 from httpstream.interfaces import IBroker, IPresenceManager, ISessionRegistry, ITransport
 from httpstream.logs import Logger
 from httpstream.metrics import Metrics
+from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
 from httpstream.proxy import ProxyClient
 from httpstream.registry import SessionRegistry
@@ -110,6 +111,15 @@ class Node:
             "num_subs": self.hub.numSubscriptions(),
             "uptime": int(self.reactor.seconds() - self.started),
         }
+
+    def channelCounts(self, pattern: str = "") -> dict[str, int]:
+        """
+        This node's channels with subscribers, matching C{pattern} (Centrifugo's glob; "" for all), with their
+        number of subscribers. @raise OriginPatternError: a bad pattern.
+        """
+        match = compile_origin_pattern(pattern).fullmatch if pattern else None
+        hub = self.hub
+        return {channel: len(hub.subscribers(channel)) for channel in hub.channels() if match is None or match(channel)}
 
     def userConnections(self, user: str) -> int:
         """How many connections of C{user} this node has."""
