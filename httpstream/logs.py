@@ -20,7 +20,10 @@ from twisted.logger import (
     globalLogPublisher,
 )
 from twisted.logger import Logger as _Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from httpstream.engines import EngineUnavailable
 
 # Centrifugo's level names; "none" silences httpstream.
 LEVELS: dict[str, Optional[LogLevel]] = {
@@ -50,11 +53,24 @@ threshold = Threshold()
 _observer = FilteringLogObserver(globalLogPublisher, [threshold])
 
 
+class _OutageAwareLogger(_Logger):
+    def failure(self, format: str, failure: Optional[Failure] = None, level: LogLevel = LogLevel.critical,
+                **kwargs: object) -> None:
+        """
+        As Twisted's, except for an engine outage (Redis down): a warning with its message and no traceback,
+        since every call fails the same expected way until it is back, and the log would drown in them.
+        """
+        if failure is not None and failure.check(EngineUnavailable):
+            self.warn(format + ": {error}", error=failure.getErrorMessage(), **kwargs)
+            return
+        super().failure(format, failure, level, **kwargs)
+
+
 def Logger() -> _Logger:
     """A twisted.logger Logger (named after the class or module that holds it) behind the C{log_level} filter."""
     # Named after the caller's module, as twisted's own Logger() would be (a class attribute is renamed after
     # its class when first read).
-    return _Logger(namespace=sys._getframe(1).f_globals.get("__name__"), observer=_observer)
+    return _OutageAwareLogger(namespace=sys._getframe(1).f_globals.get("__name__"), observer=_observer)
 
 
 def setLogLevel(name: str) -> None:

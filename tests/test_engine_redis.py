@@ -652,15 +652,15 @@ class RedisFaultTests(TestCase):
     @inlineCallbacks
     def test_replyTimeout(self) -> _Gen:
         """
-        A Redis that stops answering is given replyTimeout seconds: then the call fails and the connection is
-        dropped and made again.
+        A Redis that stops answering is given replyTimeout seconds: then the call fails (an outage:
+        RedisUnavailable) and the connection is dropped and made again.
         """
         shard = yield startShard(self, self.redis.port, db=0, initialRetryDelay=0.05, replyTimeout=0.2)
         broker = RedisBroker(shard)
         frozen = shard._commands.protocol
         self.redis.freeze()
         started = time.monotonic()
-        yield self.assertFailure(broker.publish("news", pub(1), 10, 60), txredisapi.TimeoutError)
+        yield self.assertFailure(broker.publish("news", pub(1), 10, 60), RedisUnavailable)
         self.assertLess(time.monotonic() - started, 2)
         # (A new connection to the frozen server may already be up: the kernel accepts it.)
         yield waitFor(lambda: shard._commands.protocol is not frozen, what="the connection to be dropped")

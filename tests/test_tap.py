@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from twisted.application.service import IService, MultiService
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, formatEvent
 from zope.interface.verify import verifyObject
 
 from httpstream.config import Config
@@ -116,6 +116,34 @@ def test_logLevel() -> None:
         assert threshold({"log_level": LogLevel.critical}).name == "no"
     finally:
         setLogLevel("info")
+
+
+def test_engineOutageLoggedWithoutTraceback() -> None:
+    """
+    While Redis is down every call fails the same expected way: a warning naming it, not a critical traceback
+    per request; any other failure keeps its traceback.
+    """
+    from twisted.logger import globalLogPublisher
+    from twisted.python.failure import Failure
+
+    from httpstream.engines import EngineUnavailable
+    from httpstream.logs import Logger
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        log = Logger()
+        log.failure("publish to {channel}", Failure(EngineUnavailable("no connection to Redis")), channel="news")
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            log.failure("publish to {channel}", channel="news")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    outage, bug = [e for e in events if e.get("log_namespace") == __name__]
+    assert outage["log_level"] == LogLevel.warn and "log_failure" not in outage
+    assert formatEvent(outage) == "publish to news: no connection to Redis"
+    assert bug["log_level"] == LogLevel.critical and bug["log_failure"].check(ValueError)
 
 
 def test_wheelCarriesThePlugin(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from httpstream import codes
 __all__ = [
     "DEFAULT_HISTORY_META_TTL",
     "BadHistoryRequest",
+    "EngineUnavailable",
     "HistoryError",
     "HistoryResult",
     "UnrecoverablePosition",
@@ -27,6 +28,13 @@ __all__ = [
 
 # Centrifugo v5 history_meta_ttl (v6 channel.history_meta_ttl 720h): how long an unused stream's top and epoch live.
 DEFAULT_HISTORY_META_TTL = 30 * 24 * 3600.0
+
+
+class EngineUnavailable(Exception):
+    """
+    The engine's store cannot be reached (Redis down or restarting): the call had no effect and can be retried.
+    An expected state during an outage, logged without a traceback (L{httpstream.logs}).
+    """
 
 
 @attrs.frozen

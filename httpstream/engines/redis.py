@@ -21,8 +21,8 @@ It follows Centrifugo's Redis engine (centrifuge ``broker_redis.go``, ``presence
 
 Publications and client infos are stored as JSON (orjson): a C{bytes} field becomes a string when it is UTF-8
 (JSON payloads, the usual case, cost nothing extra) or a one-item list holding its base64 form, so dicts come back
-exactly as they went in. A PUB/SUB message is C{<offset>:<epoch>:<json>} (C{0::<json>} without history), or a join or leave: C{j<json>}
-or C{l<json>}, the client's info.
+exactly as they went in. A PUB/SUB message is C{<offset>:<epoch>:<json>} (C{0::<json>} without history), or a
+join or leave: C{j<json>} or C{l<json>}, the client's info.
 
 Not supported: Redis Cluster and Sentinel (one Redis, or a proxy in front of several).
 """
@@ -51,6 +51,7 @@ from zope.interface import implementer
 
 from httpstream.engines import (
     DEFAULT_HISTORY_META_TTL,
+    EngineUnavailable,
     HistoryError,
     HistoryResult,
     checkHistoryRequest,
@@ -78,8 +79,11 @@ _MAX_OFFSET = 2**63  # stream ids are unsigned 64-bit: a client's larger since o
 log = Logger()
 
 
-class RedisUnavailable(txredisapi.ConnectionError):
-    """The connection a call needs is down (Redis unreachable, restarting, refusing our credentials)."""
+class RedisUnavailable(txredisapi.ConnectionError, EngineUnavailable):
+    """
+    The connection a call needs is down (Redis unreachable, restarting, refusing our credentials), or was lost
+    before the reply came.
+    """
 
 
 # Addresses
@@ -377,7 +381,12 @@ class _Link(Factory):
         protocol = self.protocol
         if protocol is None or not protocol.connected:
             return fail(RedisUnavailable(f"no {self.name} connection to Redis at {self.shard.address}"))
-        return maybeDeferred(getattr(protocol, method), *args, **kwargs)
+        return maybeDeferred(getattr(protocol, method), *args, **kwargs).addErrback(self._lost)
+
+    def _lost(self, failure: Failure) -> Failure:
+        if failure.check(txredisapi.ConnectionError) and not failure.check(RedisUnavailable):
+            return Failure(RedisUnavailable(f"{self.name} connection to Redis lost: {failure.getErrorMessage()}"))
+        return failure
 
 
 class RedisShard(Service):
