@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench redis clean
+.PHONY: run test bench bench-emulation redis clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ redis:
 
 bench: $(INSTALLED)
 	$(PY) -m bench.fanout
+
+# Two servers on the redis engine: POST /emulation answered by the session's node vs forwarded over Redis.
+bench-emulation: $(INSTALLED) redis
+	$(PY) -m bench.emulation
 
 clean:
 	rm -rf $(VENV) tests/sdk/node_modules tests/browser/node_modules web/node_modules
