@@ -261,7 +261,7 @@ class ChannelCommands:
             self.channels.discard(channel)
             self.node.removeSubscription(channel, self)
         if sub is not None and sub.presence:
-            self.node.presence.remove(channel, self.clientID).addErrback(
+            self.node.background(self.node.presence.remove(channel, self.clientID)).addErrback(
                 lambda f: self.log.failure("presence remove {channel}", f, channel=channel)
             )
 

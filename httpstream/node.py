@@ -9,7 +9,7 @@ import random
 import uuid
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -30,6 +30,10 @@ from httpstream.rpc import RPCRegistry
 from httpstream.subscription import PublicationFrames
 from httpstream.tokens import TokenVerifier
 from httpstream.writer import Flusher
+
+
+# How long a stopping node waits for the engine calls its clients' leaving made (presence removals, leaves).
+SHUTDOWN_TIMEOUT = 5.0
 
 
 class Node:
@@ -82,6 +86,8 @@ class Node:
         self.clients: dict[str, Client] = {}
         # Channels whose broker subscribe is in flight -> the later subscribers waiting for its outcome.
         self._subscribing: dict[str, list[Deferred[None]]] = {}
+        # Engine calls in flight that nobody waits for (see background).
+        self._background: set[Deferred[Any]] = set()
         # The control plane of a cluster (httpstream.control.Control); None for a node alone.
         self.control: Optional[Any] = None
 
@@ -236,7 +242,7 @@ class Node:
 
     def joinLeave(self, channel: str, push: dict[str, Any]) -> None:
         """Send a join or leave push to the subscribers of C{channel} on every node (through the broker)."""
-        d = self.broker.publishJoinLeave(channel, push)
+        d = self.background(self.broker.publishJoinLeave(channel, push))
         d.addErrback(lambda f: self.log.warn("{channel}: join/leave not sent: {error}", channel=channel,
                                              error=f.getErrorMessage()))
 
@@ -255,7 +261,29 @@ class Node:
             if frame is not None:
                 client.deliverJoinLeave(channel, frame)
 
-    def shutdown(self) -> None:
-        """Disconnect every client with 3001 "shutdown" (they reconnect, maybe to another node)."""
+    def background(self, d: Deferred[Any]) -> Deferred[Any]:
+        """
+        Track an engine call nobody waits for (a leave, a presence removal): L{shutdown} waits for those still
+        in flight, so the engine's connections are not closed under them.
+        """
+        if not d.called:
+            self._background.add(d)
+
+            def settled(result: Any) -> Any:
+                self._background.discard(d)
+                return result
+
+            d.addBoth(settled)
+        return d
+
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> Deferred[None]:
+        """
+        Disconnect every client with 3001 "shutdown" (they reconnect, maybe to another node).
+
+        @return: a Deferred firing once the engine calls their leaving made have settled (at most C{timeout}
+            seconds): then the engine may be stopped.
+        """
         for client in list(self.clients.values()):
             client.disconnect(codes.DISCONNECT_SHUTDOWN.code, codes.DISCONNECT_SHUTDOWN.reason)
+        pending = DeferredList(list(self._background), consumeErrors=True)
+        return pending.addTimeout(timeout, self.reactor).addBoth(lambda _: None)

@@ -183,10 +183,11 @@ class HTTPStreamService(MultiService):
         return self.api.info()
 
     def stopService(self) -> Any:
-        self.node.shutdown()
-        d = super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
+        port, self.port = self.port, None
+        # The engine (a Redis shard, a child service) stops only once the clients' leaving has reached it.
+        d = self.node.shutdown()
+        d.addCallback(lambda _: MultiService.stopService(self))
+        if port is not None:
             d.addCallback(lambda _: port.stopListening())
         return d
 

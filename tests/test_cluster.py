@@ -23,15 +23,16 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
 import requests
 
-from tests.serverprocess import BASE_CONFIG, ServerProcess
+from tests.serverprocess import ServerProcess
 from tests.test_sdk_http_stream import (  # noqa: F401  (node: a fixture)
     PAYLOADS,
     PROTOCOLS,
@@ -131,7 +132,7 @@ def deleteKeys(prefix: str) -> None:
                 break
 
 
-def api(server: ServerProcess, method: str, body: Optional[dict[str, Any]] = None) -> Any:
+def api(server: ServerProcess, method: str, body: dict[str, Any] | None = None) -> Any:
     """Call the server API; return its result (fail on an error reply)."""
     response = requests.post(f"{server.url}/api/{method}", json=body or {}, headers={"X-API-Key": KEY}, timeout=15)
     assert response.status_code == 200, (method, response.status_code, response.text)
@@ -186,7 +187,7 @@ class Cluster:
             client.kill()
         deadline = time.monotonic() + FORMED_TIMEOUT
         for server in (self.a, self.b):
-            while (count := _ownEntry(server)["num_clients"]) != 0:
+            while server.alive() and (count := _ownEntry(server)["num_clients"]) != 0:
                 assert time.monotonic() < deadline, f"{server.url} still has {count} clients\n{self.output}"
                 time.sleep(0.05)
         self.a.stop()
@@ -201,11 +202,10 @@ class Cluster:
 def startCluster(startServer: Callable[..., ServerProcess]) -> Iterator[Callable[..., Cluster]]:
     """Start nodes A and B (their own Redis prefix; config overrides for both) and wait until they formed."""
     requireRedis()
-    prefixes: list[str] = []
+    clusters: list[Cluster] = []
 
-    def start(overrides: Optional[dict[str, Any]] = None, formed: bool = True) -> Cluster:
+    def start(overrides: dict[str, Any] | None = None) -> Cluster:
         prefix = f"httpstream-test-{uuid.uuid4().hex[:12]}"
-        prefixes.append(prefix)
         config = {
             "engine": "redis",
             "redis_address": f"{REDIS_HOST}:{REDIS_PORT}",
@@ -220,13 +220,16 @@ def startCluster(startServer: Callable[..., ServerProcess]) -> Iterator[Callable
                 lambda name: startServer({**config, "name": f"node-{name}"}, name=f"node-{name}"), ("a", "b")
             )
         cluster = Cluster(a, b, prefix)
-        if formed:
-            cluster.waitFormed()
+        clusters.append(cluster)
+        cluster.waitFormed()
         return cluster
 
     yield start
-    for prefix in prefixes:
-        deleteKeys(prefix)
+    for cluster in clusters:
+        # Stopped first, so that nothing writes under the prefix once its keys are gone.
+        cluster.a.stop()
+        cluster.b.stop()
+        deleteKeys(cluster.prefix)
 
 
 @pytest.fixture
@@ -237,7 +240,7 @@ def cluster(startCluster: Callable[..., Cluster]) -> Cluster:
 class SDKProcess(ScenarioProcess):
     """An SDK script running in the background; C{seen} gives back the events L{waitFor} has read so far."""
 
-    def seen(self, kind: Optional[str] = None) -> Events:
+    def seen(self, kind: str | None = None) -> Events:
         return [e for e in parseEvents("".join(self._stdout)) if kind is None or e["event"] == kind]
 
 
@@ -260,7 +263,7 @@ def scenarios(node: str) -> Iterator[Callable[..., SDKProcess]]:  # noqa: F811
         options.setdefault("deadline", 20)
         for name, value in options.items():
             command += [f"--{name}", str(value)]
-        process = SDKProcess(command, cluster)  # type: ignore[arg-type]  (only its .output is read)
+        process = SDKProcess(command, cluster)  # type: ignore[arg-type]  # only its .output is read
         started.append(process)
         cluster.clients.append(process)
         return process
@@ -436,23 +439,26 @@ def test_recoveryOnOtherNode(cluster: Cluster, scenarios: Callable[..., SDKProce
 
 def test_apiDisconnectReachesOtherNode(cluster: Cluster, subscribers: Callable[..., Subscriber]) -> None:
     """
-    disconnect sent to node B cuts the user's connections on node A with the code and reason given (4001: the SDK
-    reconnects; 4500: it does not), and leaves other users alone.
+    disconnect sent to node B cuts the user's connections on node A as well as on B, with the code and reason
+    given (4001: the SDK reconnects; 4500: it does not), and leaves other users alone.
     """
     user, other = f"user-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
     channel = room()
-    alice = subscribers(cluster, cluster.a, user, channel, who="alice")
+    onA = subscribers(cluster, cluster.a, user, channel, who="onA")
+    onB = subscribers(cluster, cluster.b, user, channel, who="onB")
     bystander = subscribers(cluster, cluster.a, other, channel, who="bystander")
 
     api(cluster.b, "disconnect", {"user": user, "disconnect": {"code": 4001, "reason": "come back"}})
-    assert alice.waitFor(event("connecting", code=4001))["reason"] == "come back"
-    assert alice.waitFor(event("connected"))["client"] != alice.clientID
-    alice.waitFor(event("subscribed", channel=channel))
+    for process in (onA, onB):
+        assert process.waitFor(event("connecting", code=4001))["reason"] == "come back"
+        assert process.waitFor(event("connected"))["client"] != process.clientID
+        process.waitFor(event("subscribed", channel=channel))
 
     api(cluster.b, "disconnect", {"user": user, "disconnect": {"code": 4500, "reason": "banned"}})
-    got = alice.waitFor(event("disconnected"))
-    assert (got["code"], got["reason"]) == (4500, "banned")
-    alice.finish()
+    for process in (onA, onB):
+        got = process.waitFor(event("disconnected"))
+        assert (got["code"], got["reason"]) == (4500, "banned")
+        process.finish()
 
     api(cluster.b, "publish", {"channel": channel, "data": {"still": "here"}})
     assert bystander.waitFor(event("publication", channel=channel))["data"] == {"still": "here"}

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import uuid
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import httpstream
 from httpstream.client import Client
+from httpstream.node import SHUTDOWN_TIMEOUT
 from httpstream.registry import SessionRegistry
 from httpstream.testing import (
     FakeClient,
@@ -108,11 +110,37 @@ class ClientsTests(SynchronousTestCase):
             _, transport = connectClient(node, FakeTransport(protocol))
             transports.append(transport)
         clock.advance(0)
-        node.shutdown()
+        self.assertIsNone(self.successResultOf(node.shutdown()))
         self.assertEqual(node.clients, {})
         for transport in transports:
             self.assertEqual(transport.closed, (3001, "shutdown"))
             self.assertEqual(transport.replies()[-1], {"push": {"disconnect": {"code": 3001, "reason": "shutdown"}}})
+
+
+    def test_shutdownWaitsForEngineCalls(self) -> None:
+        """
+        Shutdown fires once the engine calls nobody waits for (leaves, presence removals) have settled, failed
+        ones included, so the engine is not stopped under them; at most SHUTDOWN_TIMEOUT seconds.
+        """
+        clock = Clock()
+        node = makeNode(OPEN, clock)
+        leave, removal = Deferred(), Deferred()
+        node.background(leave)
+        node.background(removal)
+        node.background(succeed(None))
+        stopped = node.shutdown()
+        leave.callback(None)
+        self.assertNoResult(stopped)
+        removal.errback(RuntimeError("Redis went away"))
+        self.assertIsNone(self.successResultOf(stopped))
+
+        stuck: Deferred[None] = Deferred()
+        node.background(stuck)
+        stopped = node.shutdown()
+        clock.advance(SHUTDOWN_TIMEOUT - 0.1)
+        self.assertNoResult(stopped)
+        clock.advance(0.1)
+        self.assertIsNone(self.successResultOf(stopped))
 
 
 class SubscriptionTests(SynchronousTestCase):

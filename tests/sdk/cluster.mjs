@@ -20,7 +20,7 @@
 //             (printed as "presence" with the sorted client ids); prints "ready" and waits for --go FILE to
 //             exist (the test calls the server API meanwhile); then b unsubscribes and a must see b's leave.
 //   watch     "a" (all on A) subscribes to --channel asking for join/leave, prints "ready", and prints what
-//             comes (join, leave, publication) until --go FILE exists.
+//             comes (join, leave) until --go FILE exists.
 //   recovery  "a" streams from A (commands to B), subscribes to --channel (a recoverable one); "p" (all on B)
 //             publishes item 1, a receives it; a disconnects and is moved (stream on B, commands to A); p
 //             publishes items 2, 3, 4; a connects again (the same Centrifuge object and subscription) and must
