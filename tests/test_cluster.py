@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -90,46 +91,13 @@ def requireRedis() -> None:
         ) from None
 
 
-def _redisCommand(sock: socket.socket, reader: Any, *parts: str) -> Any:
-    """Send one command (RESP) and read its reply: enough of the protocol for SCAN and DEL."""
-    out = [f"*{len(parts)}\r\n".encode()]
-    for part in parts:
-        data = part.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    sock.sendall(b"".join(out))
-    return _redisReply(reader)
-
-
-def _redisReply(reader: Any) -> Any:
-    line = reader.readline().rstrip(b"\r\n")
-    kind, rest = line[:1], line[1:]
-    if kind in (b"+", b":"):
-        return rest.decode()
-    if kind == b"-":
-        raise RuntimeError(rest.decode())
-    if kind == b"$":
-        length = int(rest)
-        if length < 0:
-            return None
-        data = reader.read(length + 2)[:-2]
-        return data.decode()
-    if kind == b"*":
-        return [_redisReply(reader) for _ in range(int(rest))]
-    raise RuntimeError(f"unexpected Redis reply {line!r}")
-
-
 def deleteKeys(prefix: str) -> None:
     """Delete every key under C{prefix} in L{REDIS_DB} (what the test's cluster left: history, presence)."""
-    with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=5) as sock:
-        reader = sock.makefile("rb")
-        _redisCommand(sock, reader, "SELECT", str(REDIS_DB))
-        cursor = "0"
-        while True:
-            cursor, keys = _redisCommand(sock, reader, "SCAN", cursor, "MATCH", f"{prefix}.*", "COUNT", "1000")
-            if keys:
-                _redisCommand(sock, reader, "DEL", *keys)
-            if cursor == "0":
-                break
+    cli = ["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "-n", str(REDIS_DB)]
+    found = subprocess.run(cli + ["--scan", "--pattern", f"{prefix}.*"], capture_output=True, text=True, check=True)
+    keys = found.stdout.split()
+    for start in range(0, len(keys), 500):
+        subprocess.run(cli + ["DEL", *keys[start:start + 500]], capture_output=True, check=True)
 
 
 def api(server: ServerProcess, method: str, body: dict[str, Any] | None = None) -> Any:
