@@ -154,7 +154,9 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
         origins = OriginChecker(config.allowed_origins)
     # Twisted suspends the idle timeout while a request is handled, so a stream lives on; this only bounds idle
     # keep-alive connections and peers that dribble their headers (12 hours by default).
-    site = QuietSite(makeApp(node, origins, api).resource(), timeout=IDLE_TIMEOUT)
+    # No endpoint takes a form: without parsing them, a POST no longer builds an email.message per request (whose
+    # cyclic garbage made the collector pause for tens of ms every thousand requests: bench/README.md).
+    site = QuietSite(makeApp(node, origins, api).resource(), timeout=IDLE_TIMEOUT, parsePOSTFormSubmission=False)
     site.requestFactory = limitedRequestFactory(
         max(
             config.http_stream_max_request_body_size,
