@@ -17,6 +17,7 @@ from httpstream import __version__, codes
 from httpstream.channels import ChannelError, ChannelRules
 from httpstream.client import Client
 from httpstream.config import Config
+from httpstream.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.hub import Hub
 from httpstream.interfaces import IBroker, IPresenceManager, ISessionRegistry, ITransport
@@ -89,9 +90,9 @@ class Node:
         # Engine calls in flight that nobody waits for (see background).
         self._background: set[Deferred[Any]] = set()
         # The control plane of a cluster (httpstream.control.Control); None for a node alone.
-        self.control: Optional[Any] = None
+        self.control: Optional[Control] = None
 
-    def useControl(self, control: Any) -> None:
+    def useControl(self, control: Control) -> None:
         """
         Join a cluster through C{control}: its node list says which nodes exist (emulation requests naming one
         of them are forwarded), and the server API reaches users' connections on every node through it.
