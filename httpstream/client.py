@@ -565,10 +565,6 @@ class Client(ChannelCommands, ServerControl):
         self._errorReplied = True
         self._send({"id": commandID, "error": error.toDict()})
 
-    def deliver(self, frame: bytes, size: int) -> None:
-        if not self.closed:
-            self._queue(frame)
-
     def disconnect(self, code: int, reason: str) -> None:
         self._disconnect(codes.Disconnect(code, reason))
 

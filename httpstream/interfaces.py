@@ -83,13 +83,6 @@ class IClient(Interface):
         @return: a Deferred that fires when every command has been run (its reply queued), never with a failure.
         """
 
-    def deliver(frame: bytes, size: int) -> None:
-        """
-        Queue one already-encoded message (a publication push shared by every subscriber of a channel).
-
-        @param size: its length in bytes, counted against the client's queue limit.
-        """
-
     def deliverPublication(frames: Any) -> None:
         """
         Queue a publication of a channel this client is subscribed to, from the L{PublicationFrames} its node

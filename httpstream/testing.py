@@ -177,7 +177,7 @@ class FakeClient:
     (the hub's fan-out, a session registry, an emulation endpoint).
 
     @ivar data: every frame passed to L{handleData}.
-    @ivar delivered: every C{(frame, size)} passed to L{deliver}.
+    @ivar delivered: every C{(frame, size)} queued by L{deliverPublication} and L{deliverJoinLeave}.
     @ivar disconnects: every C{(code, reason)} passed to L{disconnect}.
     """
 
@@ -198,9 +198,6 @@ class FakeClient:
     def handleData(self, data: bytes) -> Deferred[None]:
         self.data.append(data)
         return succeed(None)
-
-    def deliver(self, frame: bytes, size: int) -> None:
-        self.delivered.append((frame, size))
 
     def deliverPublication(self, frames: Any) -> None:
         frame = frames.frame(self.protocol, "plain")
