@@ -473,7 +473,8 @@ class ChannelCommands:
         for channel, sub in list(self.subs.items()):
             if channels is not None and channel not in channels:
                 continue
-            d = checkPosition(self.node.broker, self._config, sub, now, force=channels is not None)
+            d = checkPosition(self.node.broker, self._config, sub, now, force=channels is not None,
+                              clock=self._reactor)
             if d is not None:
                 d.addCallback(self._positionChecked, channel, sub)
 

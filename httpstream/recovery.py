@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from httpstream.delta import publicationDelta
@@ -25,11 +27,15 @@ if TYPE_CHECKING:
     from httpstream.config import Config
     from httpstream.interfaces import IBroker
 
-__all__ = ["MAX_POSITION_CHECK_FAILURES", "checkPosition", "position", "recoveredPublications"]
+__all__ = ["IN_FLIGHT_GRACE", "MAX_POSITION_CHECK_FAILURES", "checkPosition", "position", "recoveredPublications"]
 
 # Comparisons with the top that may fail in a row (a publication on its way explains one) before the position
 # counts as lost (centrifuge's maxCheckPositionFailures).
 MAX_POSITION_CHECK_FAILURES = 2
+
+# After the broker's PUB/SUB link came back, how long publications already in the stream when the check read its
+# top may still take to arrive through the link (they were published before the check, after the resubscribe).
+IN_FLIGHT_GRACE = 1.0
 
 
 def position(broker: IBroker, config: Config, sub: Subscription, request: dict, protocol: str,
@@ -124,14 +130,16 @@ def recoveredPublications(publications: list[dict[str, Any]], delta: bool, proto
 
 
 def checkPosition(broker: IBroker, config: Config, sub: Subscription, now: float,
-                  force: bool = False) -> Deferred[bool] | None:
+                  force: bool = False, clock: IReactorTime | None = None) -> Deferred[bool] | None:
     """
     Compare a positioned subscription's position with its stream's top, once per
     C{client_channel_position_check_delay} (centrifuge's C{checkPosition}, run on the presence timer): a node
     that missed the last publications of a quiet channel learns it here.
 
     @param force: check now, and count one wrong position as lost (the node knows it may have missed
-        publications: its broker connection was down).
+        publications: its broker connection was down). A position behind the top of the same epoch is lost only
+        if the subscription has not reached that top C{IN_FLIGHT_GRACE} seconds later on C{clock}: those
+        publications may be on their way through the link that just came back (a busy channel always has some).
     @return: None when no check is due; else a Deferred firing with False once the position has been found
         wrong L{MAX_POSITION_CHECK_FAILURES} times in a row (the subscription has lost its place: 2500/3010),
         True otherwise (an engine failure counts as no news).
@@ -143,10 +151,12 @@ def checkPosition(broker: IBroker, config: Config, sub: Subscription, now: float
     sub.positionCheckAt = now
     metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
 
-    def compare(history: HistoryResult) -> bool:
+    def compare(history: HistoryResult) -> bool | Deferred[bool]:
         if history.offset == sub.offset and history.epoch == sub.epoch:
             sub.positionCheckFailures = 0
             return True
+        if force and clock is not None and history.epoch == sub.epoch and history.offset > sub.offset:
+            return deferLater(clock, IN_FLIGHT_GRACE, lambda: sub.offset >= history.offset)
         sub.positionCheckFailures += 1
         return not force and sub.positionCheckFailures < MAX_POSITION_CHECK_FAILURES
 
