@@ -190,6 +190,11 @@ def _check_redis_address(key: str, address: str) -> None:
         raise _error(key, 'host:port or a URL such as "redis://:password@host:6379/0"', shown)
 
 
+def _check_redis_url(key: str, url: str) -> None:
+    if url:
+        _check_redis_address(key, url)
+
+
 def _bounds_text(rules: _Rules, kind: str) -> str:
     """Describe the allowed range, e.g. "an integer from 0 to 65535"."""
     parts = []
@@ -530,6 +535,7 @@ class Config(ChannelOptions):
 
     "The Redis engine: where Redis is (host:port or a redis:// / rediss:// URL), and presence entries' lifetime."
     redis_address: str = setting("127.0.0.1:6379", check=_check_redis_address, secret=True)  # a URL may hold one
+    redis_url: str = setting("", check=_check_redis_url, secret=True)  # older Centrifugo's name: wins when set
     redis_prefix: str = setting("httpstream")
     redis_db: int = setting(0, minimum=0)
     redis_user: str = setting("")

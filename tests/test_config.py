@@ -172,6 +172,7 @@ class DefaultsTests(SynchronousTestCase):
             "log_level": "info",
             "engine": "memory",
             "redis_address": "127.0.0.1:6379",
+            "redis_url": "",
             "redis_prefix": "httpstream",
             "redis_db": 0,
             "redis_user": "",
@@ -280,6 +281,31 @@ class ValueTests(SynchronousTestCase):
         self.assertAccepted("engine", "memory", "memory")
         self.assertAccepted("engine", "redis", "redis")
         self.assertRejected("engine", "nats", 'expected one of "memory", "redis"', 'got "nats"')
+
+    def test_redisAddress(self) -> None:
+        """
+        host:port or a redis:// / rediss:// URL (redis_url, the older name, too); a bad one is refused without
+        showing the password it holds.
+        """
+        for key in ("redis_address", "redis_url"):
+            for good in ("127.0.0.1:6379", "redis.internal", "[::1]:6380", "redis://:pw@host:6379/2",
+                         "rediss://user:pw@host"):
+                self.assertAccepted(key, good, good)
+            for bad in ("host:0", "host:99999", "http://host", "redis://:s3cret@host:6379/x"):
+                message = self.assertRejected(key, bad, "host:port or a URL")
+                self.assertNotIn("s3cret", message)
+        self.assertAccepted("redis_url", "", "")
+
+    def test_redisURLWins(self) -> None:
+        from twisted.internet.testing import MemoryReactor
+
+        from httpstream.engines.redis import RedisShard
+
+        config, _ = Config.from_dict({"redis_address": "a:1", "redis_url": "redis://b:2/3"})
+        address = RedisShard.fromConfig(MemoryReactor(), config).address
+        self.assertEqual((address.host, address.port, address.db), ("b", 2, 3))
+        config, _ = Config.from_dict({"redis_address": "a:1"})
+        self.assertEqual(RedisShard.fromConfig(MemoryReactor(), config).address.host, "a")
 
     def test_durations(self) -> None:
         for key in [

@@ -456,7 +456,7 @@ class RedisShard(Service):
         """A shard for the C{redis_*} keys of a L{httpstream.config.Config}."""
         return cls(
             reactor,
-            config.redis_address,
+            config.redis_url or config.redis_address,
             prefix=config.redis_prefix,
             db=config.redis_db,
             user=config.redis_user,
