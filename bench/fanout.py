@@ -713,6 +713,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{out['expected'] - out['received']} of {out['expected']} deliveries missing "
             f"({out['subscribers_short']} subscribers short)"
         )
+    return exitStatus("bench.fanout", out, problems)
+
+
+def exitStatus(bench: str, out: dict[str, Any], problems: list[str]) -> int:
+    """
+    Add the streams' own problems (ended early, disconnect pushes) to a run's C{problems}; say them all on
+    stderr and return 1 when there are any (a run whose numbers are not to be trusted), else 0.
+    """
     if out["streams_ended_early"]:
         problems.append(
             f"{sum(out['streams_ended_early'].values())} streams ended early: "
@@ -721,7 +729,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if out["disconnects"]:
         problems.append("disconnect pushes: " + ", ".join(f"{n}x {r}" for r, n in out["disconnects"].items()))
     if problems:
-        sys.stderr.write("bench.fanout: FAILED: " + "; ".join(problems) + "\n")
+        sys.stderr.write(f"{bench}: FAILED: " + "; ".join(problems) + "\n")
         return 1
     return 0
 
