@@ -22,6 +22,7 @@
 import { parseArgs } from 'node:util';
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
+import { emit, finish, guard, stampEvents } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,29 +49,10 @@ if (!args.url || transportNames.length === 0 || transportNames.some((name) => !(
 
 const who = args.who;
 
-function emit(event, fields = {}) {
-  // stdout is a pipe: writes are synchronous on Linux, so nothing is lost when process.exit follows.
-  process.stdout.write(JSON.stringify({ event, who, ...fields }) + '\n');
-}
-
-function finish(code, fields = {}) {
-  emit(code === 0 ? 'done' : code === 2 ? 'timeout' : 'fail', fields);
-  process.exit(code);
-}
-
-function describe(value) {
-  if (value instanceof Error) return value.stack || String(value);
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-
-process.on('unhandledRejection', (reason) => finish(1, { message: `unhandled rejection: ${describe(reason)}` }));
-process.on('uncaughtException', (error) => finish(1, { message: `uncaught exception: ${describe(error)}` }));
+// Every event (done, fail and timeout too) says which client it is: the tests run several at once.
+stampEvents(() => ({ who }));
 // Not unref'd: it also keeps the process alive while the SDK waits to reconnect.
-setTimeout(() => finish(2), Number(args.deadline) * 1000);
+guard(args.deadline, { keepAlive: true });
 
 const transports = transportNames.map((transport) => ({
   transport,

@@ -37,6 +37,7 @@
 
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { describe, emit, fail, guard, hex, loadCentrifuge, parsePayload, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -60,44 +61,11 @@ const NODES = { A: args.a, B: args.b };
 const BALANCER = 'http://balancer.invalid';
 
 const protobuf = args.protocol === 'protobuf';
-const { Centrifuge } = protobuf ? await import('centrifuge/build/protobuf') : await import('centrifuge');
+const Centrifuge = await loadCentrifuge(protobuf);
 
-function emit(event, fields = {}) {
-  // stdout is a pipe: writes are synchronous on Linux, so nothing is lost when process.exit follows.
-  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
+guard(args.deadline);
 
-function finish(code, fields = {}) {
-  emit(code === 0 ? 'done' : code === 2 ? 'timeout' : 'fail', fields);
-  process.exit(code);
-}
-
-function fail(message) {
-  finish(1, { message });
-}
-
-function describe(value) {
-  if (value instanceof Error) {
-    return value.stack || String(value);
-  }
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-
-process.on('unhandledRejection', (reason) => fail(`unhandled rejection: ${describe(reason)}`));
-process.on('uncaughtException', (error) => fail(`uncaught exception: ${describe(error)}`));
-setTimeout(() => finish(2), Number(args.deadline) * 1000).unref();
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function hex(bytes) {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
-
-const payload = protobuf ? new Uint8Array(Buffer.from(args.data, 'hex')) : JSON.parse(args.data);
+const payload = parsePayload(args.data, protobuf);
 
 // Item n of a scenario, and back: the n of received data (failing the scenario if the rest is not DATA).
 function item(n) {
@@ -366,13 +334,4 @@ const scenarios = {
   },
 };
 
-const scenario = scenarios[args.scenario];
-if (!scenario) {
-  fail(`unknown scenario ${args.scenario}`);
-}
-try {
-  await scenario();
-} catch (error) {
-  fail(describe(error));
-}
-finish(0);
+await runScenario(scenarios, args.scenario);

@@ -23,6 +23,7 @@
 // ({"event":"timeout"}).
 
 import { parseArgs } from 'node:util';
+import { emit, fail, guard, hex, loadCentrifuge, parsePayload, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -43,57 +44,16 @@ if (!args.url || !args.scenario || !['json', 'protobuf'].includes(args.protocol)
 }
 
 const protobuf = args.protocol === 'protobuf';
-const { Centrifuge } = protobuf ? await import('centrifuge/build/protobuf') : await import('centrifuge');
+const Centrifuge = await loadCentrifuge(protobuf);
 
-function emit(event, fields = {}) {
-  // stdout is a pipe: writes are synchronous on Linux, so nothing is lost when process.exit follows.
-  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-function finish(code, fields = {}) {
-  if (code === 0) {
-    emit('done', fields);
-  } else if (code === 2) {
-    emit('timeout', fields);
-  } else {
-    emit('fail', fields);
-  }
-  process.exit(code);
-}
-
-function fail(message) {
-  finish(1, { message });
-}
-
-process.on('unhandledRejection', (reason) => fail(`unhandled rejection: ${describe(reason)}`));
-process.on('uncaughtException', (error) => fail(`uncaught exception: ${describe(error)}`));
-setTimeout(() => finish(2), Number(args.deadline) * 1000).unref();
-
-function describe(value) {
-  if (value instanceof Error) {
-    return value.stack || String(value);
-  }
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-
-function hex(bytes) {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
-
-function fromHex(text) {
-  return new Uint8Array(Buffer.from(text, 'hex'));
-}
+guard(args.deadline);
 
 // What the SDK hands over as publication data, made printable and comparable.
 function printable(data) {
   return data instanceof Uint8Array ? { hex: hex(data) } : data;
 }
 
-const payload = protobuf ? fromHex(args.data) : JSON.parse(args.data);
+const payload = parsePayload(args.data, protobuf);
 const expected = JSON.stringify(printable(payload));
 
 // The data field (3) of a protobuf EmulationRequest, or null (a minimal reader: every field is length-delimited).
@@ -244,7 +204,7 @@ const scenarios = {
     a.connect();
     const sub = subscribe(a, 'a', args.channel);
     await sub.ready();
-    await new Promise((resolve) => setTimeout(resolve, Number(args.duration) * 1000));
+    await sleep(Number(args.duration) * 1000);
     if (left) {
       fail('the client left the connected state while it waited');
     }
@@ -282,18 +242,9 @@ const scenarios = {
     emit('ready');
     await ended;
     // Let the subscription's own events (it goes back to subscribing) come out before stopping.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
     a.disconnect();
   },
 };
 
-const scenario = scenarios[args.scenario];
-if (!scenario) {
-  fail(`unknown scenario ${args.scenario}`);
-}
-try {
-  await scenario();
-} catch (error) {
-  fail(describe(error));
-}
-finish(0);
+await runScenario(scenarios, args.scenario);

@@ -45,6 +45,7 @@
 
 import { createHmac } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { emit, fail, guard, hex, loadCentrifuge, runScenario, sleep, stampEvents } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,37 +70,12 @@ if (!args.url || !args.scenario || !['json', 'protobuf'].includes(args.protocol)
 }
 
 const protobuf = args.protocol === 'protobuf';
-const { Centrifuge } = protobuf ? await import('centrifuge/build/protobuf') : await import('centrifuge');
+const Centrifuge = await loadCentrifuge(protobuf);
 const started = Date.now();
 
-function emit(event, fields = {}) {
-  // stdout is a pipe: writes are synchronous on Linux, so nothing is lost when process.exit follows.
-  process.stdout.write(JSON.stringify({ event, t: Date.now() - started, ...fields }) + '\n');
-}
-
-function finish(code, fields = {}) {
-  emit(code === 0 ? 'done' : code === 2 ? 'timeout' : 'fail', fields);
-  process.exit(code);
-}
-
-function fail(message) {
-  finish(1, { message });
-}
-
-function describe(value) {
-  if (value instanceof Error) return value.stack || String(value);
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-
-process.on('unhandledRejection', (reason) => fail(`unhandled rejection: ${describe(reason)}`));
-process.on('uncaughtException', (error) => fail(`uncaught exception: ${describe(error)}`));
-setTimeout(() => finish(2), Number(args.deadline) * 1000).unref();
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// Every event carries `t`, milliseconds since the script started: tests/test_sdk_protocol.py compares them.
+stampEvents(() => ({ t: Date.now() - started }));
+guard(args.deadline);
 
 // Resolves with the first event of `emitter` named `name` that passes `test`, or fails the script after `ms`.
 function waitEvent(emitter, name, test = () => true, ms = 10000, what = name) {
@@ -130,10 +106,6 @@ async function until(check, ms = 5000, what = 'condition') {
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-function hex(bytes) {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
 
 // What the application passes to publish/rpc for a JSON value.
 function encode(value) {
@@ -828,11 +800,4 @@ const scenarios = {
   },
 };
 
-const scenario = scenarios[args.scenario];
-if (!scenario) fail(`unknown scenario ${args.scenario}`);
-try {
-  await scenario();
-} catch (error) {
-  fail(describe(error));
-}
-finish(0);
+await runScenario(scenarios, args.scenario);

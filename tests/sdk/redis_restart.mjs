@@ -20,6 +20,7 @@
 
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline';
+import { emit, finish, guard } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,29 +37,7 @@ if (!args.url) {
 
 const { Centrifuge } = await import('centrifuge');
 
-function emit(event, fields = {}) {
-  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-function finish(code, fields = {}) {
-  emit(code === 0 ? 'done' : code === 2 ? 'timeout' : 'fail', fields);
-  process.exit(code);
-}
-
-function describe(value) {
-  if (value instanceof Error) {
-    return value.stack || String(value);
-  }
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-
-process.on('unhandledRejection', (reason) => finish(1, { message: `unhandled rejection: ${describe(reason)}` }));
-process.on('uncaughtException', (error) => finish(1, { message: `uncaught exception: ${describe(error)}` }));
-setTimeout(() => finish(2), Number(args.deadline) * 1000).unref();
+guard(args.deadline);
 
 function errorFields(error) {
   return { code: error?.code, message: error?.message, temporary: Boolean(error?.temporary) };

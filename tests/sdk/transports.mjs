@@ -35,6 +35,7 @@
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { EventSource } from 'eventsource';
+import { emit, fail, guard, hex, loadCentrifuge, parsePayload, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -72,7 +73,7 @@ if (
 }
 
 const protobuf = args.protocol === 'protobuf';
-const { Centrifuge } = protobuf ? await import('centrifuge/build/protobuf') : await import('centrifuge');
+const Centrifuge = await loadCentrifuge(protobuf);
 
 // The transport list as an application writes it: WebSocket on ws://, the HTTP ones on http://.
 const transports = transportNames.map((transport) => ({
@@ -80,55 +81,14 @@ const transports = transportNames.map((transport) => ({
   endpoint: (transport === 'websocket' ? args.url.replace(/^http/, 'ws') : args.url) + ENDPOINTS[transport],
 }));
 
-function emit(event, fields = {}) {
-  // stdout is a pipe: writes are synchronous on Linux, so nothing is lost when process.exit follows.
-  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-function finish(code, fields = {}) {
-  if (code === 0) {
-    emit('done', fields);
-  } else if (code === 2) {
-    emit('timeout', fields);
-  } else {
-    emit('fail', fields);
-  }
-  process.exit(code);
-}
-
-function fail(message) {
-  finish(1, { message });
-}
-
-process.on('unhandledRejection', (reason) => fail(`unhandled rejection: ${describe(reason)}`));
-process.on('uncaughtException', (error) => fail(`uncaught exception: ${describe(error)}`));
-setTimeout(() => finish(2), Number(args.deadline) * 1000).unref();
-
-function describe(value) {
-  if (value instanceof Error) {
-    return value.stack || String(value);
-  }
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-
-function hex(bytes) {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
-
-function fromHex(text) {
-  return new Uint8Array(Buffer.from(text, 'hex'));
-}
+guard(args.deadline);
 
 // What the SDK hands over as publication data, made printable and comparable.
 function printable(data) {
   return data instanceof Uint8Array ? { hex: hex(data) } : data;
 }
 
-const payload = protobuf ? fromHex(args.data) : JSON.parse(args.data);
+const payload = parsePayload(args.data, protobuf);
 const expected = JSON.stringify(printable(payload));
 
 // A server ping and a client pong are both one empty command: "{}" in JSON, the single byte 00 in Protobuf
@@ -326,7 +286,7 @@ const scenarios = {
     a.connect();
     const sub = subscribe(a, 'a', args.channel);
     await sub.ready();
-    await new Promise((resolve) => setTimeout(resolve, Number(args.duration) * 1000));
+    await sleep(Number(args.duration) * 1000);
     if (left) {
       fail('the client left the connected state while it waited');
     }
@@ -364,7 +324,7 @@ const scenarios = {
     );
     await ended;
     // Let the publish's rejection come out before stopping.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   },
 
   async shutdown() {
@@ -379,18 +339,9 @@ const scenarios = {
     emit('ready');
     await ended;
     // Let the subscription's own events (it goes back to subscribing) come out before stopping.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
     a.disconnect();
   },
 };
 
-const scenario = scenarios[args.scenario];
-if (!scenario) {
-  fail(`unknown scenario ${args.scenario}`);
-}
-try {
-  await scenario();
-} catch (error) {
-  fail(describe(error));
-}
-finish(0);
+await runScenario(scenarios, args.scenario);
