@@ -205,19 +205,12 @@ def cluster(startCluster: Callable[..., Cluster]) -> Cluster:
     return startCluster()
 
 
-class SDKProcess(ScenarioProcess):
-    """An SDK script running in the background; C{seen} gives back the events L{waitFor} has read so far."""
-
-    def seen(self, kind: str | None = None) -> Events:
-        return [e for e in parseEvents("".join(self._stdout)) if kind is None or e["event"] == kind]
-
-
 @pytest.fixture
-def scenarios(node: str) -> Iterator[Callable[..., SDKProcess]]:  # noqa: F811
+def scenarios(node: str) -> Iterator[Callable[..., ScenarioProcess]]:  # noqa: F811
     """Start tests/sdk/cluster.mjs scenarios in the background (killed after the test if still running)."""
-    started: list[SDKProcess] = []
+    started: list[ScenarioProcess] = []
 
-    def start(cluster: Cluster, protocol: str, scenario: str, **options: Any) -> SDKProcess:
+    def start(cluster: Cluster, protocol: str, scenario: str, **options: Any) -> ScenarioProcess:
         data = PAYLOADS[protocol]
         command = [
             node, str(SCRIPT),
@@ -231,7 +224,7 @@ def scenarios(node: str) -> Iterator[Callable[..., SDKProcess]]:  # noqa: F811
         options.setdefault("deadline", 20)
         for name, value in options.items():
             command += [f"--{name}", str(value)]
-        process = SDKProcess(command, cluster)  # type: ignore[arg-type]  # only its .output is read
+        process = ScenarioProcess(command, cluster)  # type: ignore[arg-type]  # only its .output is read
         started.append(process)
         cluster.clients.append(process)
         return process
@@ -241,7 +234,7 @@ def scenarios(node: str) -> Iterator[Callable[..., SDKProcess]]:  # noqa: F811
         process.kill()
 
 
-class Subscriber(SDKProcess):
+class Subscriber(ScenarioProcess):
     """One SDK client of tests/sdk/api_subscriber.mjs (stream and commands on one node), in the background."""
 
     clientID = ""
@@ -285,7 +278,7 @@ def assertAllEmulation204(events: Events) -> None:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_commandsThroughOtherNode(
-    cluster: Cluster, scenarios: Callable[..., SDKProcess], protocol: str
+    cluster: Cluster, scenarios: Callable[..., ScenarioProcess], protocol: str
 ) -> None:
     """
     Behind a load balancer without sticky sessions, a client's stream is on node A while every emulation POST it
@@ -315,7 +308,7 @@ def test_commandsThroughOtherNode(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_publicationsReachOtherNode(
-    cluster: Cluster, scenarios: Callable[..., SDKProcess], protocol: str
+    cluster: Cluster, scenarios: Callable[..., ScenarioProcess], protocol: str
 ) -> None:
     """
     A client connected to node A receives what a client connected to node B publishes in a channel, and the
@@ -335,7 +328,7 @@ def test_publicationsReachOtherNode(
     cluster.assertCleanLogs()
 
 
-def test_presenceSpansNodes(cluster: Cluster, scenarios: Callable[..., SDKProcess], tmp_path: Path) -> None:
+def test_presenceSpansNodes(cluster: Cluster, scenarios: Callable[..., ScenarioProcess], tmp_path: Path) -> None:
     """
     Presence is the cluster's: a client on A is told (join) when a client on B subscribes, and (leave) when it
     unsubscribes; the SDK's presence call on either node, and the server API's presence and presence_stats on
@@ -367,7 +360,7 @@ def test_presenceSpansNodes(cluster: Cluster, scenarios: Callable[..., SDKProces
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_recoveryOnOtherNode(cluster: Cluster, scenarios: Callable[..., SDKProcess], protocol: str) -> None:
+def test_recoveryOnOtherNode(cluster: Cluster, scenarios: Callable[..., ScenarioProcess], protocol: str) -> None:
     """
     A client subscribed on node A goes away and comes back through node B (its stream; its commands now go to A):
     the same subscription recovers the publications made meanwhile (wasRecovering and recovered, every one once,
@@ -559,7 +552,7 @@ def test_emulationToVanishedNode500ThenForgotten(cluster: Cluster) -> None:
 
 def test_shutdownRemovesPresence(
     cluster: Cluster,
-    scenarios: Callable[..., SDKProcess],
+    scenarios: Callable[..., ScenarioProcess],
     subscribers: Callable[..., Subscriber],
     tmp_path: Path,
 ) -> None:

@@ -17,11 +17,9 @@ tests/test_sdk_http_stream.py).
 from __future__ import annotations
 
 import json
-import queue
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 import uuid
@@ -31,7 +29,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from tests.serverprocess import ServerProcess
-from tests.test_sdk_http_stream import SDK, explain, node, parseEvents  # noqa: F401 (node: a fixture)
+from tests.test_sdk_http_stream import SDK, ScenarioProcess, node  # noqa: F401 (node: a fixture)
 
 SCRIPT = SDK / "redis_restart.mjs"
 API_KEY = "redis-restart-api-key"
@@ -193,84 +191,26 @@ def assertCleanLog(server: ServerProcess) -> None:
     assert "Traceback" not in output, output
 
 
-class SDKClient:
+class SDKClient(ScenarioProcess):
     """tests/sdk/redis_restart.mjs running in the background: its events as they come, commands on its stdin."""
 
     def __init__(self, node: str, server: ServerProcess, channel: str) -> None:  # noqa: F811
-        self._server = server
-        self._process = subprocess.Popen(
-            [node, str(SCRIPT), "--url", server.url, "--channel", channel, "--deadline", "55"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self._lines: queue.Queue[Optional[str]] = queue.Queue()
-        self._stdout: list[str] = []
-        self._stderr: list[str] = []
-        self._readers = [threading.Thread(target=self._read, daemon=True),
-                         threading.Thread(target=self._readErrors, daemon=True)]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _readErrors(self) -> None:
-        assert self._process.stderr is not None
-        self._stderr.extend(self._process.stderr)
-
-    def explain(self) -> str:
-        return explain(self._server, "".join(self._stdout), "".join(self._stderr))
+        command = [node, str(SCRIPT), "--url", server.url, "--channel", channel, "--deadline", "55"]
+        super().__init__(command, server, stdin=True)
 
     @property
     def events(self) -> Events:
-        """The events read so far (by L{waitFor})."""
-        return parseEvents("".join(self._stdout))
+        """The events read so far (by L{expect})."""
+        return self.seen()
 
-    def send(self, command: dict[str, Any]) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.write(json.dumps(command) + "\n")
-        self._process.stdin.flush()
-
-    def waitFor(self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 15.0) -> dict[str, Any]:
-        """The next event (after those already read) that matches; fail with everything said if none comes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                self.kill()
-                raise AssertionError(f"no SDK event {what} within {timeout}s\n{self.explain()}")
-            self._stdout.append(line)
-            event = json.loads(line)
-            if event["event"] in ("fail", "timeout"):
-                self.kill()
-                raise AssertionError(f"the SDK script ended ({event}) waiting for {what}\n{self.explain()}")
-            if predicate(event):
-                return event
+    def expect(self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 15.0) -> dict[str, Any]:
+        """The next event that matches; fail at once if the script ends first."""
+        return self.waitFor(predicate, timeout, what, untilEnd=True)
 
     def finish(self, timeout: float = 15.0) -> Events:
         """Ask the script to end; wait for it and return every event it printed."""
         self.send({"exit": True})
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-        for reader in self._readers:
-            reader.join(5)
-        while (line := self._lines.get_nowait()) is not None:
-            self._stdout.append(line)
-        assert self._process.returncode == 0, self.explain()
-        return self.events
-
-    def kill(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        return super().finish(timeout)
 
 
 @pytest.fixture
@@ -322,7 +262,7 @@ def test_sdkSubscriberLearnsItsPositionWasLostWhenRedisRestarts(
     channel = f"{NAMESPACE}:news"
     client = sdkClients(server, channel)
 
-    subscribed = client.waitFor(kind("subscribed"), "subscribed")
+    subscribed = client.expect(kind("subscribed"), "subscribed")
     assert subscribed["recoverable"] is True and subscribed["positioned"] is True
     assert subscribed["wasRecovering"] is False and subscribed["recovered"] is False
     assert subscribed["offset"] == 0 and subscribed["epoch"]
@@ -331,7 +271,7 @@ def test_sdkSubscriberLearnsItsPositionWasLostWhenRedisRestarts(
     assert "error" not in published, published
     epoch = published["result"]["epoch"]
     assert published["result"]["offset"] == 1 and epoch
-    first = client.waitFor(kind("publication"), "the first publication")
+    first = client.expect(kind("publication"), "the first publication")
     assert (first["data"], first["offset"]) == ({"n": 1}, 1)
 
     # Redis goes away.
@@ -341,10 +281,10 @@ def test_sdkSubscriberLearnsItsPositionWasLostWhenRedisRestarts(
     down = api(server, "publish", {"channel": channel, "data": {"n": "while down"}})
     assert down == {"error": {"code": 100, "message": "internal server error"}}
     client.send({"publish": {"n": "client while down"}})
-    refused = client.waitFor(lambda e: e["event"].startswith("publish_"), "the client's publish answer")
+    refused = client.expect(lambda e: e["event"].startswith("publish_"), "the client's publish answer")
     assert refused == {"event": "publish_error", "code": 100, "message": "internal server error", "temporary": True}
     client.send({"history": {}})
-    refused = client.waitFor(lambda e: e["event"].startswith("history_"), "the client's history answer")
+    refused = client.expect(lambda e: e["event"].startswith("history_"), "the client's history answer")
     assert refused == {"event": "history_error", "code": 100, "message": "internal server error", "temporary": True}
     # Let both connections' reconnection attempts be refused twice, so the node has backed off (about 0.7s).
     waitForLog(server, lambda output: refusedCount(output) >= 2, "refused reconnection attempts")
@@ -353,9 +293,9 @@ def test_sdkSubscriberLearnsItsPositionWasLostWhenRedisRestarts(
 
     # Redis comes back, empty: the channel's stream and epoch are gone.
     redis.start()
-    resubscribing = client.waitFor(kind("subscribing"), "subscribing after the restart", timeout=20)
+    resubscribing = client.expect(kind("subscribing"), "subscribing after the restart", timeout=20)
     assert (resubscribing["code"], resubscribing["reason"]) == (2500, "insufficient state")
-    resubscribed = client.waitFor(kind("subscribed"), "subscribed again", timeout=15)
+    resubscribed = client.expect(kind("subscribed"), "subscribed again", timeout=15)
     assert resubscribed["wasRecovering"] is True and resubscribed["recovered"] is False
     assert resubscribed["hasRecoveredPublications"] is False
     assert resubscribed["offset"] == 0 and resubscribed["epoch"] and resubscribed["epoch"] != epoch
@@ -363,13 +303,13 @@ def test_sdkSubscriberLearnsItsPositionWasLostWhenRedisRestarts(
 
     published = api(server, "publish", {"channel": channel, "data": {"n": 2}})
     assert published["result"] == {"offset": 1, "epoch": resubscribed["epoch"]}, published
-    after = client.waitFor(kind("publication"), "the publication after the restart")
+    after = client.expect(kind("publication"), "the publication after the restart")
     assert (after["data"], after["offset"]) == ({"n": 2}, 1)
     client.send({"publish": {"n": 3}})
     # The publication may come before the publish reply.
-    client.waitFor(kind("publish_ok"), "the client's publish answer after the restart")
+    client.expect(kind("publish_ok"), "the client's publish answer after the restart")
     early = [event for event in client.events if event["event"] == "publication" and event["data"] == {"n": 3}]
-    (own,) = early or [client.waitFor(kind("publication"), "the client's own publication after the restart")]
+    (own,) = early or [client.expect(kind("publication"), "the client's own publication after the restart")]
     assert (own["data"], own["offset"]) == ({"n": 3}, 2)
 
     events = client.finish()
@@ -441,17 +381,17 @@ def test_sdkSubscribeWhileRedisIsDownSucceedsOnceItIsBack(
     waitForLog(server, redisLost, "lost connections to Redis")
     channel = f"{NAMESPACE}:later"
     client = sdkClients(server, channel)
-    client.waitFor(kind("connected"), "connected")
+    client.expect(kind("connected"), "connected")
     for attempt in range(2):
-        error = client.waitFor(kind("sub_error"), f"subscribe error {attempt + 1}")
+        error = client.expect(kind("sub_error"), f"subscribe error {attempt + 1}")
         assert error["error"] == {"code": 100, "message": "internal server error", "temporary": True}
 
     redis.start()
-    subscribed = client.waitFor(kind("subscribed"), "subscribed once Redis is back", timeout=20)
+    subscribed = client.expect(kind("subscribed"), "subscribed once Redis is back", timeout=20)
     assert subscribed["wasRecovering"] is False and subscribed["offset"] == 0 and subscribed["epoch"]
     published = api(server, "publish", {"channel": channel, "data": {"n": 1}})
     assert published["result"] == {"offset": 1, "epoch": subscribed["epoch"]}, published
-    publication = client.waitFor(kind("publication"), "the publication")
+    publication = client.expect(kind("publication"), "the publication")
     assert (publication["data"], publication["offset"]) == ({"n": 1}, 1)
 
     events = client.finish()
@@ -474,9 +414,9 @@ def test_pubsubReconnectKeepsIntactPositions(
     server = startRedisServer()
     channel = f"{NAMESPACE}:steady"
     client = sdkClients(server, channel)
-    subscribed = client.waitFor(kind("subscribed"), "subscribed")
+    subscribed = client.expect(kind("subscribed"), "subscribed")
     api(server, "publish", {"channel": channel, "data": {"n": 1}})
-    client.waitFor(kind("publication", data={"n": 1}), "the first publication")
+    client.expect(kind("publication", data={"n": 1}), "the first publication")
 
     assert redis.cli is not None
     killed = subprocess.run(
@@ -489,7 +429,7 @@ def test_pubsubReconnectKeepsIntactPositions(
 
     published = api(server, "publish", {"channel": channel, "data": {"n": 2}})
     assert published["result"] == {"offset": 2, "epoch": subscribed["epoch"]}, published
-    publication = client.waitFor(kind("publication"), "the publication after the reconnection")
+    publication = client.expect(kind("publication"), "the publication after the reconnection")
     assert (publication["data"], publication["offset"]) == ({"n": 2}, 2)
 
     events = client.finish()

@@ -107,11 +107,18 @@ def runScenario(node: str, server: ServerProcess, protocol: str, scenario: str, 
 
 
 class ScenarioProcess:
-    """A scenario running in the background, so the test can act on the server while the SDK watches."""
+    """
+    A scenario running in the background, so the test can act on the server while the SDK watches.
 
-    def __init__(self, command: list[str], server: ServerProcess) -> None:
+    @param stdin: keep the script's stdin open for L{send} (a script that takes commands).
+    """
+
+    def __init__(self, command: list[str], server: ServerProcess, stdin: bool = False) -> None:
         self._server = server
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE if stdin else None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
         self._lines: queue.Queue[Optional[str]] = queue.Queue()
         self._stdout: list[str] = []
         self._stderr: list[str] = []
@@ -133,7 +140,27 @@ class ScenarioProcess:
         assert self._process.stderr is not None
         self._stderr.extend(self._process.stderr)
 
-    def waitFor(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+    def explain(self) -> str:
+        return explain(self._server, "".join(self._stdout), "".join(self._stderr))
+
+    def seen(self, kind: Optional[str] = None) -> Events:
+        """The events L{waitFor} has read so far (of C{kind} only, when given)."""
+        return [e for e in parseEvents("".join(self._stdout)) if kind is None or e["event"] == kind]
+
+    def send(self, command: dict[str, Any]) -> None:
+        """Write one JSON command line on the script's stdin (started with C{stdin=True})."""
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+
+    def waitFor(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0, what: str = "", untilEnd: bool = False
+    ) -> dict[str, Any]:
+        """
+        The next event (after those already read) that matches; fail with everything said if none comes.
+
+        @param untilEnd: fail at once when the script ends ("fail" or "timeout") instead of reading on.
+        """
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -142,11 +169,12 @@ class ScenarioProcess:
                 line = None
             if line is None:
                 self.kill()
-                raise AssertionError(
-                    "no such SDK event\n" + explain(self._server, "".join(self._stdout), "".join(self._stderr))
-                )
+                raise AssertionError(f"no such SDK event {what} within {timeout} s\n" + self.explain())
             self._stdout.append(line)
             event = json.loads(line)
+            if untilEnd and event["event"] in ("fail", "timeout"):
+                self.kill()
+                raise AssertionError(f"the SDK script ended ({event}) waiting for {what}\n{self.explain()}")
             if predicate(event):
                 return event
 
@@ -161,9 +189,8 @@ class ScenarioProcess:
             reader.join(5)
         while (line := self._lines.get_nowait()) is not None:
             self._stdout.append(line)
-        stdout = "".join(self._stdout)
-        assert self._process.returncode == 0, explain(self._server, stdout, "".join(self._stderr))
-        return parseEvents(stdout)
+        assert self._process.returncode == 0, self.explain()
+        return parseEvents("".join(self._stdout))
 
     def kill(self) -> None:
         if self._process.poll() is None:
