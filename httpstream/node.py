@@ -32,7 +32,6 @@ from httpstream.subscription import PublicationFrames
 from httpstream.tokens import TokenVerifier
 from httpstream.writer import Flusher
 
-
 # How long a stopping node waits for the engine calls its clients' leaving made (presence removals, leaves).
 SHUTDOWN_TIMEOUT = 5.0
 

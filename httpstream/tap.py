@@ -21,7 +21,8 @@ from twisted.python.failure import Failure
 
 from httpstream.api import ServerAPI
 from httpstream.config import Config, ConfigError, load_config
-from httpstream.control import Control, ShardPubSub
+from httpstream.control import Control
+from httpstream.controlbus import ShardPubSub
 from httpstream.logs import Logger, setLogLevel
 from httpstream.node import Node
 from httpstream.web import makeSite

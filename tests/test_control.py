@@ -26,15 +26,11 @@ from httpstream.control import (
     Control,
     ControlStopped,
     ControlTimeout,
-    IControlPubSub,
-    MemoryBus,
     OpError,
     Reply,
-    ShardPubSub,
-    decodeMessage,
-    encodeMessage,
     memoryCluster,
 )
+from httpstream.controlbus import IControlPubSub, MemoryBus, ShardPubSub, decodeMessage, encodeMessage
 from httpstream.node import Node
 from httpstream.registry import SessionRegistry
 from httpstream.testing import FakeClient
