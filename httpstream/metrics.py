@@ -45,6 +45,9 @@ class _NodeCollector(Collector):
                                 value=len(node.hub.channels()))
         yield GaugeMetricFamily(f"{PREFIX}_node_num_subscriptions", "Subscriptions on this node.",
                                 value=node.hub.numSubscriptions())
+        control = node.control
+        yield GaugeMetricFamily(f"{PREFIX}_node_num_nodes", "Live nodes of the cluster, this one included.",
+                                value=len(control.nodes()) if control is not None else 1)
 
 
 class Metrics:

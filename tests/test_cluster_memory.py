@@ -119,6 +119,12 @@ class AggregateTests(ClusterTestCase):
         nodes = self.successResultOf(self.apiA.info())["nodes"]
         self.assertEqual([(n["uid"], n["num_clients"]) for n in nodes], [("node-a", 0), ("node-b", 1)])
 
+    def test_numNodesMetric(self) -> None:
+        """Prometheus shows how many nodes each one sees, and the count drops when one stops."""
+        self.assertIn(b"httpstream_node_num_nodes 2.0", self.a.metrics.exposition())
+        self.controls[1].stopService()
+        self.assertIn(b"httpstream_node_num_nodes 1.0", self.a.metrics.exposition())
+
     def test_channelsSumsNodes(self) -> None:
         self.connect(self.a, "alice", "chat:x")
         self.connect(self.b, "bob", "chat:x", "chat:z")
