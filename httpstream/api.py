@@ -22,7 +22,7 @@ from httpstream.channels import ChannelError
 from httpstream.control import CODE_OK
 from httpstream.engines import HistoryError, HistoryResult
 from httpstream.logs import Logger
-from httpstream.origin import OriginPatternError
+from httpstream.origin import OriginPatternError, compile_origin_pattern
 from httpstream.proxy import ProxyContext, ProxyError
 
 # Centrifugo's API error codes (apiproto errors.go).
@@ -302,13 +302,13 @@ class ServerAPI:
             return {"channels": {channel: {"num_clients": count} for channel, count in counts.items()}}
 
         try:
-            here = self.node.channelCounts(pattern)  # checks the pattern before asking any other node
+            compile_origin_pattern(pattern)  # a bad one is the caller's error, answered before any node is asked
         except OriginPatternError:
             raise APIError(ERROR_BAD_REQUEST) from None
         control = self.node.control
         if control is not None:
             return control.channels(pattern).addCallback(answer)
-        return answer(here)
+        return answer(self.node.channelCounts(pattern))
 
     def info(self, **request: Any) -> Deferred[dict]:
         return self.call("info", request)

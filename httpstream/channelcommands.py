@@ -469,12 +469,10 @@ class ChannelCommands:
         Unsubscribe (2500) positioned channels whose position no longer matches their stream's top: those due
         for a check, or right away C{channels} (publications of which may have been missed).
         """
-        now = self._reactor.seconds()
         for channel, sub in list(self.subs.items()):
             if channels is not None and channel not in channels:
                 continue
-            d = checkPosition(self.node.broker, self._config, sub, now, force=channels is not None,
-                              clock=self._reactor)
+            d = checkPosition(self.node.broker, self._config, sub, self._reactor, force=channels is not None)
             if d is not None:
                 d.addCallback(self._positionChecked, channel, sub)
 

@@ -122,6 +122,12 @@ class ISessionRegistry(Interface):
     def isKnownNode(node: str) -> bool:
         """Return True when C{node} is this node or a live node of the cluster."""
 
+    def useNodeList(nodeList: Any) -> None:
+        """
+        Ask C{nodeList} (an object with C{isKnownNode(node)}: the control plane's list, whose entries expire) about
+        other nodes from now on; None to stop.
+        """
+
     def __len__() -> int:
         """The number of live sessions on this node."""
 

@@ -37,14 +37,12 @@ class _NodeCollector(Collector):
         for name in ("websocket", "http_stream", "sse"):
             clients.add_metric([name], byTransport.get(name, 0))
         yield clients
-        yield GaugeMetricFamily(
-            f"{PREFIX}_node_num_users", "Distinct users connected.",
-            value=len({c.user for c in node.clients.values()}),
-        )
+        info = node.info()
+        yield GaugeMetricFamily(f"{PREFIX}_node_num_users", "Distinct users connected.", value=info["num_users"])
         yield GaugeMetricFamily(f"{PREFIX}_node_num_channels", "Channels with subscribers.",
-                                value=len(node.hub.channels()))
+                                value=info["num_channels"])
         yield GaugeMetricFamily(f"{PREFIX}_node_num_subscriptions", "Subscriptions on this node.",
-                                value=node.hub.numSubscriptions())
+                                value=info["num_subs"])
         control = node.control
         yield GaugeMetricFamily(f"{PREFIX}_node_num_nodes", "Live nodes of the cluster, this one included.",
                                 value=len(control.nodes()) if control is not None else 1)

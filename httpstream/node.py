@@ -97,9 +97,7 @@ class Node:
         of them are forwarded), and the server API reaches users' connections on every node through it.
         """
         self.control = control
-        useNodeList = getattr(self.registry, "useNodeList", None)
-        if useNodeList is not None:
-            useNodeList(control)
+        self.registry.useNodeList(control)
 
     def newClient(self, transport: ITransport) -> Client:
         """Create the protocol side of a new connection; it counts once it has connected."""

@@ -129,8 +129,8 @@ def recoveredPublications(publications: list[dict[str, Any]], delta: bool, proto
     return out
 
 
-def checkPosition(broker: IBroker, config: Config, sub: Subscription, now: float,
-                  force: bool = False, clock: IReactorTime | None = None) -> Deferred[bool] | None:
+def checkPosition(broker: IBroker, config: Config, sub: Subscription, clock: IReactorTime,
+                  force: bool = False) -> Deferred[bool] | None:
     """
     Compare a positioned subscription's position with its stream's top, once per
     C{client_channel_position_check_delay} (centrifuge's C{checkPosition}, run on the presence timer): a node
@@ -146,6 +146,7 @@ def checkPosition(broker: IBroker, config: Config, sub: Subscription, now: float
     """
     if not sub.positioned or sub.subscribing:
         return None
+    now = clock.seconds()
     if not force and now - sub.positionCheckAt <= config.client_channel_position_check_delay:
         return None
     sub.positionCheckAt = now
@@ -155,7 +156,7 @@ def checkPosition(broker: IBroker, config: Config, sub: Subscription, now: float
         if history.offset == sub.offset and history.epoch == sub.epoch:
             sub.positionCheckFailures = 0
             return True
-        if force and clock is not None and history.epoch == sub.epoch and history.offset > sub.offset:
+        if force and history.epoch == sub.epoch and history.offset > sub.offset:
             return deferLater(clock, IN_FLIGHT_GRACE, lambda: sub.offset >= history.offset)
         sub.positionCheckFailures += 1
         return not force and sub.positionCheckFailures < MAX_POSITION_CHECK_FAILURES

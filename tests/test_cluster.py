@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -34,6 +33,7 @@ import pytest
 import requests
 
 from tests.serverprocess import ServerProcess
+from tests.test_engine_redis import REDIS_HOST, REDIS_PORT, requireRedis
 from tests.test_sdk_http_stream import (  # noqa: F401  (node: a fixture)
     PAYLOADS,
     PROTOCOLS,
@@ -50,8 +50,6 @@ SDK = Path(__file__).parent / "sdk"
 SCRIPT = SDK / "cluster.mjs"
 SUBSCRIBER = SDK / "api_subscriber.mjs"
 
-REDIS_HOST = "127.0.0.1"
-REDIS_PORT = 6379
 REDIS_DB = 9
 KEY = "cluster-test-api-key"
 
@@ -79,16 +77,6 @@ ROOM: dict[str, Any] = {
 }
 
 FORMED_TIMEOUT = 10.0
-
-
-def requireRedis() -> None:
-    try:
-        socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=2).close()
-    except OSError as e:
-        raise AssertionError(
-            f"Redis does not answer on {REDIS_HOST}:{REDIS_PORT} ({e}): the cluster tests need it. "
-            "Start it with scripts/ensure-redis (make test and CI do)."
-        ) from None
 
 
 def deleteKeys(prefix: str) -> None:

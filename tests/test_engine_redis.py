@@ -60,7 +60,7 @@ def requireRedis(port: int = REDIS_PORT) -> None:
         socket.create_connection((REDIS_HOST, port), timeout=2).close()
     except OSError as e:
         raise AssertionError(
-            f"Redis does not answer on {REDIS_HOST}:{port} ({e}): the Redis engine tests need it. "
+            f"Redis does not answer on {REDIS_HOST}:{port} ({e}): the Redis engine and cluster tests need it. "
             "Start it with scripts/ensure-redis (make test and CI do)."
         ) from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
@@ -61,23 +62,13 @@ class EmulationResource(EmulationEndpoint):
             return b""
         self._count("ok")
         request.setResponseCode(204)
-        finished = [False]
-        request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
-
-        def ran(_: object) -> None:
-            if not finished[0]:
-                request.finish()
-
-        client.handleData(data).addCallback(ran)
-        return NOT_DONE_YET
+        return _answerWhenDone(request, client.handleData(data))
 
     def _forward(self, request: server.Request, control: Any, node: str, session: str, data: bytes) -> int:
         """
         The session lives on another node (no sticky sessions): run the commands there through the control
         plane; 204 once that node ran them (or dropped them: no such session there), 500 when it did not answer.
         """
-        finished = [False]
-        request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
 
         def ran(code: int) -> None:
             self._count("forwarded" if code == CODE_OK else "no_session" if code == CODE_NO_SESSION else "bad_request")
@@ -88,9 +79,17 @@ class EmulationResource(EmulationEndpoint):
             self._count("forward_failed")
             request.setResponseCode(500)
 
-        def done(_: object) -> None:
-            if not finished[0]:
-                request.finish()
+        return _answerWhenDone(request, control.emulate(node, session, data).addCallbacks(ran, failed))
 
-        control.emulate(node, session, data).addCallbacks(ran, failed).addCallback(done)
-        return NOT_DONE_YET
+
+def _answerWhenDone(request: server.Request, done: Deferred[Any]) -> int:
+    """Finish the response once C{done} fires, unless the peer has gone meanwhile (finishing then would raise)."""
+    finished = [False]
+    request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
+
+    def answer(_: object) -> None:
+        if not finished[0]:
+            request.finish()
+
+    done.addCallback(answer)
+    return NOT_DONE_YET
