@@ -64,6 +64,16 @@ export function guard(deadline, { keepAlive = false } = {}) {
   }
 }
 
+// Report a Centrifuge client's connection lifecycle as events of `who`: state changes, connecting (with the code
+// and reason that caused it), connected (client id, transport), disconnected, and errors.
+export function reportConnection(client, who) {
+  client.on('state', (ctx) => emit('state', { who, from: ctx.oldState, to: ctx.newState }));
+  client.on('connecting', (ctx) => emit('connecting', { who, code: ctx.code, reason: ctx.reason }));
+  client.on('connected', (ctx) => emit('connected', { who, client: ctx.client, transport: ctx.transport }));
+  client.on('disconnected', (ctx) => emit('disconnected', { who, code: ctx.code, reason: ctx.reason }));
+  client.on('error', (ctx) => emit('error', { who, type: ctx.type, error: ctx.error, transport: ctx.transport }));
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Bytes (a Uint8Array or Buffer, or a view into a larger buffer) as lowercase hex, and back.

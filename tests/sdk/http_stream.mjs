@@ -23,7 +23,7 @@
 // ({"event":"timeout"}).
 
 import { parseArgs } from 'node:util';
-import { emit, fail, guard, hex, loadCentrifuge, parsePayload, runScenario, sleep } from './harness.mjs';
+import { emit, fail, guard, hex, loadCentrifuge, parsePayload, reportConnection, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -129,11 +129,7 @@ function newClient(who, options = {}) {
       ...options,
     },
   );
-  client.on('state', (ctx) => emit('state', { who, from: ctx.oldState, to: ctx.newState }));
-  client.on('connecting', (ctx) => emit('connecting', { who, code: ctx.code, reason: ctx.reason }));
-  client.on('connected', (ctx) => emit('connected', { who, client: ctx.client, transport: ctx.transport }));
-  client.on('disconnected', (ctx) => emit('disconnected', { who, code: ctx.code, reason: ctx.reason }));
-  client.on('error', (ctx) => emit('error', { who, type: ctx.type, error: ctx.error, transport: ctx.transport }));
+  reportConnection(client, who);
   return client;
 }
 

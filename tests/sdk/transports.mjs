@@ -35,7 +35,7 @@
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { EventSource } from 'eventsource';
-import { emit, fail, guard, hex, loadCentrifuge, parsePayload, runScenario, sleep } from './harness.mjs';
+import { emit, fail, guard, hex, loadCentrifuge, parsePayload, reportConnection, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -211,11 +211,7 @@ function newClient(who, options = {}) {
     maxReconnectDelay: 1000,
     ...options,
   });
-  client.on('state', (ctx) => emit('state', { who, from: ctx.oldState, to: ctx.newState }));
-  client.on('connecting', (ctx) => emit('connecting', { who, code: ctx.code, reason: ctx.reason }));
-  client.on('connected', (ctx) => emit('connected', { who, client: ctx.client, transport: ctx.transport }));
-  client.on('disconnected', (ctx) => emit('disconnected', { who, code: ctx.code, reason: ctx.reason }));
-  client.on('error', (ctx) => emit('error', { who, type: ctx.type, error: ctx.error, transport: ctx.transport }));
+  reportConnection(client, who);
   return client;
 }
 
