@@ -1,0 +1,20 @@
+"""
+Hypothesis profiles of the fuzz suite (tests/fuzz): every test here drives one external entry point in process.
+
+``ci`` (the default, part of ``make test``) keeps the suite to seconds; ``make fuzz`` runs ``long``: at least
+100,000 inputs per entry point. Fuzz tests leave ``max_examples`` to the profile (no ``@settings(max_examples=)``),
+and a failing input the long run finds is added to its test as an explicit ``@example``.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+
+_common = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    print_blob=True,
+)
+settings.register_profile("ci", max_examples=300, derandomize=True, **_common)
+settings.register_profile("long", max_examples=100_000, **_common)
+settings.load_profile("ci")
