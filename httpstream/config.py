@@ -441,6 +441,13 @@ class Config(ChannelOptions):
     address: str = setting("")  # "" listens on all interfaces
     name: str = setting("")  # the node name; "" becomes the hostname when a file or dict is loaded
 
+    "TLS on that port (https and wss): a certificate and key as PEM, base64 of PEM, or a file path."
+    tls: bool = setting(False)
+    tls_cert: str = setting("")
+    tls_key: str = setting("", secret=True)
+    tls_cert_pem: str = setting("")  # v5's names for PEM text; the same values as tls_cert/tls_key work
+    tls_key_pem: str = setting("", secret=True)
+
     # Keys are added here as they take effect: a key the server accepted but ignored would mislead operators,
     # while an unknown key at least gets a warning.
     "Transports. Body limits are in bytes; 0 means no request body is accepted."

@@ -91,6 +91,15 @@ class Node:
         # The control plane of a cluster (httpstream.control.Control); None for a node alone.
         self.control: Optional[Control] = None
 
+    def reload(self, config: Config) -> None:
+        """
+        Take a reloaded configuration: channel and namespace options and token keys apply to every decision from
+        now on; connections already open keep their own connection-level settings (ping, limits).
+        """
+        self.config = config
+        self.rules = ChannelRules(config)
+        self.tokens = TokenVerifier.fromConfig(config)
+
     def useControl(self, control: Control) -> None:
         """
         Join a cluster through C{control}: its node list says which nodes exist (emulation requests naming one

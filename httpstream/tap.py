@@ -8,13 +8,17 @@ L{MultiService} and reaches the node through C{service.node}.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import signal
 import sys
 from typing import Any, Mapping, Optional, Union
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.logger import Logger as _TwistedLogger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -25,7 +29,30 @@ from httpstream.control import Control
 from httpstream.controlbus import ShardPubSub
 from httpstream.logs import Logger, setLogLevel
 from httpstream.node import Node
+from httpstream.tls import serverTLSOptions
 from httpstream.web import makeSite
+
+# What a running node cannot take from a reloaded file: they shaped its port, engine, endpoints and their
+# resources at start. Everything else (channel and namespace options, token keys, client settings for new
+# connections, log level) is applied on SIGHUP, as Centrifugo reloads its channel options and token verifiers.
+RESTART_KEYS = frozenset(
+    {
+        "port", "address", "name", "tls", "tls_cert", "tls_key", "tls_cert_pem", "tls_key_pem",
+        "http_stream", "http_stream_max_request_body_size", "emulation_max_request_body_size", "sse",
+        "sse_max_request_body_size", "websocket_disable", "websocket_message_size_limit", "allowed_origins",
+        "api_key", "api_insecure", "api_disable", "api_error_mode", "health", "prometheus", "demo", "demo_sdk_dir",
+        "engine", "global_presence_ttl",
+    }
+)
+
+
+def _needsRestart(key: str) -> bool:
+    return key in RESTART_KEYS or key.startswith(("redis_", "proxy_"))
+
+
+def changedKeys(old: Config, new: Config) -> list[str]:
+    """The names of the keys whose values differ (names only: values may be secrets)."""
+    return [f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(new, f.name)]
 
 
 class Options(usage.Options):
@@ -84,10 +111,22 @@ class HTTPStreamService(MultiService):
     announce = _TwistedLogger()
 
     def __init__(
-        self, config: Config, reactor: Any, warnings: Optional[list[str]] = None, tuneGC: bool = False
+        self,
+        config: Config,
+        reactor: Any,
+        warnings: Optional[list[str]] = None,
+        tuneGC: bool = False,
+        configPath: Optional[str] = None,
     ) -> None:
+        """
+        @param tuneGC: the process is ours (twistd): tune the collector, reload C{configPath} on SIGHUP, and
+            exit with one line when the port cannot be had.
+        @raise ConfigError: TLS is on and its certificate or key cannot be used.
+        """
         super().__init__()
         self._tuneGC = tuneGC
+        self._configPath = configPath
+        self._tls = serverTLSOptions(config)
         self.config = config
         self.reactor = reactor
         self.node = self._makeNode()
@@ -119,30 +158,83 @@ class HTTPStreamService(MultiService):
 
     def startService(self) -> None:
         setLogLevel(self.config.log_level)
+        if self._tuneGC and self._configPath is not None:
+            # Before the listening line: whoever waits for it may send SIGHUP at once. The handler only
+            # schedules; the reload runs in the reactor, between two events.
+            signal.signal(signal.SIGHUP, lambda signum, frame: self.reactor.callFromThread(self.reloadFile))
         for warning in self._warnings:
             self.log.warn("{warning}", warning=warning)
         endpointType = TCP6ServerEndpoint if ":" in self.config.address else TCP4ServerEndpoint
         endpoint = endpointType(
             self.reactor, self.config.port, backlog=LISTEN_BACKLOG, interface=self.config.address
         )
+        # TLS wraps the site itself, so https, wss and the emulation POSTs share the one port.
+        factory = self.site if self._tls is None else TLSMemoryBIOFactory(self._tls, False, self.site)
         outcome: list[Any] = []
-        endpoint.listen(self.site).addBoth(outcome.append)
-        # TCP endpoints listen synchronously; raising here makes twistd report the failure and exit non-zero
-        # (a taken port), instead of running a server that serves nothing.
+        endpoint.listen(factory).addBoth(outcome.append)
+        # TCP endpoints listen synchronously: a server that cannot listen must not run on serving nothing.
         if isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
+            self._cannotListen(outcome[0])
         self.port = outcome[0]
         host = self.port.getHost()
         self.announce.info(
-            "httpstream {version} node {node} listening on http://{host}:{port}",
+            "httpstream {version} node {node} listening on {scheme}://{host}:{port}",
             version=self.node.version,
             node=self.node.id,
+            scheme="http" if self._tls is None else "https",
             host=host.host,
             port=host.port,
         )
         if self._tuneGC:
             tuneGarbageCollector()
         super().startService()
+
+    def _cannotListen(self, failure: Failure) -> None:
+        """A taken port or an address not on this host: under twistd one line and exit 1, else raise."""
+        if not (self._tuneGC and failure.check(CannotListenError)):
+            failure.raiseException()
+        error = failure.value
+        reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+        self.log.error(
+            "cannot listen on {address}:{port}: {reason}",
+            address=error.interface or "*", port=error.port, reason=reason.lower(),
+        )
+        raise SystemExit(1)
+
+    def reload(self, config: Config) -> list[str]:
+        """
+        Apply C{config} to the running node as SIGHUP does: channel and namespace options, token keys, client
+        settings of new connections, log level. Keys that need a restart keep their running values (logged).
+
+        @return: the names of the keys applied.
+        """
+        changed = changedKeys(self.config, config)
+        later = [key for key in changed if _needsRestart(key)]
+        if later:
+            config = dataclasses.replace(config, **{key: getattr(self.config, key) for key in later})
+            self.log.warn("config reload: changed keys that need a restart, not applied: {keys}", keys=", ".join(later))
+        applied = [key for key in changed if not _needsRestart(key)]
+        self.config = config
+        self.node.reload(config)
+        setLogLevel(config.log_level)
+        return applied
+
+    def reloadFile(self) -> None:
+        """Read the config file again (SIGHUP); an invalid file is logged and the running config kept."""
+        assert self._configPath is not None
+        try:
+            config, warnings = load_config(self._configPath)
+        except ConfigError as e:
+            self.log.error("config reload failed, keeping the running config: {error}", error=str(e))
+            return
+        for warning in warnings:
+            self.log.warn("{warning}", warning=warning)
+        applied = self.reload(config)
+        self.log.info(
+            "config reloaded from {path}: {changes}",
+            path=self._configPath,
+            changes=("changed " + ", ".join(applied)) if applied else "nothing to apply",
+        )
 
     # The embedding API: Centrifugo's server API methods (keyword arguments with its field names, raw-JSON bytes
     # for data), each returning a Deferred that fires with the result dict or fails with httpstream.api.APIError.
@@ -206,6 +298,7 @@ def makeService(
         reactor = defaultReactor
     config = getattr(options, "config", None)
     warnings: list[str] = list(getattr(options, "warnings", ()))
+    ownProcess = isinstance(options, Options)
     if not isinstance(config, Config):
         source = options["config"]
         if isinstance(source, Config):
@@ -214,5 +307,13 @@ def makeService(
             config, warnings = Config.from_dict(source)
         else:
             config, warnings = load_config(source)
-    # Only under twistd (parsed Options) is the process ours to tune.
-    return HTTPStreamService(config, reactor, warnings, tuneGC=isinstance(options, Options))
+    # Only under twistd (parsed Options) is the process ours to tune, to reload on SIGHUP and to exit.
+    try:
+        return HTTPStreamService(
+            config, reactor, warnings, tuneGC=ownProcess, configPath=options["config"] if ownProcess else None
+        )
+    except ConfigError as e:
+        if not ownProcess:
+            raise
+        sys.stderr.write(f"httpstream: {e}\n")
+        raise SystemExit(1)

@@ -21,7 +21,7 @@ from httpstream.logs import Logger
 from httpstream.metrics import CONTENT_TYPE
 from httpstream.node import Node
 from httpstream.origin import OriginChecker
-from httpstream.transports._http import limitedRequestFactory
+from httpstream.transports._http import LimitedRequest, limitedRequestFactory
 from httpstream.transports.emulation import EmulationResource
 from httpstream.transports.http_stream import HTTPStreamResource
 from httpstream.transports.sse import SSEResource
@@ -49,6 +49,45 @@ class Status(Resource):
 
 
 NOT_FOUND = Status(404)
+
+
+class HandshakeRefusal(Resource):
+    """
+    What Centrifugo's WebSocket endpoint answers a request that is not a WebSocket handshake (gorilla's
+    upgrader: the status text as plain text, and the version it speaks), instead of Autobahn's HTML page.
+    """
+
+    isLeaf = True
+
+    def __init__(self, code: int, text: bytes) -> None:
+        super().__init__()
+        self._code = code
+        self._body = text + b"\n"
+
+    def render(self, request: server.Request) -> bytes:
+        request.setResponseCode(self._code)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.setHeader(b"Sec-Websocket-Version", b"13")
+        return self._body
+
+
+_NOT_GET = HandshakeRefusal(405, b"Method Not Allowed")
+_NOT_A_HANDSHAKE = HandshakeRefusal(400, b"Bad Request")
+
+
+def _hasToken(request: server.Request, header: bytes, token: bytes) -> bool:
+    value = request.getHeader(header) or b""
+    return token in (part.strip().lower() for part in value.split(b","))
+
+
+def handshakeRefusal(request: server.Request) -> Optional[IResource]:
+    """The refusal for a request to /connection/websocket that is not an upgrade, or None for a handshake."""
+    if not (_hasToken(request, b"connection", b"upgrade") and _hasToken(request, b"upgrade", b"websocket")):
+        return _NOT_A_HANDSHAKE
+    if request.method != b"GET":
+        return _NOT_GET
+    return None
 
 
 def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None) -> Klein:
@@ -79,6 +118,10 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
 
     @app.route("/connection/websocket", methods=ALL_METHODS)
     def webSocket(request: server.Request) -> IResource:
+        if websocket is not NOT_FOUND:
+            refusal = handshakeRefusal(request)
+            if refusal is not None:
+                return refusal
         return websocket
 
     @app.route("/emulation", methods=ALL_METHODS)
@@ -157,7 +200,7 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
     # No endpoint takes a form: without parsing them, a POST no longer builds an email.message per request (whose
     # cyclic garbage made the collector pause for tens of ms every thousand requests: bench/README.md).
     site = QuietSite(makeApp(node, origins, api).resource(), timeout=IDLE_TIMEOUT, parsePOSTFormSubmission=False)
-    site.requestFactory = limitedRequestFactory(
+    limited = limitedRequestFactory(
         max(
             config.http_stream_max_request_body_size,
             config.emulation_max_request_body_size,
@@ -165,4 +208,17 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
             0 if config.api_disable else API_MAX_BODY,
         )
     )
+    site.requestFactory = type("Request", (UnbrandedRequest, limited), {})
     return site
+
+
+class UnbrandedRequest(LimitedRequest):
+    """
+    A request whose response names no server: twisted.web adds "Server: TwistedWeb/<version>" to every response,
+    a banner Centrifugo does not send and an operator should not have to hide at the proxy.
+    """
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self.responseHeaders.removeHeader(b"server")
+        super().write(data)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
+LISTENING = re.compile(r"listening on (?P<scheme>https?)://[^:]+:(?P<port>\d+)")
 
 # What every test server shares: loopback, an OS-chosen port, the example's permissions.
 BASE_CONFIG: dict[str, Any] = {
@@ -52,6 +52,7 @@ class ListeningProcess:
 
     def __init__(self, command: list[str], cwd: Optional[Path] = None) -> None:
         self.port = 0
+        self.scheme = "http"
         self._lines: list[str] = []
         self._process = subprocess.Popen(
             command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -74,7 +75,8 @@ class ListeningProcess:
         while time.monotonic() < deadline:
             match = LISTENING.search(self.output)
             if match:
-                self.port = int(match.group(1))
+                self.port = int(match.group("port"))
+                self.scheme = match.group("scheme")
                 return self.port
             if self._process.poll() is not None:
                 break
@@ -84,7 +86,7 @@ class ListeningProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:

@@ -74,8 +74,8 @@ def test_portInUseExitsNonZero(startServer, tmp_path: Path) -> None:
     path = tmp_path / "taken.json"
     path.write_text(json.dumps({"address": "127.0.0.1", "port": first.port}))
     result = twistd("httpstream", "-c", str(path), cwd=tmp_path)
-    assert result.returncode != 0
-    assert "Address already in use" in result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "address already in use" in result.stdout + result.stderr
 
 
 def test_exampleConfigIsValid() -> None:

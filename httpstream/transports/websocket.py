@@ -140,6 +140,8 @@ class CentrifugeWebSocketFactory(WebSocketServerFactory):
             allowedOrigins=["*"],
         )
         self.noisy = False
+        # No "Server: AutobahnPython" in the handshake: Centrifugo (Go's net/http) names no server either.
+        self.server = None
 
 
 def websocketResource(node: Node, origins: IOriginChecker, messageSizeLimit: int) -> Any:
