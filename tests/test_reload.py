@@ -9,8 +9,17 @@ import json
 import os
 import signal
 import time
+
+import jwt
 from typing import Any, Callable
 
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from httpstream.channels import ChannelError
+from httpstream.config import Config
+from httpstream.tap import makeService
+from httpstream.tokens import InvalidToken
 from tests.serverprocess import ServerProcess
 from tests.test_sdk_http_stream import SDK, ScenarioProcess, node  # noqa: F401 (node: fixture)
 
@@ -84,3 +93,19 @@ def test_keysNeedingRestartAreNamedNotApplied(startServer: Callable[..., ServerP
     assert "need a restart, not applied: port" in server.output
     assert "changed history_size, history_ttl" in server.output
     assert server.alive()
+
+
+class EmbeddedReloadTests(SynchronousTestCase):
+    """L{HTTPStreamService.reload}: what SIGHUP runs, for a program that embeds httpstream and reloads itself."""
+
+    def test_appliesChannelOptionsKeepsThePort(self) -> None:
+        service = makeService({"config": {"port": 8123, "token_hmac_secret_key": "a" * 32}}, reactor=Clock())
+        self.assertRaises(ChannelError, service.node.rules.options, "fresh:x")
+        new = Config.from_dict({"port": 9000, "namespaces": [FRESH], "token_hmac_secret_key": "b" * 32})[0]
+        applied = service.reload(new)
+        self.assertEqual(applied, ["token_hmac_secret_key", "namespaces"])
+        self.assertEqual(service.node.rules.options("fresh:x").history_size, 10)
+        self.assertEqual(service.config.port, 8123)
+        signed = {key: jwt.encode({"sub": "u"}, key * 32, algorithm="HS256") for key in "ab"}
+        self.assertEqual(service.node.tokens.verifyConnect(signed["b"], 0).user, "u")
+        self.assertRaises(InvalidToken, service.node.tokens.verifyConnect, signed["a"], 0)
