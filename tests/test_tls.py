@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import ssl
 import subprocess
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -102,9 +104,13 @@ def test_keyOfAnotherCertificateIsOneLine(tmp_path: Path) -> None:
 
 
 class ReadPEMTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        # Not self.mktemp(): under pytest it writes below the working directory (the checkout).
+        self.directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.directory)
+
     def test_forms(self) -> None:
-        directory = Path(self.mktemp())
-        directory.mkdir()
+        directory = self.directory
         cert, _ = selfSigned(directory)
         pem = cert.read_bytes()
         self.assertEqual(readPEM("k", pem.decode()), pem.strip())
@@ -112,7 +118,7 @@ class ReadPEMTests(SynchronousTestCase):
         self.assertEqual(readPEM("k", str(cert)), pem)
 
     def test_notPEM(self) -> None:
-        path = Path(self.mktemp())
+        path = self.directory / "hello.txt"
         path.write_text("hello")
         error = self.assertRaises(ConfigError, readPEM, "tls_cert", str(path))
         self.assertIn("holds no PEM data", str(error))
