@@ -233,8 +233,10 @@ class ValueTests(SynchronousTestCase):
         for key in ["http_stream", "client_insecure", "allow_publish_for_client"]:
             self.assertAccepted(key, True, True)
             self.assertAccepted(key, False, False)
-            for bad in [1, 0, "true", None, [], {}]:
+            for bad in [1, 0, "true", None, []]:
                 self.assertRejected(key, bad, "expected true or false")
+        # An object is v6's section of the same name (http_stream.enabled), not a bad bool.
+        self.assertRejected("client_insecure", {}, "expected true or false")
 
     def test_int(self) -> None:
         self.assertAccepted("client_channel_limit", 0, 0)
@@ -406,11 +408,11 @@ class PingPongRelationTests(SynchronousTestCase):
 
 class UnknownKeyTests(SynchronousTestCase):
     def test_warning(self) -> None:
-        config, warnings = Config.from_dict({"foo": 1, "port": 9000, "client": {"ping_interval": "1s"}})
+        config, warnings = Config.from_dict({"foo": 1, "port": 9000, "client": {"ping_intervall": "30s"}})
         self.assertEqual(config.port, 9000)
         self.assertEqual(
             warnings,
-            ['config key "foo" is unknown and was ignored', 'config key "client" is unknown and was ignored'],
+            ['config key "foo" is unknown and was ignored', 'config key "client.ping_intervall" is unknown and was ignored'],
         )
 
     def test_notAnObject(self) -> None:
@@ -758,9 +760,9 @@ class NamespaceTests(SynchronousTestCase):
         self.assertEqual(
             warnings,
             [
-                'config key "x" is unknown and was ignored',
                 'config key "namespaces[0].presense" is unknown and was ignored',
                 'config key "namespaces[1].history_lifetime" is unknown and was ignored',
+                'config key "x" is unknown and was ignored',
             ],
         )
 
