@@ -87,14 +87,17 @@ def table() -> dict[str, tuple[str, str]]:
     return _TABLE
 
 
-def _relabel(error: ConfigError, name: str) -> ConfigError:
-    """Name the variable instead of a config key in an error from a reader called with C{name} as its key."""
+def relabel(error: ConfigError) -> ConfigError:
+    """
+    Name the variable in an error from a reader that was given a variable's name as its key:
+    C{config key "CENTRIFUGO_X[0].presence"} becomes C{environment variable CENTRIFUGO_X (at [0].presence)}.
+    """
 
     def replace(match: re.Match[str]) -> str:
-        inner = match.group(1).lstrip(".")
-        return f"environment variable {name}" + (f" (at {inner})" if inner else "")
+        inner = match.group(2).lstrip(".")
+        return f"environment variable {match.group(1)}" + (f" (at {inner})" if inner else "")
 
-    return ConfigError(re.sub(r'config keys? "' + re.escape(name) + r'([^"]*)"', replace, str(error)))
+    return ConfigError(re.sub(r'config keys? "(CENTRIFUGO_[A-Z0-9_]+)([^"]*)"', replace, str(error)))
 
 
 def _parseInt(name: str, text: str) -> int:
@@ -131,7 +134,7 @@ def _read(leaf: Leaf, name: str, text: str) -> Any:
     try:
         return leaf.read(name, parseText(name, leaf.kind, text))
     except ConfigError as e:
-        raise _relabel(e, name) from None
+        raise relabel(e) from None
 
 
 def _namespaces(name: str, text: str, v6: bool, before: Optional[list[dict[str, Any]]]) -> tuple[Any, list[str]]:
@@ -144,7 +147,7 @@ def _namespaces(name: str, text: str, v6: bool, before: Optional[list[dict[str, 
         try:
             return readNamespaceItems(name, value, v6)
         except ConfigError as e:
-            raise _relabel(e, name) from None
+            raise relabel(e) from None
     return list(before or []) + [{"name": item} for item in text.split()], []
 
 
@@ -182,7 +185,7 @@ def applyEnvironment(
                 parsed = parseText(name, leaf.kind, text)
                 paths, itemWarnings = v5Leaves(key, parsed, name)
             except ConfigError as e:
-                raise _relabel(e, name) from None
+                raise relabel(e) from None
             for path, value in paths:
                 collector.set(path, value, name)
         applied.append(name)
@@ -211,5 +214,5 @@ def applyEnvironment(
         if name.startswith(PREFIX) and name not in known and not name.startswith(_CUSTOM):
             if not _KUBERNETES.match(name):
                 warnings.append(f"environment variable {name} is unknown and was ignored")
-    return merged, applied, warnings
+    return merged, sorted(applied), warnings
 

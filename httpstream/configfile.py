@@ -14,7 +14,7 @@ import orjson
 import yaml
 
 from httpstream.config import Config, ConfigError, LoadedConfig, _show
-from httpstream.configenv import applyEnvironment
+from httpstream.configenv import applyEnvironment, relabel
 from httpstream.configv6 import documentLeaves, fieldsFromLeaves
 
 __all__ = ["loadConfigFile", "readDocument"]
@@ -87,5 +87,8 @@ def loadConfigFile(
     document = readDocument(path)
     leaves, keyWarnings = documentLeaves(document)
     leaves, applied, envWarnings = applyEnvironment(leaves, os.environ if environ is None else environ)
-    config = Config(**fieldsFromLeaves(leaves))
+    try:
+        config = Config(**fieldsFromLeaves(leaves))
+    except ConfigError as e:
+        raise relabel(e) from None  # checks across values (namespaces, proxies) may name a variable
     return LoadedConfig(config.withHostName(), tuple(keyWarnings), tuple(envWarnings), tuple(applied))
