@@ -459,3 +459,53 @@ class DurationKindTests(SynchronousTestCase):
         self.assertIs(leaves()["client.ping_interval"].kind, Duration)
         self.assertIs(leaves()["http_server.port"].kind, int)
         self.assertIs(leaves()["client.allowed_origins"].kind, tuple)
+
+
+def documentationRows() -> list[str]:
+    """
+    The rows docs/configuration.md's v6 table must have, one per field of L{Config}: v5 key, v6 path(s),
+    environment variables (v6 first, then v5's when it differs).
+    """
+    from httpstream.configenv import envName, v5EnvName
+    from httpstream.configv6 import _PROXY_SHARED, v5Paths
+
+    rows = []
+    for f in dataclasses.fields(Config):
+        if f.name in _PROXY_SHARED:
+            option = _PROXY_SHARED[f.name]
+            paths, names = [f"<proxy>.{option}"], [f"CENTRIFUGO_<PROXY>_{option.upper()}"]
+        else:
+            paths = [p for p in v5Paths(f.name) if leaves()[p].v6]
+            names = [envName(p) for p in paths]
+        if v5EnvName(f.name) not in names:
+            names.append(v5EnvName(f.name))
+        v6 = " + ".join(f"`{p}`" for p in paths) or "none"
+        rows.append(f"| `{f.name}` | {v6} | " + ", ".join(f"`{n}`" for n in names) + " |")
+    return rows
+
+
+class DocumentationTests(SynchronousTestCase):
+    """
+    docs/configuration.md lists every key's v6 name and environment variables, as the code reads them.
+    """
+
+    def test_v6Table(self) -> None:
+        text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+        section = text.split("## Centrifugo v6 names and environment variables", 1)[1].split("\n## ", 1)[0]
+        documented = {line for line in section.splitlines() if line.startswith("| `")}
+        expected = documentationRows()
+        missing = [row for row in expected if row not in documented]
+        self.assertEqual(missing, [], "add (or correct) these rows in docs/configuration.md:\n" + "\n".join(missing))
+        self.assertEqual(sorted(documented - set(expected)), [], "docs/configuration.md has rows for no key")
+
+    def test_v6Example(self) -> None:
+        import re
+        import yaml
+
+        text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+        match = re.search(r"```yaml\n(.*?)```", text, re.DOTALL)
+        assert match is not None
+        config, warnings = Config.from_dict(yaml.safe_load(match.group(1)))
+        self.assertEqual(warnings, [])
+        self.assertEqual((config.engine, config.api_key, config.http_stream), ("redis", "change-me-too", True))
+        self.assertEqual([n.name for n in config.namespaces], ["chat"])
