@@ -194,7 +194,7 @@ def applyEnvironment(
         items, label = merged[NAMESPACES]
         items = copy.deepcopy(items)
         for item in items:
-            if not isinstance(item.get("name"), str):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 continue  # refused by the namespace checks
             prefix = namespaceEnvPrefix(item["name"])
             for option in [f.name for f in dataclasses.fields(ChannelOptions)] + list(_PROXY_NAME_OPTIONS):

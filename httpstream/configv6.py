@@ -24,6 +24,7 @@ from httpstream.config import (
     Config,
     ConfigError,
     Duration,
+    Namespace,
     _apply_rules,
     _check_redis_address,
     _error,
@@ -255,6 +256,8 @@ def _buildLeaves() -> dict[str, Leaf]:
     for name in sorted(fields - options - special):
         kind, read = _fieldReader(name)
         path = V6_PATHS.get(name) or name
+        if path in leaves:
+            raise RuntimeError(f"V6_PATHS gives {path!r} to both {leaves[path].field!r} and {name!r}")
         leaves[path] = Leaf(path, kind, read, name, v6=V6_PATHS.get(name) is not None)
     for name in sorted(options):
         kind, read = _fieldReader(name)
@@ -312,6 +315,9 @@ def readNamespaceItems(label: str, value: Any, v6: bool) -> tuple[list[dict[str,
     warnings: list[str] = []
     for index, item in enumerate(value):
         prefix = f"{label}[{index}]"
+        if isinstance(item, Namespace):  # embedded use: Config.from_dict({"namespaces": [Namespace(...)]})
+            items.append(item)  # type: ignore[arg-type]
+            continue
         if not isinstance(item, Mapping):
             raise _error(prefix, 'an object with a "name" and channel options', item)
         read: dict[str, Any] = {}

@@ -509,3 +509,13 @@ class DocumentationTests(SynchronousTestCase):
         self.assertEqual(warnings, [])
         self.assertEqual((config.engine, config.api_key, config.http_stream), ("redis", "change-me-too", True))
         self.assertEqual([n.name for n in config.namespaces], ["chat"])
+
+
+class EmbeddedTests(SynchronousTestCase):
+    def test_namespaceValuesInDict(self) -> None:
+        """
+        Config.from_dict (makeService's dict) still takes Namespace values, under either name.
+        """
+        for document in ({"namespaces": [Namespace("chat")]}, {"channel": {"namespaces": [Namespace("chat")]}}):
+            config, warnings = Config.from_dict(document)
+            self.assertEqual((config.namespaces, warnings), ((Namespace("chat"),), []))
