@@ -389,6 +389,8 @@ def v5Leaves(key: str, value: Any, label: str) -> tuple[list[tuple[str, Any]], l
             if proxy.switch is not None:
                 result.append((proxy.switch, endpoint != ""))
             return result, warnings
+    if key == "port" and isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)  # v5's port was a string ("8000"); v6's http_server.port is an integer
     path = v5Paths(key)[0]
     return [(path, leaves()[path].read(label, value))], warnings
 

@@ -260,7 +260,10 @@ class ValueTests(SynchronousTestCase):
         self.assertAccepted("port", 65535, 65535)
         self.assertRejected("port", 65536, "from 0 to 65535", "got 65536")
         self.assertRejected("port", -1, "from 0 to 65535")
-        self.assertRejected("port", "8000", "expected an integer", 'got "8000"')
+        # Centrifugo v5's port was a string; v6's http_server.port is an integer.
+        self.assertAccepted("port", "8000", 8000)
+        self.assertRejected("port", "80a", "expected an integer", 'got "80a"')
+        self.assertRejected("port", "70000", "from 0 to 65535")
 
     def test_str(self) -> None:
         self.assertAccepted("address", "127.0.0.1", "127.0.0.1")

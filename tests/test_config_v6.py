@@ -271,6 +271,7 @@ class V6ValueTests(SynchronousTestCase):
 
     def test_typeErrors(self) -> None:
         rejected(self, {"http_server": {"port": "8000"}}, 'config key "http_server.port": expected an integer')
+        self.assertEqual(Config.from_dict({"port": "8000"})[0].port, 8000)  # v5's string
         rejected(self, {"http_server": {"port": 70000}}, 'config key "http_server.port"', "from 0 to 65535")
         rejected(self, {"client": {"ping_interval": "5"}}, 'config key "client.ping_interval"', "missing unit")
         rejected(self, {"log": {"level": "loud"}}, 'config key "log.level"')
