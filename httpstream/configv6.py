@@ -54,6 +54,10 @@ V6_PATHS: dict[str, Optional[str]] = {
     "tls_cert_pem": None,  # v6's cert_pem (-> tls_cert) takes PEM text, base64 or a path
     "tls_key_pem": None,
     "tls_external": "http_server.tls_external",
+    # httpstream's own deadlines (Centrifugo has none): no v6 name.
+    "http_server_read_header_timeout": None,
+    "http_server_read_timeout": None,
+    "http_server_idle_timeout": None,
     "http_stream": "http_stream.enabled",
     "http_stream_max_request_body_size": "http_stream.max_request_body_size",
     "emulation_max_request_body_size": "emulation.max_request_body_size",
