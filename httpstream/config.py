@@ -421,7 +421,8 @@ def _read_namespaces(key: str, value: Any) -> tuple[Namespace, ...]:
 class Config(ChannelOptions):
     """
     Server configuration. C{Config()} holds every default; L{load_config} and
-    L{Config.from_dict} read a JSON document. Key names are Centrifugo v5's.
+    L{Config.from_dict} read a document. Field names are Centrifugo v5's keys
+    (v6's nested names map onto them: L{httpstream.configv6}).
 
     Constructing an instance validates (and normalizes, e.g. ``"25s"`` to
     C{25.0}) every field and raises L{ConfigError} when one is invalid.

@@ -139,7 +139,7 @@ def _read(leaf: Leaf, name: str, text: str) -> Any:
 
 def _namespaces(name: str, text: str, v6: bool, before: Optional[list[dict[str, Any]]]) -> tuple[Any, list[str]]:
     """A namespaces variable: a JSON array replaces the list; space-separated names (v6 only) add bare ones."""
-    if text.startswith("[") and text.endswith("]") or not v6:
+    if (text.startswith("[") and text.endswith("]")) or not v6:
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError as e:
