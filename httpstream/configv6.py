@@ -37,7 +37,7 @@ from httpstream.config import (
     _specs,
 )
 
-__all__ = ["Leaf", "Leaves", "V6_PATHS", "documentLeaves", "fieldsFromLeaves", "leaves", "v5Leaves", "v5Paths"]
+__all__ = ["Leaf", "Leaves", "V6_PATHS", "documentLeaves", "fieldsFromLeaves", "leaves", "v5Leaves", "v5Paths", "v6Document"]
 
 # The v5 key of every setting and its v6 path; None: v6 has no such key (the v5 name is used in both styles).
 # Keys that are not (yet) fields of Config are listed too, so a field added later gets its v6 name at once;
@@ -507,3 +507,40 @@ def _proxyFields(leafValues: Leaves) -> dict[str, Any]:
                 )
         fields[v5] = inUse[0][0] if inUse else given[0][1][0]
     return fields
+
+
+def v6Document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The v6 form of a document with v5 keys (for C{defaultconfig}/C{genconfig}-style output and migrations):
+    nested by v6 path, the channel options under C{channel.without_namespace}, namespace options and proxies
+    renamed, the Redis address as a list. Keys v6 has no name for stay at the top level; unknown keys are dropped.
+    Values are copied as they are (a duration string stays a string).
+    """
+    result: dict[str, Any] = {}
+
+    def put(path: str, value: Any) -> None:
+        parts = path.split(".")
+        target = result
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+
+    known = v5Keys()
+    for key, value in document.items():
+        if key not in known:
+            continue
+        paths = v5Paths(key)
+        if key == "namespaces":
+            value = [
+                {optionV6Name(k): v for k, v in item.items()} if isinstance(item, Mapping) else item
+                for item in value
+            ]
+        elif key == "redis_address" and isinstance(value, str):
+            value = [value]
+        for path in paths:
+            put(path, value != "" if _isSwitch(path) else value)
+    return result
+
+
+def _isSwitch(path: str) -> bool:
+    return any(proxy.switch == path for proxy in _PROXIES)

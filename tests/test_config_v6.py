@@ -520,3 +520,38 @@ class EmbeddedTests(SynchronousTestCase):
         for document in ({"namespaces": [Namespace("chat")]}, {"channel": {"namespaces": [Namespace("chat")]}}):
             config, warnings = Config.from_dict(document)
             self.assertEqual((config.namespaces, warnings), ((Namespace("chat"),), []))
+
+
+class V6DocumentTests(SynchronousTestCase):
+    """
+    L{v6Document} writes a v5 document with v6 names, and the result reads back to the same configuration.
+    """
+
+    def test_twins(self) -> None:
+        import json
+
+        from httpstream.configv6 import v6Document
+
+        for path in sorted(TWINS.glob("*.v5.json")):
+            document = json.loads(path.read_text())
+            converted = v6Document(document)
+            self.assertEqual(Config.from_dict(converted), Config.from_dict(document), path.name)
+            self.assertTrue(set(converted) & {"client", "channel", "http_api", "engine", "http_server"}, path.name)
+
+    def test_shapes(self) -> None:
+        from httpstream.configv6 import v6Document
+
+        converted = v6Document(
+            {"port": 8000, "proxy_connect_endpoint": "http://b/c", "proxy_http_headers": ["Cookie"], "demo": True,
+             "redis_address": "h:1", "presence": True, "namespaces": [{"name": "chat", "proxy_publish": True}],
+             "unknown": 1}
+        )
+        self.assertEqual(converted["http_server"], {"port": 8000})
+        self.assertEqual(converted["client"]["proxy"]["connect"], {"endpoint": "http://b/c", "enabled": True,
+                                                                    "http_headers": ["Cookie"]})
+        self.assertEqual(converted["rpc"]["proxy"], {"http_headers": ["Cookie"]})
+        self.assertEqual(converted["engine"]["redis"]["address"], ["h:1"])
+        self.assertEqual(converted["channel"]["without_namespace"], {"presence": True})
+        self.assertEqual(converted["channel"]["namespaces"], [{"name": "chat", "publish_proxy_enabled": True}])
+        self.assertTrue(converted["demo"])
+        self.assertNotIn("unknown", converted)
