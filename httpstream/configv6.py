@@ -432,6 +432,8 @@ def documentLeaves(document: Mapping[str, Any]) -> tuple[Leaves, list[str]]:
                 else:
                     collector.set(path, known[path].read(path, value), path)
             elif path in sections:
+                if value is None:
+                    continue  # YAML's "client:" with nothing under it
                 if not isinstance(value, Mapping):
                     raise _error(path, "an object", value)
                 walk(f"{path}.", value)

@@ -434,6 +434,10 @@ class FileFormatTests(SynchronousTestCase):
             load_config(self.write("c.yaml", "node:\n  name: 2024-01-01\n"), {})
         self.assertIn('config key "node.name": expected a string', str(raised.exception))
 
+    def test_yamlEmptySection(self) -> None:
+        config, warnings = load_config(self.write("c.yaml", "client:\nhttp_server:\n  port: 8127\n"), {})
+        self.assertEqual((config.port, warnings), (8127, []))
+
     def test_yamlNonStringKey(self) -> None:
         _, warnings = load_config(self.write("c.yaml", "1: x\nclient:\n  2: y\n"), {})
         self.assertEqual(
