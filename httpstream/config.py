@@ -689,8 +689,9 @@ def load_config(
     path: Union[str, os.PathLike[str]], environ: Optional[Mapping[str, str]] = None
 ) -> tuple[Config, list[str]]:
     """
-    L{read_config}, returning the configuration and every warning (one line each): unknown keys, then unknown
-    environment variables.
+    L{read_config}, returning the configuration and the warnings (one line each) about unknown keys of the file:
+    what C{checkconfig --strict} refuses, as Centrifugo's. Unknown C{CENTRIFUGO_*} variables and the names of the
+    variables applied are in L{read_config}'s result.
     """
     loaded = read_config(path, environ)
-    return loaded.config, loaded.warnings
+    return loaded.config, list(loaded.unknown_keys)

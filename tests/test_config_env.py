@@ -307,3 +307,20 @@ class UnknownVariableTests(EnvironmentTests):
     def test_kubernetesLookalikeThatIsKnownIsApplied(self) -> None:
         loaded = self.load({}, {"CENTRIFUGO_HTTP_SERVER_PORT": "8005"})
         self.assertEqual(loaded.config.port, 8005)
+
+
+class LoadConfigWarningTests(EnvironmentTests):
+    def test_onlyKeyWarnings(self) -> None:
+        """
+        load_config's warnings are the file's unknown keys only (checkconfig --strict refuses those, as
+        Centrifugo's, not unknown variables); read_config has the rest.
+        """
+        path = os.path.join(self.directory, "c.json")
+        with open(path, "w") as f:
+            f.write('{"x": 1}')
+        config, warnings = load_config(path, {"CENTRIFUGO_Y": "1"})
+        self.assertEqual(warnings, ['config key "x" is unknown and was ignored'])
+        self.assertEqual(
+            read_config(path, {"CENTRIFUGO_Y": "1"}).unknown_env,
+            ("environment variable CENTRIFUGO_Y is unknown and was ignored",),
+        )
