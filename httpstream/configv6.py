@@ -29,7 +29,6 @@ from httpstream.config import (
     _check_redis_address,
     _error,
     _read_bool,
-    _read_duration,
     _read_namespaces,
     _read_str,
     _read_str_tuple,
