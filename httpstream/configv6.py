@@ -235,7 +235,7 @@ _KINDS = {"bool": bool, "int": int, "str": str, "tuple[str, ...]": tuple}
 
 def _readProxyName(label: str, value: Any) -> str:
     name = _read_str(label, value)
-    if name != "default":
+    if name not in ("default", ""):  # "" gets Centrifugo's default, "default"
         raise ConfigError(
             f'config key "{label}": httpstream has no named proxies (v6 "proxies"); use "default" (the '
             f"channel.proxy object) or leave it out, got {_show(name)}"

@@ -294,7 +294,8 @@ class V6ValueTests(SynchronousTestCase):
             {
                 "channel": {
                     "without_namespace": {"publish_proxy_enabled": True, "publish_proxy_name": "default"},
-                    "namespaces": [{"name": "chat", "sub_refresh_proxy_enabled": True, "subscribe_proxy_name": "default"}],
+                    "namespaces": [{"name": "chat", "sub_refresh_proxy_enabled": True, "subscribe_proxy_name": "default",
+                                    "publish_proxy_name": ""}],
                 }
             }
         )
