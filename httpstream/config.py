@@ -1,6 +1,9 @@
 # -*- test-case-name: tests.test_config -*-
 """
-The JSON configuration file, with Centrifugo v5's flat key names.
+The configuration: one field of L{Config} per setting, named with Centrifugo v5's flat key.
+
+Files (JSON, YAML, TOML), Centrifugo v6's nested names and the C{CENTRIFUGO_*} environment variables are read by
+L{httpstream.configfile}, L{httpstream.configv6} and L{httpstream.configenv} into these fields.
 
 A key is one field of L{Config}. How its JSON value is read follows from the
 field's type annotation (C{bool}, C{int}, C{str}, C{tuple[str, ...]}, or
@@ -33,7 +36,10 @@ import orjson
 from httpstream.durations import format_duration, parse_duration
 from httpstream.origin import OriginPatternError, compile_origin_pattern
 
-__all__ = ["ChannelOptions", "Config", "ConfigError", "Duration", "Namespace", "load_config", "setting"]
+__all__ = [
+    "ChannelOptions", "Config", "ConfigError", "Duration", "LoadedConfig", "Namespace", "load_config", "read_config",
+    "setting",
+]
 
 
 class ConfigError(Exception):
@@ -411,23 +417,12 @@ def _read_namespaces(key: str, value: Any) -> tuple[Namespace, ...]:
     return tuple(namespaces)
 
 
-def _unknown_namespace_keys(value: Any) -> list[str]:
-    """Warnings about the keys of C{namespaces} objects that are neither C{name} nor a channel option."""
-    known = {"name"} | {f.name for f in dataclasses.fields(ChannelOptions)}
-    warnings = []
-    for index, item in enumerate(value if isinstance(value, (list, tuple)) else ()):
-        if isinstance(item, Mapping):
-            for key in item:
-                if key not in known:
-                    warnings.append(f'config key "namespaces[{index}].{key}" is unknown and was ignored')
-    return warnings
-
-
 @dataclass(frozen=True)
 class Config(ChannelOptions):
     """
     Server configuration. C{Config()} holds every default; L{load_config} and
-    L{Config.from_dict} read a JSON document. Key names are Centrifugo v5's.
+    L{Config.from_dict} read a document. Field names are Centrifugo v5's keys
+    (v6's nested names map onto them: L{httpstream.configv6}).
 
     Constructing an instance validates (and normalizes, e.g. ``"25s"`` to
     C{25.0}) every field and raises L{ConfigError} when one is invalid.
@@ -563,27 +558,21 @@ class Config(ChannelOptions):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> tuple["Config", list[str]]:
         """
-        Build a configuration from a decoded JSON object.
+        Build a configuration from a decoded document with Centrifugo v5 names, v6 names or both (no
+        environment variables: see L{load_config}).
 
         @return: The configuration and warnings (one line each) about keys
             that were ignored.
         @raise ConfigError: When C{data} is not an object or a value is invalid.
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"the config must be a JSON object, got {_show(data)}")
-        known = {spec.name for spec in _specs()}
-        values: dict[str, Any] = {}
-        warnings: list[str] = []
-        for key, value in data.items():
-            if key in known:
-                values[key] = value
-            else:
-                warnings.append(f'config key "{key}" is unknown and was ignored')
-        config = cls(**values)
-        warnings.extend(_unknown_namespace_keys(values.get("namespaces")))
-        if not config.name:
-            config = dataclasses.replace(config, name=socket.gethostname())
-        return config, warnings
+        from httpstream.configv6 import documentLeaves, fieldsFromLeaves
+
+        leaves, warnings = documentLeaves(data)
+        return cls(**fieldsFromLeaves(leaves)).withHostName(), warnings
+
+    def withHostName(self) -> "Config":
+        """This configuration, with the machine's host name as C{name} when it is empty (as a loaded file gets)."""
+        return self if self.name else dataclasses.replace(self, name=socket.gethostname())
 
 
 @dataclass(frozen=True)
@@ -657,29 +646,52 @@ def _check_personal_channel(config: Config) -> None:
 _CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (_check_ping_pong, _check_channel_options, _check_personal_channel)
 
 
-def load_config(path: Union[str, os.PathLike[str]]) -> tuple[Config, list[str]]:
+@dataclass(frozen=True)
+class LoadedConfig:
     """
-    Read and validate a JSON configuration file.
+    What L{read_config} found.
 
-    @return: The configuration and warnings (one line each) about keys that
-        were ignored.
-    @raise ConfigError: When the file cannot be read, is not JSON, is not a
-        JSON object, or holds an invalid value.
+    @ivar config: the configuration.
+    @ivar unknown_keys: one warning line per key of the file that was ignored (what C{checkconfig --strict}
+        refuses, as Centrifugo's).
+    @ivar unknown_env: one warning line per C{CENTRIFUGO_*} environment variable that is not a setting.
+    @ivar env_applied: the names (never the values) of the environment variables that set a value.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror}") from None
-    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM, as some editors write
-        data = data[3:]
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise ConfigError(
-            f"cannot parse config file {str(path)!r}: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a JSON object, got {_show(document)}")
-    return Config.from_dict(document)
 
+    config: Config
+    unknown_keys: tuple[str, ...] = ()
+    unknown_env: tuple[str, ...] = ()
+    env_applied: tuple[str, ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning, for the start-up log."""
+        return [*self.unknown_keys, *self.unknown_env]
+
+
+def read_config(
+    path: Union[str, os.PathLike[str]], environ: Optional[Mapping[str, str]] = None
+) -> LoadedConfig:
+    """
+    Read and validate a configuration file: JSON, or YAML (C{.yaml}, C{.yml}) or TOML (C{.toml}) by its
+    extension, with Centrifugo v5 or v6 key names; Centrifugo's C{CENTRIFUGO_*} environment variables override it.
+
+    @param environ: the environment (default C{os.environ}).
+    @raise ConfigError: When the file cannot be read or parsed, or a value (in it or in a variable) is invalid.
+        The message is one line naming the key or variable.
+    """
+    from httpstream.configfile import loadConfigFile
+
+    return loadConfigFile(path, environ)
+
+
+def load_config(
+    path: Union[str, os.PathLike[str]], environ: Optional[Mapping[str, str]] = None
+) -> tuple[Config, list[str]]:
+    """
+    L{read_config}, returning the configuration and the warnings (one line each) about unknown keys of the file:
+    what C{checkconfig --strict} refuses, as Centrifugo's. Unknown C{CENTRIFUGO_*} variables and the names of the
+    variables applied are in L{read_config}'s result.
+    """
+    loaded = read_config(path, environ)
+    return loaded.config, list(loaded.unknown_keys)

@@ -24,7 +24,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from httpstream.api import ServerAPI
-from httpstream.config import Config, ConfigError, load_config
+from httpstream.config import Config, ConfigError, load_config, read_config
 from httpstream.control import Control
 from httpstream.controlbus import ShardPubSub
 from httpstream.logs import Logger, setLogLevel
@@ -61,19 +61,21 @@ class Options(usage.Options):
     synopsis = "[-c FILE]"
     longdesc = (
         "Run an httpstream node: a Centrifugo-compatible real-time server (client protocol v2) whose "
-        "HTTP streaming transport works where WebSocket does not. The config file is JSON with "
-        "Centrifugo's key names; see config.example.json."
+        "HTTP streaming transport works where WebSocket does not. The config file is JSON, YAML or TOML with "
+        "Centrifugo's key names (v5 or v6), under CENTRIFUGO_* environment variables; see config.example.json."
     )
     optParameters = [
-        ["config", "c", "config.json", "Path to the JSON config file."],
+        ["config", "c", "config.json", "Path to the config file (.json, .yaml/.yml or .toml)."],
     ]
 
     config: Config
     warnings: list[str]
+    envApplied: tuple[str, ...] = ()
 
     def postOptions(self) -> None:
         try:
-            self.config, self.warnings = load_config(self["config"])
+            loaded = read_config(self["config"])
+            self.config, self.warnings, self.envApplied = loaded.config, loaded.warnings, loaded.env_applied
         except ConfigError as e:
             # One line an operator can act on, not twistd's usage text and not a traceback.
             sys.stderr.write(f"httpstream: {e}\n")
@@ -117,6 +119,7 @@ class HTTPStreamService(MultiService):
         warnings: Optional[list[str]] = None,
         tuneGC: bool = False,
         configPath: Optional[str] = None,
+        envApplied: tuple[str, ...] = (),
     ) -> None:
         """
         @param tuneGC: the process is ours (twistd): tune the collector, reload C{configPath} on SIGHUP, and
@@ -134,6 +137,7 @@ class HTTPStreamService(MultiService):
         self.site = makeSite(self.node, api=self.api)
         self.port: Optional[IListeningPort] = None
         self._warnings = list(warnings or ())
+        self._envApplied = envApplied
 
     def _makeNode(self) -> Node:
         """The node on its engine: in memory, or Redis with the control plane (both started with the service)."""
@@ -164,6 +168,9 @@ class HTTPStreamService(MultiService):
             signal.signal(signal.SIGHUP, lambda signum, frame: self.reactor.callFromThread(self.reloadFile))
         for warning in self._warnings:
             self.log.warn("{warning}", warning=warning)
+        if self._envApplied:
+            # Names only: values may be secrets.
+            self.log.info("environment variables applied: {names}", names=" ".join(self._envApplied))
         endpointType = TCP6ServerEndpoint if ":" in self.config.address else TCP4ServerEndpoint
         endpoint = endpointType(
             self.reactor, self.config.port, backlog=LISTEN_BACKLOG, interface=self.config.address
@@ -310,7 +317,8 @@ def makeService(
     # Only under twistd (parsed Options) is the process ours to tune, to reload on SIGHUP and to exit.
     try:
         return HTTPStreamService(
-            config, reactor, warnings, tuneGC=ownProcess, configPath=options["config"] if ownProcess else None
+            config, reactor, warnings, tuneGC=ownProcess, configPath=options["config"] if ownProcess else None,
+            envApplied=tuple(getattr(options, "envApplied", ())),
         )
     except ConfigError as e:
         if not ownProcess:

@@ -50,12 +50,15 @@ class ListeningProcess:
     @ivar output: everything it has logged so far (read by a thread, so the pipe never fills).
     """
 
-    def __init__(self, command: list[str], cwd: Optional[Path] = None) -> None:
+    def __init__(
+        self, command: list[str], cwd: Optional[Path] = None, env: Optional[dict[str, str]] = None
+    ) -> None:
+        """@param env: the environment (default: this process's)."""
         self.port = 0
         self.scheme = "http"
         self._lines: list[str] = []
         self._process = subprocess.Popen(
-            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -233,8 +233,10 @@ class ValueTests(SynchronousTestCase):
         for key in ["http_stream", "client_insecure", "allow_publish_for_client"]:
             self.assertAccepted(key, True, True)
             self.assertAccepted(key, False, False)
-            for bad in [1, 0, "true", None, [], {}]:
+            for bad in [1, 0, "true", None, []]:
                 self.assertRejected(key, bad, "expected true or false")
+        # An object is v6's section of the same name (http_stream.enabled), not a bad bool.
+        self.assertRejected("client_insecure", {}, "expected true or false")
 
     def test_int(self) -> None:
         self.assertAccepted("client_channel_limit", 0, 0)
@@ -258,7 +260,10 @@ class ValueTests(SynchronousTestCase):
         self.assertAccepted("port", 65535, 65535)
         self.assertRejected("port", 65536, "from 0 to 65535", "got 65536")
         self.assertRejected("port", -1, "from 0 to 65535")
-        self.assertRejected("port", "8000", "expected an integer", 'got "8000"')
+        # Centrifugo v5's port was a string; v6's http_server.port is an integer.
+        self.assertAccepted("port", "8000", 8000)
+        self.assertRejected("port", "80a", "expected an integer", 'got "80a"')
+        self.assertRejected("port", "70000", "from 0 to 65535")
 
     def test_str(self) -> None:
         self.assertAccepted("address", "127.0.0.1", "127.0.0.1")
@@ -406,11 +411,11 @@ class PingPongRelationTests(SynchronousTestCase):
 
 class UnknownKeyTests(SynchronousTestCase):
     def test_warning(self) -> None:
-        config, warnings = Config.from_dict({"foo": 1, "port": 9000, "client": {"ping_interval": "1s"}})
+        config, warnings = Config.from_dict({"foo": 1, "port": 9000, "client": {"ping_intervall": "30s"}})
         self.assertEqual(config.port, 9000)
         self.assertEqual(
             warnings,
-            ['config key "foo" is unknown and was ignored', 'config key "client" is unknown and was ignored'],
+            ['config key "foo" is unknown and was ignored', 'config key "client.ping_intervall" is unknown and was ignored'],
         )
 
     def test_notAnObject(self) -> None:
@@ -758,9 +763,9 @@ class NamespaceTests(SynchronousTestCase):
         self.assertEqual(
             warnings,
             [
-                'config key "x" is unknown and was ignored',
                 'config key "namespaces[0].presense" is unknown and was ignored',
                 'config key "namespaces[1].history_lifetime" is unknown and was ignored',
+                'config key "x" is unknown and was ignored',
             ],
         )
 
