@@ -443,6 +443,11 @@ class Config(ChannelOptions):
     tls_cert_pem: str = setting("")  # v5's names for PEM text; the same values as tls_cert/tls_key work
     tls_key_pem: str = setting("", secret=True)
 
+    "HTTP read deadlines (Go's net/http ReadHeaderTimeout, ReadTimeout, IdleTimeout; Centrifugo's values); 0 is off."
+    http_server_read_header_timeout: Duration = setting(10.0, minimum=0)
+    http_server_read_timeout: Duration = setting(30.0, minimum=0)
+    http_server_idle_timeout: Duration = setting(30.0, minimum=0)
+
     # Keys are added here as they take effect: a key the server accepted but ignored would mislead operators,
     # while an unknown key at least gets a warning.
     "Transports. Body limits are in bytes; 0 means no request body is accepted."

@@ -47,7 +47,7 @@ RESTART_KEYS = frozenset(
 
 
 def _needsRestart(key: str) -> bool:
-    return key in RESTART_KEYS or key.startswith(("redis_", "proxy_"))
+    return key in RESTART_KEYS or key.startswith(("redis_", "proxy_", "http_server_"))
 
 
 def changedKeys(old: Config, new: Config) -> list[str]:

@@ -16,6 +16,7 @@ from httpstream.api import ServerAPI
 from httpstream.config import Config
 from httpstream.httpapi import MAX_BODY as API_MAX_BODY
 from httpstream.httpapi import APIHandler
+from httpstream.httpchannel import readDeadlineChannel
 from httpstream.interfaces import IOriginChecker
 from httpstream.logs import Logger
 from httpstream.metrics import CONTENT_TYPE
@@ -29,8 +30,6 @@ from httpstream.transports.websocket import websocketResource
 
 # Klein would answer a method outside a route's list with its own HTML 405; the resources answer every method
 # themselves (empty 405, CORS preflight), so each route takes them all.
-IDLE_TIMEOUT = 30.0
-
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -195,11 +194,17 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
     config: Config = node.config
     if origins is None:
         origins = OriginChecker(config.allowed_origins)
-    # Twisted suspends the idle timeout while a request is handled, so a stream lives on; this only bounds idle
-    # keep-alive connections and peers that dribble their headers (12 hours by default).
+    # Twisted suspends the idle timeout while a request is handled, so a stream lives on; it bounds idle keep-alive
+    # connections (12 hours by default), and the channel's read deadlines bound peers that dribble a request.
     # No endpoint takes a form: without parsing them, a POST no longer builds an email.message per request (whose
     # cyclic garbage made the collector pause for tens of ms every thousand requests: bench/README.md).
-    site = QuietSite(makeApp(node, origins, api).resource(), timeout=IDLE_TIMEOUT, parsePOSTFormSubmission=False)
+    site = QuietSite(
+        makeApp(node, origins, api).resource(),
+        timeout=config.http_server_idle_timeout or None,
+        parsePOSTFormSubmission=False,
+        reactor=node.reactor,
+    )
+    site.protocol = readDeadlineChannel(config.http_server_read_header_timeout, config.http_server_read_timeout)
     limited = limitedRequestFactory(
         max(
             config.http_stream_max_request_body_size,

@@ -1,0 +1,117 @@
+# -*- test-case-name: tests.test_httpchannel -*-
+"""
+The HTTP/1.1 channel every connection starts on, with read deadlines for the request phase (Go's
+``ReadHeaderTimeout`` and ``ReadTimeout``, which Centrifugo sets to 10 s and 30 s).
+
+Twisted's channel has only an idle timeout, reset by every byte: a peer that sends one byte a second (slowloris)
+holds its connection, its parser state and a request object for ever. Here a request's headers must be complete
+within C{readHeaderTimeout} of its first byte, and the whole request (its body too) within C{readTimeout}; a peer
+that misses either gets 408 and the connection is closed. The deadlines end once a request has been read: the
+long-lived responses (http_stream, SSE) and a WebSocket taken over by autobahn are past them.
+
+A request that arrives whole in one read (nearly all of them) schedules no timer at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.web.http import HTTPChannel
+
+from httpstream.logs import Logger
+
+log = Logger()
+
+REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+class ReadDeadlineChannel(HTTPChannel):
+    """
+    An L{HTTPChannel} whose requests must be read within deadlines (seconds; 0 turns one off).
+
+    @cvar readHeaderTimeout: the request line and headers, from the request's first byte.
+    @cvar readTimeout: the whole request, body included, from its first byte (it also bounds the headers).
+    """
+
+    readHeaderTimeout = 10.0
+    readTimeout = 30.0
+
+    # True from a request's first byte until it has been read whole.
+    _reading = False
+    _headersRead = False
+    _readCall: Optional[IDelayedCall] = None
+
+    def _headerLimit(self) -> float:
+        header, whole = self.readHeaderTimeout, self.readTimeout
+        if header and whole:
+            return min(header, whole)
+        return header or whole
+
+    def dataReceived(self, data: bytes) -> None:
+        # While a request is being answered the channel only buffers what comes next (a pipelined request, or
+        # nothing at all for a stream): that is not a request being read yet.
+        if not self._handlingRequest:
+            self._reading = True
+        super().dataReceived(data)
+        if self._reading and self._readCall is None:
+            # The request began in this read (any earlier one would have armed the timer): its clock starts now.
+            limit = self.readTimeout if self._headersRead else self._headerLimit()
+            if limit:
+                self._readCall = self.callLater(limit, self._readTimedOut)
+
+    def allHeadersReceived(self) -> None:
+        self._headersRead = True
+        call = self._readCall
+        if call is not None and self.length != 0:
+            # Now the body's deadline, which counts from the same first byte.
+            if self.readTimeout:
+                call.delay(self.readTimeout - self._headerLimit())
+            else:
+                call.cancel()
+                self._readCall = None
+        super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:
+        # Before the request is rendered: a response that lives on (a stream) is past its deadlines.
+        self._stopReading()
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Any) -> None:
+        self._stopReading()
+        super().connectionLost(reason)
+
+    def _stopReading(self) -> None:
+        self._reading = self._headersRead = False
+        call, self._readCall = self._readCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _readTimedOut(self) -> None:
+        self._readCall = None
+        if self._headersRead:
+            part, key, limit = "body", "http_server_read_timeout", self.readTimeout
+        else:
+            part, key, limit = "headers", "http_server_read_header_timeout", self._headerLimit()
+        log.info(
+            "HTTP client {peer}: request {part} not read within {limit}s ({key}); connection closed",
+            peer=_peer(self.transport), part=part, limit=limit, key=key,
+        )
+        self._reading = self._headersRead = False
+        self.transport.write(REQUEST_TIMEOUT)
+        self.loseConnection()
+
+
+def _peer(transport: Any) -> str:
+    address = transport.getPeer()
+    host = getattr(address, "host", None)
+    return f"{host}:{address.port}" if host is not None else str(address)
+
+
+def readDeadlineChannel(readHeaderTimeout: float, readTimeout: float) -> type[ReadDeadlineChannel]:
+    """A L{ReadDeadlineChannel} class with these deadlines, for a Site's C{protocol}."""
+    return type(
+        "ReadDeadlineChannel",
+        (ReadDeadlineChannel,),
+        {"readHeaderTimeout": readHeaderTimeout, "readTimeout": readTimeout},
+    )
