@@ -544,6 +544,14 @@ class Client(ChannelCommands, ServerControl):
 
     def _slow(self) -> None:
         self.node.metrics.overflows.inc()
+        # The one trace an operator gets of a client cut for not reading (its SDK reconnects, often at once).
+        self.log.info(
+            "client {client} of user {user!r} over {transport} disconnected: 3008 slow (outgoing queue past "
+            "client_queue_max_size, {limit} bytes; peer {state})",
+            client=self.clientID, user=self.user, transport=self.transport.name,
+            limit=self._config.client_queue_max_size,
+            state="not reading" if self.writer.paused else "reading too slowly",
+        )
         # A burst that overflowed a reading client still reaches it, with the 3008 push after it, so the SDK
         # learns the code; a peer that stopped reading (paused writer) would never read them: just cut it off.
         self._disconnect(codes.DISCONNECT_SLOW, flush=not self.writer.paused)

@@ -1,0 +1,228 @@
+"""
+Raw subscribers for the slow and dead peer tests: one socket per connection on any of the three transports,
+connected with a token whose C{channels} claim subscribes it server-side, so no command follows the connect.
+
+What a subscriber receives is scanned, not parsed: every publication's data ends with C{"n":N,"ts":T}, and
+chunk headers (http_stream), C{data:} prefixes (SSE) and frame headers (WebSocket) only ever sit between whole
+messages, so a search over the bytes finds each one whatever the framing.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import selectors
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+import jwt
+import orjson
+
+from tests.serverprocess import BASE_CONFIG
+
+TRANSPORTS = ("http_stream", "sse", "websocket")
+MARK = re.compile(rb'"n":(\d+),"ts":([0-9.]+)\}')
+CLIENT_ID = re.compile(rb'"connect":\{"client":"([0-9a-f-]+)"')
+
+
+def token(user: str, channels: list[str]) -> str:
+    return jwt.encode({"sub": user, "channels": channels}, BASE_CONFIG["token_hmac_secret_key"], algorithm="HS256")
+
+
+def openSocket(port: int, receiveBuffer: int = 0) -> socket.socket:
+    """A connected socket; with C{receiveBuffer}, a receive buffer that small (set first, so the window is small)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receiveBuffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+    sock.settimeout(20)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def _wsFrame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client frame."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + masked
+
+
+class Subscriber:
+    """
+    One connection, opened and connected (its connect reply read) by the constructor.
+
+    @ivar clientID: the client id from the connect reply.
+    @ivar received: publication number -> latency (seconds from its C{ts} to when its bytes were read).
+    @ivar ended: True once the server closed the connection (EOF or reset).
+    """
+
+    def __init__(self, transport: str, port: int, user: str, channels: list[str], receiveBuffer: int = 0,
+                 ping: bool = False) -> None:
+        self.transport = transport
+        self.sock = openSocket(port, receiveBuffer)
+        self.received: dict[int, float] = {}
+        self.order: list[int] = []
+        self.ended = False
+        self._tail = b""
+        connect = orjson.dumps({"id": 1, "connect": {"token": token(user, channels)}})
+        host = f"Host: 127.0.0.1:{port}\r\n"
+        if transport == "http_stream":
+            self.sock.sendall(
+                b"POST /connection/http_stream HTTP/1.1\r\n" + host.encode()
+                + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(connect) + connect
+            )
+        elif transport == "sse":
+            query = urllib.parse.urlencode({"cf_connect": connect.decode()})
+            self.sock.sendall(f"GET /connection/sse?{query} HTTP/1.1\r\n{host}\r\n".encode())
+        else:
+            key = base64.b64encode(os.urandom(16)).decode()
+            self.sock.sendall(
+                (f"GET /connection/websocket HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Protocol: centrifuge-json\r\n\r\n").encode()
+            )
+        head = self._readUntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        if status not in (101, 200):
+            raise AssertionError(f"{transport} connect answered {head!r}")
+        if transport == "websocket":
+            self.sock.sendall(_wsFrame(connect))
+        while not (found := CLIENT_ID.search(self._buffer)):
+            self._fill()
+        self.clientID = found.group(1).decode()
+        self._tail = self._buffer[found.end():]
+        self.sock.setblocking(False)
+
+    _buffer = b""
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError(f"{self.transport}: closed early: {self._buffer!r}")
+        self._buffer += data
+
+    def _readUntil(self, marker: bytes) -> bytes:
+        while marker not in self._buffer:
+            self._fill()
+        head, _, self._buffer = self._buffer.partition(marker)
+        return head
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Record the publications in C{data} (read at C{now})."""
+        buffer = self._tail + data
+        end = 0
+        for match in MARK.finditer(buffer):
+            number = int(match.group(1))
+            self.received[number] = now - float(match.group(2))
+            self.order.append(number)
+            end = match.end()
+        # What follows the last mark may be the start of the next one.
+        self._tail = buffer[max(end, len(buffer) - 256):]
+
+    def readable(self) -> None:
+        try:
+            data = self.sock.recv(262144)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.ended = True
+            return
+        self.feed(data, time.time())
+
+    def drain(self, timeout: float) -> bytes:
+        """Read (blocking) until the server ends the connection or C{timeout}; return the bytes' last 4 KiB."""
+        self.sock.setblocking(True)
+        self.sock.settimeout(timeout)
+        last = b""
+        try:
+            while True:
+                data = self.sock.recv(262144)
+                if not data:
+                    self.ended = True
+                    break
+                last = (last + data)[-4096:]
+        except socket.timeout:
+            pass
+        except OSError:  # reset: the server aborted a connection it had given up on
+            self.ended = True
+        return last
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ReaderLoop:
+    """Reads every given subscriber in one thread until stopped."""
+
+    def __init__(self, subscribers: list[Subscriber]) -> None:
+        self.subscribers = subscribers
+        self._selector = selectors.DefaultSelector()
+        for subscriber in subscribers:
+            self._selector.register(subscriber.sock, selectors.EVENT_READ, subscriber)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.1):
+                subscriber: Subscriber = key.data
+                subscriber.readable()
+                if subscriber.ended:
+                    self._selector.unregister(subscriber.sock)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._selector.close()
+
+
+def rss(pid: int) -> int:
+    """The process's resident set, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class RSSSampler:
+    """Samples a process's RSS every C{interval} seconds in a thread; C{peak} is the largest seen."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.peak = rss(pid)
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.peak = max(self.peak, rss(self.pid))
+            except (OSError, RuntimeError):
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return self.peak
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]

@@ -1,0 +1,326 @@
+"""
+Slow and dead peers against a real ``twistd httpstream`` process (issue 14, item 3):
+
+- a subscriber that stops reading is cut with 3008 "slow" on every transport, with one log line, while the
+  healthy subscribers of its channel get every publication (their latency and the server's RSS are printed);
+- a peer that stops answering (half-open) is found by the ping/pong timeout: 3012 "no pong";
+- a peer that trickles its request (slowloris) is cut at the header or body read deadline with 408, while open
+  streams and WebSockets live on past both deadlines.
+
+Durations are printed, never asserted; every wait has a generous deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import time
+from typing import Any, Callable
+
+import orjson
+import pytest
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.logger import LogLevel, globalLogPublisher, formatEvent
+
+from tests.peers import TRANSPORTS, ReaderLoop, RSSSampler, Subscriber, openSocket, percentile, rss
+from tests.serverprocess import ServerProcess
+from tests.test_client import OPEN, ClientHelpers
+
+API_KEY = "slow-peers-api-key-0123456789abcdef"
+CHANNEL = "slow"
+PAD = "x" * 1000  # ~1 KiB publications
+
+
+class API:
+    """The server API over one keep-alive connection."""
+
+    def __init__(self, port: int) -> None:
+        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._connection.request("POST", f"/api/{method}", orjson.dumps(body), {"X-API-Key": API_KEY})
+        response = self._connection.getresponse()
+        reply = orjson.loads(response.read())
+        assert response.status == 200 and "error" not in reply, reply
+        return reply
+
+    def publish(self, number: int) -> None:
+        self.call("publish", {"channel": CHANNEL, "data": {"pad": PAD, "n": number, "ts": time.time()}})
+
+    def numClients(self) -> int:
+        return self.call("info", {})["result"]["nodes"][0]["num_clients"]
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class Publisher:
+    """Numbered publications at a steady rate."""
+
+    def __init__(self, api: API, rate: float) -> None:
+        self.api = api
+        self.interval = 1.0 / rate
+        self.sent = 0
+
+    def publish(self, count: int = 0, until: Callable[[], bool] = lambda: False, limit: float = 60.0) -> range:
+        """Publish C{count} (or until C{until()}, at most C{limit} seconds); return the numbers sent."""
+        first = self.sent
+        started = time.monotonic()
+        deadline = started + limit
+        while (self.sent - first < count) if count else not until():
+            if time.monotonic() > deadline:
+                break
+            self.api.publish(self.sent)
+            self.sent += 1
+            pause = started + (self.sent - first) * self.interval - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        return range(first, self.sent)
+
+
+def waitFor(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def slowLine(server: ServerProcess, clientID: str) -> str:
+    for line in server.output.splitlines():
+        if clientID in line and "3008" in line:
+            return line
+    return ""
+
+
+def latencies(subscribers: list[Subscriber], numbers: range) -> list[float]:
+    return [s.received[n] for s in subscribers for n in numbers if n in s.received]
+
+
+# 1. The slow reader
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_slowReaderCutHealthyServed(startServer, transport: str) -> None:
+    """
+    20 healthy subscribers and one that stops reading (a 4 KiB receive buffer it never reads), ~1 KiB
+    publications at 200/s: the slow one is cut with 3008 and logged once; the healthy ones get all of them, in order.
+    """
+    queueMax = 262144
+    server = startServer({
+        "sse": True,
+        "client_queue_max_size": queueMax,
+        "ping_interval": -1,
+        "pong_timeout": -1,
+        "api_key": API_KEY,
+        "log_level": "info",
+    })
+    api = API(server.port)
+    healthy = [Subscriber(transport, server.port, f"healthy{i}", [CHANNEL]) for i in range(20)]
+    loop = ReaderLoop(healthy)
+    slow = None
+    try:
+        publisher = Publisher(api, rate=200)
+        publisher.publish(count=50)  # warm-up: connections, code paths
+        assert waitFor(lambda: all(len(s.received) == 50 for s in healthy), 30)
+        without = publisher.publish(count=1000)
+        # Measured once the server has carried traffic for a while: its first thousand publications grow the RSS
+        # by ~10 % (allocator arenas, caches) with or without a slow reader.
+        rssBefore = rss(server.pid)
+        sampler = RSSSampler(server.pid)
+        slow = Subscriber(transport, server.port, "slowpoke", [CHANNEL], receiveBuffer=4096)
+        started = time.monotonic()
+        cut = lambda: bool(slowLine(server, slow.clientID))  # noqa: E731
+        withSlow = publisher.publish(until=cut, limit=90)
+        cutAfter = time.monotonic() - started
+        after = publisher.publish(count=600)
+        total = publisher.sent
+        assert waitFor(lambda: all(len(s.received) == total for s in healthy), 60), [
+            len(s.received) for s in healthy
+        ]
+        peak = sampler.stop()
+        # The server's view: the slow client is gone.
+        assert waitFor(lambda: api.numClients() == 20, 30)
+        time.sleep(2)
+        rssAfter = rss(server.pid)
+
+        line = slowLine(server, slow.clientID)
+        assert line, f"no 3008 line for {slow.clientID} after {cutAfter:.1f}s:\n{server.output[-3000:]}"
+        assert "3008 slow" in line and "client_queue_max_size" in line and "slowpoke" in line
+        assert [l for l in server.output.splitlines() if slow.clientID in l and "3008" in l] == [line]
+        # No payload and no token in it.
+        assert "xxxx" not in line and "eyJ" not in line
+        # A peer that reads nothing is not waited for: its connection ends once it reads what the kernel holds.
+        slow.drain(30)
+        assert slow.ended
+
+        for subscriber in healthy:
+            assert subscriber.order == list(range(total)), subscriber.clientID
+
+        print(
+            f"\n[{transport}] {total} publications of ~1 KiB at 200/s to 20 healthy subscribers; slow reader cut "
+            f"after {cutAfter:.1f}s ({len(withSlow)} publications) with client_queue_max_size={queueMax}\n"
+            f"[{transport}] healthy delivery latency p50/p99: without slow reader "
+            f"{percentile(latencies(healthy, without), 50) * 1000:.1f}/"
+            f"{percentile(latencies(healthy, without), 99) * 1000:.1f} ms; "
+            f"with it {percentile(latencies(healthy, withSlow), 50) * 1000:.1f}/"
+            f"{percentile(latencies(healthy, withSlow), 99) * 1000:.1f} ms; "
+            f"after the cut {percentile(latencies(healthy, after), 50) * 1000:.1f}/"
+            f"{percentile(latencies(healthy, after), 99) * 1000:.1f} ms\n"
+            f"[{transport}] server RSS before {rssBefore / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, after "
+            f"{rssAfter / 1024:.1f} MiB ({(rssAfter - rssBefore) / rssBefore * 100:+.1f} %)"
+        )
+    finally:
+        loop.stop()
+        for subscriber in healthy + ([slow] if slow else []):
+            subscriber.close()
+        api.close()
+
+
+class SlowLogTests(ClientHelpers, SynchronousTestCase):
+    """The 3008 log line, in memory."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def lines(self, level: LogLevel) -> list[str]:
+        return [formatEvent(e) for e in self.events if e.get("log_level") == level]
+
+    def test_slowIsLoggedOnceAtInfo(self) -> None:
+        node = self.node(client_queue_max_size=1000, **OPEN)
+        subscriber, transport = self.connected(node)
+        publisher, _ = self.connected(node)
+        self.send(subscriber, {"id": 2, "subscribe": {"channel": "news"}})
+        transport.pause()
+        for i in range(20):
+            self.send(publisher, {"id": i + 2, "publish": {"channel": "news", "data": b'"' + b"s" * 100 + b'"'}})
+        self.assertEqual(transport.closed, (3008, "slow"))
+        lines = [line for line in self.lines(LogLevel.info) if subscriber.clientID in line]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("3008 slow", lines[0])
+        self.assertIn("client_queue_max_size, 1000 bytes", lines[0])
+        self.assertIn("not reading", lines[0])
+        self.assertNotIn("sss", lines[0])
+
+
+# 2. Half-open peers
+
+
+def test_silentPeerFoundByPongTimeout(startServer) -> None:
+    """
+    A WebSocket peer that goes silent after connecting (no pong, no reads, no FIN, as a peer that vanished) is
+    disconnected with 3012 "no pong" and its connection dropped; the server's client count goes back down.
+    """
+    server = startServer({"ping_interval": "1s", "pong_timeout": "500ms", "api_key": API_KEY, "log_level": "debug"})
+    api = API(server.port)
+    peer = Subscriber("websocket", server.port, "ghost", [CHANNEL])
+    try:
+        assert api.numClients() == 1
+        started = time.monotonic()
+        assert waitFor(lambda: f"client {peer.clientID} disconnected: 3012 no pong" in server.output, 30), (
+            server.output[-2000:]
+        )
+        found = time.monotonic() - started
+        assert waitFor(lambda: api.numClients() == 0, 30)
+        # Autobahn waits for the close handshake (5 s), then drops the connection.
+        peer.drain(30)
+        assert peer.ended
+        print(f"\nsilent WebSocket peer found by the pong timeout after {found:.1f}s (ping 1s, pong 500ms)")
+    finally:
+        peer.close()
+        api.close()
+
+
+# 3. Slowloris
+
+
+HEADER_TIMEOUT, READ_TIMEOUT = 1.0, 2.0
+DEADLINES = {"http_server_read_header_timeout": "1s", "http_server_read_timeout": "2s"}
+
+
+@pytest.fixture(scope="module")
+def deadlineServer(tmp_path_factory: pytest.TempPathFactory):
+    overrides = {"sse": True, "ping_interval": -1, "pong_timeout": -1, "api_key": API_KEY, **DEADLINES}
+    with ServerProcess(tmp_path_factory.mktemp("slowloris"), overrides) as process:
+        yield process
+
+
+def trickle(sock: socket.socket, data: bytes, every: float, limit: float) -> tuple[float, bytes]:
+    """Send C{data} a byte each C{every} seconds until the server answers or closes; return (seconds, answer)."""
+    sock.setblocking(False)
+    started = time.monotonic()
+    answer = b""
+    for index in range(len(data)):
+        try:
+            chunk = sock.recv(4096)
+            answer += chunk
+            if not chunk:
+                break
+        except BlockingIOError:
+            pass
+        except OSError:
+            break
+        if answer or time.monotonic() - started > limit:
+            break
+        try:
+            sock.send(data[index:index + 1])
+        except OSError:
+            break
+        time.sleep(every)
+    sock.setblocking(True)
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(4096):
+            answer += chunk
+    except OSError:
+        pass
+    return time.monotonic() - started, answer
+
+
+def test_trickledHeadersCut(deadlineServer: ServerProcess) -> None:
+    sock = openSocket(deadlineServer.port)
+    request = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"y" * 200 + b"\r\n\r\n"
+    took, answer = trickle(sock, request, 0.1, limit=20)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+    assert took < 20
+    assert re.search(r"request headers not read within 1(\.0)?s \(http_server_read_header_timeout\)",
+                     deadlineServer.output)
+    print(f"\ntrickled headers cut after {took:.2f}s (http_server_read_header_timeout {HEADER_TIMEOUT}s)")
+
+
+def test_trickledBodyCut(deadlineServer: ServerProcess) -> None:
+    sock = openSocket(deadlineServer.port)
+    body = b'{"id":1,"connect":{}}' + b" " * 500
+    sock.sendall(b"POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body))
+    took, answer = trickle(sock, body, 0.1, limit=20)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+    assert took < 20
+    assert "request body not read within 2" in deadlineServer.output
+    print(f"\ntrickled body cut after {took:.2f}s (http_server_read_timeout {READ_TIMEOUT}s)")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_openConnectionsOutliveDeadlines(deadlineServer: ServerProcess, transport: str) -> None:
+    """Streams and WebSockets are past their request phase: idle for twice both deadlines, they still deliver."""
+    api = API(deadlineServer.port)
+    subscriber = Subscriber(transport, deadlineServer.port, "patient", [CHANNEL])
+    try:
+        time.sleep(2 * READ_TIMEOUT + 0.5)
+        api.call("publish", {"channel": CHANNEL, "data": {"pad": "", "n": 7, "ts": time.time()}})
+        subscriber.sock.setblocking(True)
+        subscriber.sock.settimeout(10)
+        while 7 not in subscriber.received:
+            data = subscriber.sock.recv(65536)
+            assert data, f"{transport} closed"
+            subscriber.feed(data, time.time())
+    finally:
+        subscriber.close()
+        api.close()
