@@ -32,13 +32,13 @@ def token(user: str, channels: list[str]) -> str:
     return jwt.encode({"sub": user, "channels": channels}, BASE_CONFIG["token_hmac_secret_key"], algorithm="HS256")
 
 
-def openSocket(port: int, receiveBuffer: int = 0) -> socket.socket:
+def openSocket(port: int, receiveBuffer: int = 0, host: str = "127.0.0.1") -> socket.socket:
     """A connected socket; with C{receiveBuffer}, a receive buffer that small (set first, so the window is small)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receiveBuffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
     sock.settimeout(20)
-    sock.connect(("127.0.0.1", port))
+    sock.connect((host, port))
     return sock
 
 
@@ -66,15 +66,15 @@ class Subscriber:
     """
 
     def __init__(self, transport: str, port: int, user: str, channels: list[str], receiveBuffer: int = 0,
-                 ping: bool = False) -> None:
+                 host: str = "127.0.0.1") -> None:
         self.transport = transport
-        self.sock = openSocket(port, receiveBuffer)
+        self.sock = openSocket(port, receiveBuffer, host)
         self.received: dict[int, float] = {}
         self.order: list[int] = []
         self.ended = False
         self._tail = b""
         connect = orjson.dumps({"id": 1, "connect": {"token": token(user, channels)}})
-        host = f"Host: 127.0.0.1:{port}\r\n"
+        host = f"Host: {host}:{port}\r\n"
         if transport == "http_stream":
             self.sock.sendall(
                 b"POST /connection/http_stream HTTP/1.1\r\n" + host.encode()
@@ -226,3 +226,40 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def answerPings(subscriber: Subscriber) -> None:
+    """Be a live WebSocket client for ever: answer every ping (an empty JSON reply) with a pong."""
+    sock = subscriber.sock
+    sock.setblocking(True)
+    sock.settimeout(None)
+    buffer = subscriber._buffer  # the frames after the handshake's head, the connect reply first
+    while True:
+        while len(buffer) < 2 or len(buffer) < _frameLength(buffer):
+            data = sock.recv(65536)
+            if not data:
+                return
+            buffer += data
+        length = _frameLength(buffer)
+        frame, buffer = buffer[:length], buffer[length:]
+        if frame[0] & 0x0F == 0x1 and b"{}" in frame[2:].split(b"\n"):
+            sock.sendall(_wsFrame(b"{}"))
+
+
+def _frameLength(buffer: bytes) -> int:
+    """The whole length of the (unmasked, server) frame at the start of C{buffer}, or 2**31 while unknown."""
+    size = buffer[1] & 0x7F
+    if size == 126:
+        return 4 + struct.unpack("!H", buffer[2:4])[0] if len(buffer) >= 4 else 1 << 31
+    if size == 127:
+        return 10 + struct.unpack("!Q", buffer[2:10])[0] if len(buffer) >= 10 else 1 << 31
+    return 2 + size
+
+
+if __name__ == "__main__":
+    # python -m tests.peers HOST PORT: a WebSocket client that answers pings, run inside a network namespace.
+    import sys
+
+    peer = Subscriber("websocket", int(sys.argv[2]), "ghost", ["slow"], host=sys.argv[1])
+    print(peer.clientID, flush=True)
+    answerPings(peer)

@@ -13,20 +13,26 @@ Durations are printed, never asserted; every wait has a generous deadline.
 from __future__ import annotations
 
 import http.client
+import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import orjson
 import pytest
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.logger import LogLevel, globalLogPublisher, formatEvent
 
 from tests.peers import TRANSPORTS, ReaderLoop, RSSSampler, Subscriber, openSocket, percentile, rss
 from tests.serverprocess import ServerProcess
 from tests.test_client import OPEN, ClientHelpers
 
+REPO = Path(__file__).resolve().parent.parent
 API_KEY = "slow-peers-api-key-0123456789abcdef"
 CHANNEL = "slow"
 PAD = "x" * 1000  # ~1 KiB publications
@@ -35,8 +41,8 @@ PAD = "x" * 1000  # ~1 KiB publications
 class API:
     """The server API over one keep-alive connection."""
 
-    def __init__(self, port: int) -> None:
-        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self._connection = http.client.HTTPConnection(host, port, timeout=30)
 
     def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         self._connection.request("POST", f"/api/{method}", orjson.dumps(body), {"X-API-Key": API_KEY})
@@ -234,6 +240,99 @@ def test_silentPeerFoundByPongTimeout(startServer) -> None:
     finally:
         peer.close()
         api.close()
+
+
+class Namespace:
+    """
+    A network namespace joined to this one by a veth pair: the server listens on C{hostAddress}, a peer inside
+    reaches it, and L{blackhole} makes the peer vanish without a FIN (its side of the link goes down).
+    """
+
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100000}"
+        self.name = f"hsslow{tag}"
+        self._hostLink, self._peerLink = f"hsh{tag}", f"hsp{tag}"
+        subnet = f"10.231.{os.getpid() % 250}"
+        self.hostAddress, self.peerAddress = f"{subnet}.1", f"{subnet}.2"
+        commands = [
+            ["ip", "netns", "add", self.name],
+            ["ip", "link", "add", self._hostLink, "type", "veth", "peer", "name", self._peerLink],
+            ["ip", "link", "set", self._peerLink, "netns", self.name],
+            ["ip", "addr", "add", f"{self.hostAddress}/30", "dev", self._hostLink],
+            ["ip", "link", "set", self._hostLink, "up"],
+            ["ip", "netns", "exec", self.name, "ip", "addr", "add", f"{self.peerAddress}/30", "dev", self._peerLink],
+            ["ip", "netns", "exec", self.name, "ip", "link", "set", self._peerLink, "up"],
+            ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"],
+        ]
+        try:
+            for command in commands:
+                subprocess.run(command, check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as e:
+            self.delete()
+            pytest.skip(f"no network namespaces here: {e}")
+
+    def run(self, command: list[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *command], stdout=subprocess.PIPE, text=True,
+                                cwd=REPO)
+
+    def blackhole(self) -> None:
+        subprocess.run(["ip", "netns", "exec", self.name, "ip", "link", "set", self._peerLink, "down"],
+                       check=True, timeout=30)
+
+    def delete(self) -> None:
+        # Deleting the namespace deletes its end of the pair, and with it the other end.
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", self._hostLink], capture_output=True, timeout=30)
+
+
+def serverSockets(pid: int, peer: str) -> int:
+    """How many TCP sockets of process C{pid} are connected to C{peer}."""
+    listing = subprocess.run(["ss", "-tnpH", "dst", peer], capture_output=True, text=True, timeout=30).stdout
+    return sum(f"pid={pid}," in line for line in listing.splitlines())
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("ss"),
+                    reason="needs root, ip and ss for a network namespace")
+def test_vanishedPeerFoundByPongTimeout(startServer) -> None:
+    """
+    A WebSocket peer in another network namespace answers pings, then vanishes: its link goes down and its process
+    is killed, so no FIN or RST ever arrives. The server finds it by the pong timeout (3012), drops the connection
+    and its socket, and counts it gone.
+    """
+    namespace = Namespace()
+    peer = None
+    try:
+        server = startServer({"address": namespace.hostAddress, "ping_interval": "1s", "pong_timeout": "500ms",
+                              "api_key": API_KEY, "log_level": "debug"})
+        api = API(server.port, namespace.hostAddress)
+        peer = namespace.run([sys.executable, "-m", "tests.peers", namespace.hostAddress, str(server.port)])
+        assert peer.stdout is not None
+        clientID = peer.stdout.readline().strip()
+        assert clientID, "the peer did not connect"
+        # Alive: several pings answered.
+        time.sleep(3.5)
+        assert f"client {clientID} disconnected" not in server.output
+        assert serverSockets(server.pid, namespace.peerAddress) == 1
+        namespace.blackhole()
+        peer.kill()
+        peer.wait(30)
+        started = time.monotonic()
+        assert waitFor(lambda: f"client {clientID} disconnected: 3012 no pong" in server.output, 30), (
+            server.output[-2000:]
+        )
+        found = time.monotonic() - started
+        assert waitFor(lambda: api.numClients() == 0, 30)
+        # Autobahn waits 5 s for a close frame that cannot come, then drops the connection.
+        assert waitFor(lambda: serverSockets(server.pid, namespace.peerAddress) == 0, 30)
+        dropped = time.monotonic() - started
+        api.close()
+        print(f"\nvanished peer (link down, no FIN): 3012 after {found:.1f}s, socket closed after {dropped:.1f}s "
+              "(ping 1s, pong 500ms)")
+    finally:
+        if peer is not None and peer.poll() is None:
+            peer.kill()
+            peer.wait(30)
+        namespace.delete()
 
 
 # 3. Slowloris
