@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 import urllib.parse
+
 import jwt
 import orjson
 
@@ -152,7 +153,7 @@ class Subscriber:
                     self.ended = True
                     break
                 last = (last + data)[-4096:]
-        except socket.timeout:
+        except TimeoutError:
             pass
         except OSError:  # reset: the server aborted a connection it had given up on
             self.ended = True
@@ -225,7 +226,7 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def answerPings(subscriber: Subscriber) -> None:

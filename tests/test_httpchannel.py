@@ -129,7 +129,7 @@ class ReadDeadlineTests(SynchronousTestCase):
         self.assertEqual(transport.value(), REQUEST_TIMEOUT)
 
     def test_idleTimeout(self) -> None:
-        channel, transport = self.connect(http_server_idle_timeout="7s")
+        _, transport = self.connect(http_server_idle_timeout="7s")
         self.clock.advance(6.9)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.1)
