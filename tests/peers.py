@@ -10,6 +10,7 @@ messages, so a search over the bytes finds each one whatever the framing.
 from __future__ import annotations
 
 import base64
+import http.client
 import os
 import re
 import selectors
@@ -18,6 +19,7 @@ import struct
 import threading
 import time
 import urllib.parse
+from typing import Any, Callable
 
 import jwt
 import orjson
@@ -25,6 +27,8 @@ import orjson
 from tests.serverprocess import BASE_CONFIG
 
 TRANSPORTS = ("http_stream", "sse", "websocket")
+API_KEY = "slow-peers-api-key-0123456789abcdef"
+CHANNEL = "slow"
 MARK = re.compile(rb'"n":(\d+),"ts":([0-9.]+)\}')
 CLIENT_ID = re.compile(rb'"connect":\{"client":"([0-9a-f-]+)"')
 
@@ -187,6 +191,66 @@ class ReaderLoop:
         self._stop.set()
         self._thread.join(10)
         self._selector.close()
+
+
+class API:
+    """The server API over one keep-alive connection (its key is L{API_KEY}); publications of ~C{size} bytes."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", channel: str = CHANNEL, size: int = 1000) -> None:
+        self._connection = http.client.HTTPConnection(host, port, timeout=30)
+        self.channel = channel
+        self.pad = "x" * size
+
+    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._connection.request("POST", f"/api/{method}", orjson.dumps(body), {"X-API-Key": API_KEY})
+        response = self._connection.getresponse()
+        reply = orjson.loads(response.read())
+        if response.status != 200 or "error" in reply:
+            raise RuntimeError(f"/api/{method} answered {response.status}: {reply}")
+        return reply
+
+    def publish(self, number: int) -> None:
+        self.call("publish", {"channel": self.channel, "data": {"pad": self.pad, "n": number, "ts": time.time()}})
+
+    def numClients(self) -> int:
+        return self.call("info", {})["result"]["nodes"][0]["num_clients"]
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class Publisher:
+    """Numbered publications at a steady rate."""
+
+    def __init__(self, api: API, rate: float) -> None:
+        self.api = api
+        self.interval = 1.0 / rate
+        self.sent = 0
+
+    def publish(self, count: int = 0, until: Callable[[], bool] = lambda: False, limit: float = 60.0) -> range:
+        """Publish C{count} (or until C{until()}, at most C{limit} seconds); return the numbers sent."""
+        first = self.sent
+        started = time.monotonic()
+        deadline = started + limit
+        while (self.sent - first < count) if count else not until():
+            if time.monotonic() > deadline:
+                break
+            self.api.publish(self.sent)
+            self.sent += 1
+            pause = started + (self.sent - first) * self.interval - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        return range(first, self.sent)
+
+
+def waitFor(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll C{condition} until it holds or C{timeout} seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
 
 
 def rss(pid: int) -> int:

@@ -12,7 +12,6 @@ Durations are printed, never asserted; every wait has a generous deadline.
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
@@ -21,88 +20,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
-import orjson
 import pytest
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.peers import TRANSPORTS, ReaderLoop, RSSSampler, Subscriber, openSocket, percentile, rss
+from bench.slowreader import SLOW_USER, measure, serverSettings
+from tests.peers import API, API_KEY, CHANNEL, TRANSPORTS, Subscriber, openSocket, waitFor
 from tests.serverprocess import ServerProcess
 from tests.test_client import OPEN, ClientHelpers
 
 REPO = Path(__file__).resolve().parent.parent
-API_KEY = "slow-peers-api-key-0123456789abcdef"
-CHANNEL = "slow"
-PAD = "x" * 1000  # ~1 KiB publications
-
-
-class API:
-    """The server API over one keep-alive connection."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self._connection = http.client.HTTPConnection(host, port, timeout=30)
-
-    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        self._connection.request("POST", f"/api/{method}", orjson.dumps(body), {"X-API-Key": API_KEY})
-        response = self._connection.getresponse()
-        reply = orjson.loads(response.read())
-        assert response.status == 200 and "error" not in reply, reply
-        return reply
-
-    def publish(self, number: int) -> None:
-        self.call("publish", {"channel": CHANNEL, "data": {"pad": PAD, "n": number, "ts": time.time()}})
-
-    def numClients(self) -> int:
-        return self.call("info", {})["result"]["nodes"][0]["num_clients"]
-
-    def close(self) -> None:
-        self._connection.close()
-
-
-class Publisher:
-    """Numbered publications at a steady rate."""
-
-    def __init__(self, api: API, rate: float) -> None:
-        self.api = api
-        self.interval = 1.0 / rate
-        self.sent = 0
-
-    def publish(self, count: int = 0, until: Callable[[], bool] = lambda: False, limit: float = 60.0) -> range:
-        """Publish C{count} (or until C{until()}, at most C{limit} seconds); return the numbers sent."""
-        first = self.sent
-        started = time.monotonic()
-        deadline = started + limit
-        while (self.sent - first < count) if count else not until():
-            if time.monotonic() > deadline:
-                break
-            self.api.publish(self.sent)
-            self.sent += 1
-            pause = started + (self.sent - first) * self.interval - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-        return range(first, self.sent)
-
-
-def waitFor(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-def slowLine(server: ServerProcess, clientID: str) -> str:
-    for line in server.output.splitlines():
-        if clientID in line and "3008" in line:
-            return line
-    return ""
-
-
-def latencies(subscribers: list[Subscriber], numbers: range) -> list[float]:
-    return [s.received[n] for s in subscribers for n in numbers if n in s.received]
 
 
 # 1. The slow reader
@@ -112,76 +40,19 @@ def latencies(subscribers: list[Subscriber], numbers: range) -> list[float]:
 def test_slowReaderCutHealthyServed(startServer, transport: str) -> None:
     """
     20 healthy subscribers and one that stops reading (a 4 KiB receive buffer it never reads), ~1 KiB
-    publications at 200/s: the slow one is cut with 3008 and logged once; the healthy ones get all of them, in order.
+    publications at 200/s: the slow one is cut with 3008 and logged once; the healthy ones get all of them, in order;
+    the slow connection ends. Latencies and RSS are printed (bench/slowreader.py measures the same).
     """
-    queueMax = 262144
-    server = startServer({
-        "sse": True,
-        "client_queue_max_size": queueMax,
-        "ping_interval": -1,
-        "pong_timeout": -1,
-        "api_key": API_KEY,
-        "log_level": "info",
-    })
-    api = API(server.port)
-    healthy = [Subscriber(transport, server.port, f"healthy{i}", [CHANNEL]) for i in range(20)]
-    loop = ReaderLoop(healthy)
-    slow = None
-    try:
-        publisher = Publisher(api, rate=200)
-        publisher.publish(count=50)  # warm-up: connections, code paths
-        assert waitFor(lambda: all(len(s.received) == 50 for s in healthy), 30)
-        without = publisher.publish(count=1000)
-        # Measured once the server has carried traffic for a while: its first thousand publications grow the RSS
-        # by ~10 % (allocator arenas, caches) with or without a slow reader.
-        rssBefore = rss(server.pid)
-        sampler = RSSSampler(server.pid)
-        slow = Subscriber(transport, server.port, "slowpoke", [CHANNEL], receiveBuffer=4096)
-        started = time.monotonic()
-        withSlow = publisher.publish(until=lambda: bool(slowLine(server, slow.clientID)), limit=90)
-        cutAfter = time.monotonic() - started
-        after = publisher.publish(count=600)
-        total = publisher.sent
-        assert waitFor(lambda: all(len(s.received) == total for s in healthy), 60), [
-            len(s.received) for s in healthy
-        ]
-        peak = sampler.stop()
-        # The server's view: the slow client is gone.
-        assert waitFor(lambda: api.numClients() == 20, 30)
-        time.sleep(2)
-        rssAfter = rss(server.pid)
-
-        line = slowLine(server, slow.clientID)
-        assert line, f"no 3008 line for {slow.clientID} after {cutAfter:.1f}s:\n{server.output[-3000:]}"
-        assert "3008 slow" in line and "client_queue_max_size" in line and "slowpoke" in line
-        assert [each for each in server.output.splitlines() if slow.clientID in each and "3008" in each] == [line]
-        # No payload and no token in it.
-        assert "xxxx" not in line and "eyJ" not in line
-        # A peer that reads nothing is not waited for: its connection ends once it reads what the kernel holds.
-        slow.drain(30)
-        assert slow.ended
-
-        for subscriber in healthy:
-            assert subscriber.order == list(range(total)), subscriber.clientID
-
-        print(
-            f"\n[{transport}] {total} publications of ~1 KiB at 200/s to 20 healthy subscribers; slow reader cut "
-            f"after {cutAfter:.1f}s ({len(withSlow)} publications) with client_queue_max_size={queueMax}\n"
-            f"[{transport}] healthy delivery latency p50/p99: without slow reader "
-            f"{percentile(latencies(healthy, without), 50) * 1000:.1f}/"
-            f"{percentile(latencies(healthy, without), 99) * 1000:.1f} ms; "
-            f"with it {percentile(latencies(healthy, withSlow), 50) * 1000:.1f}/"
-            f"{percentile(latencies(healthy, withSlow), 99) * 1000:.1f} ms; "
-            f"after the cut {percentile(latencies(healthy, after), 50) * 1000:.1f}/"
-            f"{percentile(latencies(healthy, after), 99) * 1000:.1f} ms\n"
-            f"[{transport}] server RSS before {rssBefore / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, after "
-            f"{rssAfter / 1024:.1f} MiB ({(rssAfter - rssBefore) / rssBefore * 100:+.1f} %)"
-        )
-    finally:
-        loop.stop()
-        for subscriber in healthy + ([slow] if slow else []):
-            subscriber.close()
-        api.close()
+    server = startServer(serverSettings(queueMax=262144))
+    run = measure(server, transport)
+    assert len(run.slowLines) == 1, f"3008 lines for {run.slowClient}: {run.slowLines}\n{server.output[-3000:]}"
+    line = run.slowLines[0]
+    assert "3008 slow" in line and "client_queue_max_size" in line and SLOW_USER in line and transport in line
+    # No payload and no token in it.
+    assert "xxxx" not in line and "eyJ" not in line
+    assert run.slowEnded
+    assert run.missing == {} and run.disordered == []
+    print("\n" + run.report())
 
 
 class SlowLogTests(ClientHelpers, SynchronousTestCase):
@@ -384,10 +255,10 @@ def trickle(sock: socket.socket, data: bytes, every: float, limit: float) -> tup
 def test_trickledHeadersCut(deadlineServer: ServerProcess) -> None:
     sock = openSocket(deadlineServer.port)
     request = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"y" * 200 + b"\r\n\r\n"
+    # 25 s to send it all at this pace: an answer before then is the deadline's.
     took, answer = trickle(sock, request, 0.1, limit=20)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
-    assert took < 20
     assert re.search(r"request headers not read within 1(\.0)?s \(http_server_read_header_timeout\)",
                      deadlineServer.output)
     print(f"\ntrickled headers cut after {took:.2f}s (http_server_read_header_timeout {HEADER_TIMEOUT}s)")
@@ -401,7 +272,6 @@ def test_trickledBodyCut(deadlineServer: ServerProcess) -> None:
     took, answer = trickle(sock, body, 0.1, limit=20)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
-    assert took < 20
     assert "request body not read within 2" in deadlineServer.output
     print(f"\ntrickled body cut after {took:.2f}s (http_server_read_timeout {READ_TIMEOUT}s)")
 
