@@ -5,14 +5,17 @@ writes back and whether it closed.
 
 from __future__ import annotations
 
+import dataclasses
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config
 from httpstream.httpchannel import REQUEST_TIMEOUT, ReadDeadlineChannel
 from httpstream.node import Node
+from httpstream.tap import makeService
 from httpstream.web import makeSite
 
 HEADERS = b"POST /emulation HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n"
@@ -134,3 +137,13 @@ class ReadDeadlineTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
+
+
+class ReloadTests(SynchronousTestCase):
+    def test_deadlinesNeedRestart(self) -> None:
+        """The deadlines are baked into the Site's channel class: a SIGHUP reload leaves them (and says so)."""
+        service = makeService({"config": {"port": 0, "http_stream": True}}, reactor=MemoryReactorClock())
+        changed = dataclasses.replace(service.config, http_server_read_timeout=5.0, http_server_idle_timeout=0.0)
+        self.assertEqual(service.reload(changed), [])
+        self.assertEqual(service.config.http_server_read_timeout, 30.0)
+        self.assertEqual(service.site.protocol.readTimeout, 30.0)
