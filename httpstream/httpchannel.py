@@ -77,6 +77,11 @@ class ReadDeadlineChannel(HTTPChannel):
         self._stopReading()
         super().allContentReceived()
 
+    def loseConnection(self) -> None:
+        # Closing already (a 400, a timeout, a response on a non-persistent connection): nothing more to time.
+        self._stopReading()
+        super().loseConnection()
+
     def connectionLost(self, reason: Any) -> None:
         self._stopReading()
         super().connectionLost(reason)
@@ -97,7 +102,6 @@ class ReadDeadlineChannel(HTTPChannel):
             "HTTP client {peer}: request {part} not read within {limit}s ({key}); connection closed",
             peer=_peer(self.transport), part=part, limit=limit, key=key,
         )
-        self._reading = self._headersRead = False
         self.transport.write(REQUEST_TIMEOUT)
         self.loseConnection()
 

@@ -131,6 +131,16 @@ class ReadDeadlineTests(SynchronousTestCase):
         self.assertEqual(self.clock.seconds(), 2.0)
         self.assertEqual(transport.value(), REQUEST_TIMEOUT)
 
+    def test_badRequestIsNotAlsoTimedOut(self) -> None:
+        """A request refused with 400 is over: its deadline does not answer 408 on top."""
+        channel, transport = self.connect()
+        channel.dataReceived(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n")
+        channel.dataReceived(b"\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertIsNone(channel._readCall)
+        self.clock.advance(15.0)  # past the header deadline; before the idle timeout (StringTransport never closes)
+        self.assertNotIn(b"408", transport.value())
+
     def test_idleTimeout(self) -> None:
         _, transport = self.connect(http_server_idle_timeout="7s")
         self.clock.advance(6.9)
