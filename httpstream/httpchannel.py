@@ -6,10 +6,12 @@ The HTTP/1.1 channel every connection starts on, with read deadlines for the req
 Twisted's channel has only an idle timeout, reset by every byte: a peer that sends one byte a second (slowloris)
 holds its connection, its parser state and a request object for ever. Here a request's headers must be complete
 within C{readHeaderTimeout} of its first byte, and the whole request (its body too) within C{readTimeout}; a peer
-that misses either gets 408 and the connection is closed. The deadlines end once a request has been read: the
-long-lived responses (http_stream, SSE) and a WebSocket taken over by autobahn are past them.
+that misses either gets 408 and the connection is closed. As in Go, a connection's first request is timed from the
+connection's start, so one that sends nothing (or trickles its TLS handshake, below this channel) is closed, quietly,
+at the header deadline. The deadlines end once a request has been read: the long-lived responses (http_stream, SSE)
+and a WebSocket taken over by autobahn are past them.
 
-A request that arrives whole in one read (nearly all of them) schedules no timer at all.
+A later request on a keep-alive connection that arrives whole in one read (nearly all of them) schedules no timer.
 """
 
 from __future__ import annotations
@@ -37,10 +39,18 @@ class ReadDeadlineChannel(HTTPChannel):
     readHeaderTimeout = 10.0
     readTimeout = 30.0
 
-    # True from a request's first byte until it has been read whole.
+    # True from a request's first byte (the connection's start, for its first request) until it has been read whole.
     _reading = False
     _headersRead = False
     _readCall: Optional[IDelayedCall] = None
+    _silent = True  # nothing received on this connection yet
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        limit = self._headerLimit()
+        if limit:
+            self._reading = True
+            self._readCall = self.callLater(limit, self._readTimedOut)
 
     def _headerLimit(self) -> float:
         header, whole = self.readHeaderTimeout, self.readTimeout
@@ -51,6 +61,7 @@ class ReadDeadlineChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         # While a request is being answered the channel only buffers what comes next (a pipelined request, or
         # nothing at all for a stream): that is not a request being read yet.
+        self._silent = False
         if not self._handlingRequest:
             self._reading = True
         super().dataReceived(data)
@@ -94,6 +105,12 @@ class ReadDeadlineChannel(HTTPChannel):
 
     def _readTimedOut(self) -> None:
         self._readCall = None
+        if self._silent:
+            # Browsers open spare connections they may never use: routine, and nothing to answer.
+            log.debug("HTTP client {peer}: nothing received within {limit}s; connection closed",
+                      peer=_peer(self.transport), limit=self._headerLimit())
+            self.loseConnection()
+            return
         if self._headersRead:
             part, key, limit = "body", "http_server_read_timeout", self.readTimeout
         else:

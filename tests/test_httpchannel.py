@@ -80,12 +80,31 @@ class ReadDeadlineTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_wholeRequestSchedulesNoDeadline(self) -> None:
+        """A keep-alive connection's next request, arriving whole, costs no timer."""
         channel, transport = self.connect()
+        channel.dataReceived(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIsNone(channel._readCall)
         before = len(self.clock.getDelayedCalls())
         channel.dataReceived(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        self.assertIn(b"200 OK", transport.value())
+        self.assertEqual(transport.value().count(b"200 OK"), 2)
         self.assertIsNone(channel._readCall)
         self.assertEqual(len(self.clock.getDelayedCalls()), before)
+
+    def test_silentConnectionClosedQuietly(self) -> None:
+        """The first request is timed from the connection's start: one that sends nothing goes at 10 s, not 30."""
+        channel, transport = self.connect()
+        self.clock.advance(9.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+
+    def test_firstRequestTimedFromConnect(self) -> None:
+        channel, transport = self.connect()
+        self.clock.advance(8.0)
+        channel.dataReceived(HEADERS[:10])
+        self.clock.advance(2.0)
+        self.assertEqual(transport.value(), REQUEST_TIMEOUT)
 
     def test_requestReadInTimeIsServed(self) -> None:
         channel, transport = self.connect()
@@ -142,7 +161,8 @@ class ReadDeadlineTests(SynchronousTestCase):
         self.assertNotIn(b"408", transport.value())
 
     def test_idleTimeout(self) -> None:
-        _, transport = self.connect(http_server_idle_timeout="7s")
+        channel, transport = self.connect(http_server_idle_timeout="7s")
+        channel.dataReceived(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         self.clock.advance(6.9)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.1)

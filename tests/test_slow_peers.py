@@ -264,6 +264,20 @@ def test_trickledHeadersCut(deadlineServer: ServerProcess) -> None:
     print(f"\ntrickled headers cut after {took:.2f}s (http_server_read_header_timeout {HEADER_TIMEOUT}s)")
 
 
+def test_silentConnectionClosed(deadlineServer: ServerProcess) -> None:
+    """A connection that sends nothing is closed at the header deadline, without an answer."""
+    sock = openSocket(deadlineServer.port)
+    sock.settimeout(30)
+    started = time.monotonic()
+    try:
+        assert sock.recv(4096) == b""
+    except ConnectionResetError:
+        pass
+    took = time.monotonic() - started
+    sock.close()
+    print(f"\nsilent connection closed after {took:.2f}s (http_server_read_header_timeout {HEADER_TIMEOUT}s)")
+
+
 def test_trickledBodyCut(deadlineServer: ServerProcess) -> None:
     sock = openSocket(deadlineServer.port)
     body = b'{"id":1,"connect":{}}' + b" " * 500
