@@ -26,6 +26,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench.slowreader import SLOW_USER, measure, serverSettings
+from httpstream.logs import threshold
 from tests.peers import API, API_KEY, CHANNEL, TRANSPORTS, Subscriber, openSocket, waitFor
 from tests.serverprocess import ServerProcess
 from tests.test_client import OPEN, ClientHelpers
@@ -61,6 +62,9 @@ class SlowLogTests(ClientHelpers, SynchronousTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.events: list[dict] = []
+        # log_level is process-wide: another test may have left it above info.
+        self.addCleanup(setattr, threshold, "level", threshold.level)
+        threshold.level = LogLevel.info
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
