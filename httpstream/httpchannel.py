@@ -32,8 +32,9 @@ class ReadDeadlineChannel(HTTPChannel):
     """
     An L{HTTPChannel} whose requests must be read within deadlines (seconds; 0 turns one off).
 
-    @cvar readHeaderTimeout: the request line and headers, from the request's first byte.
-    @cvar readTimeout: the whole request, body included, from its first byte (it also bounds the headers).
+    @cvar readHeaderTimeout: the request line and headers, from the request's first byte (from the connection's
+        start for its first request).
+    @cvar readTimeout: the whole request, body included, from the same moment (it also bounds the headers).
     """
 
     readHeaderTimeout = 10.0
@@ -59,9 +60,9 @@ class ReadDeadlineChannel(HTTPChannel):
         return header or whole
 
     def dataReceived(self, data: bytes) -> None:
+        self._silent = False
         # While a request is being answered the channel only buffers what comes next (a pipelined request, or
         # nothing at all for a stream): that is not a request being read yet.
-        self._silent = False
         if not self._handlingRequest:
             self._reading = True
         super().dataReceived(data)
