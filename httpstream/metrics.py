@@ -75,8 +75,8 @@ class Metrics:
         )
         self.emulation = Counter(
             f"{PREFIX}_emulation_requests",
-            "POST /emulation requests by outcome (ok, no_session, unknown_node, bad_request, too_large; in a cluster "
-            "forwarded and forward_failed for sessions of other nodes).",
+            "POST /emulation requests by outcome (ok, no_session, unknown_node, bad_request, too_large, forbidden; "
+            "in a cluster forwarded and forward_failed for sessions of other nodes).",
             ["outcome"], registry=r,
         )
         self.disconnects = Counter(

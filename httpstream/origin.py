@@ -217,8 +217,9 @@ def cors_headers(
     """
     The CORS response headers Centrifugo's middleware adds.
 
-    A failed check does not reject the request: the caller leaves these
-    headers out and serves it anyway, and the browser does the blocking.
+    Centrifugo's middleware leaves them out on a failed check and serves the
+    request anyway; httpstream's HTTP transports refuse it with 403 instead
+    (L{httpstream.transports._http.admitOrigin}).
 
     @param checker: The origin checker.
     @param origin: The request's ``Origin`` header value, or None when absent

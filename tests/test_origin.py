@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
 from httpstream.interfaces import IOriginChecker
@@ -16,6 +17,7 @@ from httpstream.origin import (
     compile_origin_pattern,
     cors_headers,
 )
+from httpstream.transports._http import admitOrigin
 
 
 class OriginCheckerTests(SynchronousTestCase):
@@ -252,3 +254,42 @@ class CORSHeadersTests(SynchronousTestCase):
             },
         )
         self.assertIsNone(cors_headers(OriginChecker(["https://a"]), b"https://b", None))
+
+
+class AdmitOriginTests(SynchronousTestCase):
+    """
+    L{admitOrigin} runs first on every HTTP transport request: 403 for a refused Origin, CORS headers otherwise.
+    """
+
+    def request(self, origin: Optional[bytes]) -> DummyRequest:
+        request = DummyRequest([b""])
+        if origin is not None:
+            request.requestHeaders.setRawHeaders(b"origin", [origin])
+        request.requestHeaders.setRawHeaders(b"access-control-request-headers", [b"content-type"])
+        return request
+
+    def test_refused(self) -> None:
+        for origin in (b"https://evil.example", b"null", b"HTTPS://EVIL.EXAMPLE"):
+            request = self.request(origin)
+            self.assertFalse(admitOrigin(OriginChecker(["https://app.example"]), request), origin)
+            self.assertEqual(request.responseCode, 403)
+            self.assertFalse(request.responseHeaders.hasHeader(b"access-control-allow-origin"))
+
+    def test_admitted(self) -> None:
+        request = self.request(b"https://App.example")
+        self.assertTrue(admitOrigin(OriginChecker(["https://app.example"]), request))
+        self.assertIsNone(request.responseCode)  # left for the endpoint to set
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"access-control-allow-origin"), [b"https://App.example"])
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"access-control-allow-headers"), [b"content-type"])
+
+    def test_noOrigin(self) -> None:
+        for origin in (None, b""):
+            request = self.request(origin)
+            self.assertTrue(admitOrigin(OriginChecker([]), request))
+            self.assertFalse(request.responseHeaders.hasHeader(b"access-control-allow-origin"))
+
+    def test_star(self) -> None:
+        for origin in (b"https://anything.example", b"null"):
+            request = self.request(origin)
+            self.assertTrue(admitOrigin(OriginChecker(["*"]), request))
+            self.assertEqual(request.responseHeaders.getRawHeaders(b"access-control-allow-origin"), [origin])

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_wire -*-
 """
-What the emulated HTTP endpoints share: method dispatch with empty-bodied 405s, CORS preflights, and request
-bodies with a hard size limit.
+What the emulated HTTP endpoints share: the C{allowed_origins} check (403), method dispatch with empty-bodied 405s,
+CORS preflights, and request bodies with a hard size limit.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from httpstream.interfaces import IOriginChecker
+from httpstream.logs import Logger
 from httpstream.origin import cors_headers
 
 if TYPE_CHECKING:
     from httpstream.node import Node
 
 PROTOBUF_CONTENT_TYPE = b"application/octet-stream"
+
+log = Logger()
 
 # Headers every streaming response carries (Centrifugo's handler_http_stream.go), so that no proxy caches or
 # buffers the stream.
@@ -88,7 +91,8 @@ class EmulationEndpoint(Resource):
         self._maxBodySize = maxBodySize
 
     def render(self, request: server.Request) -> bytes | int:
-        applyCORS(self._origins, request)
+        if not admitOrigin(self._origins, request):
+            return b""
         if request.method == b"POST":
             body = readBody(request, self._maxBodySize)
             if body is None:
@@ -108,17 +112,25 @@ class EmulationEndpoint(Resource):
         raise NotImplementedError
 
 
-def applyCORS(origins: IOriginChecker, request: server.Request) -> None:
+def admitOrigin(origins: IOriginChecker, request: server.Request) -> bool:
     """
-    Centrifugo's CORS middleware: echo the origin (and requested headers) when it passes the check.
+    The C{allowed_origins} check of a request to an HTTP transport (preflights included), before anything else.
 
-    A failed check does not refuse the request: it leaves the CORS headers out, so a browser blocks the
-    cross-origin response while same-origin pages keep working.
+    A passing request gets Centrifugo's CORS headers (the Origin echoed, never C{*}); a request without Origin
+    (curl, centrifuge-python, any non-browser client) passes. A refused one is answered 403 with an empty body and
+    no CORS headers, and is not served: Centrifugo only leaves the headers out there, which stops a browser from
+    reading the response but not the request itself (a stream opened, commands run, with the page's cookies sent
+    on to the connect proxy), so this is stricter than Centrifugo and what WebSocket answers.
+
+    @return: True when the request may go on; False when it has been answered 403.
     """
-    headers = cors_headers(
-        origins,
-        request.getHeader("origin"),
-        request.getHeader("access-control-request-headers"),
-    )
+    origin = request.getHeader("origin")
+    headers = cors_headers(origins, origin, request.getHeader("access-control-request-headers"))
+    if headers is None and origin:
+        # An empty Origin counts as none (Go's Header.Get cannot tell them apart): only a non-empty one is refused.
+        log.info("request refused: origin {origin!r} not in allowed_origins", origin=origin[:200])
+        request.setResponseCode(403)
+        return False
     for name, value in (headers or {}).items():
         request.setHeader(name, value)
+    return True

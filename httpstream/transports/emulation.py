@@ -30,9 +30,10 @@ class EmulationResource(EmulationEndpoint):
 
     def render(self, request: server.Request) -> bytes | int:
         result = super().render(request)
-        if request.method == b"POST" and request.code == 413:
-            # Refused by the endpoint base before renderPost: the body was over the limit.
-            self._count("too_large")
+        if request.method == b"POST" and request.code in (403, 413):
+            # Refused by the endpoint base before renderPost: an Origin not in allowed_origins, or a body over the
+            # limit.
+            self._count("forbidden" if request.code == 403 else "too_large")
         return result
 
     def _count(self, outcome: str) -> None:

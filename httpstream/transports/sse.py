@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 
 from httpstream.interfaces import IOriginChecker
 from httpstream.node import Node
-from httpstream.transports._http import applyCORS, readBody
+from httpstream.transports._http import admitOrigin, readBody
 from httpstream.transports.http_stream import HTTPStreamTransport, openStream
 
 CONNECT_PARAM = b"cf_connect"
@@ -48,7 +48,8 @@ class SSEResource(Resource):
         self._maxBodySize = maxBodySize
 
     def render(self, request: server.Request) -> bytes | int:
-        applyCORS(self._origins, request)
+        if not admitOrigin(self._origins, request):
+            return b""
         if request.method == b"GET":
             values = request.args.get(CONNECT_PARAM) or [b""]
             body = values[0]
