@@ -104,13 +104,19 @@ class APIHandler:
             or (request.getHeader("x-centrifugo-error-mode") or "").lower() == "transport"
         )
         request.setHeader(b"Content-Type", b"application/json")
-        if method == "batch" and isinstance(document.get("commands"), list):
-            # A command is {method: request}: the method name ("info") is not a raw-JSON field.
-            document = dict(document, commands=[
-                {k: _rawJSON(v) for k, v in c.items()} if isinstance(c, dict) else c for c in document["commands"]
-            ])
-        else:
-            document = _rawJSON(document)
+        try:
+            if method == "batch" and isinstance(document.get("commands"), list):
+                # A command is {method: request}: the method name ("info") is not a raw-JSON field.
+                document = dict(document, commands=[
+                    {k: _rawJSON(v) for k, v in c.items()} if isinstance(c, dict) else c for c in document["commands"]
+                ])
+            else:
+                document = _rawJSON(document)
+        except (orjson.JSONEncodeError, RecursionError):
+            # orjson reads 1024 levels of nesting but writes only 254 (and Python recurses ~1000 deep): raw JSON
+            # nested deeper than that is the caller's mistake, not a server fault.
+            request.setResponseCode(400)
+            return b""
         started = time.perf_counter()
         d = self._api.call(method, document)
         d.addBoth(self._observed, method, started)

@@ -7,6 +7,7 @@ cap the bodies they keep.
 from __future__ import annotations
 
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from klein import Klein
 from twisted.web import server
@@ -93,6 +94,8 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
     """The routes of one node, each enabled by its config flag (a disabled endpoint answers 404)."""
     config = node.config
     app = Klein()
+    # "/demo//x" or "/api//info" is no route (404), not a redirect to a merged path.
+    app.url_map.merge_slashes = False
     stream: IResource = NOT_FOUND
     sse: IResource = NOT_FOUND
     emulation: IResource = NOT_FOUND
@@ -163,6 +166,12 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
         code = getattr(failure.value, "code", None)
         if isinstance(code, int):
             request.setResponseCode(code)
+            newURL = getattr(failure.value, "new_url", None)
+            if isinstance(newURL, str):
+                # Werkzeug's redirect ("/demo" -> "/demo/"): to the path on this host, never to the Host header's.
+                parts = urlsplit(newURL)
+                path = "/" + parts.path.lstrip("/")  # "//host/..." would leave this host
+                request.setHeader(b"Location", (path + (f"?{parts.query}" if parts.query else "")).encode())
             return b""
         log.failure("unhandled error in {path}", failure, path=request.path)
         request.setResponseCode(500)
@@ -189,6 +198,28 @@ class QuietSite(server.Site):
         )
 
 
+class UTF8Guard(Resource):
+    """
+    Answers 400 (empty) to a request whose path or Host is not UTF-8, before Klein sees it: Klein would log a
+    traceback for each one, which any client could use to flood the log.
+    """
+
+    isLeaf = True
+
+    def __init__(self, app: IResource) -> None:
+        super().__init__()
+        self._app = app
+
+    def render(self, request: server.Request) -> bytes | int:
+        try:
+            for part in (b"/".join(request.prepath), b"/".join(request.postpath), request.getRequestHostname()):
+                part.decode("utf-8")
+        except UnicodeDecodeError:
+            request.setResponseCode(400)
+            return b""
+        return self._app.render(request)
+
+
 def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[ServerAPI] = None) -> server.Site:
     """The Site serving C{node}; bodies are capped at the largest endpoint limit (each endpoint checks its own)."""
     config: Config = node.config
@@ -199,7 +230,7 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
     # No endpoint takes a form: without parsing them, a POST no longer builds an email.message per request (whose
     # cyclic garbage made the collector pause for tens of ms every thousand requests: bench/README.md).
     site = QuietSite(
-        makeApp(node, origins, api).resource(),
+        UTF8Guard(makeApp(node, origins, api).resource()),
         timeout=config.http_server_idle_timeout or None,
         parsePOSTFormSubmission=False,
         reactor=node.reactor,

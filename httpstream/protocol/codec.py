@@ -183,7 +183,11 @@ def _json_single(value: Any, spec: _Spec) -> Any:
         return value
     if kind == _BYTES:
         # Raw embedded JSON: any value; keep it as JSON text.
-        return orjson.dumps(value)
+        try:
+            return orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            # orjson reads 1024 levels of nesting but writes only 254: deeper raw JSON is refused as bad input.
+            raise _BadField([], "nested too deep") from None
     if kind == _INT:
         t = type(value)
         if t is not int:

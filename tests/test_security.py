@@ -1,0 +1,714 @@
+"""
+The security list of issue 14 (item 5), each item against a real ``twistd httpstream`` over real sockets (the wire
+is where an attacker is), and in memory where it is pure logic:
+
+  - connection tokens: ``alg: none``, a wrong key, expired, a wrong ``aud`` / ``iss``, HS256 "signed" with the
+    RSA or ECDSA public key's PEM (algorithm confusion);
+  - subscription tokens for another channel or another user (disconnect 3500, as Centrifugo's handler does), an
+    invalid one (103), an expired one (109); private ``$`` and user-limited ``#`` channels without rights (103);
+    client publish where it is not allowed (103);
+  - the server API without a key, with a wrong one, with the key only in the query string (Centrifugo accepts it
+    there, ``api_insecure`` off or on), and the comparison in constant time;
+  - bodies over every size limit (413, never kept whole in memory), JSON nested 100,000 deep on every entry point;
+  - path traversal on the demo page;
+  - no Python exception text in any reply.
+
+tests/test_origins_wire.py has the ``allowed_origins`` part; the log part (no secret at any log level) is
+L{test_noSecretInLogsOrReplies} here, with a password-protected Redis of its own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+from urllib.parse import quote
+
+import jwt
+import orjson
+import pytest
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+
+from httpstream import httpapi
+from httpstream.origin import OriginChecker
+from httpstream.testing import makeNode
+from httpstream.web import makeApp
+from tests.serverprocess import ServerProcess
+from tests.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
+from tests.wire import Response, Stream, emulate, request
+from tests.wsclient import TEXT, WebSocket
+
+SECRET = "security-hmac-secret-0123456789abcdef-0123456789"
+OTHER_SECRET = "another-hmac-secret-0123456789abcdef-0123456789"
+API_KEY = "security-api-key-9f8e7d6c5b4a39281706"
+WRONG_KEY = "wrong-api-key-guess-0123456789abcdef"
+AUD, ISS = "security-app", "security-issuer"
+BIG = 1024 * 1024  # the transports' body and message limits here: room for 100,000-deep JSON (200 KB)
+SDK_DIST = Path(__file__).parent / "sdk" / "node_modules" / "centrifuge" / "dist"
+
+# Text a reply must never hold: Python's exceptions, tracebacks and source paths.
+EXCEPTION_TEXT = re.compile(
+    rb"Traceback|Error\(|Exception|RecursionError|TypeError|KeyError|ValueError|AttributeError|File \"|\.py\b"
+)
+
+
+def claims(**extra: Any) -> dict[str, Any]:
+    """Valid connection claims for alice (aud and iss as configured, an hour to live), with C{extra} on top."""
+    return {"sub": "alice", "aud": AUD, "iss": ISS, "exp": int(time.time()) + 3600, **extra}
+
+
+def token(key: Any = SECRET, algorithm: str = "HS256", **extra: Any) -> str:
+    return jwt.encode(claims(**extra), key, algorithm=algorithm)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    overrides = {
+        "sse": True,
+        "token_hmac_secret_key": SECRET,
+        "token_rsa_public_key": pem(RSA_KEY),
+        "token_ecdsa_public_key": pem(EC_KEYS["ES256"]),
+        "token_audience": AUD,
+        "token_issuer": ISS,
+        "api_key": API_KEY,
+        "allow_publish_for_client": False,
+        "allow_publish_for_anonymous": False,
+        "allow_user_limited_channels": True,
+        "namespaces": [{"name": "pub", "allow_subscribe_for_client": True, "allow_publish_for_client": True}],
+        "http_stream_max_request_body_size": BIG,
+        "sse_max_request_body_size": BIG,
+        "emulation_max_request_body_size": BIG,
+        "websocket_message_size_limit": BIG,
+        "demo": True,
+        "demo_sdk_dir": str(SDK_DIST),
+    }
+    with ServerProcess(tmp_path_factory.mktemp("security"), overrides) as process:
+        yield process
+        assert process.alive()
+        # Whatever the tests sent, nothing reached the log as a traceback.
+        assert "Traceback" not in process.output, tracebacks(process.output)
+
+
+def tracebacks(output: str) -> str:
+    """Each traceback of a log with the line before it, for a failure message."""
+    lines = output.splitlines()
+    found = [i for i, line in enumerate(lines) if "Traceback" in line]
+    return "\n---\n".join("\n".join(line[:300] for line in lines[max(i - 1, 0): i + 25]) for i in found)
+
+
+# Helpers
+
+
+def firstMessage(port: int, connect: dict[str, Any]) -> dict[str, Any]:
+    """The first message an http_stream connect gets (the reply, or the disconnect push)."""
+    stream = Stream(port, orjson.dumps({"id": 1, "connect": connect}))
+    assert stream.response.status == 200
+    try:
+        return stream.next()
+    finally:
+        stream.close()
+
+
+class Session:
+    """An http_stream connection (alice's, by default) whose commands go through /emulation."""
+
+    def __init__(self, port: int, connectToken: Optional[str] = None) -> None:
+        self.port = port
+        self.stream = Stream(port, orjson.dumps({"id": 1, "connect": {"token": connectToken or token()}}))
+        result = self.next()["connect"]
+        self.node, self.session, self.client = result["node"], result["session"], result["client"]
+        self._id = 1
+
+    def next(self) -> dict[str, Any]:
+        message = self.stream.next()
+        while message == {}:  # a server ping
+            message = self.stream.next()
+        return message
+
+    def command(self, **command: Any) -> dict[str, Any]:
+        """Run one command; its reply (or the disconnect push it caused)."""
+        self._id += 1
+        assert emulate(self.port, self.node, self.session, [{"id": self._id, **command}]).status == 204
+        reply = self.next()
+        if "push" not in reply:
+            assert reply["id"] == self._id, reply
+        return reply
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def errorCode(reply: dict[str, Any]) -> int:
+    return reply.get("error", {}).get("code", 0)
+
+
+def disconnectCode(reply: dict[str, Any]) -> int:
+    return reply.get("push", {}).get("disconnect", {}).get("code", 0)
+
+
+def api(port: int, method: str, body: Any, headers: Optional[dict[str, str]] = None, query: str = "") -> Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    allHeaders = {"X-API-Key": API_KEY} if headers is None else headers
+    return request(port, "POST", f"/api/{method}{query}", data, allHeaders)
+
+
+def status(response: Response) -> tuple[int, bytes]:
+    try:
+        return response.status, response.body()
+    finally:
+        response.close()
+
+
+# Connection tokens
+
+
+def test_validTokensConnect(server: ServerProcess) -> None:
+    # The controls: each configured key admits its own tokens, so the refusals below are about the token.
+    for connectToken in (token(), token(RSA_KEY, "RS256"), token(EC_KEYS["ES256"], "ES256")):
+        assert "connect" in firstMessage(server.port, {"token": connectToken})
+
+
+@pytest.mark.parametrize(
+    "name, connectToken",
+    [
+        ("alg none", handmade({"alg": "none", "typ": "JWT"}, claims())),
+        ("alg none, signed anyway", handmade({"alg": "none"}, claims(), SECRET.encode())),
+        ("wrong key", token(OTHER_SECRET)),
+        ("wrong aud", token(aud="another-app")),
+        ("no aud", jwt.encode({k: v for k, v in claims().items() if k != "aud"}, SECRET, "HS256")),
+        ("wrong iss", token(iss="someone-else")),
+        ("HS256 with the RSA public key as secret", handmade({"alg": "HS256"}, claims(), pem(RSA_KEY).encode())),
+        ("HS256 with the ECDSA public key as secret",
+         handmade({"alg": "HS256"}, claims(), pem(EC_KEYS["ES256"]).encode())),
+        ("ES384 (not the key's curve)", token(EC_KEYS["ES384"], "ES384")),
+        ("expired and signed with a wrong key", token(OTHER_SECRET, exp=int(time.time()) - 60)),
+        ("a subscription token", token(channel="$secret")),
+        ("garbage", "not.a.jwt"),
+    ],
+)
+def test_invalidConnectTokenDisconnects3500(server: ServerProcess, name: str, connectToken: str) -> None:
+    message = firstMessage(server.port, {"token": connectToken})
+    assert message == {"push": {"disconnect": {"code": 3500, "reason": "invalid token"}}}, name
+
+
+def test_expiredConnectToken109(server: ServerProcess) -> None:
+    # A genuine token past its exp: error 109, and the SDK asks for a new one.
+    message = firstMessage(server.port, {"token": token(exp=int(time.time()) - 60)})
+    assert message == {"id": 1, "error": {"code": 109, "message": "token expired"}}
+
+
+# Subscription tokens and channel rights
+
+
+def subToken(channel: str, key: str = SECRET, **extra: Any) -> str:
+    return token(key, channel=channel, **extra)
+
+
+def test_subscriptionTokens(server: ServerProcess) -> None:
+    session = Session(server.port)
+    # A private channel without a token, or with one that is not valid: 103, the connection stays.
+    assert errorCode(session.command(subscribe={"channel": "$secret"})) == 103
+    assert errorCode(session.command(subscribe={"channel": "$secret", "token": subToken("$secret", OTHER_SECRET)})) == 103
+    assert errorCode(session.command(subscribe={"channel": "$secret", "token": subToken("$secret", aud="x")})) == 103
+    assert errorCode(session.command(
+        subscribe={"channel": "$secret", "token": subToken("$secret", exp=int(time.time()) - 60)})) == 109
+    assert "subscribe" in session.command(subscribe={"channel": "$secret", "token": subToken("$secret")})
+    session.close()
+
+
+@pytest.mark.parametrize(
+    "name, subscribeToken",
+    [
+        ("another channel", subToken("$other")),
+        ("another user", subToken("$secret", sub="bob")),
+        ("another client", subToken("$secret", client="someone-else")),
+    ],
+)
+def test_subscriptionTokenForSomeoneElseDisconnects3500(
+    server: ServerProcess, name: str, subscribeToken: str
+) -> None:
+    """
+    A valid subscription token that is not for this channel, user or client: Centrifugo's subscribe handler
+    answers DisconnectInvalidToken (3500) there (internal/client/handler.go), not 103.
+    """
+    session = Session(server.port)
+    reply = session.command(subscribe={"channel": "$secret", "token": subscribeToken})
+    assert disconnectCode(reply) == 3500, (name, reply)
+    assert session.stream.chunk() is None  # and the stream ends
+    session.close()
+
+
+def test_userLimitedChannel(server: ServerProcess) -> None:
+    session = Session(server.port)
+    assert errorCode(session.command(subscribe={"channel": "inbox#bob"})) == 103
+    assert errorCode(session.command(subscribe={"channel": "inbox#bob,carol"})) == 103
+    assert "subscribe" in session.command(subscribe={"channel": "inbox#alice"})
+    session.close()
+    # Anonymous: not alice's either.
+    anonymous = Session(server.port, connectToken=token(sub=""))
+    assert errorCode(anonymous.command(subscribe={"channel": "inbox#alice"})) == 103
+    anonymous.close()
+
+
+def test_clientPublishWhereNotAllowed(server: ServerProcess) -> None:
+    session = Session(server.port)
+    assert "subscribe" in session.command(subscribe={"channel": "inbox#alice"})
+    assert errorCode(session.command(publish={"channel": "inbox#alice", "data": {"x": 1}})) == 103
+    assert errorCode(session.command(publish={"channel": "news", "data": {"x": 1}})) == 103
+    # The control: where the namespace allows it, the same command publishes.
+    assert "publish" in session.command(publish={"channel": "pub:chat", "data": {"x": 1}})
+    session.close()
+
+
+# The server API
+
+
+@pytest.mark.parametrize(
+    "headers, query, expected",
+    [
+        ({}, "", 401),
+        ({"X-API-Key": WRONG_KEY}, "", 401),
+        ({"X-API-Key": API_KEY[:-1]}, "", 401),
+        ({"X-API-Key": API_KEY + "x"}, "", 401),
+        ({"Authorization": f"Bearer {API_KEY}"}, "", 401),
+        ({}, f"?api_key={WRONG_KEY}", 401),
+        ({}, "?api_key=", 401),
+        ({"X-API-Key": API_KEY}, "", 200),
+        ({"Authorization": f"apikey {API_KEY}"}, "", 200),
+        # Centrifugo's APIKeyAuth takes the key from the query string too, api_insecure or not.
+        ({}, f"?api_key={API_KEY}", 200),
+    ],
+)
+def test_apiKey(server: ServerProcess, headers: dict[str, str], query: str, expected: int) -> None:
+    code, body = status(api(server.port, "info", {}, headers, query))
+    assert code == expected
+    if expected == 401:
+        assert body == b""  # nothing told, the request's body unread
+    else:
+        assert "nodes" in orjson.loads(body)["result"]
+
+
+def test_apiRefusalTellsNothingAboutTheBody(server: ServerProcess) -> None:
+    assert status(api(server.port, "publish", b"{not json", {})) == (401, b"")
+
+
+class TestAPIKeyInMemory:
+    """The key check as pure logic: constant-time comparison, and what api_insecure allows."""
+
+    def stub(self, **settings: Any) -> StubTreq:
+        node = makeNode({"api_key": API_KEY, **settings}, Clock())
+        return StubTreq(makeApp(node, OriginChecker(())).resource())
+
+    def call(self, treq: StubTreq, headers: dict[str, str], query: str = "") -> int:
+        d = treq.post(f"http://127.0.0.1/api/info{query}", data=b"{}", headers=headers)
+        treq.flush()
+        results: list[Any] = []
+        d.addBoth(results.append)
+        return int(results[0].code)
+
+    def test_constantTimeComparison(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        compared: list[tuple[bytes, bytes]] = []
+
+        class Recording:
+            @staticmethod
+            def compare_digest(a: bytes, b: bytes) -> bool:
+                compared.append((a, b))
+                return hmac.compare_digest(a, b)
+
+        monkeypatch.setattr(httpapi, "hmac", Recording)
+        treq = self.stub()
+        for headers, query in [({"X-API-Key": WRONG_KEY}, ""), ({"Authorization": f"apikey {API_KEY}"}, ""),
+                               ({}, f"?api_key={WRONG_KEY}")]:
+            compared.clear()
+            self.call(treq, headers, query)
+            # Every way of giving the key goes through hmac.compare_digest, never ==.
+            assert len(compared) == 1 and API_KEY.encode() in compared[0], (headers, query)
+
+    def test_insecureNeedsNoKey(self) -> None:
+        treq = self.stub(api_key="", api_insecure=True)
+        assert self.call(treq, {}) == 200
+        assert self.call(treq, {"X-API-Key": WRONG_KEY}) == 200
+
+    def test_noConfiguredKeyRefusesAll(self) -> None:
+        treq = self.stub(api_key="")
+        for headers in ({}, {"X-API-Key": ""}, {"X-API-Key": WRONG_KEY}):
+            assert self.call(treq, headers) == 401
+
+
+# Body size limits
+
+
+def peakRSS(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def sendHuge(port: int, path: str, size: int, headers: dict[str, str], chunked: bool = False) -> int:
+    """POST C{size} bytes in 1 MB writes (declared, or chunked); the status answered."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}")
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    block = b"[" * (1 << 20)
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        sent = 0
+        while sent < size:
+            part = block[: min(len(block), size - sent)]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+            sent += len(part)
+        if chunked:
+            sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # the server may answer and close before the end: the status says what it did
+    response = Response(sock)
+    code = response.status
+    response.close()
+    return code
+
+
+LIMITED_ROUTES = [
+    ("/connection/http_stream", {"Content-Type": "application/json"}),
+    ("/connection/sse", {}),
+    ("/emulation", {"Content-Type": "application/json"}),
+    ("/api/publish", {"X-API-Key": API_KEY}),
+]
+
+
+@pytest.mark.parametrize("path, headers", LIMITED_ROUTES)
+def test_justOverTheLimit413(server: ServerProcess, path: str, headers: dict[str, str]) -> None:
+    limit = httpapi.MAX_BODY if path.startswith("/api") else BIG
+    assert sendHuge(server.port, path, limit + 1, headers) == 413
+    assert sendHuge(server.port, path, limit + 1, headers, chunked=True) == 413
+
+
+def test_hugeBodiesNeverKeptWhole(server: ServerProcess) -> None:
+    """
+    64 MB to every route, declared and chunked: 413 each time, and the server's peak memory does not grow by the
+    size of a body (the request keeps at most the largest limit, 4 MiB, and counts the rest).
+    """
+    size = 64 * 1024 * 1024
+    before = peakRSS(server.pid)
+    for path, headers in LIMITED_ROUTES:
+        for chunked in (False, True):
+            assert sendHuge(server.port, path, size, headers, chunked) == 413, (path, chunked)
+    grown = peakRSS(server.pid) - before
+    print(f"peak RSS grew by {grown / 1e6:.1f} MB over {2 * len(LIMITED_ROUTES)} bodies of {size / 1e6:.0f} MB")
+    assert grown < 24 * 1024 * 1024
+
+
+# JSON nested 100,000 deep (and just deeper than the JSON library writes back)
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def nestedObject(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [100_000, 1000, 300])
+def test_deepJSONOnTheAPI(server: ServerProcess, depth: int) -> None:
+    for body in (b'{"channel":"pub:x","data":' + nested(depth) + b"}",
+                 b'{"channel":"pub:x","data":1,"x":' + nestedObject(depth) + b"}",
+                 nested(depth)):
+        code, reply = status(api(server.port, "publish", body))
+        assert code in (200, 400), (depth, code)
+        assert not EXCEPTION_TEXT.search(reply)
+
+
+@pytest.mark.parametrize("depth", [100_000, 1000, 300])
+def test_deepJSONOnTheStream(server: ServerProcess, depth: int) -> None:
+    for body in (b'{"id":1,"connect":{"data":' + nested(depth) + b"}}", nested(depth)):
+        stream = Stream(server.port, body)
+        assert stream.response.status == 200
+        # The connect command does not decode: disconnect 3501 "bad request", and the stream ends.
+        assert stream.next() == {"push": {"disconnect": {"code": 3501, "reason": "bad request"}}}
+        assert stream.chunk() is None
+        stream.close()
+
+
+@pytest.mark.parametrize("depth", [100_000, 1000, 300])
+def test_deepJSONThroughEmulation(server: ServerProcess, depth: int) -> None:
+    session = Session(server.port)
+    body = b'{"session":"' + session.session.encode() + b'","node":"' + session.node.encode() + b'","data":' + (
+        nested(depth) + b"}"
+    )
+    code, reply = status(request(server.port, "POST", "/emulation", body, {"Content-Type": "application/json"}))
+    assert (code, reply) == (400, b"")
+    # A command nested deep inside a well-formed emulation request: the session is cut with 3501.
+    command = json.dumps({"id": 2, "publish": {"channel": "pub:x", "data": "PLACEHOLDER"}})
+    data = command.replace('"PLACEHOLDER"', nested(depth).decode())
+    response = emulate(server.port, session.node, session.session, [])  # a valid empty request first
+    assert response.status == 204
+    body = orjson.dumps({"session": session.session, "node": session.node, "data": data})
+    code, reply = status(request(server.port, "POST", "/emulation", body, {"Content-Type": "application/json"}))
+    assert (code, reply) == (204, b"")
+    assert disconnectCode(session.next()) == 3501
+    session.close()
+
+
+@pytest.mark.parametrize("depth", [100_000, 1000, 300])
+def test_deepJSONOnSSE(server: ServerProcess, depth: int) -> None:
+    body = b'{"id":1,"connect":{"data":' + nested(depth) + b"}}"
+    response = request(server.port, "POST", "/connection/sse", body)
+    assert response.status == 200
+    assert response.chunk() == b"\r\n"
+    event = response.chunk()
+    assert event is not None and orjson.loads(event[len(b"data: "):]) == {
+        "push": {"disconnect": {"code": 3501, "reason": "bad request"}}
+    }
+    response.close()
+
+
+@pytest.mark.parametrize("depth", [100_000, 1000, 300])
+def test_deepJSONOnWebSocket(server: ServerProcess, depth: int) -> None:
+    ws = WebSocket(server.port)
+    assert ws.status == 101
+    ws.send(b'{"id":1,"connect":{"data":' + nested(depth) + b"}}", TEXT)
+    frame = ws.recv()
+    assert frame.opcode == 0x8 and frame.closeCode == 3501, frame
+    ws.close()
+
+
+# Path traversal
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/demo/../pyproject.toml",
+        "/demo/../../etc/passwd",
+        "/demo/%2e%2e/pyproject.toml",
+        "/demo/%2E%2E%2Fpyproject.toml",
+        "/demo/..%2f..%2f..%2fetc%2fpasswd",
+        "/demo/%252e%252e%252fpyproject.toml",
+        "/demo/..\\..\\pyproject.toml",
+        "/demo/..%5c..%5cpyproject.toml",
+        "/demo/%5c..%5c..%5cetc%5cpasswd",
+        "/demo//etc/passwd",
+        "/demo/%2fetc%2fpasswd",
+        "/demo/index.html/../../demo.py",
+        "/demo/./../demo.py",
+        "/demo/../demo.py",
+        "/demo/..",
+        "/demo/centrifuge.js/../../package.json",
+        "/demo/%00index.html",
+        "/demo/index.html%00.py",
+        "/demo/..;/pyproject.toml",
+        "/demo/package.json",
+        "/demo/centrifuge.js.map",
+        "/demo/../demo/../../README.md",
+    ],
+)
+def test_demoPathTraversal404(server: ServerProcess, path: str) -> None:
+    code, body = status(request(server.port, "GET", path))
+    assert code == 404, (path, code)
+    assert body in (b"", b"not found\n")
+
+
+def test_demoServesItsOwnFiles(server: ServerProcess) -> None:
+    # The control: the same resource serves its fixed names.
+    for path in ("/demo/", "/demo/index.html", "/demo/demo.js", "/demo/centrifuge.js"):
+        code, body = status(request(server.port, "GET", path))
+        assert code == 200 and body, path
+
+
+@pytest.mark.parametrize("path", ["/demo", "//demo", "/demo?x=1"])
+def test_demoRedirectStaysOnThisHost(server: ServerProcess, path: str) -> None:
+    # Werkzeug's "/demo" -> "/demo/" redirect: a path, never the Host header's (or any other) host.
+    response = request(server.port, "GET", path)
+    response.close()
+    if response.status == 308:
+        assert response.headers["location"].startswith("/demo/"), response.headers
+        assert not response.headers["location"].startswith("//")
+    else:
+        assert response.status == 404
+
+
+def test_absoluteFormRequestTarget(server: ServerProcess) -> None:
+    code, _ = status(request(server.port, "GET", f"http://127.0.0.1:{server.port}/demo/../pyproject.toml"))
+    assert code in (400, 404)
+
+
+# No exception text in any reply
+
+
+BAD_INPUTS: list[tuple[str, str, bytes, dict[str, str]]] = [
+    ("POST", "/connection/http_stream", b"\xff\xfe\x00", {"Content-Type": "application/json"}),
+    ("POST", "/connection/http_stream", b'{"id":"x","connect":[]}', {}),
+    ("POST", "/connection/http_stream", b"\x05\x01\x02", {"Content-Type": "application/octet-stream"}),
+    ("POST", "/connection/http_stream", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+     {"Content-Type": "application/octet-stream"}),
+    ("POST", "/emulation", b'{"session":1,"node":[],"data":{}}', {"Content-Type": "application/json"}),
+    ("POST", "/emulation", b"\x0a\xff\xff", {"Content-Type": "application/octet-stream"}),
+    ("POST", "/emulation", b"", {}),
+    ("GET", "/connection/sse?cf_connect=%ff%fe", b"", {}),
+    ("GET", "/connection/sse?cf_connect=" + quote('{"id":1,"connect":{"token":5}}'), b"", {}),
+    ("POST", "/api/publish", b'{"channel":["x"],"data":1}', {"X-API-Key": API_KEY}),
+    ("POST", "/api/history", b'{"channel":"pub:x","limit":"ten","since":"x"}', {"X-API-Key": API_KEY}),
+    ("POST", "/api/batch", b'{"commands":[1,"x",{"publish":5}]}', {"X-API-Key": API_KEY}),
+    ("POST", "/api/%ff", b"{}", {"X-API-Key": API_KEY}),
+    ("POST", "/api/" + "x" * 2000, b"{}", {"X-API-Key": API_KEY}),
+    ("GET", "/connection/websocket", b"", {"Upgrade": "websocket", "Connection": "Upgrade"}),
+    ("BREW", "/connection/http_stream", b"", {}),
+    ("GET", "/%ff%fe/..", b"", {}),
+    ("GET", "/demo/%c0%ae%c0%ae/pyproject.toml", b"", {}),
+]
+
+
+@pytest.mark.parametrize("method, path, body, headers", BAD_INPUTS)
+def test_noExceptionTextInReplies(
+    server: ServerProcess, method: str, path: str, body: bytes, headers: dict[str, str]
+) -> None:
+    response = request(server.port, method, path, body, headers)
+    try:
+        reply = response.body() if not response.chunked else b"".join(iter(response.chunk, None))
+    except (EOFError, OSError):
+        reply = b""
+    response.close()
+    assert response.status < 500, (method, path, response.status)
+    assert not EXCEPTION_TEXT.search(reply), reply[:500]
+    for name, value in response.headers.items():
+        assert not EXCEPTION_TEXT.search(value.encode("latin-1")), (name, value)
+
+
+def test_nonUTF8HostOrPath400(server: ServerProcess) -> None:
+    # Klein would log a traceback for each of these (a log flood for anyone): they are answered 400 before it.
+    for head in (b"GET /demo/ HTTP/1.1\r\nHost: \xff\xfe\r\n", b"GET /demo/%ff HTTP/1.1\r\nHost: a\r\n",
+                 b"POST /api/\xff HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(head + b"\r\n")
+        response = Response(sock)
+        assert response.status == 400, head
+        assert not EXCEPTION_TEXT.search(response.body())
+        response.close()
+
+
+# No secret in logs (at debug) or replies, with a password-protected Redis
+
+
+class PasswordRedis:
+    """A redis-server of this test's own, on a free port, that wants a password."""
+
+    def __init__(self, directory: Path, password: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server must be installed")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--requirepass", password, "--dir", str(directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(100).startswith((b"+PONG", b"-NOAUTH")):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        pytest.fail("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def test_noSecretInLogsOrReplies(tmp_path: Path) -> None:
+    """
+    A server at log_level debug with every secret configured (HMAC key, API key, a Redis password in its URL) goes
+    through connects with tokens (good, bad, expired; http_stream, SSE with the token in the URL, WebSocket),
+    subscription tokens, refreshes, API calls (key in a header and in the query string, a wrong key), and a
+    failed Redis login; then neither its whole log nor any reply holds any of them.
+    """
+    password = "redis-password-5a4b3c2d1e0f"
+    redis = PasswordRedis(tmp_path, password)
+    replies: list[bytes] = []
+    tokens = [token(), token(sub="bob", info={"n": 1}), token(OTHER_SECRET), token(exp=int(time.time()) - 60),
+              subToken("$secret"), subToken("$other"), subToken("$secret", OTHER_SECRET)]
+    overrides = {
+        "sse": True,
+        "engine": "redis",
+        "redis_address": f"redis://:{password}@127.0.0.1:{redis.port}/0",
+        "token_hmac_secret_key": SECRET,
+        "token_audience": AUD,
+        "token_issuer": ISS,
+        "api_key": API_KEY,
+        "log_level": "debug",
+    }
+    try:
+        with ServerProcess(tmp_path, overrides) as process:
+            port = process.port
+            deadline = time.monotonic() + 20
+            while "is up" not in process.output and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # Connect with tokens, subscribe with subscription tokens, refresh.
+            session = Session(port, tokens[0])
+            replies += session.stream.chunks
+            replies.append(orjson.dumps(session.command(subscribe={"channel": "$secret", "token": tokens[4]})))
+            replies.append(orjson.dumps(session.command(refresh={"token": tokens[0]})))
+            replies.append(orjson.dumps(session.command(subscribe={"channel": "$secret", "token": tokens[6]})))
+            replies.append(orjson.dumps(session.command(subscribe={"channel": "$x", "token": tokens[5]})))
+            session.close()
+            for bad in tokens[1:4]:
+                replies.append(orjson.dumps(firstMessage(port, {"token": bad})))
+            # SSE puts the token in the URL; WebSocket carries it in a frame.
+            sse = request(port, "GET", "/connection/sse?cf_connect=" + quote(json.dumps(
+                {"id": 1, "connect": {"token": tokens[2]}})))
+            replies.append(sse.body())
+            sse.close()
+            ws = WebSocket(port)
+            ws.send(orjson.dumps({"id": 1, "connect": {"token": tokens[0]}}))
+            replies.append(ws.recv().payload)
+            ws.close()
+            # The API: key in a header, in the query string, a wrong one; errors of every kind.
+            for headers, query, body in [
+                ({"X-API-Key": API_KEY}, "", {"channel": "$secret", "data": {"t": 1}}),
+                ({}, f"?api_key={API_KEY}", {"channel": "$secret", "data": {"t": 2}}),
+                ({"X-API-Key": WRONG_KEY}, "", {"channel": "$secret", "data": {"t": 3}}),
+                ({}, f"?api_key={WRONG_KEY}", {}),
+                ({"X-API-Key": API_KEY}, "", {"channel": ["bad"]}),
+            ]:
+                replies.append(status(api(port, "publish", body, headers, query))[1])
+            replies.append(status(api(port, "info", {}))[1])
+            replies.append(status(api(port, "history", {"channel": "$secret", "limit": 10}))[1])
+        # A second start with a wrong password: the refusal is logged, the password (right or wrong) is not.
+        wrong = "wrong-redis-password-9z8y7x"
+        overrides["redis_address"] = f"redis://:{wrong}@127.0.0.1:{redis.port}/0"
+        with ServerProcess(tmp_path, overrides, name="wrongpassword") as second:
+            deadline = time.monotonic() + 10
+            while "WRONGPASS" not in second.output and time.monotonic() < deadline:
+                time.sleep(0.05)
+            replies.append(status(api(second.port, "publish", {"channel": "x", "data": 1}))[1])
+    finally:
+        redis.stop()
+    logs = process.output + second.output
+    assert "debug" in logs and "is up" in logs and "WRONGPASS" in second.output  # the scenario did run
+    secrets = {"HMAC key": SECRET, "other HMAC key": OTHER_SECRET, "API key": API_KEY, "wrong API key": WRONG_KEY,
+               "Redis password": password, "wrong Redis password": wrong}
+    for i, each in enumerate(tokens):
+        secrets[f"token {i}"] = each
+        secrets[f"token {i} signature"] = each.rsplit(".", 1)[1]
+    everything = "\n".join(r.decode("utf-8", "replace") for r in replies)
+    for name, value in secrets.items():
+        assert value not in logs, f"{name} in the log"
+        assert value not in everything, f"{name} in a reply"
+    assert "Traceback" not in logs
+    assert not EXCEPTION_TEXT.search(everything.encode())
