@@ -553,7 +553,15 @@ class Config(ChannelOptions):
     def __post_init__(self) -> None:
         for spec in _specs():
             raw = getattr(self, spec.name)
-            value = spec.read(spec.name, raw)
+            try:
+                value = spec.read(spec.name, raw)
+            except ConfigError:
+                if spec.name not in _secretKeys():
+                    raise
+                # A secret of the wrong type (a YAML number, say) is still the operator's secret: not in the error.
+                raise ConfigError(
+                    f'config key "{spec.name}": has a value of the wrong type (not shown: it is secret)'
+                ) from None
             _apply_rules(spec.name, raw, value, spec.rules, spec.is_duration)
             if value is not raw:
                 object.__setattr__(self, spec.name, value)
@@ -606,6 +614,11 @@ def _specs(cls: Optional[type] = None) -> tuple[_Spec, ...]:
             specs.append(_Spec(f.name, reader, rules, hint == Duration))
         _SPECS[cls] = tuple(specs)
     return _SPECS[cls]
+
+
+def _secretKeys() -> frozenset[str]:
+    """The keys declared C{secret=True} (kept out of repr, and out of error messages)."""
+    return frozenset(f.name for f in dataclasses.fields(Config) if not f.repr)
 
 
 def _check_ping_pong(config: Config) -> None:

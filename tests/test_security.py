@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -37,6 +39,7 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from httpstream import httpapi
+from httpstream.config import Config, ConfigError
 from httpstream.origin import OriginChecker
 from httpstream.testing import makeNode
 from httpstream.web import makeApp
@@ -615,7 +618,34 @@ def test_nonUTF8HostOrPath400(server: ServerProcess) -> None:
         response.close()
 
 
+@pytest.mark.parametrize(
+    "key", ["api_key", "token_hmac_secret_key", "redis_password", "redis_address", "redis_url", "tls_key"]
+)
+def test_secretOfTheWrongTypeNotInTheError(key: str) -> None:
+    """
+    A secret given as a number or a list (a YAML/TOML slip) is refused without its value: the message goes to the
+    console at start and to the log on a SIGHUP reload.
+    """
+    for value in (123456789012345, ["s3cr3t-in-a-list"], {"v": "s3cr3t-in-an-object"}):
+        with pytest.raises(ConfigError) as caught:
+            Config(**{key: value})
+        message = str(caught.value)
+        assert key in message
+        assert "123456789012345" not in message and "s3cr3t" not in message, message
+
+
 # No secret in logs (at debug) or replies, with a password-protected Redis
+
+
+NEW_SECRET = "reloaded-hmac-secret-0123456789abcdef-01234567"
+NUMERIC_KEY = 918273645546372819
+
+
+def waitFor(process: ServerProcess, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in process.output:
+        assert time.monotonic() < deadline, f"no {text!r} in the log"
+        time.sleep(0.05)
 
 
 class PasswordRedis:
@@ -661,7 +691,7 @@ def test_noSecretInLogsOrReplies(tmp_path: Path) -> None:
     redis = PasswordRedis(tmp_path, password)
     replies: list[bytes] = []
     tokens = [token(), token(sub="bob", info={"n": 1}), token(OTHER_SECRET), token(exp=int(time.time()) - 60),
-              subToken("$secret"), subToken("$other"), subToken("$secret", OTHER_SECRET)]
+              subToken("$secret"), subToken("$other"), subToken("$secret", OTHER_SECRET), token(NEW_SECRET)]
     overrides = {
         "sse": True,
         "engine": "redis",
@@ -708,6 +738,16 @@ def test_noSecretInLogsOrReplies(tmp_path: Path) -> None:
                 replies.append(status(api(port, "publish", body, headers, query))[1])
             replies.append(status(api(port, "info", {}))[1])
             replies.append(status(api(port, "history", {"channel": "$secret", "limit": 10}))[1])
+            # SIGHUP: a new HMAC key is applied (and a token signed with it connects); then a file whose API key
+            # is a number is refused, the running config kept, and the number is not logged either.
+            process.configPath.write_text(json.dumps(dict(process.config, token_hmac_secret_key=NEW_SECRET)))
+            os.kill(process.pid, signal.SIGHUP)
+            waitFor(process, "config reloaded")
+            replies.append(orjson.dumps(firstMessage(port, {"token": tokens[-1]})))
+            assert "connect" in orjson.loads(replies[-1])
+            process.configPath.write_text(json.dumps(dict(process.config, api_key=NUMERIC_KEY)))
+            os.kill(process.pid, signal.SIGHUP)
+            waitFor(process, "config reload failed")
         # A second start with a wrong password: the refusal is logged, the password (right or wrong) is not.
         wrong = "wrong-redis-password-9z8y7x"
         overrides["redis_address"] = f"redis://:{wrong}@127.0.0.1:{redis.port}/0"
@@ -721,7 +761,8 @@ def test_noSecretInLogsOrReplies(tmp_path: Path) -> None:
     logs = process.output + second.output
     assert "debug" in logs and "is up" in logs and "WRONGPASS" in second.output  # the scenario did run
     secrets = {"HMAC key": SECRET, "other HMAC key": OTHER_SECRET, "API key": API_KEY, "wrong API key": WRONG_KEY,
-               "Redis password": password, "wrong Redis password": wrong}
+               "Redis password": password, "wrong Redis password": wrong, "reloaded HMAC key": NEW_SECRET,
+               "numeric API key": str(NUMERIC_KEY)}
     for i, each in enumerate(tokens):
         secrets[f"token {i}"] = each
         secrets[f"token {i} signature"] = each.rsplit(".", 1)[1]
