@@ -251,8 +251,8 @@ def test_crossOriginAllowed(node: str, demoServer: Callable[..., ServerProcess],
 def test_crossOriginRefused(node: str, demoServer: Callable[..., ServerProcess], pageServer: ServerProcess) -> None:
     """
     The same page with its origin not in allowed_origins (which lists the same port under another host name): the
-    preflights get no CORS headers, so the browser never sends the stream's POST; the WebSocket upgrade is
-    refused. No tab ever connects and no message gets through.
+    preflights are refused (403, no CORS headers), so the browser never sends the stream's POST; the WebSocket
+    upgrade is refused. No tab ever connects and no message gets through.
     """
     server = demoServer(allowed_origins=[f"http://localhost:{pageServer.port}"], log_level="debug")
     events = runBrowser(
@@ -271,8 +271,8 @@ def test_crossOriginRefused(node: str, demoServer: Callable[..., ServerProcess],
     for tab in states.values():
         assert tab["state"] == "connecting" and not tab["everConnected"], tab
         assert tab["messages"] == [], tab
-    # The browser asked (preflight answered, without CORS headers) and then refused to send the stream's POST.
-    assert "OPTIONS /connection/http_stream 204" in server.output
+    # The browser asked (preflight refused) and then did not send the stream's POST.
+    assert "OPTIONS /connection/http_stream 403" in server.output
     assert not re.search(r"POST /connection/http_stream|POST /emulation|connected over", server.output)
     assert "websocket upgrade refused" in server.output
     blocked = [e["text"] for e in events if e["event"] == "console" and "CORS policy" in e.get("text", "")]

@@ -293,3 +293,24 @@ class AdmitOriginTests(SynchronousTestCase):
             request = self.request(origin)
             self.assertTrue(admitOrigin(OriginChecker(["*"]), request))
             self.assertEqual(request.responseHeaders.getRawHeaders(b"access-control-allow-origin"), [origin])
+
+    def test_sameHost(self) -> None:
+        """
+        A page of the request's own Host passes (without CORS headers, which it does not need); the port, the
+        host's case-insensitive spelling, and nothing else decide.
+        """
+        for origin, host, admitted in [
+            (b"http://chat.example:8000", b"chat.example:8000", True),
+            (b"https://Chat.Example", b"chat.example", True),
+            (b"http://chat.example:8001", b"chat.example:8000", False),
+            (b"http://chat.example", b"chat.example:8000", False),
+            (b"http://chat.example.evil.org", b"chat.example", False),
+            (b"http://user@chat.example", b"chat.example", False),
+            (b"null", b"null", False),
+            (b"chat.example", b"chat.example", False),
+            (b"http://[::1", b"[::1", False),
+        ]:
+            request = self.request(origin)
+            request.requestHeaders.setRawHeaders(b"host", [host])
+            self.assertEqual(admitOrigin(OriginChecker([]), request), admitted, (origin, host))
+            self.assertFalse(request.responseHeaders.hasHeader(b"access-control-allow-origin"))

@@ -3,9 +3,10 @@
 http_stream, ``/emulation`` and SSE (GET and POST), on their CORS preflights, and on the WebSocket upgrade, with no
 CORS headers and nothing served; a request without Origin (curl, centrifuge-python) always passes.
 
-Which origins pass is Centrifugo's rule (``internal/app/origin.go``): ``[]`` admits only requests without Origin
-(a same-host page included: there is no same-host exception), ``["*"]`` admits every request (``Origin: null``
-too), and otherwise the lowercased Origin must match a glob (``null`` only when a pattern matches it).
+Which origins pass is Centrifugo's rule (``internal/app/origin.go``): ``[]`` admits only requests without Origin,
+``["*"]`` admits every request (``Origin: null`` too), and otherwise the lowercased Origin must match a glob
+(``null`` only when a pattern matches it); and as a page of the server's own host works with Centrifugo (which
+serves it, CORS headers or not), an Origin whose host is the request's Host passes too.
 """
 
 from __future__ import annotations
@@ -193,11 +194,20 @@ def test_starAdmitsEveryOrigin(anyOrigin: ServerProcess, transport: str, origin:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS + PREFLIGHTS)
-def test_emptyListAdmitsOnlyNoOrigin(noOrigins: ServerProcess, transport: str) -> None:
-    # Even a page served from this very host is refused: Centrifugo has no same-host rule for these endpoints.
-    sameHost = f"http://127.0.0.1:{noOrigins.port}"
-    assertRefused(send(noOrigins.port, transport, sameHost))
+def test_emptyListAdmitsNoOriginAndThisHost(noOrigins: ServerProcess, transport: str) -> None:
+    """
+    C{[]}: requests without Origin, and pages of this very host (a browser sends Origin on a same-origin POST;
+    Centrifugo serves it too, without CORS headers, which a same-origin page does not need).
+    """
     assertServed(send(noOrigins.port, transport, None), transport, None)
+    response = send(noOrigins.port, transport, f"http://127.0.0.1:{noOrigins.port}")
+    assertServed(response, transport, None)
+    # Another port is another origin; so is a look-alike host.
+    assertRefused(send(noOrigins.port, transport, f"http://127.0.0.1:{noOrigins.port + 1}"))
+    assertRefused(send(noOrigins.port, transport, f"http://127.0.0.1:{noOrigins.port}.evil.org"))
+    assertRefused(send(noOrigins.port, transport, f"http://user@127.0.0.1:{noOrigins.port}"))
+    assertRefused(send(noOrigins.port, transport, "null"))
+    assertRefused(send(noOrigins.port, transport, FOREIGN))
 
 
 def test_emptyOriginHeaderCountsAsNone(noOrigins: ServerProcess) -> None:

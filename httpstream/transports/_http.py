@@ -7,6 +7,7 @@ CORS preflights, and request bodies with a hard size limit.
 from __future__ import annotations
 
 from io import BytesIO
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Optional
 
 from twisted.web import server
@@ -116,17 +117,21 @@ def admitOrigin(origins: IOriginChecker, request: server.Request) -> bool:
     """
     The C{allowed_origins} check of a request to an HTTP transport (preflights included), before anything else.
 
-    A passing request gets Centrifugo's CORS headers (the Origin echoed, never C{*}); a request without Origin
-    (curl, centrifuge-python, any non-browser client) passes. A refused one is answered 403 with an empty body and
-    no CORS headers, and is not served: Centrifugo only leaves the headers out there, which stops a browser from
-    reading the response but not the request itself (a stream opened, commands run, with the page's cookies sent
-    on to the connect proxy), so this is stricter than Centrifugo and what WebSocket answers.
+    A request passes without an Origin (curl, centrifuge-python, any non-browser client), with an Origin the list
+    admits (it then gets Centrifugo's CORS headers: the Origin echoed, never C{*}), or from a page of this very
+    host (its Origin's host is the request's Host, as gorilla's same-origin check has it). Anything else is
+    answered 403 with an empty body and no CORS headers, and is not served.
+
+    Centrifugo serves those requests and only leaves the CORS headers out: the browser then hides the response
+    from a foreign page but the request itself has run (a stream opened, commands run, the page's cookies sent on
+    to the connect proxy). Refusing them is stricter, and still what a browser sees from Centrifugo: a page of
+    the server's own host works with C{allowed_origins} empty, a foreign one does not.
 
     @return: True when the request may go on; False when it has been answered 403.
     """
     origin = request.getHeader("origin")
     headers = cors_headers(origins, origin, request.getHeader("access-control-request-headers"))
-    if headers is None and origin:
+    if headers is None and origin and not _sameHost(origin, request.getHeader("host")):
         # An empty Origin counts as none (Go's Header.Get cannot tell them apart): only a non-empty one is refused.
         log.info("request refused: origin {origin!r} not in allowed_origins", origin=origin[:200])
         request.setResponseCode(403)
@@ -134,3 +139,16 @@ def admitOrigin(origins: IOriginChecker, request: server.Request) -> bool:
     for name, value in (headers or {}).items():
         request.setHeader(name, value)
     return True
+
+
+def _sameHost(origin: str | bytes, host: str | bytes | None) -> bool:
+    """Whether C{origin}'s host[:port] is C{host} (ASCII case ignored); C{null} and unparsable origins are not."""
+    if not host:
+        return False
+    originText = origin.decode("latin-1") if isinstance(origin, bytes) else origin
+    hostText = host.decode("latin-1") if isinstance(host, bytes) else host
+    try:
+        netloc = urlsplit(originText).netloc
+    except ValueError:
+        return False
+    return bool(netloc) and "@" not in netloc and netloc.lower() == hostText.lower()
