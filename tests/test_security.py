@@ -41,8 +41,9 @@ from twisted.internet.task import Clock
 from httpstream import httpapi
 from httpstream.config import Config, ConfigError
 from httpstream.origin import OriginChecker
+from httpstream.protocol.framing import varint_delimit
 from httpstream.testing import makeNode
-from httpstream.web import makeApp
+from httpstream.web import makeApp, makeSite
 from tests.serverprocess import ServerProcess
 from tests.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
 from tests.wire import Response, Stream, emulate, request
@@ -557,6 +558,10 @@ BAD_INPUTS: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("POST", "/emulation", b'{"session":1,"node":[],"data":{}}', {"Content-Type": "application/json"}),
     ("POST", "/emulation", b"\x0a\xff\xff", {"Content-Type": "application/octet-stream"}),
     ("POST", "/emulation", b"", {}),
+    # Protobuf nested 100,000 deep (start-group tags): the parser's own depth limit, a clean decode error.
+    ("POST", "/connection/http_stream", varint_delimit([b"\x0b" * 100_000 + b"\x0c" * 100_000]),
+     {"Content-Type": "application/octet-stream"}),
+    ("POST", "/emulation", b"\x0b" * 100_000 + b"\x0c" * 100_000, {"Content-Type": "application/octet-stream"}),
     ("GET", "/connection/sse?cf_connect=%ff%fe", b"", {}),
     ("GET", "/connection/sse?cf_connect=" + quote('{"id":1,"connect":{"token":5}}'), b"", {}),
     ("POST", "/api/publish", b'{"channel":["x"],"data":1}', {"X-API-Key": API_KEY}),
@@ -588,6 +593,11 @@ def test_noExceptionTextInReplies(
     assert not EXCEPTION_TEXT.search(reply), reply[:500]
     for name, value in response.headers.items():
         assert not EXCEPTION_TEXT.search(value.encode("latin-1")), (name, value)
+
+
+def test_siteNeverShowsTracebacks() -> None:
+    # twisted.web's own error page for an exception a resource lets out would carry the traceback with this set.
+    assert makeSite(makeNode({}, Clock())).displayTracebacks is False
 
 
 def test_requestLineOverTwistedLimit(server: ServerProcess) -> None:
