@@ -31,7 +31,8 @@ SSE_GET = "/connection/sse?cf_connect=" + quote(CONNECT.decode())
 
 
 def serverWith(tmp: pytest.TempPathFactory, origins: list[str]) -> ServerProcess:
-    return ServerProcess(tmp.mktemp("origins"), {"sse": True, "allowed_origins": origins, "api_key": API_KEY})
+    overrides = {"sse": True, "allowed_origins": origins, "api_key": API_KEY, "prometheus": True}
+    return ServerProcess(tmp.mktemp("origins"), overrides)
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,11 @@ def test_refusedEmulationRunsNothing(server: ServerProcess) -> None:
         reply = stream.next()
     assert reply["id"] == 6, reply
     stream.close()
+    # Counted apart from the other outcomes of /emulation.
+    response = request(server.port, "GET", "/metrics")
+    metrics = response.body().decode()
+    response.close()
+    assert 'httpstream_emulation_requests_total{outcome="forbidden"}' in metrics
 
 
 def test_refusedStreamOpensNoConnection(server: ServerProcess) -> None:

@@ -43,6 +43,7 @@ from httpstream.config import Config, ConfigError
 from httpstream.origin import OriginChecker
 from httpstream.protocol.framing import varint_delimit
 from httpstream.testing import makeNode
+from httpstream.transports._http import LimitedRequest
 from httpstream.web import makeApp, makeSite
 from tests.serverprocess import ServerProcess
 from tests.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
@@ -595,9 +596,13 @@ def test_noExceptionTextInReplies(
         assert not EXCEPTION_TEXT.search(value.encode("latin-1")), (name, value)
 
 
-def test_siteNeverShowsTracebacks() -> None:
+def test_siteGuards() -> None:
+    site = makeSite(makeNode({}, Clock()))
     # twisted.web's own error page for an exception a resource lets out would carry the traceback with this set.
-    assert makeSite(makeNode({}, Clock())).displayTracebacks is False
+    assert site.displayTracebacks is False
+    # Every route's request keeps at most the largest body limit (the API's), counting the rest.
+    assert issubclass(site.requestFactory, LimitedRequest)
+    assert site.requestFactory.maxBody == httpapi.MAX_BODY
 
 
 def test_requestLineOverTwistedLimit(server: ServerProcess) -> None:
