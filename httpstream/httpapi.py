@@ -67,16 +67,16 @@ class APIHandler:
             return True
         if not config.api_key:
             return False
-        given = request.getHeader("x-api-key") or ""
+        # Bytes throughout: a header that is not UTF-8 is a wrong key, not an exception.
+        given = request.getHeader(b"x-api-key") or b""
         if not given:
-            scheme, _, value = (request.getHeader("authorization") or "").partition(" ")
-            if scheme.lower() == "apikey":
+            scheme, _, value = (request.getHeader(b"authorization") or b"").partition(b" ")
+            if scheme.lower() == b"apikey":
                 given = value.strip()
         if not given:
-            values = request.args.get(b"api_key") or [b""]
-            given = values[0].decode("utf-8", "replace")
+            given = (request.args.get(b"api_key") or [b""])[0]
         # Constant time: the comparison must not tell an attacker how much of a guess was right.
-        return hmac.compare_digest(given.encode("utf-8"), config.api_key.encode("utf-8"))
+        return hmac.compare_digest(given, config.api_key.encode("utf-8"))
 
     def handle(self, request: server.Request, method: str) -> bytes | Deferred[bytes]:
         if request.method != b"POST":
@@ -101,7 +101,7 @@ class APIHandler:
             return b""
         transportErrors = (
             self._config.api_error_mode == "transport"
-            or (request.getHeader("x-centrifugo-error-mode") or "").lower() == "transport"
+            or (request.getHeader(b"x-centrifugo-error-mode") or b"").lower() == b"transport"
         )
         request.setHeader(b"Content-Type", b"application/json")
         try:

@@ -269,7 +269,7 @@ class AdmitOriginTests(SynchronousTestCase):
         return request
 
     def test_refused(self) -> None:
-        for origin in (b"https://evil.example", b"null", b"HTTPS://EVIL.EXAMPLE"):
+        for origin in (b"https://evil.example", b"null", b"HTTPS://EVIL.EXAMPLE", b"http://\xff\xfe"):
             request = self.request(origin)
             self.assertFalse(admitOrigin(OriginChecker(["https://app.example"]), request), origin)
             self.assertEqual(request.responseCode, 403)

@@ -572,6 +572,16 @@ BAD_INPUTS: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("POST", "/api/" + "x" * 2000, b"{}", {"X-API-Key": API_KEY}),
     ("GET", "/connection/websocket", b"", {"Upgrade": "websocket", "Connection": "Upgrade"}),
     ("BREW", "/connection/http_stream", b"", {}),
+    # Header values that are not UTF-8 (Twisted's str getHeader would raise on them).
+    ("POST", "/connection/http_stream", b'{"id":1,"connect":{}}', {"Origin": "http://\xff\xfe"}),
+    ("OPTIONS", "/emulation", b"", {"Origin": "http://\xff", "Access-Control-Request-Headers": "\xff"}),
+    ("GET", "/connection/sse?cf_connect=%7B%7D", b"", {"Origin": "\xff"}),
+    ("POST", "/connection/http_stream", b'{"id":1,"connect":{}}', {"Content-Type": "\xff"}),
+    ("POST", "/api/info", b"{}", {"X-API-Key": "\xff\xfe"}),
+    ("POST", "/api/info", b"{}", {"Authorization": "apikey \xff"}),
+    ("POST", "/api/info", b"{}", {"X-API-Key": API_KEY, "X-Centrifugo-Error-Mode": "\xff"}),
+    ("GET", "/connection/websocket", b"", {"Upgrade": "websocket", "Connection": "Upgrade", "Origin": "\xff",
+                                          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}),
     ("GET", "/%ff%fe/..", b"", {}),
     ("GET", "/demo/%c0%ae%c0%ae/pyproject.toml", b"", {}),
     ("GET", "/demo/", b"", {f"X-Header-{i}": "x" for i in range(600)}),  # more headers than Twisted takes

@@ -129,9 +129,10 @@ def admitOrigin(origins: IOriginChecker, request: server.Request) -> bool:
 
     @return: True when the request may go on; False when it has been answered 403.
     """
-    origin = request.getHeader("origin")
-    headers = cors_headers(origins, origin, request.getHeader("access-control-request-headers"))
-    if headers is None and origin and not _sameHost(origin, request.getHeader("host")):
+    # Bytes: Twisted's str getHeader raises on a value that is not UTF-8.
+    origin = request.getHeader(b"origin")
+    headers = cors_headers(origins, origin, request.getHeader(b"access-control-request-headers"))
+    if headers is None and origin and not _sameHost(origin, request.getHeader(b"host")):
         # An empty Origin counts as none (Go's Header.Get cannot tell them apart): only a non-empty one is refused.
         log.info("request refused: origin {origin!r} not in allowed_origins", origin=origin[:200])
         request.setResponseCode(403)
