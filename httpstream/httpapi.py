@@ -67,16 +67,20 @@ class APIHandler:
             return True
         if not config.api_key:
             return False
-        # Bytes throughout: a header that is not UTF-8 is a wrong key, not an exception.
-        given = request.getHeader(b"x-api-key") or b""
-        if not given:
-            scheme, _, value = (request.getHeader(b"authorization") or b"").partition(b" ")
-            if scheme.lower() == b"apikey":
-                given = value.strip()
-        if not given:
-            given = (request.args.get(b"api_key") or [b""])[0]
-        # Constant time: the comparison must not tell an attacker how much of a guess was right.
-        return hmac.compare_digest(given, config.api_key.encode("utf-8"))
+        # Centrifugo's APIKeyAuth: X-API-Key, else "Authorization: apikey <key>"; when neither holds the key, the
+        # api_key query parameter. Bytes throughout: a header that is not UTF-8 is a wrong key, not an exception.
+        # Constant time: a comparison must not tell an attacker how much of a guess was right.
+        key = config.api_key.encode("utf-8")
+        header = request.getHeader(b"x-api-key")
+        if header:
+            if hmac.compare_digest(header, key):
+                return True
+        else:
+            parts = (request.getHeader(b"authorization") or b"").split()
+            if len(parts) == 2 and parts[0].lower() == b"apikey" and hmac.compare_digest(parts[1], key):
+                return True
+        query = request.args.get(b"api_key")
+        return query is not None and hmac.compare_digest(query[0], key)
 
     def handle(self, request: server.Request, method: str) -> bytes | Deferred[bytes]:
         if request.method != b"POST":

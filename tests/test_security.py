@@ -287,8 +287,12 @@ def test_clientPublishWhereNotAllowed(server: ServerProcess) -> None:
         ({}, "?api_key=", 401),
         ({"X-API-Key": API_KEY}, "", 200),
         ({"Authorization": f"apikey {API_KEY}"}, "", 200),
-        # Centrifugo's APIKeyAuth takes the key from the query string too, api_insecure or not.
+        # Centrifugo's APIKeyAuth takes the key from the query string too, api_insecure or not, and tries it when
+        # the headers did not hold the key.
         ({}, f"?api_key={API_KEY}", 200),
+        ({"X-API-Key": WRONG_KEY}, f"?api_key={API_KEY}", 200),
+        ({"X-API-Key": API_KEY}, f"?api_key={WRONG_KEY}", 200),
+        ({"Authorization": f"apikey {API_KEY} extra"}, "", 401),
     ],
 )
 def test_apiKey(server: ServerProcess, headers: dict[str, str], query: str, expected: int) -> None:
