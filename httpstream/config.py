@@ -553,15 +553,7 @@ class Config(ChannelOptions):
     def __post_init__(self) -> None:
         for spec in _specs():
             raw = getattr(self, spec.name)
-            try:
-                value = spec.read(spec.name, raw)
-            except ConfigError:
-                if spec.name not in _secretKeys():
-                    raise
-                # A secret of the wrong type (a YAML number, say) is still the operator's secret: not in the error.
-                raise ConfigError(
-                    f'config key "{spec.name}": has a value of the wrong type (not shown: it is secret)'
-                ) from None
+            value = _readField(spec, spec.name, raw)
             _apply_rules(spec.name, raw, value, spec.rules, spec.is_duration)
             if value is not raw:
                 object.__setattr__(self, spec.name, value)
@@ -619,6 +611,19 @@ def _specs(cls: Optional[type] = None) -> tuple[_Spec, ...]:
 def _secretKeys() -> frozenset[str]:
     """The keys declared C{secret=True} (kept out of repr, and out of error messages)."""
     return frozenset(f.name for f in dataclasses.fields(Config) if not f.repr)
+
+
+def _readField(spec: _Spec, label: str, raw: Any) -> Any:
+    """
+    C{spec.read(label, raw)}; for a secret key the error leaves the value out: a secret of the wrong type (a YAML
+    number, say) is still the operator's secret, and the message goes to the console at start, to the log on reload.
+    """
+    try:
+        return spec.read(label, raw)
+    except ConfigError:
+        if spec.name not in _secretKeys():
+            raise
+        raise ConfigError(f'config key "{label}": has a value of the wrong type (not shown: it is secret)') from None
 
 
 def _check_ping_pong(config: Config) -> None:

@@ -31,6 +31,7 @@ from httpstream.config import (
     _read_bool,
     _read_namespaces,
     _read_str,
+    _readField,
     _read_str_tuple,
     _show,
     _specs,
@@ -223,7 +224,7 @@ def _fieldReader(name: str) -> tuple[Any, Callable[[str, Any], Any]]:
     kind = Duration if spec.is_duration else _KINDS.get(str(hint), hint)
 
     def read(label: str, raw: Any) -> Any:
-        value = spec.read(label, raw)
+        value = _readField(spec, label, raw)
         _apply_rules(label, raw, value, spec.rules, spec.is_duration)
         return value
 

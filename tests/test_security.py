@@ -663,6 +663,23 @@ def test_secretOfTheWrongTypeNotInTheError(key: str) -> None:
         assert "123456789012345" not in message and "s3cr3t" not in message, message
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"http_api": {"key": 123456789012345}},
+        {"client": {"token": {"hmac_secret_key": ["s3cr3t-in-a-list"]}}},
+        {"engine": {"redis": {"password": 123456789012345}}},
+        {"api_key": {"v": "s3cr3t-in-an-object"}},
+    ],
+)
+def test_secretOfTheWrongTypeNotInTheErrorV6(document: dict[str, Any]) -> None:
+    # The same through the document reader (v5 and v6 names), which the file and SIGHUP use.
+    with pytest.raises(ConfigError) as caught:
+        Config.from_dict(document)
+    message = str(caught.value)
+    assert "123456789012345" not in message and "s3cr3t" not in message, message
+
+
 # No secret in logs (at debug) or replies, with a password-protected Redis
 
 
