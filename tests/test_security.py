@@ -481,6 +481,17 @@ def test_deepJSONOnSSE(server: ServerProcess, depth: int) -> None:
     response.close()
 
 
+def test_deepJSONInTheSSEConnectURL(server: ServerProcess) -> None:
+    # A URL holds no 100,000 levels (16 KB request line): 1000, deeper than the JSON library writes back.
+    connect = quote((b'{"id":1,"connect":{"data":' + nested(1000) + b"}}").decode())
+    response = request(server.port, "GET", "/connection/sse?cf_connect=" + connect)
+    assert response.status == 200
+    assert response.chunk() == b"\r\n"
+    event = response.chunk()
+    assert event is not None and b'"code":3501' in event
+    response.close()
+
+
 @pytest.mark.parametrize("depth", [100_000, 1000, 300])
 def test_deepJSONOnWebSocket(server: ServerProcess, depth: int) -> None:
     ws = WebSocket(server.port)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.test_wire,tests.test_origins_wire,tests.test_origin -*-
 """
 What the emulated HTTP endpoints share: the C{allowed_origins} check (403), method dispatch with empty-bodied 405s,
 CORS preflights, and request bodies with a hard size limit.
