@@ -242,7 +242,15 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
             config.emulation_max_request_body_size,
             config.sse_max_request_body_size,
             0 if config.api_disable else API_MAX_BODY,
-        )
+        ),
+        {
+            b"/connection/http_stream": config.http_stream_max_request_body_size,
+            b"/connection/sse": config.sse_max_request_body_size,
+            b"/emulation": config.emulation_max_request_body_size,
+            b"/api/": 0 if config.api_disable else API_MAX_BODY,
+            # Routes without a body (WebSocket, health, metrics, demo) keep none of one.
+            b"/": 0,
+        },
     )
     site.requestFactory = type("Request", (UnbrandedRequest, limited), {})
     return site

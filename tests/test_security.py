@@ -37,13 +37,14 @@ import orjson
 import pytest
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
+from twisted.web.test.requesthelper import DummyChannel
 
 from httpstream import httpapi
 from httpstream.config import Config, ConfigError
 from httpstream.origin import OriginChecker
 from httpstream.protocol.framing import varint_delimit
 from httpstream.testing import makeNode
-from httpstream.transports._http import LimitedRequest
+from httpstream.transports._http import LimitedRequest, readBody
 from httpstream.web import makeApp, makeSite
 from tests.serverprocess import ServerProcess
 from tests.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
@@ -628,6 +629,53 @@ def test_siteGuards() -> None:
     # Every route's request keeps at most the largest body limit (the API's), counting the rest.
     assert issubclass(site.requestFactory, LimitedRequest)
     assert site.requestFactory.maxBody == httpapi.MAX_BODY
+
+
+@pytest.mark.parametrize(
+    "target, kept",
+    [
+        (b"/connection/http_stream", 1000),
+        (b"/connection/sse?cf_connect=x", 2000),
+        (b"/emulation", 3000),
+        (b"/api/publish?api_key=k", httpapi.MAX_BODY),
+        (b"/demo/", 0),
+        (b"/connection/websocket", 0),
+        (b"http://127.0.0.1/emulation", 3000),  # the absolute form: its path decides
+        (b"*", 0),
+    ],
+)
+def test_requestKeepsAtMostItsRoutesLimit(target: bytes, kept: int) -> None:
+    """
+    What a request keeps of a 5 MiB body is its own endpoint's limit, not the largest of them; the rest is
+    counted, and an endpoint never takes a truncated body for the whole (413).
+    """
+    settings = {"http_stream_max_request_body_size": 1000, "sse_max_request_body_size": 2000,
+                "emulation_max_request_body_size": 3000}
+    site = makeSite(makeNode(settings, Clock()))
+    channel = DummyChannel()
+    channel._path = target  # where twisted.web's HTTPChannel holds the target until the body has arrived
+    request = site.requestFactory(channel)
+    request.gotLength(None)
+    chunk = b"x" * 65536
+    for _ in range(80):
+        request.handleContentChunk(chunk)
+    assert request.bodyLength == 80 * len(chunk)
+    assert len(request.content.getvalue()) == kept
+    assert readBody(request, 10 * httpapi.MAX_BODY) is None
+
+
+def test_readBodyRefusesATruncatedBody() -> None:
+    request = LimitedRequest(DummyChannel())
+    request.limits = ((b"/", 10),)
+    request.channel._path = b"/x"
+    request.gotLength(None)
+    request.handleContentChunk(b"0123456789abcdef")
+    assert readBody(request, 100) is None  # 16 bytes arrived, 10 kept: not the body
+    request = LimitedRequest(DummyChannel())
+    request.gotLength(None)
+    request.handleContentChunk(b"0123456789abcdef")
+    assert readBody(request, 100) == b"0123456789abcdef"
+    assert readBody(request, 15) is None
 
 
 def test_requestLineOverTwistedLimit(server: ServerProcess) -> None:

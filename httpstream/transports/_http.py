@@ -36,38 +36,61 @@ STREAM_HEADERS = (
 
 class LimitedRequest(server.Request):
     """
-    A request that keeps at most C{maxBody} bytes of its body in memory.
+    A request that keeps at most its route's body limit in memory.
 
     Twisted reads a whole body before rendering; this caps what it stores (counting the rest), so a huge upload
     costs bandwidth, not memory, and the resource answers 413.
 
+    @cvar maxBody: what a request keeps when no entry of C{limits} names its path.
+    @cvar limits: (path prefix, bytes kept) pairs, the first match wins: each endpoint's own limit, so that a
+        request to a 64 KB endpoint never holds the 4 MiB the API may take.
     @ivar bodyLength: how many body bytes arrived, kept or not.
     """
 
     maxBody = 65536
+    limits: tuple[tuple[bytes, int], ...] = ()
 
     def gotLength(self, length: Optional[int]) -> None:
         self.bodyLength = 0
         self.content = BytesIO()
+        # The request line is parsed but requestReceived (which sets self.path) comes after the body: the channel
+        # holds the target meanwhile (a private name: without it, every route keeps maxBody, as before).
+        target = getattr(self.channel, "_path", b"")
+        self._keep = self.maxBody
+        if isinstance(target, bytes):
+            path = target.split(b"?", 1)[0]
+            if not path.startswith(b"/"):
+                # The absolute form ("http://host/path"): its path decides, as anywhere else.
+                path = b"/" + path.split(b"://", 1)[-1].partition(b"/")[2]
+            for prefix, limit in self.limits:
+                if path.startswith(prefix):
+                    self._keep = limit
+                    break
 
     def handleContentChunk(self, data: bytes) -> None:
-        room = self.maxBody - self.bodyLength
+        room = self._keep - self.bodyLength
         self.bodyLength += len(data)
         if room > 0:
             self.content.write(data[:room])
 
 
-def limitedRequestFactory(maxBody: int) -> type[LimitedRequest]:
-    """A L{LimitedRequest} subclass that keeps up to C{maxBody} bytes (the largest of the endpoints' limits)."""
-    return type("LimitedRequest", (LimitedRequest,), {"maxBody": maxBody})
+def limitedRequestFactory(maxBody: int, limits: dict[bytes, int] | None = None) -> type[LimitedRequest]:
+    """
+    A L{LimitedRequest} subclass that keeps up to C{maxBody} bytes, or C{limits[prefix]} for a path that starts
+    with C{prefix}.
+    """
+    return type("LimitedRequest", (LimitedRequest,), {"maxBody": maxBody, "limits": tuple((limits or {}).items())})
 
 
 def readBody(request: server.Request, limit: int) -> Optional[bytes]:
-    """The request body, or None when it is over C{limit} bytes."""
+    """
+    The request body, or None when it is over C{limit} bytes, or when the request kept less of it than arrived
+    (its route's cap is below C{limit}: a truncated body must never be taken for the whole one).
+    """
     length = getattr(request, "bodyLength", None)
     request.content.seek(0)
     body = request.content.read(limit + 1)
-    if (length is not None and length > limit) or len(body) > limit:
+    if (length is not None and (length > limit or length > len(body))) or len(body) > limit:
         return None
     return body
 
