@@ -279,7 +279,8 @@ class AdmitOriginTests(SynchronousTestCase):
         request = self.request(b"https://App.example")
         self.assertTrue(admitOrigin(OriginChecker(["https://app.example"]), request))
         self.assertIsNone(request.responseCode)  # left for the endpoint to set
-        self.assertEqual(request.responseHeaders.getRawHeaders(b"access-control-allow-origin"), [b"https://App.example"])
+        allowed = request.responseHeaders.getRawHeaders(b"access-control-allow-origin")
+        self.assertEqual(allowed, [b"https://App.example"])
         self.assertEqual(request.responseHeaders.getRawHeaders(b"access-control-allow-headers"), [b"content-type"])
 
     def test_noOrigin(self) -> None:
