@@ -418,6 +418,46 @@ def test_hugeBodiesNeverKeptWhole(server: ServerProcess) -> None:
     assert grown < 24 * 1024 * 1024
 
 
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_unfinishedUploadsHoldOnlyTheirRoutesLimit(server: ServerProcess) -> None:
+    """
+    30 uploads of 3 MB to the stream endpoint (limit 1 MB here), each one byte short of its Content-Length so the
+    server holds them open: together they keep about 30 MB, not the 90 MB they sent (nor 30 x the API's 4 MiB).
+    """
+    size = 3 * 1024 * 1024
+    before = rss(server.pid)
+    sockets = []
+    try:
+        for _ in range(30):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall(
+                b"POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % (size + 1)
+            )
+            sock.sendall(b"[" * size)
+            sockets.append(sock)
+        # Let the server read what was sent: until its memory holds still for a second (20 s at most).
+        deadline = time.monotonic() + 20
+        grown, last, still = 0, -1, 0
+        while time.monotonic() < deadline and still < 5:
+            time.sleep(0.2)
+            grown = rss(server.pid) - before
+            still = still + 1 if grown == last else 0
+            last = grown
+        print(f"30 unfinished 3 MB uploads to a 1 MB endpoint: RSS grew by {grown / 1e6:.1f} MB")
+        assert grown < 60 * 1024 * 1024
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert status(api(server.port, "info", {}))[0] == 200
+
+
 # JSON nested 100,000 deep (and just deeper than the JSON library writes back)
 
 
