@@ -39,6 +39,9 @@ def serverWith(tmp: pytest.TempPathFactory, origins: list[str]) -> ServerProcess
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with serverWith(tmp_path_factory, ["https://*.example.com"]) as process:
         yield process
+        # Each refusal is one info line, never a traceback.
+        assert "Traceback" not in process.output
+        assert "request refused: origin 'https://example.com.evil.org' not in allowed_origins" in process.output
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,8 @@ def admitOrigin(origins: IOriginChecker, request: server.Request) -> bool:
     headers = cors_headers(origins, origin, request.getHeader(b"access-control-request-headers"))
     if headers is None and origin and not _sameHost(origin, request.getHeader(b"host")):
         # An empty Origin counts as none (Go's Header.Get cannot tell them apart): only a non-empty one is refused.
-        log.info("request refused: origin {origin!r} not in allowed_origins", origin=origin[:200])
+        shown = origin[:200].decode("latin-1")
+        log.info("request refused: origin {origin!r} not in allowed_origins", origin=shown)
         request.setResponseCode(403)
         return False
     for name, value in (headers or {}).items():
