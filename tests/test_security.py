@@ -786,6 +786,8 @@ def test_secretOfTheWrongTypeNotInTheErrorV6(document: dict[str, Any]) -> None:
 
 NEW_SECRET = "reloaded-hmac-secret-0123456789abcdef-01234567"
 NUMERIC_KEY = 918273645546372819
+COOKIE = "cookie-session-value-7f6e5d4c3b2a1908"
+BEARER = "bearer-token-value-0a1b2c3d4e5f6789"
 
 
 def waitFor(process: ServerProcess, text: str, timeout: float = 20.0) -> None:
@@ -848,6 +850,10 @@ def test_noSecretInLogsOrReplies(tmp_path: Path) -> None:
         "token_issuer": ISS,
         "api_key": API_KEY,
         "log_level": "debug",
+        # A connect without a token goes to this proxy (nothing listens there): its error is logged, the
+        # credentials it forwards are not.
+        "proxy_connect_endpoint": "http://127.0.0.1:9/connect",
+        "proxy_http_headers": ["Authorization", "Cookie"],
     }
     try:
         with ServerProcess(tmp_path, overrides) as process:
@@ -865,6 +871,12 @@ def test_noSecretInLogsOrReplies(tmp_path: Path) -> None:
             session.close()
             for bad in tokens[1:4]:
                 replies.append(orjson.dumps(firstMessage(port, {"token": bad})))
+            # The page's cookie and bearer token travel to the connect proxy.
+            proxied = Stream(port, b'{"id":1,"connect":{}}',
+                             headers={"Cookie": f"session={COOKIE}", "Authorization": f"Bearer {BEARER}"})
+            replies.append(orjson.dumps(proxied.next()))
+            proxied.close()
+            waitFor(process, "error proxying connect")
             # SSE puts the token in the URL; WebSocket carries it in a frame.
             sse = request(port, "GET", "/connection/sse?cf_connect=" + quote(json.dumps(
                 {"id": 1, "connect": {"token": tokens[2]}})))
@@ -909,7 +921,7 @@ def test_noSecretInLogsOrReplies(tmp_path: Path) -> None:
     assert "debug" in logs and "is up" in logs and "WRONGPASS" in second.output  # the scenario did run
     secrets = {"HMAC key": SECRET, "other HMAC key": OTHER_SECRET, "API key": API_KEY, "wrong API key": WRONG_KEY,
                "Redis password": password, "wrong Redis password": wrong, "reloaded HMAC key": NEW_SECRET,
-               "numeric API key": str(NUMERIC_KEY)}
+               "numeric API key": str(NUMERIC_KEY), "cookie": COOKIE, "bearer token": BEARER}
     for i, each in enumerate(tokens):
         secrets[f"token {i}"] = each
         secrets[f"token {i} signature"] = each.rsplit(".", 1)[1]
