@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from twisted.application.service import MultiService
@@ -62,7 +63,8 @@ class Options(usage.Options):
     longdesc = (
         "Run an httpstream node: a Centrifugo-compatible real-time server (client protocol v2) whose "
         "HTTP streaming transport works where WebSocket does not. The config file is JSON, YAML or TOML with "
-        "Centrifugo's key names (v5 or v6), under CENTRIFUGO_* environment variables; see config.example.json."
+        "Centrifugo's key names (v5 or v6), under CENTRIFUGO_* environment variables: `httpstream genconfig` "
+        f"writes one with fresh secrets, and the example config ships at {Path(__file__).with_name('config.example.json')}."
     )
     optParameters = [
         ["config", "c", "config.json", "Path to the config file (.json, .yaml/.yml or .toml)."],
@@ -71,6 +73,13 @@ class Options(usage.Options):
     config: Config
     warnings: list[str]
     envApplied: tuple[str, ...] = ()
+
+    def opt_version(self) -> None:
+        """Display httpstream's version and exit."""
+        from httpstream.version import versionText
+
+        print(versionText())
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         try:

@@ -1,0 +1,429 @@
+# -*- test-case-name: tests.test_cli -*-
+"""
+The ``httpstream`` console script: Centrifugo's helper commands, with its names and flags.
+
+``version``, ``checkconfig``, ``genconfig``, ``defaultconfig``, ``gentoken``, ``gensubtoken``, ``checktoken``,
+``checksubtoken`` (each with ``-c/--config``, default ``config.json``), and ``serve``, which runs
+``twistd -n httpstream`` (the server itself stays a twistd plugin). A failure is one line on stderr,
+``httpstream: ...``, and exit status 1, as at start-up; bad usage is argparse's usage message and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Optional, Sequence, get_type_hints
+
+import orjson
+
+from httpstream.config import ChannelOptions, Config, ConfigError, Duration, Namespace, load_config
+from httpstream.version import versionText
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "config.json"
+DEFAULT_TOKEN_TTL = 7 * 24 * 3600  # Centrifugo's gentoken default: a week
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message is the one line the operator sees."""
+
+
+# Configuration
+
+
+def _load(path: str) -> tuple[Config, list[str]]:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+
+
+def _goDuration(seconds: float) -> str:
+    """Seconds as Go writes a time.Duration ("720h0m0s", "25s", "500ms"), which every config reader parses."""
+    nanoseconds = round(seconds * 1e9)
+    if nanoseconds == 0:
+        return "0s"
+    sign, nanoseconds = ("-", -nanoseconds) if nanoseconds < 0 else ("", nanoseconds)
+    if nanoseconds < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("us", 1_000), ("ns", 1)):
+            if nanoseconds >= size or unit == "ns":
+                return f"{sign}{nanoseconds / size:g}{unit}"
+    hours, rest = divmod(nanoseconds, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    secondsText = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{secondsText}"
+    if minutes:
+        return f"{sign}{minutes}m{secondsText}"
+    return sign + secondsText
+
+
+def _plain(value: Any, isDuration: bool = False) -> Any:
+    """A configuration value as the JSON a config file holds."""
+    if isDuration:
+        return _goDuration(value)
+    if isinstance(value, Namespace):
+        return {"name": value.name, **_settings(value.options, ChannelOptions)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _settings(value, type(value))
+    return value
+
+
+def _settings(instance: Any, cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls, include_extras=True)
+    return {
+        f.name: _plain(getattr(instance, f.name), hints[f.name] == Duration) for f in dataclasses.fields(cls)
+    }
+
+
+def configDocument(config: Config) -> dict[str, Any]:
+    """
+    Every key of C{config} with its value, as a JSON config file writes it (v5 key names): the server's own keys
+    first, then the channel options of channels without a namespace (fields Config inherits, so listed first).
+    """
+    document = _settings(config, Config)
+    channelOptions = {f.name for f in dataclasses.fields(ChannelOptions)}
+    return {
+        **{k: v for k, v in document.items() if k not in channelOptions},
+        **{k: v for k, v in document.items() if k in channelOptions},
+    }
+
+
+def _checkStartable(config: Config) -> None:
+    """Build the node's service as twistd would (nothing listens, nothing connects): its refusals are start-up's."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from httpstream.tap import HTTPStreamService
+
+    try:
+        HTTPStreamService(config, MemoryReactorClock())
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+
+
+def _refuseExisting(path: Path) -> None:
+    if path.exists():
+        raise CommandError(f"output config file already exists: {path}")
+
+
+def _requireJSON(path: Path) -> None:
+    if path.suffix != ".json":
+        raise CommandError(f"output config file must end in .json: {path}")
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    try:
+        # 0600 and never over an existing file (O_EXCL), as Centrifugo: the file holds secrets.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CommandError(f"output config file already exists: {path}") from None
+    except OSError as e:
+        raise CommandError(f"cannot write {path}: {e.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _secret(size: int = 64) -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(size)).rstrip(b"=").decode("ascii")
+
+
+def cmdCheckconfig(args: argparse.Namespace) -> int:
+    config, warnings = _load(args.config)
+    _checkStartable(config)
+    for warning in warnings:
+        _say(f"warning: {warning}")
+    if args.strict and warnings:
+        raise CommandError(f"{len(warnings)} unknown or ignored key(s) in {args.config} (--strict)")
+    return 0
+
+
+def cmdGenconfig(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    _requireJSON(path)
+    _refuseExisting(path)
+    document = {
+        "token_hmac_secret_key": _secret(),
+        "api_key": _secret(),
+        "allowed_origins": [],
+        "http_stream": True,
+        "sse": True,
+    }
+    _write(path, document)
+    # As Centrifugo: what was written must load, or it is removed.
+    try:
+        config, _ = _load(str(path))
+        _checkStartable(config)
+    except CommandError:
+        path.unlink()
+        raise
+    print(f"wrote {path}: fresh token_hmac_secret_key and api_key; http_stream and sse on, port {config.port}")
+    return 0
+
+
+def cmdDefaultconfig(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    if not args.dry_run:
+        _requireJSON(path)
+        _refuseExisting(path)
+    config = _load(args.base)[0] if args.base else Config()
+    document = configDocument(config)
+    if args.dry_run:
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n")
+    else:
+        _write(path, document)
+    return 0
+
+
+# Tokens
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _hs256(claims: dict[str, Any], secret: str) -> str:
+    # Not PyJWT: it refuses secrets that look like PEM or JWK text, and Centrifugo signs with any string's bytes.
+    signingInput = _b64(orjson.dumps({"alg": "HS256", "typ": "JWT"})) + b"." + _b64(orjson.dumps(claims))
+    signature = hmac.new(secret.encode("utf-8"), signingInput, hashlib.sha256).digest()
+    return (signingInput + b"." + _b64(signature)).decode("ascii")
+
+
+def _setClaim(claims: dict[str, Any], path: str, value: str) -> None:
+    """Set a dotted claim path (C{token_user_id_claim} may name a nested one), making the objects on the way."""
+    steps = path.split(".")
+    for step in steps[:-1]:
+        child = claims.get(step)
+        if not isinstance(child, dict):
+            child = claims[step] = {}
+        claims = child
+    claims[steps[-1]] = value
+
+
+def _hmacKey(config: Config, command: str) -> str:
+    if not config.token_hmac_secret_key:
+        others = [k for k in ("token_rsa_public_key", "token_ecdsa_public_key") if getattr(config, k)]
+        why = f" (this config verifies with {' and '.join(others)})" if others else ""
+        raise CommandError(
+            f"{command} only makes HMAC (HS256) tokens and token_hmac_secret_key (v6 client.token.hmac_secret_key) "
+            f"is not set{why}; sign RSA/ECDSA tokens with your own tooling"
+        )
+    return config.token_hmac_secret_key
+
+
+def _mint(config: Config, user: str, ttl: int, extra: dict[str, Any]) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": user, "iat": now, **extra}
+    if ttl > 0:
+        claims["exp"] = now + ttl
+    if config.token_user_id_claim and config.token_user_id_claim != "sub":
+        _setClaim(claims, config.token_user_id_claim, user)
+    # A token this config's verifier accepts: its exact audience and issuer, when set.
+    if config.token_audience:
+        claims["aud"] = config.token_audience
+    if config.token_issuer:
+        claims["iss"] = config.token_issuer
+    return _hs256(claims, _hmacKey(config, "gentoken" if "channel" not in extra else "gensubtoken"))
+
+
+def _describeTTL(ttl: int) -> str:
+    return f"with expiration TTL {_goDuration(ttl)}" if ttl > 0 else "without expiration"
+
+
+def _who(user: str) -> str:
+    return f'user "{user}"' if user else "anonymous user"
+
+
+def cmdGentoken(args: argparse.Namespace) -> int:
+    config, _ = _load(args.config)
+    token = _mint(config, args.user, args.ttl, {})
+    if args.quiet:
+        sys.stdout.write(token)
+    else:
+        print(f"HMAC SHA-256 JWT for {_who(args.user)} {_describeTTL(args.ttl)}:\n{token}")
+    return 0
+
+
+def cmdGensubtoken(args: argparse.Namespace) -> int:
+    config, _ = _load(args.config)
+    if not args.channel:
+        raise CommandError("channel is required (-s CHANNEL)")
+    token = _mint(config, args.user, args.ttl, {"channel": args.channel})
+    if args.quiet:
+        sys.stdout.write(token)
+    else:
+        print(f'HMAC SHA-256 JWT for {_who(args.user)} and channel "{args.channel}" {_describeTTL(args.ttl)}:\n{token}')
+    return 0
+
+
+def _verifier(config: Config) -> Any:
+    from httpstream.tokens import TokenVerifier
+
+    try:
+        return TokenVerifier.fromConfig(config)
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+
+
+def _payload(token: str) -> bytes:
+    """The verified token's claims, compact (for the operator who pasted it: not a secret to them)."""
+    segment = token.split(".")[1]
+    return orjson.dumps(orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
+
+
+def _expiry(expireAt: int) -> str:
+    if not expireAt:
+        return "without expiration"
+    when = datetime.datetime.fromtimestamp(expireAt, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"expires at {when} (in {_goDuration(max(expireAt - int(time.time()), 0))})"
+
+
+def _check(args: argparse.Namespace, verify: Callable[[Any, str, float], Any]) -> Any:
+    from httpstream.tokens import InvalidToken, TokenExpired
+
+    config, _ = _load(args.config)
+    verifier = _verifier(config)
+    try:
+        return verify(verifier, args.token, time.time())
+    except InvalidToken as e:
+        raise CommandError(f"invalid token: {e}") from None
+    except TokenExpired:
+        raise CommandError("token expired or not yet valid (its exp or nbf claim)") from None
+
+
+def cmdChecktoken(args: argparse.Namespace) -> int:
+    claims = _check(args, lambda verifier, token, now: verifier.verifyConnect(token, now))
+    print(f"valid token for {_who(claims.user)}, {_expiry(claims.expireAt)}")
+    print(f"payload: {_payload(args.token).decode('utf-8')}")
+    return 0
+
+
+def cmdChecksubtoken(args: argparse.Namespace) -> int:
+    claims = _check(args, lambda verifier, token, now: verifier.verifySubscribe(token, now))
+    print(f'valid subscription token for {_who(claims.user)} and channel "{claims.channel}", {_expiry(claims.expireAt)}')
+    print(f"payload: {_payload(args.token).decode('utf-8')}")
+    return 0
+
+
+def cmdVersion(args: argparse.Namespace) -> int:
+    print(versionText())
+    return 0
+
+
+def twistdCommand() -> list[str]:
+    """twistd from the environment this script runs in, whatever PATH says."""
+    script = Path(sys.executable).with_name("twistd")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def cmdServe(args: argparse.Namespace) -> NoReturn:
+    serve(args.options)
+
+
+def serve(options: Sequence[str]) -> NoReturn:
+    """Become C{twistd -n httpstream OPTIONS}: signals and the exit status are the server's own."""
+    command = twistdCommand() + ["-n", "--pidfile=", "httpstream", *options]
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
+# The parser
+
+
+def _withConfig(parser: argparse.ArgumentParser, help: str = "path to the config file") -> None:
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=f"{help} (default %(default)s)")
+
+
+def _tokenOptions(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-u", "--user", default="", help="user ID (default: anonymous)")
+    parser.add_argument(
+        "-t", "--ttl", type=int, default=DEFAULT_TOKEN_TTL, metavar="SECONDS",
+        help="token TTL in seconds, -1 for a token without expiration (default %(default)s)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the token")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="httpstream",
+        description="Helper commands of httpstream, a Centrifugo-compatible real-time server. "
+        "Run the server with `httpstream serve -c FILE` (or `twistd -n httpstream -c FILE`).",
+    )
+    top.add_argument("--version", action="version", version=versionText())
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    add("version", cmdVersion, "print httpstream's version")
+
+    sub = add("checkconfig", cmdCheckconfig, "check a config file: exit 0 if the server would start with it")
+    _withConfig(sub, "config file to check")
+    sub.add_argument("-s", "--strict", action="store_true", help="also fail on unknown keys (any warning)")
+
+    sub = add("genconfig", cmdGenconfig, "write a minimal working config with fresh random secrets")
+    _withConfig(sub, "config file to write; never overwritten")
+
+    sub = add("defaultconfig", cmdDefaultconfig, "write every config key with its default value (JSON)")
+    _withConfig(sub, "config file to write; never overwritten")
+    sub.add_argument("-b", "--base", default="", metavar="FILE", help="start from this config's values")
+    sub.add_argument("-d", "--dry-run", action="store_true", help="print to stdout instead of writing a file")
+
+    sub = add("gentoken", cmdGentoken, "make a connection JWT (HS256, the config's token_hmac_secret_key)")
+    _withConfig(sub)
+    _tokenOptions(sub)
+
+    sub = add("gensubtoken", cmdGensubtoken, "make a subscription JWT (HS256, the config's token_hmac_secret_key)")
+    _withConfig(sub)
+    _tokenOptions(sub)
+    sub.add_argument("-s", "--channel", default="", help="channel (required)")
+
+    sub = add("checktoken", cmdChecktoken, "verify a connection JWT with the config's keys")
+    _withConfig(sub)
+    sub.add_argument("token", metavar="TOKEN")
+
+    sub = add("checksubtoken", cmdChecksubtoken, "verify a subscription JWT with the config's keys")
+    _withConfig(sub)
+    sub.add_argument("token", metavar="TOKEN")
+
+    sub = add("serve", cmdServe, "run the server: twistd -n httpstream [OPTIONS] (e.g. -c FILE)")
+    sub.add_argument("options", nargs=argparse.REMAINDER, metavar="OPTIONS", help="twistd httpstream's options")
+    return top
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(f"httpstream: {line}\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The console script: run one command, return its exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        # Everything after "serve" is twistd httpstream's, --help included: argparse would claim "-c" and "-h".
+        serve(argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+        return status
+    except CommandError as e:
+        _say(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+

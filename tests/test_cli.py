@@ -1,0 +1,436 @@
+"""
+The ``httpstream`` console script: each command run as an operator runs it (the venv's entry point, in a scratch
+directory, on real files), its output, its exit status, and its one-line errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+import signal
+import stat
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import httpstream
+from httpstream.config import Config, load_config
+from httpstream.tokens import TokenVerifier
+from tests.serverprocess import ListeningProcess, twistdCommand
+from tests.wire import Stream, connectStream, request
+
+SECRET = "cli-test-secret-0123456789abcdef0123456789"
+RSA_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo
+4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u
++qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyeh
+kd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ
+0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdg
+cKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbc
+mwIDAQAB
+-----END PUBLIC KEY-----"""
+
+
+def httpstreamCommand() -> list[str]:
+    """The console script pip installed beside this interpreter."""
+    script = Path(sys.executable).with_name("httpstream")
+    assert script.exists(), f"no console script at {script}: reinstall with pip install -e '.[test]'"
+    return [str(script)]
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(httpstreamCommand() + list(args), cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def oneLineError(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """Assert the command failed with exit 1 and exactly one line on stderr (containing C{expected}); return it."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("httpstream: "), lines[0]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+def writeConfig(directory: Path, document: dict[str, Any], name: str = "config.json") -> Path:
+    path = directory / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+def claimsOf(token: str) -> dict[str, Any]:
+    segment = token.split(".")[1]
+    return orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+def hs256(claims: dict[str, Any], secret: str) -> str:
+    """A token made independently of the code under test."""
+
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    head = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(orjson.dumps(claims))
+    return (head + b"." + b64(hmac.new(secret.encode(), head, hashlib.sha256).digest())).decode()
+
+
+# version
+
+
+def test_versionIsThePackagesVersion(tmp_path: Path) -> None:
+    result = run(tmp_path, "version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"httpstream v{httpstream.__version__} (Python ")
+    # One source: the installed distribution's metadata is read from httpstream.__version__.
+    assert metadata.version("httpstream") == httpstream.__version__
+    assert run(tmp_path, "--version").stdout == result.stdout
+
+
+def test_twistdPluginVersionIsHttpstreams(tmp_path: Path) -> None:
+    result = subprocess.run(
+        twistdCommand() + ["httpstream", "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"httpstream v{httpstream.__version__} ")
+
+
+def test_twistdHelpPointsAtAnExampleThatExists(tmp_path: Path) -> None:
+    result = subprocess.run(
+        twistdCommand() + ["httpstream", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    text = " ".join(result.stdout.split())
+    assert "httpstream genconfig" in text
+    shipped = Path(text.split("ships at ")[1].split()[0].rstrip("."))
+    config, warnings = load_config(shipped)
+    assert warnings == [] and config.http_stream
+
+
+# Usage errors: argparse's usage line and status 2, never a traceback.
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("nosuchcommand",),
+        ("gentoken", "-t", "soon"),
+        ("checktoken",),
+        ("checkconfig", "--nosuchflag"),
+    ],
+)
+def test_badUsageIsUsageAndExit2(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run(tmp_path, *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "usage: httpstream" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# checkconfig
+
+
+def test_checkconfigAcceptsAGoodConfigSilently(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET, "http_stream": True})
+    result = run(tmp_path, "checkconfig")  # -c defaults to config.json, as Centrifugo's
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    "document,expected",
+    [
+        ({"port": "eighty"}, '"port"'),
+        ({"ping_interval": "5s", "pong_timeout": "8s"}, "pong_timeout"),
+        ({"engine": "cassandra"}, '"engine"'),
+    ],
+)
+def test_checkconfigRefusesWithStartupsLine(tmp_path: Path, document: dict[str, Any], expected: str) -> None:
+    path = writeConfig(tmp_path, document)
+    line = oneLineError(run(tmp_path, "checkconfig", "-c", str(path)), expected)
+    startup = subprocess.run(
+        twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c", str(path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert startup.returncode == 1
+    assert startup.stderr.strip() == line
+
+
+def test_checkconfigRefusesAnUnusableTokenKey(tmp_path: Path) -> None:
+    # Not a value error of the file's reader: the node's token verifier refuses it when the server is built.
+    path = writeConfig(tmp_path, {"token_rsa_public_key": "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"})
+    oneLineError(run(tmp_path, "checkconfig", "--config", str(path)), "token_rsa_public_key")
+
+
+def test_checkconfigMissingOrUnparsableFile(tmp_path: Path) -> None:
+    oneLineError(run(tmp_path, "checkconfig", "-c", "absent.json"), "cannot read config file", "absent.json")
+    (tmp_path / "broken.json").write_text("{not json")
+    oneLineError(run(tmp_path, "checkconfig", "-c", "broken.json"), "cannot parse config file")
+
+
+def test_checkconfigWarnsOnUnknownKeysAndStrictRefuses(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"http_stream": True, "no_such_key": 1})
+    lenient = run(tmp_path, "checkconfig")
+    assert lenient.returncode == 0
+    assert lenient.stderr.strip() == 'httpstream: warning: config key "no_such_key" is unknown and was ignored'
+    for flag in ("--strict", "-s"):
+        strict = run(tmp_path, "checkconfig", flag)
+        assert strict.returncode == 1
+        assert 'config key "no_such_key" is unknown' in strict.stderr
+        assert strict.stderr.strip().splitlines()[-1].startswith("httpstream: 1 unknown")
+        assert "Traceback" not in strict.stderr
+
+
+# genconfig
+
+
+def test_genconfigWritesFreshSecretsPrivately(tmp_path: Path) -> None:
+    first = run(tmp_path, "genconfig")
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / "config.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    document = json.loads(path.read_text())
+    config, warnings = load_config(path)
+    assert warnings == []
+    assert config.http_stream and config.sse
+    assert len(config.token_hmac_secret_key) >= 64 and len(config.api_key) >= 64
+    assert config.token_hmac_secret_key != config.api_key
+    assert config.token_hmac_secret_key not in first.stdout + first.stderr
+    second = run(tmp_path, "genconfig", "-c", "other.json")
+    assert second.returncode == 0, second.stderr
+    other = json.loads((tmp_path / "other.json").read_text())
+    assert other["token_hmac_secret_key"] != document["token_hmac_secret_key"]
+    assert other["api_key"] != document["api_key"]
+
+
+def test_genconfigNeverOverwrites(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"port": 9000}')
+    oneLineError(run(tmp_path, "genconfig"), "already exists")
+    assert path.read_text() == '{"port": 9000}'
+
+
+def test_genconfigUnwritableOrWrongExtension(tmp_path: Path) -> None:
+    oneLineError(run(tmp_path, "genconfig", "-c", "missing-dir/config.json"), "cannot write")
+    oneLineError(run(tmp_path, "genconfig", "-c", "config.txt"), ".json")
+    assert not (tmp_path / "config.txt").exists()
+
+
+def test_genconfigAndGentokenMakeAWorkingServer(tmp_path: Path) -> None:
+    """
+    The generated config starts a server that verifies gentoken's JWT: its token connects over http_stream as its
+    user (the server API, with the generated api_key, disconnects that user), a forged one is refused.
+    """
+    assert run(tmp_path, "genconfig").returncode == 0
+    path = tmp_path / "config.json"
+    document = json.loads(path.read_text())
+    document.update({"address": "127.0.0.1", "port": 0})
+    path.write_text(json.dumps(document))
+    token = run(tmp_path, "gentoken", "-u", "alice", "-q").stdout
+    with ListeningProcess(httpstreamCommand() + ["serve", "-c", str(path)], cwd=tmp_path) as server:
+        server.waitForPort(timeout=60)
+        forged, refused = connectStreamRaw(server.port, hs256({"sub": "alice"}, "wrong-secret-0123456789abcdef01234"))
+        forged.close()
+        assert refused == {"push": {"disconnect": {"code": 3500, "reason": "invalid token"}}}
+        stream, result = connectStream(server.port, token=token)
+        assert result["client"]
+        answer = request(
+            server.port, "POST", "/api/disconnect", orjson.dumps({"user": "alice"}),
+            {"X-API-Key": document["api_key"], "Content-Type": "application/json"},
+        )
+        assert answer.status == 200 and orjson.loads(answer.body()) == {"result": {}}
+        answer.close()
+        pushes = []
+        while (messages := stream.messages()) is not None:
+            pushes.extend(messages)
+        stream.close()
+        assert any("disconnect" in message.get("push", {}) for message in pushes), pushes
+
+
+def connectStreamRaw(port: int, token: str) -> tuple[Stream, dict[str, Any]]:
+    """Connect with a token the server may refuse; return the stream and its first message, whatever it is."""
+    stream = Stream(port, orjson.dumps({"id": 1, "connect": {"token": token}}))
+    return stream, stream.next()
+
+
+# defaultconfig
+
+
+def test_defaultconfigDryRunIsEveryKeyWithItsDefault(tmp_path: Path) -> None:
+    result = run(tmp_path, "defaultconfig", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) == {f.name for f in dataclasses.fields(Config)}
+    assert document["port"] == 8000 and document["ping_interval"] == "25s"
+    assert document["global_history_meta_ttl"] == "720h0m0s"
+    assert not (tmp_path / "config.json").exists()
+    path = writeConfig(tmp_path, document, "defaults.json")
+    config, warnings = load_config(path)
+    assert warnings == []
+    assert config == dataclasses.replace(Config(), name=config.name)
+
+
+def test_defaultconfigWritesAFileOnceAndFollowsABase(tmp_path: Path) -> None:
+    base = writeConfig(
+        tmp_path,
+        {
+            "http_stream": True,
+            "history_meta_ttl": "90m",
+            "namespaces": [{"name": "news", "history_size": 10, "history_ttl": "1.5s", "presence": True}],
+        },
+        "base.json",
+    )
+    result = run(tmp_path, "defaultconfig", "-b", str(base), "-c", "full.json")
+    assert result.returncode == 0, result.stderr
+    full = json.loads((tmp_path / "full.json").read_text())
+    assert full["namespaces"][0]["history_ttl"] == "1.5s" and full["history_meta_ttl"] == "1h30m0s"
+    assert load_config(tmp_path / "full.json") == load_config(base)
+    assert run(tmp_path, "checkconfig", "-s", "-c", "full.json").returncode == 0
+    oneLineError(run(tmp_path, "defaultconfig", "-c", "full.json"), "already exists")
+    oneLineError(run(tmp_path, "defaultconfig", "-b", "absent.json", "-d"), "cannot read config file")
+
+
+# gentoken / gensubtoken
+
+
+def test_gentokenSignsWithTheConfigsKey(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET})
+    before = time.time()
+    result = run(tmp_path, "gentoken", "-u", "alice", "-t", "120")
+    assert result.returncode == 0, result.stderr
+    heading, token = result.stdout.strip().splitlines()
+    assert heading == 'HMAC SHA-256 JWT for user "alice" with expiration TTL 2m0s:'
+    claims = TokenVerifier(SECRET).verifyConnect(token, time.time())
+    assert claims.user == "alice"
+    assert before + 119 <= claims.expireAt <= time.time() + 121
+    with pytest.raises(Exception):
+        TokenVerifier("another-secret-0123456789abcdef012345").verifyConnect(token, time.time())
+
+
+def test_gentokenAnonymousWithoutExpiration(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET})
+    result = run(tmp_path, "gentoken", "--ttl", "-1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "\n" not in result.stdout
+    claims = claimsOf(result.stdout)
+    assert claims["sub"] == "" and "exp" not in claims
+    assert TokenVerifier(SECRET).verifyConnect(result.stdout, time.time() + 10**8).user == ""
+
+
+def test_gentokenFollowsTheConfigsClaimRules(tmp_path: Path) -> None:
+    document = {
+        "token_hmac_secret_key": SECRET,
+        "token_user_id_claim": "user.id",
+        "token_audience": "chat-app",
+        "token_issuer": "auth.example",
+    }
+    writeConfig(tmp_path, document)
+    token = run(tmp_path, "gentoken", "-u", "bob", "-q").stdout
+    verifier = TokenVerifier(
+        SECRET, audience="chat-app", issuer="auth.example", userIDClaim="user.id"
+    )
+    assert verifier.verifyConnect(token, time.time()).user == "bob"
+    assert run(tmp_path, "checktoken", token).returncode == 0
+
+
+def test_gentokenRefusesWithoutAnHMACKey(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_rsa_public_key": RSA_PUBLIC_KEY}, "rsa.json")
+    line = oneLineError(run(tmp_path, "gentoken", "-c", "rsa.json", "-u", "x"), "token_hmac_secret_key", "RSA/ECDSA")
+    assert "token_rsa_public_key" in line
+    oneLineError(run(tmp_path, "gensubtoken", "-c", "rsa.json", "-u", "x", "-s", "ch"), "token_hmac_secret_key")
+    writeConfig(tmp_path, {}, "empty.json")
+    oneLineError(run(tmp_path, "gentoken", "-c", "empty.json"), "token_hmac_secret_key")
+
+
+def test_gensubtokenSignsAChannelToken(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET})
+    result = run(tmp_path, "gensubtoken", "-u", "alice", "-s", "$private:room", "-t", "3600")
+    assert result.returncode == 0, result.stderr
+    heading, token = result.stdout.strip().splitlines()
+    assert heading == 'HMAC SHA-256 JWT for user "alice" and channel "$private:room" with expiration TTL 1h0m0s:'
+    claims = TokenVerifier(SECRET).verifySubscribe(token, time.time())
+    assert (claims.user, claims.channel) == ("alice", "$private:room")
+    oneLineError(run(tmp_path, "gensubtoken", "-u", "alice"), "channel is required")
+
+
+# checktoken / checksubtoken
+
+
+def test_checktokenPrintsUserAndExpiry(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET})
+    exp = int(time.time()) + 3600
+    token = hs256({"sub": "carol", "exp": exp, "info": {"role": "admin"}}, SECRET)
+    result = run(tmp_path, "checktoken", token)
+    assert result.returncode == 0, result.stderr
+    first, payload = result.stdout.strip().splitlines()
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+    assert first.startswith(f'valid token for user "carol", expires at {when} (in ')
+    assert json.loads(payload.removeprefix("payload: ")) == {"sub": "carol", "exp": exp, "info": {"role": "admin"}}
+    forever = run(tmp_path, "checktoken", hs256({"sub": ""}, SECRET))
+    assert forever.stdout.startswith("valid token for anonymous user, without expiration\n")
+
+
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda: hs256({"sub": "carol"}, "some-other-secret-0123456789abcdef01"), "signature verification failed"),
+        (lambda: hs256({"sub": "carol", "exp": int(time.time()) - 10}, SECRET), "expired"),
+        (lambda: hs256({"sub": "carol", "channel": "news"}, SECRET), "channel claim"),
+        (lambda: "not-a-jwt", "malformed"),
+    ],
+)
+def test_checktokenRefusesWithAReason(tmp_path: Path, make: Any, expected: str) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET})
+    token = make()
+    line = oneLineError(run(tmp_path, "checktoken", token), expected)
+    assert token not in line
+
+
+def test_checksubtoken(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET})
+    token = hs256({"sub": "dave", "channel": "$room", "exp": int(time.time()) + 60}, SECRET)
+    result = run(tmp_path, "checksubtoken", "-c", "config.json", token)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('valid subscription token for user "dave" and channel "$room", expires at ')
+    oneLineError(run(tmp_path, "checksubtoken", hs256({"sub": "dave"}, SECRET)), "channel claim")
+    oneLineError(run(tmp_path, "checksubtoken", token + "x"), "invalid token")
+
+
+def test_checktokenWithAnRSAConfig(tmp_path: Path) -> None:
+    # An HS256 token against a config with only an RSA key: refused (the algorithm is not enabled).
+    writeConfig(tmp_path, {"token_rsa_public_key": RSA_PUBLIC_KEY})
+    oneLineError(run(tmp_path, "checktoken", hs256({"sub": "x"}, SECRET)), "algorithm")
+
+
+# serve
+
+
+def test_serveRunsTwistdHttpstream(tmp_path: Path) -> None:
+    path = writeConfig(tmp_path, {"address": "127.0.0.1", "port": 0, "http_stream": True,
+                                  "allow_anonymous_connect_without_token": True})
+    with ListeningProcess(httpstreamCommand() + ["serve", "-c", str(path)], cwd=tmp_path) as server:
+        server.waitForPort(timeout=60)
+        stream, result = connectStream(server.port)
+        stream.close()
+        assert result["client"]
+        # The script became twistd (exec: same process), which ends a SIGTERM'd clean stop by re-raising it.
+        assert "twistd" in Path(f"/proc/{server.pid}/cmdline").read_bytes().decode()
+        assert server.stop() == -signal.SIGTERM
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_serveBadConfigIsStartupsError(tmp_path: Path) -> None:
+    oneLineError(run(tmp_path, "serve", "-c", "absent.json"), "cannot read config file")
+
+
+def test_checkconfigNeverPrintsSecrets(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET, "api_key": "api-key-" + "9" * 30, "x": 1})
+    result = run(tmp_path, "checkconfig")
+    assert SECRET not in result.stdout + result.stderr and "9" * 30 not in result.stdout + result.stderr
