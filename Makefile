@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test fuzz bench bench-emulation redis clean
+.PHONY: run test wheel-test fuzz bench bench-emulation redis clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: $(INSTALLED) web/node_modules/.package-lock.json
 # Every test: in-memory, real sockets, the official SDKs in Node (Redis started if it does not answer).
 test: $(INSTALLED) tests/sdk/node_modules/.package-lock.json redis
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The wheel as a user installs it: built, installed with no extras into a fresh venv in /tmp, pip check, served
+# (memory and Redis engines) and connected to (part of make test too).
+wheel-test: $(INSTALLED) redis
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_wheel.py
 
 # The fuzz suite long: at least 100,000 inputs per entry point (make test runs it with a small budget).
 fuzz: $(INSTALLED)
