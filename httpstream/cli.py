@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -21,11 +20,12 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence, get_type_hints
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import orjson
 
-from httpstream.config import ChannelOptions, Config, ConfigError, Duration, Namespace, load_config
+from httpstream.config import Config, ConfigError, LoadedConfig, read_config
+from httpstream.configwrite import UnsupportedFormat, configDocument, dumpDocument, formatOf, goDuration
 from httpstream.version import versionText
 
 __all__ = ["main"]
@@ -41,64 +41,16 @@ class CommandError(Exception):
 # Configuration
 
 
-def _load(path: str) -> tuple[Config, list[str]]:
+def _read(path: str) -> LoadedConfig:
     try:
-        return load_config(path)
+        return read_config(path)
     except ConfigError as e:
         raise CommandError(str(e)) from None
 
 
-def _goDuration(seconds: float) -> str:
-    """Seconds as Go writes a time.Duration ("720h0m0s", "25s", "500ms"), which every config reader parses."""
-    nanoseconds = round(seconds * 1e9)
-    if nanoseconds == 0:
-        return "0s"
-    sign, nanoseconds = ("-", -nanoseconds) if nanoseconds < 0 else ("", nanoseconds)
-    if nanoseconds < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("us", 1_000), ("ns", 1)):
-            if nanoseconds >= size or unit == "ns":
-                return f"{sign}{nanoseconds / size:g}{unit}"
-    hours, rest = divmod(nanoseconds, 3600 * 10**9)
-    minutes, rest = divmod(rest, 60 * 10**9)
-    secondsText = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{secondsText}"
-    if minutes:
-        return f"{sign}{minutes}m{secondsText}"
-    return sign + secondsText
-
-
-def _plain(value: Any, isDuration: bool = False) -> Any:
-    """A configuration value as the JSON a config file holds."""
-    if isDuration:
-        return _goDuration(value)
-    if isinstance(value, Namespace):
-        return {"name": value.name, **_settings(value.options, ChannelOptions)}
-    if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _settings(value, type(value))
-    return value
-
-
-def _settings(instance: Any, cls: type) -> dict[str, Any]:
-    hints = get_type_hints(cls, include_extras=True)
-    return {
-        f.name: _plain(getattr(instance, f.name), hints[f.name] == Duration) for f in dataclasses.fields(cls)
-    }
-
-
-def configDocument(config: Config) -> dict[str, Any]:
-    """
-    Every key of C{config} with its value, as a JSON config file writes it (v5 key names): the server's own keys
-    first, then the channel options of channels without a namespace (fields Config inherits, so listed first).
-    """
-    document = _settings(config, Config)
-    channelOptions = {f.name for f in dataclasses.fields(ChannelOptions)}
-    return {
-        **{k: v for k, v in document.items() if k not in channelOptions},
-        **{k: v for k, v in document.items() if k in channelOptions},
-    }
+def _load(path: str) -> tuple[Config, list[str]]:
+    loaded = _read(path)
+    return loaded.config, loaded.warnings
 
 
 def _checkStartable(config: Config) -> None:
@@ -118,13 +70,14 @@ def _refuseExisting(path: Path) -> None:
         raise CommandError(f"output config file already exists: {path}")
 
 
-def _requireJSON(path: Path) -> None:
-    if path.suffix != ".json":
-        raise CommandError(f"output config file must end in .json: {path}")
+def _format(path: Path) -> str:
+    try:
+        return formatOf(path)
+    except UnsupportedFormat as e:
+        raise CommandError(str(e)) from None
 
 
-def _write(path: Path, document: dict[str, Any]) -> None:
-    data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+def _write(path: Path, data: bytes) -> None:
     try:
         # 0600 and never over an existing file (O_EXCL), as Centrifugo: the file holds secrets.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -141,18 +94,19 @@ def _secret(size: int = 64) -> str:
 
 
 def cmdCheckconfig(args: argparse.Namespace) -> int:
-    config, warnings = _load(args.config)
-    _checkStartable(config)
-    for warning in warnings:
+    loaded = _read(args.config)
+    _checkStartable(loaded.config)
+    for warning in loaded.warnings:
         _say(f"warning: {warning}")
-    if args.strict and warnings:
-        raise CommandError(f"{len(warnings)} unknown or ignored key(s) in {args.config} (--strict)")
+    # As Centrifugo's --strict: unknown keys of the file fail; unknown CENTRIFUGO_* variables stay warnings.
+    if args.strict and loaded.unknown_keys:
+        raise CommandError(f"{args.config} has {len(loaded.unknown_keys)} unknown key(s) (--strict)")
     return 0
 
 
 def cmdGenconfig(args: argparse.Namespace) -> int:
     path = Path(args.config)
-    _requireJSON(path)
+    format = _format(path)
     _refuseExisting(path)
     document = {
         "token_hmac_secret_key": _secret(),
@@ -161,7 +115,7 @@ def cmdGenconfig(args: argparse.Namespace) -> int:
         "http_stream": True,
         "sse": True,
     }
-    _write(path, document)
+    _write(path, dumpDocument(document, format, v6=not args.v5))
     # As Centrifugo: what was written must load, or it is removed.
     try:
         config, _ = _load(str(path))
@@ -175,15 +129,15 @@ def cmdGenconfig(args: argparse.Namespace) -> int:
 
 def cmdDefaultconfig(args: argparse.Namespace) -> int:
     path = Path(args.config)
+    format = _format(path)
     if not args.dry_run:
-        _requireJSON(path)
         _refuseExisting(path)
     config = _load(args.base)[0] if args.base else Config()
-    document = configDocument(config)
+    data = dumpDocument(configDocument(config), format, v6=not args.v5)
     if args.dry_run:
-        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n")
+        sys.stdout.write(data.decode("utf-8"))
     else:
-        _write(path, document)
+        _write(path, data)
     return 0
 
 
@@ -239,7 +193,7 @@ def _mint(config: Config, user: str, ttl: int, extra: dict[str, Any]) -> str:
 
 
 def _describeTTL(ttl: int) -> str:
-    return f"with expiration TTL {_goDuration(ttl)}" if ttl > 0 else "without expiration"
+    return f"with expiration TTL {goDuration(ttl)}" if ttl > 0 else "without expiration"
 
 
 def _who(user: str) -> str:
@@ -287,7 +241,7 @@ def _expiry(expireAt: int) -> str:
     if not expireAt:
         return "without expiration"
     when = datetime.datetime.fromtimestamp(expireAt, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"expires at {when} (in {_goDuration(max(expireAt - int(time.time()), 0))})"
+    return f"expires at {when} (in {goDuration(max(expireAt - int(time.time()), 0))})"
 
 
 def _check(args: argparse.Namespace, verify: Callable[[Any, str, float], Any]) -> Any:
@@ -312,7 +266,8 @@ def cmdChecktoken(args: argparse.Namespace) -> int:
 
 def cmdChecksubtoken(args: argparse.Namespace) -> int:
     claims = _check(args, lambda verifier, token, now: verifier.verifySubscribe(token, now))
-    print(f'valid subscription token for {_who(claims.user)} and channel "{claims.channel}", {_expiry(claims.expireAt)}')
+    who = f'{_who(claims.user)} and channel "{claims.channel}"'
+    print(f"valid subscription token for {who}, {_expiry(claims.expireAt)}")
     print(f"payload: {_payload(args.token).decode('utf-8')}")
     return 0
 
@@ -378,12 +333,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("-s", "--strict", action="store_true", help="also fail on unknown keys (any warning)")
 
     sub = add("genconfig", cmdGenconfig, "write a minimal working config with fresh random secrets")
-    _withConfig(sub, "config file to write; never overwritten")
+    _withConfig(sub, "config file to write (.json, .yaml, .yml or .toml); never overwritten")
+    sub.add_argument("--v5", action="store_true", help="Centrifugo v5's flat key names (default: v6's nested ones)")
 
-    sub = add("defaultconfig", cmdDefaultconfig, "write every config key with its default value (JSON)")
-    _withConfig(sub, "config file to write; never overwritten")
+    sub = add("defaultconfig", cmdDefaultconfig, "write every config key with its default value")
+    _withConfig(sub, "config file to write (.json, .yaml, .yml or .toml, also for --dry-run); never overwritten")
     sub.add_argument("-b", "--base", default="", metavar="FILE", help="start from this config's values")
     sub.add_argument("-d", "--dry-run", action="store_true", help="print to stdout instead of writing a file")
+    sub.add_argument("--v5", action="store_true", help="Centrifugo v5's flat key names (default: v6's nested ones)")
 
     sub = add("gentoken", cmdGentoken, "make a connection JWT (HS256, the config's token_hmac_secret_key)")
     _withConfig(sub)

@@ -64,7 +64,8 @@ class Options(usage.Options):
         "Run an httpstream node: a Centrifugo-compatible real-time server (client protocol v2) whose "
         "HTTP streaming transport works where WebSocket does not. The config file is JSON, YAML or TOML with "
         "Centrifugo's key names (v5 or v6), under CENTRIFUGO_* environment variables: `httpstream genconfig` "
-        f"writes one with fresh secrets, and the example config ships at {Path(__file__).with_name('config.example.json')}."
+        "writes one with fresh secrets, and the example config ships at "
+        f"{Path(__file__).with_name('config.example.json')}."
     )
     optParameters = [
         ["config", "c", "config.json", "Path to the config file (.json, .yaml/.yml or .toml)."],

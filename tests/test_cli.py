@@ -10,17 +10,20 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import os
 import signal
 import stat
 import subprocess
 import sys
 import time
+import tomllib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 import httpstream
 from httpstream.config import Config, load_config
@@ -47,8 +50,13 @@ def httpstreamCommand() -> list[str]:
     return [str(script)]
 
 
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(httpstreamCommand() + list(args), cwd=cwd, capture_output=True, text=True, timeout=60)
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the script; C{env} adds variables to a copy of this process's environment without any CENTRIFUGO_*."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CENTRIFUGO_")}
+    environ.update(env or {})
+    return subprocess.run(
+        httpstreamCommand() + list(args), cwd=cwd, env=environ, capture_output=True, text=True, timeout=60
+    )
 
 
 def oneLineError(result: subprocess.CompletedProcess[str], *expected: str) -> str:
@@ -151,7 +159,7 @@ def test_checkconfigAcceptsAGoodConfigSilently(tmp_path: Path) -> None:
         ({"ping_interval": "5s", "pong_timeout": "8s"}, "pong_timeout"),
         ({"engine": "cassandra"}, '"engine"'),
         # Not refused by the file's reader: by the token verifier and TLS set-up, when the server is built.
-        ({"token_rsa_public_key": "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"}, "token_rsa_public_key"),
+        ({"token_rsa_public_key": "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"}, "rsa_public_key"),
         ({"tls": True, "tls_cert": "absent.pem", "tls_key": "absent.key"}, '"tls_cert"'),
     ],
 )
@@ -181,8 +189,18 @@ def test_checkconfigWarnsOnUnknownKeysAndStrictRefuses(tmp_path: Path) -> None:
         strict = run(tmp_path, "checkconfig", flag)
         assert strict.returncode == 1
         assert 'config key "no_such_key" is unknown' in strict.stderr
-        assert strict.stderr.strip().splitlines()[-1].startswith("httpstream: 1 unknown")
+        assert strict.stderr.strip().splitlines()[-1] == "httpstream: config.json has 1 unknown key(s) (--strict)"
         assert "Traceback" not in strict.stderr
+
+
+def test_checkconfigReadsTheEnvironmentAsTheServerDoes(tmp_path: Path) -> None:
+    writeConfig(tmp_path, {"http_stream": True})
+    oneLineError(run(tmp_path, "checkconfig", env={"CENTRIFUGO_HTTP_SERVER_PORT": "eighty"}),
+                 "CENTRIFUGO_HTTP_SERVER_PORT")
+    # An unknown variable is a warning; --strict refuses only the file's unknown keys, as Centrifugo's.
+    result = run(tmp_path, "checkconfig", "--strict", env={"CENTRIFUGO_NO_SUCH_SETTING": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "CENTRIFUGO_NO_SUCH_SETTING" in result.stderr and "warning" in result.stderr
 
 
 # genconfig
@@ -193,18 +211,45 @@ def test_genconfigWritesFreshSecretsPrivately(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     path = tmp_path / "config.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Centrifugo 6's nested names, as its genconfig writes them.
     document = json.loads(path.read_text())
-    config, warnings = load_config(path)
+    assert set(document) == {"client", "http_api", "http_stream", "sse"}
+    assert document["client"]["allowed_origins"] == []
+    config, warnings = load_config(path, environ={})
     assert warnings == []
     assert config.http_stream and config.sse
+    assert document["client"]["token"]["hmac_secret_key"] == config.token_hmac_secret_key
+    assert document["http_api"]["key"] == config.api_key
     assert len(config.token_hmac_secret_key) >= 64 and len(config.api_key) >= 64
     assert config.token_hmac_secret_key != config.api_key
     assert config.token_hmac_secret_key not in first.stdout + first.stderr
     second = run(tmp_path, "genconfig", "-c", "other.json")
     assert second.returncode == 0, second.stderr
-    other = json.loads((tmp_path / "other.json").read_text())
-    assert other["token_hmac_secret_key"] != document["token_hmac_secret_key"]
-    assert other["api_key"] != document["api_key"]
+    other, _ = load_config(tmp_path / "other.json", environ={})
+    assert other.token_hmac_secret_key != config.token_hmac_secret_key
+    assert other.api_key != config.api_key
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config.yml", "config.toml"])
+def test_genconfigWritesYAMLAndTOML(tmp_path: Path, name: str) -> None:
+    result = run(tmp_path, "genconfig", "-c", name)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / name).read_text()
+    parsed = tomllib.loads(text) if name.endswith(".toml") else yaml.safe_load(text)
+    config, warnings = load_config(tmp_path / name, environ={})
+    assert warnings == [] and config.http_stream and config.sse
+    assert parsed["client"]["token"]["hmac_secret_key"] == config.token_hmac_secret_key
+    assert run(tmp_path, "checkconfig", "--strict", "-c", name).returncode == 0
+
+
+def test_genconfigV5Names(tmp_path: Path) -> None:
+    assert run(tmp_path, "genconfig", "--v5").returncode == 0
+    document = json.loads((tmp_path / "config.json").read_text())
+    config, _ = load_config(tmp_path / "config.json", environ={})
+    assert document == {
+        "token_hmac_secret_key": config.token_hmac_secret_key, "api_key": config.api_key, "allowed_origins": [],
+        "http_stream": True, "sse": True,
+    }
 
 
 def test_genconfigNeverOverwrites(tmp_path: Path) -> None:
@@ -216,7 +261,7 @@ def test_genconfigNeverOverwrites(tmp_path: Path) -> None:
 
 def test_genconfigUnwritableOrWrongExtension(tmp_path: Path) -> None:
     oneLineError(run(tmp_path, "genconfig", "-c", "missing-dir/config.json"), "cannot write")
-    oneLineError(run(tmp_path, "genconfig", "-c", "config.txt"), ".json")
+    oneLineError(run(tmp_path, "genconfig", "-c", "config.txt"), ".json, .yaml, .yml, .toml")
     assert not (tmp_path / "config.txt").exists()
 
 
@@ -238,9 +283,10 @@ def test_genconfigAndGentokenMakeAWorkingServer(tmp_path: Path) -> None:
         assert refused == {"push": {"disconnect": {"code": 3500, "reason": "invalid token"}}}
         stream, result = connectStream(server.port, token=token)
         assert result["client"]
+        apiKey = document["http_api"]["key"]
         answer = request(
             server.port, "POST", "/api/disconnect", orjson.dumps({"user": "alice"}),
-            {"X-API-Key": document["api_key"], "Content-Type": "application/json"},
+            {"X-API-Key": apiKey, "Content-Type": "application/json"},
         )
         assert answer.status == 200 and orjson.loads(answer.body()) == {"result": {}}
         answer.close()
@@ -261,7 +307,7 @@ def connectStreamRaw(port: int, token: str) -> tuple[Stream, dict[str, Any]]:
 
 
 def test_defaultconfigDryRunIsEveryKeyWithItsDefault(tmp_path: Path) -> None:
-    result = run(tmp_path, "defaultconfig", "--dry-run")
+    result = run(tmp_path, "defaultconfig", "--dry-run", "--v5")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert set(document) == {f.name for f in dataclasses.fields(Config)}
@@ -269,29 +315,53 @@ def test_defaultconfigDryRunIsEveryKeyWithItsDefault(tmp_path: Path) -> None:
     assert document["global_history_meta_ttl"] == "720h0m0s"
     assert not (tmp_path / "config.json").exists()
     path = writeConfig(tmp_path, document, "defaults.json")
-    config, warnings = load_config(path)
+    config, warnings = load_config(path, environ={})
     assert warnings == []
     assert config == dataclasses.replace(Config(), name=config.name)
 
 
-def test_defaultconfigWritesAFileOnceAndFollowsABase(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["defaults.json", "defaults.yaml", "defaults.toml"])
+def test_defaultconfigV6ReadsBackToTheDefaults(tmp_path: Path, name: str) -> None:
+    dry = run(tmp_path, "defaultconfig", "-d", "-c", name)
+    assert dry.returncode == 0, dry.stderr
+    assert not (tmp_path / name).exists()
+    assert run(tmp_path, "defaultconfig", "-c", name).returncode == 0
+    text = (tmp_path / name).read_text()
+    assert text == dry.stdout
+    parsed = {".json": json.loads, ".toml": tomllib.loads, ".yaml": yaml.safe_load}[Path(name).suffix](text)
+    assert parsed["http_server"]["port"] == 8000 and parsed["client"]["ping_interval"] == "25s"
+    config, warnings = load_config(tmp_path / name, environ={})
+    assert warnings == []
+    assert config == dataclasses.replace(Config(), name=config.name)
+
+
+@pytest.mark.parametrize("name", ["full.json", "full.yaml", "full.toml"])
+def test_defaultconfigWritesAFileOnceAndFollowsABase(tmp_path: Path, name: str) -> None:
     base = writeConfig(
         tmp_path,
         {
             "http_stream": True,
             "history_meta_ttl": "90m",
+            "allowed_origins": ["https://*.example.com"],
+            "proxy_connect_endpoint": "http://127.0.0.1:9/connect",
             "namespaces": [{"name": "news", "history_size": 10, "history_ttl": "1.5s", "presence": True}],
         },
         "base.json",
     )
-    result = run(tmp_path, "defaultconfig", "-b", str(base), "-c", "full.json")
+    result = run(tmp_path, "defaultconfig", "-b", str(base), "-c", name)
     assert result.returncode == 0, result.stderr
+    assert load_config(tmp_path / name, environ={}) == load_config(base, environ={})
+    assert run(tmp_path, "checkconfig", "-s", "-c", name).returncode == 0
+    oneLineError(run(tmp_path, "defaultconfig", "-c", name), "already exists")
+    oneLineError(run(tmp_path, "defaultconfig", "-b", "absent.json", "-d"), "cannot read config file")
+
+
+def test_defaultconfigV5FollowsABase(tmp_path: Path) -> None:
+    base = writeConfig(tmp_path, {"history_meta_ttl": "90m", "namespaces": [{"name": "news", "history_size": 10,
+                                                                             "history_ttl": "1.5s"}]}, "base.json")
+    assert run(tmp_path, "defaultconfig", "--v5", "-b", str(base), "-c", "full.json").returncode == 0
     full = json.loads((tmp_path / "full.json").read_text())
     assert full["namespaces"][0]["history_ttl"] == "1.5s" and full["history_meta_ttl"] == "1h30m0s"
-    assert load_config(tmp_path / "full.json") == load_config(base)
-    assert run(tmp_path, "checkconfig", "-s", "-c", "full.json").returncode == 0
-    oneLineError(run(tmp_path, "defaultconfig", "-c", "full.json"), "already exists")
-    oneLineError(run(tmp_path, "defaultconfig", "-b", "absent.json", "-d"), "cannot read config file")
 
 
 # gentoken / gensubtoken
@@ -444,10 +514,10 @@ def test_checkconfigNeverPrintsSecrets(tmp_path: Path) -> None:
     ],
 )
 def test_goDurationWritesWhatGoWritesAndTheReaderParses(seconds: float, text: str) -> None:
-    from httpstream.cli import _goDuration
+    from httpstream.configwrite import goDuration
     from httpstream.durations import parse_duration
 
-    assert _goDuration(seconds) == text
+    assert goDuration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds)
 
 

@@ -19,7 +19,6 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-import orjson
 import pytest
 
 import httpstream
@@ -44,6 +43,7 @@ class CleanInstall:
         # Nothing of the test run's environment leaks in: no PYTHONPATH, no active venv.
         self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
         self.timings: dict[str, float] = {}
+        self.wheel: Path = Path()
 
     def run(self, step: str, command: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
         start = time.monotonic()
@@ -58,7 +58,8 @@ class CleanInstall:
         # A copy, so the build neither reads stale build/ output nor writes into the checkout other tests use.
         source = self.root / "source"
         shutil.copytree(REPO, source, ignore=NOT_SOURCES, symlinks=True)
-        self.run("build wheel", [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(self.root / "dist"), str(source)])
+        dist = self.root / "dist"
+        self.run("build wheel", [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)])
         (wheel,) = (self.root / "dist").glob("httpstream-*.whl")
         return wheel
 
@@ -72,8 +73,8 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CleanInstall]:
     root = tmp_path_factory.mktemp("wheel")
     assert not root.resolve().is_relative_to(REPO)
     install = CleanInstall(root)
-    install.wheel = install.build()  # type: ignore[attr-defined]
-    install.install(install.wheel)  # type: ignore[attr-defined]
+    install.wheel = install.build()
+    install.install(install.wheel)
     yield install
     print("clean-venv wheel timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in install.timings.items()))
     shutil.rmtree(root, ignore_errors=True)
@@ -93,7 +94,8 @@ def test_noExtraWasInstalled(clean: CleanInstall) -> None:
 
 
 def test_installedPackageIsTheWheelsNotTheCheckouts(clean: CleanInstall) -> None:
-    result = clean.run("where", [str(clean.bin / "python"), "-I", "-c", "import httpstream; print(httpstream.__file__)"])
+    where = "import httpstream; print(httpstream.__file__)"
+    result = clean.run("where", [str(clean.bin / "python"), "-I", "-c", where])
     assert Path(result.stdout.strip()).is_relative_to(clean.root / "venv")
 
 
@@ -109,7 +111,7 @@ def test_everyImportOfThePackageResolves(clean: CleanInstall) -> None:
 
 
 def test_wheelShipsTheExampleConfigAndCommands(clean: CleanInstall) -> None:
-    names = zipfile.ZipFile(clean.wheel).namelist()  # type: ignore[attr-defined]
+    names = zipfile.ZipFile(clean.wheel).namelist()
     assert "httpstream/config.example.json" in names
     assert "twisted/plugins/httpstream_plugin.py" in names
     version = clean.run("version", [str(clean.bin / "httpstream"), "version"])
@@ -201,5 +203,3 @@ def deleteKeys(prefix: str) -> None:
             if cursor == b"0":
                 break
 
-
-_ = orjson  # the wire helpers decode with it; imported so a missing test dependency fails at collection
