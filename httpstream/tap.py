@@ -64,8 +64,7 @@ class Options(usage.Options):
         "Run an httpstream node: a Centrifugo-compatible real-time server (client protocol v2) whose "
         "HTTP streaming transport works where WebSocket does not. The config file is JSON, YAML or TOML with "
         "Centrifugo's key names (v5 or v6), under CENTRIFUGO_* environment variables: `httpstream genconfig` "
-        "writes one with fresh secrets, and the example config ships at "
-        f"{Path(__file__).with_name('config.example.json')}."
+        "writes one with fresh secrets, and an example ships with the package (below)."
     )
     optParameters = [
         ["config", "c", "config.json", "Path to the config file (.json, .yaml/.yml or .toml)."],
@@ -74,6 +73,10 @@ class Options(usage.Options):
     config: Config
     warnings: list[str]
     envApplied: tuple[str, ...] = ()
+
+    def getUsage(self, width: Optional[int] = None) -> str:
+        # On a line of its own: the wrapped description would break the path at its hyphens.
+        return f"{super().getUsage(width)}\nExample config: {Path(__file__).with_name('config.example.json')}\n"
 
     def opt_version(self) -> None:
         """Display httpstream's version and exit."""

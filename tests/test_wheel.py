@@ -118,6 +118,10 @@ def test_wheelShipsTheExampleConfigAndCommands(clean: CleanInstall) -> None:
     assert version.stdout.startswith(f"httpstream v{httpstream.__version__} ")
     twistdVersion = clean.run("twistd version", [str(clean.bin / "twistd"), "httpstream", "--version"])
     assert twistdVersion.stdout == version.stdout
+    # --help's pointer to the example is true of an installed wheel.
+    helpText = " ".join(clean.run("twistd help", [str(clean.bin / "twistd"), "httpstream", "--help"]).stdout.split())
+    shipped = Path(helpText.split("Example config: ")[1].split()[0])
+    assert shipped.is_relative_to(clean.root / "venv") and json.loads(shipped.read_text())["http_stream"] is True
     clean.run("genconfig", [str(clean.bin / "httpstream"), "genconfig", "-c", "generated.json"])
     clean.run("checkconfig", [str(clean.bin / "httpstream"), "checkconfig", "--strict", "-c", "generated.json"])
 
