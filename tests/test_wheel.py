@@ -17,7 +17,7 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -137,8 +137,13 @@ def shippedExample(clean: CleanInstall) -> dict[str, object]:
     return json.loads(path.read_text())
 
 
-def serveAndConnect(clean: CleanInstall, name: str, config: dict[str, object]) -> str:
-    """Start the clean venv's twistd httpstream on C{config} (port from the OS), connect over http_stream, stop."""
+def serveAndConnect(
+    clean: CleanInstall, name: str, config: dict[str, object], whileServing: Callable[[], None] = lambda: None
+) -> str:
+    """
+    Start the clean venv's twistd httpstream on C{config} (port from the OS), connect over http_stream, call
+    C{whileServing}, stop; return the server's log.
+    """
     config = {**config, "address": "127.0.0.1", "port": 0}
     path = clean.root / f"{name}.json"
     path.write_text(json.dumps(config))
@@ -151,6 +156,7 @@ def serveAndConnect(clean: CleanInstall, name: str, config: dict[str, object]) -
         stream, result = connectStream(server.port)
         stream.close()
         assert result["client"] and result["version"] == httpstream.__version__, result
+        whileServing()
         server.stop()
         output = server.output
     assert "Traceback" not in output, output
@@ -166,44 +172,53 @@ def test_wheelServesTheShippedExample(clean: CleanInstall) -> None:
 def test_wheelServesOnTheRedisEngine(clean: CleanInstall) -> None:
     requireRedis()
     prefix = f"httpstream-wheel-{uuid.uuid4().hex[:12]}"
+
+    def usesRedis() -> None:
+        # The node is on Redis under this prefix: its PUB/SUB subscriptions (control plane, channels) are there.
+        deadline = time.monotonic() + 30
+        while not redis("PUBSUB", "CHANNELS", prefix + "*"):
+            assert time.monotonic() < deadline, "the node never subscribed in Redis"
+            time.sleep(0.1)
+
     try:
-        output = serveAndConnect(
+        serveAndConnect(
             clean, "redis",
             {**shippedExample(clean), "engine": "redis", "redis_address": f"{REDIS_HOST}:{REDIS_PORT}",
              "redis_prefix": prefix},
+            usesRedis,
         )
-        assert "redis" in output.lower()
     finally:
         deleteKeys(prefix)
 
 
-def deleteKeys(prefix: str) -> None:
-    """DEL every key under C{prefix} (RESP over a socket: the clean venv is not this process's)."""
+def redis(*args: str) -> Any:
+    """One Redis command over a socket (RESP): the clean venv's packages are not this process's."""
     with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=10) as sock:
         stream = sock.makefile("rwb")
+        stream.write(f"*{len(args)}\r\n".encode() + b"".join(
+            f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args))
+        stream.flush()
+        return _reply(stream)
 
-        def command(*args: str) -> object:
-            stream.write(f"*{len(args)}\r\n".encode() + b"".join(
-                f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args))
-            stream.flush()
-            return reply()
 
-        def reply() -> object:
-            line = stream.readline().rstrip(b"\r\n")
-            kind, rest = line[:1], line[1:]
-            if kind == b"*":
-                return [reply() for _ in range(int(rest))]
-            if kind == b"$":
-                return None if int(rest) < 0 else stream.read(int(rest) + 2)[:-2]
-            if kind == b"-":
-                raise RuntimeError(rest.decode())
-            return rest
+def _reply(stream: Any) -> Any:
+    line = stream.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"*":
+        return [_reply(stream) for _ in range(int(rest))]
+    if kind == b"$":
+        return None if int(rest) < 0 else stream.read(int(rest) + 2)[:-2]
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    return rest
 
-        cursor = b"0"
-        while True:
-            cursor, keys = command("SCAN", cursor.decode(), "MATCH", prefix + "*", "COUNT", "1000")  # type: ignore[misc]
-            for key in keys:
-                command("DEL", key.decode())
-            if cursor == b"0":
-                break
 
+def deleteKeys(prefix: str) -> None:
+    """DEL every key under C{prefix}."""
+    cursor = b"0"
+    while True:
+        cursor, keys = redis("SCAN", cursor.decode(), "MATCH", prefix + "*", "COUNT", "1000")
+        for key in keys:
+            redis("DEL", key.decode())
+        if cursor == b"0":
+            break
