@@ -119,7 +119,7 @@ def test_twistdHelpPointsAtAnExampleThatExists(tmp_path: Path) -> None:
     text = " ".join(result.stdout.split())
     assert "httpstream genconfig" in text
     shipped = Path(text.split("Example config: ")[1].split()[0])
-    config, warnings = load_config(shipped)
+    config, warnings = load_config(shipped, environ={})
     assert warnings == [] and config.http_stream
 
 
