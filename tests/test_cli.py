@@ -50,10 +50,14 @@ def httpstreamCommand() -> list[str]:
     return [str(script)]
 
 
+def cleanEnv(**extra: str) -> dict[str, str]:
+    """This process's environment without any CENTRIFUGO_* variable, plus C{extra}."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("CENTRIFUGO_")}, **extra}
+
+
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the script; C{env} adds variables to a copy of this process's environment without any CENTRIFUGO_*."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CENTRIFUGO_")}
-    environ.update(env or {})
+    """Run the script; C{env} adds variables to L{cleanEnv}."""
+    environ = cleanEnv(**(env or {}))
     return subprocess.run(
         httpstreamCommand() + list(args), cwd=cwd, env=environ, capture_output=True, text=True, timeout=60
     )
@@ -276,7 +280,7 @@ def test_genconfigAndGentokenMakeAWorkingServer(tmp_path: Path) -> None:
     document.update({"address": "127.0.0.1", "port": 0})
     path.write_text(json.dumps(document))
     token = run(tmp_path, "gentoken", "-u", "alice", "-q").stdout
-    with ListeningProcess(httpstreamCommand() + ["serve", "-c", str(path)], cwd=tmp_path) as server:
+    with ListeningProcess(httpstreamCommand() + ["serve", "-c", str(path)], cwd=tmp_path, env=cleanEnv()) as server:
         server.waitForPort(timeout=60)
         forged, refused = connectStreamRaw(server.port, hs256({"sub": "alice"}, "wrong-secret-0123456789abcdef01234"))
         forged.close()
@@ -482,7 +486,7 @@ def test_checktokenWithAnRSAConfig(tmp_path: Path) -> None:
 def test_serveRunsTwistdHttpstream(tmp_path: Path) -> None:
     path = writeConfig(tmp_path, {"address": "127.0.0.1", "port": 0, "http_stream": True,
                                   "allow_anonymous_connect_without_token": True})
-    with ListeningProcess(httpstreamCommand() + ["serve", "-c", str(path)], cwd=tmp_path) as server:
+    with ListeningProcess(httpstreamCommand() + ["serve", "-c", str(path)], cwd=tmp_path, env=cleanEnv()) as server:
         server.waitForPort(timeout=60)
         stream, result = connectStream(server.port)
         stream.close()

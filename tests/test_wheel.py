@@ -40,8 +40,11 @@ class CleanInstall:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.bin = root / "venv" / "bin"
-        # Nothing of the test run's environment leaks in: no PYTHONPATH, no active venv.
-        self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+        # Nothing of the test run's environment leaks in: no PYTHONPATH, no active venv, no CENTRIFUGO_* settings.
+        self.env = {
+            k: v for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("CENTRIFUGO_")
+        }
         self.timings: dict[str, float] = {}
         self.wheel: Path = Path()
 
@@ -148,9 +151,8 @@ def serveAndConnect(
     path = clean.root / f"{name}.json"
     path.write_text(json.dumps(config))
     start = time.monotonic()
-    with ListeningProcess([str(clean.bin / "twistd"), "-n", "--pidfile=", "httpstream", "-c", str(path)],
-                          cwd=clean.root) as server:
-        # The default process environment: the clean venv's twistd finds only the clean venv's packages.
+    command = [str(clean.bin / "twistd"), "-n", "--pidfile=", "httpstream", "-c", str(path)]
+    with ListeningProcess(command, cwd=clean.root, env=clean.env) as server:
         server.waitForPort(timeout=60)
         clean.timings[f"start {name}"] = time.monotonic() - start
         stream, result = connectStream(server.port)
