@@ -96,7 +96,8 @@ def dumpDocument(document: Mapping[str, Any], format: str, v6: bool = True) -> b
     if format == "json":
         return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
     if format == "yaml":
-        return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True).encode("utf-8")
+        # allow_unicode=False: PyYAML writes some line-break characters (NEL) raw and reads them back as spaces.
+        return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=False).encode("utf-8")
     if format == "toml":
         lines: list[str] = []
         _tomlTable(document, (), lines)
@@ -109,8 +110,14 @@ def dumpDocument(document: Mapping[str, Any], format: str, v6: bool = True) -> b
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def _tomlString(text: str) -> str:
+    # A JSON string is a TOML basic string (the same escapes; orjson writes no "\/"), except that TOML also
+    # refuses a raw DEL.
+    return orjson.dumps(text).decode("utf-8").replace("\x7f", "\\u007f")
+
+
 def _tomlKey(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else orjson.dumps(key).decode("utf-8")
+    return key if _BARE_KEY.fullmatch(key) else _tomlString(key)
 
 
 def _tomlValue(value: Any) -> str:
@@ -119,8 +126,7 @@ def _tomlValue(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        # A JSON string is a TOML basic string: the same escapes (orjson writes no "\/").
-        return orjson.dumps(value).decode("utf-8")
+        return _tomlString(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_tomlValue(item) for item in value) + "]"
     if isinstance(value, Mapping):
