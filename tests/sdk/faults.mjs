@@ -2,7 +2,7 @@
 // subscribed to one recoverable channel, counting what they receive while the test (tests/test_faults.py) cuts
 // their connections, restarts Redis or kills a node under them.
 //
-//   node faults.mjs --clients FILE --channel CHANNEL [--deadline SECONDS]
+//   node faults.mjs --clients FILE --channel CHANNEL [--settle SECONDS] [--numbers] [--deadline SECONDS]
 //
 // FILE is JSON: a list of {"who": NAME, "url": "http://127.0.0.1:PORT", "transport": "websocket"|"http_stream",
 // "token": JWT}. Every publication's data is {"n": N}, numbered 1, 2, ... in the order the test published them.
@@ -13,7 +13,8 @@
 //   unsubscribed {who, code, reason}     error {who, type, error}   sub_error {who, error}
 //   ready                                once every client has subscribed for the first time
 //   summary {who, received, distinct, lost, duplicated, outOfOrder, last, reconnects, recoveries, notRecovered}
-//                                        per client, once asked for (below)
+//                                        per client, once asked for (below); with --numbers also "numbers": every
+//                                        number received, in the order received
 //
 // Commands (one JSON object per line on stdin):
 //   {"expect": N}   wait until every client has received publication N (or `--settle` seconds pass without any
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     clients: { type: 'string' },
     channel: { type: 'string' },
     settle: { type: 'string', default: '15' },
+    numbers: { type: 'boolean', default: false },
     deadline: { type: 'string', default: '120' },
   },
 });
@@ -137,12 +139,13 @@ function summary(state, expected) {
     reconnects: state.reconnects,
     recoveries: state.recoveries,
     notRecovered: state.notRecovered,
+    ...(args.numbers ? { numbers: state.received } : {}),
   };
 }
 
 async function expect(expected) {
   const settle = Number(args.settle) * 1000;
-  const done = () => clients.every((state) => state.received.includes(expected));
+  const done = () => clients.every((state) => state.received.lastIndexOf(expected) >= 0);
   while (!done() && Date.now() - lastArrival < settle) {
     await sleep(50);
   }
