@@ -103,6 +103,7 @@ class Publisher:
 
     @ivar accepted: (n, offset, epoch) of every publication the API accepted.
     @ivar refused: how many publish calls were answered an error (each retried until accepted).
+    @ivar refusals: (n, seconds the call took) of each.
     """
 
     def __init__(self, servers: Sequence[ServerProcess], channel: str, key: str = KEY) -> None:
@@ -113,17 +114,21 @@ class Publisher:
         self.accepted: list[tuple[int, int, str]] = []
         self.refused = 0
         self.errors: list[Any] = []
+        self.refusals: list[tuple[int, float]] = []  # (n, seconds the call took) of each refused publish
         self.slowest = 0.0  # seconds, the longest publish call
 
     def publishBatch(self, index: int, numbers: Sequence[int], timeout: float = 30) -> list[int]:
         """Publish C{numbers} through server C{index}: the numbers not accepted (an error reply)."""
-        commands = [{"publish": {"channel": self.channel, "data": {"n": n}}} for n in numbers]
+        # With an idempotency key, as an application that retries should: a retry must not publish twice.
+        commands = [{"publish": {"channel": self.channel, "data": {"n": n}, "idempotency_key": f"n{n}"}}
+                    for n in numbers]
         started = time.monotonic()
         response = self.sessions[index].post(
             f"{self.servers[index].url}/api/batch", json={"commands": commands},
             headers={"X-API-Key": self.key}, timeout=timeout,
         )
-        self.slowest = max(self.slowest, time.monotonic() - started)
+        took = time.monotonic() - started
+        self.slowest = max(self.slowest, took)
         assert response.status_code == 200, response.text
         replies = response.json()["replies"]
         refused = []
@@ -131,6 +136,7 @@ class Publisher:
             if "error" in reply:
                 refused.append(n)
                 self.errors.append(reply["error"])
+                self.refusals.append((n, took))
             else:
                 result = reply["publish"]
                 self.accepted.append((n, int(result["offset"]), result["epoch"]))

@@ -13,8 +13,9 @@
 //   unsubscribed {who, code, reason}     error {who, type, error}   sub_error {who, error}
 //   ready                                once every client has subscribed for the first time
 //   summary {who, received, distinct, lost, duplicated, outOfOrder, last, reconnects, recoveries, notRecovered}
-//                                        per client, once asked for (below); with --numbers also "numbers": every
-//                                        number received, in the order received
+//                                        per client, once asked for (below); with --numbers also "runs": every
+//                                        number received, in the order received, as [first, last] runs of
+//                                        consecutive numbers (short lines, whatever was received)
 //
 // Commands (one JSON object per line on stdin):
 //   {"expect": N}   wait until every client has received publication N (or `--settle` seconds pass without any
@@ -107,6 +108,20 @@ const clients = specs.map((spec) => {
 await Promise.all(clients.map((state) => state.subscribedOnce));
 emit('ready');
 
+// [1,2,3,7,8,3] -> [[1,3],[7,8],[3,3]]
+function runs(numbers) {
+  const out = [];
+  for (const n of numbers) {
+    const last = out[out.length - 1];
+    if (last && n === last[1] + 1) {
+      last[1] = n;
+    } else {
+      out.push([n, n]);
+    }
+  }
+  return out;
+}
+
 function summary(state, expected) {
   const seen = new Uint32Array(expected + 1);
   let duplicated = 0;
@@ -139,7 +154,7 @@ function summary(state, expected) {
     reconnects: state.reconnects,
     recoveries: state.recoveries,
     notRecovered: state.notRecovered,
-    ...(args.numbers ? { numbers: state.received } : {}),
+    ...(args.numbers ? { runs: runs(state.received) } : {}),
   };
 }
 
