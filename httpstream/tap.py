@@ -194,9 +194,10 @@ class HTTPStreamService(MultiService):
         # up, or early clients would get error 100 for every subscribe. Connections waiting meanwhile stay in the
         # kernel's backlog and are served once it is.
         ready = self._engineReady()
-        if not ready.called:
+        paused = not ready.called
+        if paused:
             self.port.stopReading()  # type: ignore[attr-defined]  # a tcp.Port
-        ready.addCallback(lambda _: self._accept())
+        ready.addCallback(lambda _: self._accept(paused))
 
     def _engineReady(self) -> Deferred[None]:
         """Fires once the engine can serve: at once in memory, once both Redis connections are up."""
@@ -207,11 +208,12 @@ class HTTPStreamService(MultiService):
         )
         return self._shard.whenReady()
 
-    def _accept(self) -> None:
+    def _accept(self, paused: bool) -> None:
         port = self.port
         if port is None or not self.running:
             return  # stopped while waiting
-        port.startReading()  # type: ignore[attr-defined]  # a tcp.Port; a no-op when already reading
+        if paused:
+            port.startReading()  # type: ignore[attr-defined]  # a tcp.Port
         host = port.getHost()
         self.announce.info(
             "httpstream {version} node {node} listening on {scheme}://{host}:{port}",
