@@ -344,6 +344,32 @@ def test_nodeAcceptsConnectionsOnlyOnceRedisIsUp(tmp_path: Path, redis: OwnRedis
     assert "Traceback" not in server.output, server.output
 
 
+def test_sigtermWhileWaitingForRedisExits(tmp_path: Path, redis: OwnRedis) -> None:  # noqa: F811
+    """A node still waiting for its Redis stops at once on SIGTERM (nothing to drain), without a traceback."""
+    redis.kill()
+    config = dict(BASE_CONFIG)
+    config.update({"engine": "redis", "redis_address": f"127.0.0.1:{redis.port}", "shutdown_timeout": "20s"})
+    path = tmp_path / "waiting.json"
+    path.write_text(json.dumps(config))
+    server = ListeningProcess(twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c", str(path)], cwd=tmp_path)
+    try:
+        waitForBoundPort(server)
+        deadline = time.monotonic() + 15
+        while "waiting for Redis" not in server.output:
+            assert time.monotonic() < deadline and server.alive(), server.output
+            time.sleep(0.05)
+        started = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        code = server.waitExit(20)
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    print(f"\nSIGTERM while waiting for Redis: exited in {took:.2f} s")
+    assert code is not None and took < 10, server.output
+    assert "Traceback" not in server.output and "shutdown timeout reached" not in server.output, server.output
+    assert "listening on" not in server.output
+
+
 def waitForBoundPort(server: ListeningProcess, timeout: float = 20) -> int:
     """The port from Twisted's "<Site> starting on PORT" line, logged once the port is bound."""
     deadline = time.monotonic() + timeout
