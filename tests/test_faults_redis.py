@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ import requests
 from tests.rawclients import HTTPStreamConnection
 from tests.serverprocess import BASE_CONFIG, ListeningProcess, ServerProcess, twistdCommand
 from tests.test_faults import RECOVERY, Publisher, Swarm, clientSpecs, swarms  # noqa: F401  (swarms: a fixture)
-from tests.test_redis_restart import OwnRedis, redis  # noqa: F401  (redis: a fixture)
+from tests.test_redis_restart import OwnRedis, SDKClient, redis, sdkClients  # noqa: F401  (fixtures)
 from tests.test_sdk_http_stream import by, node  # noqa: F401  (node: a fixture)
 
 API_KEY = "faults-redis-api-key"
@@ -381,3 +382,107 @@ def waitForBoundPort(server: ListeningProcess, timeout: float = 20) -> int:
         time.sleep(0.05)
     raise AssertionError(f"the port was never bound:\n{server.output}")
 
+
+
+# A network blackhole
+
+
+class Blackhole(threading.Thread):
+    """
+    A TCP proxy to a Redis that can turn every connection it carries into a silent one, as a network that drops
+    their packets (a NAT or firewall that lost its state, a Redis moved behind a load balancer): after L{cut} the
+    connections it had stay open and carry nothing more, either way; connections made after it work.
+    """
+
+    def __init__(self, upstream: int) -> None:
+        super().__init__(daemon=True)
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.generation = 0  # connections of an older generation are cut
+        self.sockets: list[socket.socket] = []
+
+    def run(self) -> None:
+        while True:
+            try:
+                accepted, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                accepted.close()
+                continue
+            self.sockets += [accepted, upstream]
+            generation = self.generation
+            for source, target in ((accepted, upstream), (upstream, accepted)):
+                threading.Thread(target=self._pump, args=(source, target, generation), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, generation: int) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                if generation == self.generation:
+                    target.close()
+                return
+            if generation == self.generation:
+                try:
+                    target.sendall(data)
+                except OSError:
+                    return
+            # else: dropped, and the connection stays open
+
+    def cut(self) -> None:
+        self.generation += 1
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self.sockets:
+            s.close()
+
+
+def test_silentPubSubConnectionIsNoticed(
+    startServer: Callable[..., ServerProcess], redis: OwnRedis, sdkClients: Callable[..., SDKClient]  # noqa: F811
+) -> None:
+    """
+    The node's connections to Redis go silent without closing (L{Blackhole}); connections made afterwards work.
+    A publish through the API answers error 100 after the reply timeout and the commands connection is made
+    again; the PUB/SUB connection is pinged, so it is found dead and made again too, its channels subscribed
+    again and the subscriber's position checked: the publication made meanwhile reaches the SDK subscriber
+    (by recovery) within seconds, not at the next position check (27 s to a minute later).
+    """
+    proxy = Blackhole(redis.port)
+    proxy.start()
+    try:
+        server = startServer({
+            "engine": "redis",
+            "redis_address": f"127.0.0.1:{proxy.port}",
+            "redis_prefix": f"httpstream-blackhole-{uuid.uuid4().hex[:12]}",
+            "api_key": API_KEY,
+            "namespaces": [REC],
+        })
+        channel = f"rec:{uuid.uuid4().hex[:8]}"
+        client = sdkClients(server, channel)
+        client.expect(lambda e: e["event"] == "subscribed", "subscribed")
+        publisher = Publisher([server], channel, key=API_KEY)
+        assert publisher.publishBatch(0, [1]) == []
+        client.expect(lambda e: e["event"] == "publication" and e["data"] == {"n": 1}, "the first publication")
+
+        proxy.cut()
+        cut = time.monotonic()
+        while publisher.publishBatch(0, [2]):  # error 100 after the reply timeout, then accepted
+            assert time.monotonic() - cut < 30, publisher.errors
+        accepted = time.monotonic() - cut
+        client.expect(lambda e: e["event"] == "publication" and e["data"] == {"n": 2}, "the second publication",
+                      timeout=15)
+        arrived = time.monotonic() - cut
+        print(f"\nblackhole: publish accepted again {accepted:.1f} s after the cut, delivered after {arrived:.1f} s")
+        assert publisher.errors and all(e == {"code": 100, "message": "internal server error"}
+                                        for e in publisher.errors), publisher.errors
+        client.finish()
+        assertCleanLog(server)
+    finally:
+        proxy.close()
