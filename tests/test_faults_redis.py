@@ -252,7 +252,7 @@ def test_redisBlackholeFailsCallsWithinReplyTimeout(
         finally:
             os.kill(redis.process.pid, signal.SIGCONT)
 
-    publisher, summaries, events = publishThroughFault(server, swarms, blackhole, "Redis blackhole")
+    publisher, summaries, events = publishThroughFault(server, swarms, blackhole, "Redis stopped (SIGSTOP)")
     assert publisher.refused >= 1
     assert len({epoch for _, _, epoch in publisher.accepted}) == 1
     assert any(took >= REPLY_TIMEOUT - 1 for _, took in publisher.refusals), publisher.refusals  # timed out
