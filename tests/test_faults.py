@@ -3,7 +3,8 @@ Nothing lost through reconnects: 10,000 numbered publications to 50 recovering s
 half over WebSocket, half over http_stream, in one Node process: tests/sdk/faults.mjs) whose connections the
 server cuts five times each at random moments (the server API's disconnect with code 4000, after which the SDK
 reconnects and recovers), on one node with the memory engine and on two nodes over Redis (subscribers spread over
-both, publications through both). Every subscriber must end with every number once, in order.
+both, publications through both); and on one node with every subscriber's TCP connection killed at once, five
+times (``ss -K``). Every subscriber must end with every number once, in order.
 
 The cluster test needs Redis on 127.0.0.1:6379 (database 9, a key prefix of its own, deleted afterwards), as
 tests/test_cluster.py.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 import time
 import uuid
@@ -58,6 +60,10 @@ class Swarm(ScenarioProcess):
         if numbers:
             command.append("--numbers")
         super().__init__(command, logs, stdin=True)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def ready(self, timeout: float = 60) -> None:
         self.waitFor(lambda e: e["event"] == "ready", timeout, "ready (every client subscribed)", untilEnd=True)
@@ -169,22 +175,13 @@ class Publisher:
 
 class Cutter(threading.Thread):
     """
-    Cuts each user's connections C{cuts} times at random moments of the publishing (the server API's disconnect
-    with a reconnect code, sent to a random server): one cut in each of C{cuts} equal parts of the publications,
-    in its middle 40%, so a client has reconnected before its next cut. Moments are counted in publications (see
-    L{progress}), not seconds, so a slow machine still cuts during the publishing.
+    Runs cuts at moments of the publishing counted in publications (see L{progress}), not seconds, so a slow
+    machine still cuts during the publishing. A cut returns what went wrong, or None.
     """
 
-    def __init__(self, servers: Sequence[ServerProcess], users: Sequence[str], cuts: int, total: int,
-                 rng: random.Random, key: str = KEY) -> None:
+    def __init__(self, schedule: Sequence[tuple[int, Callable[[], Optional[str]]]]) -> None:
         super().__init__(daemon=True)
-        self.servers = list(servers)
-        self.key = key
-        span = total / cuts
-        self.schedule = sorted(
-            (int(span * (k + 0.3 + 0.4 * rng.random())), user, rng.randrange(len(self.servers)))
-            for user in users for k in range(cuts)
-        )
+        self.schedule = sorted(schedule, key=lambda entry: entry[0])
         self.published = 0
         self.done = 0
         self.failures: list[str] = []
@@ -197,42 +194,98 @@ class Cutter(threading.Thread):
             self._moved.notify()
 
     def run(self) -> None:
-        session = requests.Session()
-        for at, user, index in self.schedule:
+        for at, cut in self.schedule:
             with self._moved:
                 if not self._moved.wait_for(lambda: self.published >= at, timeout=120):
                     self.failures.append(f"publishing stalled before publication {at}")
                     return
-            try:
-                response = session.post(
-                    f"{self.servers[index].url}/api/disconnect", json={"user": user, "disconnect": CUT},
-                    headers={"X-API-Key": self.key}, timeout=15,
-                )
-                if response.status_code != 200 or "error" in response.json():
-                    self.failures.append(f"{user}: {response.status_code} {response.text}")
-            except requests.RequestException as e:
-                self.failures.append(f"{user}: {e!r}")
+            failure = cut()
+            if failure:
+                self.failures.append(failure)
             self.done += 1
 
 
+def moments(cuts: int, total: int, rng: random.Random) -> list[int]:
+    """One moment in each of C{cuts} equal parts of C{total} publications, in its middle 40%: a client has
+    reconnected before its next cut."""
+    span = total / cuts
+    return [int(span * (k + 0.3 + 0.4 * rng.random())) for k in range(cuts)]
+
+
+def apiCuts(servers: Sequence[ServerProcess], users: Sequence[str], cuts: int, total: int,
+            rng: random.Random) -> list[tuple[int, Callable[[], Optional[str]]]]:
+    """Each user's connections cut C{cuts} times: the server API's disconnect (a reconnect code), to any server."""
+    session = requests.Session()
+
+    def cut(user: str, server: ServerProcess) -> Callable[[], Optional[str]]:
+        def disconnect() -> Optional[str]:
+            try:
+                response = session.post(
+                    f"{server.url}/api/disconnect", json={"user": user, "disconnect": CUT},
+                    headers={"X-API-Key": KEY}, timeout=15,
+                )
+            except requests.RequestException as e:
+                return f"{user}: {e!r}"
+            if response.status_code != 200 or "error" in response.json():
+                return f"{user}: {response.status_code} {response.text}"
+            return None
+
+        return disconnect
+
+    return [(at, cut(user, rng.choice(list(servers)))) for user in users for at in moments(cuts, total, rng)]
+
+
+def tcpCuts(pid: int, servers: Sequence[ServerProcess], cuts: int, total: int,
+            rng: random.Random) -> list[tuple[int, Callable[[], Optional[str]]]]:
+    """
+    Every connection process C{pid} has to the servers killed at once, C{cuts} times (C{ss -K}: the kernel aborts
+    the client's socket and resets the connection, as a NAT or load balancer that drops it).
+    """
+    ports = {server.port for server in servers}
+
+    def kill() -> Optional[str]:
+        listed = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True, check=True)
+        local = []
+        for line in listed.stdout.splitlines():
+            fields = line.split()  # Recv-Q Send-Q Local:Port Peer:Port Process
+            if len(fields) >= 5 and f"pid={pid}," in line and int(fields[3].rsplit(":", 1)[1]) in ports:
+                local.append(int(fields[2].rsplit(":", 1)[1]))
+        if not local:
+            return "no connection to kill"
+        expression = " or ".join(f"sport = :{port}" for port in local)
+        killed = subprocess.run(["ss", "-K", "-tnH", "state", "established", f"( {expression} )"],
+                                capture_output=True, text=True)
+        return None if killed.returncode == 0 else f"ss -K: {killed.stderr}"
+
+    return [(at, kill) for at in moments(cuts, total, rng)]
+
+
 def cutAndCount(
-    servers: Sequence[ServerProcess], swarms: Callable[..., Swarm], logs: Any, duration: float = 15.0
+    servers: Sequence[ServerProcess], swarms: Callable[..., Swarm], logs: Any, duration: float = 15.0,
+    how: str = "api",
 ) -> dict[str, dict[str, Any]]:
-    """The scenario of both tests: subscribe, publish while cutting, and return every client's summary."""
+    """
+    The scenario of these tests: subscribe, publish while cutting (C{how}: "api" or "tcp"), and return every
+    client's summary.
+    """
     channel = f"rec:{uuid.uuid4().hex[:8]}"
     specs = clientSpecs(servers, SUBSCRIBERS)
     swarm = swarms(specs, channel, logs)
     swarm.ready()
-    rng = random.Random()
-    seed = rng.randrange(1 << 30)
-    cutter = Cutter(servers, [spec["who"] for spec in specs], CUTS, PUBLICATIONS, random.Random(seed))
+    seed = random.Random().randrange(1 << 30)
+    rng = random.Random(seed)
+    if how == "api":
+        schedule = apiCuts(servers, [spec["who"] for spec in specs], CUTS, PUBLICATIONS, rng)
+    else:
+        schedule = tcpCuts(swarm.pid, servers, CUTS, PUBLICATIONS, rng)
+    cutter = Cutter(schedule)
     publisher = Publisher(servers, channel)
     cutter.start()
     took = publisher.publishAll(PUBLICATIONS, duration, during=cutter.progress)
     cutter.join(30)
     summaries = swarm.summaries(PUBLICATIONS)
     print(
-        f"\n{len(servers)} node(s): {PUBLICATIONS} publications in {took:.1f} s (slowest batch "
+        f"\n{len(servers)} node(s), {how} cuts: {PUBLICATIONS} publications in {took:.1f} s (slowest batch "
         f"{publisher.slowest * 1000:.0f} ms), {cutter.done} cuts (seed {seed}), "
         f"{len(summaries)} subscribers: lost {sum(s['lost'] for s in summaries.values())}, duplicated "
         f"{sum(s['duplicated'] for s in summaries.values())}, out of order "
@@ -286,3 +339,18 @@ def test_cutSubscribersLoseNothingTwoNodes(
     summaries = cutAndCount([cluster.a, cluster.b], swarms, cluster)
     assertNothingLost(summaries)
     cluster.assertCleanLogs()
+
+
+def test_tcpKilledSubscribersLoseNothing(
+    startServer: Callable[..., ServerProcess], swarms: Callable[..., Swarm]
+) -> None:
+    """
+    One node: every subscriber's TCP connection (and any emulation request in flight) is killed at once, five
+    times, as by a load balancer or NAT dropping them: the server learns of it by a reset, each SDK reconnects
+    and recovers (50 reconnecting together each time); every subscriber receives 1..10,000 once each, in order.
+    """
+    server = startServer({"api_key": KEY, "namespaces": [REC], "log_level": "info", **RECOVERY})
+    summaries = cutAndCount([server], swarms, server, how="tcp")
+    assertNothingLost(summaries)
+    output = server.output
+    assert "Traceback" not in output and "Unhandled error" not in output, output[-5000:]
