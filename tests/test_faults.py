@@ -354,3 +354,22 @@ def test_tcpKilledSubscribersLoseNothing(
     assertNothingLost(summaries)
     output = server.output
     assert "Traceback" not in output and "Unhandled error" not in output, output[-5000:]
+
+
+def test_harnessLosesNoEventWhenTheReaderLags(node: str) -> None:  # noqa: F811
+    """
+    A script's events all arrive whole, even when it writes more than the pipe holds before the test reads and
+    then exits (Node queues such writes, and process.exit dropped them: a summary cut at 4 KiB, no "done").
+    """
+    harness = (SDK / "harness.mjs").as_uri()
+    script = (f"import {{ emit, finish }} from '{harness}';"
+              "for (let i = 0; i < 10; i++) emit('big', { i, pad: 'x'.repeat(30000) }); finish(0);")
+    process = subprocess.Popen([node, "--input-type=module", "-e", script], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # the pipe fills while nobody reads
+        output = process.stdout.read() if process.stdout is not None else ""
+    finally:
+        process.wait(30)
+    events = [json.loads(line) for line in output.split("\n") if line]
+    assert [(e["event"], e.get("i")) for e in events] == [("big", i) for i in range(10)] + [("done", None)]
+    assert process.returncode == 0
