@@ -7,8 +7,10 @@ half WebSocket, half http_stream), on a redis-server of the test's own (tests/te
 - killed with -9 and started again empty: the stream's epoch changes; every subscriber receives every publication
   accepted before, is told ``recovered: false`` once it resubscribes in the new epoch, and receives every one
   accepted after that point, once, in order; nothing else;
-- stopped (SIGSTOP: connections open, no replies, as a network blackhole) and resumed: calls fail after the reply
-  timeout instead of hanging, and nothing accepted is lost.
+- stopped (SIGSTOP: connections open, no replies) and resumed: calls fail after the reply timeout instead of
+  hanging, and nothing accepted is lost;
+- cut off by a network blackhole (a proxy that silences the node's connections, while new ones work): the silent
+  PUB/SUB connection is found by its PING and remade, and the subscriber recovers what it missed within seconds.
 
 In each case publishes during the outage answer error 100 (the publisher retries the same number until accepted),
 no call hangs past Redis' reply timeout, the node stays up, and its subscribers stay connected.
