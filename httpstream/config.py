@@ -536,6 +536,7 @@ class Config(ChannelOptions):
     health: bool = setting(False)
     prometheus: bool = setting(False)
     log_level: str = setting("info", choices=_LOG_LEVELS)
+    shutdown_timeout: Duration = setting(30.0, greater_than=0)
     engine: str = setting("memory", choices=_ENGINES)
     proxy_binary_encoding: bool = setting(False)
     proxy_include_connection_meta: bool = setting(False)

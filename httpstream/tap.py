@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
@@ -145,6 +146,7 @@ class HTTPStreamService(MultiService):
         self._tls = serverTLSOptions(config)
         self.config = config
         self.reactor = reactor
+        self._shard: Any = None  # the Redis shard, with the redis engine
         self.node = self._makeNode()
         self.api = ServerAPI(self.node)
         self.site = makeSite(self.node, api=self.api)
@@ -162,6 +164,7 @@ class HTTPStreamService(MultiService):
 
         shard = RedisShard.fromConfig(reactor, config)
         shard.setServiceParent(self)
+        self._shard = shard
         node = Node(
             config, reactor,
             broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl, passEpoch=True),
@@ -196,7 +199,35 @@ class HTTPStreamService(MultiService):
         if isinstance(outcome[0], Failure):
             self._cannotListen(outcome[0])
         self.port = outcome[0]
-        host = self.port.getHost()
+        if self._tuneGC:
+            tuneGarbageCollector()
+        super().startService()
+        # As Centrifugo, which starts its HTTP servers only once its node (and its broker's PUB/SUB) runs: the
+        # port is bound (a taken port still fails start-up) but no connection is accepted before the engine is
+        # up, or early clients would get error 100 for every subscribe. Connections waiting meanwhile stay in the
+        # kernel's backlog and are served once it is.
+        ready = self._engineReady()
+        paused = not ready.called
+        if paused:
+            self.port.stopReading()  # type: ignore[attr-defined]  # a tcp.Port
+        ready.addCallback(lambda _: self._accept(paused))
+
+    def _engineReady(self) -> Deferred[None]:
+        """Fires once the engine can serve: at once in memory, once both Redis connections are up."""
+        if self._shard is None:
+            return succeed(None)
+        self.log.info(
+            "waiting for Redis at {address} before accepting connections", address=str(self._shard.address)
+        )
+        return self._shard.whenReady()
+
+    def _accept(self, paused: bool) -> None:
+        port = self.port
+        if port is None or not self.running:
+            return  # stopped while waiting
+        if paused:
+            port.startReading()  # type: ignore[attr-defined]  # a tcp.Port
+        host = port.getHost()
         self.announce.info(
             "httpstream {version} node {node} listening on {scheme}://{host}:{port}",
             version=self.node.version,
@@ -205,9 +236,25 @@ class HTTPStreamService(MultiService):
             host=host.host,
             port=host.port,
         )
-        if self._tuneGC:
-            tuneGarbageCollector()
-        super().startService()
+
+    def _drained(self, interval: float = 0.01) -> Deferred[None]:
+        """
+        Fires once no connection has output waiting for its socket (the reactor has no writers left), polling:
+        Twisted hands a write to the socket when it can, and otherwise keeps the connection a writer until it has.
+        """
+        getWriters = getattr(self.reactor, "getWriters", None)
+        if getWriters is None:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+
+        def check() -> None:
+            if getWriters():
+                self.reactor.callLater(interval, check)
+            else:
+                done.callback(None)
+
+        check()
+        return done
 
     def _cannotListen(self, failure: Failure) -> None:
         """A taken port or an address not on this host: under twistd one line and exit 1, else raise."""
@@ -295,14 +342,40 @@ class HTTPStreamService(MultiService):
     def info(self) -> Any:
         return self.api.info()
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop accepting connections, disconnect every client (3001 "shutdown"), wait for the engine calls their
+        leaving made, then stop the engine: all within C{shutdown_timeout}, after which the stop is given up on
+        (logged) so that the process still exits.
+        """
+        self.log.info("shutting down: disconnecting {count} clients", count=len(self.node.clients))
+        timeout = self.config.shutdown_timeout
         port, self.port = self.port, None
+        stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
         # The engine (a Redis shard, a child service) stops only once the clients' leaving has reached it.
-        d = self.node.shutdown()
-        d.addCallback(lambda _: MultiService.stopService(self))
-        if port is not None:
-            d.addCallback(lambda _: port.stopListening())
-        return d
+        stopped.addBoth(lambda _: self.node.shutdown(timeout))
+        # The engine stops while the clients' last bytes (3001) are still draining: the reactor stops once this
+        # fires, and anything it had not sent by then would be lost.
+        stopped.addCallback(
+            lambda _: gatherResults([maybeDeferred(MultiService.stopService, self), self._drained()])
+        )
+        done: Deferred[None] = Deferred()
+
+        def finished(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if isinstance(result, Failure):
+                self.log.failure("shutdown", result)
+            if not done.called:
+                done.callback(None)
+
+        def expired() -> None:
+            self.log.warn("shutdown timeout reached ({timeout}s): exiting anyway", timeout=timeout)
+            done.callback(None)
+
+        timer = self.reactor.callLater(timeout, expired)
+        stopped.addBoth(finished)
+        return done
 
 
 def makeService(

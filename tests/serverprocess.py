@@ -99,6 +99,13 @@ class ListeningProcess:
     def alive(self) -> bool:
         return self._process.poll() is None
 
+    def waitExit(self, timeout: float) -> Optional[int]:
+        """Wait up to C{timeout} seconds for the process to end by itself: its exit code, None if still running."""
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self) -> int:
         """Stop it (SIGTERM, as an operator would) and return its exit code."""
         if self._process.poll() is None:

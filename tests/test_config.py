@@ -178,6 +178,7 @@ class DefaultsTests(SynchronousTestCase):
             "proxy_binary_encoding": False,
             "proxy_include_connection_meta": False,
             "log_level": "info",
+            "shutdown_timeout": 30.0,
             "engine": "memory",
             "redis_address": "127.0.0.1:6379",
             "redis_url": "",

@@ -755,3 +755,34 @@ class RedisTLSTests(TestCase):
         untrusted, otherName = self.shard("localhost", trusted=False), self.shard("127.0.0.2", trusted=True)
         yield sleep(0.4)
         self.assertFalse(untrusted.connected or otherName.connected)
+
+
+class PubSubPingTests(SynchronousTestCase):
+    """The PUB/SUB connection only receives: the shard PINGs it, so that one gone silent times out and is remade."""
+
+    def test_pingedWhileItIsTheConnection(self) -> None:
+        clock = Clock()
+        shard = RedisShard(clock, "127.0.0.1:6379", pubsubPingInterval=1.0)
+        sent: list[tuple[Any, ...]] = []
+
+        class Protocol:
+            def execute_command(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+                sent.append(args)
+                return Deferred()  # no reply: txredisapi's reply timeout drops the connection
+
+        protocol = Protocol()
+        shard._pubsub.protocol = protocol
+        shard._pubsubReady(protocol, reconnect=False)
+        clock.advance(1.0)
+        clock.advance(1.0)
+        self.assertEqual(sent, [("PING",), ("PING",)])
+        shard._pubsub.protocol = None  # lost: the next connection pings for itself
+        clock.advance(1.0)
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_noPingWithoutReplyTimeout(self) -> None:
+        clock = Clock()
+        shard = RedisShard(clock, "127.0.0.1:6379", replyTimeout=None)
+        shard._pubsubReady(object(), reconnect=False)
+        self.assertEqual(clock.getDelayedCalls(), [])

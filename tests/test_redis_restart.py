@@ -54,13 +54,15 @@ class OwnRedis:
             self.port = s.getsockname()[1]
         self.directory = directory
         self.process: Optional[subprocess.Popen[bytes]] = None
+        # More redis-server arguments (e.g. persistence, which the defaults turn off).
+        self.arguments: list[str] = []
 
     def start(self, timeout: float = 10.0) -> None:
         assert self.process is None
         assert self.binary is not None
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", str(self.directory)],
+             "--daemonize", "no", "--dir", str(self.directory), *self.arguments],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
@@ -80,6 +82,13 @@ class OwnRedis:
             capture_output=True, text=True, timeout=5, check=False,
         )
         return result.stdout.strip() == "PONG"
+
+    def stop(self) -> None:
+        """Stop it as an operator would (SIGTERM: a persistent Redis saves its data first)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
 
     def kill(self) -> None:
         if self.process is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 from twisted.logger import LogLevel, formatEvent
 from zope.interface.verify import verifyObject
@@ -99,6 +100,53 @@ def test_makeServiceEmbeds() -> None:
     assert service.node.config.http_stream is True
     parent.stopService()
     assert service.port is None
+
+
+def _stoppingService(timeout: str) -> tuple[HTTPStreamService, MemoryReactor, list[Deferred[None]]]:
+    """A started service whose node's shutdown never finishes (an engine call that hangs), on a memory reactor."""
+    reactor = MemoryReactor()
+    service = makeService({"config": {"port": 0, "shutdown_timeout": timeout}}, reactor=reactor)
+    service.startService()
+    hanging: list[Deferred[None]] = []
+
+    def shutdown(timeout: float) -> Deferred[None]:
+        hanging.append(Deferred())
+        return hanging[-1]
+
+    service.node.shutdown = shutdown  # type: ignore[method-assign]
+    return service, reactor, hanging
+
+
+def test_stopGivesUpAtShutdownTimeout() -> None:
+    """
+    A stop whose node shutdown hangs still finishes once shutdown_timeout has passed (so twistd exits), logging
+    "shutdown timeout reached"; the port was closed first.
+    """
+    from twisted.logger import globalLogPublisher
+
+    service, reactor, hanging = _stoppingService("3s")
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        stopped = service.stopService()
+        assert service.port is None and hanging
+        reactor.advance(2.9)
+        assert not stopped.called
+        reactor.advance(0.2)
+        assert stopped.called
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert any("shutdown timeout reached" in formatEvent(e) for e in events), [formatEvent(e) for e in events]
+
+
+def test_stopWithoutTimeout() -> None:
+    """A stop that finishes in time fires at once and cancels its timer (nothing left on the reactor)."""
+    service, reactor, hanging = _stoppingService("30s")
+    stopped = service.stopService()
+    assert not stopped.called
+    hanging[0].callback(None)
+    assert stopped.called
+    assert not reactor.getDelayedCalls()
 
 
 def test_makeServiceTakesAConfig() -> None:

@@ -46,6 +46,7 @@ from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred,
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -413,6 +414,7 @@ class RedisShard(Service):
         replyTimeout: Optional[float] = 5.0,
         initialRetryDelay: float = 0.1,
         maxRetryDelay: float = 5.0,
+        pubsubPingInterval: float = 1.0,
         rng: Optional[random.Random] = None,
     ) -> None:
         """
@@ -426,6 +428,9 @@ class RedisShard(Service):
         @param replyTimeout: seconds to wait for a reply before the connection is dropped (None: forever).
         @param initialRetryDelay: seconds before the first reconnection attempt; each next one waits twice as
             long, up to C{maxRetryDelay} (plus up to 20% jitter).
+        @param pubsubPingInterval: seconds between PINGs on the PUB/SUB connection, which otherwise only
+            receives: a connection gone silent (a network blackhole) is dropped and made again once a PING has
+            no reply within C{replyTimeout}, as the command connection is by the next command.
         @raise ValueError: a bad address, or TLS asked for without pyOpenSSL.
         """
         self.reactor = reactor
@@ -434,6 +439,8 @@ class RedisShard(Service):
         self.replyTimeout = replyTimeout
         self.initialRetryDelay = initialRetryDelay
         self.maxRetryDelay = maxRetryDelay
+        self.pubsubPingInterval = pubsubPingInterval
+        self._pinging: Optional[LoopingCall] = None
         self.rng = rng if rng is not None else random.Random()
         endpoint: Any = HostnameEndpoint(reactor, self.address.host, self.address.port, timeout=connectTimeout)
         if self.address.tls:
@@ -472,6 +479,7 @@ class RedisShard(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        self._stopPinging()
         return gatherResults([self._commands.stop(), self._pubsub.stop()], consumeErrors=True).addCallback(
             lambda _: None
         )
@@ -572,6 +580,7 @@ class RedisShard(Service):
         return maybeDeferred(protocol.execute_command, "SUBSCRIBE", channel, apply_timeout=False).addBoth(settled)
 
     def _pubsubReady(self, protocol: Any, reconnect: bool) -> None:
+        self._startPinging(protocol)
         channels = list(self._counts)
         subscribed = gatherResults([self._subscribe(protocol, channel) for channel in channels], consumeErrors=True)
         if reconnect:
@@ -581,6 +590,27 @@ class RedisShard(Service):
             subscribed.addCallbacks(lambda _: self._reconnected(channels), lambda _: None)  # lost again: next time
         else:
             subscribed.addErrback(lambda _: None)
+
+    def _startPinging(self, protocol: Any) -> None:
+        self._stopPinging()
+        if not self.replyTimeout or self.pubsubPingInterval <= 0:
+            return  # a PING without a reply timeout would find nothing
+
+        def ping() -> None:
+            if self._pubsub.protocol is not protocol:
+                self._stopPinging()  # lost: the next connection pings for itself
+                return
+            # No reply within replyTimeout makes txredisapi drop the connection; the link then reconnects.
+            maybeDeferred(protocol.execute_command, "PING").addErrback(lambda _: None)
+
+        self._pinging = LoopingCall(ping)
+        self._pinging.clock = self.reactor
+        self._pinging.start(self.pubsubPingInterval, now=False)
+
+    def _stopPinging(self) -> None:
+        pinging, self._pinging = self._pinging, None
+        if pinging is not None and pinging.running:
+            pinging.stop()
 
     def _reconnected(self, channels: list[bytes]) -> None:
         for handler in list(self._reconnectHandlers):

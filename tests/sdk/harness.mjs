@@ -1,5 +1,5 @@
 // What every Node script in this folder shares (http_stream.mjs, transports.mjs, protocol.mjs, cluster.mjs,
-// redis_restart.mjs, api_subscriber.mjs): they drive the official centrifuge JS SDK for the Python tests
+// redis_restart.mjs, api_subscriber.mjs, faults.mjs): they drive the official centrifuge JS SDK for the Python tests
 // (tests/test_sdk_*.py, test_cluster.py, test_redis_restart.py, test_cent.py, ...), which read their stdout.
 //
 // The contract with those tests: one JSON object per line on stdout, each with "event" first; a script ends with
@@ -8,8 +8,13 @@
 //   {"event":"timeout"}                 exit 2: the --deadline passed first
 // (exit 64, with a usage line on stderr, is each script's own: its arguments were wrong).
 //
-// Nothing here runs on import: a script calls guard() once its arguments are checked, so a usage error still
-// exits 64 without a word on stdout.
+// Nothing here runs on import but making stdout block (below): a script calls guard() once its arguments are
+// checked, so a usage error still exits 64 without a word on stdout.
+
+// Node writes to a pipe asynchronously once the pipe is full (the test reading it lags), and process.exit then
+// drops what was still queued: a script's last events (its summary, "done") would be lost or cut mid-line. A
+// blocking pipe makes every write complete before the next statement, as the tests need.
+process.stdout._handle?.setBlocking?.(true);
 
 // Fields every event of the script carries, between "event" and the event's own fields (see stampEvents).
 let stamp = () => ({});
@@ -22,7 +27,7 @@ export function stampEvents(fields) {
 
 // One event: one JSON object on its own line on stdout.
 export function emit(event, fields = {}) {
-  // stdout is a pipe: writes are synchronous on Linux, so nothing is lost when process.exit follows.
+  // stdout blocks (see above): nothing is lost when process.exit follows.
   process.stdout.write(JSON.stringify({ event, ...stamp(), ...fields }) + '\n');
 }
 
