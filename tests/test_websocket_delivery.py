@@ -9,6 +9,7 @@ with a valid close code.
 from __future__ import annotations
 
 import os
+import struct
 import time
 from typing import Any, Iterator
 
@@ -301,3 +302,31 @@ def test_originNullRefused403(server: ServerProcess) -> None:
     ws = WebSocket(server.port, headers={"Origin": "null"})
     assert ws.status == 403
     ws.close()
+
+
+def test_writeAfterPeerClosedIsNoTraceback(server: ServerProcess) -> None:
+    """
+    A client that sends a command and its close frame together: the reply is flushed after autobahn has begun
+    the closing handshake. That write is a no-op, not an exception logged with a traceback (seen in fuzzing).
+    """
+    before = len(server.output)
+    for n in range(20):
+        subscriber = Subscriber(server)
+        subscriber.ws.sock.sendall(
+            frameBytes(orjson.dumps({"id": 50, "subscribe": {"channel": f"gone{n}"}}), TEXT)
+            + frameBytes(struct.pack("!H", 1000), CLOSE)
+        )
+        frame = subscriber.ws.recv()
+        while frame.opcode != CLOSE:
+            frame = subscriber.ws.recv()
+        subscriber.close()
+    time.sleep(1)
+    output = server.output[before:]
+    for sign in ("Traceback (most recent call last)", "Unhandled error", "#error]", "#critical]"):
+        assert sign not in output, output
+
+
+def frameBytes(payload: bytes, opcode: int) -> bytes:
+    """One masked client frame (mask of zeros: the payload as it is), to send several in one write."""
+    assert len(payload) < 126
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload

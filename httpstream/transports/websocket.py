@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire_websocket -*-
+# -*- test-case-name: tests.test_websocket_transport,tests.test_wire_websocket,tests.test_websocket_delivery -*-
 """
 ``/connection/websocket`` (reference/transports.md section 4), on autobahn.
 
@@ -47,10 +47,10 @@ def closeCode(code: int) -> int:
     """
     The close frame code for a disconnect code.
 
-    A close frame may carry 1000 or an application code (3000-4999), nothing else (RFC 6455 7.4; autobahn refuses
-    the rest). Centrifuge writes any code as 16 bits, so a code outside those ranges reaches the peer as an invalid
-    close frame, which fails the connection and makes every SDK reconnect: such a code becomes 3011 "force
-    reconnect", which has the same effect and is valid on the wire.
+    A server's close frame may carry 1000 or an application code (3000-4999), nothing else (RFC 6455 7.4; autobahn
+    raises for the rest). Centrifuge does not check: it writes the code's low 16 bits (1005 as no code at all), so
+    the peer sees an invalid close frame (it fails the connection and the SDK reconnects), no code, or an unrelated
+    one. Here such a code becomes 3011 "force reconnect": valid on the wire, and the SDKs reconnect as they would.
     """
     if code == 1000 or 3000 <= code <= 4999:
         return code
