@@ -32,7 +32,7 @@ from httpstream.client import Client
 from httpstream.interfaces import IOriginChecker, ITransport
 from httpstream.logs import Logger
 from httpstream.node import Node
-from httpstream.protocol.framing import encode_varint, varint_delimit
+from httpstream.protocol.framing import varint_delimit
 
 SUBPROTOCOLS = ("centrifuge-json", "centrifuge-protobuf")
 
@@ -57,6 +57,11 @@ def closeCode(code: int) -> int:
     return codes.DISCONNECT_FORCE_RECONNECT.code
 
 
+def _prefixSize(length: int) -> int:
+    """The bytes of a message's varint length prefix (7 bits a byte)."""
+    return 1 if length < 0x80 else 2 if length < 0x4000 else (length.bit_length() + 6) // 7
+
+
 def packBatch(messages: Sequence[bytes], maxSize: int, protobuf: bool) -> list[bytes]:
     """
     The payloads of the WebSocket messages that carry one flushed batch, in order.
@@ -65,29 +70,23 @@ def packBatch(messages: Sequence[bytes], maxSize: int, protobuf: bool) -> list[b
     messages and is at most C{maxSize} bytes, except one holding a single message larger than that; C{maxSize}
     0 puts the whole batch in one payload.
     """
-    if protobuf:
-        whole = varint_delimit(messages)
-    else:
-        whole = b"\n".join(messages)
-    if not maxSize or len(whole) <= maxSize:
-        return [whole]
+    join = varint_delimit if protobuf else b"\n".join
+    # Fast path, nearly every batch: surely within the size even with a 5-byte prefix (or a newline) per message.
+    if not maxSize or sum(map(len, messages)) + 5 * len(messages) <= maxSize:
+        return [join(messages)]
     payloads: list[bytes] = []
     group: list[bytes] = []
     size = 0
     for message in messages:
-        if protobuf:
-            message = encode_varint(len(message)) + message
-            cost = len(message)
-        else:
-            # A newline goes between two messages, not before the first.
-            cost = len(message) + (1 if group else 0)
+        alone = len(message) + (_prefixSize(len(message)) if protobuf else 0)
+        # A JSON newline goes between two messages, not before the first.
+        cost = alone + 1 if group and not protobuf else alone
         if group and size + cost > maxSize:
-            payloads.append(b"".join(group) if protobuf else b"\n".join(group))
-            group, size = [], 0
-            cost = len(message)
+            payloads.append(join(group))
+            group, size, cost = [], 0, alone
         group.append(message)
         size += cost
-    payloads.append(b"".join(group) if protobuf else b"\n".join(group))
+    payloads.append(join(group))
     return payloads
 
 
