@@ -580,7 +580,7 @@ class Client(ChannelCommands, ServerControl):
 
     def _writeFailed(self, failure: Failure) -> None:
         # Once per connection (the writer stops): the batch may be partly lost, so the client must reconnect.
-        self.log.failure("client {client}: writing to its {transport} failed; disconnecting with 3009", failure,
+        self.log.failure("client {client}: writing to its {transport} failed; closing the connection (3009)", failure,
                          client=self.clientID, transport=self.transport.name)
         self._disconnect(codes.DISCONNECT_WRITE_ERROR, flush=False)
 
