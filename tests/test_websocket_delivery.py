@@ -20,6 +20,7 @@ import requests
 from httpstream.protocol import client_pb2
 from httpstream.protocol.framing import split_varint, varint_delimit
 from tests.serverprocess import ServerProcess
+from tests.wire import connectStream
 from tests.wsclient import BINARY, CLOSE, PING, TEXT, WebSocket
 
 KEY = "delivery-api-key"
@@ -331,3 +332,30 @@ def frameBytes(payload: bytes, opcode: int) -> bytes:
     """One masked client frame (mask of zeros: the payload as it is), to send several in one write."""
     assert len(payload) < 126
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+@pytest.mark.parametrize("code", [70000, -5, 2**32])
+def test_oddDisconnectCodeEndsHttpStream(server: ServerProcess, code: int) -> None:
+    """
+    The same on http_stream (Protobuf, whose code is a uint32): the stream gets a Disconnect push with a code it
+    can carry (the code itself, or 3011 when out of range) and ends, unless the API refused the code.
+    """
+    user = f"odd-stream-{code}"
+    stream, _ = connectStream(server.port, protobuf=True, token=jwt.encode({"sub": user}, SECRET, algorithm="HS256"))
+    reply = api(server, "disconnect", {"user": user, "disconnect": {"code": code, "reason": "odd"}})
+    if "error" in reply:
+        # Refused: the connection is still served (not left half-closed), so a server-side subscribe reaches it.
+        assert api(server, "subscribe", {"user": user, "channel": "alive"}) == {"result": {}}
+        message = stream.next()
+        while not message.push.HasField("subscribe"):
+            message = stream.next()
+        assert message.push.channel == "alive"
+        stream.close()
+        return
+    messages = []
+    while (batch := stream.messages()) is not None:
+        messages += batch
+    disconnects = [m.push.disconnect for m in messages if m.push.HasField("disconnect")]
+    expected = code if 0 <= code < 2**32 else 3011
+    assert [d.code for d in disconnects] == [expected]
+    stream.close()
