@@ -90,7 +90,9 @@ class Client(ChannelCommands, ServerControl):
         self._pingCall: Optional[IDelayedCall] = None
         self._pongCall: Optional[IDelayedCall] = None
         self._expireCall: Optional[IDelayedCall] = None
-        self.writer = Writer(reactor, transport, self._config.client_queue_max_size, self._slow, node.flusher)
+        self.writer = Writer(
+            reactor, transport, self._config.client_queue_max_size, self._slow, node.flusher, self._writeFailed
+        )
         transport.registerProducer(self.writer)
         self._staleCall: Optional[IDelayedCall] = reactor.callLater(
             self._config.client_stale_close_delay, self._stale
@@ -576,24 +578,47 @@ class Client(ChannelCommands, ServerControl):
     def disconnect(self, code: int, reason: str) -> None:
         self._disconnect(codes.Disconnect(code, reason))
 
+    def _writeFailed(self, failure: Failure) -> None:
+        # Once per connection (the writer stops): the batch may be partly lost, so the client must reconnect.
+        self.log.failure("client {client}: writing to its {transport} failed; closing the connection (3009)", failure,
+                         client=self.clientID, transport=self.transport.name)
+        self._disconnect(codes.DISCONNECT_WRITE_ERROR, flush=False)
+
     def _disconnect(self, disconnect: codes.Disconnect, flush: bool = True) -> None:
         if self.closed:
             return
         self._state = _CLOSED
-        self.node.metrics.disconnects.labels(str(disconnect.code)).inc()
-        if flush and self.transport.pushDisconnect and disconnect.code != codes.DISCONNECT_CONNECTION_CLOSED.code:
-            message = self._codec.encode_reply(
-                {"push": {"disconnect": {"code": disconnect.code, "reason": disconnect.reason}}}
-            )
-            # Past the queue limit on purpose: the client must learn why it was cut off.
-            self._queue(message, force=True)
-        if flush:
-            self.writer.flush()
-        self.writer.stop()
-        self._cleanup()
-        self.log.debug("client {client} disconnected: {code} {reason}", client=self.clientID,
-                       code=disconnect.code, reason=disconnect.reason)
-        self.transport.close(disconnect.code, disconnect.reason)
+        try:
+            self.node.metrics.disconnects.labels(str(disconnect.code)).inc()
+            if flush and self.transport.pushDisconnect and disconnect.code != codes.DISCONNECT_CONNECTION_CLOSED.code:
+                # Past the queue limit on purpose: the client must learn why it was cut off.
+                self._queue(self._disconnectPush(disconnect), force=True)
+            if flush:
+                self.writer.flush()
+            self.writer.stop()
+            self._cleanup()
+        finally:
+            # Whatever happened above, the connection must not stay open behind a client the node forgot.
+            self.log.debug("client {client} disconnected: {code} {reason}", client=self.clientID,
+                           code=disconnect.code, reason=disconnect.reason)
+            try:
+                self.transport.close(disconnect.code, disconnect.reason)
+            except Exception:
+                self.log.failure("client {client}: closing its {transport} failed", client=self.clientID,
+                                 transport=self.transport.name)
+
+    def _disconnectPush(self, disconnect: codes.Disconnect) -> bytes:
+        # The protocol's code is a uint32. One outside it, or a reason the codec cannot encode, is pushed as what a
+        # WebSocket close frame gets for a code it cannot carry, so every SDK reconnects as it would there.
+        if 0 <= disconnect.code <= 0xFFFFFFFF:
+            try:
+                return self._codec.encode_reply(
+                    {"push": {"disconnect": {"code": disconnect.code, "reason": disconnect.reason}}}
+                )
+            except EncodeError:
+                pass
+        fallback = codes.DISCONNECT_FORCE_RECONNECT
+        return self._codec.encode_reply({"push": {"disconnect": {"code": fallback.code, "reason": fallback.reason}}})
 
     def transportClosed(self) -> None:
         if self.closed:

@@ -458,6 +458,9 @@ class Config(ChannelOptions):
     sse_max_request_body_size: int = setting(65536, minimum=0)
     websocket_disable: bool = setting(False)
     websocket_message_size_limit: int = setting(65536, minimum=0)
+    # Not a Centrifugo key (centrifuge bounds a frame by message count, MaxMessagesInFrame): the byte size a
+    # flushed batch is split at; a larger single reply or push still goes, alone. 0: one message per flush.
+    websocket_write_batch_size: int = setting(65536, minimum=0)
 
     "The demo page at /demo/ (a chat; not a Centrifugo key) and where it finds the JS SDK's dist/ files."
     demo: bool = setting(False)

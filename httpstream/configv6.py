@@ -65,6 +65,7 @@ V6_PATHS: dict[str, Optional[str]] = {
     "sse_max_request_body_size": "sse.max_request_body_size",
     "websocket_disable": "websocket.disabled",
     "websocket_message_size_limit": "websocket.message_size_limit",
+    "websocket_write_batch_size": None,  # httpstream's own (centrifuge counts messages per frame instead)
     "websocket_compression": "websocket.compression",
     "websocket_compression_min_size": "websocket.compression_min_size",
     "websocket_compression_level": "websocket.compression_level",

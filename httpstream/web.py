@@ -108,7 +108,9 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
         # The upstream half of both emulated transports (Centrifugo mounts it when either is on).
         emulation = EmulationResource(node, origins, config.emulation_max_request_body_size)
     if not config.websocket_disable:
-        websocket = websocketResource(node, origins, config.websocket_message_size_limit)
+        websocket = websocketResource(
+            node, origins, config.websocket_message_size_limit, config.websocket_write_batch_size
+        )
 
     @app.route("/connection/http_stream", methods=ALL_METHODS)
     def httpStream(request: server.Request) -> IResource:

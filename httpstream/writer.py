@@ -6,6 +6,9 @@ Messages are queued already encoded and written as one batch per reactor turn, s
 one chunk (one syscall) instead of one per message. The queue is bounded in bytes: a client that cannot keep up is
 disconnected with 3008 "slow" rather than growing the server's memory. The writer is the push producer the
 transport pauses while the peer does not read.
+
+If the transport raises on a write, the writer stops and reports the error once; its owner ends the connection
+with a code, so the client reconnects (and recovers) rather than staying connected past a gap it cannot see.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.interfaces import ITransport
@@ -69,6 +73,8 @@ class Writer:
     @ivar paused: True while the transport asked us to stop producing.
     @ivar overflowed: True once a message did not fit; the overflow callback has run (once) and only forced
         messages are queued from then on.
+    @ivar failed: True once the transport raised on a write; the writer has stopped and the write error callback
+        has run (once).
     """
 
     def __init__(
@@ -78,10 +84,16 @@ class Writer:
         maxSize: int,
         onOverflow: Callable[[], None],
         flusher: Optional[Flusher] = None,
+        onWriteError: Optional[Callable[[Failure], None]] = None,
     ) -> None:
+        """
+        @param onWriteError: called (once) with the failure when the transport raises on a write, after the
+            writer has stopped; without it the exception propagates to the caller of L{flush}.
+        """
         self._transport = transport
         self._maxSize = maxSize
         self._onOverflow = onOverflow
+        self._onWriteError = onWriteError
         self._flusher = flusher if flusher is not None else Flusher(reactor)
         self._queue: deque[bytes] = deque()
         self._scheduled = False
@@ -89,6 +101,7 @@ class Writer:
         self.paused = False
         self.stopped = False
         self.overflowed = False
+        self.failed = False
 
     def enqueue(self, message: bytes, force: bool = False) -> bool:
         """
@@ -131,10 +144,20 @@ class Writer:
         self._unschedule()
         if self.paused or not self._queue or self.stopped:
             return
+        # Taken off before writing, so that whatever the write leads to (a pause, a stop) sees an empty queue.
         messages = list(self._queue)
         self._queue.clear()
         self.size = 0
-        self._transport.writeMessages(messages)
+        try:
+            self._transport.writeMessages(messages)
+        except Exception:
+            if self._onWriteError is None:
+                raise
+            # The batch may be partly on the wire: the connection cannot go on past that gap, so it is never
+            # dropped in silence but ends (the owner's callback disconnects, and the client recovers).
+            self.failed = True
+            self.stop()
+            self._onWriteError(Failure())
 
     def stop(self) -> None:
         """Drop whatever is queued and write nothing more (the connection is over)."""

@@ -91,6 +91,7 @@ class DefaultsTests(SynchronousTestCase):
             "sse_max_request_body_size": 65536,
             "websocket_disable": False,
             "websocket_message_size_limit": 65536,
+            "websocket_write_batch_size": 65536,
             "demo": False,
             "demo_sdk_dir": "web/node_modules/centrifuge/dist",
             "allowed_origins": (),

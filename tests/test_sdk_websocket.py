@@ -309,3 +309,23 @@ def test_messageOverSizeLimitDisconnects(
     assert not of(events, "a", "published") and not of(events, "a", "publication")
     assert len(of(events, "a", "ws_open")) == 1
     assertCleanLog(server)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_recoveryOver64KiBArrives(
+    node: str, startServer: Callable[..., ServerProcess], protocol: str  # noqa: F811
+) -> None:
+    """
+    The SDK resubscribing with recover after missing 150 publications of ~1 KiB gets them all, in order, in a
+    subscribe reply far over 64 KiB (one WebSocket message of its own): none lost to an outbound size limit.
+    """
+    namespace = {"name": "rec", "history_size": 1000, "history_ttl": "300s", "force_recovery": True,
+                 "allow_subscribe_for_client": True, "allow_subscribe_for_anonymous": True,
+                 "allow_publish_for_client": True, "allow_publish_for_anonymous": True}
+    server = startServer({"namespaces": [namespace]})
+    events = run(nodeCommand(node, server, protocol, "websocket", "recover", channel="rec:sdk", count=150,
+                             deadline=40), server, timeout=90)
+    [result] = of(events, "a", "recovered")
+    assert (result["count"], result["numbers_in_order"], result["recovered"]) == (150, True, True)
+    assert max(event["size"] for event in of(events, "a", "ws_recv")) > 150_000
+    assertCleanLog(server)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -237,3 +238,51 @@ class FlusherTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(good.batches, [[b"y"]])
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+
+class Broken(FakeTransport):
+    """A transport whose writes raise (autobahn's PayloadExceededError was one such)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[list[bytes]] = []
+
+    def writeMessages(self, messages):  # type: ignore[no-untyped-def]
+        self.attempts.append(list(messages))
+        raise ValueError("cannot write")
+
+
+class WriteErrorTests(SynchronousTestCase):
+    """A write that raises is never a silent loss: the writer stops and tells its owner, once."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.transport = Broken()
+        self.errors: list[Failure] = []
+        self.writer = Writer(self.clock, self.transport, 1000, lambda: None, onWriteError=self.errors.append)
+
+    def test_reportedOnceAndStopped(self) -> None:
+        self.writer.enqueue(b"a")
+        self.writer.enqueue(b"b")
+        self.clock.advance(0)
+        self.assertEqual(self.transport.attempts, [[b"a", b"b"]])
+        [failure] = self.errors
+        self.assertTrue(failure.check(ValueError))
+        self.assertTrue(self.writer.failed and self.writer.stopped)
+        # Nothing more is accepted or tried: the owner ends the connection.
+        self.assertFalse(self.writer.enqueue(b"c"))
+        self.writer.flush()
+        self.clock.advance(0)
+        self.assertEqual(len(self.transport.attempts), 1)
+        self.assertEqual(len(self.errors), 1)
+
+    def test_directFlushReportsToo(self) -> None:
+        self.writer.enqueue(b"a")
+        self.writer.flush()
+        self.assertEqual(len(self.errors), 1)
+
+    def test_withoutCallbackRaises(self) -> None:
+        """With no owner to tell, the error reaches the caller (the flusher logs it)."""
+        writer = Writer(self.clock, self.transport, 1000, lambda: None)
+        writer.enqueue(b"a")
+        self.assertRaises(ValueError, writer.flush)

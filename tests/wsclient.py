@@ -33,8 +33,16 @@ class Frame:
 
 class WebSocket:
     def __init__(self, port: int, path: str = "/connection/websocket", headers: Optional[dict[str, str]] = None,
-                 timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 timeout: float = 10.0, receiveBuffer: int = 0) -> None:
+        """
+        @param receiveBuffer: a small C{SO_RCVBUF} (set before connecting, so the TCP window stays small) makes a
+            reader that stops reading push back on the server soon, as a slow peer across a network does.
+        """
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receiveBuffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             f"GET {path} HTTP/1.1",
@@ -72,9 +80,10 @@ class WebSocket:
         data, self._buffer = self._buffer[:n], self._buffer[n:]
         return data
 
-    def send(self, payload: bytes, opcode: int = TEXT) -> None:
+    def send(self, payload: bytes, opcode: int = TEXT, fin: bool = True) -> None:
+        """One masked frame; C{fin=False} starts (or continues, with opcode 0) a fragmented message."""
         mask = os.urandom(4)
-        header = bytes([0x80 | opcode])
+        header = bytes([(0x80 if fin else 0) | opcode])
         n = len(payload)
         if n < 126:
             header += bytes([0x80 | n])

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire_websocket -*-
+# -*- test-case-name: tests.test_websocket_transport,tests.test_wire_websocket,tests.test_websocket_delivery -*-
 """
 ``/connection/websocket`` (reference/transports.md section 4), on autobahn.
 
@@ -7,8 +7,13 @@ it offered, and the Protobuf build of the JS SDK offers ``centrifuge-protobuf``.
 accepts the handshake without negotiating any subprotocol; autobahn lets ``onConnect`` choose one, refuse with a
 status (403 for a bad origin), and sends close frames with our 3xxx codes and reasons.
 
-The transport only frames bytes: JSON replies joined by newlines in one text frame, Protobuf replies
-varint-delimited in one binary frame; a disconnect is a close frame, never a push.
+The transport only frames bytes: JSON replies joined by newlines in text frames, Protobuf replies varint-delimited
+in binary frames; a disconnect is a close frame, never a push.
+
+Autobahn's size limits apply to what it sends as well as to what it reads, so it is given none: the inbound limit
+(C{websocket_message_size_limit}) is checked here on every frame a client sends, and a flushed batch is split into
+WebSocket messages of at most C{websocket_write_batch_size} bytes, each holding whole protocol messages; a reply
+or push larger than that goes alone in its own message. Nothing the writer hands over is refused for its size.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Any, Optional, Sequence
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from httpstream import codes
 from httpstream.client import Client
 from httpstream.interfaces import IOriginChecker, ITransport
 from httpstream.logs import Logger
@@ -32,6 +39,56 @@ SUBPROTOCOLS = ("centrifuge-json", "centrifuge-protobuf")
 # A close reason must fit a control frame: 125 bytes less the 2-byte code.
 _MAX_REASON = 123
 
+_OPEN = WebSocketProtocol.STATE_OPEN
+_MESSAGE_TOO_BIG = WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG
+
+
+def closeCode(code: int) -> int:
+    """
+    The close frame code for a disconnect code.
+
+    A server's close frame may carry 1000 or an application code (3000-4999), nothing else (RFC 6455 7.4; autobahn
+    raises for the rest). Centrifuge does not check: it writes the code's low 16 bits (1005 as no code at all), so
+    the peer sees an invalid close frame (it fails the connection and the SDK reconnects), no code, or an unrelated
+    one. Here such a code becomes 3011 "force reconnect": valid on the wire, and the SDKs reconnect as they would.
+    """
+    if code == 1000 or 3000 <= code <= 4999:
+        return code
+    return codes.DISCONNECT_FORCE_RECONNECT.code
+
+
+def _prefixSize(length: int) -> int:
+    """The bytes of a message's varint length prefix (7 bits a byte)."""
+    return 1 if length < 0x80 else 2 if length < 0x4000 else (length.bit_length() + 6) // 7
+
+
+def packBatch(messages: Sequence[bytes], maxSize: int, protobuf: bool) -> list[bytes]:
+    """
+    The payloads of the WebSocket messages that carry one flushed batch, in order.
+
+    JSON messages are joined by newlines, Protobuf ones varint-delimited. Each payload holds whole protocol
+    messages and is at most C{maxSize} bytes, except one holding a single message larger than that; C{maxSize}
+    0 puts the whole batch in one payload.
+    """
+    join = varint_delimit if protobuf else b"\n".join
+    # Fast path, nearly every batch: surely within the size even with a 5-byte prefix (or a newline) per message.
+    if not maxSize or sum(map(len, messages)) + 5 * len(messages) <= maxSize:
+        return [join(messages)]
+    payloads: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for message in messages:
+        alone = len(message) + (_prefixSize(len(message)) if protobuf else 0)
+        # A JSON newline goes between two messages, not before the first.
+        cost = alone + 1 if group and not protobuf else alone
+        if group and size + cost > maxSize:
+            payloads.append(join(group))
+            group, size, cost = [], 0, alone
+        group.append(message)
+        size += cost
+    payloads.append(join(group))
+    return payloads
+
 
 @implementer(ITransport)
 class WebSocketTransport:
@@ -41,21 +98,22 @@ class WebSocketTransport:
     emulated = False
     pushDisconnect = False
 
-    def __init__(self, connection: "CentrifugeWebSocketProtocol", protobuf: bool) -> None:
+    def __init__(self, connection: "CentrifugeWebSocketProtocol", protobuf: bool, writeBatchSize: int = 0) -> None:
         self._connection = connection
+        self._writeBatchSize = writeBatchSize
         # The upgrade request's headers (autobahn keeps them lower-cased, one value each).
         self.requestHeaders = dict(connection.http_headers)
         self.protocol = "protobuf" if protobuf else "json"
         self.finished = False
 
     def writeMessages(self, messages: Sequence[bytes]) -> None:
-        if self.finished:
+        # Once the peer has begun closing (or gone) nothing can reach it; autobahn would raise.
+        if self.finished or self._connection.state != _OPEN:
             return
-        if self.protocol == "protobuf":
-            self._connection.sendMessage(varint_delimit(messages), isBinary=True)
-        else:
-            # One message goes as it is; a batch is newline-joined with no trailing newline.
-            self._connection.sendMessage(b"\n".join(messages), isBinary=False)
+        binary = self.protocol == "protobuf"
+        # One JSON message goes as it is; a batch is newline-joined with no trailing newline.
+        for payload in packBatch(messages, self._writeBatchSize, binary):
+            self._connection.sendMessage(payload, isBinary=binary)
 
     def registerProducer(self, producer: IPushProducer) -> None:
         transport = self._connection.transport
@@ -68,8 +126,22 @@ class WebSocketTransport:
         if self.finished:
             return
         self.finished = True
-        encoded = reason.encode("utf-8")[:_MAX_REASON].decode("utf-8", "ignore")
-        self._connection.sendClose(code=code, reason=encoded)
+        if self._connection.state != _OPEN:
+            return  # the peer closed first: autobahn finishes that handshake itself
+        encoded = reason.encode("utf-8", "replace")[:_MAX_REASON].decode("utf-8", "ignore")
+        try:
+            self._connection.sendClose(code=closeCode(code), reason=encoded)
+        except Exception as e:
+            # Never leave the socket open behind a client the node has already forgotten.
+            _log.warn("websocket close ({code}) failed, aborting the connection: {error!r}", code=code, error=e)
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (no close frame)."""
+        self.finished = True
+        transport = self._connection.transport
+        if transport is not None:
+            transport.abortConnection()
 
     def lost(self) -> None:
         self.finished = True
@@ -106,8 +178,16 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         return chosen
 
     def onOpen(self) -> None:
-        self._transport = WebSocketTransport(self, self._protobuf)
+        self._transport = WebSocketTransport(self, self._protobuf, self.factory.writeBatchSize)
         self._client = self.factory.node.newClient(self._transport)
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        super().onMessageFrameBegin(length)
+        # Checked as each frame header arrives (autobahn counts the message so far, this frame included), before
+        # its payload is buffered: autobahn drops the payload of a connection it is failing.
+        limit = self.factory.messageSizeLimit
+        if limit and not self.failedByMe and self.message_data_total_length > limit:
+            self._fail_connection(_MESSAGE_TOO_BIG, "message size limit exceeded")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self._client is not None:
@@ -120,30 +200,39 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
 
 
 class CentrifugeWebSocketFactory(WebSocketServerFactory):
-    """Connections to one node; frames and messages above C{messageSizeLimit} bytes close with 1009."""
+    """
+    Connections to one node; a client message above C{messageSizeLimit} bytes closes with 1009, and outgoing
+    batches are split at C{writeBatchSize} bytes (0: no limit either way).
+    """
 
     protocol = CentrifugeWebSocketProtocol
 
-    def __init__(self, node: Node, origins: IOriginChecker, messageSizeLimit: int) -> None:
+    def __init__(
+        self, node: Node, origins: IOriginChecker, messageSizeLimit: int, writeBatchSize: int = 65536
+    ) -> None:
         super().__init__()
         self.node = node
         self.origins = origins
+        self.messageSizeLimit = messageSizeLimit
+        self.writeBatchSize = writeBatchSize
         self.setProtocolOptions(
-            maxMessagePayloadSize=messageSizeLimit,
-            maxFramePayloadSize=messageSizeLimit,
+            # Autobahn's limits would refuse our own large messages too (PayloadExceededError): see the module.
+            maxMessagePayloadSize=0,
+            maxFramePayloadSize=0,
             # As Centrifugo: wait up to 5 s for the peer's close frame, then drop the connection.
             closeHandshakeTimeout=5,
             # Failing a connection (a message over the limit) sends a close frame with the code (1009), which the
             # SDKs report; autobahn's default drops the TCP connection without one.
             failByDrop=False,
-            # Our own origin check runs in onConnect (403); autobahn's would answer differently.
+            # Our own origin check runs in onConnect (403); autobahn's would answer 400, "null" included.
             allowedOrigins=["*"],
+            allowNullOrigin=True,
         )
         self.noisy = False
         # No "Server: AutobahnPython" in the handshake: Centrifugo (Go's net/http) names no server either.
         self.server = None
 
 
-def websocketResource(node: Node, origins: IOriginChecker, messageSizeLimit: int) -> Any:
+def websocketResource(node: Node, origins: IOriginChecker, messageSizeLimit: int, writeBatchSize: int = 65536) -> Any:
     """The resource a Klein route returns for ``/connection/websocket``."""
-    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit))
+    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize))

@@ -16,6 +16,9 @@
 //             limit) and waits for the SDK's "disconnected".
 //   shutdown  client "a" connects and subscribes, prints {"event":"ready"}, then waits until the server ends the
 //             connection and reports what the SDK did ("connecting" with the server's code when it reconnects).
+//   recover   client "a" subscribes to --channel (a recoverable one) and disconnects; "b" publishes --count
+//             numbered publications of about 1 KiB; "a" connects again, its SDK resubscribes with recover, and
+//             must get every one, in order ({"event":"recovered", count, numbers_in_order, recovered}).
 //
 // Data: --data is JSON text for --protocol json; hex bytes for --protocol protobuf (published as a Uint8Array;
 // received Uint8Arrays are printed as {"hex": "..."}).
@@ -47,6 +50,7 @@ const { values: args } = parseArgs({
     data: { type: 'string', default: '{"text":"hello"}' },
     token: { type: 'string', multiple: true, default: [] },
     duration: { type: 'string', default: '7' },
+    count: { type: 'string', default: '100' },
     deadline: { type: 'string', default: '20' },
   },
 });
@@ -338,6 +342,43 @@ const scenarios = {
     await sleep(100);
     a.disconnect();
   },
+};
+
+scenarios.recover = async function recover() {
+  const count = Number(args.count);
+  const encode = (n) => {
+    const text = JSON.stringify({ n, pad: 'x'.repeat(1000) });
+    return protobuf ? new TextEncoder().encode(text) : JSON.parse(text);
+  };
+  const decode = (data) => (protobuf ? JSON.parse(new TextDecoder().decode(data)) : data);
+  const a = newClient('a');
+  const numbers = [];
+  const sub = a.newSubscription(args.channel);
+  sub.on('publication', (ctx) => numbers.push(decode(ctx.data).n));
+  let recovered = null;
+  sub.on('subscribed', (ctx) => {
+    if (ctx.wasRecovering) recovered = ctx.recovered;
+  });
+  a.connect();
+  sub.subscribe();
+  await sub.ready();
+  a.disconnect();
+  const b = newClient('b');
+  b.connect();
+  for (let n = 0; n < count; n++) {
+    await b.publish(args.channel, encode(n));
+  }
+  b.disconnect();
+  a.connect();
+  while (numbers.length < count) {
+    await sleep(50);
+  }
+  const inOrder = numbers.every((n, index) => n === index);
+  emit('recovered', { who: 'a', count: numbers.length, numbers_in_order: inOrder, recovered });
+  if (!inOrder || recovered !== true) {
+    fail(`recovered=${recovered}, numbers ${JSON.stringify(numbers.slice(0, 20))}...`);
+  }
+  a.disconnect();
 };
 
 await runScenario(scenarios, args.scenario);
