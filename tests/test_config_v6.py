@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config, ConfigError, Duration, Namespace, load_config, read_config
 from httpstream.configv6 import V6_PATHS, leaves
+from tests.test_config import rejected
 
 TWINS = Path(__file__).with_name("configv6")
 
@@ -26,16 +27,6 @@ def nested(path: str, value: Any) -> dict[str, Any]:
     for part in reversed(path.split(".")):
         result = {part: result}
     return result  # type: ignore[no-any-return]
-
-
-def rejected(test: SynchronousTestCase, data: dict[str, Any], *fragments: str) -> str:
-    with test.assertRaises(ConfigError, msg=repr(data)) as raised:
-        Config.from_dict(data)
-    message = str(raised.exception)
-    test.assertNotIn("\n", message)
-    for fragment in fragments:
-        test.assertIn(fragment, message)
-    return message
 
 
 class TwinFileTests(SynchronousTestCase):
@@ -506,6 +497,7 @@ class DocumentationTests(SynchronousTestCase):
 
     def test_v6Example(self) -> None:
         import re
+
         import yaml
 
         text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
