@@ -35,7 +35,7 @@ import random
 import string
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import attrs
 import orjson
@@ -67,6 +67,7 @@ __all__ = [
     "RedisAddress",
     "RedisBroker",
     "RedisPresence",
+    "RedisReplyError",
     "RedisShard",
     "RedisUnavailable",
     "parseAddress",
@@ -84,6 +85,14 @@ class RedisUnavailable(txredisapi.ConnectionError, EngineUnavailable):
     """
     The connection a call needs is down (Redis unreachable, restarting, refusing our credentials), or was lost
     before the reply came.
+    """
+
+
+class RedisReplyError(EngineUnavailable):
+    """
+    Redis answered with an error, or with what this engine never writes (a value of another shape under its keys,
+    another program's message on its channels): the call fails as in an outage (the client gets error 100, the
+    log one line without a traceback), never with a traceback into the client.
     """
 
 
@@ -186,6 +195,9 @@ class _ReplyReader:
             reply, self._pos = self._parse(self._pos)
         except _Incomplete:
             return _INCOMPLETE
+        except RecursionError:
+            # No reply of this engine nests more than three deep.
+            raise txredisapi.InvalidResponse("reply nested too deep") from None
         return reply
 
     def _parse(self, pos: int) -> tuple[Any, int]:
@@ -387,6 +399,8 @@ class _Link(Factory):
     def _lost(self, failure: Failure) -> Failure:
         if failure.check(txredisapi.ConnectionError) and not failure.check(RedisUnavailable):
             return Failure(RedisUnavailable(f"{self.name} connection to Redis lost: {failure.getErrorMessage()}"))
+        if failure.check(txredisapi.ResponseError):
+            return Failure(RedisReplyError(f"Redis error reply: {failure.getErrorMessage()}"))
         return failure
 
 
@@ -500,8 +514,7 @@ class RedisShard(Service):
         Run one command on the command connection (bytes come back as bytes).
 
         @return: its reply, or a failure: L{RedisUnavailable} at once while the connection is down,
-            C{txredisapi.ConnectionError} when it is lost before the reply, C{txredisapi.ResponseError} for an
-            error reply.
+            C{txredisapi.ConnectionError} when it is lost before the reply, L{RedisReplyError} for an error reply.
         """
         return self._commands.call("execute_command", *args)
 
@@ -634,6 +647,11 @@ class RedisShard(Service):
 
 _PUBLICATION_BYTES = ("data", "prev_data")
 _INFO_BYTES = ("conn_info", "chan_info")
+_INFO_STRINGS = ("user", "client")
+# The other Publication fields a stored one may carry, with their JSON types.
+_PUBLICATION_SCALARS: dict[str, type] = {
+    "time": int, "version": int, "score": int, "delta": bool, "removed": bool, "channel": str, "key": str, "epoch": str,
+}
 
 
 def _packBytes(value: Any) -> Any:
@@ -646,10 +664,15 @@ def _packBytes(value: Any) -> Any:
     return value
 
 
-def _unpackBytes(value: Any) -> bytes:
-    if isinstance(value, str):
+def _readBytes(value: Any, what: str) -> bytes:
+    if type(value) is str:
         return value.encode("utf-8")
-    return base64.b64decode(value[0])
+    if type(value) is list and len(value) == 1 and type(value[0]) is str:
+        try:
+            return base64.b64decode(value[0], validate=True)
+        except ValueError:
+            pass
+    raise RedisReplyError(f"{what}: not bytes as this engine stores them")
 
 
 def _packInfo(info: dict[str, Any]) -> dict[str, Any]:
@@ -660,11 +683,34 @@ def _packInfo(info: dict[str, Any]) -> dict[str, Any]:
     return packed
 
 
-def _unpackInfo(packed: dict[str, Any]) -> dict[str, Any]:
-    for key in _INFO_BYTES:
-        if key in packed:
-            packed[key] = _unpackBytes(packed[key])
-    return packed
+def _readInfo(value: Any) -> dict[str, Any]:
+    """A stored ClientInfo; fields this version does not know are left out."""
+    if type(value) is not dict:
+        raise RedisReplyError("client info: not an object")
+    info: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in _INFO_STRINGS:
+            if type(item) is not str:
+                raise RedisReplyError(f"client info: {key} is not a string")
+            info[key] = item
+        elif key in _INFO_BYTES:
+            info[key] = _readBytes(item, f"client info: {key}")
+    return info
+
+
+def _readTags(value: Any) -> dict[str, str]:
+    if type(value) is not dict or not all(type(k) is str and type(v) is str for k, v in value.items()):
+        raise RedisReplyError("publication: tags are not strings")
+    return value
+
+
+def _json(data: Any, what: str) -> Any:
+    if type(data) is not bytes:
+        raise RedisReplyError(f"{what}: not a bulk string")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise RedisReplyError(f"{what}: not JSON") from None
 
 
 def encodePublication(publication: dict[str, Any]) -> bytes:
@@ -682,13 +728,27 @@ def encodePublication(publication: dict[str, Any]) -> bytes:
 
 
 def decodePublication(data: bytes) -> dict[str, Any]:
-    """The dict L{encodePublication} was given (less its offset)."""
-    publication = orjson.loads(data)
-    for key in _PUBLICATION_BYTES:
-        if key in publication:
-            publication[key] = _unpackBytes(publication[key])
-    if "info" in publication:
-        _unpackInfo(publication["info"])
+    """
+    The dict L{encodePublication} was given (less its offset), its fields checked against the protocol's
+    Publication; fields this version does not know are left out.
+
+    @raise RedisReplyError: C{data} is not a publication as this engine stores them.
+    """
+    stored = _json(data, "publication")
+    if type(stored) is not dict or "data" not in stored:
+        raise RedisReplyError("publication: not an object with data")
+    publication: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key in _PUBLICATION_BYTES:
+            publication[key] = _readBytes(value, f"publication: {key}")
+        elif key == "info":
+            publication[key] = _readInfo(value)
+        elif key == "tags":
+            publication[key] = _readTags(value)
+        elif key in _PUBLICATION_SCALARS:
+            if type(value) is not _PUBLICATION_SCALARS[key]:
+                raise RedisReplyError(f"publication: {key} of the wrong type")
+            publication[key] = value
     return publication
 
 
@@ -698,7 +758,73 @@ def encodeInfo(info: dict[str, Any]) -> bytes:
 
 
 def decodeInfo(data: bytes) -> dict[str, Any]:
-    return _unpackInfo(orjson.loads(data))
+    """A ClientInfo as stored in presence. @raise RedisReplyError: not one."""
+    return _readInfo(_json(data, "client info"))
+
+
+def _readInt(value: Any, what: str) -> int:
+    """A non-negative integer reply, or a bulk string of one (what Lua's numbers and strings become)."""
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is bytes and 0 < len(value) <= 20 and value.isdigit():
+        return int(value)
+    raise RedisReplyError(f"{what}: not an integer")
+
+
+def _readText(value: Any, what: str) -> str:
+    if type(value) is bytes:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    raise RedisReplyError(f"{what}: not UTF-8 text")
+
+
+def readPublishReply(reply: Any) -> dict[str, Any]:
+    """The publish script's C{{top, epoch}}. @raise RedisReplyError: another shape."""
+    if type(reply) is not list or len(reply) != 2:
+        raise RedisReplyError("publish: not a [top, epoch] reply")
+    return {"offset": _readInt(reply[0], "publish: top"), "epoch": _readText(reply[1], "publish: epoch")}
+
+
+def readHistoryReply(reply: Any) -> HistoryResult:
+    """
+    The history script's C{{top, epoch, entries}}, each entry C{[b"<offset>-0", [b"d", publication]]}.
+
+    @raise RedisReplyError: another shape.
+    """
+    if type(reply) is not list or len(reply) != 3 or type(reply[2]) is not list:
+        raise RedisReplyError("history: not a [top, epoch, entries] reply")
+    top, epoch = _readInt(reply[0], "history: top"), _readText(reply[1], "history: epoch")
+    publications = []
+    for entry in reply[2]:
+        if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not bytes or type(entry[1]) is not list:
+            raise RedisReplyError("history: not a stream entry")
+        entryID, fields = entry
+        offset = _readInt(entryID.partition(b"-")[0], "history: entry id")
+        payloads = [fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i] == b"d"]
+        publication = decodePublication(payloads[0] if payloads else None)
+        publication["offset"] = offset
+        publications.append(publication)
+    return HistoryResult(publications, top, epoch)
+
+
+def readPresenceReply(reply: Any) -> dict[str, dict]:
+    """HGETALL of a presence hash: client id -> ClientInfo. @raise RedisReplyError: another shape."""
+    if type(reply) is not list or len(reply) % 2:
+        raise RedisReplyError("presence: not a list of pairs")
+    return {_readText(reply[i], "presence: client id"): decodeInfo(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
+def readPubSubMessage(message: bytes) -> tuple[int, str, dict[str, Any]]:
+    """
+    A PUB/SUB publication C{<offset>:<epoch>:<json>}: C{(offset, epoch, publication)}.
+
+    @raise RedisReplyError: not one.
+    """
+    offset, _, rest = message.partition(b":")
+    epoch, _, payload = rest.partition(b":")
+    return _readInt(offset, "message: offset"), _readText(epoch, "message: epoch"), decodePublication(payload)
 
 
 def _milliseconds(seconds: float) -> int:
@@ -876,7 +1002,7 @@ class RedisBroker:
                 self._pubsubName(channel),
             ],
         )
-        return d.addCallback(lambda reply: {"offset": int(reply[0]), "epoch": reply[1].decode()})
+        return d.addCallback(readPublishReply)
 
     def history(
         self,
@@ -912,15 +1038,10 @@ class RedisBroker:
             ],
         )
 
-        def read(reply: list[Any]) -> HistoryResult:
-            top, epoch = int(reply[0]), reply[1].decode()
-            checkSinceEpoch(since, top, epoch)
-            publications = []
-            for entryID, fields in reply[2]:
-                publication = decodePublication(fields[1])
-                publication["offset"] = int(entryID.partition(b"-")[0])
-                publications.append(publication)
-            return HistoryResult(publications, top, epoch)
+        def read(reply: Any) -> HistoryResult:
+            result = readHistoryReply(reply)
+            checkSinceEpoch(since, result.offset, result.epoch)
+            return result
 
         return d.addCallback(read)
 
@@ -937,24 +1058,21 @@ class RedisBroker:
         return "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8))
 
     def _message(self, name: bytes, message: bytes) -> None:
-        channel = name[len(self._client) :].decode()
+        channel = name[len(self._client) :].decode("utf-8", "replace")
         if message[:1] in (b"j", b"l"):
             self._joinLeave(channel, message)
             return
         if self._handler is None:
             return
-        offset, _, rest = message.partition(b":")
-        epoch, _, payload = rest.partition(b":")
         try:
-            publication = decodePublication(payload)
-            offset_ = int(offset)
-        except (ValueError, TypeError, KeyError, IndexError) as e:
-            log.error("Redis: undecodable publication on {channel} dropped: {error}", channel=channel, error=e)
+            offset, epoch, publication = readPubSubMessage(message)
+        except RedisReplyError as e:
+            log.warn("Redis: undecodable publication on {channel} dropped: {error}", channel=channel, error=e)
             return
-        if offset_:
-            publication["offset"] = offset_
+        if offset:
+            publication["offset"] = offset
         if self._passEpoch:
-            self._handler(channel, publication, epoch.decode())
+            self._handler(channel, publication, epoch)
         else:
             self._handler(channel, publication)
 
@@ -963,8 +1081,8 @@ class RedisBroker:
             return
         try:
             info = decodeInfo(message[1:])
-        except (ValueError, TypeError, KeyError, IndexError) as e:
-            log.error("Redis: undecodable join/leave on {channel} dropped: {error}", channel=channel, error=e)
+        except RedisReplyError as e:
+            log.warn("Redis: undecodable join/leave on {channel} dropped: {error}", channel=channel, error=e)
             return
         self._joinLeaveHandler(channel, {"join" if message[:1] == b"j" else "leave": {"info": info}})
 
@@ -1008,7 +1126,7 @@ class RedisPresence:
 
     def presence(self, channel: str) -> Deferred[dict[str, dict]]:
         d = self._shard.eval(_PRESENCE_GET, self._keys(channel), [repr(self._now())])
-        return d.addCallback(_pairs)
+        return d.addCallback(readPresenceReply)
 
     def stats(self, channel: str) -> Deferred[dict[str, int]]:
         def count(clients: dict[str, dict]) -> dict[str, int]:
@@ -1022,8 +1140,3 @@ class RedisPresence:
             f"{self._prefix}.presence.expire.{channel}".encode(),
             f"{self._prefix}.presence.data.{channel}".encode(),
         )
-
-
-def _pairs(flat: Iterable[bytes]) -> dict[str, dict]:
-    items = iter(flat)
-    return {clientID.decode(): decodeInfo(info) for clientID, info in zip(items, items)}

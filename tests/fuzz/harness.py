@@ -6,12 +6,14 @@ shows the node still serves a valid client afterwards.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Optional
 
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 
 from httpstream import codes
+from httpstream.config import Config
 from httpstream.channelcommands import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
 from httpstream.node import Node
 from httpstream.protocol import client_pb2
@@ -92,11 +94,16 @@ class LogWatch:
             raise AssertionError("error-level log events:\n" + "\n".join(shown))
 
 
-def makeFuzzNode(clock: Optional[Clock] = None) -> Node:
+def makeFuzzNode(clock: Optional[Clock] = None, broker: Any = None, presence: Any = None) -> Node:
+    """A node with L{SETTINGS}, on a fake clock at L{NOW} unless given one, on the memory engine unless given one."""
     if clock is None:
         clock = Clock()
         clock.advance(NOW)
-    node = makeNode(SETTINGS, clock)
+    if presence is None:
+        node = makeNode(SETTINGS, clock, broker=broker)
+    else:
+        config, _ = Config.from_dict({"name": "test", **SETTINGS})
+        node = Node(config, clock, broker=broker, presence=presence, rng=random.Random(0))
     node.rpc.register("echo", lambda ctx, data: data)
     node.rpc.register("fail", _rpcFails)
     node.rpc.onSend(lambda ctx, data: None)
@@ -109,8 +116,12 @@ def _rpcFails(ctx: Any, data: bytes) -> bytes:
     raise RPCError(4000, "custom")
 
 
-def checkReply(protocol: str, message: bytes) -> dict[str, Any]:
-    """One message a client was sent: a well-formed Reply with only documented errors and disconnects."""
+def checkReply(protocol: str, message: bytes, serverFault: bool = False) -> dict[str, Any]:
+    """
+    One message a client was sent: a well-formed Reply with only documented errors and disconnects.
+
+    @param serverFault: the engine was made to fail, so error 100 and disconnect 3004 are right answers too.
+    """
     if protocol == "json":
         assert b"\n" not in message, message
     reply = decodeReply(protocol, message)
@@ -118,23 +129,26 @@ def checkReply(protocol: str, message: bytes) -> dict[str, Any]:
         client_pb2.Reply.FromString(message)  # strict: the whole message parses
     error = reply.get("error")
     if error is not None:
-        assert error.get("code") in ERRORS or 400 <= error.get("code", 0) < 2000, reply
+        code = error.get("code")
+        assert code in ERRORS or 400 <= code < 2000 or (serverFault and code == 100), reply
     push = reply.get("push", {})
     if "disconnect" in push:
         code = push["disconnect"].get("code")
-        assert code in DISCONNECTS, reply
-        assert push["disconnect"].get("reason") == DISCONNECTS[code], reply
+        if not (serverFault and code == codes.DISCONNECT_SERVER_ERROR.code):
+            assert code in DISCONNECTS, reply
+            assert push["disconnect"].get("reason") == DISCONNECTS[code], reply
     if "unsubscribe" in push:
         assert push["unsubscribe"].get("code") in UNSUBSCRIBES, reply
     return reply
 
 
-def checkTransport(transport: FakeTransport) -> list[dict[str, Any]]:
+def checkTransport(transport: FakeTransport, serverFault: bool = False) -> list[dict[str, Any]]:
     """Everything a fake transport was given is documented: its replies, and the code it was closed with."""
-    replies = [checkReply(transport.protocol, message) for message in transport.messages]
+    replies = [checkReply(transport.protocol, message, serverFault) for message in transport.messages]
     if transport.closed is not None:
         code, reason = transport.closed
-        assert code in DISCONNECTS and DISCONNECTS[code] == reason, transport.closed
+        if not (serverFault and code == codes.DISCONNECT_SERVER_ERROR.code):
+            assert code in DISCONNECTS and DISCONNECTS[code] == reason, transport.closed
     return replies
 
 
