@@ -6,7 +6,9 @@ shows the node still serves a valid client afterwards.
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from typing import Any, Optional
 
 from twisted.internet.task import Clock
@@ -68,6 +70,25 @@ DISCONNECTS = {
 UNSUBSCRIBES = {2000, 2500, 2501}
 
 
+_PROGRESS = os.environ.get("HTTPSTREAM_FUZZ_PROGRESS", "")
+_counts: dict[str, int] = {}
+_started = time.monotonic()
+
+
+def progress() -> None:
+    """
+    Count one example of the running test; with C{HTTPSTREAM_FUZZ_PROGRESS} set to a directory, write the count
+    there every 1,000 examples (a long run can be watched, and reported on if it must be stopped).
+    """
+    if not _PROGRESS:
+        return
+    name = os.environ.get("PYTEST_CURRENT_TEST", "unknown").split(" ")[0].replace("/", "_").replace(":", "_")
+    count = _counts[name] = _counts.get(name, 0) + 1
+    if count % 1000 == 0:
+        with open(os.path.join(_PROGRESS, name), "w") as f:
+            f.write(f"{count} examples, {time.monotonic() - _started:.0f} s since the session started\n")
+
+
 class LogWatch:
     """Collects the log events at level error and above while it is installed (a context manager)."""
 
@@ -79,6 +100,7 @@ class LogWatch:
             self.errors.append(event)
 
     def __enter__(self) -> "LogWatch":
+        progress()
         globalLogPublisher.addObserver(self)
         return self
 

@@ -40,7 +40,7 @@ from httpstream.engines.redis import (
 from httpstream.subscription import PublicationFrames
 from httpstream.testing import FakeTransport, encodeCommands
 
-from .harness import LogWatch, checkServes, checkTransport, makeFuzzNode
+from .harness import LogWatch, checkServes, checkTransport, makeFuzzNode, progress
 from .strategies import NOW, json_bytes, json_values
 
 _bytes = st.binary(max_size=12) | json_values.map(json_bytes)
@@ -154,6 +154,7 @@ def _only(call: Callable[[], Any]) -> Any:
 @example(data=b'{"data":"1","info":"x"}', info=b"[]")
 @example(data=b'{"data":["#"]}', info=b'{"conn_info":5}')
 def test_stored_values(data: bytes, info: bytes) -> None:
+    progress()
     publication = _only(lambda: decodePublication(data))
     if publication is not None:
         _checkPublication(publication)
@@ -165,6 +166,7 @@ def test_stored_values(data: bytes, info: bytes) -> None:
 
 @given(publication=_publications)
 def test_round_trip(publication: dict[str, Any]) -> None:
+    progress()
     assert decodePublication(encodePublication(publication)) == publication
 
 
@@ -172,6 +174,7 @@ def test_round_trip(publication: dict[str, Any]) -> None:
 @example(history=[1, b"e", [[b"1-0", [b"d"]]]], presence=[b"c"], published=[b"1", b"e"], message=b"1:e:[]")
 @example(history=[1, b"e", [[b"1-0", [[], b"x"]]]], presence=[], published=[], message=b"")
 def test_script_replies(history: Any, presence: Any, published: Any, message: bytes) -> None:
+    progress()
     result = _only(lambda: readHistoryReply(history))
     if result is not None:
         assert isinstance(result, HistoryResult)
@@ -192,6 +195,7 @@ def test_script_replies(history: Any, presence: Any, published: Any, message: by
                        max_size=4))
 @example(chunks=[b"*1\r\n" * 1100])
 def test_reply_reader(chunks: list[bytes]) -> None:
+    progress()
     reader = _ReplyReader()
     try:
         for chunk in chunks:
