@@ -44,6 +44,9 @@ MAX_PENDING_FRAMES = 128
 
 Result = Union[None, Deferred]
 
+# Stands after the good commands of a frame that went bad: the client is disconnected when it is reached.
+_BAD_FRAME: dict = {}
+
 
 @implementer(IClient)
 class Client(ChannelCommands, ServerControl):
@@ -118,7 +121,8 @@ class Client(ChannelCommands, ServerControl):
             self.node.metrics.messagesReceived.labels(self.transport.name).inc(len(commands))
         except DecodeError as e:
             self.log.info("client {client}: bad frame: {error}", client=self.clientID, error=str(e))
-            commands = []
+            # As Centrifugo: the commands before the bad one run, then the client is cut off (3501).
+            commands = [*e.commands, _BAD_FRAME] if e.commands else []
         if not commands:
             self._disconnect(codes.DISCONNECT_BAD_REQUEST)
             done.callback(None)
@@ -153,6 +157,9 @@ class Client(ChannelCommands, ServerControl):
         self._drain()
 
     def _dispatch(self, command: dict) -> Result:
+        if command is _BAD_FRAME:
+            self._disconnect(codes.DISCONNECT_BAD_REQUEST)
+            return None
         commandID = command.get("id", 0)
         if self._state != _CONNECTED:
             if "connect" in command and commandID > 0 and not self._connectTried and not self.closed:

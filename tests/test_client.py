@@ -202,6 +202,20 @@ class ClientTestsMixin(ClientHelpers):
         self.assertEqual(transport.replies(), [disconnectPush(3501, "bad request")])
         self.assertDisconnected(transport, 3501, "bad request")
 
+    def test_frameGoingBad(self) -> None:
+        """
+        A frame whose later command cannot be decoded: the commands before it run, then 3501 (Centrifugo decodes
+        and handles a frame's commands one by one).
+        """
+        bad = b'\n{"id":"x"}' if self.protocol == "json" else b"\x80"  # a wrong type; a truncated varint
+        client, transport = self.open(self.node(**OPEN))
+        client.handleData(encodeCommands(self.protocol, [{"id": 1, "connect": {}}]) + bad)
+        self.clock.advance(0)
+        replies = transport.replies()
+        self.assertEqual(replies[0]["connect"]["client"], client.clientID)
+        self.assertEqual(replies[1:], [disconnectPush(3501, "bad request")])
+        self.assertDisconnected(transport, 3501, "bad request")
+
     def test_tokenConnect(self) -> None:
         """
         A valid HS256 token: the user is its sub, and its exp gives expires and the ttl in seconds.

@@ -385,6 +385,13 @@ class JSONDecodeTests(SynchronousTestCase):
     def test_error_is_on_the_bad_line(self) -> None:
         self.assertRaises(DecodeError, JSON.decode_commands, b'{"id":1}\n{"id":"x"}')
 
+    def test_commands_before_the_bad_line(self) -> None:
+        error = self.assertRaises(DecodeError, JSON.decode_commands, b'{"id":1}\n{"id":2}\n{"id":"x"}\n{"id":3}')
+        self.assertEqual(error.commands, [{"id": 1}, {"id": 2}])
+        self.assertEqual(self.assertRaises(DecodeError, JSON.decode_commands, b'{"id":"x"}').commands, [])
+        self.assertEqual(self.assertRaises(DecodeError, JSON.decode_commands, b'{"id":1}\n\n').commands,
+                         [{"id": 1}])
+
 
 class ProtobufDecodeTests(SynchronousTestCase):
     def test_garbage(self) -> None:
@@ -402,6 +409,13 @@ class ProtobufDecodeTests(SynchronousTestCase):
 
     def test_empty_body(self) -> None:
         self.assertEqual(PROTOBUF.decode_commands(b""), [])
+
+    def test_commands_before_the_bad_message(self) -> None:
+        good = varint_delimit([pb_command(id=1, ping={}), pb_command(id=2)])
+        for bad in [b"\x80", b"\x05\x08", b"\xff" * 11, b"\x02\xff\xff"]:
+            error = self.assertRaises(DecodeError, PROTOBUF.decode_commands, good + bad)
+            self.assertEqual(error.commands, [{"id": 1, "ping": {}}, {"id": 2}], bad)
+        self.assertEqual(self.assertRaises(DecodeError, PROTOBUF.decode_commands, b"\x80").commands, [])
 
     def test_size_limit(self) -> None:
         command = pb_command(id=1, send={"data": b"x" * 100})

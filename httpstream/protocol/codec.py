@@ -315,7 +315,8 @@ class Codec:
         @param max_size: the largest single command, in bytes.
         @return: the commands in order; C{[]} for an empty body.
         @raise FrameTooLarge: a command is longer than C{max_size}.
-        @raise DecodeError: anything else that is not a valid frame of commands.
+        @raise DecodeError: anything else that is not a valid frame of commands
+            (with the good commands before the bad one as its C{commands}).
         """
         raise NotImplementedError()
 
@@ -352,15 +353,19 @@ class JSONCodec(Codec):
                     f"message size {len(data)} exceeds the limit of {max_size} bytes"
                 )
             return [_json_command(data)]
-        commands = []
-        for line in data.split(b"\n"):
-            if not line:
-                raise DecodeError("blank line in JSON frame")
-            if len(line) > max_size:
-                raise FrameTooLarge(
-                    f"message size {len(line)} exceeds the limit of {max_size} bytes"
-                )
-            commands.append(_json_command(line))
+        commands: list[dict[str, Any]] = []
+        try:
+            for line in data.split(b"\n"):
+                if not line:
+                    raise DecodeError("blank line in JSON frame")
+                if len(line) > max_size:
+                    raise FrameTooLarge(
+                        f"message size {len(line)} exceeds the limit of {max_size} bytes"
+                    )
+                commands.append(_json_command(line))
+        except DecodeError as e:
+            e.commands = commands
+            raise
         return commands
 
     def encode_reply(self, reply: dict[str, Any]) -> bytes:
@@ -386,13 +391,23 @@ class ProtobufCodec(Codec):
         self, data: bytes, max_size: int = DEFAULT_MAX_SIZE
     ) -> list[dict[str, Any]]:
         parse = client_pb2.Command.FromString
+        framing: DecodeError | None = None
+        try:
+            messages = split_varint(data, max_size)
+        except DecodeError as e:
+            framing, messages = e, e.messages  # type: ignore[attr-defined]
         commands = []
-        for message in split_varint(data, max_size):
+        for message in messages:
             try:
                 command = parse(message)
             except _ProtobufDecodeError as e:
-                raise DecodeError(f"invalid protobuf Command: {e}") from None
+                error = DecodeError(f"invalid protobuf Command: {e}")
+                error.commands = commands
+                raise error from None
             commands.append(_pb_message(command))
+        if framing is not None:
+            framing.commands = commands
+            raise framing
         return commands
 
     def encode_reply(self, reply: dict[str, Any]) -> bytes:

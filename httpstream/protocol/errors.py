@@ -16,7 +16,12 @@ class DecodeError(ValueError):
     """
     Client input that cannot be decoded: bad framing, bad JSON or protobuf, or a
     field of the wrong type.
+
+    @ivar commands: when a frame goes bad after some good commands, those commands,
+        decoded (Centrifugo runs them, then disconnects); else C{[]}.
     """
+
+    commands: list = []
 
 
 class FrameTooLarge(DecodeError):

@@ -87,26 +87,31 @@ def split_varint(data: bytes, max_size: int) -> list[bytes]:
     Split a complete buffer (a request body, a WebSocket frame) into messages.
 
     @raise FrameTooLarge: a length prefix is above C{max_size}.
-    @raise DecodeError: a malformed prefix, or the buffer ends inside a message.
+    @raise DecodeError: a malformed prefix, or the buffer ends inside a message; its C{messages} are the
+        whole ones before.
     """
     messages: list[bytes] = []
     pos = 0
     end = len(data)
-    while pos < end:
-        b = data[pos]
-        if b < 0x80:
-            length = b
-            start = pos + 1
-        else:
-            length, start = _read_length(data, pos, end)
-            if length < 0:
-                raise DecodeError("truncated varint length prefix")
-        if length > max_size:
-            raise _too_large(length, max_size)
-        pos = start + length
-        if pos > end:
-            raise DecodeError("truncated message")
-        messages.append(data[start:pos])
+    try:
+        while pos < end:
+            b = data[pos]
+            if b < 0x80:
+                length = b
+                start = pos + 1
+            else:
+                length, start = _read_length(data, pos, end)
+                if length < 0:
+                    raise DecodeError("truncated varint length prefix")
+            if length > max_size:
+                raise _too_large(length, max_size)
+            pos = start + length
+            if pos > end:
+                raise DecodeError("truncated message")
+            messages.append(data[start:pos])
+    except DecodeError as e:
+        e.messages = messages  # type: ignore[attr-defined]
+        raise
     return messages
 
 
