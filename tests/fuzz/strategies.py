@@ -85,8 +85,8 @@ _json_scalars = (
 )
 json_values = st.recursive(
     _json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=5,
 )
 
 
@@ -153,10 +153,10 @@ def _field(fd: FieldDescriptor, protocol: str) -> st.SearchStrategy[Any]:
         entry = fd.message_type
         return st.dictionaries(
             _scalar(entry.fields_by_name["key"], protocol), _scalar(entry.fields_by_name["value"], protocol),
-            max_size=3,
+            max_size=2,
         )
     if fd.is_repeated:
-        return st.lists(_scalar(fd, protocol), max_size=3)
+        return st.lists(_scalar(fd, protocol), max_size=2)
     return _scalar(fd, protocol)
 
 
@@ -332,7 +332,7 @@ _NO_EDGE = [None] * 14
 @st.composite
 def json_frames(draw: st.DrawFn) -> bytes:
     """One frame of JSON commands: newline-joined, with the framing edges now and then."""
-    messages = draw(st.lists(_json_message(), min_size=1, max_size=4))
+    messages = draw(st.lists(_json_message(), min_size=1, max_size=3))
     frame = b"\n".join(messages)
     edge = draw(st.sampled_from(_NO_EDGE + ["empty", "newline", "blank", "utf8", "trailing"]))
     if edge == "empty":
@@ -352,7 +352,7 @@ def json_frames(draw: st.DrawFn) -> bytes:
 @st.composite
 def protobuf_frames(draw: st.DrawFn) -> bytes:
     """One frame of varint-delimited Protobuf commands, with the framing edges now and then."""
-    messages = draw(st.lists(_protobuf_message(), min_size=1, max_size=4))
+    messages = draw(st.lists(_protobuf_message(), min_size=1, max_size=3))
     frame = varint_delimit(messages)
     edge = draw(st.sampled_from(_NO_EDGE + ["empty", "truncated", "overlong", "huge", "cut", "zero"]))
     if edge == "empty":

@@ -43,7 +43,7 @@ def _run(protocol: str, websocket: bool, first: bytes, rest: list[tuple[bytes, f
 
 @given(
     first=mostly(connect_frame("json"), frames("json")),
-    rest=st.lists(st.tuples(frames("json"), _STEPS), max_size=4),
+    rest=st.lists(st.tuples(frames("json"), _STEPS), max_size=3),
     websocket=st.booleans(),
 )
 @example(first=b'{"id":1,"connect":{}}', rest=[(b'{"id":2,"history":{"channel":"hist:room","since":{}}}', 0.0)],
@@ -54,7 +54,7 @@ def test_commands_json(first: bytes, rest: list[tuple[bytes, float]], websocket:
 
 @given(
     first=mostly(connect_frame("protobuf"), frames("protobuf")),
-    rest=st.lists(st.tuples(frames("protobuf"), _STEPS), max_size=4),
+    rest=st.lists(st.tuples(frames("protobuf"), _STEPS), max_size=3),
     websocket=st.booleans(),
 )
 def test_commands_protobuf(first: bytes, rest: list[tuple[bytes, float]], websocket: bool) -> None:
