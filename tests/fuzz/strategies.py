@@ -186,7 +186,8 @@ def message(descriptor: Descriptor, protocol: str) -> st.SearchStrategy[dict[str
 
 # Connect and ping last: hypothesis favours the first choices, and after the connect they only end the connection.
 _REQUESTS = sorted(
-    (fd for fd in client_pb2.Command.DESCRIPTOR.fields if fd.name != "id"), key=lambda fd: fd.name in ("connect", "ping")
+    (fd for fd in client_pb2.Command.DESCRIPTOR.fields if fd.name != "id"),
+    key=lambda fd: fd.name in ("connect", "ping"),
 )
 METHODS = [fd.name for fd in _REQUESTS]
 

@@ -9,9 +9,9 @@ another exception; a client whose commands meet such replies gets documented ans
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Callable
 
+import orjson
 import txredisapi
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -84,8 +84,6 @@ def storedPublications(draw: st.DrawFn) -> bytes:
     """A publication as stored, maybe with one field wrong, or random bytes."""
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=30) | json_values.map(json_bytes))
-    import orjson
-
     stored = orjson.loads(encodePublication(draw(_publications)))
     return json_bytes(_mutate(draw, stored))
 
@@ -129,8 +127,6 @@ def pubsubMessages(draw: st.DrawFn) -> bytes:
 
 
 def _packedInfo(info: dict[str, Any]) -> Any:
-    import orjson
-
     return orjson.loads(encodeInfo(info))
 
 
