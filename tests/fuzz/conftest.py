@@ -4,6 +4,9 @@ Hypothesis profiles of the fuzz suite (tests/fuzz): every test here drives one e
 ``ci`` (the default, part of ``make test``) keeps the suite to seconds; ``make fuzz`` runs ``long``: at least
 100,000 inputs per entry point. Fuzz tests leave ``max_examples`` to the profile (no ``@settings(max_examples=)``),
 and a failing input the long run finds is added to its test as an explicit ``@example``.
+
+A long run can be watched: with ``HTTPSTREAM_FUZZ_PROGRESS=<directory>`` each test of the client entry points
+writes its example count there every 1,000 examples (tests/fuzz/harness.py ``progress``).
 """
 
 from __future__ import annotations
