@@ -7,6 +7,7 @@ section 8), as ``cent`` and application backends call it.
 from __future__ import annotations
 
 import hmac
+import secrets
 import time
 from typing import Any, Optional
 
@@ -15,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from httpstream.api import APIError, ServerAPI, _errorOf
+from httpstream.api import APIError, BadRequest, ServerAPI, _errorOf
 from httpstream.config import Config
 from httpstream.logs import Logger
 from httpstream.transports._http import readBody
@@ -32,13 +33,14 @@ TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 
 RAW_FIELDS = frozenset({"data", "info", "params", "conn_info", "chan_info"})
 
 
-def _rawJSON(value: Any) -> Any:
-    """Request values of raw-JSON fields become their compact bytes, as the client protocol carries them."""
-    if isinstance(value, dict):
-        return {k: (orjson.dumps(v) if k in RAW_FIELDS else _rawJSON(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rawJSON(v) for v in value]
-    return value
+def _rawJSON(request: Any) -> Any:
+    """
+    A request's raw-JSON fields become their compact bytes, as the client protocol carries them. They are
+    top-level fields of every request (apiproto's C{Raw}), so nothing deeper is walked.
+    """
+    if type(request) is not dict:
+        return request
+    return {k: (orjson.dumps(v) if k in RAW_FIELDS else v) for k, v in request.items()}
 
 
 def _encodeDefault(value: Any) -> Any:
@@ -109,16 +111,16 @@ class APIHandler:
         )
         request.setHeader(b"Content-Type", b"application/json")
         try:
-            if method == "batch" and isinstance(document.get("commands"), list):
+            if method == "batch" and type(document.get("commands")) is list:
                 # A command is {method: request}: the method name ("info") is not a raw-JSON field.
                 document = dict(document, commands=[
-                    {k: _rawJSON(v) for k, v in c.items()} if isinstance(c, dict) else c for c in document["commands"]
+                    {k: _rawJSON(v) for k, v in c.items()} if type(c) is dict else c for c in document["commands"]
                 ])
             else:
                 document = _rawJSON(document)
-        except (orjson.JSONEncodeError, RecursionError):
-            # orjson reads 1024 levels of nesting but writes only 254 (and Python recurses ~1000 deep): raw JSON
-            # nested deeper than that is the caller's mistake, not a server fault.
+        except orjson.JSONEncodeError:
+            # orjson reads 1024 levels of nesting but writes only 254: raw JSON nested deeper than that is the
+            # caller's mistake, not a server fault.
             request.setResponseCode(400)
             return b""
         started = time.perf_counter()
@@ -141,21 +143,34 @@ class APIHandler:
         return result
 
     def _answer(self, request: server.Request, method: str, result: dict) -> bytes:
-        if method == "batch":
-            return encode(result)
-        return encode({"result": result})
+        try:
+            return encode(result if method == "batch" else {"result": result})
+        except (TypeError, orjson.JSONEncodeError):
+            return self._fault(request, method, Failure())
 
     def _failed(self, request: server.Request, method: str, failure: Failure, transport: bool) -> bytes:
+        if failure.check(BadRequest):
+            # The body does not decode into the method's request: Centrifugo's 400, whatever the error mode.
+            request.setResponseCode(400)
+            return b""
         if not failure.check(APIError):
-            log.failure("api {method} failed", failure, method=method)
-        else:
-            log.info("api {method}: error {code}", method=method, code=failure.value.error.code)
-        error = _errorOf(failure)
+            return self._fault(request, method, failure)
+        # Client mistakes and refusals are the caller's to see in the reply; a line each would flood the log.
+        log.debug("api {method}: error {code}", method=method, code=failure.value.error.code)
+        error = failure.value.error
         body = {"code": error.code, "message": error.message}
         if transport:
             request.setResponseCode(TRANSPORT_STATUS.get(error.code, 500))
             return encode(body)
         return encode({"error": body})
+
+    def _fault(self, request: server.Request, method: str, failure: Failure) -> bytes:
+        """A fault of this layer: logged once with a request id, answered 500 without a word of its insides."""
+        log.failure("api {method} failed (request {requestID})", failure, method=method,
+                    requestID=secrets.token_hex(4))
+        request.setResponseCode(500)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"Internal Server Error"
 
 
 def methodOf(path: Optional[str]) -> str:

@@ -1,0 +1,207 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+The server API's requests, decoded: one frozen value per method, read from the request object with
+L{httpstream.readers.Fields} and the field types of Centrifugo's C{apiproto/api.proto}.
+
+A request that does not decode (a field of the wrong type or out of its range) raises L{FieldError}, which
+L{httpstream.api} answers as L{httpstream.api.BadRequest}. A request that decodes but makes no sense (no
+channel, no user) is the method's own 107 there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from httpstream.readers import INT32, INT64, UINT32, UINT64, FieldError, Fields
+
+__all__ = [
+    "BatchRequest",
+    "DisconnectRequest",
+    "HistoryRequest",
+    "PublishRequest",
+    "RefreshRequest",
+    "StreamPosition",
+    "SubscribeRequest",
+    "UnsubscribeRequest",
+    "UserRequest",
+]
+
+# SubscribeOptionOverride's fields: each a BoolValue {"value": bool}.
+_OVERRIDES = ("presence", "join_leave", "force_recovery", "force_positioning", "force_push_join_leave")
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """C{publish}, and C{broadcast} per channel."""
+
+    channel: str
+    data: Optional[bytes]
+    skipHistory: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    idempotencyKey: str = ""
+
+    @classmethod
+    def read(cls, f: Fields, channel: Optional[str] = None) -> "PublishRequest":
+        return cls(
+            channel=f.string("channel") if channel is None else channel,
+            data=f.payload("data"),
+            skipHistory=f.boolean("skip_history"),
+            tags=f.stringMap("tags"),
+            idempotencyKey=f.string("idempotency_key"),
+        )
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    offset: int
+    epoch: str
+
+    @classmethod
+    def read(cls, f: Optional[Fields]) -> Optional["StreamPosition"]:
+        if f is None:
+            return None
+        return cls(f.integer("offset", UINT64), f.string("epoch"))
+
+    def asDict(self) -> dict[str, Any]:
+        return {"offset": self.offset, "epoch": self.epoch}
+
+
+def _target(f: Fields) -> dict[str, str]:
+    """The connections a user method acts on: user, and optionally one client or session."""
+    return {"user": f.string("user"), "client": f.string("client"), "session": f.string("session")}
+
+
+@dataclass(frozen=True)
+class UserRequest:
+    """What every method acting on a user's connections has: who, and optionally which client or session."""
+
+    user: str
+    client: str
+    session: str
+
+    def targets(self, client: Any) -> bool:
+        """Whether a connection is one this request acts on."""
+        return (
+            client.user == self.user
+            and (not self.client or client.clientID == self.client)
+            and (not self.session or client.sessionID == self.session)
+        )
+
+    def asDict(self) -> dict[str, Any]:
+        """The request as it travels to the other nodes (only decoded fields: nothing unchecked rides along)."""
+        return {"user": self.user, "client": self.client, "session": self.session}
+
+
+@dataclass(frozen=True)
+class DisconnectRequest(UserRequest):
+    """
+    @ivar code: the disconnect code, any uint32 as Centrifugo takes (0: the default, 3501 force disconnect);
+        what a transport cannot carry is its own business to map.
+    """
+
+    code: int = 0
+    reason: str = ""
+    whitelist: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, f: Fields) -> "DisconnectRequest":
+        disconnect = f.object("disconnect")
+        code, reason = 0, ""
+        if disconnect is not None:
+            code, reason = disconnect.integer("code", UINT32), disconnect.string("reason")
+        return cls(**_target(f), code=code, reason=reason, whitelist=tuple(f.strings("whitelist")))
+
+    def asDict(self) -> dict[str, Any]:
+        return {**super().asDict(), "disconnect": {"code": self.code, "reason": self.reason},
+                "whitelist": list(self.whitelist)}
+
+
+@dataclass(frozen=True)
+class SubscribeRequest(UserRequest):
+    channel: str = ""
+    info: Optional[bytes] = None
+    data: Optional[bytes] = None
+    expireAt: int = 0
+    recoverSince: Optional[StreamPosition] = None
+    override: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, f: Fields) -> "SubscribeRequest":
+        overrides = f.object("override")
+        override: dict[str, bool] = {}
+        if overrides is not None:
+            for name in _OVERRIDES:
+                value = overrides.object(name)
+                if value is not None:
+                    override[name] = value.boolean("value")
+        return cls(
+            **_target(f), channel=f.string("channel"), info=f.payload("info"), data=f.payload("data"),
+            expireAt=f.integer("expire_at", INT64), recoverSince=StreamPosition.read(f.object("recover_since")),
+            override=override,
+        )
+
+    def asDict(self) -> dict[str, Any]:
+        """In the shape L{httpstream.clientcontrol} reads (payloads as bytes, overrides as BoolValues)."""
+        request = {**super().asDict(), "channel": self.channel, "info": self.info, "data": self.data,
+                   "expire_at": self.expireAt, "override": {k: {"value": v} for k, v in self.override.items()}}
+        if self.recoverSince is not None:
+            request["recover_since"] = self.recoverSince.asDict()
+        return request
+
+
+@dataclass(frozen=True)
+class UnsubscribeRequest(UserRequest):
+    channel: str = ""  # "": every subscription
+
+    @classmethod
+    def read(cls, f: Fields) -> "UnsubscribeRequest":
+        return cls(**_target(f), channel=f.string("channel"))
+
+    def asDict(self) -> dict[str, Any]:
+        return {**super().asDict(), "channel": self.channel}
+
+
+@dataclass(frozen=True)
+class RefreshRequest(UserRequest):
+    expired: bool = False
+    expireAt: int = 0
+    info: Optional[bytes] = None
+
+    @classmethod
+    def read(cls, f: Fields) -> "RefreshRequest":
+        return cls(**_target(f), expired=f.boolean("expired"), expireAt=f.integer("expire_at", INT64),
+                   info=f.payload("info"))
+
+    def asDict(self) -> dict[str, Any]:
+        return {**super().asDict(), "expired": self.expired, "expire_at": self.expireAt, "info": self.info}
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    """@ivar limit: as Centrifugo's int32 C{limit}: 0 none (the position only), -1 (any negative) all."""
+
+    channel: str
+    limit: int
+    since: Optional[StreamPosition]
+    reverse: bool
+
+    @classmethod
+    def read(cls, f: Fields) -> "HistoryRequest":
+        return cls(f.string("channel"), f.integer("limit", INT32), StreamPosition.read(f.object("since")),
+                   f.boolean("reverse"))
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """@ivar commands: each command as sent (an object of one method name and its request), decoded one by one."""
+
+    commands: list[Any]
+    parallel: bool
+
+    @classmethod
+    def read(cls, f: Fields) -> "BatchRequest":
+        commands = f.list("commands")
+        if commands is None:
+            raise FieldError(f.name("commands"), "a list of commands")
+        return cls(commands, f.boolean("parallel"))
