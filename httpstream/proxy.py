@@ -24,7 +24,6 @@ missing result means "expired".
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence, Union
@@ -36,6 +35,7 @@ from twisted.python.failure import Failure
 
 from httpstream import codes
 from httpstream.logs import Logger
+from httpstream.readers import UINT32, Base64Error, FieldError, Fields
 
 if TYPE_CHECKING:
     from twisted.web.client import HTTPConnectionPool
@@ -70,8 +70,6 @@ _NEVER_FORWARDED = frozenset(
 )
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
-_UINT32_MAX = 2**32 - 1
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _OVERRIDES = ("presence", "join_leave", "force_push_join_leave", "force_recovery", "force_positioning")
 
 
@@ -281,87 +279,32 @@ class _Body:
             self.fields["meta"] = _raw(ctx.meta)
 
 
-# Response parsing. Type mismatches are what Go's json.Unmarshal rejects: the whole call failed (_CallFailed).
-# Bad base64 is found later, by the handlers, and is an internal error even for refresh (ProxyError).
+# Response parsing reads with httpstream.readers: a type mismatch (what Go's json.Unmarshal rejects) is a
+# FieldError, and the whole call failed (_CallFailed); bad base64 (Base64Error) is found later in Centrifugo, by
+# the handlers, and is an internal error even for refresh (ProxyError).
+
+_EMPTY = Fields({})
 
 
-def _object(value: Any, what: str) -> Optional[dict]:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _CallFailed(f"{what} is not an object")
-    return value
-
-
-def _string(obj: dict, key: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _CallFailed(f"{key} is not a string")
-    return value
-
-
-def _bool(obj: dict, key: str) -> bool:
-    value = obj.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _CallFailed(f"{key} is not a boolean")
-    return value
-
-
-def _int(obj: dict, key: str, low: int = _INT64_MIN, high: int = _INT64_MAX) -> int:
-    value = obj.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _CallFailed(f"{key} is not an integer in range")
-    return value
-
-
-def _strings(obj: dict, key: str) -> list[str]:
-    value = obj.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _CallFailed(f"{key} is not a list of strings")
-    return value
-
-
-def _payload(obj: dict, key: str) -> Optional[bytes]:
-    """C{b64<key>} (decoded) if non-empty, else C{<key>} re-encoded as JSON; None when neither is set."""
-    encoded = _string(obj, "b64" + key)
-    if encoded:
-        try:
-            return base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise ProxyError(codes.ERROR_INTERNAL) from None
-    value = obj.get(key)
-    # JSON null is taken as absent (Go would keep the four bytes "null" and send them on).
-    return None if value is None else orjson.dumps(value)
-
-
-def _override(obj: dict) -> dict[str, bool]:
-    override = _object(obj.get("override"), "override")
+def _override(entry: Fields) -> dict[str, bool]:
+    override = entry.object("override")
     result: dict[str, bool] = {}
-    for key in _OVERRIDES:
-        boolValue = _object((override or {}).get(key), key)
-        if boolValue is not None:
-            result[key] = _bool(boolValue, "value")
+    if override is not None:
+        for key in _OVERRIDES:
+            boolValue = override.object(key)
+            if boolValue is not None:
+                result[key] = boolValue.boolean("value")
     return result
 
 
-def _checkReply(response: dict) -> None:
+def _checkReply(response: Fields) -> None:
     """Raise the backend's disconnect or error, the disconnect first (as every Centrifugo handler does)."""
-    disconnect = _object(response.get("disconnect"), "disconnect")
-    error = _object(response.get("error"), "error")
+    disconnect = response.object("disconnect")
+    error = response.object("error")
     if disconnect is not None:
-        raise ProxyDisconnect(codes.Disconnect(_int(disconnect, "code", 0, _UINT32_MAX), _string(disconnect, "reason")))
+        raise ProxyDisconnect(codes.Disconnect(disconnect.integer("code", UINT32), disconnect.string("reason")))
     if error is not None:
-        raise ProxyError(
-            codes.Error(_int(error, "code", 0, _UINT32_MAX), _string(error, "message"), _bool(error, "temporary"))
-        )
+        raise ProxyError(codes.Error(error.integer("code", UINT32), error.string("message"), error.boolean("temporary")))
 
 
 class ProxyClient:
@@ -460,29 +403,29 @@ class ProxyClient:
             body.data(request.data)
             body.put("channels", list(request.channels))
 
-        def parse(response: dict) -> Optional[dict]:
+        def parse(response: Fields) -> Optional[dict]:
             _checkReply(response)
-            result = _object(response.get("result"), "result")
+            result = response.object("result")
             if result is None:
                 return None
             subs: dict[str, dict] = {}
-            for channel, options in (_object(result.get("subs"), "subs") or {}).items():
-                options = _object(options, "subs entry") or {}
+            entries = result.object("subs") or _EMPTY
+            for channel in entries.keys():
+                entry = entries.object(channel) or _EMPTY
                 subs[channel] = {
-                    "info": _payload(options, "info"),
-                    "data": _payload(options, "data"),
-                    "override": _override(options),
-                    "expire_at": _int(options, "expire_at"),
+                    "info": entry.payload("info"),
+                    "data": entry.payload("data"),
+                    "override": _override(entry),
+                    "expire_at": entry.integer("expire_at"),
                 }
-            meta = result.get("meta")
             return {
-                "user": _string(result, "user"),
-                "expire_at": _int(result, "expire_at"),
-                "info": _payload(result, "info"),
-                "data": _payload(result, "data"),
-                "channels": _strings(result, "channels"),
+                "user": result.string("user"),
+                "expire_at": result.integer("expire_at"),
+                "info": result.payload("info"),
+                "data": result.payload("data"),
+                "channels": result.strings("channels"),
                 "subs": subs,
-                "meta": None if meta is None else orjson.dumps(meta),
+                "meta": result.raw("meta"),
             }
 
         return self._request("connect", ctx, False, build, parse, self._internalError)
@@ -499,22 +442,21 @@ class ProxyClient:
             with L{ProxyError} 100 for a bad C{b64info}.
         """
 
-        def parse(response: dict) -> dict:
+        def parse(response: Fields) -> dict:
             # Error and disconnect are still type-checked (Go unmarshals them), but not acted upon.
-            _object(response.get("error"), "error")
-            _object(response.get("disconnect"), "disconnect")
-            result = _object(response.get("result"), "result")
+            response.object("error")
+            response.object("disconnect")
+            result = response.object("result")
             if result is None:
                 self.log.error("client {client}: refresh proxy sent no result", client=ctx.clientID)
                 return {"expired": True, "expire_at": 0, "info": None, "meta": None}
-            if _bool(result, "expired"):
+            if result.boolean("expired"):
                 return {"expired": True, "expire_at": 0, "info": None, "meta": None}
-            meta = result.get("meta")
             return {
                 "expired": False,
-                "expire_at": _int(result, "expire_at"),
-                "info": _payload(result, "info"),
-                "meta": None if meta is None else orjson.dumps(meta),
+                "expire_at": result.integer("expire_at"),
+                "info": result.payload("info"),
+                "meta": result.raw("meta"),
             }
 
         def retry(failure: Failure) -> dict:
@@ -536,10 +478,10 @@ class ProxyClient:
             body.data(data)
             body.meta(self, ctx)
 
-        def parse(response: dict) -> dict:
+        def parse(response: Fields) -> dict:
             _checkReply(response)
-            result = _object(response.get("result"), "result")
-            return {"data": None if result is None else _payload(result, "data")}
+            result = response.object("result")
+            return {"data": None if result is None else result.payload("data")}
 
         return self._request("rpc", ctx, True, build, parse, self._internalError)
 
@@ -558,16 +500,14 @@ class ProxyClient:
             body.data(data)
             body.meta(self, ctx)
 
-        def parse(response: dict) -> dict:
+        def parse(response: Fields) -> dict:
             _checkReply(response)
-            result = _object(response.get("result"), "result") or {}
+            result = response.object("result") or _EMPTY
             # Centrifugo's publish handler prefers data over b64data (the other handlers do the opposite).
-            override = result.get("data")
-            if override is not None:
-                replacement: Optional[bytes] = orjson.dumps(override)
-            else:
-                replacement = _payload({"b64data": result.get("b64data")}, "data")
-            return {"data": replacement, "skip_history": _bool(result, "skip_history")}
+            replacement = result.raw("data")
+            if replacement is None:
+                replacement = result.payload("data")
+            return {"data": replacement, "skip_history": result.boolean("skip_history")}
 
         return self._request("publish", ctx, True, build, parse, self._internalError)
 
@@ -591,14 +531,14 @@ class ProxyClient:
             body.data(request.data)
             body.meta(self, ctx)
 
-        def parse(response: dict) -> dict:
+        def parse(response: Fields) -> dict:
             _checkReply(response)
-            result = _object(response.get("result"), "result") or {}
+            result = response.object("result") or _EMPTY
             return {
-                "info": _payload(result, "info"),
-                "data": _payload(result, "data"),
+                "info": result.payload("info"),
+                "data": result.payload("data"),
                 "override": _override(result),
-                "expire_at": _int(result, "expire_at"),
+                "expire_at": result.integer("expire_at"),
             }
 
         return self._request("subscribe", ctx, True, build, parse, self._internalError)
@@ -612,17 +552,17 @@ class ProxyClient:
         @return: C{{"expired": bool, "expire_at": int, "info": bytes | None}}, with the rules of L{refresh}.
         """
 
-        def parse(response: dict) -> dict:
-            _object(response.get("error"), "error")
-            _object(response.get("disconnect"), "disconnect")
-            result = _object(response.get("result"), "result")
+        def parse(response: Fields) -> dict:
+            response.object("error")
+            response.object("disconnect")
+            result = response.object("result")
             if result is None:
                 self.log.error("client {client}: sub_refresh proxy sent no result for {channel}",
                                client=ctx.clientID, channel=channel)
                 return {"expired": True, "expire_at": 0, "info": None}
-            if _bool(result, "expired"):
+            if result.boolean("expired"):
                 return {"expired": True, "expire_at": 0, "info": None}
-            return {"expired": False, "expire_at": _int(result, "expire_at"), "info": _payload(result, "info")}
+            return {"expired": False, "expire_at": result.integer("expire_at"), "info": result.payload("info")}
 
         def build(body: _Body) -> None:
             body.put("channel", channel)
@@ -648,7 +588,7 @@ class ProxyClient:
         ctx: ProxyContext,
         withUser: bool,
         build: Callable[[_Body], None],
-        parse: Callable[[dict], Any],
+        parse: Callable[[Fields], Any],
         onCallFailed: Callable[[Failure], Any],
     ) -> "Deferred[Any]":
         endpoint = getattr(self._config, f"proxy_{name}_endpoint")
@@ -695,14 +635,21 @@ class ProxyClient:
                 timer.cancel()
             return result
 
-        def decode(content: bytes) -> dict:
+        def decode(content: bytes) -> Any:
             try:
-                response = orjson.loads(content)
+                response = Fields(orjson.loads(content))
             except orjson.JSONDecodeError as e:
                 raise _CallFailed(f"response is not JSON: {e}") from None
-            if not isinstance(response, dict):
-                raise _CallFailed("response is not a JSON object")
-            return response
+            except FieldError:
+                raise _CallFailed("response is not a JSON object") from None
+            try:
+                return parse(response)
+            except Base64Error as e:
+                self.log.error("client {client}: {name} proxy: {field}", client=ctx.clientID, name=name,
+                               field=str(e))
+                raise ProxyError(codes.ERROR_INTERNAL) from None
+            except FieldError as e:
+                raise _CallFailed(str(e)) from None
 
         def callFailed(failure: Failure) -> Any:
             if failure.check(ProxyError, ProxyDisconnect):
@@ -719,7 +666,6 @@ class ProxyClient:
         d.addCallback(read)
         d.addBoth(stopTimer)
         d.addCallback(decode)
-        d.addCallback(parse)
         d.addErrback(callFailed)
 
         # The caller may cancel (the client went away); that must not read as a failed call. Twisted's HTTP

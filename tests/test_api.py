@@ -16,9 +16,11 @@ import orjson
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.api import IDEMPOTENCY_WINDOW, APIError, ServerAPI
+from httpstream import logs
+from httpstream.api import BAD_REQUEST_LOG_INTERVAL, IDEMPOTENCY_WINDOW, APIError, ServerAPI
 from httpstream.client import Client
 from httpstream.httpapi import MAX_BODY
 from httpstream.origin import OriginChecker
@@ -484,6 +486,187 @@ class RPCAndBatchTests(APITestCase):
     def test_batchBadRequest(self) -> None:
         self.assertEqual(self.error(self.api.batch(commands={"publish": {}})), 107)
         self.assertEqual(self.ok(self.api.batch(commands=[])), {"replies": []})
+
+
+class _Observed:
+    """Log events of httpstream at every level while a test runs (the log_level filter lowered to debug)."""
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self.events: list[dict[str, Any]] = []
+        previous = logs.threshold.level
+        logs.threshold.level = LogLevel.debug
+        globalLogPublisher.addObserver(self.events.append)
+        case.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        case.addCleanup(setattr, logs.threshold, "level", previous)
+
+    def at(self, level: LogLevel) -> list[str]:
+        return [formatEvent(e) for e in self.events if e.get("log_level") == level
+                and e.get("log_namespace", "").startswith("httpstream")]
+
+
+class _BrokenTransport(FakeTransport):
+    """A transport whose close raises, as autobahn did for a code a WebSocket cannot carry (issue 14, P1)."""
+
+    def close(self, code: int, reason: str) -> None:
+        raise ValueError(f"invalid close code {code}")
+
+
+class InputBoundaryTests(APITestCase):
+    """Every field is decoded by type: a wrong one is 107 "bad request", never a fault (issue 14, P2)."""
+
+    BAD: list[tuple[str, dict[str, Any]]] = [
+        ("publish", {"channel": "chat:a", "data": b"1", "idempotency_key": ["a"]}),
+        ("publish", {"channel": "chat:a", "data": b"1", "tags": ["a"]}),
+        ("publish", {"channel": "chat:a", "data": b"1", "tags": {"k": 1}}),
+        ("publish", {"channel": "chat:a", "b64data": 5}),
+        ("publish", {"channel": ["chat:a"], "data": b"1"}),
+        ("publish", {"channel": "chat:a", "data": b"1", "skip_history": "yes"}),
+        ("broadcast", {"channels": ["chat:a", 5], "data": b"1"}),
+        ("disconnect", {"user": "alice", "disconnect": "now"}),
+        ("disconnect", {"user": "alice", "disconnect": {"code": "4000"}}),
+        ("disconnect", {"user": "alice", "disconnect": {"code": -5}}),
+        ("disconnect", {"user": "alice", "disconnect": {"code": 2**32}}),
+        ("disconnect", {"user": "alice", "disconnect": {"code": 4000.5}}),
+        ("disconnect", {"user": "alice", "disconnect": {"code": True}}),
+        ("disconnect", {"user": "alice", "disconnect": {"code": 4000, "reason": 1}}),
+        ("disconnect", {"user": "alice", "whitelist": "c1"}),
+        ("disconnect", {"user": "alice", "whitelist": [1]}),
+        ("disconnect", {"user": 5}),
+        ("subscribe", {"user": "alice", "channel": "news", "override": {"presence": True}}),
+        ("subscribe", {"user": "alice", "channel": "news", "recover_since": {"offset": -1}}),
+        ("subscribe", {"user": "alice", "channel": "news", "expire_at": "soon"}),
+        ("unsubscribe", {"user": "alice", "channel": 1}),
+        ("refresh", {"user": "alice", "expire_at": 1.5}),
+        ("refresh", {"user": "alice", "expired": 1}),
+        ("refresh", {"user": "alice", "b64info": "%%%"}),
+        ("history", {"channel": "chat:a", "limit": "10"}),
+        ("history", {"channel": "chat:a", "limit": 2**31}),
+        ("history", {"channel": "chat:a", "since": 5}),
+        ("history", {"channel": "chat:a", "since": {"offset": "1"}}),
+        ("history", {"channel": "chat:a", "since": {"offset": -1}}),
+        ("history", {"channel": "chat:a", "since": {"offset": 1, "epoch": 7}}),
+        ("history", {"channel": "chat:a", "reverse": "true"}),
+        ("history_remove", {"channel": {}}),
+        ("presence", {"channel": None, "x": 1} | {"channel": 3}),
+        ("presence_stats", {"channel": [1]}),
+        ("channels", {"pattern": 5}),
+        ("rpc", {"method": 5}),
+        ("batch", {"commands": {"publish": {}}}),
+        ("batch", {"commands": [], "parallel": "yes"}),
+    ]
+
+    def test_wrongFieldIsBadRequest(self) -> None:
+        """
+        Each wrong field answers 107; none is logged as a fault (a traceback would fail the test); the node
+        goes on serving. Before the readers, several of these were 100 with a traceback (an unhashable
+        idempotency_key, int() of a disconnect code, set() of a whitelist, since.get of a number, ...).
+        """
+        self.connect("alice", ("news",))
+        for method, request in self.BAD:
+            self.assertEqual(self.error(self.api.call(method, request)), 107, (method, request))
+        self.assertEqual(self.ok(self.api.publish(channel="chat:a", data=b"1"))["offset"], 1)
+
+    def test_notAnObject(self) -> None:
+        for request in (None, [], "x", 5):
+            self.assertEqual(self.error(self.api.call("info", request)), 107)  # type: ignore[arg-type]
+
+    def test_badRequestNamesTheField(self) -> None:
+        """The field's path is in the log: at info once per interval (with the count left out), else at debug."""
+        observed = _Observed(self)
+        for _ in range(3):
+            self.error(self.api.history(channel="chat:a", since={"offset": "x"}))
+        info = observed.at(LogLevel.info)
+        self.assertEqual(len(info), 1, info)
+        self.assertIn("since.offset", info[0])
+        self.assertEqual(len(observed.at(LogLevel.debug)), 2)
+        self.clock.advance(BAD_REQUEST_LOG_INTERVAL)
+        self.error(self.api.publish(channel="chat:a", data=b"1", tags={"k": 1}))
+        info = observed.at(LogLevel.info)
+        self.assertEqual(len(info), 2, info)
+        self.assertIn("tags.k", info[1])
+        self.assertIn("2 more", info[1])
+
+    def test_disconnectCodeAnyUint32(self) -> None:
+        """Centrifugo takes any uint32 code (apiproto Disconnect.code); what a transport can carry is its own."""
+        _, alice = self.connect("alice")
+        self.ok(self.api.disconnect(user="alice", disconnect={"code": 70000, "reason": "x"}))
+        self.assertEqual(alice.closed, (70000, "x"))
+
+    def test_sinceTyped(self) -> None:
+        """A well-typed since reaches the engine (offset 0 with reverse is the engine's 107; a wrong epoch 112)."""
+        self.ok(self.api.publish(channel="chat:a", data=b"1"))
+        result = self.ok(self.api.history(channel="chat:a", limit=-1, since={"offset": 0}))
+        self.assertEqual([p["data"] for p in result["publications"]], [b"1"])
+        self.assertEqual(self.error(self.api.history(channel="chat:a", since={"offset": 0}, reverse=True)), 107)
+        self.assertEqual(self.error(self.api.history(channel="chat:a", since={"offset": 0, "epoch": "no"})), 112)
+        self.assertEqual(self.ok(self.api.history(channel="chat:a", since={"offset": 2**64 - 1}))["offset"], 1)
+
+
+class FaultTests(APITestCase):
+    """100 only for faults of the server: each logged once, with a request id that the reply does not carry."""
+
+    def test_disconnectGoesOnPastAFailingConnection(self) -> None:
+        """
+        A connection whose close raises does not stop the loop: the user's other connections are disconnected,
+        the failure is logged once, and the call answers 100 (issue 14, P1: the loop stopped at the first).
+        """
+        first, _ = connectClient(self.node, _BrokenTransport(), token=token("alice"))
+        _, second = connectClient(self.node, FakeTransport(), token=token("alice"))
+        self.clock.advance(0)
+        observed = _Observed(self)
+        self.assertEqual(self.error(self.api.disconnect(user="alice")), 100)
+        self.assertEqual(second.closed, (3503, "force disconnect"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        (line,) = observed.at(LogLevel.error)
+        self.assertIn("request", line)
+        self.assertIn("1 of 2 connections failed", line)
+        self.assertEqual(self.node.clients, {})
+
+    def test_unsubscribeAndRefreshGoOn(self) -> None:
+        """The same for unsubscribe and refresh: one connection that raises does not keep the others."""
+        clients = [self.connect("alice", ("news",))[0] for _ in range(2)]
+
+        def broken(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("broken connection")
+
+        clients[0].serverUnsubscribe = broken  # type: ignore[method-assign]
+        clients[0].serverRefresh = broken  # type: ignore[method-assign]
+        self.assertEqual(self.error(self.api.unsubscribe(user="alice", channel="news")), 100)
+        self.assertNotIn("news", clients[1].subs)
+        self.assertEqual(self.error(self.api.refresh(user="alice", expired=True)), 100)
+        self.assertTrue(clients[1].closed)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
+    def test_faultLoggedOnceWithRequestID(self) -> None:
+        """An unexpected exception is one failure event naming a request id; the reply is a bare 100."""
+
+        def broken(channel: str) -> Any:
+            raise RuntimeError("boom")
+
+        self.node.presence.presence = broken  # type: ignore[method-assign]
+        observed = _Observed(self)
+        error = self.failureResultOf(self.api.presence(channel="chat:a"), APIError).value.error
+        self.assertEqual((error.code, error.message), (100, "internal server error"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        (event,) = [e for e in observed.events if e.get("log_failure") is not None]
+        self.assertRegex(formatEvent(event), r"api presence failed \(request [0-9a-f]{8}\)")
+
+
+class BatchIndependenceTests(APITestCase):
+    def test_eachCommandDecodedAlone(self) -> None:
+        """A command with a wrong field gets 107 in its own reply; the others run; a batch in a batch is 104."""
+        replies = self.ok(self.api.batch(commands=[
+            {"publish": {"channel": "chat:a", "data": b"1", "tags": "x"}},
+            {"publish": {"channel": "chat:a", "data": b"2"}},
+            {"history": {"channel": "chat:a", "limit": "all"}},
+            {"batch": {"commands": []}},
+            None,
+        ]))["replies"]
+        self.assertEqual(replies[0], {"error": {"code": 107, "message": "bad request"}})
+        self.assertEqual(replies[1]["publish"]["offset"], 1)
+        self.assertEqual(replies[2], {"error": {"code": 107, "message": "bad request"}})
+        self.assertEqual(replies[3], {"error": {"code": 104, "message": "method not found"}})
+        self.assertEqual(replies[4], {"error": {"code": 107, "message": "bad request"}})
 
 
 # The HTTP layer
