@@ -878,3 +878,39 @@ class HTTPAPITests(SynchronousTestCase):
         self.assertEqual(value("httpstream_api_num_requests_total", {"method": "publish", "result": "102"}), 1)
         self.assertEqual(value("httpstream_api_num_requests_total", {"method": "unknown", "result": "104"}), 1)
         self.assertEqual(value("httpstream_api_command_duration_seconds_count", {"method": "info"}), 2)
+
+    def test_undecodableFieldIs400(self) -> None:
+        """
+        A body that does not decode into the method's request (a field of the wrong type or range) is 400, as
+        Centrifugo answers what its json.Unmarshal refuses, in either error mode; in a batch only that command
+        fails (107), and the batch's own fields are its body's (400).
+        """
+        for headers in ({"X-API-Key": KEY}, {"X-API-Key": KEY, "X-Centrifugo-Error-Mode": "transport"}):
+            for method, body in [
+                ("publish", {"channel": "chat:a", "data": 1, "tags": [1]}),
+                ("disconnect", {"user": "alice", "disconnect": {"code": -5}}),
+                ("history", {"channel": "chat:a", "since": {"offset": "1"}}),
+                ("batch", {"commands": 5}),
+            ]:
+                self.assertEqual(self.call(method, body, headers=headers)[:2], (400, b""), (method, headers))
+        code, body, _ = self.call("batch", {"commands": [
+            {"publish": {"channel": "chat:a", "data": 1, "idempotency_key": {}}},
+            {"publish": {"channel": "chat:a", "data": 2}},
+        ]})
+        replies = json.loads(body)["replies"]
+        self.assertEqual((code, replies[0]), (200, {"error": {"code": 107, "message": "bad request"}}))
+        self.assertEqual(replies[1]["publish"]["offset"], 1)
+
+    def test_deepUnknownField(self) -> None:
+        """An unknown field nested as deep as the JSON parser allows is ignored (raw fields are not walked)."""
+        deep = b"[" * 1000 + b"]" * 1000
+        code, body, _ = self.call("publish", b'{"channel":"chat:a","data":{"x":1},"extra":' + deep + b"}")
+        self.assertEqual((code, json.loads(body)["result"]["offset"]), (200, 1))
+
+    def test_faultOfTheHTTPLayer(self) -> None:
+        """A result that cannot be encoded is a 500 with no word of the server's insides, logged once."""
+
+        self.patch(self.node, "info", lambda: object())
+        code, body, _ = self.call("info", {})
+        self.assertEqual((code, body), (500, b"Internal Server Error"))
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
