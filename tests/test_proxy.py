@@ -13,6 +13,7 @@ import orjson
 from treq.testing import StubTreq
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -276,6 +277,21 @@ class CallFailureTests(ProxyTestCase):
             self.backend.reply = {"result": result}
             error = self.failWith(self.proxy.connect(context(), ProxyConnectRequest()), ProxyError)
             self.assertEqual(error.error, codes.ERROR_INTERNAL)
+
+    def test_failureNamesTheField(self) -> None:
+        """The one error line of a failed call says which field of the response was wrong (readers' path)."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.backend.reply = {"result": {"user": "1", "subs": {"c": {"expire_at": "soon"}}}}
+        self.failWith(self.proxy.connect(context(), ProxyConnectRequest()), ProxyError)
+        self.backend.reply = {"result": {"b64info": "%%%"}}
+        self.failWith(self.proxy.subscribe(context(), "ch", ProxySubscribeRequest()), ProxyError)
+        lines = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.error]
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("result.subs.c.expire_at: expected an integer", lines[0])
+        self.assertIn("result.b64info: expected base64", lines[1])
+        self.assertFalse([e for e in events if e.get("log_failure") is not None])
 
     def test_transportError(self) -> None:
         """The HTTP client failing (connection refused, DNS...) is a failed call too."""
