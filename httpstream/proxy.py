@@ -304,7 +304,8 @@ def _checkReply(response: Fields) -> None:
     if disconnect is not None:
         raise ProxyDisconnect(codes.Disconnect(disconnect.integer("code", UINT32), disconnect.string("reason")))
     if error is not None:
-        raise ProxyError(codes.Error(error.integer("code", UINT32), error.string("message"), error.boolean("temporary")))
+        code, message = error.integer("code", UINT32), error.string("message")
+        raise ProxyError(codes.Error(code, message, error.boolean("temporary")))
 
 
 class ProxyClient:
