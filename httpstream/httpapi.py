@@ -43,15 +43,34 @@ def _rawJSON(request: Any) -> Any:
     return {k: (orjson.dumps(v) if k in RAW_FIELDS else v) for k, v in request.items()}
 
 
+class NotJSON(ValueError):
+    """A raw payload of a result that is not JSON (binary data published with b64data, or by a Protobuf client)."""
+
+
 def _encodeDefault(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
-        # Raw JSON bytes are embedded as they are.
+        # Raw JSON bytes are embedded as they are, once known to be JSON: a binary payload would make the whole
+        # reply unreadable. (Centrifugo's json.Marshal refuses such a Raw too, and answers 500.)
+        try:
+            orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise NotJSON() from None
         return orjson.Fragment(bytes(value))
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def encode(document: Any) -> bytes:
-    return orjson.dumps(document, default=_encodeDefault)
+    """
+    The JSON of an API reply, raw payloads embedded.
+
+    @raise NotJSON: a payload is not JSON.
+    """
+    try:
+        return orjson.dumps(document, default=_encodeDefault)
+    except orjson.JSONEncodeError as e:
+        if isinstance(e.__cause__, NotJSON):
+            raise NotJSON() from None
+        raise
 
 
 class APIHandler:
@@ -145,7 +164,12 @@ class APIHandler:
     def _answer(self, request: server.Request, method: str, result: dict) -> bytes:
         try:
             return encode(result if method == "batch" else {"result": result})
-        except (TypeError, orjson.JSONEncodeError):
+        except NotJSON:
+            # The data, not the server, is at fault: one line without a traceback, and Centrifugo's 500.
+            log.warn("api {method} (request {requestID}): a payload of the result is not JSON (binary data?) and "
+                     "cannot be embedded in a JSON reply", method=method, requestID=secrets.token_hex(4))
+            return self._internalServerError(request)
+        except TypeError:
             return self._fault(request, method, Failure())
 
     def _failed(self, request: server.Request, method: str, failure: Failure, transport: bool) -> bytes:
@@ -168,6 +192,9 @@ class APIHandler:
         """A fault of this layer: logged once with a request id, answered 500 without a word of its insides."""
         log.failure("api {method} failed (request {requestID})", failure, method=method,
                     requestID=secrets.token_hex(4))
+        return self._internalServerError(request)
+
+    def _internalServerError(self, request: server.Request) -> bytes:
         request.setResponseCode(500)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return b"Internal Server Error"

@@ -914,3 +914,19 @@ class HTTPAPITests(SynchronousTestCase):
         code, body, _ = self.call("info", {})
         self.assertEqual((code, body), (500, b"Internal Server Error"))
         self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
+    def test_binaryPayloadInResult(self) -> None:
+        """
+        Binary data (published with b64data) cannot be embedded in a JSON reply: history answers Centrifugo's 500
+        with one warning, never a reply that is not JSON (as it did: the bytes went out as they were).
+        """
+        self.call("publish", {"channel": "chat:a", "b64data": base64.b64encode(b"\x86\xe0W").decode()})
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        code, body, _ = self.call("history", {"channel": "chat:a", "limit": 10})
+        self.assertEqual((code, body), (500, b"Internal Server Error"))
+        (warning,) = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertIn("api history (request ", warning)
+        code, body, _ = self.call("history", {"channel": "chat:a", "limit": 0})
+        self.assertEqual(json.loads(body)["result"]["offset"], 1)
