@@ -221,6 +221,8 @@ def run(method: str, body: bytes, transportMode: bool) -> None:
 @example(call=("disconnect", {"user": "alice", "disconnect": "x", "whitelist": 5}), transportMode=True)
 @example(call=("history", {"channel": "chat:a", "limit": "5", "since": {"offset": "1"}}), transportMode=False)
 @example(call=("refresh", {"user": "alice", "expire_at": 2**63 - 1}), transportMode=False)
+@example(call=("rpc", {"method": "echo", "params": [[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
+         transportMode=False)
 @example(call=("subscribe", {"user": "alice", "channel": "chat:b", "expire_at": -(2**63),
                              "recover_since": {"offset": 2**64 - 1}}), transportMode=False)
 def test_method(call: tuple[str, Any], transportMode: bool) -> None:
@@ -244,3 +246,13 @@ def test_batch(request: Any, transportMode: bool) -> None:
 def test_anyBody(method: str, body: bytes) -> None:
     """Any bytes to any method name."""
     run(method, body, False)
+
+
+@given(depth=st.integers(1, 1000), field=st.sampled_from(["data", "info", "extra"]))
+@example(depth=300, field="data")
+def test_deepRawJSON(depth: int, field: str) -> None:
+    """Raw JSON (or an unknown field) nested up to what the parser takes: published, ignored or 400."""
+    nested = b"[" * depth + b"]" * depth
+    body = b'{"channel":"chat:a","user":"alice","data":1,"' + field.encode() + b'":' + nested + b"}"
+    for method in ("publish", "refresh"):
+        run(method, body, False)
