@@ -29,6 +29,7 @@ from httpstream.httpapi import TRANSPORT_STATUS, APIHandler
 from httpstream.origin import OriginChecker
 from httpstream.testing import FakeTransport, connectClient, encodeCommands, makeNode
 from httpstream.web import makeApp
+from tests.fuzz import progress
 from tests.fuzz.fieldtypes import INT32, INT64, UINT32, UINT64, almostValid, json_values, valid
 
 SECRET = "fuzz-api-secret-0123456789abcdef0123456789"
@@ -207,7 +208,8 @@ def harness() -> Harness:
     return _harness
 
 
-def run(method: str, body: bytes, transportMode: bool) -> None:
+def run(method: str, body: bytes, transportMode: bool, test: str = "api") -> None:
+    progress.tick(test)
     h = harness()
     with h:
         status, content = h.post(method, body, transportMode)
@@ -228,7 +230,7 @@ def run(method: str, body: bytes, transportMode: bool) -> None:
 def test_method(call: tuple[str, Any], transportMode: bool) -> None:
     """Every method with valid, almost valid and random requests."""
     method, request = call
-    run(method, json.dumps(request).encode(), transportMode)
+    run(method, json.dumps(request).encode(), transportMode, "test_method")
 
 
 @given(request=batches, transportMode=st.booleans())
@@ -237,7 +239,7 @@ def test_method(call: tuple[str, Any], transportMode: bool) -> None:
                                {"history": {"channel": "chat:b", "limit": 1}}]}, transportMode=False)
 def test_batch(request: Any, transportMode: bool) -> None:
     """/api/batch with commands of any method (or none), sequential and parallel."""
-    run("batch", json.dumps(request).encode(), transportMode)
+    run("batch", json.dumps(request).encode(), transportMode, "test_batch")
 
 
 @given(method=methods | st.text(max_size=10).filter(lambda m: "/" not in m and "?" not in m and "#" not in m),
@@ -245,7 +247,7 @@ def test_batch(request: Any, transportMode: bool) -> None:
 @example(method="publish", body=b"[" * 2000)
 def test_anyBody(method: str, body: bytes) -> None:
     """Any bytes to any method name."""
-    run(method, body, False)
+    run(method, body, False, "test_anyBody")
 
 
 @given(depth=st.integers(1, 1000), field=st.sampled_from(["data", "info", "extra"]))
@@ -255,4 +257,4 @@ def test_deepRawJSON(depth: int, field: str) -> None:
     nested = b"[" * depth + b"]" * depth
     body = b'{"channel":"chat:a","user":"alice","data":1,"' + field.encode() + b'":' + nested + b"}"
     for method in ("publish", "refresh"):
-        run(method, body, False)
+        run(method, body, False, "test_deepRawJSON")

@@ -33,6 +33,7 @@ from httpstream.proxy import (
     ProxySubscribeRequest,
 )
 from httpstream.testing import FakeTransport, encodeCommands
+from tests.fuzz import progress
 from tests.fuzz.fieldtypes import INT64, UINT32, almostValid, json_values, valid
 
 OVERRIDE = {k: {"value": "bool"} for k in ("presence", "join_leave", "force_recovery", "force_positioning",
@@ -129,6 +130,7 @@ def _outcome(d: Deferred[Any]) -> Any:
                   "publish": (200, b'{"result":{"data":null,"b64data":5}}')})
 def test_proxyClient(answers: dict[str, tuple[int, bytes]]) -> None:
     """Each proxy's outcome for any answer is one the caller knows how to act on."""
+    progress.tick("test_proxyClient")
     backend = Backend()
     backend.answers = answers
     clock = Clock()
@@ -188,6 +190,7 @@ def _node(backend: Backend, clock: Clock) -> Node:
          protocol="protobuf", later=0)
 def test_clientThroughProxies(answers: dict[str, tuple[int, bytes]], protocol: str, later: int) -> None:
     """A client connecting, subscribing, publishing and calling RPC while the backend answers anything."""
+    progress.tick("test_clientThroughProxies")
     backend = Backend()
     backend.answers = answers
     clock = Clock()
