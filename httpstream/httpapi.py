@@ -174,8 +174,10 @@ class APIHandler:
 
     def _failed(self, request: server.Request, method: str, failure: Failure, transport: bool) -> bytes:
         if failure.check(BadRequest):
-            # The body does not decode into the method's request: Centrifugo's 400, whatever the error mode.
+            # The body does not decode into the method's request: Centrifugo's 400, whatever the error mode, with
+            # nothing in it (as a body that is not JSON at all).
             request.setResponseCode(400)
+            request.responseHeaders.removeHeader(b"content-type")
             return b""
         if not failure.check(APIError):
             return self._fault(request, method, failure)
