@@ -128,6 +128,7 @@ def _outcome(d: Deferred[Any]) -> Any:
                   "connect": (200, b'{"result":{"user":"u","subs":{"c":{"expire_at":"x"}}}}'),
                   "refresh": (200, b'{"result":{"b64info":"%%%"}}'),
                   "publish": (200, b'{"result":{"data":null,"b64data":5}}')})
+@example(answers={n: (200, b'{"result":{"user":"u","data":' + b"[" * 300 + b"]" * 300 + b"}}") for n in PROXY_NAMES})
 def test_proxyClient(answers: dict[str, tuple[int, bytes]]) -> None:
     """Each proxy's outcome for any answer is one the caller knows how to act on."""
     progress.tick("test_proxyClient")
