@@ -65,7 +65,8 @@ class APIError(Exception):
 
 class BadRequest(APIError):
     """
-    A request that does not decode: error 107 (and HTTP 400 for a whole C{/api/<method>} body, as Centrifugo).
+    A request that does not decode: error 107 "bad request" (Centrifugo answers a body its C{json.Unmarshal}
+    refuses with HTTP 400; here the method's 107 names the mistake as for any other bad field).
 
     @ivar field: the L{FieldError} naming the field.
     """

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from httpstream.api import APIError, BadRequest, ServerAPI, _errorOf
+from httpstream.api import APIError, ServerAPI, _errorOf
 from httpstream.config import Config
 from httpstream.logs import Logger
 from httpstream.transports._http import readBody
@@ -173,12 +173,6 @@ class APIHandler:
             return self._fault(request, method, Failure())
 
     def _failed(self, request: server.Request, method: str, failure: Failure, transport: bool) -> bytes:
-        if failure.check(BadRequest):
-            # The body does not decode into the method's request: Centrifugo's 400, whatever the error mode, with
-            # nothing in it (as a body that is not JSON at all).
-            request.setResponseCode(400)
-            request.responseHeaders.removeHeader(b"content-type")
-            return b""
         if not failure.check(APIError):
             return self._fault(request, method, failure)
         # Client mistakes and refusals are the caller's to see in the reply; a line each would flood the log.
