@@ -25,7 +25,7 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 import orjson
 
 from httpstream.config import Config, ConfigError, LoadedConfig, read_config
-from httpstream.configwrite import UnsupportedFormat, configDocument, dumpDocument, formatOf, goDuration
+from httpstream.config.write import UnsupportedFormat, configDocument, dumpDocument, formatOf, goDuration
 from httpstream.version import versionText
 
 __all__ = ["main"]
@@ -223,7 +223,7 @@ def cmdGensubtoken(args: argparse.Namespace) -> int:
 
 
 def _verifier(config: Config) -> Any:
-    from httpstream.tokens import TokenVerifier
+    from httpstream.policy.tokens import TokenVerifier
 
     try:
         return TokenVerifier.fromConfig(config)
@@ -245,7 +245,7 @@ def _expiry(expireAt: int) -> str:
 
 
 def _check(args: argparse.Namespace, verify: Callable[[Any, str, float], Any]) -> Any:
-    from httpstream.tokens import InvalidToken, TokenExpired
+    from httpstream.policy.tokens import InvalidToken, TokenExpired
 
     config, _ = _load(args.config)
     verifier = _verifier(config)

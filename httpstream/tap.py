@@ -25,14 +25,14 @@ from twisted.logger import Logger as _TwistedLogger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from httpstream.api import ServerAPI
+from httpstream.serverapi.api import ServerAPI
 from httpstream.config import Config, ConfigError, load_config, read_config
-from httpstream.control import Control
-from httpstream.controlbus import ShardPubSub
+from httpstream.cluster.control import Control
+from httpstream.cluster.bus import ShardPubSub
 from httpstream.logs import Logger, setLogLevel
-from httpstream.node import Node
-from httpstream.tls import serverTLSOptions
-from httpstream.web import makeSite
+from httpstream.node.node import Node
+from httpstream.web.tls import serverTLSOptions
+from httpstream.web.app import makeSite
 
 # What a running node cannot take from a reloaded file: they shaped its port, engine, endpoints and their
 # resources at start. Everything else (channel and namespace options, token keys, client settings for new
@@ -305,7 +305,7 @@ class HTTPStreamService(MultiService):
         )
 
     # The embedding API: Centrifugo's server API methods (keyword arguments with its field names, raw-JSON bytes
-    # for data), each returning a Deferred that fires with the result dict or fails with httpstream.api.APIError.
+    # for data), each returning a Deferred that fires with the result dict or fails with httpstream.serverapi.api.APIError.
 
     def publish(self, channel: str, data: bytes, **options: Any) -> Any:
         return self.api.publish(channel=channel, data=data, **options)

@@ -30,11 +30,11 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from httpstream.client import Client
+from httpstream.client.client import Client
 from httpstream.config import Config
 from httpstream.engines.memory import MemoryBroker
 from httpstream.interfaces import IBroker, IClient, ISessionRegistry, ITransport
-from httpstream.node import Node
+from httpstream.node.node import Node
 from httpstream.protocol import client_pb2, varint_delimit
 from httpstream.protocol.codec import (
     _BadField,

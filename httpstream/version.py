@@ -6,7 +6,6 @@ from __future__ import annotations
 import platform
 
 from httpstream import __version__
-
 __all__ = ["versionText"]
 
 

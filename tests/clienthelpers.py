@@ -10,10 +10,10 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.web.resource import Resource
 
-from httpstream.client import Client
+from httpstream.client.client import Client
 from httpstream.config import Config
-from httpstream.node import Node
-from httpstream.proxy import ProxyClient
+from httpstream.node.node import Node
+from httpstream.policy.proxy import ProxyClient
 from httpstream.testing import FakeTransport, decodeReply
 from tests.test_client import NOW, SECRET, ClientHelpers, token
 

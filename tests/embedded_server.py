@@ -18,7 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import succeed
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
-from httpstream.rpc import RPCError
+from httpstream.policy.rpc import RPCError
 from httpstream.tap import makeService
 
 

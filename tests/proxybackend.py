@@ -17,7 +17,7 @@ the handler for the path returns:
 * a L{Reply}: exactly that status, body and content type (for backends that fail: 500, not JSON, ...);
 * a handler may also sleep (it runs in its own thread) to test the server's proxy timeouts.
 
-A path without a handler answers 404. Request and response shapes are Centrifugo v5's (``httpstream/proxy.py``,
+A path without a handler answers 404. Request and response shapes are Centrifugo v5's (``httpstream/policy/proxy.py``,
 docs/configuration.md "Proxy to the application backend").
 """
 

@@ -1,7 +1,7 @@
 """
-The server API in memory (reference/messages.md section 8): L{httpstream.api.ServerAPI} on a node with fake
+The server API in memory (reference/messages.md section 8): L{httpstream.serverapi.api.ServerAPI} on a node with fake
 connections, each method's request and result shapes and its errors, batch ordering, idempotent publishing on a
-L{Clock}; and L{httpstream.httpapi.APIHandler} through the Klein app with C{treq.testing.StubTreq}: the ways a key
+L{Clock}; and L{httpstream.serverapi.http.APIHandler} through the Klein app with C{treq.testing.StubTreq}: the ways a key
 is given, the error modes, and the HTTP statuses of refused requests.
 """
 
@@ -20,13 +20,13 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream import logs
-from httpstream.api import BAD_REQUEST_LOG_INTERVAL, IDEMPOTENCY_WINDOW, APIError, ServerAPI
-from httpstream.client import Client
-from httpstream.httpapi import MAX_BODY
+from httpstream.serverapi.api import BAD_REQUEST_LOG_INTERVAL, IDEMPOTENCY_WINDOW, APIError, ServerAPI
+from httpstream.client.client import Client
+from httpstream.serverapi.http import MAX_BODY
 from httpstream.origin import OriginChecker
-from httpstream.rpc import RPCError
+from httpstream.policy.rpc import RPCError
 from httpstream.testing import FakeTransport, connectClient, encodeCommands, makeNode
-from httpstream.web import makeApp
+from httpstream.web.app import makeApp
 
 SECRET = "api-test-secret-0123456789abcdef0123456789"
 KEY = "the-api-key"

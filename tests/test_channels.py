@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.channels}: channel options by namespace, channel names, and the subscribe, publish, presence
+Tests for L{httpstream.policy.channels}: channel options by namespace, channel names, and the subscribe, publish, presence
 and history permissions (Centrifugo v5's ``internal/rule`` and ``OnSubscribe``/``OnPublish``/``OnPresence``/
 ``OnHistory``).
 """
@@ -10,8 +10,8 @@ from typing import Any, Optional
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream import codes
-from httpstream.channels import ChannelError, ChannelRules
+from httpstream.protocol import codes
+from httpstream.policy.channels import ChannelError, ChannelRules
 from httpstream.config import ChannelOptions, Config
 
 DENIED = codes.ERROR_PERMISSION_DENIED
@@ -323,7 +323,7 @@ class SubscribeTests(SynchronousTestCase):
 
     def test_legacyForm(self) -> None:
         """
-        canSubscribe(user, channel), as client.py called it before namespaces, still answers a bool.
+        canSubscribe(user, channel), as client/client.py called it before namespaces, still answers a bool.
         """
         table = [
             ({}, "alice", "news", False),
@@ -375,7 +375,7 @@ class PublishTests(SynchronousTestCase):
 
     def test_legacyForm(self) -> None:
         """
-        canPublish(user, channel, subscribed), as client.py called it before namespaces, still answers a bool.
+        canPublish(user, channel, subscribed), as client/client.py called it before namespaces, still answers a bool.
         """
         table = [
             ({}, "alice", True, False),

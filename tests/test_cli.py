@@ -27,7 +27,7 @@ import yaml
 
 import httpstream
 from httpstream.config import Config, load_config
-from httpstream.tokens import TokenVerifier
+from httpstream.policy.tokens import TokenVerifier
 from tests.serverprocess import ListeningProcess, twistdCommand
 from tests.wire import Stream, connectStream, request
 
@@ -518,8 +518,8 @@ def test_checkconfigNeverPrintsSecrets(tmp_path: Path) -> None:
     ],
 )
 def test_goDurationWritesWhatGoWritesAndTheReaderParses(seconds: float, text: str) -> None:
-    from httpstream.configwrite import goDuration
-    from httpstream.durations import parse_duration
+    from httpstream.config.write import goDuration
+    from httpstream.config.durations import parse_duration
 
     assert goDuration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds)

@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.client}: one connection's protocol state machine, in memory, on a fake clock.
+Tests for L{httpstream.client.client}: one connection's protocol state machine, in memory, on a fake clock.
 
 The behaviour SDKs rely on (reference/messages.md sections 1.5, 2, 3 and 6) is checked on both codecs by
 L{ClientTestsMixin}; wire details of one codec live in their own classes.
@@ -15,8 +15,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.client import MAX_PENDING_FRAMES, Client
-from httpstream.node import Node
+from httpstream.client.client import MAX_PENDING_FRAMES, Client
+from httpstream.node.node import Node
 from httpstream.testing import FakeTransport, ManualBroker, encodeCommands, makeNode
 
 SECRET = "a-test-secret-long-enough-for-hs512-keys-which-want-64-bytes!!!!"

@@ -1,5 +1,5 @@
 """
-Tests for the channel commands of a client (L{httpstream.channelcommands}, L{httpstream.recovery}): namespaces and
+Tests for the channel commands of a client (L{httpstream.client.channelcommands}, L{httpstream.policy.recovery}): namespaces and
 permissions, presence and join/leave, history, positioning and recovery, sub_refresh and subscription expiry,
 Fossil deltas, limits. In memory, on a fake clock, each behaviour on both codecs (reference/messages.md sections
 1.5, 3-7).
@@ -13,10 +13,10 @@ import jwt
 import orjson
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.client import Client
-from httpstream.delta import applyFossilDelta
-from httpstream.node import Node
-from httpstream.recovery import IN_FLIGHT_GRACE
+from httpstream.client.client import Client
+from httpstream.protocol.delta import applyFossilDelta
+from httpstream.node.node import Node
+from httpstream.policy.recovery import IN_FLIGHT_GRACE
 from httpstream.testing import FakeTransport, ManualBroker
 from tests.clienthelpers import NOW, ChannelHelpers, token
 from tests.test_proxy import Backend
@@ -872,7 +872,7 @@ class ChannelTestsMixin(ChannelHelpers):
 
 
 class DeltaTestsMixin(ChannelHelpers):
-    """Fossil delta publications (reference/messages.md section 4; httpstream.delta)."""
+    """Fossil delta publications (reference/messages.md section 4; httpstream.protocol.delta)."""
 
     DELTA: ClassVar[dict[str, Any]] = {**ANONYMOUS, **SUBSCRIBE, **HISTORY, "allow_recovery": True, "allowed_delta_types": ["fossil"],
              "delta_publish": True}

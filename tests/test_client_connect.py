@@ -1,5 +1,5 @@
 """
-Tests for connecting (L{httpstream.client}): connection token claims and server-side subscriptions, expiry and
+Tests for connecting (L{httpstream.client.client}): connection token claims and server-side subscriptions, expiry and
 refresh, the anonymous and connection-limit rules, personal channels, the connect and refresh proxies, RPC and
 send. In memory, on a fake clock, on both codecs (reference/messages.md sections 1.5, 3, 6, 7).
 """
@@ -11,9 +11,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.client import Client
-from httpstream.node import Node
-from httpstream.rpc import RPCContext, RPCDisconnect, RPCError
+from httpstream.client.client import Client
+from httpstream.node.node import Node
+from httpstream.policy.rpc import RPCContext, RPCDisconnect, RPCError
 from httpstream.testing import FakeTransport, ManualBroker
 from tests.clienthelpers import NOW, ChannelHelpers, token
 from tests.test_proxy import Backend

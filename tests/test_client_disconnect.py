@@ -1,5 +1,5 @@
 """
-Tests for the end of a L{httpstream.client.Client} when things go wrong: a transport whose write or close fails,
+Tests for the end of a L{httpstream.client.client.Client} when things go wrong: a transport whose write or close fails,
 and disconnect codes a codec cannot carry. The client always ends up closed, gone from the node, and its
 transport told to close (or aborted): never a zombie, never a traceback into the caller.
 """

@@ -16,12 +16,12 @@ from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.api import APIError, ServerAPI
-from httpstream.control import memoryCluster
-from httpstream.node import Node
+from httpstream.serverapi.api import APIError, ServerAPI
+from httpstream.cluster.control import memoryCluster
+from httpstream.node.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.testing import FakeClient, FakeTransport, connectClient, encodeCommands, makeNode
-from httpstream.web import makeApp
+from httpstream.web.app import makeApp
 
 SECRET = "cluster-test-secret-0123456789abcdef0123456789"
 SETTINGS: dict[str, Any] = {

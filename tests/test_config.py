@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.config} and L{httpstream.durations}.
+Tests for L{httpstream.config} and L{httpstream.config.durations}.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import ChannelOptions, Config, ConfigError, Namespace, load_config
-from httpstream.durations import parse_duration
+from httpstream.config.durations import parse_duration
 
 _EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config.example.json")
 _DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "configuration.md")

@@ -1,5 +1,5 @@
 """
-Tests for Centrifugo's environment variables over the configuration file (L{httpstream.configenv}).
+Tests for Centrifugo's environment variables over the configuration file (L{httpstream.config.env}).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import ConfigError, LoadedConfig, Namespace, load_config, read_config
-from httpstream.configenv import envName, table
-from httpstream.configv6 import leaves
+from httpstream.config.env import envName, table
+from httpstream.config.v6 import leaves
 
 
 class EnvironmentTests(SynchronousTestCase):

@@ -1,6 +1,6 @@
 """
-Tests for Centrifugo v6 configuration names (L{httpstream.configv6}) and YAML/TOML files
-(L{httpstream.configfile}).
+Tests for Centrifugo v6 configuration names (L{httpstream.config.v6}) and YAML/TOML files
+(L{httpstream.config.file}).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config, ConfigError, Duration, Namespace, load_config, read_config
-from httpstream.configv6 import V6_PATHS, leaves
+from httpstream.config.v6 import V6_PATHS, leaves
 from tests.test_config import rejected
 
 TWINS = Path(__file__).with_name("configv6")
@@ -153,7 +153,7 @@ class EveryNameTests(SynchronousTestCase):
         """
         options = {f.name for f in dataclasses.fields(ChannelOptionsType())}
         missing = sorted(f.name for f in dataclasses.fields(Config) if f.name not in V6_PATHS and f.name not in options)
-        self.assertEqual(missing, [], "add these keys to httpstream/configv6.py V6_PATHS")
+        self.assertEqual(missing, [], "add these keys to httpstream/config/v6.py V6_PATHS")
 
     def test_withoutV6Name(self) -> None:
         """
@@ -463,8 +463,8 @@ def documentationRows() -> list[str]:
     The rows docs/configuration.md's v6 table must have, one per field of L{Config}: v5 key, v6 path(s),
     environment variables (v6 first, then v5's when it differs).
     """
-    from httpstream.configenv import envName, v5EnvName
-    from httpstream.configv6 import _PROXY_SHARED, v5Paths
+    from httpstream.config.env import envName, v5EnvName
+    from httpstream.config.v6 import _PROXY_SHARED, v5Paths
 
     rows = []
     for f in dataclasses.fields(Config):
@@ -527,7 +527,7 @@ class V6DocumentTests(SynchronousTestCase):
     def test_twins(self) -> None:
         import json
 
-        from httpstream.configv6 import v6Document
+        from httpstream.config.v6 import v6Document
 
         for path in sorted(TWINS.glob("*.v5.json")):
             document = json.loads(path.read_text())
@@ -536,7 +536,7 @@ class V6DocumentTests(SynchronousTestCase):
             self.assertTrue(set(converted) & {"client", "channel", "http_api", "engine", "http_server"}, path.name)
 
     def test_shapes(self) -> None:
-        from httpstream.configv6 import v6Document
+        from httpstream.config.v6 import v6Document
 
         converted = v6Document(
             {"port": 8000, "proxy_connect_endpoint": "http://b/c", "proxy_http_headers": ["Cookie"], "demo": True,

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from httpstream.configwrite import dumpDocument, formatOf
+from httpstream.config.write import dumpDocument, formatOf
 
 # What config documents hold: strings (any text a file can carry), booleans, 64-bit integers, lists and objects.
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)

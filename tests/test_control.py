@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.control}: node announcements and expiry, requests between nodes, surveys, the built-in ops,
+Tests for L{httpstream.cluster.control}: node announcements and expiry, requests between nodes, surveys, the built-in ops,
 over an in-memory bus with a L{Clock}; and two controls talking through a real Redis.
 """
 
@@ -17,7 +17,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from httpstream.config import Config
-from httpstream.control import (
+from httpstream.cluster.control import (
     CODE_BAD_REQUEST,
     CODE_ERROR,
     CODE_NO_SESSION,
@@ -30,9 +30,9 @@ from httpstream.control import (
     Reply,
     memoryCluster,
 )
-from httpstream.controlbus import IControlPubSub, MemoryBus, ShardPubSub, decodeMessage, encodeMessage
-from httpstream.node import Node
-from httpstream.registry import SessionRegistry
+from httpstream.cluster.bus import IControlPubSub, MemoryBus, ShardPubSub, decodeMessage, encodeMessage
+from httpstream.node.node import Node
+from httpstream.node.registry import SessionRegistry
 from httpstream.testing import FakeClient
 
 

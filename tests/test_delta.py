@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.delta}: fossil deltas that round-trip through our own decoder, through the official JS SDK's
+Tests for L{httpstream.protocol.delta}: fossil deltas that round-trip through our own decoder, through the official JS SDK's
 decoder (tests/sdk/fossil_apply.mjs, Protobuf and JSON codecs) and through centrifuge-python's, that are compact
 for similar payloads, and that stay valid UTF-8 for JSON when asked.
 """
@@ -23,7 +23,7 @@ from centrifuge.fossil import checksum as pythonSdkChecksum
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from httpstream.delta import FossilDeltaError, _putInt, applyFossilDelta, checksum, fossilDelta, publicationDelta
+from httpstream.protocol.delta import FossilDeltaError, _putInt, applyFossilDelta, checksum, fossilDelta, publicationDelta
 from tests import test_sdk_http_stream
 
 # The SDK harness's fixture "node": the node executable, with tests/sdk's node_modules installed (npm ci) once.

@@ -1,5 +1,5 @@
 """
-The demo page's resource (httpstream/demo.py): the files it serves, their content types, what it refuses, and the
+The demo page's resource (httpstream/web/demo.py): the files it serves, their content types, what it refuses, and the
 warning when the SDK is missing. The page itself runs in a browser in tests/test_browser.py.
 """
 
@@ -18,10 +18,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from httpstream.config import Config
-from httpstream.demo import PAGE_DIR, DemoResource, demoResource, sdkDirectory
+from httpstream.web.demo import PAGE_DIR, DemoResource, demoResource, sdkDirectory
 from httpstream.origin import OriginChecker
 from httpstream.testing import makeNode
-from httpstream.web import makeApp
+from httpstream.web.app import makeApp
 
 SDK_BYTES = b'"use strict";globalThis.Centrifuge=function(){};'
 
@@ -89,7 +89,7 @@ class DemoResourceTests(SynchronousTestCase):
             [b"centrifuge.js.map"],
             [b"demo"],
             [b".."],
-            [b"..", b"demo.py"],
+            [b"..", b"web/demo.py"],
             [b"../demo.py"],
             [b"a", b"centrifuge.js"],
             [b"centrifuge.js", b""],
@@ -126,7 +126,7 @@ class DemoResourceFactoryTests(SynchronousTestCase):
         events = self.capture()
         missing = str(temporaryDirectory(self) / "missing")
         resource = demoResource(Config(demo=True, demo_sdk_dir=missing))
-        warnings = [e for e in events if e.get("log_namespace") == "httpstream.demo"]
+        warnings = [e for e in events if e.get("log_namespace") == "httpstream.web.demo"]
         self.assertEqual(len(warnings), 1)
         self.assertEqual(warnings[0]["log_level"].name, "warn")
         self.assertEqual(warnings[0]["sdkDir"], missing)
@@ -138,7 +138,7 @@ class DemoResourceFactoryTests(SynchronousTestCase):
         (sdkDir / "centrifuge.js").write_bytes(SDK_BYTES)
         events = self.capture()
         demoResource(Config(demo=True, demo_sdk_dir=str(sdkDir)))
-        self.assertEqual([e for e in events if e.get("log_namespace") == "httpstream.demo"], [])
+        self.assertEqual([e for e in events if e.get("log_namespace") == "httpstream.web.demo"], [])
 
 
 class DemoRouteTests(SynchronousTestCase):

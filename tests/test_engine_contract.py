@@ -26,7 +26,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from httpstream import codes
+from httpstream.protocol import codes
 from httpstream.engines import BadHistoryRequest, HistoryError, HistoryResult, UnrecoverablePosition
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import IBroker, IPresenceManager

@@ -13,10 +13,10 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config
-from httpstream.httpchannel import REQUEST_TIMEOUT, ReadDeadlineChannel
-from httpstream.node import Node
+from httpstream.web.httpchannel import REQUEST_TIMEOUT, ReadDeadlineChannel
+from httpstream.node.node import Node
 from httpstream.tap import makeService
-from httpstream.web import makeSite
+from httpstream.web.app import makeSite
 
 HEADERS = b"POST /emulation HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n"
 STREAM = b'POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Length: 22\r\n\r\n{"id":1,"connect":{}}\n'

@@ -1,12 +1,12 @@
 """
-Tests for L{httpstream.hub}: who is subscribed where (the fan-out is tests/test_client_channels.py's).
+Tests for L{httpstream.node.hub}: who is subscribed where (the fan-out is tests/test_client_channels.py's).
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.hub import Hub
+from httpstream.node.hub import Hub
 from httpstream.testing import FakeClient
 
 class MembershipTests(SynchronousTestCase):

@@ -27,7 +27,7 @@ from httpstream.interfaces import (
 )
 from httpstream.origin import OriginChecker
 from httpstream.protocol import JSON, PROTOBUF
-from httpstream.registry import SessionRegistry
+from httpstream.node.registry import SessionRegistry
 from httpstream.testing import (
     FakeClient,
     FakeTransport,
@@ -37,7 +37,7 @@ from httpstream.testing import (
     makeNode,
 )
 from httpstream.transports.http_stream import HTTPStreamTransport
-from httpstream.writer import Writer
+from httpstream.client.writer import Writer
 
 
 def implementations() -> dict[InterfaceClass, list[Any]]:

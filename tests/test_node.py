@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.node}: the node's identity, its clients and sessions, and publications through its broker.
+Tests for L{httpstream.node.node}: the node's identity, its clients and sessions, and publications through its broker.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import httpstream
-from httpstream.client import Client
-from httpstream.node import SHUTDOWN_TIMEOUT
-from httpstream.registry import SessionRegistry
+from httpstream.client.client import Client
+from httpstream.node.node import SHUTDOWN_TIMEOUT
+from httpstream.node.registry import SessionRegistry
 from httpstream.testing import (
     FakeClient,
     FakeTransport,

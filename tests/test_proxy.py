@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.proxy}: Centrifugo v5's HTTP proxy request and response shapes, headers, errors and
+Tests for L{httpstream.policy.proxy}: Centrifugo v5's HTTP proxy request and response shapes, headers, errors and
 timeouts, in memory through C{treq.testing.StubTreq}, plus one exchange over a real socket with treq.
 """
 
@@ -19,9 +19,9 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from httpstream import codes
+from httpstream.protocol import codes
 from httpstream.config import Config
-from httpstream.proxy import (
+from httpstream.policy.proxy import (
     PROXY_NAMES,
     REFRESH_RETRY_DELAY,
     ProxyClient,

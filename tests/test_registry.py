@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.registry}: the emulation sessions of a node and the nodes it knows.
+Tests for L{httpstream.node.registry}: the emulation sessions of a node and the nodes it knows.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from httpstream.interfaces import ISessionRegistry
-from httpstream.registry import SessionRegistry
+from httpstream.node.registry import SessionRegistry
 from httpstream.testing import FakeClient
 
 

@@ -16,10 +16,10 @@ from typing import Any, Callable
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.channels import ChannelError
+from httpstream.policy.channels import ChannelError
 from httpstream.config import Config
 from httpstream.tap import makeService
-from httpstream.tokens import InvalidToken
+from httpstream.policy.tokens import InvalidToken
 from tests.serverprocess import ServerProcess
 from tests.test_sdk_http_stream import SDK, ScenarioProcess, node  # noqa: F401 (node: fixture)
 

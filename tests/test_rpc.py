@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.rpc}: Python RPC handlers and send hooks, and how an RPC is dispatched between them, the
+Tests for L{httpstream.policy.rpc}: Python RPC handlers and send hooks, and how an RPC is dispatched between them, the
 RPC proxy, 104 and 108.
 """
 
@@ -12,10 +12,10 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream import codes
+from httpstream.protocol import codes
 from httpstream.config import Config
-from httpstream.proxy import ProxyClient, ProxyContext, ProxyDisconnect, ProxyError
-from httpstream.rpc import RPCContext, RPCDisconnect, RPCError, RPCRegistry
+from httpstream.policy.proxy import ProxyClient, ProxyContext, ProxyDisconnect, ProxyError
+from httpstream.policy.rpc import RPCContext, RPCDisconnect, RPCError, RPCRegistry
 from tests.test_proxy import Backend
 
 CTX = RPCContext(clientID="c1", transport="websocket", protocol="json", user="u1")

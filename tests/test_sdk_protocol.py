@@ -373,7 +373,7 @@ def test_rpcInProcessAndThroughProxy(
     if protocol == "json":
         assert (echo["encoding"], echo["data"]) == ("json", RPC_VALUE)
     else:
-        # httpstream sends a Protobuf client's payload as base64 (proxy.py: "binary" context, an extension).
+        # httpstream sends a Protobuf client's payload as base64 (policy/proxy.py: "binary" context, an extension).
         assert echo["encoding"] == "binary"
         assert json.loads(base64.b64decode(echo["b64data"])) == RPC_VALUE
         assert calls["echo bytes"]["hex"] == RPC_BYTES.hex()

@@ -39,13 +39,13 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyChannel
 
-from httpstream import httpapi
+from httpstream.serverapi import http as httpapi
 from httpstream.config import Config, ConfigError
 from httpstream.origin import OriginChecker
 from httpstream.protocol.framing import varint_delimit
 from httpstream.testing import makeNode
 from httpstream.transports._http import LimitedRequest, readBody
-from httpstream.web import makeApp, makeSite
+from httpstream.web.app import makeApp, makeSite
 from tests.serverprocess import BASE_CONFIG, ListeningProcess, ServerProcess, twistdCommand
 from tests.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
 from tests.wire import Response, Stream, emulate, request

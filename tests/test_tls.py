@@ -19,7 +19,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config, ConfigError
-from httpstream.tls import readPEM, serverTLSOptions
+from httpstream.web.tls import readPEM, serverTLSOptions
 from tests.serverprocess import BASE_CONFIG, ServerProcess, twistdCommand
 from tests.test_sdk_http_stream import SDK, node  # noqa: F401 (node: fixture)
 from tests.tlscerts import selfSigned

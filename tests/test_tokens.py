@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.tokens}: connection and subscription JWTs as Centrifugo v5 verifies them, checked against an
+Tests for L{httpstream.policy.tokens}: connection and subscription JWTs as Centrifugo v5 verifies them, checked against an
 injected time.
 """
 
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config, ConfigError
-from httpstream.tokens import (
+from httpstream.policy.tokens import (
     ConnectClaims,
     InvalidToken,
     SubOptions,

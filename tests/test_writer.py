@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.writer}: one batch per reactor turn, a queue bounded in bytes, and push-producer pauses.
+Tests for L{httpstream.client.writer}: one batch per reactor turn, a queue bounded in bytes, and push-producer pauses.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from httpstream.testing import FakeTransport
-from httpstream.writer import Flusher, Writer
+from httpstream.client.writer import Flusher, Writer
 
 
 class WriterTests(SynchronousTestCase):

@@ -12,8 +12,7 @@ from typing import Any, Optional
 
 import attrs
 
-from httpstream import codes
-
+from httpstream.protocol import codes
 __all__ = [
     "DEFAULT_HISTORY_META_TTL",
     "BadHistoryRequest",

@@ -931,7 +931,7 @@ class RedisBroker:
         @param historyMetaTTL: how long an unused stream lives when a call passes no meta TTL (seconds).
         @param rng: the source of epochs (8 letters: a stream recreated after Redis lost it gets another one).
         @param passEpoch: call the handler as C{handler(channel, publication, epoch)}, the epoch of the stream
-            the publication was stored in ("" without history), as L{httpstream.node.Node} accepts: a
+            the publication was stored in ("" without history), as L{httpstream.node.node.Node} accepts: a
             positioned subscriber can tell that the stream it follows was lost.
         """
         self._shard = shard

@@ -18,7 +18,7 @@ from httpstream.logs import Logger
 from httpstream.origin import cors_headers
 
 if TYPE_CHECKING:
-    from httpstream.node import Node
+    from httpstream.node.node import Node
 
 PROTOBUF_CONTENT_TYPE = b"application/octet-stream"
 

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 
-from httpstream.control import CODE_NO_SESSION, CODE_OK
+from httpstream.cluster.control import CODE_NO_SESSION, CODE_OK
 from httpstream.logs import Logger
 from httpstream.protocol import DecodeError, decode_emulation
 from httpstream.transports._http import EmulationEndpoint, isProtobuf

@@ -23,7 +23,7 @@ from httpstream.protocol.framing import varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
 
 if TYPE_CHECKING:
-    from httpstream.node import Node
+    from httpstream.node.node import Node
 
 
 @implementer(ITransport)

@@ -15,7 +15,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from httpstream.interfaces import IOriginChecker
-from httpstream.node import Node
+from httpstream.node.node import Node
 from httpstream.transports._http import admitOrigin, readBody
 from httpstream.transports.http_stream import HTTPStreamTransport, openStream
 

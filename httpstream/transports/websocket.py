@@ -27,11 +27,11 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from httpstream import codes
-from httpstream.client import Client
+from httpstream.protocol import codes
+from httpstream.client.client import Client
 from httpstream.interfaces import IOriginChecker, ITransport
 from httpstream.logs import Logger
-from httpstream.node import Node
+from httpstream.node.node import Node
 from httpstream.protocol.framing import varint_delimit
 
 SUBPROTOCOLS = ("centrifuge-json", "centrifuge-protobuf")

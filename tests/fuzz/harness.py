@@ -14,10 +14,10 @@ from typing import Any, Optional
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 
-from httpstream import codes
+from httpstream.protocol import codes
 from httpstream.config import Config
-from httpstream.channelcommands import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
-from httpstream.node import Node
+from httpstream.client.channelcommands import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
+from httpstream.node.node import Node
 from httpstream.protocol import client_pb2
 from httpstream.testing import FakeTransport, decodeReply, encodeCommands, makeNode
 
@@ -133,7 +133,7 @@ def makeFuzzNode(clock: Optional[Clock] = None, broker: Any = None, presence: An
 
 
 def _rpcFails(ctx: Any, data: bytes) -> bytes:
-    from httpstream.rpc import RPCError
+    from httpstream.policy.rpc import RPCError
 
     raise RPCError(4000, "custom")
 

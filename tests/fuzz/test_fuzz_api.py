@@ -24,11 +24,11 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.web.test.requesthelper import DummyRequest
 
-from httpstream.api import ServerAPI
-from httpstream.httpapi import TRANSPORT_STATUS, APIHandler
+from httpstream.serverapi.api import ServerAPI
+from httpstream.serverapi.http import TRANSPORT_STATUS, APIHandler
 from httpstream.origin import OriginChecker
 from httpstream.testing import FakeTransport, connectClient, encodeCommands, makeNode
-from httpstream.web import makeApp
+from httpstream.web.app import makeApp
 from tests.fuzz import progress
 from tests.fuzz.fieldtypes import INT32, INT64, UINT32, UINT64, almostValid, json_values, valid
 

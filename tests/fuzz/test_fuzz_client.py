@@ -1,5 +1,5 @@
 """
-Fuzz the client's command boundary (L{httpstream.client.Client.handleData}) in both codecs: frames of valid,
+Fuzz the client's command boundary (L{httpstream.client.client.Client.handleData}) in both codecs: frames of valid,
 almost valid and random commands, before and after a connect, with time passing between them (pings, pongs,
 expiry, presence updates).
 

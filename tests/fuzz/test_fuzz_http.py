@@ -15,7 +15,7 @@ from typing import Any, Optional
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from httpstream.node import Node
+from httpstream.node.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.protocol import client_pb2
 from httpstream.transports.emulation import EmulationResource

@@ -22,8 +22,8 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from httpstream.config import Config
-from httpstream.node import Node
-from httpstream.proxy import (
+from httpstream.node.node import Node
+from httpstream.policy.proxy import (
     PROXY_NAMES,
     ProxyClient,
     ProxyConnectRequest,
@@ -107,7 +107,7 @@ class Observed:
         failures = [formatEvent(e) for e in self.events if e.get("log_failure") is not None]
         assert not failures, failures
         errors = [e for e in self.events if e.get("log_level", LogLevel.info) >= LogLevel.error]
-        foreign = [formatEvent(e) for e in errors if not e.get("log_namespace", "").startswith("httpstream.proxy")]
+        foreign = [formatEvent(e) for e in errors if not e.get("log_namespace", "").startswith("httpstream.policy.proxy")]
         assert not foreign, foreign
         assert len(errors) <= calls, [formatEvent(e) for e in errors]
 

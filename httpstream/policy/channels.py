@@ -18,7 +18,7 @@ import dataclasses
 import re
 from typing import Optional, Union, overload
 
-from httpstream import codes
+from httpstream.protocol import codes
 from httpstream.config import ChannelOptions, Config
 
 __all__ = ["ChannelError", "ChannelRules"]
@@ -199,7 +199,7 @@ class ChannelRules:
         @return: C{None} when allowed, else L{codes.ERROR_PERMISSION_DENIED}.
 
         The two-argument form C{canSubscribe(user, channel)} is the one from before namespaces: it returns a bool
-        for a channel without token, with the channel's options. It goes away once client.py passes options.
+        for a channel without token, with the channel's options. It goes away once client/client.py passes options.
         """
         if options is None:
             try:
@@ -244,7 +244,7 @@ class ChannelRules:
         @return: C{None} when allowed, else L{codes.ERROR_PERMISSION_DENIED}.
 
         The three-argument form C{canPublish(user, channel, subscribed)} is the one from before namespaces: it
-        returns a bool, with the channel's options. It goes away once client.py passes options.
+        returns a bool, with the channel's options. It goes away once client/client.py passes options.
         """
         if not isinstance(options, ChannelOptions):
             try:

@@ -3,9 +3,9 @@
 The channel commands of a client (Centrifugo's ``client.go`` subscribe, unsubscribe, publish, presence, history,
 sub_refresh), and what reaches a subscription: publications (positioned, maybe as Fossil deltas), join and leave.
 
-Kept apart from L{httpstream.client} (the connection's state machine) as a mixin: both halves share the client's
+Kept apart from L{httpstream.client.client} (the connection's state machine) as a mixin: both halves share the client's
 state, but this one is only about channels. Where a positioned subscription starts, what a recovering one gets
-and the periodic check of positions are in L{httpstream.recovery}.
+and the periodic check of positions are in L{httpstream.policy.recovery}.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any, Optional
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from httpstream import codes
-from httpstream.channels import ChannelError
+from httpstream.protocol import codes
+from httpstream.policy.channels import ChannelError
 from httpstream.config import ChannelOptions
 from httpstream.engines import HistoryError, HistoryResult
-from httpstream.proxy import ProxyDisconnect, ProxyError, ProxySubscribeRequest
-from httpstream.recovery import checkPosition, position
-from httpstream.subscription import PublicationFrames, Subscription
-from httpstream.tokens import InvalidToken, TokenExpired
+from httpstream.policy.proxy import ProxyDisconnect, ProxyError, ProxySubscribeRequest
+from httpstream.policy.recovery import checkPosition, position
+from httpstream.client.subscription import PublicationFrames, Subscription
+from httpstream.policy.tokens import InvalidToken, TokenExpired
 
 if TYPE_CHECKING:
-    from httpstream.client import Client
+    from httpstream.client.client import Client
 
 UNSUBSCRIBE_INSUFFICIENT_STATE = (2500, "insufficient state")
 UNSUBSCRIBE_EXPIRED = (2501, "subscription expired")

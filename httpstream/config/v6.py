@@ -5,7 +5,7 @@ Centrifugo v6's nested configuration names, beside v5's flat ones.
 A document (a decoded JSON, YAML or TOML file, or a dict) may use either name for each setting, and both kinds in
 one file; giving one setting under both names is an error that names both. Every value is read into a I{leaf}: the
 v6 path of the setting (C{"http_server.port"}), or the v5 key for the few settings v6 has no name for
-(C{"demo"}). Leaves from the file and from the environment (L{httpstream.configenv}) are merged by path, then
+(C{"demo"}). Leaves from the file and from the environment (L{httpstream.config.env}) are merged by path, then
 turned into the fields of L{Config} by L{fieldsFromLeaves}, which is where v6's changes of shape are undone: the
 Redis address list, the proxies' C{enabled} switches and per-proxy options, the renamed namespace proxy switches.
 

@@ -10,7 +10,7 @@ it and replies on the origin's node channel with the request's id, a code and a 
 published on the control channel: every node answers, and the origin gathers the answers of the nodes it knew
 when it asked (a node that does not answer in time is left out). Every node ignores its own messages.
 
-The messages and the PUB/SUB they travel through are L{httpstream.controlbus}'s.
+The messages and the PUB/SUB they travel through are L{httpstream.cluster.bus}'s.
 Ids increase per origin (one counter for requests and surveys). This is not Centrifugo's protobuf
 C{controlpb.Command}: httpstream nodes do not join a cluster of Centrifugo nodes (the guide says byte
 compatibility only matters then); a foreign message that does not decode is ignored.
@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from httpstream.controlbus import IControlPubSub, MemoryBus, decodeMessage, encodeMessage
+from httpstream.cluster.bus import IControlPubSub, MemoryBus, decodeMessage, encodeMessage
 from httpstream.logs import Logger
 from httpstream.origin import OriginPatternError
 
@@ -103,7 +103,7 @@ class Control(Service):
     node's C{{channel: num_clients}}), C{"user"} (payload C{{"method", "request"}}: an API method acting on a
     user's connections, run by the handler given to L{setUserHandler}). L{register} adds others.
 
-    @param node: the L{httpstream.node.Node} (its C{id}, C{info()}, C{clients}, C{hub} and C{registry} are
+    @param node: the L{httpstream.node.node.Node} (its C{id}, C{info()}, C{clients}, C{hub} and C{registry} are
         read).
     @param pubsub: the L{IControlPubSub} (a L{ShardPubSub}, or a L{MemoryBus}'s in tests).
     @param prefix: the channel prefix (Centrifugo's C{redis_prefix}, default C{centrifugo}).

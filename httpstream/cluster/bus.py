@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_control -*-
 """
-What the control plane between nodes (L{httpstream.control}) travels through: its messages, and the PUB/SUB that
+What the control plane between nodes (L{httpstream.cluster.control}) travels through: its messages, and the PUB/SUB that
 carries them, as an interface with two providers: L{ShardPubSub} on the Redis engine's own connections, and
 L{MemoryBus} between the nodes of one process (tests).
 

@@ -5,7 +5,7 @@ and what a program embedding httpstream calls directly.
 
 Every method takes the request object's fields as keyword arguments, with Centrifugo's names and raw-JSON
 C{bytes} for C{data}/C{info}, and returns a Deferred firing with the result dict, or failing with L{APIError}:
-L{BadRequest} (107) for a request whose fields do not decode (L{httpstream.apirequests}), the method's own code
+L{BadRequest} (107) for a request whose fields do not decode (L{httpstream.serverapi.requests}), the method's own code
 for what the node refuses, and 100 only for a fault of the server, logged once with a request id.
 """
 
@@ -19,8 +19,8 @@ from typing import Any, Callable, Optional
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
-from httpstream import codes
-from httpstream.apirequests import (
+from httpstream.protocol import codes
+from httpstream.serverapi.requests import (
     BatchRequest,
     DisconnectRequest,
     HistoryRequest,
@@ -30,12 +30,12 @@ from httpstream.apirequests import (
     UnsubscribeRequest,
     UserRequest,
 )
-from httpstream.channels import ChannelError
-from httpstream.control import CODE_OK
+from httpstream.policy.channels import ChannelError
+from httpstream.cluster.control import CODE_OK
 from httpstream.engines import HistoryError, HistoryResult
 from httpstream.logs import Logger
 from httpstream.origin import OriginPatternError, compile_origin_pattern
-from httpstream.proxy import ProxyContext, ProxyError
+from httpstream.policy.proxy import ProxyContext, ProxyError
 from httpstream.readers import FieldError, Fields
 
 # Centrifugo's API error codes (apiproto errors.go).
@@ -317,7 +317,7 @@ class ServerAPI:
 
     def runHere(self, method: str, request: dict[str, Any]) -> Deferred[dict]:
         """
-        A method of L{httpstream.control.USER_METHODS} on this node's connections only, with the request as
+        A method of L{httpstream.cluster.control.USER_METHODS} on this node's connections only, with the request as
         L{_onEveryNode} sent it (decoded again: what the control plane brings is input like any other).
         """
         read, here = self._HERE[method]

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_api,tests.test_cent -*-
 """
-``POST /api/<method>``: Centrifugo's server HTTP API over L{httpstream.api.ServerAPI} (reference/messages.md
+``POST /api/<method>``: Centrifugo's server HTTP API over L{httpstream.serverapi.api.ServerAPI} (reference/messages.md
 section 8), as ``cent`` and application backends call it.
 """
 
@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from httpstream.api import APIError, ServerAPI, _errorOf
+from httpstream.serverapi.api import APIError, ServerAPI, _errorOf
 from httpstream.config import Config
 from httpstream.logs import Logger
 from httpstream.transports._http import readBody

@@ -3,7 +3,7 @@
 The configuration: one field of L{Config} per setting, named with Centrifugo v5's flat key.
 
 Files (JSON, YAML, TOML), Centrifugo v6's nested names and the C{CENTRIFUGO_*} environment variables are read by
-L{httpstream.configfile}, L{httpstream.configv6} and L{httpstream.configenv} into these fields.
+L{httpstream.config.file}, L{httpstream.config.v6} and L{httpstream.config.env} into these fields.
 
 A key is one field of L{Config}. How its JSON value is read follows from the
 field's type annotation (C{bool}, C{int}, C{str}, C{tuple[str, ...]}, or
@@ -33,7 +33,7 @@ from typing import Annotated, Any, Callable, Mapping, Optional, Union, get_type_
 
 import orjson
 
-from httpstream.durations import format_duration, parse_duration
+from httpstream.config.durations import format_duration, parse_duration
 from httpstream.origin import OriginPatternError, compile_origin_pattern
 
 __all__ = [
@@ -422,7 +422,7 @@ class Config(ChannelOptions):
     """
     Server configuration. C{Config()} holds every default; L{load_config} and
     L{Config.from_dict} read a document. Field names are Centrifugo v5's keys
-    (v6's nested names map onto them: L{httpstream.configv6}).
+    (v6's nested names map onto them: L{httpstream.config.v6}).
 
     Constructing an instance validates (and normalizes, e.g. ``"25s"`` to
     C{25.0}) every field and raises L{ConfigError} when one is invalid.
@@ -574,7 +574,7 @@ class Config(ChannelOptions):
             that were ignored.
         @raise ConfigError: When C{data} is not an object or a value is invalid.
         """
-        from httpstream.configv6 import documentLeaves, fieldsFromLeaves
+        from httpstream.config.v6 import documentLeaves, fieldsFromLeaves
 
         leaves, warnings = documentLeaves(data)
         return cls(**fieldsFromLeaves(leaves)).withHostName(), warnings
@@ -707,7 +707,7 @@ def read_config(
     @raise ConfigError: When the file cannot be read or parsed, or a value (in it or in a variable) is invalid.
         The message is one line naming the key or variable.
     """
-    from httpstream.configfile import loadConfigFile
+    from httpstream.config.file import loadConfigFile
 
     return loadConfigFile(path, environ)
 

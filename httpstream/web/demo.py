@@ -2,7 +2,7 @@
 """
 The demo page at ``/demo/`` (config key ``demo``): a small chat that uses the official JS SDK in a browser.
 
-The page ships inside the package (``httpstream/demo/``); the SDK does not: ``/demo/centrifuge.js`` and
+The page ships inside the package (``httpstream/web/demo_page/``); the SDK does not: ``/demo/centrifuge.js`` and
 ``/demo/centrifuge.protobuf.js`` are read from ``demo_sdk_dir``, the ``dist/`` folder of the npm package
 ``centrifuge`` that the project's set-up installs in ``web/`` (``npm ci``). The resource answers a fixed list of
 names and nothing else: no directory listing, and no path reaches any other file.
@@ -23,7 +23,7 @@ __all__ = ["INSTALL_COMMAND", "PAGE_DIR", "SDK_FILES", "DemoResource", "demoReso
 
 log = Logger()
 
-PAGE_DIR = Path(__file__).parent / "demo"
+PAGE_DIR = Path(__file__).parent / "demo_page"
 
 HTML = b"text/html; charset=utf-8"
 JS = b"text/javascript; charset=utf-8"

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 import orjson
 
 from httpstream.config import ChannelOptions, ConfigError, Duration, _show
-from httpstream.configv6 import (
+from httpstream.config.v6 import (
     _PROXY_NAME_OPTIONS,
     NAMESPACES,
     Leaf,

@@ -13,15 +13,15 @@ from klein import Klein
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from httpstream.api import ServerAPI
+from httpstream.serverapi.api import ServerAPI
 from httpstream.config import Config
-from httpstream.httpapi import MAX_BODY as API_MAX_BODY
-from httpstream.httpapi import APIHandler
-from httpstream.httpchannel import readDeadlineChannel
+from httpstream.serverapi.http import MAX_BODY as API_MAX_BODY
+from httpstream.serverapi.http import APIHandler
+from httpstream.web.httpchannel import readDeadlineChannel
 from httpstream.interfaces import IOriginChecker
 from httpstream.logs import Logger
 from httpstream.metrics import CONTENT_TYPE
-from httpstream.node import Node
+from httpstream.node.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.transports._http import LimitedRequest, limitedRequestFactory
 from httpstream.transports.emulation import EmulationResource
@@ -154,7 +154,7 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
             return node.metrics.exposition()
 
     if config.demo:
-        from httpstream.demo import demoResource
+        from httpstream.web.demo import demoResource
 
         demo = demoResource(config)
 

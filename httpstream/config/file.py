@@ -14,8 +14,8 @@ import orjson
 import yaml
 
 from httpstream.config import Config, ConfigError, LoadedConfig, _show
-from httpstream.configenv import applyEnvironment, relabel
-from httpstream.configv6 import documentLeaves, fieldsFromLeaves
+from httpstream.config.env import applyEnvironment, relabel
+from httpstream.config.v6 import documentLeaves, fieldsFromLeaves
 
 __all__ = ["loadConfigFile", "readDocument"]
 

@@ -19,9 +19,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from httpstream.delta import publicationDelta
+from httpstream.protocol.delta import publicationDelta
 from httpstream.engines import HistoryError, HistoryResult
-from httpstream.subscription import Subscription, asJSONString
+from httpstream.client.subscription import Subscription, asJSONString
 
 if TYPE_CHECKING:
     from httpstream.config import Config

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import orjson
 
 from httpstream.config import ChannelOptions
-from httpstream.delta import publicationDelta
+from httpstream.protocol.delta import publicationDelta
 from httpstream.protocol import EncodeError, codecFor
 
 

@@ -11,7 +11,7 @@ from httpstream.interfaces import IClient, ISessionRegistry
 
 
 class NodeList(Protocol):
-    """What the registry asks about other nodes: the cluster's node list (L{httpstream.control.Control})."""
+    """What the registry asks about other nodes: the cluster's node list (L{httpstream.cluster.control.Control})."""
 
     def isKnownNode(self, node: str) -> bool: ...
 

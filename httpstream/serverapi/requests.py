@@ -4,7 +4,7 @@ The server API's requests, decoded: one frozen value per method, read from the r
 L{httpstream.readers.Fields} and the field types of Centrifugo's C{apiproto/api.proto}.
 
 A request that does not decode (a field of the wrong type or out of its range) raises L{FieldError}, which
-L{httpstream.api} answers as L{httpstream.api.BadRequest}. A request that decodes but makes no sense (no
+L{httpstream.serverapi.api} answers as L{httpstream.serverapi.api.BadRequest}. A request that decodes but makes no sense (no
 channel, no user) is the method's own 107 there.
 """
 
@@ -142,7 +142,7 @@ class SubscribeRequest(UserRequest):
         )
 
     def asDict(self) -> dict[str, Any]:
-        """In the shape L{httpstream.clientcontrol} reads (payloads as bytes, overrides as BoolValues)."""
+        """In the shape L{httpstream.client.servercontrol} reads (payloads as bytes, overrides as BoolValues)."""
         request = {**super().asDict(), "channel": self.channel, "info": self.info, "data": self.data,
                    "expire_at": self.expireAt, "override": {k: {"value": v} for k, v in self.override.items()}}
         if self.recoverSince is not None:

@@ -23,9 +23,9 @@ from typing import Any, Callable, Optional, Union
 from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
-from httpstream import codes
+from httpstream.protocol import codes
 from httpstream.logs import Logger
-from httpstream.proxy import ProxyClient, ProxyContext, ProxyDisconnect, ProxyError
+from httpstream.policy.proxy import ProxyClient, ProxyContext, ProxyDisconnect, ProxyError
 
 __all__ = ["RPCContext", "RPCDisconnect", "RPCError", "RPCHandler", "RPCRegistry", "SendHandler"]
 
@@ -47,7 +47,7 @@ class RPCError(ProxyError):
     Raised by an RPC handler to answer the call with an error reply.
 
     A subclass of L{ProxyError}, so the client code handles proxied and local RPC failures with one clause.
-    Applications should use codes 400-1999 (Centrifugo's rule for custom errors) or one of L{httpstream.codes}.
+    Applications should use codes 400-1999 (Centrifugo's rule for custom errors) or one of L{httpstream.protocol.codes}.
     """
 
     def __init__(self, code: Union[int, codes.Error], message: str = "", temporary: bool = False) -> None:

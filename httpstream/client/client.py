@@ -22,20 +22,20 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from httpstream import codes
-from httpstream.channelcommands import ChannelCommands, SubscribeError
-from httpstream.channels import ChannelError
-from httpstream.clientcontrol import ServerControl
+from httpstream.protocol import codes
+from httpstream.client.channelcommands import ChannelCommands, SubscribeError
+from httpstream.policy.channels import ChannelError
+from httpstream.client.servercontrol import ServerControl
 from httpstream.interfaces import IClient, ITransport
 from httpstream.logs import Logger
 from httpstream.protocol import DecodeError, EncodeError, codecFor
-from httpstream.proxy import ProxyConnectRequest, ProxyContext, ProxyDisconnect, ProxyError
-from httpstream.subscription import Subscription
-from httpstream.tokens import InvalidToken, TokenExpired
-from httpstream.writer import Writer
+from httpstream.policy.proxy import ProxyConnectRequest, ProxyContext, ProxyDisconnect, ProxyError
+from httpstream.client.subscription import Subscription
+from httpstream.policy.tokens import InvalidToken, TokenExpired
+from httpstream.client.writer import Writer
 
 if TYPE_CHECKING:
-    from httpstream.node import Node
+    from httpstream.node.node import Node
 
 _CONNECTING, _CONNECTED, _CLOSED = "connecting", "connected", "closed"
 

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any, Optional
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from httpstream import codes
-
+from httpstream.protocol import codes
 if TYPE_CHECKING:
-    from httpstream.client import Client
+    from httpstream.client.client import Client
 
 
 class ServerControl:

@@ -33,7 +33,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from httpstream import codes
+from httpstream.protocol import codes
 from httpstream.logs import Logger
 from httpstream.readers import UINT32, Base64Error, FieldError, Fields
 
@@ -225,7 +225,7 @@ def forwardedHeaders(
 
 
 def _defaultHTTPClient(reactor: Any) -> tuple[HTTPPoster, "HTTPConnectionPool"]:
-    # Imported here so that importing httpstream.proxy touches no reactor.
+    # Imported here so that importing httpstream.policy.proxy touches no reactor.
     from http.cookiejar import CookieJar, DefaultCookiePolicy
 
     from treq.client import HTTPClient

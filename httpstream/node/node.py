@@ -13,24 +13,26 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from httpstream import __version__, codes
-from httpstream.channels import ChannelError, ChannelRules
-from httpstream.client import Client
+from httpstream import __version__
+
+from httpstream.protocol import codes
+from httpstream.policy.channels import ChannelError, ChannelRules
+from httpstream.client.client import Client
 from httpstream.config import Config
-from httpstream.control import Control
+from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
-from httpstream.hub import Hub
+from httpstream.node.hub import Hub
 from httpstream.interfaces import IBroker, IPresenceManager, ISessionRegistry, ITransport
 from httpstream.logs import Logger
 from httpstream.metrics import Metrics
 from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
-from httpstream.proxy import ProxyClient
-from httpstream.registry import SessionRegistry
-from httpstream.rpc import RPCRegistry
-from httpstream.subscription import PublicationFrames
-from httpstream.tokens import TokenVerifier
-from httpstream.writer import Flusher
+from httpstream.policy.proxy import ProxyClient
+from httpstream.node.registry import SessionRegistry
+from httpstream.policy.rpc import RPCRegistry
+from httpstream.client.subscription import PublicationFrames
+from httpstream.policy.tokens import TokenVerifier
+from httpstream.client.writer import Flusher
 
 # How long a stopping node waits for the engine calls its clients' leaving made (presence removals, leaves).
 SHUTDOWN_TIMEOUT = 5.0
@@ -88,7 +90,7 @@ class Node:
         self._subscribing: dict[str, list[Deferred[None]]] = {}
         # Engine calls in flight that nobody waits for (see background).
         self._background: set[Deferred[Any]] = set()
-        # The control plane of a cluster (httpstream.control.Control); None for a node alone.
+        # The control plane of a cluster (httpstream.cluster.control.Control); None for a node alone.
         self.control: Optional[Control] = None
 
     def reload(self, config: Config) -> None:

@@ -17,7 +17,7 @@ import orjson
 import yaml
 
 from httpstream.config import ChannelOptions, Config, Duration, Namespace
-from httpstream.configv6 import v6Document
+from httpstream.config.v6 import v6Document
 
 __all__ = ["FORMATS", "configDocument", "dumpDocument", "formatOf", "goDuration"]
 
