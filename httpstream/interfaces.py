@@ -102,16 +102,15 @@ class IClient(Interface):
 
 class ISessionRegistry(Interface):
     """
-    Emulation sessions on this node: session id to the live client that owns the stream.
+    Emulation sessions of this node: session id to the live client that owns the stream.
 
-    An /emulation POST names a session and the node that owns it; the registry answers for this node, and knows
-    which other nodes are alive (one, itself, with the memory engine).
+    An /emulation POST names a session and the node that owns it; once the node is this one, the registry says
+    which client carries the session. Whether another node exists is not the registry's business
+    (L{IClusterNodes}).
     """
 
-    nodeID = Attribute("This node's id (a UUIDv4 string chosen at start).")
-
     def add(session: str, client: IClient) -> None:
-        """Register a connected emulated client under its session id."""
+        """Register a connected emulated client under its session id (replacing any client it had)."""
 
     def remove(session: str) -> None:
         """Forget a session (its connection ended). Unknown sessions are ignored."""
@@ -119,79 +118,42 @@ class ISessionRegistry(Interface):
     def get(session: str) -> Optional[IClient]:
         """Return the live client for a session of this node, or None."""
 
-    def isKnownNode(node: str) -> bool:
-        """Return True when C{node} is this node or a live node of the cluster."""
-
-    def useNodeList(nodeList: Any) -> None:
-        """
-        Ask C{nodeList} (an object with C{isKnownNode(node)}: the control plane's list, whose entries expire) about
-        other nodes from now on; None to stop.
-        """
-
     def __len__() -> int:
         """The number of live sessions on this node."""
 
 
-class IBroker(Interface):
+class IClusterNodes(Interface):
     """
-    Moves publications between nodes: PUB/SUB per channel, and each channel's history stream (Centrifugo's
-    Broker holds history too: appending and publishing must be one atomic step, so offsets reach subscribers in
-    order).
-
-    The node subscribes a channel here when its first local subscriber arrives and unsubscribes when the last one
-    leaves; every publication on a subscribed channel, from any node, comes back through the handler.
+    The nodes alive in this node's cluster, as far as this node knows: itself alone without a cluster; in a
+    cluster, those that announced themselves recently (the control plane's list, whose entries expire).
     """
 
-    def setHandler(handler: Callable[[str, dict], None]) -> None:
+    def isKnownNode(node: str) -> bool:
         """
-        Set the callable that receives C{(channel, publication)} for every publication on a subscribed channel.
-        A publication is a dict in the protocol's dict form (see L{httpstream.protocol}): data, info, offset, tags.
-        """
-
-    def setJoinLeaveHandler(handler: Callable[[str, dict], None]) -> None:
-        """
-        Set the callable that receives C{(channel, push)} for every join or leave sent on a subscribed channel,
-        the push being C{{"join": {"info": ClientInfo}}} or C{{"leave": {"info": ClientInfo}}} (dict form).
+        Return True when C{node} is this node or a live node of the cluster (an emulation request naming it can be
+        served); False for the empty id.
         """
 
-    def publishJoinLeave(channel: str, push: dict) -> "Deferred[None]":
-        """
-        Send a join or leave push to every node subscribed to C{channel} (this one included), as Centrifugo's
-        brokers do, so subscribers on every node see who came and went. Nothing is stored.
-        """
 
-    def subscribe(channel: str) -> "Deferred[None]":
-        """Start receiving publications of C{channel} on this node."""
+# What a broker calls back with: (channel, publication, epoch) for a publication; (channel, push) for a join or
+# leave; (channels) for the channels whose publications may have been lost.
+PublicationHandler = Callable[[str, "dict[str, Any]", str], None]
+JoinLeaveHandler = Callable[[str, "dict[str, Any]"], None]
+ReconnectHandler = Callable[[list[str]], None]
 
-    def unsubscribe(channel: str) -> "Deferred[None]":
-        """Stop receiving publications of C{channel} on this node."""
 
-    def publish(
-        channel: str,
-        publication: dict,
-        historySize: int = 0,
-        historyTTL: float = 0,
-        historyMetaTTL: float = 0,
-    ) -> "Deferred[dict]":
-        """
-        Publish to every node subscribed to C{channel}, appending to the channel's history stream in the same
-        atomic step when it has one (C{historySize} > 0 and C{historyTTL} > 0).
+class IHistory(Interface):
+    """
+    Each channel's history stream: the newest publications with their offsets, under an epoch (the incarnation of
+    the stream: a stream lost and created again has another one, so a position from the old one is refused).
 
-        With history the publication gets C{offset} = top + 1 (the first is 1); the stream keeps the newest
-        C{historySize} items, clears them (keeping top and epoch) C{historyTTL} seconds after this publish, and
-        is dropped (top and epoch) after C{historyMetaTTL} seconds without use (0: the engine's default, 30
-        days). Without history the publication has no offset and the top does not move.
-
-        The caller's dict is not changed; the handler and the stream get the publication with its offset.
-
-        @param publication: the protocol dict (data, info, tags); any C{offset} in it is ignored.
-        @return: a Deferred firing with C{{"offset": int, "epoch": str}} with history, C{{}} without, or failing
-            when the publication could not be sent (never a false success).
-        """
+    Appending is not here: it is part of publishing (L{IBroker.publish}), in one atomic step, so offsets reach
+    subscribers in order. Readers of history (recovery, the history API) need only this.
+    """
 
     def history(
         channel: str,
-        since: Optional[dict] = None,
+        since: Optional[dict[str, Any]] = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,
@@ -220,6 +182,74 @@ class IBroker(Interface):
         """
 
 
+class IBroker(IHistory):
+    """
+    Moves publications between nodes: PUB/SUB per channel, and each channel's history stream (as Centrifugo's
+    Broker, it keeps history too: appending and publishing must be one atomic step, so offsets reach subscribers
+    in order).
+
+    The node subscribes a channel here when its first local subscriber arrives and unsubscribes when the last one
+    leaves; every publication on a subscribed channel, from any node, comes back through the handler.
+    """
+
+    def setHandler(handler: PublicationHandler) -> None:
+        """
+        Set the callable that receives C{(channel, publication, epoch)} for every publication on a subscribed
+        channel. A publication is a dict in the protocol's dict form (see L{httpstream.protocol}): data, info,
+        offset, tags. C{epoch} is the epoch of the stream the publication was appended to, "" when it was not
+        (no history): the handler decides what a positioned subscriber in another epoch does (it lost its place).
+        """
+
+    def setJoinLeaveHandler(handler: JoinLeaveHandler) -> None:
+        """
+        Set the callable that receives C{(channel, push)} for every join or leave sent on a subscribed channel,
+        the push being C{{"join": {"info": ClientInfo}}} or C{{"leave": {"info": ClientInfo}}} (dict form).
+        """
+
+    def setReconnectHandler(handler: ReconnectHandler) -> None:
+        """
+        Set the callable that receives C{(channels)} when publications of those subscribed channels may not have
+        reached this node (a networked broker's PUB/SUB connection was lost and is back, the channels subscribed
+        again). Positioned subscribers should then compare their position with the stream's top. A broker that
+        never loses publications (the memory one) never calls it.
+        """
+
+    def publishJoinLeave(channel: str, push: dict[str, Any]) -> "Deferred[None]":
+        """
+        Send a join or leave push to every node subscribed to C{channel} (this one included), as Centrifugo's
+        brokers do, so subscribers on every node see who came and went. Nothing is stored.
+        """
+
+    def subscribe(channel: str) -> "Deferred[None]":
+        """Start receiving publications of C{channel} on this node."""
+
+    def unsubscribe(channel: str) -> "Deferred[None]":
+        """Stop receiving publications of C{channel} on this node."""
+
+    def publish(
+        channel: str,
+        publication: dict[str, Any],
+        historySize: int = 0,
+        historyTTL: float = 0,
+        historyMetaTTL: float = 0,
+    ) -> "Deferred[dict[str, Any]]":
+        """
+        Publish to every node subscribed to C{channel}, appending to the channel's history stream in the same
+        atomic step when it has one (C{historySize} > 0 and C{historyTTL} > 0).
+
+        With history the publication gets C{offset} = top + 1 (the first is 1); the stream keeps the newest
+        C{historySize} items, clears them (keeping top and epoch) C{historyTTL} seconds after this publish, and
+        is dropped (top and epoch) after C{historyMetaTTL} seconds without use (0: the engine's default, 30
+        days). Without history the publication has no offset and the top does not move.
+
+        The caller's dict is not changed; the handler and the stream get the publication with its offset.
+
+        @param publication: the protocol dict (data, info, tags); any C{offset} in it is ignored.
+        @return: a Deferred firing with C{{"offset": int, "epoch": str}} with history, C{{}} without, or failing
+            when the publication could not be sent (never a false success).
+        """
+
+
 class IPresenceManager(Interface):
     """
     Who is subscribed to a channel, across nodes: channel -> client id -> ClientInfo.
@@ -228,7 +258,7 @@ class IPresenceManager(Interface):
     refreshing (Centrifugo's Redis presence: C{global_presence_ttl}).
     """
 
-    def add(channel: str, clientID: str, info: dict) -> "Deferred[None]":
+    def add(channel: str, clientID: str, info: dict[str, Any]) -> "Deferred[None]":
         """
         Record (or refresh, replacing its info) C{clientID} in C{channel}'s presence.
 
@@ -239,7 +269,7 @@ class IPresenceManager(Interface):
     def remove(channel: str, clientID: str) -> "Deferred[None]":
         """Remove C{clientID} from C{channel}'s presence. Unknown clients and channels are ignored."""
 
-    def presence(channel: str) -> "Deferred[dict[str, dict]]":
+    def presence(channel: str) -> "Deferred[dict[str, dict[str, Any]]]":
         """
         @return: a Deferred firing with C{{clientID: info}} for every client present in C{channel} (C{{}} when
             none).

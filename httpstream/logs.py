@@ -23,8 +23,6 @@ from twisted.logger import Logger as _Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from httpstream.engines import EngineUnavailable
-
 # Centrifugo's level names; "none" silences httpstream.
 LEVELS: dict[str, Optional[LogLevel]] = {
     "debug": LogLevel.debug,
@@ -52,15 +50,30 @@ class Threshold:
 threshold = Threshold()
 _observer = FilteringLogObserver(globalLogPublisher, [threshold])
 
+# The exception types that mean an expected outage (a store the server needs is down), registered by the modules
+# that define them (the engines: L{httpstream.engines.EngineUnavailable}), so that this module, which every other
+# one imports, imports none of them.
+_outages: tuple[type[BaseException], ...] = ()
+
+
+def registerOutage(*types: type[BaseException]) -> None:
+    """
+    Log a failure of one of C{types} (or a subclass) as an outage: a warning with its message, no traceback
+    (see L{_OutageAwareLogger.failure}).
+    """
+    global _outages
+    _outages = _outages + tuple(t for t in types if t not in _outages)
+
 
 class _OutageAwareLogger(_Logger):
     def failure(self, format: str, failure: Optional[Failure] = None, level: LogLevel = LogLevel.critical,
                 **kwargs: object) -> None:
         """
-        As Twisted's, except for an engine outage (Redis down): a warning with its message and no traceback,
-        since every call fails the same expected way until it is back, and the log would drown in them.
+        As Twisted's, except for an outage (Redis down: a type given to L{registerOutage}): a warning with its
+        message and no traceback, since every call fails the same expected way until it is back, and the log would
+        drown in them.
         """
-        if failure is not None and failure.check(EngineUnavailable):
+        if failure is not None and isinstance(failure.value, _outages):
             self.warn(format + ": {error}", error=failure.getErrorMessage(), **kwargs)
             return
         super().failure(format, failure, level, **kwargs)

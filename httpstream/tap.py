@@ -168,7 +168,7 @@ class HTTPStreamService(MultiService):
         self._shard = shard
         node = Node(
             config, reactor,
-            broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl, passEpoch=True),
+            broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl),
             presence=RedisPresence(shard, ttl=config.global_presence_ttl),
         )
         # Added after the shard: started after it, stopped before it (its "leave" still goes out).

@@ -32,8 +32,17 @@ from zope.interface import implementer
 
 from httpstream.client.client import Client
 from httpstream.config import Config
+from httpstream.engines import HistoryResult
 from httpstream.engines.memory import MemoryBroker
-from httpstream.interfaces import IBroker, IClient, ISessionRegistry, ITransport
+from httpstream.interfaces import (
+    IBroker,
+    IClient,
+    ISessionRegistry,
+    ITransport,
+    JoinLeaveHandler,
+    PublicationHandler,
+    ReconnectHandler,
+)
 from httpstream.node.node import Node
 from httpstream.protocol import client_pb2, varint_delimit
 from httpstream.protocol.codec import (
@@ -228,6 +237,7 @@ class ManualBroker:
     def __init__(self, clock: Optional[IReactorTime] = None) -> None:
         """@param clock: the time the inner L{MemoryBroker}'s history TTLs follow (None: C{time.time})."""
         self._memory = MemoryBroker(clock)
+        self._reconnectHandler: Optional[ReconnectHandler] = None
         self.pending: list[tuple[str, str, Deferred[Any]]] = []
         self._calls: list[Callable[[], Deferred[Any]]] = []
 
@@ -236,13 +246,24 @@ class ManualBroker:
         """The channels subscribed so far (completed subscribes only)."""
         return self._memory.channels
 
-    def setHandler(self, handler: Any) -> None:
+    def setHandler(self, handler: PublicationHandler) -> None:
         self._memory.setHandler(handler)
 
-    def setJoinLeaveHandler(self, handler: Any) -> None:
+    def setJoinLeaveHandler(self, handler: JoinLeaveHandler) -> None:
         self._memory.setJoinLeaveHandler(handler)
 
-    def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
+    def setReconnectHandler(self, handler: ReconnectHandler) -> None:
+        self._reconnectHandler = handler
+
+    def reconnect(self, channels: Sequence[str]) -> None:
+        """
+        Act as a networked broker whose PUB/SUB connection came back: tell the reconnect handler that
+        publications of C{channels} may have been lost.
+        """
+        if self._reconnectHandler is not None:
+            self._reconnectHandler(list(channels))
+
+    def publishJoinLeave(self, channel: str, push: dict[str, Any]) -> Deferred[None]:
         # Not held: joins and leaves are fire-and-forget for the node.
         return self._memory.publishJoinLeave(channel, push)
 
@@ -255,11 +276,11 @@ class ManualBroker:
     def publish(
         self,
         channel: str,
-        publication: dict,
+        publication: dict[str, Any],
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
-    ) -> Deferred[dict]:
+    ) -> Deferred[dict[str, Any]]:
         return self._wait(
             "publish", channel, self._memory.publish, channel, publication, historySize, historyTTL, historyMetaTTL
         )
@@ -267,11 +288,11 @@ class ManualBroker:
     def history(
         self,
         channel: str,
-        since: Optional[dict] = None,
+        since: Optional[dict[str, Any]] = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,
-    ) -> Deferred[Any]:
+    ) -> Deferred[HistoryResult]:
         return self._wait("history", channel, self._memory.history, channel, since, limit, reverse, metaTTL)
 
     def removeHistory(self, channel: str) -> Deferred[None]:

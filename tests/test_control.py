@@ -32,7 +32,7 @@ from httpstream.cluster.control import (
 )
 from httpstream.cluster.bus import IControlPubSub, MemoryBus, ShardPubSub, decodeMessage, encodeMessage
 from httpstream.node.node import Node
-from httpstream.node.registry import SessionRegistry
+from httpstream.interfaces import IClusterNodes
 from httpstream.testing import FakeClient
 
 
@@ -504,27 +504,23 @@ class BuiltinOpTests(ClusterTestCase):
 
 
 class RegistryTests(ClusterTestCase):
-    def test_registryFollowsNodeList(self) -> None:
+    def test_controlIsClusterNodes(self) -> None:
+        self.assertTrue(verifyObject(IClusterNodes, self.a))
+
+    def test_nodeFollowsNodeList(self) -> None:
         """
-        A session registry given the control's node list knows the live nodes, and forgets them when they expire.
+        A node that joined a cluster through a control knows the live nodes, and forgets them when they expire.
         """
-        registry = SessionRegistry("node-a", self.a)
-        self.assertTrue(registry.isKnownNode("node-a"))
-        self.assertTrue(registry.isKnownNode("node-b"))
-        self.assertFalse(registry.isKnownNode("node-c"))
-        self.assertFalse(registry.isKnownNode(""))
+        node = self.nodes["a"]
+        self.assertFalse(node.nodes.isKnownNode("node-b"))
+        node.useControl(self.a)
+        self.assertTrue(node.nodes.isKnownNode("node-a"))
+        self.assertTrue(node.nodes.isKnownNode("node-b"))
+        self.assertFalse(node.nodes.isKnownNode("node-c"))
+        self.assertFalse(node.nodes.isKnownNode(""))
         self.b.pubsub.disconnect()
         self.clock.advance(8)
-        self.assertFalse(registry.isKnownNode("node-b"))
-
-    def test_useNodeList(self) -> None:
-        registry = self.nodes["a"].registry
-        assert isinstance(registry, SessionRegistry)
-        self.assertFalse(registry.isKnownNode("node-b"))
-        registry.useNodeList(self.a)
-        self.assertTrue(registry.isKnownNode("node-b"))
-        registry.useNodeList(None)
-        self.assertFalse(registry.isKnownNode("node-b"))
+        self.assertFalse(node.nodes.isKnownNode("node-b"))
 
     def test_memoryCluster(self) -> None:
         clock = Clock()

@@ -70,12 +70,14 @@ class BrokerContract:
     def setUp(self) -> _Gen:
         self.clock = Clock()
         self.received = []
+        self.epochs: list[str] = []  # the epoch the handler got with each of received
         self._waiting: list[tuple[int, Deferred[list[tuple[str, dict]]]]] = []
         self.broker = yield maybeDeferred(self.makeBroker, self.clock)
         self.broker.setHandler(self._handle)
 
-    def _handle(self, channel: str, publication: dict) -> None:
+    def _handle(self, channel: str, publication: dict, epoch: str) -> None:
         self.received.append((channel, publication))
+        self.epochs.append(epoch)
         for waiting in list(self._waiting):
             count, d = waiting
             if len(self.received) >= count:
@@ -367,6 +369,32 @@ class BrokerContract:
         delivered = yield self.deliveries(5)
         self.assertEqual(delivered[4], ("marker", pub(6)))
         self.assertEqual(len(self.received), 5)
+
+    @inlineCallbacks
+    def test_deliveryCarriesEpoch(self) -> _Gen:
+        """
+        The handler gets each publication with the epoch of the stream it was appended to, "" without history.
+        """
+        yield self.broker.subscribe("news")
+        result = yield self.publishWithHistory("news", 1)
+        yield self.broker.publish("news", pub(2))
+        yield self.deliveries(2)
+        self.assertEqual(self.epochs, [result["epoch"], ""])
+
+    @inlineCallbacks
+    def test_deliveryEpochOfNewStream(self) -> _Gen:
+        """
+        Once a stream is dropped (history_meta_ttl without use), publications carry the new stream's epoch: a
+        subscriber positioned in the old one can tell it lost its place.
+        """
+        yield self.broker.subscribe("news")
+        first = yield self.publishWithHistory("news", 1, ttl=1, metaTTL=2)
+        yield self.advance(3)
+        second = yield self.publishWithHistory("news", 2, ttl=1, metaTTL=2)
+        delivered = yield self.deliveries(2)
+        self.assertNotEqual(first["epoch"], second["epoch"])
+        self.assertEqual(self.epochs, [first["epoch"], second["epoch"]])
+        self.assertEqual([publication["offset"] for _, publication in delivered], [1, 1])
 
     @inlineCallbacks
     def test_joinLeaveToSubscribedChannels(self) -> _Gen:

@@ -33,7 +33,7 @@ class MemoryBrokerTests(SynchronousTestCase):
         publisher gets its own publication before its publish reply.
         """
         events: list[object] = []
-        self.broker.setHandler(lambda channel, publication: events.append((channel, publication)))
+        self.broker.setHandler(lambda channel, publication, epoch: events.append((channel, publication)))
         self.broker.subscribe("news")
         d = self.broker.publish("news", PUB, historySize=5, historyTTL=10)
         self.assertEqual(events, [("news", {"data": b"1", "offset": 1})])
@@ -136,7 +136,7 @@ class MemoryBrokerTests(SynchronousTestCase):
 
     def test_unsubscribedNotDelivered(self) -> None:
         received: list[object] = []
-        self.broker.setHandler(lambda channel, publication: received.append(channel))
+        self.broker.setHandler(lambda channel, publication, epoch: received.append(channel))
         self.broker.publish("news", PUB, historySize=5, historyTTL=10)
         self.broker.subscribe("news")
         self.broker.unsubscribe("news")

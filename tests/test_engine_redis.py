@@ -30,20 +30,27 @@ from zope.interface.verify import verifyObject
 from httpstream.config import Config, ConfigError
 from httpstream.engines import HistoryResult
 from httpstream.engines.redis import (
-    _INCOMPLETE,
     RedisAddress,
     RedisBroker,
+    RedisHistory,
     RedisPresence,
     RedisShard,
     RedisUnavailable,
-    _ReplyReader,
     decodeInfo,
     decodePublication,
     encodeInfo,
     encodePublication,
     parseAddress,
 )
-from httpstream.interfaces import IBroker, IPresenceManager
+from httpstream.engines.redis.resp import INCOMPLETE, ReplyReader
+from httpstream.interfaces import (
+    IBroker,
+    IHistory,
+    IPresenceManager,
+    JoinLeaveHandler,
+    PublicationHandler,
+    ReconnectHandler,
+)
 from tests.test_engine_contract import BrokerContract, PresenceContract, pub
 
 _Gen = Generator[Any, Any, None]
@@ -120,11 +127,14 @@ class ScaledBroker:
     def __init__(self, broker: RedisBroker) -> None:
         self.broker = broker
 
-    def setHandler(self, handler: Callable[[str, dict], None]) -> None:
+    def setHandler(self, handler: PublicationHandler) -> None:
         self.broker.setHandler(handler)
 
-    def setJoinLeaveHandler(self, handler: Callable[[str, dict], None]) -> None:
+    def setJoinLeaveHandler(self, handler: JoinLeaveHandler) -> None:
         self.broker.setJoinLeaveHandler(handler)
+
+    def setReconnectHandler(self, handler: ReconnectHandler) -> None:
+        self.broker.setReconnectHandler(handler)
 
     def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
         return self.broker.publishJoinLeave(channel, push)
@@ -166,14 +176,21 @@ class RedisPresenceContractTests(PresenceContract, TestCase):
         return RedisPresence(shard, clock=clock)
 
 
+def historyKeys(shard: RedisShard, channel: str) -> tuple[str, str]:
+    """The keys of a channel's history, as the engine documents them: its meta hash and its stream."""
+    return f"{shard.prefix}.history.meta.{channel}", f"{shard.prefix}.history.stream.{channel}"
+
+
 class Recorder:
-    """A broker handler that keeps what it gets."""
+    """A broker handler that keeps what it gets: C{(channel, publication)} in L{received}, epochs in L{epochs}."""
 
     def __init__(self) -> None:
         self.received: list[tuple[Any, ...]] = []
+        self.epochs: list[str] = []
 
-    def __call__(self, *args: Any) -> None:
-        self.received.append(args)
+    def __call__(self, channel: str, publication: dict[str, Any], epoch: str) -> None:
+        self.received.append((channel, publication))
+        self.epochs.append(epoch)
 
     def wait(self, count: int) -> Deferred[None]:
         return waitFor(lambda: len(self.received) >= count, what=f"{count} deliveries")
@@ -193,6 +210,7 @@ class RedisBrokerTests(TestCase):
 
     def test_provides(self) -> None:
         self.assertTrue(verifyObject(IBroker, self.broker))
+        self.assertTrue(verifyObject(IHistory, RedisHistory(self.shard)))
         self.assertTrue(verifyObject(IPresenceManager, RedisPresence(self.shard)))
 
     @inlineCallbacks
@@ -250,7 +268,7 @@ class RedisBrokerTests(TestCase):
         The stream's items expire historyTTL after the last publication, its meta historyMetaTTL (or the broker's
         default) after the last use, to the millisecond.
         """
-        meta, stream = self.broker._historyKeys("news")
+        meta, stream = historyKeys(self.shard, "news")
         yield self.broker.publish("news", pub(1), 10, 1.5, 30)
         self.assertTrue(1400 < (yield self.shard.execute("PTTL", stream)) <= 1500)
         self.assertTrue(29900 < (yield self.shard.execute("PTTL", meta)) <= 30000)
@@ -263,21 +281,17 @@ class RedisBrokerTests(TestCase):
         self.assertTrue(99000 < (yield self.shard.execute("PTTL", meta)) <= 100000)
 
     @inlineCallbacks
-    def test_passEpoch(self) -> _Gen:
+    def test_handlerGetsEpoch(self) -> _Gen:
         """
-        With passEpoch the handler also gets the epoch of the stream each publication was stored in ("" without
-        history), as the node's handler accepts.
+        The handler gets the epoch of the stream each publication was stored in ("" without history), through
+        PUB/SUB as the stream has it.
         """
-        broker = RedisBroker(self.shard, passEpoch=True)
-        received = Recorder()
-        broker.setHandler(received)
-        yield broker.subscribe("news")
-        result = yield broker.publish("news", pub(1), 10, 60)
-        yield broker.publish("news", pub(2))
-        yield received.wait(2)
-        self.assertEqual(
-            received.received, [("news", {**pub(1), "offset": 1}, result["epoch"]), ("news", pub(2), "")]
-        )
+        yield self.broker.subscribe("news")
+        result = yield self.broker.publish("news", pub(1), 10, 60)
+        yield self.broker.publish("news", pub(2))
+        yield self.received.wait(2)
+        self.assertEqual(self.received.received, [("news", {**pub(1), "offset": 1}), ("news", pub(2))])
+        self.assertEqual(self.received.epochs, [result["epoch"], ""])
 
     @inlineCallbacks
     def test_exactRoundTrip(self) -> _Gen:
@@ -315,7 +329,7 @@ class RedisBrokerTests(TestCase):
         """
         first = yield self.broker.publish("news", pub(1), 10, 60)
         yield self.broker.publish("news", pub(2), 10, 60)
-        yield self.shard.execute("DEL", self.broker._historyKeys("news")[0])
+        yield self.shard.execute("DEL", historyKeys(self.shard, "news")[0])
         again = yield self.broker.publish("news", pub(3), 10, 60)
         self.assertEqual(again["offset"], 1)
         self.assertNotEqual(again["epoch"], first["epoch"])
@@ -462,11 +476,11 @@ class AddressTests(SynchronousTestCase):
 
 class ReplyReaderTests(SynchronousTestCase):
     def replies(self, *chunks: bytes) -> list[Any]:
-        reader = _ReplyReader()
+        reader = ReplyReader()
         replies = []
         for chunk in chunks:
             reader.feed(chunk)
-            while (reply := reader.gets()) is not _INCOMPLETE:
+            while (reply := reader.gets()) is not INCOMPLETE:
                 replies.append(reply)
         return replies
 
@@ -590,7 +604,7 @@ class RedisFaultTests(TestCase):
         self.shard = yield startShard(
             self, self.redis.port, db=0, initialRetryDelay=0.05, maxRetryDelay=0.2, replyTimeout=None
         )
-        self.broker = RedisBroker(self.shard, passEpoch=True)
+        self.broker = RedisBroker(self.shard)
         self.received = Recorder()
         self.broker.setHandler(self.received)
         self.reconnected: list[list[str]] = []
@@ -634,7 +648,8 @@ class RedisFaultTests(TestCase):
         self.assertEqual(after["offset"], 1)
         self.assertNotEqual(after["epoch"], before["epoch"])
         yield self.received.wait(2)
-        self.assertEqual(self.received.received[1], ("news", {**pub(3), "offset": 1}, after["epoch"]))
+        self.assertEqual(self.received.received[1], ("news", {**pub(3), "offset": 1}))
+        self.assertEqual(self.received.epochs[1], after["epoch"])
 
     @inlineCallbacks
     def test_lostBeforeReply(self) -> _Gen:

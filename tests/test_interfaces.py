@@ -20,6 +20,8 @@ from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import (
     IBroker,
     IClient,
+    IClusterNodes,
+    IHistory,
     IOriginChecker,
     IPresenceManager,
     ISessionRegistry,
@@ -27,7 +29,7 @@ from httpstream.interfaces import (
 )
 from httpstream.origin import OriginChecker
 from httpstream.protocol import JSON, PROTOBUF
-from httpstream.node.registry import SessionRegistry
+from httpstream.node.registry import LocalNodes, SessionRegistry
 from httpstream.testing import (
     FakeClient,
     FakeTransport,
@@ -56,7 +58,9 @@ def implementations() -> dict[InterfaceClass, list[Any]]:
             node.newClient(FakeTransport("protobuf", emulated=False)),
             FakeClient(),
         ],
-        ISessionRegistry: [SessionRegistry("node"), node.registry],
+        ISessionRegistry: [SessionRegistry(), node.registry],
+        IClusterNodes: [LocalNodes("node"), node.nodes],
+        IHistory: [MemoryBroker(), ManualBroker(), node.broker],
         IBroker: [MemoryBroker(), MemoryBroker(Clock()), ManualBroker(), node.broker],
         IPresenceManager: [MemoryPresence()],
     }
@@ -172,7 +176,7 @@ class ManualBrokerTests(SynchronousTestCase):
     def test_operationsWait(self) -> None:
         broker = ManualBroker()
         received: list[tuple[str, dict]] = []
-        broker.setHandler(lambda channel, pub: received.append((channel, pub)))
+        broker.setHandler(lambda channel, pub, epoch: received.append((channel, pub)))
         subscribed = broker.subscribe("news")
         published = broker.publish("news", {"data": b"1"})
         self.assertNoResult(subscribed)
@@ -199,6 +203,15 @@ class ManualBrokerTests(SynchronousTestCase):
         epoch = self.successResultOf(published)["epoch"]
         self.assertEqual(self.successResultOf(read), HistoryResult([{"data": b"1", "offset": 1}], 1, epoch))
         self.assertIsNone(self.successResultOf(removed))
+
+    def test_reconnect(self) -> None:
+        """reconnect plays a networked broker's PUB/SUB coming back: the reconnect handler hears the channels."""
+        broker = ManualBroker()
+        broker.reconnect(["news"])  # no handler yet: nothing to tell
+        reported: list[list[str]] = []
+        broker.setReconnectHandler(reported.append)
+        broker.reconnect(["news", "other"])
+        self.assertEqual(reported, [["news", "other"]])
 
     def test_fail(self) -> None:
         broker = ManualBroker()

@@ -19,6 +19,7 @@ from httpstream.testing import (
     FakeTransport,
     ManualBroker,
     connectClient,
+    encodeCommands,
     makeNode,
 )
 
@@ -32,14 +33,13 @@ OPEN = {
 class IdentityTests(SynchronousTestCase):
     def test_randomID(self) -> None:
         """
-        Each node gets its own UUIDv4, which its registry knows as itself.
+        Each node gets its own UUIDv4, which it knows as itself.
         """
         a, b = makeNode(), makeNode()
         self.assertEqual(uuid.UUID(a.id).version, 4)
         self.assertNotEqual(a.id, b.id)
-        self.assertEqual(a.registry.nodeID, a.id)
-        self.assertTrue(a.registry.isKnownNode(a.id))
-        self.assertFalse(a.registry.isKnownNode(b.id))
+        self.assertTrue(a.nodes.isKnownNode(a.id))
+        self.assertFalse(a.nodes.isKnownNode(b.id))
 
     def test_givenID(self) -> None:
         self.assertEqual(makeNode(nodeID="node-1").id, "node-1")
@@ -48,7 +48,7 @@ class IdentityTests(SynchronousTestCase):
         self.assertEqual(makeNode().version, httpstream.__version__)
 
     def test_injectedRegistry(self) -> None:
-        registry = SessionRegistry("elsewhere")
+        registry = SessionRegistry()
         node = makeNode(OPEN, registry=registry)
         client, _ = connectClient(node)
         self.assertIs(node.registry, registry)
@@ -280,3 +280,26 @@ class PublishTests(SynchronousTestCase):
         node.removeSubscription("news", client)  # type: ignore[arg-type]
         node.publish("news", b"1")
         self.assertEqual(client.delivered, [])
+
+
+class BrokerReconnectTests(SynchronousTestCase):
+    def test_reconnectChecksPositions(self) -> None:
+        """
+        When the broker reports channels whose publications may have been lost (its PUB/SUB connection came back),
+        the node checks its positioned subscribers of those channels against the stream (a history read).
+        """
+        broker = ManualBroker()
+        node = makeNode(
+            {**OPEN, "history_size": 10, "history_ttl": "300s", "allow_positioning": True},
+            broker=broker,
+        )
+        client, transport = connectClient(node)
+        client.handleData(encodeCommands("json", [{"id": 2, "subscribe": {"channel": "news", "positioned": True}}]))
+        broker.completeAll()
+        node.reactor.advance(0)  # type: ignore[attr-defined]
+        self.assertEqual([reply.get("id") for reply in transport.replies()], [1, 2])
+        self.assertIn("subscribe", transport.replies()[1])
+        broker.reconnect(["other"])
+        self.assertEqual(broker.pending, [])
+        broker.reconnect(["news"])
+        self.assertEqual([(operation, channel) for operation, channel, _ in broker.pending], [("history", "news")])

@@ -7,18 +7,17 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from httpstream.interfaces import ISessionRegistry
-from httpstream.node.registry import SessionRegistry
-from httpstream.testing import FakeClient
+from httpstream.interfaces import IClusterNodes, ISessionRegistry
+from httpstream.node.registry import LocalNodes, SessionRegistry
+from httpstream.testing import FakeClient, makeNode
 
 
 class SessionRegistryTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.registry = SessionRegistry("node-a")
+        self.registry = SessionRegistry()
 
     def test_interface(self) -> None:
         self.assertTrue(verifyObject(ISessionRegistry, self.registry))
-        self.assertEqual(self.registry.nodeID, "node-a")
 
     def test_addGetRemove(self) -> None:
         a, b = FakeClient(), FakeClient()
@@ -50,24 +49,23 @@ class SessionRegistryTests(SynchronousTestCase):
         self.assertIs(self.registry.get("s1"), b)
         self.assertEqual(len(self.registry), 1)
 
+
+class LocalNodesTests(SynchronousTestCase):
+    def test_interface(self) -> None:
+        self.assertTrue(verifyObject(IClusterNodes, LocalNodes("node-a")))
+
     def test_knowsItself(self) -> None:
         """
         Alone, a node knows only itself: an emulation request naming another node gets 404.
         """
-        self.assertTrue(self.registry.isKnownNode("node-a"))
-        self.assertFalse(self.registry.isKnownNode("node-b"))
-        self.assertFalse(self.registry.isKnownNode(""))
+        nodes = LocalNodes("node-a")
+        self.assertTrue(nodes.isKnownNode("node-a"))
+        self.assertFalse(nodes.isKnownNode("node-b"))
+        self.assertFalse(nodes.isKnownNode(""))
 
-    def test_setNodes(self) -> None:
-        """
-        The cluster's node list replaces the known other nodes; the node itself stays known.
-        """
-        self.registry.setNodes(["node-b", "node-c"])
-        self.assertTrue(self.registry.isKnownNode("node-b"))
-        self.assertTrue(self.registry.isKnownNode("node-c"))
-        self.registry.setNodes(["node-c"])
-        self.assertFalse(self.registry.isKnownNode("node-b"))
-        self.assertTrue(self.registry.isKnownNode("node-c"))
-        self.assertTrue(self.registry.isKnownNode("node-a"))
-        self.registry.setNodes([])
-        self.assertTrue(self.registry.isKnownNode("node-a"))
+    def test_nodeAloneKnowsItself(self) -> None:
+        """A node without a cluster knows itself and no other node."""
+        a, b = makeNode(), makeNode()
+        self.assertTrue(verifyObject(IClusterNodes, a.nodes))
+        self.assertTrue(a.nodes.isKnownNode(a.id))
+        self.assertFalse(a.nodes.isKnownNode(b.id))

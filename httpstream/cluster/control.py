@@ -26,8 +26,10 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from httpstream.cluster.bus import IControlPubSub, MemoryBus, decodeMessage, encodeMessage
+from httpstream.interfaces import IClusterNodes
 from httpstream.logs import Logger
 from httpstream.origin import OriginPatternError
 
@@ -93,6 +95,7 @@ class _Survey:
     localDone: bool = False
 
 
+@implementer(IClusterNodes)
 class Control(Service):
     """
     This node's side of the control plane: its announcements, the list of live nodes, and requests between

@@ -1,9 +1,16 @@
 # -*- test-case-name: tests.test_engine_contract,tests.test_engine_memory -*-
 """
-Engines: how publications, history and presence travel between nodes.
+Engines: how publications, history and presence travel between nodes, behind L{httpstream.interfaces.IBroker},
+L{httpstream.interfaces.IHistory} and L{httpstream.interfaces.IPresenceManager}.
 
-The values and errors every engine shares live here, so an engine module (memory, Redis) only holds its own
-mechanics: L{HistoryResult}, the L{HistoryError}s a history query may end with, and the checks that raise them.
+Owns L{memory} (one process: the embedded default and a fake for tests) and L{redis} (nodes sharing a Redis:
+a package, imported only where it is chosen since txredisapi installs the global reactor). The values and errors
+every engine shares live here, so an engine only holds its own mechanics: L{HistoryResult}, the
+L{HistoryError}s a history query may end with and the checks that raise them, and L{EngineUnavailable}, which
+it registers with L{httpstream.logs} as an outage.
+
+May import: protocol (codes), the interfaces, logs, Twisted; never the node, the client, policy, transports or
+anything above them.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from typing import Any, Optional
 
 import attrs
 
+from httpstream import logs
 from httpstream.protocol import codes
+
 __all__ = [
     "DEFAULT_HISTORY_META_TTL",
     "BadHistoryRequest",
@@ -34,6 +43,9 @@ class EngineUnavailable(Exception):
     The engine's store cannot be reached (Redis down or restarting): the call had no effect and can be retried.
     An expected state during an outage, logged without a traceback (L{httpstream.logs}).
     """
+
+
+logs.registerOutage(EngineUnavailable)
 
 
 @attrs.frozen

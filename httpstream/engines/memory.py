@@ -28,7 +28,13 @@ from httpstream.engines import (
     checkSinceEpoch,
     hasHistory,
 )
-from httpstream.interfaces import IBroker, IPresenceManager
+from httpstream.interfaces import (
+    IBroker,
+    IPresenceManager,
+    JoinLeaveHandler,
+    PublicationHandler,
+    ReconnectHandler,
+)
 
 __all__ = ["MemoryBroker", "MemoryPresence"]
 
@@ -87,20 +93,25 @@ class MemoryBroker:
         self._now: Callable[[], float] = clock.seconds if clock is not None else time.time
         self._defaultMetaTTL = historyMetaTTL
         self._rng = rng if rng is not None else random.Random()
-        self._handler: Optional[Callable[[str, dict], None]] = None
-        self._joinLeaveHandler: Optional[Callable[[str, dict], None]] = None
+        self._handler: Optional[PublicationHandler] = None
+        self._joinLeaveHandler: Optional[JoinLeaveHandler] = None
+        self._reconnectHandler: Optional[ReconnectHandler] = None
         self.channels: set[str] = set()
         self._streams: dict[str, _Stream] = {}
         self._deadlines: list[tuple[float, int, str, _Stream]] = []
         self._sequence = itertools.count()
 
-    def setHandler(self, handler: Callable[[str, dict], None]) -> None:
+    def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
 
-    def setJoinLeaveHandler(self, handler: Callable[[str, dict], None]) -> None:
+    def setJoinLeaveHandler(self, handler: JoinLeaveHandler) -> None:
         self._joinLeaveHandler = handler
 
-    def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
+    def setReconnectHandler(self, handler: ReconnectHandler) -> None:
+        """Kept, never called: nothing comes between this broker and its handler, so nothing is ever lost."""
+        self._reconnectHandler = handler
+
+    def publishJoinLeave(self, channel: str, push: dict[str, Any]) -> Deferred[None]:
         if channel in self.channels and self._joinLeaveHandler is not None:
             self._joinLeaveHandler(channel, push)
         return succeed(None)
@@ -116,15 +127,15 @@ class MemoryBroker:
     def publish(
         self,
         channel: str,
-        publication: dict,
+        publication: dict[str, Any],
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
-    ) -> Deferred[dict]:
+    ) -> Deferred[dict[str, Any]]:
         if not hasHistory(historySize, historyTTL):
             if "offset" in publication:
                 publication = {key: value for key, value in publication.items() if key != "offset"}
-            self._deliver(channel, publication)
+            self._deliver(channel, publication, "")
             return succeed({})
         now = self._now()
         self._expire(now)
@@ -141,13 +152,13 @@ class MemoryBroker:
         stream.removeAt = now + (historyMetaTTL or self._defaultMetaTTL)
         self._schedule(channel, stream)
         # The handler gets its own copy: what it does with it cannot change the history.
-        self._deliver(channel, dict(stored))
+        self._deliver(channel, dict(stored), stream.epoch)
         return succeed({"offset": stream.top, "epoch": stream.epoch})
 
     def history(
         self,
         channel: str,
-        since: Optional[dict] = None,
+        since: Optional[dict[str, Any]] = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,
@@ -179,9 +190,9 @@ class MemoryBroker:
             stream.expireAt = None
         return succeed(None)
 
-    def _deliver(self, channel: str, publication: dict) -> None:
+    def _deliver(self, channel: str, publication: dict[str, Any], epoch: str) -> None:
         if channel in self.channels and self._handler is not None:
-            self._handler(channel, publication)
+            self._handler(channel, publication, epoch)
 
     def _newStream(self, channel: str, now: float, metaTTL: float) -> _Stream:
         epoch = "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(4))
@@ -212,7 +223,9 @@ class MemoryBroker:
             self._schedule(channel, stream)
 
 
-def _select(items: deque[dict[str, Any]], since: Optional[dict], limit: int, reverse: bool) -> list[dict[str, Any]]:
+def _select(
+    items: deque[dict[str, Any]], since: Optional[dict[str, Any]], limit: int, reverse: bool
+) -> list[dict[str, Any]]:
     """
     Apply a history filter to a stream's items (consecutive offsets ending at the top): see
     L{IBroker.history}.
@@ -251,7 +264,7 @@ class MemoryPresence:
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def add(self, channel: str, clientID: str, info: dict) -> Deferred[None]:
+    def add(self, channel: str, clientID: str, info: dict[str, Any]) -> Deferred[None]:
         self._channels.setdefault(channel, {})[clientID] = dict(info)
         return succeed(None)
 
@@ -263,7 +276,7 @@ class MemoryPresence:
                 del self._channels[channel]
         return succeed(None)
 
-    def presence(self, channel: str) -> Deferred[dict[str, dict]]:
+    def presence(self, channel: str) -> Deferred[dict[str, dict[str, Any]]]:
         clients = self._channels.get(channel, {})
         return succeed({clientID: dict(info) for clientID, info in clients.items()})
 

@@ -22,13 +22,13 @@ from httpstream.config import Config
 from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.node.hub import Hub
-from httpstream.interfaces import IBroker, IPresenceManager, ISessionRegistry, ITransport
+from httpstream.interfaces import IBroker, IClusterNodes, IPresenceManager, ISessionRegistry, ITransport
 from httpstream.logs import Logger
 from httpstream.metrics import Metrics
 from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
 from httpstream.policy.proxy import ProxyClient
-from httpstream.node.registry import SessionRegistry
+from httpstream.node.registry import LocalNodes, SessionRegistry
 from httpstream.policy.rpc import RPCRegistry
 from httpstream.client.subscription import PublicationFrames
 from httpstream.policy.tokens import TokenVerifier
@@ -79,10 +79,10 @@ class Node:
         self.broker.setHandler(self._onPublication)
         self.broker.setJoinLeaveHandler(self._onJoinLeave)
         # A broker whose PUB/SUB connection can drop (Redis) says which channels may have missed publications.
-        setReconnectHandler = getattr(self.broker, "setReconnectHandler", None)
-        if setReconnectHandler is not None:
-            setReconnectHandler(self.checkPositions)
-        self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry(self.id)
+        self.broker.setReconnectHandler(self.checkPositions)
+        self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry()
+        # The live nodes of the cluster: this one alone, until useControl.
+        self.nodes: IClusterNodes = LocalNodes(self.id)
         self.tokens = TokenVerifier.fromConfig(config)
         self.rules = ChannelRules(config)
         self.clients: dict[str, Client] = {}
@@ -108,7 +108,7 @@ class Node:
         of them are forwarded), and the server API reaches users' connections on every node through it.
         """
         self.control = control
-        self.registry.useNodeList(control)
+        self.nodes = control
 
     def newClient(self, transport: ITransport) -> Client:
         """Create the protocol side of a new connection; it counts once it has connected."""
@@ -223,8 +223,8 @@ class Node:
         """
         The broker's handler: fan a publication out to this node's subscribers of C{channel}.
 
-        @param epoch: the epoch of the stream it was stored in, if the broker passes it (a broker that can lose
-            its streams, like Redis, should): positioned subscribers in another epoch are then unsubscribed (2500).
+        @param epoch: the epoch of the stream it was stored in ("" when it was not): positioned subscribers in
+            another epoch (the stream was lost and made again) are then unsubscribed (2500).
         """
         try:
             deltaAllowed = self.rules.options(channel).delta_publish

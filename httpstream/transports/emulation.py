@@ -47,15 +47,14 @@ class EmulationResource(EmulationEndpoint):
             self._count("bad_request")
             request.setResponseCode(400)
             return b""
-        registry = self._node.registry
-        if not registry.isKnownNode(node):
+        if not self._node.nodes.isKnownNode(node):
             self._count("unknown_node")
             request.setResponseCode(404)
             return b""
         control = self._node.control
         if node != self._node.id and control is not None:
             return self._forward(request, control, node, session, data)
-        client = registry.get(session)
+        client = self._node.registry.get(session)
         if client is None:
             # A closed or unknown session: the commands are dropped; the SDK times out and reconnects.
             self._count("no_session")

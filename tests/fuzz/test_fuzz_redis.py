@@ -20,14 +20,9 @@ from twisted.internet.task import Clock
 
 from httpstream.engines import HistoryResult
 from httpstream.engines.redis import (
-    _HISTORY,
-    _INCOMPLETE,
-    _PRESENCE_GET,
-    _PUBLISH,
     RedisBroker,
     RedisPresence,
     RedisReplyError,
-    _ReplyReader,
     decodeInfo,
     decodePublication,
     encodeInfo,
@@ -37,6 +32,11 @@ from httpstream.engines.redis import (
     readPublishReply,
     readPubSubMessage,
 )
+from httpstream.engines.redis.history import HISTORY_SCRIPT as _HISTORY
+from httpstream.engines.redis.history import PUBLISH_SCRIPT as _PUBLISH
+from httpstream.engines.redis.presence import PRESENCE_GET_SCRIPT as _PRESENCE_GET
+from httpstream.engines.redis.resp import INCOMPLETE as _INCOMPLETE
+from httpstream.engines.redis.resp import ReplyReader as _ReplyReader
 from httpstream.client.subscription import PublicationFrames
 from httpstream.testing import FakeTransport, encodeCommands
 
@@ -270,7 +270,7 @@ def test_client_over_redis(protocol: str, replies: list[Any], messages: list[byt
         clock.advance(NOW)
         node = makeFuzzNode(
             clock=clock,
-            broker=RedisBroker(shard, passEpoch=True),  # type: ignore[arg-type]
+            broker=RedisBroker(shard),  # type: ignore[arg-type]
             presence=RedisPresence(shard, clock=clock),  # type: ignore[arg-type]
         )
         transport = FakeTransport(protocol)

@@ -1,0 +1,61 @@
+# -*- test-case-name: tests.test_engine_redis,tests.test_engine_contract -*-
+"""
+The Redis engine: PUB/SUB, history streams and presence shared by every node that uses the same Redis, after
+Centrifugo's (centrifuge ``broker_redis.go``, ``presence_redis.go``).
+
+Owns, one concept per module:
+  - L{address}: C{redis_address} read into a L{RedisAddress}.
+  - L{resp}: reading Redis replies (RESP2) a whole TCP chunk at a time.
+  - L{connection}: one connection kept up, with backoff, proved usable before use.
+  - L{shard}: L{RedisShard}, the command and PUB/SUB connections to one Redis, and the channels subscribed on it
+    (subscribed again after a reconnection, which the reconnect handlers hear about).
+  - L{codec}: what is stored in Redis and read back (publications, client infos, script replies), checked.
+  - L{history}: L{RedisHistory}, the history streams (L{IHistory}) and the script that appends and publishes.
+  - L{broker}: L{RedisBroker} (L{IBroker}), PUB/SUB per channel, publishing through the history script.
+  - L{presence}: L{RedisPresence} (L{IPresenceManager}), entries that expire unless refreshed.
+  - L{errors}: L{RedisUnavailable} and L{RedisReplyError}, both outages for the caller.
+
+May import: txredisapi, Twisted, L{httpstream.engines} (the shared values and errors), L{httpstream.interfaces},
+L{httpstream.logs}; never the node, the client or anything above them. Importing it imports txredisapi, which
+installs the global reactor: import it only where the engine is chosen.
+
+Not supported: Redis Cluster and Sentinel (one Redis, or a proxy in front of several).
+"""
+
+from httpstream.engines.redis.address import DEFAULT_PORT, RedisAddress, parseAddress
+from httpstream.engines.redis.broker import RedisBroker
+from httpstream.engines.redis.codec import (
+    decodeInfo,
+    decodePublication,
+    encodeInfo,
+    encodePublication,
+    readHistoryReply,
+    readPresenceReply,
+    readPublishReply,
+    readPubSubMessage,
+)
+from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
+from httpstream.engines.redis.history import RedisHistory
+from httpstream.engines.redis.presence import DEFAULT_PRESENCE_TTL, RedisPresence
+from httpstream.engines.redis.shard import RedisShard
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_PRESENCE_TTL",
+    "RedisAddress",
+    "RedisBroker",
+    "RedisHistory",
+    "RedisPresence",
+    "RedisReplyError",
+    "RedisShard",
+    "RedisUnavailable",
+    "decodeInfo",
+    "decodePublication",
+    "encodeInfo",
+    "encodePublication",
+    "parseAddress",
+    "readHistoryReply",
+    "readPresenceReply",
+    "readPubSubMessage",
+    "readPublishReply",
+]

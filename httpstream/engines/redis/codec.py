@@ -1,0 +1,224 @@
+# -*- test-case-name: tests.test_engine_redis,tests.fuzz.test_fuzz_redis -*-
+"""
+What this engine stores in Redis and reads back: publications and client infos as JSON, and the replies of its
+scripts, checked.
+
+Publications and client infos are stored as JSON (orjson): a C{bytes} field becomes a string when it is UTF-8
+(JSON payloads, the usual case, cost nothing extra) or a one-item list holding its base64 form, so dicts come back
+exactly as they went in. A PUB/SUB message is C{<offset>:<epoch>:<json>} (C{0::<json>} without history), or a
+join or leave: C{j<json>} or C{l<json>}, the client's info.
+
+Anything else under this engine's keys or on its channels is refused with L{RedisReplyError}, never passed on.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import orjson
+
+from httpstream.engines import HistoryResult
+from httpstream.engines.redis.errors import RedisReplyError
+
+__all__ = [
+    "decodeInfo",
+    "decodePublication",
+    "encodeInfo",
+    "encodePublication",
+    "milliseconds",
+    "readHistoryReply",
+    "readPresenceReply",
+    "readPubSubMessage",
+    "readPublishReply",
+]
+
+
+_PUBLICATION_BYTES = ("data", "prev_data")
+_INFO_BYTES = ("conn_info", "chan_info")
+_INFO_STRINGS = ("user", "client")
+# The other Publication fields a stored one may carry, with their JSON types.
+_PUBLICATION_SCALARS: dict[str, type] = {
+    "time": int, "version": int, "score": int, "delta": bool, "removed": bool, "channel": str, "key": str, "epoch": str,
+}
+
+
+def _packBytes(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return [base64.b64encode(value).decode("ascii")]
+    return value
+
+
+def _readBytes(value: Any, what: str) -> bytes:
+    if type(value) is str:
+        return value.encode("utf-8")
+    if type(value) is list and len(value) == 1 and type(value[0]) is str:
+        try:
+            return base64.b64decode(value[0], validate=True)
+        except ValueError:
+            pass
+    raise RedisReplyError(f"{what}: not bytes as this engine stores them")
+
+
+def _packInfo(info: dict[str, Any]) -> dict[str, Any]:
+    packed = dict(info)
+    for key in _INFO_BYTES:
+        if key in packed:
+            packed[key] = _packBytes(packed[key])
+    return packed
+
+
+def _readInfo(value: Any) -> dict[str, Any]:
+    """A stored ClientInfo; fields this version does not know are left out."""
+    if type(value) is not dict:
+        raise RedisReplyError("client info: not an object")
+    info: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in _INFO_STRINGS:
+            if type(item) is not str:
+                raise RedisReplyError(f"client info: {key} is not a string")
+            info[key] = item
+        elif key in _INFO_BYTES:
+            info[key] = _readBytes(item, f"client info: {key}")
+    return info
+
+
+def _readTags(value: Any) -> dict[str, str]:
+    if type(value) is not dict or not all(type(k) is str and type(v) is str for k, v in value.items()):
+        raise RedisReplyError("publication: tags are not strings")
+    return value
+
+
+def _json(data: Any, what: str) -> Any:
+    if type(data) is not bytes:
+        raise RedisReplyError(f"{what}: not a bulk string")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise RedisReplyError(f"{what}: not JSON") from None
+
+
+def encodePublication(publication: dict[str, Any]) -> bytes:
+    """A publication dict (its C{offset} left out) as stored and published. @raise TypeError: not encodable."""
+    packed = {}
+    for key, value in publication.items():
+        if key == "offset":
+            continue
+        if key in _PUBLICATION_BYTES:
+            value = _packBytes(value)
+        elif key == "info" and isinstance(value, dict):
+            value = _packInfo(value)
+        packed[key] = value
+    return orjson.dumps(packed)
+
+
+def decodePublication(data: bytes) -> dict[str, Any]:
+    """
+    The dict L{encodePublication} was given (less its offset), its fields checked against the protocol's
+    Publication; fields this version does not know are left out.
+
+    @raise RedisReplyError: C{data} is not a publication as this engine stores them.
+    """
+    stored = _json(data, "publication")
+    if type(stored) is not dict or "data" not in stored:
+        raise RedisReplyError("publication: not an object with data")
+    publication: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key in _PUBLICATION_BYTES:
+            publication[key] = _readBytes(value, f"publication: {key}")
+        elif key == "info":
+            publication[key] = _readInfo(value)
+        elif key == "tags":
+            publication[key] = _readTags(value)
+        elif key in _PUBLICATION_SCALARS:
+            if type(value) is not _PUBLICATION_SCALARS[key]:
+                raise RedisReplyError(f"publication: {key} of the wrong type")
+            publication[key] = value
+    return publication
+
+
+def encodeInfo(info: dict[str, Any]) -> bytes:
+    """A ClientInfo dict as stored in presence."""
+    return orjson.dumps(_packInfo(info))
+
+
+def decodeInfo(data: bytes) -> dict[str, Any]:
+    """A ClientInfo as stored in presence. @raise RedisReplyError: not one."""
+    return _readInfo(_json(data, "client info"))
+
+
+def _readInt(value: Any, what: str) -> int:
+    """A non-negative integer reply, or a bulk string of one (what Lua's numbers and strings become)."""
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is bytes and 0 < len(value) <= 20 and value.isdigit():
+        return int(value)
+    raise RedisReplyError(f"{what}: not an integer")
+
+
+def _readText(value: Any, what: str) -> str:
+    if type(value) is bytes:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    raise RedisReplyError(f"{what}: not UTF-8 text")
+
+
+def readPublishReply(reply: Any) -> dict[str, Any]:
+    """The publish script's C{{top, epoch}}. @raise RedisReplyError: another shape."""
+    if type(reply) is not list or len(reply) != 2:
+        raise RedisReplyError("publish: not a [top, epoch] reply")
+    return {"offset": _readInt(reply[0], "publish: top"), "epoch": _readText(reply[1], "publish: epoch")}
+
+
+def readHistoryReply(reply: Any) -> HistoryResult:
+    """
+    The history script's C{{top, epoch, entries}}, each entry C{[b"<offset>-0", [b"d", publication]]}.
+
+    @raise RedisReplyError: another shape.
+    """
+    if type(reply) is not list or len(reply) != 3 or type(reply[2]) is not list:
+        raise RedisReplyError("history: not a [top, epoch, entries] reply")
+    top, epoch = _readInt(reply[0], "history: top"), _readText(reply[1], "history: epoch")
+    publications = []
+    for entry in reply[2]:
+        if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not bytes or type(entry[1]) is not list:
+            raise RedisReplyError("history: not a stream entry")
+        entryID, fields = entry
+        offset = _readInt(entryID.partition(b"-")[0], "history: entry id")
+        payloads = [fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i] == b"d"]
+        if not payloads:
+            raise RedisReplyError("history: an entry without its publication")
+        publication = decodePublication(payloads[0])
+        publication["offset"] = offset
+        publications.append(publication)
+    return HistoryResult(publications, top, epoch)
+
+
+def readPresenceReply(reply: Any) -> dict[str, dict[str, Any]]:
+    """HGETALL of a presence hash: client id -> ClientInfo. @raise RedisReplyError: another shape."""
+    if type(reply) is not list or len(reply) % 2:
+        raise RedisReplyError("presence: not a list of pairs")
+    return {_readText(reply[i], "presence: client id"): decodeInfo(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
+def readPubSubMessage(message: bytes) -> tuple[int, str, dict[str, Any]]:
+    """
+    A PUB/SUB publication C{<offset>:<epoch>:<json>}: C{(offset, epoch, publication)}.
+
+    @raise RedisReplyError: not one.
+    """
+    offset, _, rest = message.partition(b":")
+    epoch, _, payload = rest.partition(b":")
+    return _readInt(offset, "message: offset"), _readText(epoch, "message: epoch"), decodePublication(payload)
+
+
+def milliseconds(seconds: float) -> int:
+    """A TTL for PEXPIRE: whole milliseconds, at least one (0 would delete the key)."""
+    return max(1, math.ceil(seconds * 1000))

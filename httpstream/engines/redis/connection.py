@@ -1,0 +1,214 @@
+# -*- test-case-name: tests.test_engine_redis -*-
+"""
+One connection to Redis kept up: L{Link} reconnects with exponential backoff (a L{ClientService}), proves each new
+connection usable (AUTH, SELECT, a PING) before anyone uses it, and fails calls at once while it is down.
+
+The protocols are txredisapi's, reading replies with L{httpstream.engines.redis.resp.ReplyReader}.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import txredisapi
+from twisted.application.internet import ClientService
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
+from httpstream.engines.redis.resp import INCOMPLETE, ReplyReader
+from httpstream.logs import Logger
+
+if TYPE_CHECKING:
+    from httpstream.engines.redis.shard import RedisShard
+
+__all__ = ["CommandProtocol", "Link", "SubscriberProtocol"]
+
+log = Logger()
+
+
+class _WholeReplies:
+    """Mixed into txredisapi's protocols: parse with L{ReplyReader}; tell the link when the connection ends."""
+
+    factory: "Link"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reader = ReplyReader()
+
+    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
+        self._reader.feed(data)
+        while True:
+            try:
+                reply = self._reader.gets()
+            except txredisapi.InvalidResponse as e:
+                log.error("Redis {link}: {error}; closing the connection", link=self.factory.name, error=e)
+                self.transport.abortConnection()  # type: ignore[attr-defined]
+                return
+            if reply is INCOMPLETE:
+                return
+            self.replyReceived(reply)  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure) -> None:
+        # The link first: txredisapi then fails the pending commands, whose errbacks may call again at once.
+        self.factory.lost(self, reason)
+        super().connectionLost(reason)  # type: ignore[misc]
+
+
+# (txredisapi has no type hints: its classes are Any to mypy.)
+class CommandProtocol(_WholeReplies, txredisapi.BaseRedisProtocol):  # type: ignore[misc]
+    """The command connection's protocol: commands and Lua scripts."""
+
+
+class SubscriberProtocol(_WholeReplies, txredisapi.SubscriberProtocol):  # type: ignore[misc]
+    """The PUB/SUB connection's protocol: each message goes to the link's C{onMessage}."""
+
+    def messageReceived(self, pattern: Optional[bytes], channel: bytes, message: bytes) -> None:
+        self.factory.onMessage(channel, message)
+
+
+class Link(Factory):
+    """
+    One connection to Redis, kept up by a L{ClientService}: L{protocol} is the connected protocol (TLS, AUTH,
+    SELECT and a PING done), None while there is none.
+
+    Also the protocols' factory: txredisapi's protocol reports a failed AUTH or SELECT to C{connectionError} and
+    C{stopTrying}; the link logs it and keeps trying, backing off, as the server may be fixed.
+    """
+
+    isLazy = False  # read by txredisapi's protocol
+    noisy = False
+
+    def __init__(
+        self,
+        shard: "RedisShard",
+        name: str,
+        protocolClass: type[_WholeReplies],
+        endpoint: IStreamClientEndpoint,
+        onReady: Callable[[Any, bool], None],
+        onLost: Callable[[], None] = lambda: None,
+        onMessage: Callable[[bytes, bytes], None] = lambda channel, message: None,
+    ) -> None:
+        """
+        @param shard: the settings (address, timeouts, backoff, reactor) and whether it is running.
+        @param name: what the log calls this connection ("commands", "pubsub").
+        @param protocolClass: L{CommandProtocol} or L{SubscriberProtocol}.
+        @param onReady: called with the protocol, and whether it replaces a lost one, once it is usable.
+        @param onLost: called when the usable connection is lost.
+        @param onMessage: called with C{(channel, message)} for each PUB/SUB message.
+        """
+        self.shard = shard
+        self.name = name
+        self._protocolClass = protocolClass
+        self._onReady = onReady
+        self._onLost = onLost
+        self.onMessage = onMessage
+        self.protocol: Any = None
+        self._everReady = False
+        self._rejected = 0  # connections in a row that closed before they were usable
+        self._errorLogged = False  # txredisapi reported why the current attempt failed
+        self._waiting: list[Deferred[None]] = []
+        self._service = ClientService(endpoint, self, retryPolicy=self._retryDelay, clock=shard.reactor)
+
+    def start(self) -> None:
+        self._service.startService()
+
+    def stop(self) -> Deferred[None]:
+        return self._service.stopService()
+
+    def whenReady(self) -> Deferred[None]:
+        if self.protocol is not None:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def buildProtocol(self, addr: Any) -> Any:
+        address = self.shard.address
+        protocol: Any = self._protocolClass(
+            charset=None,
+            convertNumbers=False,
+            replyTimeout=self.shard.replyTimeout,
+            password=address.password or None,
+            username=(address.user or None) if address.password else None,
+            dbid=address.db or None,
+        )
+        protocol.factory = self
+        protocol.callLater = self.shard.reactor.callLater
+        self._rejected += 1
+        self._errorLogged = False
+        protocol.whenConnected().addCallback(self._check)
+        return protocol
+
+    def _check(self, protocol: Any) -> None:
+        # txredisapi calls a connection up as soon as AUTH and SELECT are done, and at once without them, even
+        # before a TLS handshake: one round trip proves it usable.
+        d = maybeDeferred(protocol.execute_command, "PING")
+        d.addCallbacks(lambda _: self._ready(protocol), lambda _: None)  # lost: lost() tells why
+
+    def _ready(self, protocol: Any) -> None:
+        if not protocol.connected:
+            return
+        self._rejected = 0
+        self.protocol = protocol
+        reconnect, self._everReady = self._everReady, True
+        log.info("Redis {link} connection to {address} is up", link=self.name, address=str(self.shard.address))
+        # Before the waiters, whose callbacks may already use the connection (resubscribing comes first).
+        self._onReady(protocol, reconnect)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def lost(self, protocol: Any, reason: Failure) -> None:
+        if self.protocol is protocol:
+            self.protocol = None
+            if self.shard.running:
+                log.warn(
+                    "Redis {link} connection to {address} lost ({reason}); reconnecting",
+                    link=self.name,
+                    address=str(self.shard.address),
+                    reason=reason.getErrorMessage(),
+                )
+            self._onLost()
+        elif not self._errorLogged and self.shard.running:
+            log.warn(
+                "Redis {link} connection to {address} failed ({reason}); retrying",
+                link=self.name,
+                address=str(self.shard.address),
+                reason=reason.getErrorMessage(),
+            )
+
+    # Called by txredisapi's protocol when AUTH or SELECT fails (it then closes the connection).
+    def connectionError(self, why: str) -> None:
+        self._errorLogged = True
+        log.error("Redis {link} at {address}: {why}", link=self.name, address=str(self.shard.address), why=why)
+
+    def stopTrying(self) -> None:
+        pass
+
+    def _retryDelay(self, attempt: int) -> float:
+        # ClientService counts failed attempts from the last TCP connection; a connection refused by AUTH or
+        # SELECT is one too, or a wrong password would reconnect in a tight loop.
+        attempt = max(attempt, self._rejected)
+        delay = min(self.shard.initialRetryDelay * 2.0 ** min(attempt - 1, 30), self.shard.maxRetryDelay)
+        return delay * (1 + 0.2 * self.shard.rng.random())
+
+    def call(self, command: Callable[[Any], Deferred[Any]]) -> Deferred[Any]:
+        """
+        Run C{command(protocol)} (a command sent on the connected protocol) and return its reply; fail at once
+        without a connection.
+        """
+        protocol = self.protocol
+        if protocol is None or not protocol.connected:
+            return fail(RedisUnavailable(f"no {self.name} connection to Redis at {self.shard.address}"))
+        return maybeDeferred(command, protocol).addErrback(self._lost)
+
+    def _lost(self, failure: Failure) -> Failure:
+        error = failure.value
+        if isinstance(error, txredisapi.ConnectionError) and not isinstance(error, RedisUnavailable):
+            raise RedisUnavailable(f"{self.name} connection to Redis lost: {failure.getErrorMessage()}")
+        if isinstance(error, txredisapi.ResponseError):
+            raise RedisReplyError(f"Redis error reply: {failure.getErrorMessage()}")
+        return failure

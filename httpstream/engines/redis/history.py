@@ -1,0 +1,184 @@
+# -*- test-case-name: tests.test_engine_redis,tests.test_engine_contract -*-
+"""
+History streams in Redis: a channel's publications in a Redis stream C{<prefix>.history.stream.<channel>} (entry
+id C{<offset>-0}, one field C{d}: the encoded publication) and its position in a hash
+C{<prefix>.history.meta.<channel>} (C{s}: top offset, C{e}: epoch), as Centrifugo's Redis broker keeps them.
+
+Appending is one Lua script that also publishes (L{RedisHistory.append}, called by the broker): create the epoch
+when missing, increment the top, XADD with an exact MAXLEN, set both TTLs (PEXPIRE: milliseconds) and PUBLISH, so
+offsets reach subscribers in order. Reading is one script too (it creates the stream and renews its meta TTL).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred, fail
+from zope.interface import implementer
+
+from httpstream.engines import (
+    DEFAULT_HISTORY_META_TTL,
+    HistoryError,
+    HistoryResult,
+    checkHistoryRequest,
+    checkSinceEpoch,
+)
+from httpstream.engines.redis.codec import milliseconds, readHistoryReply, readPublishReply
+from httpstream.engines.redis.shard import RedisShard
+from httpstream.interfaces import IHistory
+
+__all__ = ["HISTORY_SCRIPT", "PUBLISH_SCRIPT", "RedisHistory"]
+
+_EPOCH_LETTERS = string.ascii_letters
+_MAX_OFFSET = 2**63  # stream ids are unsigned 64-bit: a client's larger since offset means "past the top" all the same
+
+# Lua. Numbers pass as strings; "%d" keeps large offsets out of Lua's exponent notation.
+
+PUBLISH_SCRIPT = b"""
+-- KEYS: meta hash, stream. ARGV: publication, size, ttl ms, meta ttl ms, epoch if new, PUB/SUB channel.
+local epoch = redis.call("hget", KEYS[1], "e")
+if not epoch then
+  epoch = ARGV[5]
+  redis.call("del", KEYS[2])
+  redis.call("hset", KEYS[1], "e", epoch, "s", 0)
+end
+local top = redis.call("hincrby", KEYS[1], "s", 1)
+local offset = string.format("%d", top)
+redis.call("pexpire", KEYS[1], ARGV[4])
+redis.call("xadd", KEYS[2], "MAXLEN", ARGV[2], offset .. "-0", "d", ARGV[1])
+redis.call("pexpire", KEYS[2], ARGV[3])
+redis.call("publish", ARGV[6], offset .. ":" .. epoch .. ":" .. ARGV[1])
+return {top, epoch}
+"""
+
+HISTORY_SCRIPT = b"""
+-- KEYS: meta hash, stream. ARGV: epoch if new, meta ttl ms, since epoch, count (-1 all, 0 none), reverse,
+-- lowest id, highest id.
+local state = redis.call("hmget", KEYS[1], "s", "e")
+local top, epoch = tonumber(state[1]) or 0, state[2]
+if not epoch then
+  epoch = ARGV[1]
+  top = 0
+  redis.call("del", KEYS[2])
+  redis.call("hset", KEYS[1], "e", epoch, "s", 0)
+end
+redis.call("pexpire", KEYS[1], ARGV[2])
+local count = tonumber(ARGV[4])
+if count == 0 or (ARGV[3] ~= "" and ARGV[3] ~= epoch) then
+  return {top, epoch, {}}
+end
+local entries
+if ARGV[5] == "1" then
+  if count > 0 then
+    entries = redis.call("xrevrange", KEYS[2], ARGV[7], ARGV[6], "COUNT", count)
+  else
+    entries = redis.call("xrevrange", KEYS[2], ARGV[7], ARGV[6])
+  end
+elseif count > 0 then
+  entries = redis.call("xrange", KEYS[2], ARGV[6], ARGV[7], "COUNT", count)
+else
+  entries = redis.call("xrange", KEYS[2], ARGV[6], ARGV[7])
+end
+return {top, epoch, entries}
+"""
+
+
+@implementer(IHistory)
+class RedisHistory:
+    """
+    The history streams of one Redis (see the module docstring for the keys and scripts). L{RedisBroker} appends
+    through L{append} as it publishes; readers may use this alone.
+
+    Every Deferred fires later (after a round trip), and fails while the command connection is down.
+    """
+
+    def __init__(
+        self,
+        shard: RedisShard,
+        historyMetaTTL: float = DEFAULT_HISTORY_META_TTL,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        """
+        @param shard: the connections (started separately).
+        @param historyMetaTTL: how long an unused stream lives when a call passes no meta TTL (seconds).
+        @param rng: the source of epochs (8 letters: a stream recreated after Redis lost it gets another one).
+        """
+        self._shard = shard
+        self._prefix = shard.prefix
+        self._defaultMetaTTL = historyMetaTTL
+        self._rng = rng if rng is not None else random.Random()
+
+    def append(
+        self, channel: str, payload: bytes, pubsubName: bytes, size: int, ttl: float, metaTTL: float
+    ) -> Deferred[dict[str, Any]]:
+        """
+        Append an encoded publication to C{channel}'s stream and publish it on C{pubsubName} as
+        C{<offset>:<epoch>:<payload>}, in one script.
+
+        @return: a Deferred firing with C{{"offset", "epoch"}}.
+        """
+        d = self._shard.eval(
+            PUBLISH_SCRIPT,
+            self._keys(channel),
+            [
+                payload,
+                size,
+                milliseconds(ttl),
+                milliseconds(metaTTL or self._defaultMetaTTL),
+                self._newEpoch(),
+                pubsubName,
+            ],
+        )
+        return d.addCallback(readPublishReply)
+
+    def history(
+        self,
+        channel: str,
+        since: Optional[dict[str, Any]] = None,
+        limit: int = 0,
+        reverse: bool = False,
+        metaTTL: float = 0,
+    ) -> Deferred[HistoryResult]:
+        try:
+            checkHistoryRequest(since, reverse)
+        except HistoryError:
+            return fail()
+        lowest, highest, sinceEpoch = b"-", b"+", ""
+        if since is not None:
+            sinceEpoch = since.get("epoch", "")
+            sinceOffset = min(max(since.get("offset", 0), 0), _MAX_OFFSET)
+            if reverse:
+                highest = b"%d" % (sinceOffset - 1)
+            else:
+                lowest = b"%d" % (sinceOffset + 1)
+        d = self._shard.eval(
+            HISTORY_SCRIPT,
+            self._keys(channel),
+            [
+                self._newEpoch(),
+                milliseconds(metaTTL or self._defaultMetaTTL),
+                sinceEpoch,
+                min(limit, 2**31) if limit >= 0 else -1,  # (Lua numbers are doubles)
+                b"1" if reverse else b"0",
+                lowest,
+                highest,
+            ],
+        )
+
+        def read(reply: Any) -> HistoryResult:
+            result = readHistoryReply(reply)
+            checkSinceEpoch(since, result.offset, result.epoch)
+            return result
+
+        return d.addCallback(read)
+
+    def removeHistory(self, channel: str) -> Deferred[None]:
+        return self._shard.execute("DEL", self._keys(channel)[1]).addCallback(lambda _: None)
+
+    def _keys(self, channel: str) -> tuple[bytes, bytes]:
+        return (f"{self._prefix}.history.meta.{channel}".encode(), f"{self._prefix}.history.stream.{channel}".encode())
+
+    def _newEpoch(self) -> str:
+        return "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8))

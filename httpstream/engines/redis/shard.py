@@ -1,0 +1,279 @@
+# -*- test-case-name: tests.test_engine_redis -*-
+"""
+L{RedisShard}: the two connections to one Redis that a node's broker, presence and control plane share, one for
+commands and Lua scripts and one in subscribe mode for PUB/SUB, and the PUB/SUB channels subscribed on it.
+
+While a connection is down, whatever needs it fails at once (L{RedisUnavailable}) instead of waiting or
+pretending. When the PUB/SUB connection comes back, every channel is subscribed again and the reconnect handlers
+run: messages published while it was down were lost for this node.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Optional, Sequence, Union
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+import txredisapi
+
+from httpstream.engines.redis.address import RedisAddress, parseAddress
+from httpstream.engines.redis.connection import CommandProtocol, Link, SubscriberProtocol
+from httpstream.engines.redis.errors import RedisUnavailable
+from httpstream.logs import Logger
+
+__all__ = ["RedisShard"]
+
+log = Logger()
+
+
+class RedisShard(Service):
+    """
+    The connections to one Redis, shared by a L{RedisBroker}, a L{RedisPresence} and anything else that needs
+    PUB/SUB (a control channel): start it as a service (C{setServiceParent}) before they are used.
+
+    @ivar prefix: the prefix of every key and PUB/SUB channel name (C{redis_prefix}).
+    @ivar address: the L{RedisAddress}.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        address: Union[str, RedisAddress] = "127.0.0.1:6379",
+        *,
+        prefix: str = "httpstream",
+        db: int = 0,
+        user: str = "",
+        password: str = "",
+        tls: bool = False,
+        trustRoot: Any = None,
+        connectTimeout: float = 5.0,
+        replyTimeout: Optional[float] = 5.0,
+        initialRetryDelay: float = 0.1,
+        maxRetryDelay: float = 5.0,
+        pubsubPingInterval: float = 1.0,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        """
+        @param reactor: connects (L{IReactorTCP}) and times (L{IReactorTime}).
+        @param address: C{host:port} or a C{redis://} / C{rediss://} URL (see L{parseAddress}).
+        @param db: the database of keys (C{SELECT}); PUB/SUB is the same in every database.
+        @param user: the ACL user (with a password); a URL's wins.
+        @param password: the password (C{AUTH}); a URL's wins.
+        @param tls: connect with TLS (needs pyOpenSSL and service_identity: C{twisted[tls]}); the certificate is
+            checked against C{trustRoot} (an L{IOpenSSLTrustRoot}; None: the platform's) and the host name.
+        @param replyTimeout: seconds to wait for a reply before the connection is dropped (None: forever).
+        @param initialRetryDelay: seconds before the first reconnection attempt; each next one waits twice as
+            long, up to C{maxRetryDelay} (plus up to 20% jitter).
+        @param pubsubPingInterval: seconds between PINGs on the PUB/SUB connection, which otherwise only
+            receives: a connection gone silent (a network blackhole) is dropped and made again once a PING has
+            no reply within C{replyTimeout}, as the command connection is by the next command.
+        @raise ValueError: a bad address, or TLS asked for without pyOpenSSL.
+        """
+        self.reactor = reactor
+        self.address = address if isinstance(address, RedisAddress) else parseAddress(address, db, user, password, tls)
+        self.prefix = prefix
+        self.replyTimeout = replyTimeout
+        self.initialRetryDelay = initialRetryDelay
+        self.maxRetryDelay = maxRetryDelay
+        self.pubsubPingInterval = pubsubPingInterval
+        self._pinging: Optional[LoopingCall] = None
+        self.rng = rng if rng is not None else random.Random()
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            reactor, self.address.host, self.address.port, timeout=connectTimeout
+        )
+        if self.address.tls:
+            try:
+                from twisted.internet.ssl import optionsForClientTLS
+            except ImportError:
+                raise ValueError("Redis over TLS needs pyOpenSSL and service_identity (pip install 'twisted[tls]')")
+            endpoint = wrapClientTLS(optionsForClientTLS(self.address.host, trustRoot=trustRoot), endpoint)
+        self._commands = Link(self, "commands", CommandProtocol, endpoint, lambda protocol, reconnect: None)
+        self._pubsub = Link(self, "pubsub", SubscriberProtocol, endpoint, self._pubsubReady, onMessage=self._message)
+        # PUB/SUB channel -> how many subscribe calls it has had without an unsubscribe, and its handler.
+        self._counts: dict[bytes, int] = {}
+        self._handlers: dict[bytes, Callable[[bytes, bytes], None]] = {}
+        # Channels whose SUBSCRIBE is in flight -> the later subscribe calls waiting for its outcome.
+        self._inflight: dict[bytes, list[Deferred[None]]] = {}
+        self._reconnectHandlers: list[Callable[[list[bytes]], None]] = []
+
+    @classmethod
+    def fromConfig(cls, reactor: Any, config: Any, **kwargs: Any) -> "RedisShard":
+        """A shard for the C{redis_*} keys of a L{httpstream.config.Config}."""
+        return cls(
+            reactor,
+            config.redis_url or config.redis_address,
+            prefix=config.redis_prefix,
+            db=config.redis_db,
+            user=config.redis_user,
+            password=config.redis_password,
+            tls=config.redis_tls,
+            **kwargs,
+        )
+
+    # (Twisted's Service has no type hints.)
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._commands.start()
+        self._pubsub.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        self._stopPinging()
+        return gatherResults([self._commands.stop(), self._pubsub.stop()], consumeErrors=True).addCallback(
+            lambda _: None
+        )
+
+    @property
+    def connected(self) -> bool:
+        """True while both connections are up."""
+        return self._commands.protocol is not None and self._pubsub.protocol is not None
+
+    def whenReady(self) -> Deferred[None]:
+        """A Deferred firing once both connections are up (at once when they are)."""
+        return gatherResults([self._commands.whenReady(), self._pubsub.whenReady()]).addCallback(lambda _: None)
+
+    # Commands
+
+    def execute(self, *args: Any) -> Deferred[Any]:
+        """
+        Run one command on the command connection (bytes come back as bytes).
+
+        @return: its reply, or a failure: L{RedisUnavailable} at once while the connection is down,
+            C{txredisapi.ConnectionError} when it is lost before the reply, L{RedisReplyError} for an error reply.
+        """
+        return self._commands.call(lambda protocol: protocol.execute_command(*args))
+
+    def eval(self, script: bytes, keys: Sequence[Any], args: Sequence[Any]) -> Deferred[Any]:
+        """Run a Lua script (EVALSHA, EVAL the first time on each connection) on the command connection."""
+        return self._commands.call(lambda protocol: protocol.eval(script, list(keys), list(args)))
+
+    # PUB/SUB
+
+    def subscribe(self, channel: bytes, handler: Callable[[bytes, bytes], None]) -> Deferred[None]:
+        """
+        Receive the messages of a PUB/SUB channel: C{handler(channel, message)}. Calls are counted: the first
+        sends SUBSCRIBE, and as many L{unsubscribe} calls are needed to stop.
+
+        @return: a Deferred firing once Redis has confirmed the subscription, or failing (L{RedisUnavailable} at
+            once while the PUB/SUB connection is down). The call counts either way (unsubscribe to undo it), and
+            a channel still wanted when the connection comes back is subscribed again.
+        """
+        count = self._counts.get(channel, 0)
+        self._counts[channel] = count + 1
+        self._handlers[channel] = handler
+        protocol = self._pubsub.protocol
+        if protocol is None:
+            return fail(RedisUnavailable(f"no pubsub connection to Redis at {self.address}"))
+        if count == 0:
+            return self._subscribe(protocol, channel)
+        waiting = self._inflight.get(channel)
+        if waiting is None:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        waiting.append(d)
+        return d
+
+    def unsubscribe(self, channel: bytes) -> Deferred[None]:
+        """Undo one L{subscribe} call; the last one sends UNSUBSCRIBE. A lost connection counts as success."""
+        count = self._counts.get(channel, 0)
+        if count > 1:
+            self._counts[channel] = count - 1
+            return succeed(None)
+        if count == 0:
+            return succeed(None)
+        del self._counts[channel]
+        del self._handlers[channel]
+        protocol = self._pubsub.protocol
+        if protocol is None:
+            return succeed(None)  # the next connection will not subscribe it
+        d = maybeDeferred(protocol.execute_command, "UNSUBSCRIBE", channel)
+        d.addErrback(_lostIsUnsubscribed)
+        return d.addCallback(lambda _: None)
+
+    def addReconnectHandler(self, handler: Callable[[list[bytes]], None]) -> None:
+        """
+        Call C{handler(channels)} each time the PUB/SUB connection is back after a loss, once it has subscribed
+        the C{channels} again and the command connection is up: messages published while it was down never
+        reached this node.
+        """
+        self._reconnectHandlers.append(handler)
+
+    def _subscribe(self, protocol: Any, channel: bytes) -> Deferred[None]:
+        # One channel per SUBSCRIBE: Redis confirms each channel separately, and txredisapi matches one
+        # confirmation to one command.
+        waiting: list[Deferred[None]] = []
+        self._inflight[channel] = waiting
+
+        def settled(result: Any) -> Any:
+            if self._inflight.get(channel) is waiting:
+                del self._inflight[channel]
+            for d in waiting:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(None)
+            return result if isinstance(result, Failure) else None
+
+        # (txredisapi's subscribe() would iterate a bytes name as a list of channels.)
+        return maybeDeferred(protocol.execute_command, "SUBSCRIBE", channel, apply_timeout=False).addBoth(settled)
+
+    def _pubsubReady(self, protocol: Any, reconnect: bool) -> None:
+        self._startPinging(protocol)
+        channels = list(self._counts)
+        subscribed = gatherResults([self._subscribe(protocol, channel) for channel in channels], consumeErrors=True)
+        if reconnect:
+            log.info("Redis pubsub: subscribed {count} channels again", count=len(channels))
+            # The handlers will likely read history to check positions: wait for the command connection too.
+            subscribed.addCallback(lambda _: self._commands.whenReady())
+            subscribed.addCallbacks(lambda _: self._reconnected(channels), lambda _: None)  # lost again: next time
+        else:
+            subscribed.addErrback(lambda _: None)
+
+    def _startPinging(self, protocol: Any) -> None:
+        self._stopPinging()
+        if not self.replyTimeout or self.pubsubPingInterval <= 0:
+            return  # a PING without a reply timeout would find nothing
+
+        def ping() -> None:
+            if self._pubsub.protocol is not protocol:
+                self._stopPinging()  # lost: the next connection pings for itself
+                return
+            # No reply within replyTimeout makes txredisapi drop the connection; the link then reconnects.
+            maybeDeferred(protocol.execute_command, "PING").addErrback(lambda _: None)
+
+        self._pinging = LoopingCall(ping)
+        self._pinging.clock = self.reactor
+        self._pinging.start(self.pubsubPingInterval, now=False)
+
+    def _stopPinging(self) -> None:
+        pinging, self._pinging = self._pinging, None
+        if pinging is not None and pinging.running:
+            pinging.stop()
+
+    def _reconnected(self, channels: list[bytes]) -> None:
+        for handler in list(self._reconnectHandlers):
+            try:
+                handler(channels)
+            except Exception:
+                log.failure("Redis reconnect handler {handler}", handler=handler)
+
+    def _message(self, channel: bytes, message: bytes) -> None:
+        handler = self._handlers.get(channel)
+        if handler is None:
+            return  # unsubscribed; the UNSUBSCRIBE is in flight
+        try:
+            handler(channel, message)
+        except Exception:
+            log.failure("Redis message on {channel}", channel=channel)
+
+
+
+def _lostIsUnsubscribed(failure: Failure) -> Optional[Failure]:
+    """A connection lost before UNSUBSCRIBE was confirmed: Redis dropped every subscription of it anyway."""
+    return None if isinstance(failure.value, txredisapi.ConnectionError) else failure
