@@ -303,3 +303,23 @@ class BrokerReconnectTests(SynchronousTestCase):
         self.assertEqual(broker.pending, [])
         broker.reconnect(["news"])
         self.assertEqual([(operation, channel) for operation, channel, _ in broker.pending], [("history", "news")])
+
+
+class StreamEpochTests(SynchronousTestCase):
+    def test_lostStreamUnsubscribesPositioned(self) -> None:
+        """
+        On the memory engine too, a positioned subscriber whose stream was dropped (history_meta_ttl without use)
+        and made again is unsubscribed with 2500 by the next publication (another epoch), instead of silently
+        missing the new stream's publications, whose offsets start again at 1.
+        """
+        node = makeNode({**OPEN, "history_size": 10, "history_ttl": "5s", "history_meta_ttl": "10s",
+                         "allow_positioning": True})
+        node.publish("news", b'{"n":1}')
+        client, transport = connectClient(node)
+        client.handleData(encodeCommands("json", [{"id": 2, "subscribe": {"channel": "news", "positioned": True}}]))
+        node.reactor.advance(11)  # type: ignore[attr-defined]
+        node.publish("news", b'{"n":2}')
+        node.reactor.advance(0)  # type: ignore[attr-defined]
+        pushes = [reply for reply in transport.replies() if "push" in reply]
+        self.assertEqual(pushes, [{"push": {"channel": "news", "unsubscribe": {"code": 2500,
+                                                                                "reason": "insufficient state"}}}])

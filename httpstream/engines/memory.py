@@ -71,7 +71,9 @@ class MemoryBroker:
     """
     PUB/SUB and history inside the process: a publication on a subscribed channel reaches the handler before
     C{publish}'s Deferred fires, so a publisher sees its own publication before its publish reply, as with
-    Centrifugo's memory engine. Every Deferred it returns has already fired.
+    Centrifugo's memory engine. Every Deferred it returns has already fired. The handler gets the epoch of the
+    stream a publication was appended to: a stream dropped after C{historyMetaTTL} without use comes back with
+    another one, and a subscriber positioned in the old one must learn it lost its place.
 
     Streams expire lazily: each operation first applies the deadlines that have passed (a heap of them, so that
     streams nobody touches again are freed too, at the next operation on any channel).
