@@ -16,7 +16,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from httpstream.serverapi.api import APIError, ServerAPI, _errorOf
+from httpstream.serverapi.api import APIError, ServerAPI
+from httpstream.serverapi.errors import errorOf
 from httpstream.config import Config
 from httpstream.logs import Logger
 from httpstream.transports._http import readBody
@@ -156,7 +157,7 @@ class APIHandler:
         if metrics is not None:
             # Only known method names become label values: a caller cannot grow the label set at will.
             label = method if method in ServerAPI.METHODS else "unknown"
-            outcome = str(_errorOf(result).code) if isinstance(result, Failure) else "ok"
+            outcome = str(errorOf(result).code) if isinstance(result, Failure) else "ok"
             metrics.apiCalls.labels(label, outcome).inc()
             metrics.apiDuration.labels(label).observe(time.perf_counter() - started)
         return result
