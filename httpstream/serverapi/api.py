@@ -85,7 +85,9 @@ class ServerAPI:
 
     def __init__(self, node: Any, clock: Optional[Callable[[], float]] = None) -> None:
         self.node = node
-        self._now: Callable[[], float] = clock or getattr(node.reactor, "seconds", time.time)
+        if clock is None:
+            clock = getattr(node.reactor, "seconds", time.time)
+        self._now: Callable[[], float] = clock
         self._badRequestLogged = -BAD_REQUEST_LOG_INTERVAL
         self._badRequestsQuiet = 0
         self.publishing = Publishing(node, self._now, self._translate)
@@ -119,22 +121,26 @@ class ServerAPI:
             raise BadRequest(e) from None
 
     def _translate(self, failure: Failure, method: str) -> Failure:
-        """Protocol-level failures become Centrifugo's API errors; anything else is a fault, logged once."""
-        if failure.check(BadRequest):
+        """
+        Protocol-level failures become Centrifugo's API errors; anything else is a fault, logged once.
+
+        @raise APIError: what the call answers.
+        """
+        if isinstance(failure.value, BadRequest):
             self._logBadRequest(method, failure.value.field)
             return failure
         known = translated(failure)
         if known is not None:
-            return known
+            raise known
         # The id ties the log line to the call (a reply tells the caller nothing of the server's insides).
         requestID = secrets.token_hex(4)
-        if failure.check(ServerFault):
+        if isinstance(failure.value, ServerFault):
             self.log.error("api {method} failed (request {requestID}): {reason}", method=method,
                            requestID=requestID, reason=failure.getErrorMessage())
         else:
             self.log.failure("api {method} failed (request {requestID})", failure, method=method,
                              requestID=requestID)
-        return Failure(APIError(ERROR_INTERNAL))
+        raise APIError(ERROR_INTERNAL)
 
     def _logBadRequest(self, method: str, field: FieldError) -> None:
         """Name the field: at info at most once per interval (counting those left out), else at debug."""
@@ -173,9 +179,12 @@ class ServerAPI:
         if request.parallel:
             d = DeferredList([run(i) for i in range(len(commands))])
         else:
+            def next(_: Any, index: int) -> Deferred[None]:
+                return run(index)
+
             d = succeed(None)
             for i in range(len(commands)):
-                d.addCallback(lambda _, i=i: run(i))
+                d.addCallback(next, i)
         # batch answers at the top level: {"replies": [...]}, not inside "result".
         return d.addCallback(lambda _: {"replies": replies})
 

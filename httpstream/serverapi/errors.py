@@ -67,21 +67,20 @@ class ServerFault(Exception):
 
 def errorOf(failure: Failure) -> codes.Error:
     """The error a failed call answers: its own, or 100 for anything that is not an L{APIError}."""
-    if failure.check(APIError):
-        error: codes.Error = failure.value.error
-        return error
+    if isinstance(failure.value, APIError):
+        return failure.value.error
     return ERROR_INTERNAL
 
 
-def translated(failure: Failure) -> Optional[Failure]:
-    """An L{APIError} for a protocol-level failure (with Centrifugo's API codes); None for a server fault."""
-    if failure.check(APIError):
-        return failure
-    if failure.check(ChannelError, ProxyError):
-        return Failure(APIError(failure.value.error))
-    if failure.check(HistoryError):
-        error = failure.value.error
-        return Failure(APIError(ERROR_UNRECOVERABLE_POSITION if error.code == 112 else ERROR_BAD_REQUEST))
+def translated(failure: Failure) -> Optional[APIError]:
+    """The L{APIError} of a protocol-level failure (with Centrifugo's API codes); None for a server fault."""
+    value = failure.value
+    if isinstance(value, APIError):
+        return value
+    if isinstance(value, (ChannelError, ProxyError)):
+        return APIError(value.error)
+    if isinstance(value, HistoryError):
+        return APIError(ERROR_UNRECOVERABLE_POSITION if value.error.code == 112 else ERROR_BAD_REQUEST)
     return None
 
 

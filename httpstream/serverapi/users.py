@@ -94,7 +94,7 @@ class UserMethods:
                 raise ServerFault(f"failed on nodes {', '.join(failed)}")
             return {}
 
-        def unsent(f: Failure) -> None:
+        def unsent(f: Failure) -> dict[str, Any]:
             raise ServerFault(f"not sent to the other nodes: {f.getErrorMessage()}")
 
         # Only decoded fields travel: nothing unchecked rides along to the other nodes.

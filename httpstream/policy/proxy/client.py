@@ -23,7 +23,7 @@ missing result means "expired".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, cast
 
 import orjson
 from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
@@ -66,13 +66,16 @@ def _defaultHTTPClient(reactor: Any) -> tuple[HTTPPoster, "HTTPConnectionPool"]:
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
     pool.maxPersistentPerHost = 255  # Centrifugo's DefaultMaxIdleConnsPerHost
     pool.cachedConnectionTimeout = 90  # Go's default idle connection timeout
     # No cookie memory: a Set-Cookie from the backend for one user must never ride along on another's request
     # (Go's http.Client has no jar). A Cookie header forwarded from the client still passes through untouched.
     jar = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
-    return HTTPClient(Agent(reactor, pool=pool), cookiejar=jar), pool  # type: ignore[arg-type]
+    agent = Agent(reactor, pool=pool)  # type: ignore[no-untyped-call]
+    # treq's post has more keywords than HTTPPoster names (and Agent is typed IAgent): it fits at run time.
+    client = cast(HTTPPoster, HTTPClient(agent, cookiejar=jar))  # type: ignore[arg-type]
+    return client, pool
 
 
 class ProxyClient:
@@ -140,7 +143,8 @@ class ProxyClient:
         """Close the idle connections of the default client's pool (nothing to do for an injected client)."""
         if self._pool is None:
             return succeed(None)
-        return self._pool.closeCachedConnections()
+        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        return closed
 
     # The six events.
 
@@ -272,7 +276,7 @@ class ProxyClient:
             body.put("channel", channel)
             body.meta(ctx, self.includeMeta)
 
-        def retry(failure: Failure) -> dict:
+        def retry(failure: Failure) -> dict[str, Any]:
             return {"expired": False, "expire_at": self._retryAt(), "info": None}
 
         return self._request("sub_refresh", ctx, True, build, parse, retry)
@@ -325,7 +329,7 @@ class ProxyClient:
         timer = self._reactor.callLater(getattr(self._config, f"proxy_{name}_timeout"), expire)
 
         def read(response: Any) -> "Deferred[bytes]":
-            content = response.content()
+            content: Deferred[bytes] = response.content()
             if response.code != 200:
                 # Read (and drop) the body all the same, so the connection goes back to the pool in order.
                 def refuse(_: Any) -> None:
@@ -356,11 +360,11 @@ class ProxyClient:
                 raise CallFailed(str(e)) from None
 
         def callFailed(failure: Failure) -> Any:
-            if failure.check(ProxyError, ProxyDisconnect):
+            if isinstance(failure.value, (ProxyError, ProxyDisconnect)):
                 return failure
             if callerCancelled:
-                return Failure(CancelledError())  # the client is gone: nothing to report or reply
-            reason = "timeout" if timedOut else failure.getErrorMessage() or failure.type.__name__
+                raise CancelledError()  # the client is gone: nothing to report or reply
+            reason = "timeout" if timedOut else failure.getErrorMessage() or type(failure.value).__name__
             self.log.error(
                 "client {client}: error proxying {name} to {endpoint}: {reason}",
                 client=ctx.clientID, name=name, endpoint=endpoint, reason=reason,
