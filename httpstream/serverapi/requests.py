@@ -4,8 +4,8 @@ The server API's requests, decoded: one frozen value per method, read from the r
 L{httpstream.readers.Fields} and the field types of Centrifugo's C{apiproto/api.proto}.
 
 A request that does not decode (a field of the wrong type or out of its range) raises L{FieldError}, which
-L{httpstream.serverapi.api} answers as L{httpstream.serverapi.api.BadRequest}. A request that decodes but makes no sense (no
-channel, no user) is the method's own 107 there.
+L{httpstream.serverapi.api} answers as L{httpstream.serverapi.errors.BadRequest}. A request that decodes but makes
+no sense (no channel, no user) is the method's own 107 there.
 """
 
 from __future__ import annotations
