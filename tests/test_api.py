@@ -167,10 +167,10 @@ class PublishTests(APITestCase):
             self.ok(self.api.publish(channel="chat:a", data=b"1", idempotency_key=f"k{n}"))
         self.clock.advance(IDEMPOTENCY_WINDOW / 2)
         self.ok(self.api.publish(channel="chat:a", data=b"1", idempotency_key="late"))
-        self.assertEqual(len(self.api._idempotent), 51)
+        self.assertEqual(len(self.api.publishing.idempotent), 51)
         self.clock.advance(IDEMPOTENCY_WINDOW / 2 + 1)
         self.ok(self.api.publish(channel="chat:a", data=b"1", idempotency_key="new"))
-        self.assertEqual(set(self.api._idempotent), {("chat:a", "late"), ("chat:a", "new")})
+        self.assertEqual(set(self.api.publishing.idempotent), {("chat:a", "late"), ("chat:a", "new")})
 
     def test_withoutIdempotencyKeyEveryCallPublishes(self) -> None:
         self.ok(self.api.publish(channel="chat:a", data=b"1"))

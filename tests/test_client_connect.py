@@ -261,6 +261,21 @@ class ConnectTestsMixin(ChannelHelpers):
         self.connect(node, {"token": token(sub="alice")})
         self.assertEqual(len(backend.requests), 1)
 
+    def test_connectProxySubs(self) -> None:
+        """
+        The connect proxy's subs, as a token's: info becomes chan_info, data the SubscribeResult data, override the
+        channel options (presence here); a channel of both channels and subs takes its subs options.
+        """
+        backend = Backend({"result": {"user": "56", "channels": ["a", "b"], "subs": {"a": {
+            "info": {"role": "x"}, "b64data": base64.b64encode(b'{"hello":1}').decode(),
+            "override": {"presence": {"value": True}}}}}})
+        node = self.proxyNode(backend, "connect")
+        client, _, reply = self.connect(node)
+        self.assertEqual(reply["connect"]["subs"], {"a": {"data": b'{"hello":1}'}, "b": {}})
+        self.assertEqual(self.successResultOf(node.presence.presence("a")), {
+            client.clientID: {"user": "56", "client": client.clientID, "chan_info": b'{"role":"x"}'},
+        })
+
     def test_connectProxyOutcomes(self) -> None:
         """
         The proxy's error is the connect's error reply, its disconnect a disconnect; a failed call is 100; no

@@ -32,6 +32,7 @@ from httpstream.policy.proxy import (
     ProxySubscribeRequest,
     forwardedHeaders,
 )
+from httpstream.readers import SubOptions
 
 ENDPOINTS = {f"proxy_{name}_endpoint": f"http://backend.test/centrifugo/{name}" for name in PROXY_NAMES}
 
@@ -172,9 +173,9 @@ class ConnectTests(ProxyTestCase):
                 "data": b'{"hello":true}',
                 "channels": ["a", "b"],
                 "subs": {
-                    "c": {"info": b'{"x":1}', "data": b"\x00\x01",
-                          "override": {"presence": True, "join_leave": False}, "expire_at": 5},
-                    "d": {"info": None, "data": None, "override": {}, "expire_at": 0},
+                    "c": SubOptions(info=b'{"x":1}', data=b"\x00\x01",
+                                    override={"presence": True, "join_leave": False}, expireAt=5),
+                    "d": SubOptions(),
                 },
                 "meta": b'{"role":"admin"}',
             },

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.readers import INT32, UINT32, UINT64, Base64Error, FieldError, Fields
+from httpstream.readers import INT32, UINT32, UINT64, Base64Error, FieldError, Fields, SubOptions
 
 
 class FieldsTests(SynchronousTestCase):
@@ -86,3 +86,49 @@ class FieldsTests(SynchronousTestCase):
             error = self.assertRaises(Base64Error, Fields({"b64info": bad}).payload, "info")
             self.assertEqual(error.path, "b64info")
         self.error(lambda: Fields({"b64data": 5}).payload("data"), "b64data")
+
+    def test_number(self) -> None:
+        """Any JSON number (a JWT's NumericDate), not a boolean or a string."""
+        f = Fields({"i": 5, "f": 1.5, "t": True, "s": "5"})
+        self.assertEqual((f.number("i"), f.number("f"), f.number("missing")), (5, 1.5, None))
+        self.error(lambda: f.number("t"), "t")
+        self.error(lambda: f.number("s"), "s")
+
+
+class SubOptionsTests(SynchronousTestCase):
+    """
+    The one reader of a server-granted subscription's options (token subs, connect proxy subs, API subscribe).
+    """
+
+    def test_read(self) -> None:
+        options = SubOptions.read(Fields({
+            "info": {"a": 1}, "b64data": "AAE=", "expire_at": 7,
+            "override": {"presence": {"value": True}, "join_leave": {}, "force_recovery": None,
+                         "unknown_option": {"value": True}},
+        }))
+        self.assertEqual(options, SubOptions(info=b'{"a":1}', data=b"\x00\x01",
+                                             override={"presence": True, "join_leave": False}, expireAt=7))
+        self.assertEqual(SubOptions.read(Fields({})), SubOptions())
+
+    def test_payloadsAsBytes(self) -> None:
+        """Payloads already encoded (what the API hands on between nodes) are taken as they are."""
+        options = SubOptions.read(Fields({"info": b'{"i":1}', "data": b"raw"}))
+        self.assertEqual((options.info, options.data), (b'{"i":1}', b"raw"))
+
+    def test_notExpiring(self) -> None:
+        """Where the source has no expire_at (a token's subs entry), the field is not read at all."""
+        self.assertEqual(SubOptions.read(Fields({"expire_at": "x"}), expiring=False), SubOptions())
+
+    def test_errorsNameTheField(self) -> None:
+        cases = [
+            ({"override": {"presence": {"value": "yes"}}}, "c.override.presence.value", FieldError),
+            ({"override": {"presence": True}}, "c.override.presence", FieldError),
+            ({"override": []}, "c.override", FieldError),
+            ({"expire_at": 1.5}, "c.expire_at", FieldError),
+            ({"expire_at": 2**63}, "c.expire_at", FieldError),
+            ({"b64info": "%%"}, "c.b64info", Base64Error),
+            ({"data": object()}, "c.data", FieldError),
+        ]
+        for document, path, kind in cases:
+            error = self.assertRaises(kind, SubOptions.read, Fields(document, "c"))
+            self.assertEqual(error.path, path, document)

@@ -454,6 +454,8 @@ class ExpireAtTests(SynchronousTestCase):
         ({"expire_at": float(NOW + 60)}, InvalidToken),
         ({"expire_at": "tomorrow"}, InvalidToken),
         ({"expire_at": True}, InvalidToken),
+        ({"expire_at": 2**63 - 1}, 2**63 - 1),
+        ({"expire_at": 2**63}, InvalidToken),  # past a Go int64: does not decode
     ]
 
     def test_connect(self) -> None:
@@ -595,6 +597,11 @@ class ConnectClaimTests(SynchronousTestCase):
             {"subs": {"news": {"override": {"presence": True}}}},
         ):
             self.assertRaises(InvalidToken, self.verify, claims)
+
+    def test_subsEntryHasNoExpiry(self) -> None:
+        """A token's subs entry has no expire_at in Centrifugo's claims: whatever is there is not read."""
+        claims = self.verify({"subs": {"news": {"expire_at": "whenever", "info": {"a": 1}}}})
+        self.assertEqual(claims.subs, {"news": SubOptions(info=b'{"a":1}')})
 
     def test_meta(self) -> None:
         self.assertIsNone(self.verify({}).meta)

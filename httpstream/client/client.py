@@ -13,7 +13,6 @@ import random
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import orjson
@@ -236,8 +235,7 @@ class Client(ChannelCommands, ServerControl):
         if reply["expire_at"]:
             self._expireAt = float(reply["expire_at"])
         serverSubs: dict[str, Any] = {channel: None for channel in reply["channels"]}
-        for channel, options in reply["subs"].items():
-            serverSubs[channel] = _ProxySubOptions(options.get("info"), options.get("data"), options.get("override") or {})
+        serverSubs.update(reply["subs"])  # each a readers.SubOptions
         return self._finishConnect(commandID, request, serverSubs, reply["data"])
 
     def _connectFailed(self, commandID: int, failure: Failure) -> None:
@@ -652,12 +650,3 @@ class Client(ChannelCommands, ServerControl):
         if call is not None and call.active():
             call.cancel()
         setattr(self, name, None)
-
-
-@dataclass(frozen=True)
-class _ProxySubOptions:
-    """A server-side subscription granted by the connect proxy (the shape of a token's C{subs} entry)."""
-
-    info: Optional[bytes]
-    data: Optional[bytes]
-    override: dict[str, bool]

@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from httpstream.protocol import codes
+from httpstream.readers import Fields, SubOptions
 if TYPE_CHECKING:
     from httpstream.client.client import Client
 
@@ -25,7 +26,7 @@ class ServerControl:
         since = request.get("recover_since")
         if isinstance(since, dict):
             params.update(recover=True, offset=since.get("offset", 0), epoch=since.get("epoch", ""))
-        d = self.subscribeChannel(channel, params, True, _APISubOptions(request))
+        d = self.subscribeChannel(channel, params, True, SubOptions.read(Fields(request)))
 
         def subscribed(result: dict) -> None:
             push = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
@@ -58,13 +59,3 @@ class ServerControl:
 
 # The Subscribe push carries these SubscribeResult fields (client.proto Subscribe).
 _SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned", "data")
-
-
-class _APISubOptions:
-    """An API subscribe request in the shape of a token's C{subs} entry."""
-
-    def __init__(self, request: dict[str, Any]) -> None:
-        self.info = request.get("info")
-        self.data = request.get("data")
-        override = request.get("override") or {}
-        self.override = {k: bool(v.get("value")) for k, v in override.items() if isinstance(v, dict)}

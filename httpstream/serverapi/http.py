@@ -16,7 +16,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from httpstream.serverapi.api import APIError, ServerAPI, _errorOf
+from httpstream.serverapi.api import APIError, ServerAPI
+from httpstream.serverapi.errors import errorOf
 from httpstream.config import Config
 from httpstream.logs import Logger
 from httpstream.transports._http import readBody
@@ -128,7 +129,7 @@ class APIHandler:
             self._config.api_error_mode == "transport"
             or (request.getHeader(b"x-centrifugo-error-mode") or b"").lower() == b"transport"
         )
-        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Type", b"application/json")  # type: ignore[no-untyped-call]
         try:
             if method == "batch" and type(document.get("commands")) is list:
                 # A command is {method: request}: the method name ("info") is not a raw-JSON field.
@@ -156,12 +157,12 @@ class APIHandler:
         if metrics is not None:
             # Only known method names become label values: a caller cannot grow the label set at will.
             label = method if method in ServerAPI.METHODS else "unknown"
-            outcome = str(_errorOf(result).code) if isinstance(result, Failure) else "ok"
+            outcome = str(errorOf(result).code) if isinstance(result, Failure) else "ok"
             metrics.apiCalls.labels(label, outcome).inc()
             metrics.apiDuration.labels(label).observe(time.perf_counter() - started)
         return result
 
-    def _answer(self, request: server.Request, method: str, result: dict) -> bytes:
+    def _answer(self, request: server.Request, method: str, result: dict[str, Any]) -> bytes:
         try:
             return encode(result if method == "batch" else {"result": result})
         except NotJSON:
@@ -170,14 +171,14 @@ class APIHandler:
                      "cannot be embedded in a JSON reply", method=method, requestID=secrets.token_hex(4))
             return self._internalServerError(request)
         except TypeError:
-            return self._fault(request, method, Failure())
+            return self._fault(request, method, Failure())  # type: ignore[no-untyped-call]
 
     def _failed(self, request: server.Request, method: str, failure: Failure, transport: bool) -> bytes:
-        if not failure.check(APIError):
+        if not isinstance(failure.value, APIError):
             return self._fault(request, method, failure)
-        # Client mistakes and refusals are the caller's to see in the reply; a line each would flood the log.
-        log.debug("api {method}: error {code}", method=method, code=failure.value.error.code)
         error = failure.value.error
+        # Client mistakes and refusals are the caller's to see in the reply; a line each would flood the log.
+        log.debug("api {method}: error {code}", method=method, code=error.code)
         body = {"code": error.code, "message": error.message}
         if transport:
             request.setResponseCode(TRANSPORT_STATUS.get(error.code, 500))
@@ -192,7 +193,7 @@ class APIHandler:
 
     def _internalServerError(self, request: server.Request) -> bytes:
         request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")  # type: ignore[no-untyped-call]
         return b"Internal Server Error"
 
 

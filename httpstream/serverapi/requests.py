@@ -4,8 +4,8 @@ The server API's requests, decoded: one frozen value per method, read from the r
 L{httpstream.readers.Fields} and the field types of Centrifugo's C{apiproto/api.proto}.
 
 A request that does not decode (a field of the wrong type or out of its range) raises L{FieldError}, which
-L{httpstream.serverapi.api} answers as L{httpstream.serverapi.api.BadRequest}. A request that decodes but makes no sense (no
-channel, no user) is the method's own 107 there.
+L{httpstream.serverapi.api} answers as L{httpstream.serverapi.errors.BadRequest}. A request that decodes but makes
+no sense (no channel, no user) is the method's own 107 there.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from httpstream.readers import INT32, INT64, UINT32, UINT64, FieldError, Fields
+from httpstream.readers import INT32, INT64, UINT32, UINT64, FieldError, Fields, SubOptions
 
 __all__ = [
     "BatchRequest",
@@ -26,9 +26,6 @@ __all__ = [
     "UnsubscribeRequest",
     "UserRequest",
 ]
-
-# SubscribeOptionOverride's fields: each a BoolValue {"value": bool}.
-_OVERRIDES = ("presence", "join_leave", "force_recovery", "force_positioning", "force_push_join_leave")
 
 
 @dataclass(frozen=True)
@@ -119,32 +116,29 @@ class DisconnectRequest(UserRequest):
 
 @dataclass(frozen=True)
 class SubscribeRequest(UserRequest):
+    """
+    @ivar options: the subscription's C{info}, C{data}, C{override} and C{expire_at}, fields of the request itself
+        (read as a connection token's or the connect proxy's C{subs} entries are).
+    """
+
     channel: str = ""
-    info: Optional[bytes] = None
-    data: Optional[bytes] = None
-    expireAt: int = 0
+    options: SubOptions = SubOptions()
     recoverSince: Optional[StreamPosition] = None
-    override: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def read(cls, f: Fields) -> "SubscribeRequest":
-        overrides = f.object("override")
-        override: dict[str, bool] = {}
-        if overrides is not None:
-            for name in _OVERRIDES:
-                value = overrides.object(name)
-                if value is not None:
-                    override[name] = value.boolean("value")
-        return cls(
-            **_target(f), channel=f.string("channel"), info=f.payload("info"), data=f.payload("data"),
-            expireAt=f.integer("expire_at", INT64), recoverSince=StreamPosition.read(f.object("recover_since")),
-            override=override,
-        )
+        return cls(**_target(f), channel=f.string("channel"), options=SubOptions.read(f),
+                   recoverSince=StreamPosition.read(f.object("recover_since")))
 
     def asDict(self) -> dict[str, Any]:
-        """In the shape L{httpstream.client.servercontrol} reads (payloads as bytes, overrides as BoolValues)."""
-        request = {**super().asDict(), "channel": self.channel, "info": self.info, "data": self.data,
-                   "expire_at": self.expireAt, "override": {k: {"value": v} for k, v in self.override.items()}}
+        """
+        In the shape L{read} and L{httpstream.client.servercontrol} read (payloads as bytes, which
+        L{Fields.raw} takes as they are; overrides as BoolValues).
+        """
+        options = self.options
+        request = {**super().asDict(), "channel": self.channel, "info": options.info, "data": options.data,
+                   "expire_at": options.expireAt,
+                   "override": {k: {"value": v} for k, v in options.override.items()}}
         if self.recoverSince is not None:
             request["recover_since"] = self.recoverSince.asDict()
         return request

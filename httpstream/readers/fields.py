@@ -1,7 +1,6 @@
 # -*- test-case-name: tests.test_readers -*-
 """
-Typed readers for JSON objects that come from outside: API request bodies, proxy responses (and, in time, token
-claims).
+A decoded JSON object from outside (an API request body, a proxy response, a token's claims) read field by field.
 
 A L{Fields} reads one decoded JSON object field by field, with the types of the Go structs Centrifugo decodes the
 same documents into: a field that is absent or JSON C{null} takes its zero value (as Go's C{encoding/json}
@@ -14,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Union
 
 import orjson
 
@@ -107,7 +106,16 @@ class Fields:
         low, high = bounds
         if not _isInt(value) or not low <= value <= high:
             raise FieldError(self.name(key), f"an integer in [{low}, {high}]")
-        return value
+        return int(value)
+
+    def number(self, key: str) -> Optional[Union[int, float]]:
+        """Any JSON number, as Go's C{float64} and a JWT's NumericDate take (None when absent or null)."""
+        value = self._object.get(key)
+        if value is None:
+            return None
+        if type(value) not in (int, float):
+            raise FieldError(self.name(key), "a number")
+        return value  # type: ignore[no-any-return]
 
     def boolean(self, key: str, default: bool = False) -> bool:
         value = self._object.get(key)
