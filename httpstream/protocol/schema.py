@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_protocol_codec -*-
 """
-The Command schema, compiled from the generated descriptors, and the JSON reader that checks a client's JSON
-command against it and turns it into the dict shape of L{httpstream.protocol.codec}.
+The Command and Reply schemas, compiled from the generated descriptors, and the JSON reader that checks a JSON
+command (or, for tests and clients, a reply) against them and turns it into the dict shape of
+L{httpstream.protocol.codec}.
 
 Looking fields up in upb descriptors on every command is slow, so each message type is compiled once into
 C{{field name: spec}}, a spec being a small frozen value per kind of field.
@@ -22,7 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from . import client_pb2
 from .errors import DecodeError
 
-__all__ = ["json_command", "is_map", "message_type"]
+__all__ = ["json_command", "json_reply", "is_map", "message_type"]
 
 
 class _Scalar(enum.Enum):
@@ -221,6 +222,7 @@ def _json_single(value: Any, spec: _Spec) -> Any:
 # Through the file descriptor: its message_types_by_name are typed as the descriptor module's Descriptor, which
 # the upb class attribute Command.DESCRIPTOR is not (they are the same object).
 _COMMAND_SCHEMA = _schema(client_pb2.DESCRIPTOR.message_types_by_name["Command"])
+_REPLY_SCHEMA = _schema(client_pb2.DESCRIPTOR.message_types_by_name["Reply"])
 
 
 def json_command(line: bytes) -> dict[str, Any]:
@@ -239,3 +241,15 @@ def json_command(line: bytes) -> dict[str, Any]:
         return _json_message(obj, _COMMAND_SCHEMA)
     except _BadField as e:
         raise DecodeError(f"{'.'.join(reversed(e.path))}: {e.message}") from None
+
+
+def json_reply(message: bytes) -> dict[str, Any]:
+    """
+    Decode one JSON Reply (or bare Push) into the dict shape: the reader a test or a client of this server uses.
+
+    @raise ValueError: not JSON, or not a Reply (the message names the bad field's path).
+    """
+    try:
+        return _json_message(orjson.loads(message), _REPLY_SCHEMA)
+    except _BadField as e:
+        raise ValueError(f"not a Reply: {'.'.join(reversed(e.path))}: {e.message}") from None
