@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test wheel-test fuzz bench bench-emulation redis clean
+.PHONY: run test typecheck wheel-test fuzz bench bench-emulation redis clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(INSTALLED) web/node_modules/.package-lock.json
 # Every test: in-memory, real sockets, the official SDKs in Node (Redis started if it does not answer).
 test: $(INSTALLED) tests/sdk/node_modules/.package-lock.json redis
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The types gate: mypy --strict with the mypy-zope plugin over httpstream/ ([tool.mypy] in pyproject.toml).
+typecheck: $(INSTALLED)
+	$(PY) -m mypy
 
 # The wheel as a user installs it: built, installed with no extras into a fresh venv in /tmp, pip check, served
 # (memory and Redis engines) and connected to (part of make test too).

@@ -34,6 +34,11 @@ LEVELS: dict[str, Optional[LogLevel]] = {
 }
 
 
+# Typed once here: constantly's NamedConstant attributes are untyped (Any) to the checker.
+_MAYBE: PredicateResult = PredicateResult.maybe
+_NO: PredicateResult = PredicateResult.no
+
+
 @implementer(ILogFilterPredicate)
 class Threshold:
     """Passes events at or above C{level}; none at all when C{level} is None."""
@@ -43,8 +48,8 @@ class Threshold:
 
     def __call__(self, event: LogEvent) -> PredicateResult:
         if self.level is not None and event.get("log_level", LogLevel.info) >= self.level:
-            return PredicateResult.maybe
-        return PredicateResult.no
+            return _MAYBE
+        return _NO
 
 
 threshold = Threshold()

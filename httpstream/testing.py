@@ -45,13 +45,8 @@ from httpstream.interfaces import (
 )
 from httpstream.node.node import Node
 from httpstream.protocol import client_pb2, varint_delimit
-from httpstream.protocol.codec import (
-    _BadField,
-    _json_message,
-    _pb_message,
-    _raw_json,
-    _schema,
-)
+from httpstream.protocol.codec import _pb_message, _raw_json
+from httpstream.protocol.schema import json_reply
 
 __all__ = [
     "FakeClient",
@@ -64,7 +59,6 @@ __all__ = [
 ]
 
 _PROTOCOLS = ("json", "protobuf")
-_REPLY_SCHEMA = _schema(client_pb2.Reply.DESCRIPTOR)
 
 
 def encodeCommands(protocol: str, commands: Sequence[Mapping[str, Any]]) -> bytes:
@@ -87,10 +81,7 @@ def decodeReply(protocol: str, message: bytes) -> dict[str, Any]:
     """
     _checkProtocol(protocol)
     if protocol == "json":
-        try:
-            return _json_message(orjson.loads(message), _REPLY_SCHEMA)
-        except _BadField as e:
-            raise ValueError(f"not a Reply: {'.'.join(reversed(e.path))}: {e.message}") from None
+        return json_reply(message)
     return _pb_message(client_pb2.Reply.FromString(message))
 
 

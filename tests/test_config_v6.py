@@ -15,7 +15,8 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config, ConfigError, Duration, Namespace, load_config, read_config
-from httpstream.config.v6 import V6_PATHS, leaves
+from httpstream.config.v6 import leaves
+from httpstream.config.v6names import V6_PATHS
 from tests.test_config import rejected
 
 TWINS = Path(__file__).with_name("configv6")
@@ -149,11 +150,11 @@ class EveryNameTests(SynchronousTestCase):
 
     def test_everyFieldHasAnEntry(self) -> None:
         """
-        A new field of Config needs its v6 path in configv6.V6_PATHS (None when v6 has no such key).
+        A new field of Config needs its v6 path in httpstream.config.v6names.V6_PATHS (None when v6 has no such key).
         """
         options = {f.name for f in dataclasses.fields(ChannelOptionsType())}
         missing = sorted(f.name for f in dataclasses.fields(Config) if f.name not in V6_PATHS and f.name not in options)
-        self.assertEqual(missing, [], "add these keys to httpstream/config/v6.py V6_PATHS")
+        self.assertEqual(missing, [], "add these keys to httpstream/config/v6names.py V6_PATHS")
 
     def test_withoutV6Name(self) -> None:
         """
@@ -464,12 +465,13 @@ def documentationRows() -> list[str]:
     environment variables (v6 first, then v5's when it differs).
     """
     from httpstream.config.env import envName, v5EnvName
-    from httpstream.config.v6 import _PROXY_SHARED, v5Paths
+    from httpstream.config.v6 import v5Paths
+    from httpstream.config.v6names import PROXY_SHARED
 
     rows = []
     for f in dataclasses.fields(Config):
-        if f.name in _PROXY_SHARED:
-            option = _PROXY_SHARED[f.name]
+        if f.name in PROXY_SHARED:
+            option = PROXY_SHARED[f.name]
             paths, names = [f"<proxy>.{option}"], [f"CENTRIFUGO_<PROXY>_{option.upper()}"]
         else:
             paths = [p for p in v5Paths(f.name) if leaves()[p].v6]

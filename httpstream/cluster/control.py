@@ -19,7 +19,7 @@ compatibility only matters then); a foreign message that does not decode is igno
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.cluster.bus import IControlPubSub, MemoryBus, decodeMessage, encodeMessage
-from httpstream.interfaces import IClusterNodes
+from httpstream.interfaces import IClusterNodes, ISessionRegistry
 from httpstream.logs import Logger
 from httpstream.origin import OriginPatternError
 
@@ -48,6 +48,23 @@ CODE_ERROR = 4  # the handler failed (logged on the node that ran it)
 USER_METHODS = frozenset({"disconnect", "unsubscribe", "subscribe", "refresh"})
 
 Handler = Callable[[Any, str], Any]
+
+
+class ControlledNode(Protocol):
+    """
+    What the control plane reads of its node: a structural type, so that this layer never imports the node's
+    module (L{httpstream.node.node.Node} is one; tests may pass lighter ones).
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def registry(self) -> ISessionRegistry: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def channelCounts(self, pattern: str = "") -> dict[str, int]: ...
 
 
 class OpError(Exception):
@@ -117,7 +134,7 @@ class Control(Service):
     def __init__(
         self,
         reactor: IReactorTime,
-        node: Any,
+        node: ControlledNode,
         pubsub: IControlPubSub,
         prefix: str = "centrifugo",
         requestTimeout: float = REQUEST_TIMEOUT,
@@ -153,14 +170,14 @@ class Control(Service):
     # Service
 
     def startService(self) -> None:
-        super().startService()
+        Service.startService(self)
         self.pubsub.start([self.controlChannel, self.nodeChannel(self.nodeID)], self._received, self.announce)
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self._reactor
         self._loop.start(self.announceInterval, now=True)
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()
+        Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
@@ -253,8 +270,9 @@ class Control(Service):
             return succeed((CODE_UNKNOWN_OP, None))
 
         def failed(f: Failure) -> tuple[int, Any]:
-            if f.check(OpError):
-                return f.value.code, f.value.result
+            error = f.value
+            if isinstance(error, OpError):
+                return error.code, error.result
             self.log.failure("control op {op} from {origin}", f, op=op, origin=origin)
             return CODE_ERROR, None
 

@@ -20,20 +20,19 @@ from typing import Any, Mapping, Optional
 
 import orjson
 
-from httpstream.config import ChannelOptions, ConfigError, Duration, _show
+from httpstream.config.options import ChannelOptions
+from httpstream.config.settings import ConfigError, Duration, _show
 from httpstream.config.v6 import (
-    _PROXY_NAME_OPTIONS,
-    NAMESPACES,
     Leaf,
     Leaves,
     _Collector,
     leaves,
-    optionV6Name,
     readNamespaceItems,
     v5Keys,
     v5Leaves,
     v5Paths,
 )
+from httpstream.config.v6names import NAMESPACES, PROXY_NAME_OPTIONS, optionV6Name
 
 __all__ = ["applyEnvironment", "envName", "v5EnvName"]
 
@@ -197,7 +196,7 @@ def applyEnvironment(
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 continue  # refused by the namespace checks
             prefix = namespaceEnvPrefix(item["name"])
-            for option in [f.name for f in dataclasses.fields(ChannelOptions)] + list(_PROXY_NAME_OPTIONS):
+            for option in [f.name for f in dataclasses.fields(ChannelOptions)] + list(PROXY_NAME_OPTIONS):
                 v6Option = optionV6Name(option)
                 name = prefix + v6Option.upper()
                 known.add(name)
@@ -206,7 +205,7 @@ def applyEnvironment(
                     continue
                 leaf = leaves()[f"channel.without_namespace.{v6Option}"]
                 value = _read(leaf, name, text)
-                if option not in _PROXY_NAME_OPTIONS:
+                if option not in PROXY_NAME_OPTIONS:
                     item[option] = value
                 applied.append(name)
         merged[NAMESPACES] = (items, label)

@@ -13,7 +13,9 @@ from typing import Any, Mapping, Optional, Union
 import orjson
 import yaml
 
-from httpstream.config import Config, ConfigError, LoadedConfig, _show
+from httpstream.config import LoadedConfig
+from httpstream.config.options import Config
+from httpstream.config.settings import ConfigError, _show
 from httpstream.config.env import applyEnvironment, relabel
 from httpstream.config.v6 import documentLeaves, fieldsFromLeaves
 

@@ -16,185 +16,37 @@ converter; docs/configuration.md lists it for operators.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
-from httpstream.config import (
-    ChannelOptions,
-    Config,
+from httpstream.config.options import ChannelOptions, Config, Namespace, _read_namespaces
+from httpstream.config.settings import (
     ConfigError,
     Duration,
-    Namespace,
     _apply_rules,
     _check_redis_address,
     _error,
     _read_bool,
-    _read_namespaces,
     _read_str,
-    _readField,
     _read_str_tuple,
+    _readField,
     _show,
     _specs,
+)
+from httpstream.config.v6names import (
+    NAMESPACES,
+    PROXIES,
+    PROXY_NAME_OPTIONS,
+    PROXY_SHARED,
+    REDIS_ADDRESS,
+    V6_PATHS,
+    WITHOUT_NAMESPACE,
+    optionV6Name,
 )
 
 __all__ = ["Leaf", "Leaves", "V6_PATHS", "documentLeaves", "fieldsFromLeaves", "leaves", "v5Leaves", "v5Paths", "v6Document"]
 
-# The v5 key of every setting and its v6 path; None: v6 has no such key (the v5 name is used in both styles).
-# Keys that are not (yet) fields of Config are listed too, so a field added later gets its v6 name at once;
-# entries for absent fields are inert. Channel options, namespaces, proxies and the Redis address are below.
-V6_PATHS: dict[str, Optional[str]] = {
-    "port": "http_server.port",
-    "address": "http_server.address",
-    "internal_port": "http_server.internal_port",
-    "internal_address": "http_server.internal_address",
-    "name": "node.name",
-    "tls": "http_server.tls.enabled",
-    "tls_cert": "http_server.tls.cert_pem",
-    "tls_key": "http_server.tls.key_pem",
-    "tls_cert_pem": None,  # v6's cert_pem (-> tls_cert) takes PEM text, base64 or a path
-    "tls_key_pem": None,
-    "tls_external": "http_server.tls_external",
-    # httpstream's own deadlines (Centrifugo has none): no v6 name.
-    "http_server_read_header_timeout": None,
-    "http_server_read_timeout": None,
-    "http_server_idle_timeout": None,
-    "http_stream": "http_stream.enabled",
-    "http_stream_max_request_body_size": "http_stream.max_request_body_size",
-    "emulation_max_request_body_size": "emulation.max_request_body_size",
-    "sse": "sse.enabled",
-    "sse_max_request_body_size": "sse.max_request_body_size",
-    "websocket_disable": "websocket.disabled",
-    "websocket_message_size_limit": "websocket.message_size_limit",
-    "websocket_write_batch_size": None,  # httpstream's own (centrifuge counts messages per frame instead)
-    "websocket_compression": "websocket.compression",
-    "websocket_compression_min_size": "websocket.compression_min_size",
-    "websocket_compression_level": "websocket.compression_level",
-    "websocket_read_buffer_size": "websocket.read_buffer_size",
-    "websocket_write_buffer_size": "websocket.write_buffer_size",
-    "websocket_write_timeout": "websocket.write_timeout",
-    "uni_websocket": "uni_websocket.enabled",
-    "uni_websocket_message_size_limit": "uni_websocket.message_size_limit",
-    "uni_sse": "uni_sse.enabled",
-    "uni_sse_max_request_body_size": "uni_sse.max_request_body_size",
-    "uni_http_stream": "uni_http_stream.enabled",
-    "uni_http_stream_max_request_body_size": "uni_http_stream.max_request_body_size",
-    "demo": None,
-    "demo_sdk_dir": None,
-    "allowed_origins": "client.allowed_origins",
-    "ping_interval": "client.ping_interval",
-    "pong_timeout": "client.pong_timeout",
-    "client_stale_close_delay": "client.stale_close_delay",
-    "client_expired_close_delay": "client.expired_close_delay",
-    "client_expired_sub_close_delay": "client.expired_sub_close_delay",
-    "client_presence_update_interval": "client.presence_update_interval",
-    "client_channel_position_check_delay": "client.channel_position_check_delay",
-    "client_channel_position_max_time_lag": "client.channel_position_max_time_lag",
-    "client_queue_max_size": "client.queue_max_size",
-    "client_channel_limit": "client.channel_limit",
-    "client_user_connection_limit": "client.user_connection_limit",
-    "client_connection_limit": "client.connection_limit",
-    "client_connection_rate_limit": "client.connection_rate_limit",
-    "client_concurrency": "client.concurrency",
-    "client_history_max_publication_limit": "client.history_max_publication_limit",
-    "client_recovery_max_publication_limit": "client.recovery_max_publication_limit",
-    "client_connect_include_server_time": "client.connect_include_server_time",
-    "channel_max_length": "channel.max_length",
-    "channel_private_prefix": "channel.private_prefix",
-    "channel_namespace_boundary": "channel.namespace_boundary",
-    "channel_user_boundary": "channel.user_boundary",
-    "channel_user_separator": "channel.user_separator",
-    "global_history_meta_ttl": "channel.history_meta_ttl",
-    "user_subscribe_to_personal": "client.subscribe_to_user_personal_channel.enabled",
-    "user_personal_channel_namespace": "client.subscribe_to_user_personal_channel.personal_channel_namespace",
-    "user_personal_single_connection": "client.subscribe_to_user_personal_channel.single_connection",
-    "client_insecure": "client.insecure",
-    "allow_anonymous_connect_without_token": "client.allow_anonymous_connect_without_token",
-    "disallow_anonymous_connection_tokens": "client.disallow_anonymous_connection_tokens",
-    "token_hmac_secret_key": "client.token.hmac_secret_key",
-    "token_rsa_public_key": "client.token.rsa_public_key",
-    "token_ecdsa_public_key": "client.token.ecdsa_public_key",
-    "token_jwks_public_endpoint": "client.token.jwks_public_endpoint",
-    "token_audience": "client.token.audience",
-    "token_audience_regex": "client.token.audience_regex",
-    "token_issuer": "client.token.issuer",
-    "token_issuer_regex": "client.token.issuer_regex",
-    "token_user_id_claim": "client.token.user_id_claim",
-    "api_key": "http_api.key",
-    "api_insecure": "http_api.insecure",
-    "api_disable": "http_api.disabled",
-    "api_error_mode": "http_api.error_mode",
-    "api_external": "http_api.external",
-    "health": "health.enabled",
-    "prometheus": "prometheus.enabled",
-    "admin": "admin.enabled",
-    "log_level": "log.level",
-    "log_file": "log.file",
-    "pid_file": "pid_file",
-    "shutdown_timeout": "shutdown.timeout",
-    "engine": "engine.type",
-    "redis_url": None,
-    "redis_prefix": "engine.redis.prefix",
-    "redis_db": "engine.redis.db",
-    "redis_user": "engine.redis.user",
-    "redis_password": "engine.redis.password",
-    "redis_tls": "engine.redis.tls.enabled",
-    "redis_connect_timeout": "engine.redis.connect_timeout",
-    "redis_io_timeout": "engine.redis.io_timeout",
-    "global_presence_ttl": "engine.redis.presence_ttl",
-    "redis_address": "engine.redis.address",  # a list in v6; httpstream takes one address
-    "namespaces": "channel.namespaces",
-    # The v5 proxy keys: see _PROXIES. The global options became per-proxy ones in v6.
-    "proxy_http_headers": "<each proxy>.http_headers",
-    "proxy_binary_encoding": "<each proxy>.binary_encoding",
-    "proxy_include_connection_meta": "<each proxy>.include_connection_meta",
-}
-
-
-@dataclass(frozen=True)
-class _Proxy:
-    """One of Centrifugo's proxies: v5 keys C{<v5>_endpoint}/C{<v5>_timeout}, v6 object at C{v6}."""
-
-    v5: str
-    v6: str
-    switch: Optional[str]  # the v6 bool that turns it on; None: on wherever a namespace asks for it
-
-
-_PROXIES = (
-    _Proxy("proxy_connect", "client.proxy.connect", "client.proxy.connect.enabled"),
-    _Proxy("proxy_refresh", "client.proxy.refresh", "client.proxy.refresh.enabled"),
-    # v6 has RPC namespaces; httpstream's RPC proxy serves every method, v6's methods without namespace.
-    _Proxy("proxy_rpc", "rpc.proxy", "rpc.without_namespace.proxy_enabled"),
-    _Proxy("proxy_subscribe", "channel.proxy.subscribe", None),
-    _Proxy("proxy_publish", "channel.proxy.publish", None),
-    _Proxy("proxy_sub_refresh", "channel.proxy.sub_refresh", None),
-)
-for _proxy in _PROXIES:
-    V6_PATHS[f"{_proxy.v5}_endpoint"] = f"{_proxy.v6}.endpoint"
-    V6_PATHS[f"{_proxy.v5}_timeout"] = f"{_proxy.v6}.timeout"
-
-# v5's global proxy options -> the option of each v6 proxy object.
-_PROXY_SHARED = {
-    "proxy_http_headers": "http_headers",
-    "proxy_binary_encoding": "binary_encoding",
-    "proxy_include_connection_meta": "include_connection_meta",
-}
-
-# Channel options renamed in v6 (NS ChannelOptions); the others keep their names.
-OPTION_V6_NAMES = {
-    "proxy_subscribe": "subscribe_proxy_enabled",
-    "proxy_publish": "publish_proxy_enabled",
-    "proxy_sub_refresh": "sub_refresh_proxy_enabled",
-}
-# v6's choice of a named proxy per namespace; httpstream has only the default one.
-_PROXY_NAME_OPTIONS = ("subscribe_proxy_name", "publish_proxy_name", "sub_refresh_proxy_name")
-_WITHOUT_NAMESPACE = "channel.without_namespace"
-NAMESPACES = "channel.namespaces"
-REDIS_ADDRESS = "engine.redis.address"
-
-
-def optionV6Name(option: str) -> str:
-    """The v6 name of a channel option (in C{channel.without_namespace} and in each namespace)."""
-    return OPTION_V6_NAMES.get(option, option)
 
 
 @dataclass(frozen=True)
@@ -220,7 +72,7 @@ Leaves = dict[str, tuple[Any, str]]
 
 
 def _fieldReader(name: str) -> tuple[Any, Callable[[str, Any], Any]]:
-    spec = {s.name: s for s in _specs()}[name]
+    spec = {s.name: s for s in _specs(Config)}[name]
     hint = {f.name: f.type for f in dataclasses.fields(Config)}[name]
     kind = Duration if spec.is_duration else _KINDS.get(str(hint), hint)
 
@@ -257,7 +109,7 @@ def _buildLeaves() -> dict[str, Leaf]:
     leaves: dict[str, Leaf] = {}
     fields = {f.name for f in dataclasses.fields(Config)}
     options = {f.name for f in dataclasses.fields(ChannelOptions)}
-    special = {"namespaces", "redis_address"} | set(_PROXY_SHARED) | {f"{p.v5}_endpoint" for p in _PROXIES}
+    special = {"namespaces", "redis_address"} | set(PROXY_SHARED) | {f"{p.v5}_endpoint" for p in PROXIES}
     for name in sorted(fields - options - special):
         kind, read = _fieldReader(name)
         path = V6_PATHS.get(name) or name
@@ -266,39 +118,38 @@ def _buildLeaves() -> dict[str, Leaf]:
         leaves[path] = Leaf(path, kind, read, name, v6=V6_PATHS.get(name) is not None)
     for name in sorted(options):
         kind, read = _fieldReader(name)
-        path = f"{_WITHOUT_NAMESPACE}.{optionV6Name(name)}"
+        path = f"{WITHOUT_NAMESPACE}.{optionV6Name(name)}"
         leaves[path] = Leaf(path, kind, read, name)
-    for option in _PROXY_NAME_OPTIONS:
-        path = f"{_WITHOUT_NAMESPACE}.{option}"
+    for option in PROXY_NAME_OPTIONS:
+        path = f"{WITHOUT_NAMESPACE}.{option}"
         leaves[path] = Leaf(path, str, _readProxyName, None)
     leaves[NAMESPACES] = Leaf(NAMESPACES, "namespaces", lambda label, value: readNamespaceItems(label, value, True)[0], None)
     leaves[REDIS_ADDRESS] = Leaf(REDIS_ADDRESS, tuple, _readAddresses, None)
-    for proxy in _PROXIES:
+    for proxy in PROXIES:
         leaves[f"{proxy.v6}.endpoint"] = Leaf(f"{proxy.v6}.endpoint", str, _read_str, None)
         if proxy.switch is not None:
             leaves[proxy.switch] = Leaf(proxy.switch, bool, _read_bool, None)
-        for v5, option in _PROXY_SHARED.items():
+        for v5, option in PROXY_SHARED.items():
             kind, read = _fieldReader(v5)
             leaves[f"{proxy.v6}.{option}"] = Leaf(f"{proxy.v6}.{option}", kind, read, None)
     return leaves
 
 
-_CACHE: list[Any] = []
+@functools.cache
+def _leavesAndSections() -> tuple[dict[str, Leaf], frozenset[str]]:
+    built = _buildLeaves()
+    sections = {".".join(path.split(".")[:end]) for path in built for end in range(1, path.count(".") + 1)}
+    return built, frozenset(sections)
 
 
 def leaves() -> dict[str, Leaf]:
     """Every leaf, by path (worked out from L{Config}'s fields on first use)."""
-    if not _CACHE:
-        built = _buildLeaves()
-        sections = {".".join(path.split(".")[:end]) for path in built for end in range(1, path.count(".") + 1)}
-        _CACHE[:] = [built, frozenset(sections)]
-    return _CACHE[0]  # type: ignore[no-any-return]
+    return _leavesAndSections()[0]
 
 
 def _sections() -> frozenset[str]:
     """Every v6 path that holds an object of leaves (C{"client"}, C{"client.token"}, ...)."""
-    leaves()
-    return _CACHE[1]  # type: ignore[no-any-return]
+    return _leavesAndSections()[1]
 
 
 def _unknown(key: str) -> str:
@@ -330,10 +181,10 @@ def readNamespaceItems(label: str, value: Any, v6: bool) -> tuple[list[dict[str,
             keyLabel = f"{prefix}.{key}"
             if key == "name":
                 read["name"] = raw  # checked with the list (uniqueness) by _read_namespaces
-            elif v6 and key in _PROXY_NAME_OPTIONS:
+            elif v6 and key in PROXY_NAME_OPTIONS:
                 _readProxyName(keyLabel, raw)
             elif key in byName:
-                read[byName[key]] = leaves()[f"{_WITHOUT_NAMESPACE}.{optionV6Name(byName[key])}"].read(keyLabel, raw)
+                read[byName[key]] = leaves()[f"{WITHOUT_NAMESPACE}.{optionV6Name(byName[key])}"].read(keyLabel, raw)
             else:
                 warnings.append(_unknown(keyLabel))
         items.append(read)
@@ -363,13 +214,13 @@ def v5Paths(key: str) -> list[str]:
         return [NAMESPACES]
     if key == "redis_address":
         return [REDIS_ADDRESS]
-    if key in _PROXY_SHARED:
-        return [f"{p.v6}.{_PROXY_SHARED[key]}" for p in _PROXIES]
-    for proxy in _PROXIES:
+    if key in PROXY_SHARED:
+        return [f"{p.v6}.{PROXY_SHARED[key]}" for p in PROXIES]
+    for proxy in PROXIES:
         if key == f"{proxy.v5}_endpoint":
             return [f"{proxy.v6}.endpoint"] + ([proxy.switch] if proxy.switch is not None else [])
     if key in {f.name for f in dataclasses.fields(ChannelOptions)}:
-        return [f"{_WITHOUT_NAMESPACE}.{optionV6Name(key)}"]
+        return [f"{WITHOUT_NAMESPACE}.{optionV6Name(key)}"]
     return [V6_PATHS.get(key) or key]
 
 
@@ -384,10 +235,10 @@ def v5Leaves(key: str, value: Any, label: str) -> tuple[list[tuple[str, Any]], l
         return [(NAMESPACES, items)], warnings
     if key == "redis_address":
         return [(REDIS_ADDRESS, _readAddresses(label, value))], warnings
-    if key in _PROXY_SHARED:
+    if key in PROXY_SHARED:
         checked = _fieldReader(key)[1](label, value)
-        return [(f"{p.v6}.{_PROXY_SHARED[key]}", checked) for p in _PROXIES], warnings
-    for proxy in _PROXIES:
+        return [(f"{p.v6}.{PROXY_SHARED[key]}", checked) for p in PROXIES], warnings
+    for proxy in PROXIES:
         if key == f"{proxy.v5}_endpoint":
             endpoint = _read_str(label, value)
             result: list[tuple[str, Any]] = [(f"{proxy.v6}.endpoint", endpoint)]
@@ -480,7 +331,7 @@ def fieldsFromLeaves(leafValues: Leaves) -> dict[str, Any]:
 def _proxyFields(leafValues: Leaves) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     active = []
-    for proxy in _PROXIES:
+    for proxy in PROXIES:
         endpoint, endpointLabel = leafValues.get(f"{proxy.v6}.endpoint", ("", f"{proxy.v6}.endpoint"))
         if proxy.switch is not None:
             enabled, switchLabel = leafValues.get(proxy.switch, (False, proxy.switch))
@@ -496,8 +347,8 @@ def _proxyFields(leafValues: Leaves) -> dict[str, Any]:
         if endpoint:
             active.append(proxy)
     # httpstream has one value of each for every proxy (v5's global keys): the proxies in use must agree.
-    for v5, option in _PROXY_SHARED.items():
-        given = [(p, leafValues[f"{p.v6}.{option}"]) for p in _PROXIES if f"{p.v6}.{option}" in leafValues]
+    for v5, option in PROXY_SHARED.items():
+        given = [(p, leafValues[f"{p.v6}.{option}"]) for p in PROXIES if f"{p.v6}.{option}" in leafValues]
         if not given:
             continue
         default = Config.__dataclass_fields__[v5].default
@@ -546,4 +397,4 @@ def v6Document(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _isSwitch(path: str) -> bool:
-    return any(proxy.switch == path for proxy in _PROXIES)
+    return any(proxy.switch == path for proxy in PROXIES)

@@ -16,7 +16,8 @@ from typing import Any, Mapping, get_type_hints
 import orjson
 import yaml
 
-from httpstream.config import ChannelOptions, Config, Duration, Namespace
+from httpstream.config.options import ChannelOptions, Config, Namespace
+from httpstream.config.settings import Duration
 from httpstream.config.v6 import v6Document
 
 __all__ = ["FORMATS", "configDocument", "dumpDocument", "formatOf", "goDuration"]

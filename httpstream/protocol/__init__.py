@@ -4,7 +4,10 @@ Client protocol v2 on the wire: the schema, the JSON and Protobuf codecs, and
 varint framing.
 
 Everything above this package handles commands and replies as plain dicts (see
-L{httpstream.protocol.codec}); pick a codec with C{JSON} or C{PROTOBUF}.
+L{httpstream.protocol.codec}); pick a codec with C{JSON} or C{PROTOBUF}. The Command schema the JSON reader
+checks against is L{httpstream.protocol.schema}'s.
+
+The bottom layer: imports nothing of httpstream (only protobuf and orjson).
 """
 
 from .codec import (

@@ -20,17 +20,17 @@ key order) and must not put C{None} in a reply.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError as _ProtobufDecodeError
 from google.protobuf.message import Message as _Message
 
 from . import client_pb2
 from .errors import DecodeError, EncodeError, FrameTooLarge
 from .framing import split_varint
+from .schema import is_map, json_command, message_type
 
 __all__ = [
     "JSON",
@@ -45,190 +45,9 @@ __all__ = [
 DEFAULT_MAX_SIZE = 65536
 
 # ---------------------------------------------------------------------------
-# Schemas compiled from the generated descriptors.
-#
-# Looking fields up in upb descriptors on every command is slow; each message
-# type is compiled once into {field name: spec} with plain tuples.
-
-_STR, _BOOL, _INT, _BYTES, _FLOAT, _MSG, _MAP, _LIST = range(8)
-
-_RANGES = {
-    FieldDescriptor.CPPTYPE_INT32: (-(2**31), 2**31 - 1, False),
-    FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1, False),
-    # 64-bit values may arrive as decimal strings (proto3 JSON), though the SDKs
-    # send numbers.
-    FieldDescriptor.CPPTYPE_INT64: (-(2**63), 2**63 - 1, True),
-    FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1, True),
-    # No enums in the schema; accept their numbers so a future one cannot crash.
-    FieldDescriptor.CPPTYPE_ENUM: (-(2**31), 2**31 - 1, False),
-}
-
-_DECIMAL = re.compile(r"-?[0-9]+")
-
-# spec = (kind, a, b, c): _INT (lo, hi, strings ok), _MSG (schema),
-# _MAP (value spec), _LIST (element spec).
-_Spec = tuple
-_Schema = dict[str, _Spec]
-
-_schemas: dict[str, _Schema] = {}
-
-
-def _schema(descriptor: Descriptor) -> _Schema:
-    schema = _schemas.get(descriptor.full_name)
-    if schema is None:
-        # Registered before it is filled, so recursive messages terminate.
-        schema = _schemas[descriptor.full_name] = {}
-        for fd in descriptor.fields:
-            schema[fd.name] = _field_spec(fd)
-    return schema
-
-
-def _single_spec(fd: FieldDescriptor) -> _Spec:
-    cpp = fd.cpp_type
-    if cpp == FieldDescriptor.CPPTYPE_STRING:
-        if fd.type == FieldDescriptor.TYPE_BYTES:
-            return (_BYTES, None, None, None)
-        return (_STR, None, None, None)
-    if cpp == FieldDescriptor.CPPTYPE_BOOL:
-        return (_BOOL, None, None, None)
-    if cpp == FieldDescriptor.CPPTYPE_MESSAGE:
-        return (_MSG, _schema(fd.message_type), None, None)
-    if cpp in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
-        return (_FLOAT, None, None, None)
-    return (_INT, *_RANGES[cpp])
-
-
-def _is_map(fd: FieldDescriptor) -> bool:
-    return (
-        fd.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
-        and fd.message_type.GetOptions().map_entry
-    )
-
-
-def _field_spec(fd: FieldDescriptor) -> _Spec:
-    if _is_map(fd):
-        value_fd = fd.message_type.fields_by_name["value"]
-        # Every map in the schema has string keys, which is all JSON can express
-        # without conversions; other key types would need them.
-        return (_MAP, _single_spec(value_fd), None, None)
-    if fd.is_repeated:
-        return (_LIST, _single_spec(fd), None, None)
-    return _single_spec(fd)
-
-
-# ---------------------------------------------------------------------------
-# JSON -> dict
-
-
-class _BadField(Exception):
-    """
-    Internal: a type mismatch; C{path} grows as the error unwinds.
-    """
-
-    def __init__(self, path: list[str], message: str) -> None:
-        self.path = path
-        self.message = message
-
-
-def _json_message(obj: Any, schema: _Schema) -> dict[str, Any]:
-    if type(obj) is not dict:
-        raise _BadField([], "expected an object")
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        spec = schema.get(key)
-        if spec is None or value is None:
-            continue  # unknown keys and nulls are ignored, as upstream does
-        try:
-            kind = spec[0]
-            if kind == _MAP:
-                if type(value) is not dict:
-                    raise _BadField([], "expected an object")
-                if value:
-                    vspec = spec[1]
-                    out[key] = {k: _json_value(v, vspec, k) for k, v in value.items()}
-            elif kind == _LIST:
-                if type(value) is not list:
-                    raise _BadField([], "expected an array")
-                if value:
-                    espec = spec[1]
-                    out[key] = [
-                        _json_value(v, espec, str(i)) for i, v in enumerate(value)
-                    ]
-            else:
-                value = _json_single(value, spec)
-                if value or kind == _MSG:
-                    out[key] = value
-        except _BadField as e:
-            e.path.append(key)
-            raise
-    return out
-
-
-def _json_value(value: Any, spec: _Spec, key: str) -> Any:
-    # A map value or list element: protobuf has no null there.
-    try:
-        if value is None:
-            raise _BadField([], "null is not allowed here")
-        return _json_single(value, spec)
-    except _BadField as e:
-        e.path.append(key)
-        raise
-
-
-def _json_single(value: Any, spec: _Spec) -> Any:
-    kind = spec[0]
-    if kind == _STR:
-        if type(value) is not str:
-            raise _BadField([], "expected a string")
-        return value
-    if kind == _BYTES:
-        # Raw embedded JSON: any value; keep it as JSON text.
-        try:
-            return orjson.dumps(value)
-        except orjson.JSONEncodeError:
-            # orjson reads 1024 levels of nesting but writes only 254: deeper raw JSON is refused as bad input.
-            raise _BadField([], "nested too deep") from None
-    if kind == _INT:
-        t = type(value)
-        if t is not int:
-            if t is str and spec[3] and _DECIMAL.fullmatch(value):
-                value = int(value)
-            else:
-                raise _BadField([], "expected an integer")
-        if not spec[1] <= value <= spec[2]:
-            raise _BadField([], "integer out of range")
-        return value
-    if kind == _BOOL:
-        if type(value) is not bool:
-            raise _BadField([], "expected a boolean")
-        return value
-    if kind == _MSG:
-        return _json_message(value, spec[1])
-    if kind == _FLOAT:
-        if type(value) is float or type(value) is int:
-            return float(value)
-        raise _BadField([], "expected a number")
-    raise AssertionError(f"unexpected spec {spec!r}")  # pragma: no cover
-
-
-_COMMAND_SCHEMA = _schema(client_pb2.Command.DESCRIPTOR)
-
-
-def _json_command(line: bytes) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as e:
-        raise DecodeError(f"invalid JSON: {e}") from None
-    if type(obj) is not dict:
-        raise DecodeError("command must be a JSON object")
-    try:
-        return _json_message(obj, _COMMAND_SCHEMA)
-    except _BadField as e:
-        raise DecodeError(f"{'.'.join(reversed(e.path))}: {e.message}") from None
-
-
-# ---------------------------------------------------------------------------
 # protobuf message -> dict
+
+_MSG, _MAP, _LIST = range(3)
 
 # FieldDescriptor -> (name, kind, value kind); kind is _MSG, _MAP, _LIST or
 # None for a scalar (returned as-is).
@@ -238,8 +57,8 @@ _pb_fields: dict[FieldDescriptor, tuple[str, int | None, int | None]] = {}
 def _pb_field(fd: FieldDescriptor) -> tuple[str, int | None, int | None]:
     info = _pb_fields.get(fd)
     if info is None:
-        if _is_map(fd):
-            value_fd = fd.message_type.fields_by_name["value"]
+        if is_map(fd):
+            value_fd = message_type(fd).fields_by_name["value"]
             sub = _MSG if value_fd.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE else None
             info = (fd.name, _MAP, sub)
         elif fd.is_repeated:
@@ -352,7 +171,7 @@ class JSONCodec(Codec):
                 raise FrameTooLarge(
                     f"message size {len(data)} exceeds the limit of {max_size} bytes"
                 )
-            return [_json_command(data)]
+            return [json_command(data)]
         commands: list[dict[str, Any]] = []
         try:
             for line in data.split(b"\n"):
@@ -362,7 +181,7 @@ class JSONCodec(Codec):
                     raise FrameTooLarge(
                         f"message size {len(line)} exceeds the limit of {max_size} bytes"
                     )
-                commands.append(_json_command(line))
+                commands.append(json_command(line))
         except DecodeError as e:
             e.commands = commands
             raise
@@ -395,8 +214,8 @@ class ProtobufCodec(Codec):
         try:
             messages = split_varint(data, max_size)
         except DecodeError as e:
-            framing, messages = e, e.messages  # type: ignore[attr-defined]
-        commands = []
+            framing, messages = e, e.messages
+        commands: list[dict[str, Any]] = []
         for message in messages:
             try:
                 command = parse(message)

@@ -17,8 +17,8 @@ class Error:
     message: str
     temporary: bool = False
 
-    def toDict(self) -> dict:
-        error: dict = {"code": self.code, "message": self.message}
+    def toDict(self) -> dict[str, str | int | bool]:
+        error: dict[str, str | int | bool] = {"code": self.code, "message": self.message}
         if self.temporary:
             error["temporary"] = True
         return error

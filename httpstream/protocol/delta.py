@@ -133,7 +133,8 @@ def checksum(data: Bytes) -> int:
     remainder = len(data) % 4
     if remainder:
         data += b"\0" * (4 - remainder)
-    return sum(struct.unpack(f">{len(data) // 4}I", data)) & 0xFFFFFFFF
+    words: tuple[int, ...] = struct.unpack(f">{len(data) // 4}I", data)
+    return sum(words) & 0xFFFFFFFF
 
 
 def _commonLength(a: bytes, aStart: int, b: bytes, bStart: int) -> int:

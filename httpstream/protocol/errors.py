@@ -9,6 +9,8 @@ EncodeError -> 3506 "inappropriate protocol").
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["DecodeError", "FrameTooLarge", "EncodeError"]
 
 
@@ -19,9 +21,12 @@ class DecodeError(ValueError):
 
     @ivar commands: when a frame goes bad after some good commands, those commands,
         decoded (Centrifugo runs them, then disconnects); else C{[]}.
+    @ivar messages: from varint framing, the whole messages before the bad one, undecoded; else C{[]}.
     """
 
-    commands: list = []
+    # Class-level empty defaults: the raisers that have them assign new lists, nobody appends.
+    commands: list[dict[str, Any]] = []
+    messages: list[bytes] = []
 
 
 class FrameTooLarge(DecodeError):

@@ -110,7 +110,7 @@ def split_varint(data: bytes, max_size: int) -> list[bytes]:
                 raise DecodeError("truncated message")
             messages.append(data[start:pos])
     except DecodeError as e:
-        e.messages = messages  # type: ignore[attr-defined]
+        e.messages = messages
         raise
     return messages
 

@@ -10,7 +10,10 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from klein import Klein
-from twisted.web import server
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web import http, server
+from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from httpstream.serverapi.api import ServerAPI
@@ -40,7 +43,7 @@ class Status(Resource):
     isLeaf = True
 
     def __init__(self, code: int) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self._code = code
 
     def render(self, request: server.Request) -> bytes:
@@ -60,7 +63,7 @@ class HandshakeRefusal(Resource):
     isLeaf = True
 
     def __init__(self, code: int, text: bytes) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self._code = code
         self._body = text + b"\n"
 
@@ -163,7 +166,7 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
             return demo
 
     @app.handle_errors
-    def unknown(request: server.Request, failure: Any) -> bytes:
+    def unknown(request: IRequest, failure: Failure) -> bytes:
         # Werkzeug's NotFound and friends: keep their status, drop their HTML.
         code = getattr(failure.value, "code", None)
         if isinstance(code, int):
@@ -191,7 +194,12 @@ class QuietSite(server.Site):
     a key there.
     """
 
-    def log(self, request: server.Request) -> None:
+    def __init__(self, resource: IResource, timeout: float | None, reactor: IReactorTime) -> None:
+        # No endpoint takes a form: without parsing them, a POST no longer builds an email.message per request
+        # (whose cyclic garbage made the collector pause for tens of ms every thousand requests: bench/README.md).
+        server.Site.__init__(self, resource, timeout=timeout, parsePOSTFormSubmission=False, reactor=reactor)
+
+    def log(self, request: http.Request) -> None:
         log.debug(
             "{method} {path} {code}",
             method=request.method.decode("ascii", "replace"),
@@ -209,17 +217,23 @@ class UTF8Guard(Resource):
     isLeaf = True
 
     def __init__(self, app: IResource) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self._app = app
 
     def render(self, request: server.Request) -> bytes | int:
         try:
-            for part in (b"/".join(request.prepath), b"/".join(request.postpath), request.getRequestHostname()):
+            for part in (
+                b"/".join(request.prepath or ()),
+                b"/".join(request.postpath or ()),
+                request.getRequestHostname(),
+            ):
                 part.decode("utf-8")
         except UnicodeDecodeError:
             request.setResponseCode(400)
             return b""
-        return self._app.render(request)
+        # IResource.render's contract: the body, or NOT_DONE_YET (an int).
+        rendered: bytes | int = self._app.render(request)
+        return rendered
 
 
 def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[ServerAPI] = None) -> server.Site:
@@ -229,15 +243,15 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
         origins = OriginChecker(config.allowed_origins)
     # Twisted suspends the idle timeout while a request is handled, so a stream lives on; it bounds idle keep-alive
     # connections (12 hours by default), and the channel's read deadlines bound peers that dribble a request.
-    # No endpoint takes a form: without parsing them, a POST no longer builds an email.message per request (whose
-    # cyclic garbage made the collector pause for tens of ms every thousand requests: bench/README.md).
     site = QuietSite(
         UTF8Guard(makeApp(node, origins, api).resource()),
         timeout=config.http_server_idle_timeout or None,
-        parsePOSTFormSubmission=False,
         reactor=node.reactor,
     )
-    site.protocol = readDeadlineChannel(config.http_server_read_header_timeout, config.http_server_read_timeout)
+    # Twisted's way to choose a Site's channel, which HTTPFactory declares as a method (its H2-or-HTTP/1.1 factory).
+    site.protocol = readDeadlineChannel(  # type: ignore[method-assign,assignment]
+        config.http_server_read_header_timeout, config.http_server_read_timeout
+    )
     limited = limitedRequestFactory(
         max(
             config.http_stream_max_request_body_size,
@@ -254,7 +268,12 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
             b"/": 0,
         },
     )
-    site.requestFactory = type("Request", (UnbrandedRequest, limited), {})
+
+    class Request(UnbrandedRequest):
+        maxBody = limited.maxBody
+        limits = limited.limits
+
+    site.requestFactory = Request
     return site
 
 
@@ -267,4 +286,4 @@ class UnbrandedRequest(LimitedRequest):
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
             self.responseHeaders.removeHeader(b"server")
-        super().write(data)
+        super().write(data)  # type: ignore[no-untyped-call]  # twisted.web's Request.write is unannotated

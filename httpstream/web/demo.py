@@ -53,7 +53,7 @@ class DemoResource(Resource):
     isLeaf = True
 
     def __init__(self, pageDir: Path, sdkDir: Path) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self.pageDir = pageDir
         self.sdkDir = sdkDir
 

@@ -1,0 +1,431 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The configuration's frozen values: L{Config} (one field per setting, named with Centrifugo v5's flat key), the
+L{ChannelOptions} it shares with each L{Namespace}, and the checks between fields.
+
+Constructing one directly (embedded use, C{dataclasses.replace} in tests) runs the same checks as loading a file,
+so every instance is valid. Imports L{httpstream.config.settings} (how a field is read), the durations, and
+L{httpstream.config.v6} lazily (L{Config.from_dict}).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from httpstream.config.durations import format_duration
+from httpstream.config.settings import (
+    ConfigError,
+    Duration,
+    _apply_rules,
+    _check_origin_patterns,
+    _check_redis_address,
+    _check_redis_url,
+    _error,
+    _read_str,
+    _readField,
+    _show,
+    _specs,
+    setting,
+)
+
+__all__ = ["ChannelOptions", "Config", "Namespace"]
+
+_LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "none")
+_ENGINES = ("memory", "redis")
+
+
+# Channel options: Centrifugo v5 embeds them in its config (top-level keys, for channels without namespace) and
+# repeats them in every namespaces[] object. Config inherits this class for the same effect.
+
+_NAMESPACE_NAME = re.compile(r"[-a-zA-Z0-9_.]{2,}")
+_RECOVERY_MODES = ("stream", "cache")
+_DELTA_TYPES = ("fossil",)
+
+
+def _read_recovery_mode(key: str, value: Any) -> str:
+    # Centrifugo's empty string means its default mode.
+    return _read_str(key, value) or "stream"
+
+
+def _check_delta_types(key: str, types: tuple[str, ...]) -> None:
+    for name in types:
+        if name not in _DELTA_TYPES:
+            raise _error(key, "a list of delta types from " + ", ".join(f'"{t}"' for t in _DELTA_TYPES), list(types))
+
+
+def _check_regex(key: str, pattern: str) -> None:
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f'config key "{key}": invalid regular expression {_show(pattern)} ({e})') from None
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    """
+    What the channels of one namespace can do (Centrifugo v5's channel
+    options); everything is off by default. L{Config} inherits these fields as
+    the top-level keys that apply to channels without a namespace, and each
+    L{Namespace} holds its own.
+
+    Constructing an instance validates and normalizes each field, like
+    L{Config}; the relations between fields (history needs both size and
+    TTL) are checked too.
+    """
+
+    "Presence and join/leave messages."
+    presence: bool = setting(False)
+    join_leave: bool = setting(False)
+    force_push_join_leave: bool = setting(False)
+
+    "History, positioning and recovery. History is kept only when history_size and history_ttl are both above 0."
+    history_size: int = setting(0, minimum=0)
+    history_ttl: Duration = setting(0.0, minimum=0)
+    history_meta_ttl: Duration = setting(0.0, minimum=0)  # 0: global_history_meta_ttl
+    force_positioning: bool = setting(False)
+    allow_positioning: bool = setting(False)
+    force_recovery: bool = setting(False)
+    allow_recovery: bool = setting(False)
+    force_recovery_mode: str = setting("stream", read=_read_recovery_mode, choices=_RECOVERY_MODES)
+
+    "Delta compression of publications."
+    allowed_delta_types: tuple[str, ...] = setting((), check=_check_delta_types)
+    delta_publish: bool = setting(False)
+
+    "Permissions of client connections (client_insecure allows everything)."
+    allow_subscribe_for_client: bool = setting(False)
+    allow_subscribe_for_anonymous: bool = setting(False)
+    allow_publish_for_client: bool = setting(False)
+    allow_publish_for_subscriber: bool = setting(False)
+    allow_publish_for_anonymous: bool = setting(False)
+    allow_presence_for_client: bool = setting(False)
+    allow_presence_for_subscriber: bool = setting(False)
+    allow_presence_for_anonymous: bool = setting(False)
+    allow_history_for_client: bool = setting(False)
+    allow_history_for_subscriber: bool = setting(False)
+    allow_history_for_anonymous: bool = setting(False)
+    allow_user_limited_channels: bool = setting(False)
+
+    "Channel names: with a regex, the part after the namespace must match it (re.search); without one, ASCII only."
+    channel_regex: str = setting("", check=_check_regex)
+
+    "Ask the application backend (proxy_subscribe_endpoint etc.) instead of the allow_* options."
+    proxy_subscribe: bool = setting(False)
+    proxy_publish: bool = setting(False)
+    proxy_sub_refresh: bool = setting(False)
+
+    def __post_init__(self) -> None:
+        for spec in _specs(ChannelOptions):
+            raw = getattr(self, spec.name)
+            value = spec.read(spec.name, raw)
+            _apply_rules(spec.name, raw, value, spec.rules, spec.is_duration)
+            if value is not raw:
+                object.__setattr__(self, spec.name, value)
+        _check_options("", _option_values(self))
+
+    @property
+    def history(self) -> bool:
+        """
+        Whether channels keep a history stream: C{history_size} and
+        C{history_ttl} both above 0.
+        """
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """
+    One entry of the C{namespaces} key: channels named C{<name>:<rest>} (or
+    C{$<name>:<rest>}) get these options.
+    """
+
+    name: str
+    options: ChannelOptions = field(default_factory=ChannelOptions)
+
+
+def _option_values(source: Any) -> dict[str, Any]:
+    """The channel option fields of a L{ChannelOptions} or L{Config}, by name."""
+    return {f.name: getattr(source, f.name) for f in dataclasses.fields(ChannelOptions)}
+
+
+def _check_options(prefix: str, options: Mapping[str, Any], global_meta_ttl: float = 0.0) -> None:
+    """
+    Check the relations between channel options, as Centrifugo's
+    C{ValidateChannelOptions}. C{prefix} is put before each key in messages
+    (C{"namespaces[2]."}); C{global_meta_ttl} replaces a C{history_meta_ttl} of 0.
+    """
+    size, ttl = options["history_size"], options["history_ttl"]
+    if (size > 0) != (ttl > 0):
+        raise ConfigError(
+            f'config keys "{prefix}history_size" and "{prefix}history_ttl": set both above 0 to keep history, or '
+            f"neither; got history_size {size} and history_ttl {format_duration(ttl)}"
+        )
+    if options["force_recovery"] and not (size > 0 and ttl > 0):
+        raise ConfigError(
+            f'config key "{prefix}force_recovery": recovery needs history; set "{prefix}history_size" and '
+            f'"{prefix}history_ttl" above 0'
+        )
+    meta_key, meta_ttl = f"{prefix}history_meta_ttl", options["history_meta_ttl"]
+    if not meta_ttl:
+        meta_key, meta_ttl = "global_history_meta_ttl", global_meta_ttl
+    if meta_ttl and meta_ttl < ttl:
+        raise ConfigError(
+            f'config keys "{prefix}history_ttl" and "{meta_key}": history_ttl ({format_duration(ttl)}) can not be '
+            f"greater than the history meta TTL ({format_duration(meta_ttl)})"
+        )
+
+
+def _read_namespace(key: str, value: Any) -> Namespace:
+    if isinstance(value, Namespace):
+        _check_namespace_name(f"{key}.name", value.name)
+        return value
+    if not isinstance(value, Mapping):
+        raise _error(key, 'an object with a "name" and channel options', value)
+    if "name" not in value:
+        raise ConfigError(f'config key "{key}.name" is missing: every namespace needs a name')
+    name = _read_str(f"{key}.name", value["name"])
+    _check_namespace_name(f"{key}.name", name)
+    values: dict[str, Any] = {}
+    for spec in _specs(ChannelOptions):
+        if spec.name in value:
+            raw = value[spec.name]
+            option_key = f"{key}.{spec.name}"
+            values[spec.name] = spec.read(option_key, raw)
+            _apply_rules(option_key, raw, values[spec.name], spec.rules, spec.is_duration)
+    _check_options(f"{key}.", {**_option_values(ChannelOptions()), **values})
+    return Namespace(name, ChannelOptions(**values))
+
+
+def _check_namespace_name(key: str, name: Any) -> None:
+    if not isinstance(name, str) or _NAMESPACE_NAME.fullmatch(name) is None:
+        raise _error(key, "a name of 2 or more characters from a-z A-Z 0-9 - _ .", name)
+
+
+def _read_namespaces(key: str, value: Any) -> tuple[Namespace, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _error(key, "a list of namespace objects", value)
+    namespaces: list[Namespace] = []
+    for index, item in enumerate(value):
+        namespace = _read_namespace(f"{key}[{index}]", item)
+        if any(namespace.name == other.name for other in namespaces):
+            raise ConfigError(
+                f'config key "{key}[{index}].name": namespace {_show(namespace.name)} is defined twice; names must be '
+                "unique"
+            )
+        namespaces.append(namespace)
+    return tuple(namespaces)
+
+
+@dataclass(frozen=True)
+class Config(ChannelOptions):
+    """
+    Server configuration. C{Config()} holds every default; L{load_config} and
+    L{Config.from_dict} read a document. Field names are Centrifugo v5's keys
+    (v6's nested names map onto them: L{httpstream.config.v6}).
+
+    Constructing an instance validates (and normalizes, e.g. ``"25s"`` to
+    C{25.0}) every field and raises L{ConfigError} when one is invalid.
+
+    The channel options of channels without a namespace are the fields
+    inherited from L{ChannelOptions}; C{namespaces} holds the others.
+    """
+
+    "Listening and node identity."
+    port: int = setting(8000, minimum=0, maximum=65535)  # 0: let the OS pick (tests)
+    address: str = setting("")  # "" listens on all interfaces
+    name: str = setting("")  # the node name; "" becomes the hostname when a file or dict is loaded
+
+    "TLS on that port (https and wss): a certificate and key as PEM, base64 of PEM, or a file path."
+    tls: bool = setting(False)
+    tls_cert: str = setting("")
+    tls_key: str = setting("", secret=True)
+    tls_cert_pem: str = setting("")  # v5's names for PEM text; the same values as tls_cert/tls_key work
+    tls_key_pem: str = setting("", secret=True)
+
+    "HTTP read deadlines (Go's net/http ReadHeaderTimeout, ReadTimeout, IdleTimeout; Centrifugo's values); 0 is off."
+    http_server_read_header_timeout: Duration = setting(10.0, minimum=0)
+    http_server_read_timeout: Duration = setting(30.0, minimum=0)
+    http_server_idle_timeout: Duration = setting(30.0, minimum=0)
+
+    # Keys are added here as they take effect: a key the server accepted but ignored would mislead operators,
+    # while an unknown key at least gets a warning.
+    "Transports. Body limits are in bytes; 0 means no request body is accepted."
+    http_stream: bool = setting(False)
+    http_stream_max_request_body_size: int = setting(65536, minimum=0)
+    emulation_max_request_body_size: int = setting(65536, minimum=0)
+    sse: bool = setting(False)
+    sse_max_request_body_size: int = setting(65536, minimum=0)
+    websocket_disable: bool = setting(False)
+    websocket_message_size_limit: int = setting(65536, minimum=0)
+    # Not a Centrifugo key (centrifuge bounds a frame by message count, MaxMessagesInFrame): the byte size a
+    # flushed batch is split at; a larger single reply or push still goes, alone. 0: one message per flush.
+    websocket_write_batch_size: int = setting(65536, minimum=0)
+
+    "The demo page at /demo/ (a chat; not a Centrifugo key) and where it finds the JS SDK's dist/ files."
+    demo: bool = setting(False)
+    demo_sdk_dir: str = setting("web/node_modules/centrifuge/dist")
+
+    "Browser origins allowed to connect: gobwas/glob patterns; [] allows only requests without Origin."
+    allowed_origins: tuple[str, ...] = setting((), check=_check_origin_patterns)
+
+    "Client timing, in seconds. ping_interval and pong_timeout accept -1 to turn them off."
+    ping_interval: Duration = setting(25.0, greater_than=0, disable=True)
+    pong_timeout: Duration = setting(8.0, greater_than=0, disable=True)
+    client_stale_close_delay: Duration = setting(10.0, minimum=0)
+    client_expired_close_delay: Duration = setting(25.0, minimum=0)
+    client_expired_sub_close_delay: Duration = setting(25.0, minimum=0)
+    client_presence_update_interval: Duration = setting(27.0, greater_than=0)
+    client_channel_position_check_delay: Duration = setting(40.0, greater_than=0)
+
+    "Client limits. client_queue_max_size is in bytes; 0 for client_user_connection_limit means no limit."
+    client_queue_max_size: int = setting(1048576, minimum=0)
+    client_channel_limit: int = setting(128, minimum=0)
+    channel_max_length: int = setting(255, minimum=0)
+    client_user_connection_limit: int = setting(0, minimum=0)
+    client_history_max_publication_limit: int = setting(300, minimum=0)
+    client_recovery_max_publication_limit: int = setting(300, minimum=0)
+
+    "Channel name syntax."
+    channel_private_prefix: str = setting("$")
+    channel_namespace_boundary: str = setting(":")
+    channel_user_boundary: str = setting("#")
+    channel_user_separator: str = setting(",")
+    global_history_meta_ttl: Duration = setting(2592000.0, minimum=0)
+
+    "Personal channels: each authenticated connection subscribed server-side to #<user>."
+    user_subscribe_to_personal: bool = setting(False)
+    user_personal_channel_namespace: str = setting("")
+    user_personal_single_connection: bool = setting(False)
+
+    "Authentication: connection and subscription JWTs."
+    client_insecure: bool = setting(False)
+    allow_anonymous_connect_without_token: bool = setting(False)
+    disallow_anonymous_connection_tokens: bool = setting(False)
+    token_hmac_secret_key: str = setting("", secret=True)
+    token_rsa_public_key: str = setting("")
+    token_ecdsa_public_key: str = setting("")
+    token_audience: str = setting("")
+    token_audience_regex: str = setting("")
+    token_issuer: str = setting("")
+    token_issuer_regex: str = setting("")
+    token_user_id_claim: str = setting("sub")
+
+    "Proxy to the application backend (Centrifugo's HTTP proxy); an empty endpoint is off."
+    proxy_connect_endpoint: str = setting("")
+    proxy_connect_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_refresh_endpoint: str = setting("")
+    proxy_refresh_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_rpc_endpoint: str = setting("")
+    proxy_rpc_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_publish_endpoint: str = setting("")
+    proxy_publish_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_subscribe_endpoint: str = setting("")
+    proxy_subscribe_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_sub_refresh_endpoint: str = setting("")
+    proxy_sub_refresh_timeout: Duration = setting(1.0, greater_than=0)
+    proxy_http_headers: tuple[str, ...] = setting(())
+
+    "Channel namespaces; the top-level channel options are inherited from ChannelOptions."
+    namespaces: tuple[Namespace, ...] = setting((), read=_read_namespaces)
+
+    "Server HTTP API (POST /api/<method>): an empty api_key refuses every call unless api_insecure."
+    api_key: str = setting("", secret=True)
+    api_insecure: bool = setting(False)
+    api_disable: bool = setting(False)
+    api_error_mode: str = setting("", choices=("", "transport"))
+
+    "Operations: /health and Prometheus /metrics endpoints, logging."
+    health: bool = setting(False)
+    prometheus: bool = setting(False)
+    log_level: str = setting("info", choices=_LOG_LEVELS)
+    shutdown_timeout: Duration = setting(30.0, greater_than=0)
+    engine: str = setting("memory", choices=_ENGINES)
+    proxy_binary_encoding: bool = setting(False)
+    proxy_include_connection_meta: bool = setting(False)
+
+    "The Redis engine: where Redis is (host:port or a redis:// / rediss:// URL), and presence entries' lifetime."
+    redis_address: str = setting("127.0.0.1:6379", check=_check_redis_address, secret=True)  # a URL may hold one
+    redis_url: str = setting("", check=_check_redis_url, secret=True)  # older Centrifugo's name: wins when set
+    redis_prefix: str = setting("httpstream")
+    redis_db: int = setting(0, minimum=0)
+    redis_user: str = setting("")
+    redis_password: str = setting("", secret=True)
+    redis_tls: bool = setting(False)
+    global_presence_ttl: Duration = setting(60.0, greater_than=0)
+
+    def __post_init__(self) -> None:
+        for spec in _specs(Config):
+            raw = getattr(self, spec.name)
+            value = _readField(spec, spec.name, raw)
+            _apply_rules(spec.name, raw, value, spec.rules, spec.is_duration)
+            if value is not raw:
+                object.__setattr__(self, spec.name, value)
+        for check in _CROSS_CHECKS:
+            check(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> tuple["Config", list[str]]:
+        """
+        Build a configuration from a decoded document with Centrifugo v5 names, v6 names or both (no
+        environment variables: see L{load_config}).
+
+        @return: The configuration and warnings (one line each) about keys
+            that were ignored.
+        @raise ConfigError: When C{data} is not an object or a value is invalid.
+        """
+        from httpstream.config.v6 import documentLeaves, fieldsFromLeaves
+
+        leaves, warnings = documentLeaves(data)
+        return cls(**fieldsFromLeaves(leaves)).withHostName(), warnings
+
+    def withHostName(self) -> "Config":
+        """This configuration, with the machine's host name as C{name} when it is empty (as a loaded file gets)."""
+        return self if self.name else dataclasses.replace(self, name=socket.gethostname())
+
+
+def _check_ping_pong(config: Config) -> None:
+    # Centrifugo refuses to start unless the interval exceeds the timeout: a
+    # pong must be able to arrive before the next ping is due.
+    if config.ping_interval == -1 or config.pong_timeout == -1:
+        return
+    if config.ping_interval <= config.pong_timeout:
+        raise ConfigError(
+            'config keys "ping_interval" and "pong_timeout": ping_interval '
+            f"({format_duration(config.ping_interval)}) must be greater than pong_timeout "
+            f"({format_duration(config.pong_timeout)}), or set either to -1 to disable it"
+        )
+
+
+def _check_channel_options(config: Config) -> None:
+    # Repeated with the global meta TTL, which the namespace reader does not know.
+    _check_options("", _option_values(config), config.global_history_meta_ttl)
+    for index, namespace in enumerate(config.namespaces):
+        _check_options(f"namespaces[{index}].", _option_values(namespace.options), config.global_history_meta_ttl)
+
+
+def _check_personal_channel(config: Config) -> None:
+    # As Centrifugo v5: the personal namespace must exist, and one connection per user is kept through presence
+    # in the personal channel.
+    namespace = config.user_personal_channel_namespace if config.user_subscribe_to_personal else ""
+    options: ChannelOptions = config
+    if namespace:
+        found = [n for n in config.namespaces if n.name == namespace]
+        if not found:
+            raise ConfigError(
+                f'config key "user_personal_channel_namespace": namespace {_show(namespace)} is not in "namespaces"'
+            )
+        options = found[0].options
+    if config.user_personal_single_connection and not options.presence:
+        where = f"in namespace {_show(namespace)}" if namespace else "at the top level"
+        raise ConfigError(
+            f'config key "user_personal_single_connection": needs "presence": true {where}, where personal '
+            "channels are"
+        )
+
+
+_CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (_check_ping_pong, _check_channel_options, _check_personal_channel)
