@@ -26,7 +26,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from httpstream.serverapi.api import ServerAPI
-from httpstream.config import Config, ConfigError, load_config, read_config
+from httpstream.config import Config, config_from_dict, ConfigError, load_config, read_config
 from httpstream.cluster.control import Control
 from httpstream.cluster.bus import ShardPubSub
 from httpstream.logs import Logger, setLogLevel
@@ -398,7 +398,7 @@ def makeService(
         if isinstance(source, Config):
             config = source
         elif isinstance(source, Mapping):
-            config, warnings = Config.from_dict(source)
+            config, warnings = config_from_dict(source)
         else:
             config, warnings = load_config(source)
     # Only under twistd (parsed Options) is the process ours to tune, to reload on SIGHUP and to exit.

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.client.client import Client
-from httpstream.config import Config
+from httpstream.config import Config, config_from_dict
 from httpstream.engines import HistoryResult
 from httpstream.engines.memory import MemoryBroker
 from httpstream.interfaces import (
@@ -329,7 +329,7 @@ def makeNode(
     if isinstance(settings, Config):
         config = settings
     else:
-        config, warnings = Config.from_dict({"name": "test", **(settings or {})})
+        config, warnings = config_from_dict({"name": "test", **(settings or {})})
         if warnings:
             raise ValueError("; ".join(warnings))
     if clock is None:

@@ -11,7 +11,7 @@ from treq.testing import StubTreq
 from twisted.web.resource import Resource
 
 from httpstream.client.client import Client
-from httpstream.config import Config
+from httpstream.config import config_from_dict
 from httpstream.node.node import Node
 from httpstream.policy.proxy import ProxyClient
 from httpstream.testing import FakeTransport, decodeReply
@@ -34,7 +34,7 @@ class ChannelHelpers(ClientHelpers):
         """
         settings.setdefault("token_hmac_secret_key", SECRET)
         settings.setdefault("ping_interval", -1)
-        config, warnings = Config.from_dict({"name": "test", **settings})
+        config, warnings = config_from_dict({"name": "test", **settings})
         if warnings:
             raise ValueError("; ".join(warnings))
         proxy = ProxyClient(config, self.clock, StubTreq(backend if backend is not None else Resource()))

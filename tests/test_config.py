@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.config import ChannelOptions, Config, ConfigError, Namespace, load_config
+from httpstream.config import ChannelOptions, Config, config_from_dict, ConfigError, load_config, Namespace
 from httpstream.config.durations import parse_duration
 
 _EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config.example.json")
@@ -196,12 +196,12 @@ class DefaultsTests(SynchronousTestCase):
         """
         An empty document gives the defaults, with the hostname as node name.
         """
-        config, warnings = Config.from_dict({})
+        config, warnings = config_from_dict({})
         self.assertEqual(warnings, [])
         self.assertEqual(config, dataclasses.replace(Config(), name=socket.gethostname()))
 
     def test_nameKept(self) -> None:
-        config, _ = Config.from_dict({"name": "node-1"})
+        config, _ = config_from_dict({"name": "node-1"})
         self.assertEqual(config.name, "node-1")
 
     def test_frozen(self) -> None:
@@ -221,7 +221,7 @@ class ValueTests(SynchronousTestCase):
 
     def assertRejected(self, key: str, value: Any, *fragments: str) -> str:
         with self.assertRaises(ConfigError, msg=f"{key}={value!r}") as raised:
-            Config.from_dict({key: value})
+            config_from_dict({key: value})
         message = str(raised.exception)
         self.assertIn(f'config key "{key}"', message)
         self.assertNotIn("\n", message)
@@ -230,7 +230,7 @@ class ValueTests(SynchronousTestCase):
         return message
 
     def assertAccepted(self, key: str, value: Any, stored: Any) -> None:
-        config, warnings = Config.from_dict({key: value})
+        config, warnings = config_from_dict({key: value})
         self.assertEqual(warnings, [])
         self.assertEqual(getattr(config, key), stored, f"{key}={value!r}")
 
@@ -316,10 +316,10 @@ class ValueTests(SynchronousTestCase):
 
         from httpstream.engines.redis import RedisShard
 
-        config, _ = Config.from_dict({"redis_address": "a:1", "redis_url": "redis://b:2/3"})
+        config, _ = config_from_dict({"redis_address": "a:1", "redis_url": "redis://b:2/3"})
         address = RedisShard.fromConfig(MemoryReactor(), config).address
         self.assertEqual((address.host, address.port, address.db), ("b", 2, 3))
-        config, _ = Config.from_dict({"redis_address": "a:1"})
+        config, _ = config_from_dict({"redis_address": "a:1"})
         self.assertEqual(RedisShard.fromConfig(MemoryReactor(), config).address.host, "a")
 
     def test_durations(self) -> None:
@@ -376,13 +376,13 @@ class PingPongRelationTests(SynchronousTestCase):
     """
 
     def test_intervalAboveTimeout(self) -> None:
-        config, _ = Config.from_dict({"ping_interval": "10s", "pong_timeout": "9s"})
+        config, _ = config_from_dict({"ping_interval": "10s", "pong_timeout": "9s"})
         self.assertEqual((config.ping_interval, config.pong_timeout), (10.0, 9.0))
 
     def test_intervalNotAboveTimeout(self) -> None:
         for interval, timeout in [("10s", "10s"), ("5s", "8s"), (8, 8)]:
             with self.assertRaises(ConfigError) as raised:
-                Config.from_dict({"ping_interval": interval, "pong_timeout": timeout})
+                config_from_dict({"ping_interval": interval, "pong_timeout": timeout})
             message = str(raised.exception)
             self.assertIn('"ping_interval"', message)
             self.assertIn('"pong_timeout"', message)
@@ -392,7 +392,7 @@ class PingPongRelationTests(SynchronousTestCase):
         The relation is checked against the default of the key left out.
         """
         with self.assertRaises(ConfigError):
-            Config.from_dict({"ping_interval": "5s"})
+            config_from_dict({"ping_interval": "5s"})
 
     def test_disabled(self) -> None:
         for values in [
@@ -400,7 +400,7 @@ class PingPongRelationTests(SynchronousTestCase):
             {"ping_interval": "1s", "pong_timeout": -1},
             {"ping_interval": -1, "pong_timeout": -1},
         ]:
-            Config.from_dict(values)
+            config_from_dict(values)
 
     def test_directConstruction(self) -> None:
         """
@@ -416,7 +416,7 @@ class PingPongRelationTests(SynchronousTestCase):
 
 class UnknownKeyTests(SynchronousTestCase):
     def test_warning(self) -> None:
-        config, warnings = Config.from_dict({"foo": 1, "port": 9000, "client": {"ping_intervall": "30s"}})
+        config, warnings = config_from_dict({"foo": 1, "port": 9000, "client": {"ping_intervall": "30s"}})
         self.assertEqual(config.port, 9000)
         self.assertEqual(
             warnings,
@@ -425,7 +425,7 @@ class UnknownKeyTests(SynchronousTestCase):
 
     def test_notAnObject(self) -> None:
         with self.assertRaises(ConfigError):
-            Config.from_dict([])  # type: ignore[arg-type]
+            config_from_dict([])  # type: ignore[arg-type]
 
 
 class LoadConfigTests(SynchronousTestCase):
@@ -517,7 +517,7 @@ def rejected(test: SynchronousTestCase, data: dict[str, Any], *fragments: str) -
     Assert that loading C{data} fails with a one-line message containing C{fragments}; return the message.
     """
     with test.assertRaises(ConfigError, msg=repr(data)) as raised:
-        Config.from_dict(data)
+        config_from_dict(data)
     message = str(raised.exception)
     test.assertNotIn("\n", message)
     for fragment in fragments:
@@ -549,7 +549,7 @@ class ChannelOptionTests(SynchronousTestCase):
         )
 
     def test_read(self) -> None:
-        config, warnings = Config.from_dict(
+        config, warnings = config_from_dict(
             {
                 "presence": True,
                 "join_leave": True,
@@ -594,7 +594,7 @@ class ChannelOptionTests(SynchronousTestCase):
             rejected(self, {key: value}, f'config key "{key}"', fragment)
 
     def test_recoveryModeEmptyIsStream(self) -> None:
-        config, _ = Config.from_dict({"force_recovery_mode": ""})
+        config, _ = config_from_dict({"force_recovery_mode": ""})
         self.assertEqual(config.force_recovery_mode, "stream")
 
     def test_historyNeedsSizeAndTTL(self) -> None:
@@ -604,17 +604,17 @@ class ChannelOptionTests(SynchronousTestCase):
         for data in [{"history_size": 10}, {"history_ttl": "1m"}, {"history_size": 1, "history_ttl": 0}]:
             rejected(self, data, 'config keys "history_size" and "history_ttl"', "set both above 0")
         for data in [{}, {"history_size": 0, "history_ttl": "0s"}, {"history_size": 1, "history_ttl": "1s"}]:
-            Config.from_dict(data)
+            config_from_dict(data)
 
     def test_forceRecoveryNeedsHistory(self) -> None:
         rejected(self, {"force_recovery": True}, 'config key "force_recovery"', "recovery needs history")
-        Config.from_dict({"force_recovery": True, "history_size": 10, "history_ttl": "1m"})
+        config_from_dict({"force_recovery": True, "history_size": 10, "history_ttl": "1m"})
 
     def test_optionalFeaturesWithoutHistory(self) -> None:
         """
         As in Centrifugo, only force_recovery requires history: the others just have nothing to work with.
         """
-        config, _ = Config.from_dict(
+        config, _ = config_from_dict(
             {"allow_recovery": True, "force_positioning": True, "allow_positioning": True, "allow_history_for_client": True}
         )
         self.assertFalse(config.history)
@@ -627,7 +627,7 @@ class ChannelOptionTests(SynchronousTestCase):
             'config keys "history_ttl" and "history_meta_ttl"',
             "history_ttl (7200s) can not be greater than the history meta TTL (3600s)",
         )
-        Config.from_dict({**history, "history_meta_ttl": "2h"})
+        config_from_dict({**history, "history_meta_ttl": "2h"})
 
     def test_metaTTLGlobal(self) -> None:
         """
@@ -636,8 +636,8 @@ class ChannelOptionTests(SynchronousTestCase):
         """
         history = {"history_size": 10, "history_ttl": "2h"}
         rejected(self, {**history, "global_history_meta_ttl": "1h"}, '"history_ttl" and "global_history_meta_ttl"')
-        Config.from_dict({**history, "global_history_meta_ttl": "1h", "history_meta_ttl": "3h"})
-        Config.from_dict({**history, "global_history_meta_ttl": 0})
+        config_from_dict({**history, "global_history_meta_ttl": "1h", "history_meta_ttl": "3h"})
+        config_from_dict({**history, "global_history_meta_ttl": 0})
 
     def test_direct(self) -> None:
         """
@@ -664,7 +664,7 @@ class NamespaceTests(SynchronousTestCase):
     """
 
     def test_read(self) -> None:
-        config, warnings = Config.from_dict(
+        config, warnings = config_from_dict(
             {
                 "presence": True,
                 "namespaces": [
@@ -685,7 +685,7 @@ class NamespaceTests(SynchronousTestCase):
         self.assertFalse(config.namespaces[1].options.presence)
 
     def test_empty(self) -> None:
-        config, _ = Config.from_dict({"namespaces": []})
+        config, _ = config_from_dict({"namespaces": []})
         self.assertEqual(config.namespaces, ())
 
     def test_notAList(self) -> None:
@@ -710,7 +710,7 @@ class NamespaceTests(SynchronousTestCase):
         for bad in ["", "a", "chat:room", "chat room", "ch$t", "ch#t", "\u0447\u0430\u0442", "chat\n"]:
             rejected(self, {"namespaces": [{"name": bad}]}, 'config key "namespaces[0].name"', "2 or more characters")
         for good in ["ab", "00", "a-b", "a_b", "a.b", "Chat", "--"]:
-            config, _ = Config.from_dict({"namespaces": [{"name": good}]})
+            config, _ = config_from_dict({"namespaces": [{"name": good}]})
             self.assertEqual(config.namespaces[0].name, good)
 
     def test_unique(self) -> None:
@@ -761,7 +761,7 @@ class NamespaceTests(SynchronousTestCase):
         """
         An unknown key in a namespace is ignored with a warning, like an unknown top-level key.
         """
-        config, warnings = Config.from_dict(
+        config, warnings = config_from_dict(
             {"namespaces": [{"name": "chat", "presense": True}, {"name": "news", "history_lifetime": 5}], "x": 1}
         )
         self.assertEqual(config.namespaces, (Namespace("chat"), Namespace("news")))
@@ -811,7 +811,7 @@ class PersonalChannelConfigTests(SynchronousTestCase):
             'config key "user_personal_channel_namespace"',
             'namespace "personal" is not in "namespaces"',
         )
-        Config.from_dict(
+        config_from_dict(
             {
                 "user_subscribe_to_personal": True,
                 "user_personal_channel_namespace": "personal",
@@ -820,7 +820,7 @@ class PersonalChannelConfigTests(SynchronousTestCase):
         )
 
     def test_namespaceUnusedWithoutPersonalSubscription(self) -> None:
-        Config.from_dict({"user_personal_channel_namespace": "personal"})
+        config_from_dict({"user_personal_channel_namespace": "personal"})
 
     def test_singleConnectionNeedsPresence(self) -> None:
         rejected(
@@ -828,14 +828,14 @@ class PersonalChannelConfigTests(SynchronousTestCase):
             {"user_personal_single_connection": True},
             'config key "user_personal_single_connection": needs "presence": true at the top level',
         )
-        Config.from_dict({"user_personal_single_connection": True, "presence": True})
+        config_from_dict({"user_personal_single_connection": True, "presence": True})
         personal = {"user_subscribe_to_personal": True, "user_personal_channel_namespace": "personal"}
         rejected(
             self,
             {**personal, "user_personal_single_connection": True, "presence": True, "namespaces": [{"name": "personal"}]},
             'needs "presence": true in namespace "personal"',
         )
-        Config.from_dict(
+        config_from_dict(
             {**personal, "user_personal_single_connection": True, "namespaces": [{"name": "personal", "presence": True}]}
         )
 
@@ -858,6 +858,6 @@ class DocumentationTests(SynchronousTestCase):
     def test_example(self) -> None:
         match = re.search(r"```json\n(.*?)```", self.text, re.DOTALL)
         assert match is not None
-        config, warnings = Config.from_dict(json.loads(match.group(1)))
+        config, warnings = config_from_dict(json.loads(match.group(1)))
         self.assertEqual(warnings, [])
         self.assertEqual([n.name for n in config.namespaces], ["chat", "admin", "dialog"])

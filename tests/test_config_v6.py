@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.config import Config, ConfigError, Duration, Namespace, load_config, read_config
+from httpstream.config import Config, config_from_dict, ConfigError, Duration, load_config, Namespace, read_config
 from httpstream.config.v6 import leaves
 from httpstream.config.v6names import V6_PATHS
 from tests.test_config import rejected
@@ -139,8 +139,8 @@ class EveryNameTests(SynchronousTestCase):
                 continue
             value = self.value(leaf.field)
             companions = _COMPANIONS.get(leaf.field, {})
-            v5, w5 = Config.from_dict({leaf.field: value, **companions})
-            v6, w6 = Config.from_dict({**nested(leaf.path, value), **companions})
+            v5, w5 = config_from_dict({leaf.field: value, **companions})
+            v6, w6 = config_from_dict({**nested(leaf.path, value), **companions})
             self.assertEqual((w5, w6), ([], []), leaf.path)
             self.assertEqual(v6, v5, leaf.path)
             self.assertNotEqual(getattr(v6, leaf.field), Config.__dataclass_fields__[leaf.field].default, leaf.path)
@@ -160,7 +160,7 @@ class EveryNameTests(SynchronousTestCase):
         """
         Settings v6 has no name for keep their v5 key in a v6 file.
         """
-        config, warnings = Config.from_dict({"http_stream": {"enabled": True}, "demo": True, "redis_url": "h:1"})
+        config, warnings = config_from_dict({"http_stream": {"enabled": True}, "demo": True, "redis_url": "h:1"})
         self.assertEqual(warnings, [])
         self.assertTrue(config.demo and config.http_stream)
         self.assertEqual(config.redis_url, "h:1")
@@ -169,11 +169,11 @@ class EveryNameTests(SynchronousTestCase):
         """
         v5 "http_stream": true and v6 "http_stream": {"enabled": true} share a name; the value's shape decides.
         """
-        self.assertTrue(Config.from_dict({"http_stream": True})[0].http_stream)
-        self.assertTrue(Config.from_dict({"http_stream": {"enabled": True}})[0].http_stream)
-        self.assertEqual(Config.from_dict({"engine": {"type": "redis"}})[0].engine, "redis")
-        self.assertEqual(Config.from_dict({"engine": "redis"})[0].engine, "redis")
-        self.assertTrue(Config.from_dict({"health": {"enabled": True}, "prometheus": True})[0].health)
+        self.assertTrue(config_from_dict({"http_stream": True})[0].http_stream)
+        self.assertTrue(config_from_dict({"http_stream": {"enabled": True}})[0].http_stream)
+        self.assertEqual(config_from_dict({"engine": {"type": "redis"}})[0].engine, "redis")
+        self.assertEqual(config_from_dict({"engine": "redis"})[0].engine, "redis")
+        self.assertTrue(config_from_dict({"health": {"enabled": True}, "prometheus": True})[0].health)
 
 
 def ChannelOptionsType() -> Any:
@@ -188,7 +188,7 @@ class MixingTests(SynchronousTestCase):
     """
 
     def test_differentSettings(self) -> None:
-        config, warnings = Config.from_dict({"port": 8001, "client": {"insecure": True}, "presence": True})
+        config, warnings = config_from_dict({"port": 8001, "client": {"insecure": True}, "presence": True})
         self.assertEqual((config.port, config.client_insecure, config.presence, warnings), (8001, True, True, []))
 
     def test_sameSetting(self) -> None:
@@ -220,7 +220,7 @@ class UnknownKeyTests(SynchronousTestCase):
     """
 
     def test_paths(self) -> None:
-        _, warnings = Config.from_dict(
+        _, warnings = config_from_dict(
             {
                 "client": {"allowed_origin": ["x"], "token": {"jwks_public_endpoint2": "x"}},
                 "channel": {"namespaces": [{"name": "chat", "presense": True}]},
@@ -247,7 +247,7 @@ class UnknownKeyTests(SynchronousTestCase):
         """
         A namespace under channel.namespaces uses v6 option names: v5's proxy_subscribe is unknown there.
         """
-        config, warnings = Config.from_dict({"channel": {"namespaces": [{"name": "chat", "proxy_subscribe": True}]}})
+        config, warnings = config_from_dict({"channel": {"namespaces": [{"name": "chat", "proxy_subscribe": True}]}})
         self.assertFalse(config.namespaces[0].options.proxy_subscribe)
         self.assertEqual(warnings, ['config key "channel.namespaces[0].proxy_subscribe" is unknown and was ignored'])
 
@@ -263,7 +263,7 @@ class V6ValueTests(SynchronousTestCase):
 
     def test_typeErrors(self) -> None:
         rejected(self, {"http_server": {"port": "8000"}}, 'config key "http_server.port": expected an integer')
-        self.assertEqual(Config.from_dict({"port": "8000"})[0].port, 8000)  # v5's string
+        self.assertEqual(config_from_dict({"port": "8000"})[0].port, 8000)  # v5's string
         rejected(self, {"http_server": {"port": 70000}}, 'config key "http_server.port"', "from 0 to 65535")
         rejected(self, {"client": {"ping_interval": "5"}}, 'config key "client.ping_interval"', "missing unit")
         rejected(self, {"log": {"level": "loud"}}, 'config key "log.level"')
@@ -282,7 +282,7 @@ class V6ValueTests(SynchronousTestCase):
         rejected(self, {"channel": {"namespaces": {"chat": {}}}}, 'config key "channel.namespaces"')
 
     def test_namespaceProxySwitches(self) -> None:
-        config, _ = Config.from_dict(
+        config, _ = config_from_dict(
             {
                 "channel": {
                     "without_namespace": {"publish_proxy_enabled": True, "publish_proxy_name": "default"},
@@ -313,13 +313,13 @@ class ProxyTests(SynchronousTestCase):
     """
 
     def test_switchOff(self) -> None:
-        config, _ = Config.from_dict({"client": {"proxy": {"connect": {"endpoint": "http://b/connect"}}}})
+        config, _ = config_from_dict({"client": {"proxy": {"connect": {"endpoint": "http://b/connect"}}}})
         self.assertEqual(config.proxy_connect_endpoint, "")
-        config, _ = Config.from_dict({"rpc": {"proxy": {"endpoint": "http://b/rpc"}}})
+        config, _ = config_from_dict({"rpc": {"proxy": {"endpoint": "http://b/rpc"}}})
         self.assertEqual(config.proxy_rpc_endpoint, "")
 
     def test_switchOn(self) -> None:
-        config, _ = Config.from_dict(
+        config, _ = config_from_dict(
             {
                 "client": {"proxy": {"refresh": {"enabled": True, "endpoint": "http://b/refresh", "timeout": "3s"}}},
                 "rpc": {"proxy": {"endpoint": "http://b/rpc"}, "without_namespace": {"proxy_enabled": True}},
@@ -345,7 +345,7 @@ class ProxyTests(SynchronousTestCase):
         )
 
     def test_optionsOfUnusedProxiesIgnored(self) -> None:
-        config, _ = Config.from_dict(
+        config, _ = config_from_dict(
             {
                 "client": {"proxy": {"connect": {"enabled": True, "endpoint": "http://b/c", "http_headers": ["Cookie"]}}},
                 "channel": {"proxy": {"publish": {"http_headers": ["X-Other"]}}},
@@ -356,11 +356,11 @@ class ProxyTests(SynchronousTestCase):
 
 class RedisAddressTests(SynchronousTestCase):
     def test_listOfOne(self) -> None:
-        config, _ = Config.from_dict({"engine": {"redis": {"address": ["10.0.0.1:6380"]}}})
+        config, _ = config_from_dict({"engine": {"redis": {"address": ["10.0.0.1:6380"]}}})
         self.assertEqual(config.redis_address, "10.0.0.1:6380")
 
     def test_v5List(self) -> None:
-        config, _ = Config.from_dict({"redis_address": ["10.0.0.1:6380"]})
+        config, _ = config_from_dict({"redis_address": ["10.0.0.1:6380"]})
         self.assertEqual(config.redis_address, "10.0.0.1:6380")
 
     def test_shardsRefused(self) -> None:
@@ -505,7 +505,7 @@ class DocumentationTests(SynchronousTestCase):
         text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
         match = re.search(r"```yaml\n(.*?)```", text, re.DOTALL)
         assert match is not None
-        config, warnings = Config.from_dict(yaml.safe_load(match.group(1)))
+        config, warnings = config_from_dict(yaml.safe_load(match.group(1)))
         self.assertEqual(warnings, [])
         self.assertEqual((config.engine, config.api_key, config.http_stream), ("redis", "change-me-too", True))
         self.assertEqual([n.name for n in config.namespaces], ["chat"])
@@ -514,10 +514,10 @@ class DocumentationTests(SynchronousTestCase):
 class EmbeddedTests(SynchronousTestCase):
     def test_namespaceValuesInDict(self) -> None:
         """
-        Config.from_dict (makeService's dict) still takes Namespace values, under either name.
+        config_from_dict (makeService's dict) still takes Namespace values, under either name.
         """
         for document in ({"namespaces": [Namespace("chat")]}, {"channel": {"namespaces": [Namespace("chat")]}}):
-            config, warnings = Config.from_dict(document)
+            config, warnings = config_from_dict(document)
             self.assertEqual((config.namespaces, warnings), ((Namespace("chat"),), []))
 
 
@@ -534,7 +534,7 @@ class V6DocumentTests(SynchronousTestCase):
         for path in sorted(TWINS.glob("*.v5.json")):
             document = json.loads(path.read_text())
             converted = v6Document(document)
-            self.assertEqual(Config.from_dict(converted), Config.from_dict(document), path.name)
+            self.assertEqual(config_from_dict(converted), config_from_dict(document), path.name)
             self.assertTrue(set(converted) & {"client", "channel", "http_api", "engine", "http_server"}, path.name)
 
     def test_shapes(self) -> None:

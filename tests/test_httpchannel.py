@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from httpstream.config import Config
+from httpstream.config import config_from_dict
 from httpstream.web.httpchannel import REQUEST_TIMEOUT, ReadDeadlineChannel
 from httpstream.node.node import Node
 from httpstream.tap import makeService
@@ -25,7 +25,7 @@ STREAM = b'POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Length: 2
 class ReadDeadlineTests(SynchronousTestCase):
     def connect(self, **settings: object) -> tuple[ReadDeadlineChannel, StringTransport]:
         self.clock = Clock()
-        config, _ = Config.from_dict(
+        config, _ = config_from_dict(
             {"name": "test", "http_stream": True, "allow_anonymous_connect_without_token": True,
              "ping_interval": -1, "health": True, **settings}
         )

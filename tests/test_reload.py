@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.policy.channels import ChannelError
-from httpstream.config import Config
+from httpstream.config import config_from_dict
 from httpstream.tap import makeService
 from httpstream.policy.tokens import InvalidToken
 from tests.serverprocess import ServerProcess
@@ -101,7 +101,7 @@ class EmbeddedReloadTests(SynchronousTestCase):
     def test_appliesChannelOptionsKeepsThePort(self) -> None:
         service = makeService({"config": {"port": 8123, "token_hmac_secret_key": "a" * 32}}, reactor=Clock())
         self.assertRaises(ChannelError, service.node.rules.options, "fresh:x")
-        new = Config.from_dict({"port": 9000, "namespaces": [FRESH], "token_hmac_secret_key": "b" * 32})[0]
+        new = config_from_dict({"port": 9000, "namespaces": [FRESH], "token_hmac_secret_key": "b" * 32})[0]
         applied = service.reload(new)
         self.assertEqual(applied, ["token_hmac_secret_key", "namespaces"])
         self.assertEqual(service.node.rules.options("fresh:x").history_size, 10)

@@ -40,7 +40,7 @@ from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyChannel
 
 from httpstream.serverapi import http as httpapi
-from httpstream.config import Config, ConfigError
+from httpstream.config import Config, config_from_dict, ConfigError
 from httpstream.origin import OriginChecker
 from httpstream.protocol.framing import varint_delimit
 from httpstream.testing import makeNode
@@ -776,7 +776,7 @@ def test_secretOfTheWrongTypeNotInTheError(key: str) -> None:
 def test_secretOfTheWrongTypeNotInTheErrorV6(document: dict[str, Any]) -> None:
     # The same through the document reader (v5 and v6 names), which the file and SIGHUP use.
     with pytest.raises(ConfigError) as caught:
-        Config.from_dict(document)
+        config_from_dict(document)
     message = str(caught.value)
     assert "123456789012345" not in message and "s3cr3t" not in message, message
 

@@ -13,7 +13,7 @@ from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 from twisted.logger import LogLevel, formatEvent
 from zope.interface.verify import verifyObject
 
-from httpstream.config import Config
+from httpstream.config import config_from_dict
 from httpstream.logs import setLogLevel, threshold
 from httpstream.tap import HTTPStreamService, Options, makeService
 from tests.serverprocess import twistdCommand
@@ -150,7 +150,7 @@ def test_stopWithoutTimeout() -> None:
 
 
 def test_makeServiceTakesAConfig() -> None:
-    config, _ = Config.from_dict({"port": 0})
+    config, _ = config_from_dict({"port": 0})
     service = makeService({"config": config}, reactor=MemoryReactor())
     assert service.node.config is config
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
 import orjson
 import yaml
 
-from httpstream.config import LoadedConfig
 from httpstream.config.options import Config
 from httpstream.config.settings import ConfigError, _show
 from httpstream.config.env import applyEnvironment, relabel
 from httpstream.config.v6 import documentLeaves, fieldsFromLeaves
 
-__all__ = ["loadConfigFile", "readDocument"]
+__all__ = ["LoadedConfig", "load_config", "loadConfigFile", "read_config", "readDocument"]
 
 _YAML = (".yaml", ".yml")
 _TOML = (".toml",)
@@ -94,3 +94,52 @@ def loadConfigFile(
     except ConfigError as e:
         raise relabel(e) from None  # checks across values (namespaces, proxies) may name a variable
     return LoadedConfig(config.withHostName(), tuple(keyWarnings), tuple(envWarnings), tuple(applied))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """
+    What L{read_config} found.
+
+    @ivar config: the configuration.
+    @ivar unknown_keys: one warning line per key of the file that was ignored (what C{checkconfig --strict}
+        refuses, as Centrifugo's).
+    @ivar unknown_env: one warning line per C{CENTRIFUGO_*} environment variable that is not a setting.
+    @ivar env_applied: the names (never the values) of the environment variables that set a value.
+    """
+
+    config: Config
+    unknown_keys: tuple[str, ...] = ()
+    unknown_env: tuple[str, ...] = ()
+    env_applied: tuple[str, ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning, for the start-up log."""
+        return [*self.unknown_keys, *self.unknown_env]
+
+
+def read_config(
+    path: Union[str, os.PathLike[str]], environ: Optional[Mapping[str, str]] = None
+) -> LoadedConfig:
+    """
+    Read and validate a configuration file: JSON, or YAML (C{.yaml}, C{.yml}) or TOML (C{.toml}) by its
+    extension, with Centrifugo v5 or v6 key names; Centrifugo's C{CENTRIFUGO_*} environment variables override it.
+
+    @param environ: the environment (default C{os.environ}).
+    @raise ConfigError: When the file cannot be read or parsed, or a value (in it or in a variable) is invalid.
+        The message is one line naming the key or variable.
+    """
+    return loadConfigFile(path, environ)
+
+
+def load_config(
+    path: Union[str, os.PathLike[str]], environ: Optional[Mapping[str, str]] = None
+) -> tuple[Config, list[str]]:
+    """
+    L{read_config}, returning the configuration and the warnings (one line each) about unknown keys of the file:
+    what C{checkconfig --strict} refuses, as Centrifugo's. Unknown C{CENTRIFUGO_*} variables and the names of the
+    variables applied are in L{read_config}'s result.
+    """
+    loaded = read_config(path, environ)
+    return loaded.config, list(loaded.unknown_keys)

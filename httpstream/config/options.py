@@ -5,7 +5,7 @@ L{ChannelOptions} it shares with each L{Namespace}, and the checks between field
 
 Constructing one directly (embedded use, C{dataclasses.replace} in tests) runs the same checks as loading a file,
 so every instance is valid. Imports L{httpstream.config.settings} (how a field is read), the durations, and
-L{httpstream.config.v6} lazily (L{Config.from_dict}).
+L{httpstream.config.v6} (L{httpstream.config.config_from_dict}).
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def _read_namespaces(key: str, value: Any) -> tuple[Namespace, ...]:
 class Config(ChannelOptions):
     """
     Server configuration. C{Config()} holds every default; L{load_config} and
-    L{Config.from_dict} read a document. Field names are Centrifugo v5's keys
+    L{config_from_dict} read a document. Field names are Centrifugo v5's keys
     (v6's nested names map onto them: L{httpstream.config.v6}).
 
     Constructing an instance validates (and normalizes, e.g. ``"25s"`` to
@@ -367,21 +367,6 @@ class Config(ChannelOptions):
                 object.__setattr__(self, spec.name, value)
         for check in _CROSS_CHECKS:
             check(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> tuple["Config", list[str]]:
-        """
-        Build a configuration from a decoded document with Centrifugo v5 names, v6 names or both (no
-        environment variables: see L{load_config}).
-
-        @return: The configuration and warnings (one line each) about keys
-            that were ignored.
-        @raise ConfigError: When C{data} is not an object or a value is invalid.
-        """
-        from httpstream.config.v6 import documentLeaves, fieldsFromLeaves
-
-        leaves, warnings = documentLeaves(data)
-        return cls(**fieldsFromLeaves(leaves)).withHostName(), warnings
 
     def withHostName(self) -> "Config":
         """This configuration, with the machine's host name as C{name} when it is empty (as a loaded file gets)."""

@@ -171,7 +171,7 @@ def readNamespaceItems(label: str, value: Any, v6: bool) -> tuple[list[dict[str,
     warnings: list[str] = []
     for index, item in enumerate(value):
         prefix = f"{label}[{index}]"
-        if isinstance(item, Namespace):  # embedded use: Config.from_dict({"namespaces": [Namespace(...)]})
+        if isinstance(item, Namespace):  # embedded use: config_from_dict({"namespaces": [Namespace(...)]})
             items.append(item)  # type: ignore[arg-type]
             continue
         if not isinstance(item, Mapping):
@@ -398,3 +398,15 @@ def v6Document(document: Mapping[str, Any]) -> dict[str, Any]:
 
 def _isSwitch(path: str) -> bool:
     return any(proxy.switch == path for proxy in PROXIES)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> tuple[Config, list[str]]:
+    """
+    Build a configuration from a decoded document with Centrifugo v5 names, v6 names or both (no environment
+    variables: see L{httpstream.config.read_config}).
+
+    @return: The configuration and warnings (one line each) about keys that were ignored.
+    @raise ConfigError: When C{data} is not an object or a value is invalid.
+    """
+    leaves, warnings = documentLeaves(data)
+    return Config(**fieldsFromLeaves(leaves)).withHostName(), warnings

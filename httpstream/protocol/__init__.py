@@ -7,7 +7,7 @@ Everything above this package handles commands and replies as plain dicts (see
 L{httpstream.protocol.codec}); pick a codec with C{JSON} or C{PROTOBUF}. The Command schema the JSON reader
 checks against is L{httpstream.protocol.schema}'s.
 
-The bottom layer: imports nothing of httpstream (only protobuf and orjson).
+May import: nothing of httpstream (only protobuf and orjson): the bottom layer.
 """
 
 from .codec import (

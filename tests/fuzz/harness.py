@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 
 from httpstream.protocol import codes
-from httpstream.config import Config
+from httpstream.config import config_from_dict
 from httpstream.client.channelcommands import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
 from httpstream.node.node import Node
 from httpstream.protocol import client_pb2
@@ -124,7 +124,7 @@ def makeFuzzNode(clock: Optional[Clock] = None, broker: Any = None, presence: An
     if presence is None:
         node = makeNode(SETTINGS, clock, broker=broker)
     else:
-        config, _ = Config.from_dict({"name": "test", **SETTINGS})
+        config, _ = config_from_dict({"name": "test", **SETTINGS})
         node = Node(config, clock, broker=broker, presence=presence, rng=random.Random(0))
     node.rpc.register("echo", lambda ctx, data: data)
     node.rpc.register("fail", _rpcFails)

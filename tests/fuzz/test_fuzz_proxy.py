@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from httpstream.config import Config
+from httpstream.config import Config, config_from_dict
 from httpstream.node.node import Node
 from httpstream.policy.proxy import (
     PROXY_NAMES,
@@ -174,7 +174,7 @@ SETTINGS: dict[str, Any] = {
 
 
 def _node(backend: Backend, clock: Clock) -> Node:
-    config, warnings = Config.from_dict(SETTINGS)
+    config, warnings = config_from_dict(SETTINGS)
     assert not warnings, warnings
     return Node(config, clock, proxy=ProxyClient(config, clock, backend))
 
