@@ -91,3 +91,62 @@ def assertStillServing(server: MemoryServer) -> None:
     stream, result = connectStream(server)
     assert result["client"]
     stream.close()
+
+
+TEXT, BINARY, CLOSE = 0x1, 0x2, 0x8
+
+
+class MemoryWebSocket:
+    """
+    A WebSocket client on an in-memory connection: the handshake's status and headers, then frames as they are
+    on the wire (opcode, payload, close code and reason).
+    """
+
+    def __init__(self, server: MemoryServer, path: str = "/connection/websocket",
+                 headers: Optional[dict[str, str]] = None) -> None:
+        allHeaders = {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        }
+        allHeaders.update(headers or {})
+        self.connection = server.open("GET", path, allHeaders)
+        self.status = self.connection.status
+        self.headers = self.connection.headers
+        self._offset = 0
+
+    def send(self, payload: bytes, opcode: int = TEXT) -> None:
+        """One masked frame (a zero mask: masking is the client's duty, not its contents)."""
+        n = len(payload)
+        if n < 126:
+            length = bytes([0x80 | n])
+        elif n < 65536:
+            length = bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            length = bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        self.connection.send(bytes([0x80 | opcode]) + length + b"\0\0\0\0" + payload)
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        """The frames received since the last call: (opcode, payload)."""
+        data, out = self.connection.upgraded, []
+        while len(data) - self._offset >= 2:
+            first, second = data[self._offset], data[self._offset + 1]
+            n, start = second & 0x7F, self._offset + 2
+            if n == 126:
+                n, start = int.from_bytes(data[start:start + 2], "big"), start + 2
+            elif n == 127:
+                n, start = int.from_bytes(data[start:start + 8], "big"), start + 8
+            if len(data) < start + n:
+                break
+            out.append((first & 0x0F, data[start:start + n]))
+            self._offset = start + n
+        return out
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def closeFrame(payload: bytes) -> tuple[int, str]:
+    """A close frame's code and reason."""
+    return int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8")
