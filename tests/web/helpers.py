@@ -16,6 +16,7 @@ from httpstream.protocol.framing import varint_delimit
 from httpstream.testing import MemoryConnection, MemoryServer, Response
 
 BASE_CONFIG: dict[str, Any] = {
+    "address": "127.0.0.1",
     "http_stream": True,
     "allow_anonymous_connect_without_token": True,
     "allow_subscribe_for_anonymous": True,
