@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +174,6 @@ def test_connectCommandsCounted(traffic: tuple[ServerProcess, Samples]) -> None:
     """Connect is a command like the others: three SDK clients connected."""
     _, samples = traffic
     assert value(samples, "httpstream_client_num_commands_total", method="connect", result="ok") == 3
-
-
-def test_metricsOff(startServer: Callable[..., ServerProcess]) -> None:
-    """Without prometheus there is no /metrics (404)."""
-    server = startServer()
-    assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 404
 
 
 # In memory
