@@ -2,7 +2,8 @@
 Prometheus metrics (``prometheus: true``): ``GET /metrics`` on a real server after traffic of every kind (JS SDK
 clients on http_stream with their emulation POSTs, server API calls, emulation requests that are refused) shows
 that traffic: connections by transport, API calls by method and result, emulation requests by outcome, client
-commands and transport messages. Also what the endpoint is when off, and the node collector in memory.
+commands and transport messages; and the node collector in memory (tests/web/test_routes.py has the
+endpoint on and off on the in-memory server).
 """
 
 from __future__ import annotations
