@@ -27,12 +27,11 @@ from typing import Any, Mapping, Optional, Union
 
 import orjson
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.test import iosim
+from twisted.test import iosim as _iosim
 from zope.interface import implementer
 
 from httpstream.config import Config
@@ -44,6 +43,11 @@ from httpstream.tap import HTTPStreamService, makeService
 __all__ = ["MemoryConnection", "MemoryServer", "Response"]
 
 Text = Union[str, bytes]
+
+# twisted.test.iosim and MemoryReactorClock carry no annotations: reached through Any, so that what this module
+# builds on them stays checked.
+iosim: Any = _iosim
+_MemoryReactorClock: Any = MemoryReactorClock
 
 # The peer ports of in-memory connections: distinct, as a real client's would be.
 _peerPorts = itertools.count(40000)
@@ -93,7 +97,7 @@ class _ResponseReader(Protocol):
         self._buffer += data
         self._parse()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed = True
         if self._mode == "close":
             self._finish()
@@ -182,8 +186,8 @@ class MemoryConnection:
         self._reader = _ResponseReader(response)
         self.response = response
         peer = IPv4Address("TCP", "127.0.0.1", next(_peerPorts))
-        protocol = server.site.buildProtocol(peer)
-        assert protocol is not None
+        site: Any = server.site
+        protocol = site.buildProtocol(peer)
         self._clientIO = iosim.FakeTransport(self._reader, isServer=False, hostAddress=peer, peerAddress=server.address)
         serverIO = iosim.FakeTransport(protocol, isServer=True, hostAddress=server.address, peerAddress=peer)
         self._pump = iosim.connect(protocol, serverIO, self._reader, self._clientIO, greet=False, clock=server.reactor)
@@ -298,7 +302,7 @@ class MemoryServer:
         @param config: Centrifugo's keys (as a config file holds them) or a L{Config}.
         @param reactor: the reactor to run on (default: a new one, its clock at 0).
         """
-        self.reactor = reactor if reactor is not None else MemoryReactorClock()
+        self.reactor: MemoryReactorClock = reactor if reactor is not None else _MemoryReactorClock()
         self._logs = _LogCapture()
         self._level = threshold.level
         globalLogPublisher.addObserver(self._logs)
