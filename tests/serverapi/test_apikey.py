@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from httpstream.testing import MemoryServer
-from tests.web.test_security import API_KEY, WRONG_KEY, api, securityServer, status
+from tests.web.security import API_KEY, WRONG_KEY, api, securityServer, status
 
 server = pytest.fixture(securityServer, name="server")
 

@@ -1,276 +1,30 @@
 """
 The HTTP-level part of the security list of issue 14 (item 5) on the in-memory server: the real Site, Klein app
-and resources, fed the bytes an attacker would send (tests/test_security.py keeps what needs a real process: peak
-memory under huge uploads, and no secret in the logs of a node on a password-protected Redis).
+and resources, fed the bytes an attacker would send: bodies one byte over every size limit (413), JSON nested
+100,000 deep on every entry point, path traversal on the demo page, no Python exception text in any reply.
 
-  - connection tokens: ``alg: none``, a wrong key, expired, a wrong ``aud`` / ``iss``, HS256 "signed" with the
-    RSA or ECDSA public key's PEM (algorithm confusion);
-  - subscription tokens for another channel or another user (disconnect 3500, as Centrifugo's handler does), an
-    invalid one (103), an expired one (109); private ``$`` and user-limited ``#`` channels without rights (103);
-    client publish where it is not allowed (103);
-  - bodies one byte over every size limit (413), JSON nested 100,000 deep on every entry point;
-  - path traversal on the demo page;
-  - no Python exception text in any reply.
-
-tests/serverapi/test_apikey.py has the server API's key; tests/transports/test_origins.py the ``allowed_origins``
-part.
+test_security_tokens.py has the tokens and channel rights, tests/serverapi/test_apikey.py the server API's key,
+tests/transports/test_origins.py ``allowed_origins``; tests/test_security.py keeps what needs a real process (peak
+memory under huge uploads; no secret in the log of a node on a password-protected Redis).
 """
 
 from __future__ import annotations
 
 import json
-import re
-import time
-from pathlib import Path
-from typing import Any, Iterator, Optional
 from urllib.parse import quote
 
-import jwt
 import orjson
 import pytest
-from twisted.internet.testing import MemoryReactorClock
 
 from httpstream.protocol.framing import varint_delimit
 from httpstream.serverapi import http as httpapi
-from httpstream.testing import MemoryServer, Response
-from tests.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
-from tests.web.helpers import BASE_CONFIG, MemoryWebSocket, closeFrame, emulate, openStream
-
-SECRET = "security-hmac-secret-0123456789abcdef-0123456789"
-OTHER_SECRET = "another-hmac-secret-0123456789abcdef-0123456789"
-API_KEY = "security-api-key-9f8e7d6c5b4a39281706"
-WRONG_KEY = "wrong-api-key-guess-0123456789abcdef"
-AUD, ISS = "security-app", "security-issuer"
-BIG = 1024 * 1024  # the transports' body and message limits here: room for 100,000-deep JSON (200 KB)
-SDK_DIST = Path(__file__).parent.parent / "sdk" / "node_modules" / "centrifuge" / "dist"
-
-# Text a reply must never hold: Python's exceptions, tracebacks and source paths.
-EXCEPTION_TEXT = re.compile(
-    rb"Traceback|Error\(|Exception|RecursionError|TypeError|KeyError|ValueError|AttributeError|File \"|\.py\b"
+from httpstream.testing import MemoryServer
+from tests.web.helpers import MemoryWebSocket, closeFrame, emulate, openStream
+from tests.web.security import (
+    API_KEY, BIG, EXCEPTION_TEXT, Session, api, disconnectCode, request, securityServer, status,
 )
-
-SECURITY_CONFIG: dict[str, Any] = dict(
-    BASE_CONFIG,
-    sse=True,
-    token_hmac_secret_key=SECRET,
-    token_rsa_public_key=pem(RSA_KEY),
-    token_ecdsa_public_key=pem(EC_KEYS["ES256"]),
-    token_audience=AUD,
-    token_issuer=ISS,
-    api_key=API_KEY,
-    allow_publish_for_client=False,
-    allow_publish_for_anonymous=False,
-    allow_user_limited_channels=True,
-    namespaces=[{"name": "pub", "allow_subscribe_for_client": True, "allow_publish_for_client": True}],
-    http_stream_max_request_body_size=BIG,
-    sse_max_request_body_size=BIG,
-    emulation_max_request_body_size=BIG,
-    websocket_message_size_limit=BIG,
-    demo=True,
-    demo_sdk_dir=str(SDK_DIST),
-)
-
-
-def claims(**extra: Any) -> dict[str, Any]:
-    """Valid connection claims for alice (aud and iss as configured, an hour to live), with C{extra} on top."""
-    return {"sub": "alice", "aud": AUD, "iss": ISS, "exp": int(time.time()) + 3600, **extra}
-
-
-def token(key: Any = SECRET, algorithm: str = "HS256", **extra: Any) -> str:
-    return jwt.encode(claims(**extra), key, algorithm=algorithm)
-
-
-def securityServer() -> Iterator[MemoryServer]:
-    # The clock at the real time: the tokens' exp are Unix times.
-    reactor = MemoryReactorClock()
-    reactor.advance(time.time())
-    with MemoryServer(SECURITY_CONFIG, reactor) as memory:
-        yield memory
-        # Whatever the test sent, nothing reached the log as a traceback.
-        assert "Traceback" not in memory.logged, memory.logged
-
 
 server = pytest.fixture(securityServer, name="server")
-
-
-# Helpers
-
-
-def request(
-    server: MemoryServer, method: str, path: str, body: bytes = b"", headers: Optional[dict[str, str]] = None
-) -> Response:
-    """
-    One request on a new connection, written as tests/wire.py writes it (Host and Content-Length first, then the
-    headers as given, even a second length), and its response as far as it came (a stream's too); then closed.
-    """
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1:8000", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    connection = server.connect(method)
-    connection.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-    connection.close()
-    return connection.response
-
-
-def status(response: Response) -> tuple[int, bytes]:
-    return response.status, response.body
-
-
-def firstMessage(server: MemoryServer, connect: dict[str, Any]) -> dict[str, Any]:
-    """The first message an http_stream connect gets (the reply, or the disconnect push)."""
-    stream = openStream(server, orjson.dumps({"id": 1, "connect": connect}))
-    assert stream.status == 200
-    message: dict[str, Any] = stream.received()[0]
-    stream.close()
-    return message
-
-
-class Session:
-    """An http_stream connection (alice's, by default) whose commands go through /emulation."""
-
-    def __init__(self, server: MemoryServer, connectToken: Optional[str] = None) -> None:
-        self.server = server
-        self.stream = openStream(server, orjson.dumps({"id": 1, "connect": {"token": connectToken or token()}}))
-        result = self.stream.received()[0]["connect"]
-        self.node, self.session, self.client = result["node"], result["session"], result["client"]
-        self._id = 1
-        self._read = 1
-
-    def next(self) -> dict[str, Any]:
-        messages = self.stream.received()
-        assert len(messages) > self._read, "nothing more received"
-        message: dict[str, Any] = messages[self._read]
-        self._read += 1
-        return message
-
-    def command(self, **command: Any) -> dict[str, Any]:
-        """Run one command; its reply (or the disconnect push it caused)."""
-        self._id += 1
-        assert emulate(self.server, self.node, self.session, [{"id": self._id, **command}]).status == 204
-        reply = self.next()
-        if "push" not in reply:
-            assert reply["id"] == self._id, reply
-        return reply
-
-    def close(self) -> None:
-        self.stream.close()
-
-
-def errorCode(reply: dict[str, Any]) -> int:
-    code: int = reply.get("error", {}).get("code", 0)
-    return code
-
-
-def disconnectCode(reply: dict[str, Any]) -> int:
-    code: int = reply.get("push", {}).get("disconnect", {}).get("code", 0)
-    return code
-
-
-def api(server: MemoryServer, method: str, body: Any, headers: Optional[dict[str, str]] = None, query: str = "") -> Response:
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    allHeaders = {"X-API-Key": API_KEY} if headers is None else headers
-    return request(server, "POST", f"/api/{method}{query}", data, allHeaders)
-
-
-# Connection tokens
-
-
-def test_validTokensConnect(server: MemoryServer) -> None:
-    # The controls: each configured key admits its own tokens, so the refusals below are about the token.
-    for connectToken in (token(), token(RSA_KEY, "RS256"), token(EC_KEYS["ES256"], "ES256")):
-        assert "connect" in firstMessage(server, {"token": connectToken})
-
-
-@pytest.mark.parametrize(
-    "name, connectToken",
-    [
-        ("alg none", handmade({"alg": "none", "typ": "JWT"}, claims())),
-        ("alg none, signed anyway", handmade({"alg": "none"}, claims(), SECRET.encode())),
-        ("wrong key", token(OTHER_SECRET)),
-        ("wrong aud", token(aud="another-app")),
-        ("no aud", jwt.encode({k: v for k, v in claims().items() if k != "aud"}, SECRET, "HS256")),
-        ("wrong iss", token(iss="someone-else")),
-        ("HS256 with the RSA public key as secret", handmade({"alg": "HS256"}, claims(), pem(RSA_KEY).encode())),
-        ("HS256 with the ECDSA public key as secret",
-         handmade({"alg": "HS256"}, claims(), pem(EC_KEYS["ES256"]).encode())),
-        ("ES384 (not the key's curve)", token(EC_KEYS["ES384"], "ES384")),
-        ("expired and signed with a wrong key", token(OTHER_SECRET, exp=int(time.time()) - 60)),
-        ("a subscription token", token(channel="$secret")),
-        ("garbage", "not.a.jwt"),
-    ],
-)
-def test_invalidConnectTokenDisconnects3500(server: MemoryServer, name: str, connectToken: str) -> None:
-    message = firstMessage(server, {"token": connectToken})
-    assert message == {"push": {"disconnect": {"code": 3500, "reason": "invalid token"}}}, name
-
-
-def test_expiredConnectToken109(server: MemoryServer) -> None:
-    # A genuine token past its exp: error 109, and the SDK asks for a new one.
-    message = firstMessage(server, {"token": token(exp=int(time.time()) - 60)})
-    assert message == {"id": 1, "error": {"code": 109, "message": "token expired"}}
-
-
-# Subscription tokens and channel rights
-
-
-def subToken(channel: str, key: str = SECRET, **extra: Any) -> str:
-    return token(key, channel=channel, **extra)
-
-
-def test_subscriptionTokens(server: MemoryServer) -> None:
-    session = Session(server)
-    # A private channel without a token, or with one that is not valid: 103, the connection stays.
-    assert errorCode(session.command(subscribe={"channel": "$secret"})) == 103
-    wrongKey = subToken("$secret", OTHER_SECRET)
-    assert errorCode(session.command(subscribe={"channel": "$secret", "token": wrongKey})) == 103
-    assert errorCode(session.command(subscribe={"channel": "$secret", "token": subToken("$secret", aud="x")})) == 103
-    assert errorCode(session.command(
-        subscribe={"channel": "$secret", "token": subToken("$secret", exp=int(time.time()) - 60)})) == 109
-    assert "subscribe" in session.command(subscribe={"channel": "$secret", "token": subToken("$secret")})
-    session.close()
-
-
-@pytest.mark.parametrize(
-    "name, subscribeToken",
-    [
-        ("another channel", subToken("$other")),
-        ("another user", subToken("$secret", sub="bob")),
-        ("another client", subToken("$secret", client="someone-else")),
-    ],
-)
-def test_subscriptionTokenForSomeoneElseDisconnects3500(
-    server: MemoryServer, name: str, subscribeToken: str
-) -> None:
-    """
-    A valid subscription token that is not for this channel, user or client: Centrifugo's subscribe handler
-    answers DisconnectInvalidToken (3500) there (internal/client/handler.go), not 103.
-    """
-    session = Session(server)
-    reply = session.command(subscribe={"channel": "$secret", "token": subscribeToken})
-    assert disconnectCode(reply) == 3500, (name, reply)
-    assert session.stream.response.complete  # and the stream ends
-    session.close()
-
-
-def test_userLimitedChannel(server: MemoryServer) -> None:
-    session = Session(server)
-    assert errorCode(session.command(subscribe={"channel": "inbox#bob"})) == 103
-    assert errorCode(session.command(subscribe={"channel": "inbox#bob,carol"})) == 103
-    assert "subscribe" in session.command(subscribe={"channel": "inbox#alice"})
-    session.close()
-    # Anonymous: not alice's either.
-    anonymous = Session(server, connectToken=token(sub=""))
-    assert errorCode(anonymous.command(subscribe={"channel": "inbox#alice"})) == 103
-    anonymous.close()
-
-
-def test_clientPublishWhereNotAllowed(server: MemoryServer) -> None:
-    session = Session(server)
-    assert "subscribe" in session.command(subscribe={"channel": "inbox#alice"})
-    assert errorCode(session.command(publish={"channel": "inbox#alice", "data": {"x": 1}})) == 103
-    assert errorCode(session.command(publish={"channel": "news", "data": {"x": 1}})) == 103
-    # The control: where the namespace allows it, the same command publishes.
-    assert "publish" in session.command(publish={"channel": "pub:chat", "data": {"x": 1}})
-    session.close()
 
 
 # Body size limits
