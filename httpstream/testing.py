@@ -34,7 +34,7 @@ from httpstream.client.client import Client
 from httpstream.config import Config
 from httpstream.engines.memory import MemoryBroker
 from httpstream.interfaces import IBroker, IClient, ISessionRegistry, ITransport
-from httpstream.memoryserver import MemoryConnection, MemoryServer, Response
+from httpstream.memoryserver import MemoryServer
 from httpstream.node.node import Node
 from httpstream.protocol import client_pb2, varint_delimit
 from httpstream.protocol.codec import (
@@ -49,9 +49,7 @@ __all__ = [
     "FakeClient",
     "FakeTransport",
     "ManualBroker",
-    "MemoryConnection",
     "MemoryServer",
-    "Response",
     "connectClient",
     "decodeReply",
     "encodeCommands",

@@ -8,9 +8,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from httpstream.protocol import client_pb2
 from httpstream.testing import MemoryServer
 from tests.web.helpers import assertStillServing, connectStream, emulate, emulateProtobuf, openStream, serverFixture
-from httpstream.protocol import client_pb2
 
 LIMIT = 2000  # small body limits, so "one byte over" is cheap to send
 

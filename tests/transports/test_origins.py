@@ -18,7 +18,8 @@ from urllib.parse import quote
 import orjson
 import pytest
 
-from httpstream.testing import MemoryServer, Response
+from httpstream.memoryserver import Response
+from httpstream.testing import MemoryServer
 from tests.web.helpers import MemoryWebSocket, connectStream, emulate, openStream, serve
 
 ALLOWED = "https://app.example.com"

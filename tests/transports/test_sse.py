@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from httpstream.testing import MemoryConnection, MemoryServer
+from httpstream.memoryserver import MemoryConnection
+from httpstream.testing import MemoryServer
 from tests.web.helpers import emulate, serve, serverFixture
 
 LIMIT = 2000

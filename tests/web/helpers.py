@@ -13,7 +13,8 @@ import pytest
 
 from httpstream.protocol import client_pb2
 from httpstream.protocol.framing import varint_delimit
-from httpstream.testing import MemoryConnection, MemoryServer, Response
+from httpstream.memoryserver import MemoryConnection, Response
+from httpstream.testing import MemoryServer
 
 BASE_CONFIG: dict[str, Any] = {
     "address": "127.0.0.1",

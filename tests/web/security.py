@@ -15,7 +15,8 @@ import jwt
 import orjson
 from twisted.internet.testing import MemoryReactorClock
 
-from httpstream.testing import MemoryServer, Response
+from httpstream.memoryserver import Response
+from httpstream.testing import MemoryServer
 from tests.test_tokens import EC_KEYS, RSA_KEY, pem
 from tests.web.helpers import BASE_CONFIG, emulate, openStream
 
