@@ -43,6 +43,7 @@ from httpstream.interfaces import (
     PublicationHandler,
     ReconnectHandler,
 )
+from httpstream.memoryserver import MemoryServer
 from httpstream.node.node import Node
 from httpstream.protocol import client_pb2, varint_delimit
 from httpstream.protocol.codec import _pb_message, _raw_json
@@ -52,6 +53,7 @@ __all__ = [
     "FakeClient",
     "FakeTransport",
     "ManualBroker",
+    "MemoryServer",
     "connectClient",
     "decodeReply",
     "encodeCommands",

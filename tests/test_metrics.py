@@ -2,14 +2,15 @@
 Prometheus metrics (``prometheus: true``): ``GET /metrics`` on a real server after traffic of every kind (JS SDK
 clients on http_stream with their emulation POSTs, server API calls, emulation requests that are refused) shows
 that traffic: connections by transport, API calls by method and result, emulation requests by outcome, client
-commands and transport messages. Also what the endpoint is when off, and the node collector in memory.
+commands and transport messages; and the node collector in memory (tests/web/test_routes.py has the
+endpoint on and off on the in-memory server).
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +175,6 @@ def test_connectCommandsCounted(traffic: tuple[ServerProcess, Samples]) -> None:
     """Connect is a command like the others: three SDK clients connected."""
     _, samples = traffic
     assert value(samples, "httpstream_client_num_commands_total", method="connect", result="ok") == 3
-
-
-def test_metricsOff(startServer: Callable[..., ServerProcess]) -> None:
-    """Without prometheus there is no /metrics (404)."""
-    server = startServer()
-    assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 404
 
 
 # In memory
