@@ -15,11 +15,13 @@ from zope.interface.interface import InterfaceClass
 from zope.interface.verify import verifyObject
 
 from httpstream import interfaces
+from httpstream.cluster.control import memoryCluster
 from httpstream.engines import HistoryResult
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import (
     IBroker,
     IClient,
+    IEmulationForwarder,
     IOriginChecker,
     IPresenceManager,
     ISessionRegistry,
@@ -59,6 +61,7 @@ def implementations() -> dict[InterfaceClass, list[Any]]:
         ISessionRegistry: [SessionRegistry("node"), node.registry],
         IBroker: [MemoryBroker(), MemoryBroker(Clock()), ManualBroker(), node.broker],
         IPresenceManager: [MemoryPresence()],
+        IEmulationForwarder: memoryCluster(Clock(), [node]),
     }
 
 
