@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger as _TwistedLogger
@@ -77,7 +78,7 @@ def configListenDescription(config: Config) -> str:
     kind = "tcp6" if ":" in config.address else "tcp"
     description = f"{kind}:port={config.port}:backlog={LISTEN_BACKLOG}"
     if config.address:
-        description += f":interface={quoteStringArgument(config.address)}"
+        description += f":interface={quoteStringArgument(config.address)}"  # type: ignore[no-untyped-call]
     return description
 
 
@@ -172,7 +173,7 @@ class HTTPStreamService(MultiService):
         @raise ConfigError: TLS is on and its certificate or key cannot be used.
         @raise ListenError: a description that does not parse (or names files that cannot be read).
         """
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._tuneGC = tuneGC
         self._configPath = configPath
         self.config = config
@@ -201,7 +202,7 @@ class HTTPStreamService(MultiService):
         from httpstream.engines.redis import RedisBroker, RedisPresence, RedisShard
 
         shard = RedisShard.fromConfig(reactor, config)
-        shard.setServiceParent(self)
+        shard.setServiceParent(self)  # type: ignore[no-untyped-call]
         self._shard = shard
         node = Node(
             config, reactor,
@@ -210,7 +211,7 @@ class HTTPStreamService(MultiService):
         )
         # Added after the shard: started after it, stopped before it (its "leave" still goes out).
         control = Control(reactor, node, ShardPubSub(shard), prefix=config.redis_prefix)
-        control.setServiceParent(self)
+        control.setServiceParent(self)  # type: ignore[no-untyped-call]
         node.useControl(control)
         return node
 
@@ -235,7 +236,7 @@ class HTTPStreamService(MultiService):
     def _endpoint(self, description: str, complete: Optional[str] = None) -> IStreamServerEndpoint:
         """The endpoint of C{complete} (C{description} with what httpstream adds); errors show C{description}."""
         try:
-            endpoint: IStreamServerEndpoint = serverFromString(self.reactor, complete or description)
+            endpoint: IStreamServerEndpoint = serverFromString(self.reactor, complete or description)  # type: ignore[no-untyped-call]
         except (ValueError, TypeError, OSError) as e:
             # Twisted's parsers say what is wrong in any of these (an unknown type, a bad or missing argument, a
             # key file that cannot be read).
@@ -258,7 +259,7 @@ class HTTPStreamService(MultiService):
         self.port = ports[0]
         if self._tuneGC:
             tuneGarbageCollector()
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         # As Centrifugo, which starts its HTTP servers only once its node (and its broker's PUB/SUB) runs: the
         # port is bound (a taken port still fails start-up) but no connection is accepted before the engine is
         # up, or early clients would get error 100 for every subscribe. Connections waiting meanwhile stay in the
@@ -299,7 +300,7 @@ class HTTPStreamService(MultiService):
             if paused:
                 _pause(port, False)
             host = port.getHost()
-            if hasattr(host, "port"):
+            if isinstance(host, (IPv4Address, IPv6Address)):
                 where = f"{listener.scheme}://{host.host}:{host.port}"
             else:  # a UNIX socket: its description says it best
                 where = f"{listener.scheme} on {listener.description}"
@@ -329,9 +330,9 @@ class HTTPStreamService(MultiService):
 
     def _cannotListen(self, failure: Failure) -> None:
         """A taken port or an address not on this host: under twistd one line and exit 1, else raise."""
-        if not (self._tuneGC and failure.check(CannotListenError)):
-            failure.raiseException()
         error = failure.value
+        if not (self._tuneGC and isinstance(error, CannotListenError)):
+            failure.raiseException()
         reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
         self.log.error(
             "cannot listen on {address}:{port}: {reason}",

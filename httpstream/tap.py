@@ -57,7 +57,7 @@ class Options(usage.Options):
     envApplied: tuple[str, ...] = ()
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:

@@ -42,7 +42,7 @@ class SSEResource(Resource):
     isLeaf = True
 
     def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._node = node
         self._origins = origins
         self._maxBodySize = maxBodySize
