@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_control -*-
 """
-The control plane between the nodes of a cluster (reference/transports.md section 3.3): who is alive, and requests
+The control plane between the nodes of a cluster (Centrifuge's control channel, centrifugal/centrifuge ``node.go``
+and ``internal/controlpb``, in a JSON form of httpstream's own): who is alive, and requests
 from one node to another or to all of them, over PUB/SUB (Redis in production, L{MemoryBus} in tests).
 
 Channels, as Centrifugo names them: C{<prefix>.control} (every node reads it) and C{<prefix>.node.<nodeID>}

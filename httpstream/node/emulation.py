@@ -3,7 +3,7 @@
 What became of one emulation request: the answer of L{httpstream.node.node.Node.emulate}.
 
 An emulated transport (http_stream, SSE) sends its commands in separate POSTs naming a session and the node that
-holds it (Centrifugo's C{/emulation}, centrifugal/centrifuge C{handler_emulation.go}). The node runs them on the
+holds it (Centrifugo's C{/emulation}). As in centrifugal/centrifuge C{emulation.go}, the node runs them on the
 session's client, or asks the cluster to run them on the node that holds it; the web layer turns the outcome into
 an HTTP status. Neither side needs to know how the other gets its answer: this enum is all that crosses.
 """

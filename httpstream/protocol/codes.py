@@ -1,7 +1,7 @@
 """
 Centrifugo's reply error codes and disconnect codes, with the messages and reasons the SDKs expect.
 
-Sources: centrifuge ``errors.go`` and ``disconnect.go`` (see ../shared/reference/messages.md section 3).
+Sources: centrifugal/centrifuge ``errors.go`` and ``disconnect.go``; https://centrifugal.dev/docs/server/codes.
 """
 
 from __future__ import annotations

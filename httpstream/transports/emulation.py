@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_emulation,tests.test_wire,tests.test_metrics -*-
 """
 ``POST /emulation``: the upstream half of emulated transports (Centrifugo's C{/emulation} endpoint,
-centrifugal/centrifuge C{handler_emulation.go}).
+centrifugal/centrifuge C{emulation.go}).
 
 The body names a session and its node and carries encoded commands; the node runs them (L{httpstream.node.node.Node.emulate}: here, or
 on the node that holds the session). Their replies go down the session's stream, never in this response, which is

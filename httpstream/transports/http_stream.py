@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_wire -*-
 """
 ``POST /connection/http_stream``: the long-lived chunked response that carries every reply and push of an
-emulated connection (reference/transports.md section 1).
+emulated connection (centrifugal/centrifuge ``handler_http_stream.go``).
 
 The request body holds the first commands (the SDK sends its connect); everything after that arrives through
 ``/emulation``. Each batch the client's writer hands over becomes exactly one HTTP chunk, because the JS SDK

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_wire_sse -*-
 """
-``/connection/sse``: Server-Sent Events, JSON only (reference/transports.md section 2).
+``/connection/sse``: Server-Sent Events, JSON only (centrifugal/centrifuge ``handler_sse.go``).
 
 The connect command comes in the ``cf_connect`` query parameter of a GET (what EventSource can send) or in a POST
 body; everything after it arrives through ``/emulation``, as for http_stream. Each message is one event,

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_websocket_transport,tests.test_wire_websocket,tests.test_websocket_delivery -*-
 """
-``/connection/websocket`` (reference/transports.md section 4), on autobahn.
+``/connection/websocket`` (centrifugal/centrifuge ``handler_websocket.go``), on autobahn.
 
 Why autobahn and not ``twisted.web.websocket``: a browser refuses a handshake that does not echo the subprotocol
 it offered, and the Protobuf build of the JS SDK offers ``centrifuge-protobuf``. Twisted 26.10's WebSocket resource
