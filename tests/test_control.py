@@ -745,3 +745,11 @@ class RedisControlTests(TestCase):
 
         yield self.b.stopService()
         yield self.waitFor(lambda: not self.a.isKnownNode(self.b.nodeID))
+
+
+class ReplyTests(SynchronousTestCase):
+    def test_ok(self) -> None:
+        """Only code 0 is a reply whose op ran."""
+        self.assertTrue(Reply("n", CODE_OK).ok)
+        for code in (CODE_BAD_REQUEST, CODE_NO_SESSION, CODE_UNKNOWN_OP, CODE_ERROR):
+            self.assertFalse(Reply("n", code).ok)

@@ -78,6 +78,11 @@ class Reply:
     code: int
     result: Any = None
 
+    @property
+    def ok(self) -> bool:
+        """Whether the op ran (callers outside the cluster layer ask this, never the codes)."""
+        return self.code == CODE_OK
+
 
 # The control plane
 

@@ -31,24 +31,25 @@ from httpstream.serverapi.requests import (
     UserRequest,
 )
 from httpstream.policy.channels import ChannelError
-from httpstream.cluster.control import CODE_OK
 from httpstream.engines import HistoryError, HistoryResult
 from httpstream.logs import Logger
 from httpstream.origin import OriginPatternError, compile_origin_pattern
 from httpstream.policy.proxy import ProxyContext, ProxyError
 from httpstream.readers import FieldError, Fields
 
-# Centrifugo's API error codes (apiproto errors.go).
-ERROR_INTERNAL = codes.Error(100, "internal server error")
-ERROR_UNKNOWN_CHANNEL = codes.Error(102, "unknown channel")
-ERROR_METHOD_NOT_FOUND = codes.Error(104, "method not found")
-ERROR_BAD_REQUEST = codes.Error(107, "bad request")
-ERROR_NOT_AVAILABLE = codes.Error(108, "not available")
-ERROR_UNRECOVERABLE_POSITION = codes.Error(112, "unrecoverable position")
+# Centrifugo's API error codes (apiproto errors.go) are the protocol's.
+from httpstream.protocol.codes import (
+    API_ERROR_INTERNAL as ERROR_INTERNAL,
+    ERROR_BAD_REQUEST,
+    ERROR_METHOD_NOT_FOUND,
+    ERROR_NOT_AVAILABLE,
+    ERROR_UNKNOWN_CHANNEL,
+    ERROR_UNRECOVERABLE_POSITION,
+    UNSUBSCRIBE_SERVER as SERVER_UNSUBSCRIBE,
+)
 
 IDEMPOTENCY_WINDOW = 300.0  # a repeated idempotency_key within 5 minutes publishes once
 FORCE_DISCONNECT = codes.DISCONNECT_FORCE_NO_RECONNECT
-SERVER_UNSUBSCRIBE = (2000, "server unsubscribe")
 
 # Seconds between two info lines naming a bad request's field (the others go to debug): a caller sending
 # garbage must not be able to flood the log.
@@ -304,7 +305,7 @@ class ServerAPI:
             return self._HERE[method][1](self, request)
 
         def checked(replies: dict[str, Any]) -> dict:
-            failed = sorted(node for node, reply in replies.items() if reply.code != CODE_OK)
+            failed = sorted(node for node, reply in replies.items() if not reply.ok)
             if failed:
                 raise ServerFault(f"failed on nodes {', '.join(failed)}")
             return {}
@@ -489,7 +490,7 @@ def _translated(failure: Failure) -> Optional[Failure]:
         return Failure(APIError(failure.value.error))
     if failure.check(HistoryError):
         error = failure.value.error
-        return Failure(APIError(ERROR_UNRECOVERABLE_POSITION if error.code == 112 else ERROR_BAD_REQUEST))
+        return Failure(APIError(ERROR_UNRECOVERABLE_POSITION if error.code == ERROR_UNRECOVERABLE_POSITION.code else ERROR_BAD_REQUEST))
     return None
 
 
