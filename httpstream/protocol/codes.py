@@ -7,7 +7,7 @@ Sources: centrifugal/centrifuge ``errors.go`` and ``disconnect.go``; https://cen
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -20,8 +20,8 @@ class Error:
     message: str
     temporary: bool = False
 
-    def toDict(self) -> dict:
-        error: dict = {"code": self.code, "message": self.message}
+    def toDict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.temporary:
             error["temporary"] = True
         return error

@@ -9,6 +9,8 @@ EncodeError -> 3506 "inappropriate protocol").
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["DecodeError", "FrameTooLarge", "EncodeError"]
 
 
@@ -21,7 +23,7 @@ class DecodeError(ValueError):
         decoded (Centrifugo runs them, then disconnects); else C{[]}.
     """
 
-    commands: list = []
+    commands: list[dict[str, Any]] = []
 
 
 class FrameTooLarge(DecodeError):
