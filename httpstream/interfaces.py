@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from httpstream.engines import HistoryResult
+    from httpstream.node.emulation import EmulationResult
 
 
 class IOriginChecker(Interface):
@@ -132,6 +133,24 @@ class IClusterNodes(Interface):
         """
         Return True when C{node} is this node or a live node of the cluster (an emulation request naming it can be
         served); False for the empty id.
+        """
+
+
+class IEmulationForwarder(Interface):
+    """
+    How a node reaches the emulation sessions of the other nodes of its cluster (the control plane, in
+    L{httpstream.cluster.control}). A node alone has none: a session of another node is then no session.
+    """
+
+    def forwardEmulation(nodeID: str, session: str, data: bytes) -> "Deferred[EmulationResult]":
+        """
+        Run emulation C{data} (encoded commands) on C{session} of node C{nodeID}, another node.
+
+        @return: a Deferred firing, once that node has run them or dropped them, with
+            L{EmulationResult.FORWARDED}, L{EmulationResult.NO_SESSION} (no such session there) or
+            L{EmulationResult.REFUSED} (that node did not understand the request); with
+            L{EmulationResult.UNREACHABLE} when that node did not answer in time or could not be asked. It never
+            fails.
         """
 
 

@@ -321,22 +321,6 @@ class SubscribeTests(SynchronousTestCase):
         for options, channel, hasToken, expected in table:
             self.assertEqual(r.subscribeProxied(channel, options, hasToken), expected, (options, channel, hasToken))
 
-    def test_legacyForm(self) -> None:
-        """
-        canSubscribe(user, channel), as client/client.py called it before namespaces, still answers a bool.
-        """
-        table = [
-            ({}, "alice", "news", False),
-            ({"allow_subscribe_for_client": True}, "alice", "news", True),
-            ({"allow_subscribe_for_client": True}, "", "news", False),
-            ({"client_insecure": True}, "", "news", True),
-            ({"client_insecure": True}, "", "$news", False),
-            ({"client_insecure": True}, "", "unknown:news", False),
-            ({"namespaces": [{"name": "chat", "allow_subscribe_for_client": True}]}, "alice", "chat:1", True),
-        ]
-        for settings, user, channel, expected in table:
-            self.assertIs(rules(**settings).canSubscribe(user, channel), expected, (settings, user, channel))
-
 
 class PublishTests(SynchronousTestCase):
     """
@@ -372,21 +356,6 @@ class PublishTests(SynchronousTestCase):
         r = rules(namespaces=[{"name": "chat", "allow_publish_for_client": True}])
         self.assertIsNone(r.canPublish("alice", "chat:1", r.options("chat:1"), False))
         self.assertEqual(r.canPublish("alice", "news", r.options("news"), True), DENIED)
-
-    def test_legacyForm(self) -> None:
-        """
-        canPublish(user, channel, subscribed), as client/client.py called it before namespaces, still answers a bool.
-        """
-        table = [
-            ({}, "alice", True, False),
-            ({"allow_publish_for_client": True}, "alice", False, True),
-            ({"allow_publish_for_subscriber": True}, "alice", True, True),
-            ({"allow_publish_for_subscriber": True}, "alice", False, False),
-            ({"client_insecure": True}, "", False, True),
-        ]
-        for settings, user, subscribed, expected in table:
-            self.assertIs(rules(**settings).canPublish(user, "news", subscribed), expected, (settings, user))
-        self.assertIs(rules(client_insecure=True).canPublish("", "x:news", True), False)
 
 
 class PresenceTests(SynchronousTestCase):
@@ -470,56 +439,3 @@ class HistoryTests(SynchronousTestCase):
         r = rules(allow_history_for_subscriber=True)
         self.assertTrue(r.historyAccess("alice", "news", r.options("news"), True))
         self.assertFalse(r.historyAccess("alice", "news", r.options("news"), False))
-
-
-class SubscriptionFeatureTests(SynchronousTestCase):
-    """
-    positioning, recovery and join/leave pushes of a new subscription.
-    """
-
-    def test_positioning(self) -> None:
-        table = [
-            ({}, False, False, False),
-            ({}, True, False, False),
-            ({}, False, True, False),
-            ({}, True, True, True),
-            ({"allow_positioning": True}, True, False, True),
-            ({"allow_positioning": True}, False, True, False),
-            ({"force_positioning": True}, False, False, True),
-            ({"allow_recovery": True}, True, False, False),
-        ]
-        for settings, requested, canHistory, expected in table:
-            options = ChannelOptions(**settings)
-            self.assertIs(ChannelRules.positioning(options, requested, canHistory), expected, (settings, requested))
-
-    def test_recovery(self) -> None:
-        table = [
-            ({}, False, False, False),
-            ({}, True, False, False),
-            ({}, False, True, False),
-            ({}, True, True, True),
-            ({"allow_recovery": True}, True, False, True),
-            ({"allow_recovery": True}, False, True, False),
-            ({"force_recovery": True, **HISTORY}, False, False, True),
-            ({"allow_positioning": True}, True, False, False),
-        ]
-        for settings, requested, canHistory, expected in table:
-            options = ChannelOptions(**settings)
-            self.assertIs(ChannelRules.recovery(options, requested, canHistory), expected, (settings, requested))
-
-    def test_pushJoinLeave(self) -> None:
-        table = [
-            ({}, True, True, False),
-            ({"join_leave": True}, True, True, True),
-            ({"join_leave": True}, False, True, False),
-            ({"join_leave": True}, True, False, False),
-            ({"force_push_join_leave": True}, False, False, True),
-        ]
-        for settings, requested, canPresence, expected in table:
-            options = ChannelOptions(**settings)
-            self.assertIs(ChannelRules.pushJoinLeave(options, requested, canPresence), expected, (settings, requested))
-
-    def test_callableOnInstance(self) -> None:
-        r = rules(allow_history_for_client=True)
-        options = r.options("news")
-        self.assertTrue(r.recovery(options, True, r.historyAccess("alice", "news", options, False)))

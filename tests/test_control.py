@@ -31,6 +31,8 @@ from httpstream.cluster.control import (
     memoryCluster,
 )
 from httpstream.cluster.bus import IControlPubSub, MemoryBus, ShardPubSub, decodeMessage, encodeMessage
+from httpstream.interfaces import IEmulationForwarder
+from httpstream.node.emulation import EmulationResult
 from httpstream.node.node import Node
 from httpstream.interfaces import IClusterNodes
 from httpstream.testing import FakeClient
@@ -440,20 +442,30 @@ class BuiltinOpTests(ClusterTestCase):
         ran: Deferred[None] = Deferred()
         client.handleData = lambda data: (client.data.append(data), ran)[1]  # type: ignore[method-assign]
         self.nodes["b"].registry.add("s1", client)
-        d = self.a.emulate("node-b", "s1", b'{"id":1}\n{"id":2}')
+        d = self.a.forwardEmulation("node-b", "s1", b'{"id":1}\n{"id":2}')
         self.assertEqual(client.data, [b'{"id":1}\n{"id":2}'])
         self.assertNoResult(d)
         ran.callback(None)
-        self.assertEqual(self.successResultOf(d), CODE_OK)
+        self.assertEqual(self.successResultOf(d), EmulationResult.FORWARDED)
+
+    def test_emulationProvidesForwarder(self) -> None:
+        self.assertTrue(verifyObject(IEmulationForwarder, self.a))
 
     def test_emulationNoSession(self) -> None:
-        self.assertEqual(self.successResultOf(self.a.emulate("node-b", "nope", b"{}")), CODE_NO_SESSION)
+        """No such session on the target: code 2 on the wire, no session for the node that asked."""
+        reply = self.successResultOf(self.a.request("node-b", "emulation", {"session": "nope", "data": b"{}"}))
+        self.assertEqual(reply.code, CODE_NO_SESSION)
+        self.assertEqual(
+            self.successResultOf(self.a.forwardEmulation("node-b", "nope", b"{}")), EmulationResult.NO_SESSION
+        )
 
     def test_emulationLocal(self) -> None:
         client = FakeClient(sessionID="s1")
         self.nodes["a"].registry.add("s1", client)
         before = len(self.bus.published)
-        self.assertEqual(self.successResultOf(self.a.emulate("node-a", "s1", b"\x00")), CODE_OK)
+        self.assertEqual(
+            self.successResultOf(self.a.forwardEmulation("node-a", "s1", b"\x00")), EmulationResult.FORWARDED
+        )
         self.assertEqual(client.data, [b"\x00"])
         self.assertEqual(len(self.bus.published), before)
 
@@ -461,11 +473,27 @@ class BuiltinOpTests(ClusterTestCase):
         reply = self.successResultOf(self.a.request("node-b", "emulation", {"session": "s1", "data": "text"}))
         self.assertEqual(reply.code, CODE_BAD_REQUEST)
 
+    def test_emulationRefused(self) -> None:
+        """A node that does not understand the request (here: it has no emulation op) refuses it."""
+        self.b._handlers.pop("emulation")
+        self.assertEqual(
+            self.successResultOf(self.a.forwardEmulation("node-b", "s1", b"{}")), EmulationResult.REFUSED
+        )
+
     def test_emulationTimeout(self) -> None:
+        """A node that does not answer in 10 s is unreachable (logged), never a failure."""
         self.b.pubsub.disconnect()
-        d = self.a.emulate("node-b", "s1", b"{}")
+        d = self.a.forwardEmulation("node-b", "s1", b"{}")
+        self.assertNoResult(d)
         self.clock.advance(10)
-        self.failureResultOf(d, ControlTimeout)
+        self.assertEqual(self.successResultOf(d), EmulationResult.UNREACHABLE)
+
+    def test_emulationNotSent(self) -> None:
+        """A request that cannot be published (the bus link is down here) is unreachable at once."""
+        self.a.pubsub.disconnect()
+        self.assertEqual(
+            self.successResultOf(self.a.forwardEmulation("node-b", "s1", b"{}")), EmulationResult.UNREACHABLE
+        )
 
     def test_info(self) -> None:
         reply = self.successResultOf(self.a.request("node-b", "info"))
@@ -687,8 +715,8 @@ class RedisControlTests(TestCase):
 
         client = FakeClient(sessionID="s1")
         self.b.node.registry.add("s1", client)
-        code = yield self.a.emulate(self.b.nodeID, "s1", b'{"id":1}')
-        self.assertEqual((code, client.data), (CODE_OK, [b'{"id":1}']))
+        result = yield self.a.forwardEmulation(self.b.nodeID, "s1", b'{"id":1}')
+        self.assertEqual((result, client.data), (EmulationResult.FORWARDED, [b'{"id":1}']))
 
         protocol = self.b.pubsub._shard._pubsub.protocol
         protocol.transport.loseConnection()
@@ -713,3 +741,11 @@ class RedisControlTests(TestCase):
 
         yield self.b.stopService()
         yield self.waitFor(lambda: not self.a.isKnownNode(self.b.nodeID))
+
+
+class ReplyTests(SynchronousTestCase):
+    def test_ok(self) -> None:
+        """Only code 0 is a reply whose op ran."""
+        self.assertTrue(Reply("n", CODE_OK).ok)
+        for code in (CODE_BAD_REQUEST, CODE_NO_SESSION, CODE_UNKNOWN_OP, CODE_ERROR):
+            self.assertFalse(Reply("n", code).ok)

@@ -15,12 +15,14 @@ from zope.interface.interface import InterfaceClass
 from zope.interface.verify import verifyObject
 
 from httpstream import interfaces
+from httpstream.cluster.control import memoryCluster
 from httpstream.engines import HistoryResult
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import (
     IBroker,
     IClient,
     IClusterNodes,
+    IEmulationForwarder,
     IHistory,
     IOriginChecker,
     IPresenceManager,
@@ -63,6 +65,7 @@ def implementations() -> dict[InterfaceClass, list[Any]]:
         IHistory: [MemoryBroker(), ManualBroker(), node.broker],
         IBroker: [MemoryBroker(), MemoryBroker(Clock()), ManualBroker(), node.broker],
         IPresenceManager: [MemoryPresence()],
+        IEmulationForwarder: memoryCluster(Clock(), [node]),
     }
 
 

@@ -23,15 +23,15 @@ from httpstream.policy.proxy import ProxyDisconnect, ProxyError, ProxySubscribeR
 from httpstream.policy.recovery import checkPosition, position
 from httpstream.client.subscription import PublicationFrames, Subscription
 from httpstream.policy.tokens import InvalidToken, TokenExpired
+from httpstream.protocol.codes import (
+    DISCONNECT_INSUFFICIENT_STATE,
+    DISCONNECT_SUBSCRIPTION_EXPIRED,
+    UNSUBSCRIBE_EXPIRED,
+    UNSUBSCRIBE_INSUFFICIENT_STATE,
+)
 
 if TYPE_CHECKING:
     from httpstream.client.client import Client
-
-UNSUBSCRIBE_INSUFFICIENT_STATE = (2500, "insufficient state")
-UNSUBSCRIBE_EXPIRED = (2501, "subscription expired")
-UNSUBSCRIBE_SERVER = (2000, "server unsubscribe")
-DISCONNECT_INSUFFICIENT_STATE = codes.Disconnect(3010, "insufficient state")
-DISCONNECT_SUBSCRIPTION_EXPIRED = codes.Disconnect(3006, "subscription expired")
 
 
 class SubscribeError(Exception):
@@ -271,7 +271,7 @@ class ChannelCommands:
         if sub is None or self.closed:
             return
         if sub.serverSide and code >= 2500:
-            self._disconnect(DISCONNECT_INSUFFICIENT_STATE if code == 2500 else DISCONNECT_SUBSCRIPTION_EXPIRED)
+            self._disconnect(DISCONNECT_INSUFFICIENT_STATE if code == UNSUBSCRIBE_INSUFFICIENT_STATE.code else DISCONNECT_SUBSCRIPTION_EXPIRED)
             return
         self._leave(channel)
         self._send({"push": {"channel": channel, "unsubscribe": {"code": code, "reason": reason}}})

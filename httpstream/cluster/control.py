@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_control -*-
 """
-The control plane between the nodes of a cluster (reference/transports.md section 3.3): who is alive, and requests
+The control plane between the nodes of a cluster (Centrifuge's control channel, centrifugal/centrifuge ``node.go``
+and ``internal/controlpb``, in a JSON form of httpstream's own): who is alive, and requests
 from one node to another or to all of them, over PUB/SUB (Redis in production, L{MemoryBus} in tests).
 
 Channels, as Centrifugo names them: C{<prefix>.control} (every node reads it) and C{<prefix>.node.<nodeID>}
@@ -29,8 +30,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.cluster.bus import IControlPubSub, MemoryBus, decodeMessage, encodeMessage
-from httpstream.interfaces import IClusterNodes, ISessionRegistry
+from httpstream.interfaces import IClusterNodes, IEmulationForwarder, ISessionRegistry
 from httpstream.logs import Logger
+from httpstream.node.emulation import EmulationResult
 from httpstream.origin import OriginPatternError
 
 ANNOUNCE_INTERVAL = 3.0  # Centrifugo's node info send interval
@@ -92,6 +94,11 @@ class Reply:
     code: int
     result: Any = None
 
+    @property
+    def ok(self) -> bool:
+        """Whether the op ran (callers outside the cluster layer ask this, never the codes)."""
+        return self.code == CODE_OK
+
 
 # The control plane
 
@@ -112,19 +119,19 @@ class _Survey:
     localDone: bool = False
 
 
-@implementer(IClusterNodes)
+@implementer(IClusterNodes, IEmulationForwarder)
 class Control(Service):
     """
     This node's side of the control plane: its announcements, the list of live nodes, and requests between
     nodes. A service: start it with the node (it announces at once, then every 3 s), stop it with the node.
 
     Built-in ops: C{"emulation"} (payload C{{"session", "data"}}: run the data on that session's client of this
-    node, code 2 when there is none), C{"info"} (this node's info), C{"channels"} (payload C{{"pattern"}}: this
+    node through the node's C{emulate}, code 2 when there is none), C{"info"} (this node's info), C{"channels"} (payload C{{"pattern"}}: this
     node's C{{channel: num_clients}}), C{"user"} (payload C{{"method", "request"}}: an API method acting on a
     user's connections, run by the handler given to L{setUserHandler}). L{register} adds others.
 
-    @param node: the L{httpstream.node.node.Node} (its C{id}, C{info()}, C{clients}, C{hub} and C{registry} are
-        read).
+    @param node: the L{httpstream.node.node.Node} (its C{id}, C{info()}, C{channelCounts()} and C{emulate()} are
+        used).
     @param pubsub: the L{IControlPubSub} (a L{ShardPubSub}, or a L{MemoryBus}'s in tests).
     @param prefix: the channel prefix (Centrifugo's C{redis_prefix}, default C{centrifugo}).
     """
@@ -283,10 +290,14 @@ class Control(Service):
         data = payload.get("data") if type(payload) is dict else None
         if type(session) is not str or type(data) is not bytes:
             raise OpError(CODE_BAD_REQUEST)
-        client = self.node.registry.get(session)
-        if client is None:
-            raise OpError(CODE_NO_SESSION)
-        return client.handleData(data).addCallback(lambda _: None)
+
+        def ran(result: EmulationResult) -> None:
+            if result is EmulationResult.NO_SESSION:
+                raise OpError(CODE_NO_SESSION)
+
+        # The node asked is the one that holds the session: the node runs the data on it, never forwarding again.
+        d: Deferred[EmulationResult] = self.node.emulate(session, self.nodeID, data)
+        return d.addCallback(ran)
 
     def _channelsOp(self, payload: Any, origin: str) -> dict[str, int]:
         pattern = (payload.get("pattern") if type(payload) is dict else None) or ""
@@ -448,13 +459,28 @@ class Control(Service):
 
     # What the rest of httpstream calls
 
-    def emulate(self, nodeID: str, session: str, data: bytes, timeout: Optional[float] = None) -> Deferred[int]:
+    def forwardEmulation(
+        self, nodeID: str, session: str, data: bytes, timeout: Optional[float] = None
+    ) -> Deferred[EmulationResult]:
         """
-        Run emulation C{data} on C{session} of node C{nodeID}; fires with the code once the commands ran
-        (C{CODE_OK}) or were dropped (C{CODE_NO_SESSION}, C{CODE_BAD_REQUEST}); fails like L{request}.
+        Run emulation C{data} on C{session} of node C{nodeID} (see L{IEmulationForwarder}): the reply's code says
+        whether it ran there; no reply in C{timeout} seconds (default 10) or a request that could not be sent is
+        L{EmulationResult.UNREACHABLE}, logged.
         """
+
+        def replied(reply: Reply) -> EmulationResult:
+            if reply.code == CODE_OK:
+                return EmulationResult.FORWARDED
+            if reply.code == CODE_NO_SESSION:
+                return EmulationResult.NO_SESSION
+            return EmulationResult.REFUSED
+
+        def failed(f: Failure) -> EmulationResult:
+            self.log.warn("emulation for node {node} failed: {error}", node=nodeID, error=f.getErrorMessage())
+            return EmulationResult.UNREACHABLE
+
         d = self.request(nodeID, "emulation", {"session": session, "data": data}, timeout)
-        return d.addCallback(lambda reply: reply.code)
+        return d.addCallbacks(replied, failed)
 
     def userOp(self, method: str, request: dict[str, Any]) -> Deferred[dict[str, Reply]]:
         """Run an API method of L{USER_METHODS} on the user's connections of every node (see L{survey})."""

@@ -21,8 +21,16 @@ from httpstream.client.client import Client
 from httpstream.config import Config
 from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
+from httpstream.node.emulation import EmulationResult
 from httpstream.node.hub import Hub
-from httpstream.interfaces import IBroker, IClusterNodes, IPresenceManager, ISessionRegistry, ITransport
+from httpstream.interfaces import (
+    IBroker,
+    IClusterNodes,
+    IEmulationForwarder,
+    IPresenceManager,
+    ISessionRegistry,
+    ITransport,
+)
 from httpstream.logs import Logger
 from httpstream.metrics import Metrics
 from httpstream.origin import compile_origin_pattern
@@ -92,6 +100,8 @@ class Node:
         self._background: set[Deferred[Any]] = set()
         # The control plane of a cluster (httpstream.cluster.control.Control); None for a node alone.
         self.control: Optional[Control] = None
+        # How emulation requests reach the sessions of other nodes (the control plane); None for a node alone.
+        self.emulationForwarder: Optional[IEmulationForwarder] = None
 
     def reload(self, config: Config) -> None:
         """
@@ -109,6 +119,26 @@ class Node:
         """
         self.control = control
         self.nodes = control
+        self.emulationForwarder = control
+
+    def emulate(self, session: str, nodeID: str, data: bytes) -> Deferred[EmulationResult]:
+        """
+        Run one emulation request: encoded commands C{data} for C{session}, which the request says lives on node
+        C{nodeID}. They run on that session's client as if they had come on its own connection; their replies go
+        down its stream. A session of another node is reached through L{emulationForwarder} (no sticky sessions).
+
+        @return: a Deferred firing with the L{EmulationResult} once the commands have run (or were dropped); it
+            never fails.
+        """
+        if not self.nodes.isKnownNode(nodeID):
+            return succeed(EmulationResult.UNKNOWN_NODE)
+        if nodeID != self.id and self.emulationForwarder is not None:
+            return self.emulationForwarder.forwardEmulation(nodeID, session, data)
+        client = self.registry.get(session)
+        if client is None:
+            return succeed(EmulationResult.NO_SESSION)
+        ran: Deferred[Any] = client.handleData(data)
+        return ran.addCallback(lambda _: EmulationResult.DELIVERED)
 
     def newClient(self, transport: ITransport) -> Client:
         """Create the protocol side of a new connection; it counts once it has connected."""

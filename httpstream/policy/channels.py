@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Optional, Union, overload
+from typing import Optional
 
 from httpstream.protocol import codes
 from httpstream.config import ChannelOptions, Config
@@ -174,17 +174,9 @@ class ChannelRules:
             return False
         return not self.isPrivate(channel) and not self.isUserLimited(channel, options)
 
-    @overload
-    def canSubscribe(self, user: str, channel: str, options: ChannelOptions, hasToken: bool) -> Optional[codes.Error]:
-        ...
-
-    @overload
-    def canSubscribe(self, user: str, channel: str) -> bool:
-        ...
-
     def canSubscribe(
-        self, user: str, channel: str, options: Optional[ChannelOptions] = None, hasToken: bool = False
-    ) -> Union[Optional[codes.Error], bool]:
+        self, user: str, channel: str, options: ChannelOptions, hasToken: bool
+    ) -> Optional[codes.Error]:
         """
         Whether C{user} ("" for anonymous) may subscribe to C{channel}, whose options are C{options}
         (from L{options}), as Centrifugo's C{OnSubscribe} (proxies aside: see L{subscribeProxied}).
@@ -197,16 +189,7 @@ class ChannelRules:
 
         @param hasToken: The subscribe request carried a subscription token, which the caller verifies.
         @return: C{None} when allowed, else L{codes.ERROR_PERMISSION_DENIED}.
-
-        The two-argument form C{canSubscribe(user, channel)} is the one from before namespaces: it returns a bool
-        for a channel without token, with the channel's options. It goes away once client/client.py passes options.
         """
-        if options is None:
-            try:
-                legacyOptions = self.options(channel)
-            except ChannelError:
-                return False
-            return self.canSubscribe(user, channel, legacyOptions, False) is None
         if self.isPrivate(channel) and not hasToken:
             return codes.ERROR_PERMISSION_DENIED
         if hasToken:
@@ -222,17 +205,9 @@ class ChannelRules:
 
     # Publish, presence, history
 
-    @overload
-    def canPublish(self, user: str, channel: str, options: ChannelOptions, subscribed: bool) -> Optional[codes.Error]:
-        ...
-
-    @overload
-    def canPublish(self, user: str, channel: str, options: bool) -> bool:
-        ...
-
     def canPublish(
-        self, user: str, channel: str, options: Union[ChannelOptions, bool], subscribed: bool = False
-    ) -> Union[Optional[codes.Error], bool]:
+        self, user: str, channel: str, options: ChannelOptions, subscribed: bool
+    ) -> Optional[codes.Error]:
         """
         Whether C{user} ("" for anonymous) may publish to C{channel}, as Centrifugo's C{OnPublish}. When
         C{options.proxy_publish} is on, the publish proxy decides instead (108 without C{proxy_publish_endpoint}).
@@ -242,16 +217,7 @@ class ChannelRules:
 
         @param subscribed: The connection is subscribed to C{channel}.
         @return: C{None} when allowed, else L{codes.ERROR_PERMISSION_DENIED}.
-
-        The three-argument form C{canPublish(user, channel, subscribed)} is the one from before namespaces: it
-        returns a bool, with the channel's options. It goes away once client/client.py passes options.
         """
-        if not isinstance(options, ChannelOptions):
-            try:
-                legacyOptions = self.options(channel)
-            except ChannelError:
-                return False
-            return self.canPublish(user, channel, legacyOptions, bool(options)) is None
         return self._allowed(
             user,
             subscribed,
@@ -265,7 +231,7 @@ class ChannelRules:
         Whether C{user} may read C{channel}'s presence, whether or not presence is on (Centrifugo's
         C{hasAccessToPresence}): C{allow_presence_for_client}, or C{allow_presence_for_subscriber} while
         C{subscribed}, each for anonymous users only with C{allow_presence_for_anonymous}; or C{client_insecure}.
-        Also decides whether a subscriber asking for join/leave gets them (L{pushJoinLeave}).
+        Also decides whether a subscriber asking for join/leave gets them.
         """
         return self._allowed(
             user,
@@ -280,8 +246,8 @@ class ChannelRules:
         Whether C{user} may read C{channel}'s history, whether or not history is on (Centrifugo's
         C{hasAccessToHistory}): C{allow_history_for_client}, or C{allow_history_for_subscriber} while C{subscribed},
         each for anonymous users only with C{allow_history_for_anonymous}; or C{client_insecure}. At subscribe time
-        pass C{subscribed=False}, as Centrifugo does, to get the C{canHistory} argument of L{positioning} and
-        L{recovery}.
+        pass C{subscribed=False}, as Centrifugo does, to decide whether the subscription may be positioned or
+        recovered on request.
         """
         return self._allowed(
             user,
@@ -326,30 +292,3 @@ class ChannelRules:
         if self._config.client_insecure:
             return None
         return codes.ERROR_PERMISSION_DENIED
-
-    # Subscription features
-
-    @staticmethod
-    def positioning(options: ChannelOptions, requested: bool, canHistory: bool) -> bool:
-        """
-        Whether a new subscription is positioned: C{force_positioning}, or the request asked (C{positioned}) and the
-        channel has C{allow_positioning} or the client may read history (L{historyAccess}). A recovering
-        subscription (L{recovery}) is positioned whatever this says.
-        """
-        return options.force_positioning or (requested and (options.allow_positioning or canHistory))
-
-    @staticmethod
-    def recovery(options: ChannelOptions, requested: bool, canHistory: bool) -> bool:
-        """
-        Whether a new subscription is recoverable: C{force_recovery}, or the request asked (C{recoverable}) and the
-        channel has C{allow_recovery} or the client may read history (L{historyAccess}).
-        """
-        return options.force_recovery or (requested and (options.allow_recovery or canHistory))
-
-    @staticmethod
-    def pushJoinLeave(options: ChannelOptions, requested: bool, canPresence: bool) -> bool:
-        """
-        Whether a new subscription receives join/leave pushes: C{force_push_join_leave}, or the request asked
-        (C{join_leave}) while the channel has C{join_leave} and the client may read presence (L{presenceAccess}).
-        """
-        return options.force_push_join_leave or (requested and options.join_leave and canPresence)

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_client_channels -*-
 """
 Where a new positioned subscription starts in its channel's stream, and what a recovering one missed (the
-recovery part of Centrifugo's ``subscribeCmd``: ``isStreamRecovered``, ``isCacheRecovered``; reference/messages.md
-section 4).
+recovery part of Centrifugo's ``subscribeCmd``: ``isStreamRecovered``, ``isCacheRecovered``; centrifugal/centrifuge
+``client.go`` and ``internal/recovery``, https://centrifugal.dev/docs/server/history_and_recovery).
 
 A positioned subscription learns the stream's top C{offset} and C{epoch}. A recovering one (C{recover: true} with
 the client's last C{offset}/C{epoch}) also gets the publications it missed, ascending, when they run without a gap

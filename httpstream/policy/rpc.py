@@ -5,7 +5,7 @@ RPC methods and ``send`` hooks written in Python by a program that embeds httpst
 Centrifugo answers a client's ``rpc`` through its RPC proxy; a program embedding httpstream can also answer in
 process, as a Centrifuge-library server does with ``OnRPC`` and ``OnMessage``. L{RPCRegistry.dispatch} combines
 both the way Centrifugo v5 decides (``internal/client/handler.go`` and ``internal/proxy/rpc_handler.go``; codes of
-reference/messages.md section 1.5):
+centrifugal/centrifuge ``errors.go``):
 
     1. a method registered here runs here;
     2. else the RPC proxy, when configured, gets the call (whatever the method: the backend decides);

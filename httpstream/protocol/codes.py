@@ -1,10 +1,13 @@
 """
-Centrifugo's reply error codes and disconnect codes, with the messages and reasons the SDKs expect.
+Centrifugo's reply error codes, disconnect codes and unsubscribe codes, with the messages and reasons the SDKs
+expect. This is their one home: the client, the server API and the transports take them from here.
 
-Sources: centrifuge ``errors.go`` and ``disconnect.go`` (see ../shared/reference/messages.md section 3).
+Sources: centrifugal/centrifuge ``errors.go`` and ``disconnect.go``; https://centrifugal.dev/docs/server/codes.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import attrs
 
@@ -32,6 +35,16 @@ class Disconnect:
     reason: str
 
 
+class Unsubscribe(NamedTuple):
+    """
+    An unsubscribe push's code and reason (a tuple: it spreads into C{serverUnsubscribe(channel, code, reason)}).
+    From 2500 on the SDK subscribes again by itself (centrifuge C{unsubscribe.go}).
+    """
+
+    code: int
+    reason: str
+
+
 ERROR_INTERNAL = Error(100, "internal server error", temporary=True)
 ERROR_UNAUTHORIZED = Error(101, "unauthorized")
 ERROR_UNKNOWN_CHANNEL = Error(102, "unknown channel")
@@ -46,13 +59,22 @@ ERROR_EXPIRED = Error(110, "expired")
 ERROR_TOO_MANY_REQUESTS = Error(111, "too many requests", temporary=True)
 ERROR_UNRECOVERABLE_POSITION = Error(112, "unrecoverable position")
 
+# The server API answers with the same codes (Centrifugo's apiproto), but its error has no "temporary" flag.
+API_ERROR_INTERNAL = attrs.evolve(ERROR_INTERNAL, temporary=False)
+
+UNSUBSCRIBE_SERVER = Unsubscribe(2000, "server unsubscribe")
+UNSUBSCRIBE_INSUFFICIENT_STATE = Unsubscribe(2500, "insufficient state")
+UNSUBSCRIBE_EXPIRED = Unsubscribe(2501, "subscription expired")
+
 # 3000 is internal: the connection ends without anything being sent.
 DISCONNECT_CONNECTION_CLOSED = Disconnect(3000, "connection closed")
 DISCONNECT_SHUTDOWN = Disconnect(3001, "shutdown")
 DISCONNECT_SERVER_ERROR = Disconnect(3004, "internal server error")
 DISCONNECT_EXPIRED = Disconnect(3005, "connection expired")
+DISCONNECT_SUBSCRIPTION_EXPIRED = Disconnect(3006, "subscription expired")
 DISCONNECT_SLOW = Disconnect(3008, "slow")
 DISCONNECT_WRITE_ERROR = Disconnect(3009, "write error")
+DISCONNECT_INSUFFICIENT_STATE = Disconnect(3010, "insufficient state")
 DISCONNECT_FORCE_RECONNECT = Disconnect(3011, "force reconnect")
 DISCONNECT_NO_PONG = Disconnect(3012, "no pong")
 DISCONNECT_TOO_MANY_REQUESTS = Disconnect(3013, "too many requests")

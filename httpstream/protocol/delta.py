@@ -39,7 +39,7 @@ and the JS SDK 5.8 (C{JsonCodec}/C{ProtobufCodec.applyDeltaIfNeeded}, C{Subscrip
     (Centrifugo namespace option C{allowed_delta_types: ["fossil"]}) the server sets C{SubscribeResult.delta}
     (field 13) = true and remembers the subscriber's delta type. Not allowed: C{delta} stays false and everything
     is sent as without delta (the SDKs fall back: JS C{_delta_negotiated}). A value that is no delta type at
-    all is a protocol error, disconnect 3501 (messages.md section 1.5).
+    all is a protocol error, disconnect 3501 (centrifugal/centrifuge ``client.go``).
   - A delta publication is an ordinary C{Publication} with C{delta} (field 8) = true and C{data} = the delta,
     made against the full data of the I{previous publication of the channel}; C{offset}, C{info}, C{tags} are
     unchanged. C{delta} false (omitted) means C{data} is the full payload, and becomes the base of the next delta.

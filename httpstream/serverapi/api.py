@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_api -*-
 """
-Centrifugo's server API as Python methods: what ``POST /api/<method>`` calls, and what a program embedding
+Centrifugo's server API as Python methods (https://centrifugal.dev/docs/server/server_api): what ``POST /api/<method>`` calls, and what a program embedding
 httpstream calls directly.
 
 Every method takes the request object's fields as keyword arguments, with Centrifugo's names and raw-JSON

@@ -80,7 +80,7 @@ def translated(failure: Failure) -> Optional[APIError]:
     if isinstance(value, (ChannelError, ProxyError)):
         return APIError(value.error)
     if isinstance(value, HistoryError):
-        return APIError(ERROR_UNRECOVERABLE_POSITION if value.error.code == 112 else ERROR_BAD_REQUEST)
+        return APIError(ERROR_UNRECOVERABLE_POSITION if value.error.code == ERROR_UNRECOVERABLE_POSITION.code else ERROR_BAD_REQUEST)
     return None
 
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_api,tests.test_cent -*-
 """
-``POST /api/<method>``: Centrifugo's server HTTP API over L{httpstream.serverapi.api.ServerAPI} (reference/messages.md
-section 8), as ``cent`` and application backends call it.
+``POST /api/<method>``: Centrifugo's server HTTP API over L{httpstream.serverapi.api.ServerAPI} (https://centrifugal.dev/docs/server/server_api),
+as ``cent`` and application backends call it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.python.failure import Failure
 
-from httpstream.cluster.control import CODE_OK
 from httpstream.logs import Logger
 from httpstream.protocol import codes
 from httpstream.readers import Fields
@@ -29,7 +28,7 @@ from httpstream.serverapi.requests import (
 __all__ = ["FORCE_DISCONNECT", "SERVER_UNSUBSCRIBE", "UserMethods"]
 
 FORCE_DISCONNECT = codes.DISCONNECT_FORCE_NO_RECONNECT
-SERVER_UNSUBSCRIBE = (2000, "server unsubscribe")
+SERVER_UNSUBSCRIBE = codes.UNSUBSCRIBE_SERVER
 
 
 class UserMethods:
@@ -89,7 +88,7 @@ class UserMethods:
             return self._HERE[method][1](self, request)
 
         def checked(replies: dict[str, Any]) -> dict[str, Any]:
-            failed = sorted(node for node, reply in replies.items() if reply.code != CODE_OK)
+            failed = sorted(node for node, reply in replies.items() if not reply.ok)
             if failed:
                 raise ServerFault(f"failed on nodes {', '.join(failed)}")
             return {}

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire,tests.test_origins_wire,tests.test_origin -*-
+# -*- test-case-name: tests.transports.test_http_stream,tests.transports.test_origins,tests.test_origin -*-
 """
 What the emulated HTTP endpoints share: the C{allowed_origins} check (403), method dispatch with empty-bodied 405s,
 CORS preflights, and request bodies with a hard size limit.
@@ -71,7 +71,9 @@ class LimitedRequest(server.Request):
         room = self._keep - self.bodyLength
         self.bodyLength += len(data)
         if room > 0:
-            self.content.write(data[:room])
+            content = self.content
+            assert content is not None  # set by gotLength, which Twisted calls before any chunk
+            content.write(data[:room])
 
 
 def limitedRequestFactory(maxBody: int, limits: dict[bytes, int] | None = None) -> type[LimitedRequest]:
@@ -88,8 +90,10 @@ def readBody(request: server.Request, limit: int) -> Optional[bytes]:
     (its route's cap is below C{limit}: a truncated body must never be taken for the whole one).
     """
     length = getattr(request, "bodyLength", None)
-    request.content.seek(0)
-    body = request.content.read(limit + 1)
+    content = request.content
+    assert content is not None  # a request is rendered once its body has arrived
+    content.seek(0)
+    body: bytes = content.read(limit + 1)
     if (length is not None and (length > limit or length > len(body))) or len(body) > limit:
         return None
     return body
@@ -109,7 +113,7 @@ class EmulationEndpoint(Resource):
     isLeaf = True
 
     def __init__(self, node: "Node", origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._node = node
         self._origins = origins
         self._maxBodySize = maxBodySize
@@ -125,8 +129,8 @@ class EmulationEndpoint(Resource):
             return self.renderPost(request, body)
         if request.method == b"OPTIONS":
             request.setResponseCode(204)
-            request.setHeader(b"Access-Control-Max-Age", b"300")
-            request.setHeader(b"Access-Control-Allow-Methods", b"POST, OPTIONS")
+            request.setHeader(b"Access-Control-Max-Age", b"300")  # type: ignore[no-untyped-call]
+            request.setHeader(b"Access-Control-Allow-Methods", b"POST, OPTIONS")  # type: ignore[no-untyped-call]
             return b""
         request.setResponseCode(405)
         return b""
@@ -162,7 +166,7 @@ def admitOrigin(origins: IOriginChecker, request: server.Request) -> bool:
         request.setResponseCode(403)
         return False
     for name, value in (headers or {}).items():
-        request.setHeader(name, value)
+        request.setHeader(name, value)  # type: ignore[no-untyped-call]
     return True
 
 

@@ -1,30 +1,40 @@
-# -*- test-case-name: tests.test_wire,tests.test_metrics -*-
+# -*- test-case-name: tests.test_emulation,tests.transports.test_http_stream,tests.test_metrics -*-
 """
-``POST /emulation``: the upstream half of emulated transports (reference/transports.md section 3).
+``POST /emulation``: the upstream half of emulated transports (Centrifugo's C{/emulation} endpoint,
+centrifugal/centrifuge C{emulation.go}).
 
-The body names a session and its node and carries encoded commands. They run on the session's client exactly as
-if they had come on its own connection; their replies go down the client's stream, never in this response, which
-is 204 once they have run, whatever they did (an unknown session included, as in Centrifugo). In a cluster the
-session may live on another node: the commands are forwarded to it (section 3.3).
+The body names a session and its node and carries encoded commands; the node runs them (L{httpstream.node.node.Node.emulate}: here, or
+on the node that holds the session). Their replies go down the session's stream, never in this response, which is
+204 once they have run, whatever they did (an unknown session included, as in Centrifugo); 404 for a node that
+does not exist, 500 when the node that holds the session did not answer. This module only decodes and answers:
+where the session lives and how it is reached are the node's business.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 
-from httpstream.cluster.control import CODE_NO_SESSION, CODE_OK
 from httpstream.logs import Logger
+from httpstream.node.emulation import EmulationResult
 from httpstream.protocol import DecodeError, decode_emulation
 from httpstream.transports._http import EmulationEndpoint, isProtobuf
 
+# The HTTP status of each outcome: 204 whenever the request was understood and the node that holds the session
+# answered, whether the session existed or not (the SDK learns of a dead session from its stream).
+STATUS: dict[EmulationResult, int] = {
+    EmulationResult.DELIVERED: 204,
+    EmulationResult.FORWARDED: 204,
+    EmulationResult.NO_SESSION: 204,
+    EmulationResult.REFUSED: 204,
+    EmulationResult.UNKNOWN_NODE: 404,
+    EmulationResult.UNREACHABLE: 500,
+}
+
 
 class EmulationResource(EmulationEndpoint):
-    """Routes emulation requests to the sessions of this node."""
+    """Hands emulation requests to the node and answers with what became of them."""
 
     log = Logger()
 
@@ -47,49 +57,22 @@ class EmulationResource(EmulationEndpoint):
             self._count("bad_request")
             request.setResponseCode(400)
             return b""
-        if not self._node.nodes.isKnownNode(node):
-            self._count("unknown_node")
-            request.setResponseCode(404)
-            return b""
-        control = self._node.control
-        if node != self._node.id and control is not None:
-            return self._forward(request, control, node, session, data)
-        client = self._node.registry.get(session)
-        if client is None:
-            # A closed or unknown session: the commands are dropped; the SDK times out and reconnects.
-            self._count("no_session")
-            request.setResponseCode(204)
-            return b""
-        self._count("ok")
-        request.setResponseCode(204)
-        return _answerWhenDone(request, client.handleData(data))
+        done = self._node.emulate(session, node, data)
+        return _answerWhenDone(request, done.addCallback(lambda result: self._answer(request, result)))
 
-    def _forward(self, request: server.Request, control: Any, node: str, session: str, data: bytes) -> int:
-        """
-        The session lives on another node (no sticky sessions): run the commands there through the control
-        plane; 204 once that node ran them (or dropped them: no such session there), 500 when it did not answer.
-        """
-
-        def ran(code: int) -> None:
-            self._count("forwarded" if code == CODE_OK else "no_session" if code == CODE_NO_SESSION else "bad_request")
-            request.setResponseCode(204)
-
-        def failed(f: Failure) -> None:
-            self.log.warn("emulation for node {node} failed: {error}", node=node, error=f.getErrorMessage())
-            self._count("forward_failed")
-            request.setResponseCode(500)
-
-        return _answerWhenDone(request, control.emulate(node, session, data).addCallbacks(ran, failed))
+    def _answer(self, request: server.Request, result: EmulationResult) -> None:
+        self._count(result.value)
+        request.setResponseCode(STATUS[result])
 
 
-def _answerWhenDone(request: server.Request, done: Deferred[Any]) -> int:
+def _answerWhenDone(request: server.Request, done: Deferred[None]) -> int:
     """Finish the response once C{done} fires, unless the peer has gone meanwhile (finishing then would raise)."""
     finished = [False]
     request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
 
     def answer(_: object) -> None:
         if not finished[0]:
-            request.finish()
+            request.finish()  # type: ignore[no-untyped-call]
 
     done.addCallback(answer)
     return NOT_DONE_YET

@@ -1,7 +1,7 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.transports.test_http_stream -*-
 """
 ``POST /connection/http_stream``: the long-lived chunked response that carries every reply and push of an
-emulated connection (reference/transports.md section 1).
+emulated connection (centrifugal/centrifuge ``handler_http_stream.go``).
 
 The request body holds the first commands (the SDK sends its connect); everything after that arrives through
 ``/emulation``. Each batch the client's writer hands over becomes exactly one HTTP chunk, because the JS SDK
@@ -50,11 +50,11 @@ class HTTPStreamTransport:
 
     def writeMessages(self, messages: Sequence[bytes]) -> None:
         if not self.finished:
-            self._request.write(self.frame(messages))
+            self._request.write(self.frame(messages))  # type: ignore[no-untyped-call]
 
     def registerProducer(self, producer: IPushProducer) -> None:
         self._producer = producer
-        self._request.registerProducer(producer, True)
+        self._request.registerProducer(producer, True)  # type: ignore[no-untyped-call]
 
     def close(self, code: int, reason: str) -> None:
         if self.finished:
@@ -62,13 +62,13 @@ class HTTPStreamTransport:
         self.finished = True
         request = self._request
         if self._producer is not None:
-            request.unregisterProducer()
+            request.unregisterProducer()  # type: ignore[no-untyped-call]
         if getattr(request, "_disconnected", False):
             return
         # A paused producer means the peer stopped reading (3008 "slow"): it will not read the end either, so do
         # not keep its socket and buffers waiting for it.
-        stuck = request.channel.transport if getattr(self._producer, "paused", False) else None
-        request.finish()
+        stuck: Any = request.channel.transport if getattr(self._producer, "paused", False) else None
+        request.finish()  # type: ignore[no-untyped-call]
         if stuck is not None:
             stuck.abortConnection()
 
@@ -79,7 +79,7 @@ class HTTPStreamTransport:
             # After connectionLost the request has no channel (which dropped the producer itself):
             # unregistering then raises, and the client would never hear that its stream is gone.
             if self._producer is not None and self._request.channel is not None:
-                self._request.unregisterProducer()
+                self._request.unregisterProducer()  # type: ignore[no-untyped-call]
 
 
 class HTTPStreamResource(EmulationEndpoint):
@@ -106,11 +106,11 @@ def openStream(
     client, which ends when the stream does, whichever side ends it.
     """
     request.setResponseCode(200)
-    request.setHeader(b"Content-Type", contentType)
+    request.setHeader(b"Content-Type", contentType)  # type: ignore[no-untyped-call]
     for name, value in STREAM_HEADERS:
-        request.setHeader(name, value)
+        request.setHeader(name, value)  # type: ignore[no-untyped-call]
     if preamble:
-        request.write(preamble)
+        request.write(preamble)  # type: ignore[no-untyped-call]
     client = node.newClient(transport)
 
     def gone(_: object) -> None:

@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_wire_sse -*-
+# -*- test-case-name: tests.transports.test_sse -*-
 """
-``/connection/sse``: Server-Sent Events, JSON only (reference/transports.md section 2).
+``/connection/sse``: Server-Sent Events, JSON only (centrifugal/centrifuge ``handler_sse.go``).
 
 The connect command comes in the ``cf_connect`` query parameter of a GET (what EventSource can send) or in a POST
 body; everything after it arrives through ``/emulation``, as for http_stream. Each message is one event,
@@ -42,7 +42,7 @@ class SSEResource(Resource):
     isLeaf = True
 
     def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._node = node
         self._origins = origins
         self._maxBodySize = maxBodySize

@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_websocket_transport,tests.test_wire_websocket,tests.test_websocket_delivery -*-
+# -*- test-case-name: tests.test_websocket_transport,tests.transports.test_websocket_http,tests.test_websocket_delivery -*-
 """
-``/connection/websocket`` (reference/transports.md section 4), on autobahn.
+``/connection/websocket`` (centrifugal/centrifuge ``handler_websocket.go``), on autobahn.
 
 Why autobahn and not ``twisted.web.websocket``: a browser refuses a handshake that does not echo the subprotocol
 it offered, and the Protobuf build of the JS SDK offers ``centrifuge-protobuf``. Twisted 26.10's WebSocket resource
@@ -113,10 +113,11 @@ class WebSocketTransport:
         binary = self.protocol == "protobuf"
         # One JSON message goes as it is; a batch is newline-joined with no trailing newline.
         for payload in packBatch(messages, self._writeBatchSize, binary):
-            self._connection.sendMessage(payload, isBinary=binary)
+            self._connection.sendMessage(payload, isBinary=binary)  # type: ignore[no-untyped-call]
 
     def registerProducer(self, producer: IPushProducer) -> None:
-        transport = self._connection.transport
+        # The TCP transport (a consumer), which autobahn types as a bare ITransport.
+        transport: Any = self._connection.transport
         # Twisted Web's channel was the TCP transport's producer until autobahn took the connection over.
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()
@@ -139,7 +140,7 @@ class WebSocketTransport:
     def abort(self) -> None:
         """Drop the TCP connection at once (no close frame)."""
         self.finished = True
-        transport = self._connection.transport
+        transport: Any = self._connection.transport  # a TCP transport (ITCPTransport), typed ITransport
         if transport is not None:
             transport.abortConnection()
 
@@ -166,7 +167,7 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         origin = request.headers.get("origin")
         if not self.factory.origins.check(origin):
             _log.info("websocket upgrade refused: origin {origin!r} not allowed", origin=origin)
-            raise ConnectionDeny(403, "origin not allowed")
+            raise ConnectionDeny(403, "origin not allowed")  # type: ignore[no-untyped-call]
         offered = [p for p in request.protocols if p]  # an empty Sec-WebSocket-Protocol header offers nothing
         chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
         params = request.params or {}  # the query string, name -> list of values
@@ -205,17 +206,17 @@ class CentrifugeWebSocketFactory(WebSocketServerFactory):
     batches are split at C{writeBatchSize} bytes (0: no limit either way).
     """
 
-    protocol = CentrifugeWebSocketProtocol
+    protocol = CentrifugeWebSocketProtocol  # type: ignore[assignment]  # autobahn builds it with no arguments
 
     def __init__(
         self, node: Node, origins: IOriginChecker, messageSizeLimit: int, writeBatchSize: int = 65536
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.node = node
         self.origins = origins
         self.messageSizeLimit = messageSizeLimit
         self.writeBatchSize = writeBatchSize
-        self.setProtocolOptions(
+        self.setProtocolOptions(  # type: ignore[no-untyped-call]
             # Autobahn's limits would refuse our own large messages too (PayloadExceededError): see the module.
             maxMessagePayloadSize=0,
             maxFramePayloadSize=0,
@@ -235,4 +236,4 @@ class CentrifugeWebSocketFactory(WebSocketServerFactory):
 
 def websocketResource(node: Node, origins: IOriginChecker, messageSizeLimit: int, writeBatchSize: int = 65536) -> Any:
     """The resource a Klein route returns for ``/connection/websocket``."""
-    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize))
+    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize))  # type: ignore[no-untyped-call]

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.transports.test_http_stream -*-
 """
 The HTTP face of a node: Klein routes onto the transport resources, served by a twisted.web Site whose requests
 cap the bodies they keep.

@@ -16,7 +16,7 @@ from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 
 from httpstream.protocol import codes
 from httpstream.config import config_from_dict
-from httpstream.client.channelcommands import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
+from httpstream.protocol.codes import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
 from httpstream.node.node import Node
 from httpstream.protocol import client_pb2
 from httpstream.testing import FakeTransport, decodeReply, encodeCommands, makeNode
