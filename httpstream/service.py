@@ -78,7 +78,7 @@ def configListenDescription(config: Config) -> str:
     kind = "tcp6" if ":" in config.address else "tcp"
     description = f"{kind}:port={config.port}:backlog={LISTEN_BACKLOG}"
     if config.address:
-        description += f":interface={quoteStringArgument(config.address)}"  # type: ignore[no-untyped-call]
+        description += f":interface={quoteStringArgument(config.address)}"
     return description
 
 
@@ -236,7 +236,7 @@ class HTTPStreamService(MultiService):
     def _endpoint(self, description: str, complete: Optional[str] = None) -> IStreamServerEndpoint:
         """The endpoint of C{complete} (C{description} with what httpstream adds); errors show C{description}."""
         try:
-            endpoint: IStreamServerEndpoint = serverFromString(self.reactor, complete or description)  # type: ignore[no-untyped-call]
+            endpoint: IStreamServerEndpoint = serverFromString(self.reactor, complete or description)
         except (ValueError, TypeError, OSError) as e:
             # Twisted's parsers say what is wrong in any of these (an unknown type, a bad or missing argument, a
             # key file that cannot be read).

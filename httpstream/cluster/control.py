@@ -68,6 +68,8 @@ class ControlledNode(Protocol):
 
     def channelCounts(self, pattern: str = "") -> dict[str, int]: ...
 
+    def emulate(self, session: str, nodeID: str, data: bytes) -> "Deferred[EmulationResult]": ...
+
 
 class OpError(Exception):
     """Raised by an op handler: reply with this code (and result) instead of C{CODE_OK}."""

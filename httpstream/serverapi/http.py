@@ -129,7 +129,7 @@ class APIHandler:
             self._config.api_error_mode == "transport"
             or (request.getHeader(b"x-centrifugo-error-mode") or b"").lower() == b"transport"
         )
-        request.setHeader(b"Content-Type", b"application/json")  # type: ignore[no-untyped-call]
+        request.setHeader(b"Content-Type", b"application/json")
         try:
             if method == "batch" and type(document.get("commands")) is list:
                 # A command is {method: request}: the method name ("info") is not a raw-JSON field.
@@ -171,7 +171,7 @@ class APIHandler:
                      "cannot be embedded in a JSON reply", method=method, requestID=secrets.token_hex(4))
             return self._internalServerError(request)
         except TypeError:
-            return self._fault(request, method, Failure())  # type: ignore[no-untyped-call]
+            return self._fault(request, method, Failure())
 
     def _failed(self, request: server.Request, method: str, failure: Failure, transport: bool) -> bytes:
         if not isinstance(failure.value, APIError):
@@ -193,7 +193,7 @@ class APIHandler:
 
     def _internalServerError(self, request: server.Request) -> bytes:
         request.setResponseCode(500)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")  # type: ignore[no-untyped-call]
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return b"Internal Server Error"
 
 

@@ -129,8 +129,8 @@ class EmulationEndpoint(Resource):
             return self.renderPost(request, body)
         if request.method == b"OPTIONS":
             request.setResponseCode(204)
-            request.setHeader(b"Access-Control-Max-Age", b"300")  # type: ignore[no-untyped-call]
-            request.setHeader(b"Access-Control-Allow-Methods", b"POST, OPTIONS")  # type: ignore[no-untyped-call]
+            request.setHeader(b"Access-Control-Max-Age", b"300")
+            request.setHeader(b"Access-Control-Allow-Methods", b"POST, OPTIONS")
             return b""
         request.setResponseCode(405)
         return b""
@@ -166,7 +166,7 @@ def admitOrigin(origins: IOriginChecker, request: server.Request) -> bool:
         request.setResponseCode(403)
         return False
     for name, value in (headers or {}).items():
-        request.setHeader(name, value)  # type: ignore[no-untyped-call]
+        request.setHeader(name, value)
     return True
 
 

@@ -72,7 +72,7 @@ def _answerWhenDone(request: server.Request, done: Deferred[None]) -> int:
 
     def answer(_: object) -> None:
         if not finished[0]:
-            request.finish()  # type: ignore[no-untyped-call]
+            request.finish()
 
     done.addCallback(answer)
     return NOT_DONE_YET

@@ -50,11 +50,11 @@ class HTTPStreamTransport:
 
     def writeMessages(self, messages: Sequence[bytes]) -> None:
         if not self.finished:
-            self._request.write(self.frame(messages))  # type: ignore[no-untyped-call]
+            self._request.write(self.frame(messages))
 
     def registerProducer(self, producer: IPushProducer) -> None:
         self._producer = producer
-        self._request.registerProducer(producer, True)  # type: ignore[no-untyped-call]
+        self._request.registerProducer(producer, True)
 
     def close(self, code: int, reason: str) -> None:
         if self.finished:
@@ -62,13 +62,13 @@ class HTTPStreamTransport:
         self.finished = True
         request = self._request
         if self._producer is not None:
-            request.unregisterProducer()  # type: ignore[no-untyped-call]
+            request.unregisterProducer()
         if getattr(request, "_disconnected", False):
             return
         # A paused producer means the peer stopped reading (3008 "slow"): it will not read the end either, so do
         # not keep its socket and buffers waiting for it.
         stuck: Any = request.channel.transport if getattr(self._producer, "paused", False) else None
-        request.finish()  # type: ignore[no-untyped-call]
+        request.finish()
         if stuck is not None:
             stuck.abortConnection()
 
@@ -79,7 +79,7 @@ class HTTPStreamTransport:
             # After connectionLost the request has no channel (which dropped the producer itself):
             # unregistering then raises, and the client would never hear that its stream is gone.
             if self._producer is not None and self._request.channel is not None:
-                self._request.unregisterProducer()  # type: ignore[no-untyped-call]
+                self._request.unregisterProducer()
 
 
 class HTTPStreamResource(EmulationEndpoint):
@@ -106,11 +106,11 @@ def openStream(
     client, which ends when the stream does, whichever side ends it.
     """
     request.setResponseCode(200)
-    request.setHeader(b"Content-Type", contentType)  # type: ignore[no-untyped-call]
+    request.setHeader(b"Content-Type", contentType)
     for name, value in STREAM_HEADERS:
-        request.setHeader(name, value)  # type: ignore[no-untyped-call]
+        request.setHeader(name, value)
     if preamble:
-        request.write(preamble)  # type: ignore[no-untyped-call]
+        request.write(preamble)
     client = node.newClient(transport)
 
     def gone(_: object) -> None:

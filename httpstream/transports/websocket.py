@@ -167,7 +167,7 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         origin = request.headers.get("origin")
         if not self.factory.origins.check(origin):
             _log.info("websocket upgrade refused: origin {origin!r} not allowed", origin=origin)
-            raise ConnectionDeny(403, "origin not allowed")  # type: ignore[no-untyped-call]
+            raise ConnectionDeny(403, "origin not allowed")
         offered = [p for p in request.protocols if p]  # an empty Sec-WebSocket-Protocol header offers nothing
         chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
         params = request.params or {}  # the query string, name -> list of values
@@ -236,4 +236,4 @@ class CentrifugeWebSocketFactory(WebSocketServerFactory):
 
 def websocketResource(node: Node, origins: IOriginChecker, messageSizeLimit: int, writeBatchSize: int = 65536) -> Any:
     """The resource a Klein route returns for ``/connection/websocket``."""
-    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize))  # type: ignore[no-untyped-call]
+    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize))
