@@ -30,6 +30,7 @@ from httpstream.config import Config, ConfigError, load_config, read_config
 from httpstream.cluster.control import Control
 from httpstream.cluster.bus import ShardPubSub
 from httpstream.logs import Logger, setLogLevel
+from httpstream.client.factory import ClientFactory
 from httpstream.node.node import Node
 from httpstream.web.tls import serverTLSOptions
 from httpstream.web.app import makeSite
@@ -159,7 +160,7 @@ class HTTPStreamService(MultiService):
         """The node on its engine: in memory, or Redis with the control plane (both started with the service)."""
         config, reactor = self.config, self.reactor
         if config.engine != "redis":
-            return Node(config, reactor)
+            return Node(config, reactor, clientFactory=ClientFactory(reactor))
         # Imported only here: txredisapi installs the global reactor when imported.
         from httpstream.engines.redis import RedisBroker, RedisPresence, RedisShard
 
@@ -170,6 +171,7 @@ class HTTPStreamService(MultiService):
             config, reactor,
             broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl, passEpoch=True),
             presence=RedisPresence(shard, ttl=config.global_presence_ttl),
+            clientFactory=ClientFactory(reactor),
         )
         # Added after the shard: started after it, stopped before it (its "leave" still goes out).
         control = Control(reactor, node, ShardPubSub(shard), prefix=config.redis_prefix)

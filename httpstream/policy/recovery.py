@@ -12,8 +12,9 @@ SDK advances it while applying them); otherwise none, with the top's position (t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -21,10 +22,9 @@ from twisted.python.failure import Failure
 
 from httpstream.protocol.delta import publicationDelta
 from httpstream.engines import HistoryError, HistoryResult
-from httpstream.client.subscription import Subscription, asJSONString
 
 if TYPE_CHECKING:
-    from httpstream.config import Config
+    from httpstream.config import ChannelOptions, Config
     from httpstream.interfaces import IBroker
 
 __all__ = ["IN_FLIGHT_GRACE", "MAX_POSITION_CHECK_FAILURES", "checkPosition", "position", "recoveredPublications"]
@@ -36,6 +36,27 @@ MAX_POSITION_CHECK_FAILURES = 2
 # After the broker's PUB/SUB link came back, how long publications already in the stream when the check read its
 # top may still take to arrive through the link (they were published before the check, after the resubscribe).
 IN_FLIGHT_GRACE = 1.0
+
+
+class Subscription(Protocol):
+    """What recovery reads and moves of a client's subscription (L{httpstream.client.subscription.Subscription})."""
+
+    channel: str
+    options: ChannelOptions
+    positioned: bool
+    recoverable: bool
+    subscribing: bool
+    delta: bool
+    offset: int
+    epoch: str
+    deltaBase: int
+    positionCheckAt: float
+    positionCheckFailures: int
+
+
+def _asJSONString(data: bytes) -> bytes:
+    # A delta-negotiated JSON subscription gets its data as a JSON string holding the raw JSON.
+    return orjson.dumps(data.decode("utf-8"))
 
 
 def position(broker: IBroker, config: Config, sub: Subscription, request: dict, protocol: str,
@@ -117,7 +138,7 @@ def recoveredPublications(publications: list[dict[str, Any]], delta: bool, proto
         data = publication["data"]
         try:
             payload, isDelta = publicationDelta(previous, data, utf8=json)
-            sent = dict(publication, data=asJSONString(payload) if json else payload)
+            sent = dict(publication, data=_asJSONString(payload) if json else payload)
         except UnicodeDecodeError:
             # Not text: it cannot reach a JSON client at all (the codec refuses it: disconnect 3506).
             payload, isDelta = data, False

@@ -142,7 +142,7 @@ class SubscribeRequest(UserRequest):
         )
 
     def asDict(self) -> dict[str, Any]:
-        """In the shape L{httpstream.client.servercontrol} reads (payloads as bytes, overrides as BoolValues)."""
+        """In the shape L{httpstream.client.client.Client.serverSubscribe} reads (payloads as bytes, overrides as BoolValues)."""
         request = {**super().asDict(), "channel": self.channel, "info": self.info, "data": self.data,
                    "expire_at": self.expireAt, "override": {k: {"value": v} for k, v in self.override.items()}}
         if self.recoverSince is not None:

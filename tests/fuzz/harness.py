@@ -14,9 +14,10 @@ from typing import Any, Optional
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 
+from httpstream.client.factory import ClientFactory
 from httpstream.protocol import codes
 from httpstream.config import Config
-from httpstream.client.channelcommands import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
+from httpstream.client.subscriptions import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
 from httpstream.node.node import Node
 from httpstream.protocol import client_pb2
 from httpstream.testing import FakeTransport, decodeReply, encodeCommands, makeNode
@@ -125,7 +126,8 @@ def makeFuzzNode(clock: Optional[Clock] = None, broker: Any = None, presence: An
         node = makeNode(SETTINGS, clock, broker=broker)
     else:
         config, _ = Config.from_dict({"name": "test", **SETTINGS})
-        node = Node(config, clock, broker=broker, presence=presence, rng=random.Random(0))
+        node = Node(config, clock, broker=broker, presence=presence, rng=random.Random(0),
+                    clientFactory=ClientFactory(clock))
     node.rpc.register("echo", lambda ctx, data: data)
     node.rpc.register("fail", _rpcFails)
     node.rpc.onSend(lambda ctx, data: None)

@@ -37,7 +37,7 @@ from httpstream.engines.redis import (
     readPublishReply,
     readPubSubMessage,
 )
-from httpstream.client.subscription import PublicationFrames
+from httpstream.node.frames import PublicationFrames
 from httpstream.testing import FakeTransport, encodeCommands
 
 from .harness import LogWatch, checkServes, checkTransport, makeFuzzNode, progress
