@@ -20,6 +20,7 @@ from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import (
     IBroker,
     IClient,
+    IClientPolicy,
     IOriginChecker,
     IPresenceManager,
     ISessionRegistry,
@@ -28,8 +29,11 @@ from httpstream.interfaces import (
 from httpstream.origin import OriginChecker
 from httpstream.protocol import JSON, PROTOBUF
 from httpstream.node.registry import SessionRegistry
+from httpstream.policy.application import ApplicationPolicy
+from httpstream.policy.clientpolicy import ConfiguredPolicy
 from httpstream.testing import (
     FakeClient,
+    FakePolicy,
     FakeTransport,
     ManualBroker,
     decodeReply,
@@ -59,6 +63,7 @@ def implementations() -> dict[InterfaceClass, list[Any]]:
         ISessionRegistry: [SessionRegistry("node"), node.registry],
         IBroker: [MemoryBroker(), MemoryBroker(Clock()), ManualBroker(), node.broker],
         IPresenceManager: [MemoryPresence()],
+        IClientPolicy: [node.policy, ConfiguredPolicy(node), ApplicationPolicy(FakePolicy()), FakePolicy()],
     }
 
 

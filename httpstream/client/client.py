@@ -14,10 +14,8 @@ in L{httpstream.client.subscriptions}.
 from __future__ import annotations
 
 import random
-import time
 import uuid
-from collections import deque
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,43 +23,27 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.client.commands import ChannelCommands
+from httpstream.client.heartbeat import Heartbeat
 from httpstream.client.host import ClientHost
+from httpstream.client.inbound import BAD_FRAME, MAX_PENDING_FRAMES, CommandQueue, Handler, Result
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
 from httpstream.client.writer import Flusher, Writer
-from httpstream.decisions import ConnectDecision, ConnectRequest, Connection, GrantedSubscription, RefreshDecision, Refused
+from httpstream.decisions import (
+    ConnectDecision,
+    ConnectRequest,
+    Connection,
+    GrantedSubscription,
+    RefreshDecision,
+    Refused,
+)
 from httpstream.interfaces import IClient, IClientPolicy, ITransport
 from httpstream.logs import Logger
-from httpstream.protocol import DecodeError, EncodeError, codecFor, codes
+from httpstream.protocol import EncodeError, codecFor, codes
+
+__all__ = ["MAX_PENDING_FRAMES", "Client"]
 
 _CONNECTING, _CONNECTED, _CLOSED = "connecting", "connected", "closed"
-
-# Frames waiting while an earlier one waits on the engine; past this a peer is flooding us.
-MAX_PENDING_FRAMES = 128
-
-Result = Union[None, Deferred[Any]]
-
-# Stands after the good commands of a frame that went bad: the client is disconnected when it is reached.
-_BAD_FRAME: dict[str, Any] = {}
-
-# The Subscribe push carries these SubscribeResult fields (client.proto Subscribe).
-_SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned", "data")
-
-
-def _settled(d: Deferred[Any]) -> bool:
-    """
-    Whether C{d} has its result now. Not C{d.called}: a Deferred whose callback returned a Deferred still waiting
-    (a policy's decision, then the engine's subscribe) is called but has no result yet.
-    """
-    settled = False
-
-    def settle(result: Any) -> Any:
-        nonlocal settled
-        settled = True
-        return result
-
-    d.addBoth(settle)
-    return settled
 
 
 @implementer(IClient)
@@ -88,7 +70,6 @@ class Client:
         self.protocol: str = transport.protocol
         self._codec = codecFor(transport.protocol)
         self._reactor = reactor
-        self._rng = rng or random.Random()
         self._config = node.config
         self.clientID = str(uuid.uuid4())
         self.sessionID = str(uuid.uuid4()) if transport.emulated else ""
@@ -99,15 +80,16 @@ class Client:
         self._commands = ChannelCommands(self)
         self._handlers = self._commandHandlers()
         self._connection: Optional[Connection] = None
-        self._errorReplied = False
         self._emulatedHeaders: dict[str, str] = {}
         self._serverRefresh = False
         self._state = _CONNECTING
         self._connectTried = False
         self._expireAt = 0.0
-        self._pending: deque[tuple[list[dict[str, Any]], int, Deferred[None]]] = deque()
-        self._running = False
-        self._pingOutstanding = False
+        self._inbound = CommandQueue(self._codec, node.metrics, self.clientID, transport.name, self._dispatch,
+                                     self.close, lambda: self.closed, self.replyError)
+        self._heartbeat = Heartbeat(reactor, rng or random.Random(), self._config.ping_interval,
+                                    self._config.pong_timeout, lambda: self.send({}),
+                                    lambda: self.close(codes.DISCONNECT_NO_PONG))
         self._calls: dict[str, IDelayedCall] = {}
         self.writer = Writer(
             reactor, transport, self._config.client_queue_max_size, self._slow, flusher, self._writeFailed
@@ -140,74 +122,33 @@ class Client:
     def seconds(self) -> float:
         return self._reactor.seconds()
 
-    # Inbound
-
     def handleData(self, data: bytes) -> Deferred[None]:
-        done: Deferred[None] = Deferred()
-        if self.closed:
-            done.callback(None)
-            return done
-        try:
-            commands = self._codec.decode_commands(data)
-            self.node.metrics.messagesReceived.labels(self.transport.name).inc(len(commands))
-        except DecodeError as e:
-            self.log.info("client {client}: bad frame: {error}", client=self.clientID, error=str(e))
-            # As Centrifugo: the commands before the bad one run, then the client is cut off (3501).
-            commands = [*e.commands, _BAD_FRAME] if e.commands else []
-        if not commands:
-            self.close(codes.DISCONNECT_BAD_REQUEST)
-            done.callback(None)
-            return done
-        if len(self._pending) >= MAX_PENDING_FRAMES:
-            self.close(codes.DISCONNECT_TOO_MANY_REQUESTS)
-            done.callback(None)
-            return done
-        self._pending.append((commands, 0, done))
-        if not self._running:
-            self._drain()
-        return done
-
-    def _drain(self) -> None:
-        self._running = True
-        while self._pending:
-            commands, start, done = self._pending.popleft()
-            for index in range(start, len(commands)):
-                if self.closed:
-                    break
-                result = self._dispatch(commands[index])
-                if isinstance(result, Deferred) and not _settled(result):
-                    self._pending.appendleft((commands, index + 1, done))
-                    result.addBoth(self._resume)
-                    return
-            done.callback(None)
-        self._running = False
-
-    def _resume(self, result: Any) -> None:
-        if isinstance(result, Failure):
-            self.log.failure("client {client}: command failed", result, client=self.clientID)
-        self._drain()
+        return self._inbound.handleData(data)
 
     def _dispatch(self, command: dict[str, Any]) -> Result:
-        if command is _BAD_FRAME:
+        if command is BAD_FRAME:
             self.close(codes.DISCONNECT_BAD_REQUEST)
             return None
         commandID = command.get("id", 0)
         if self._state != _CONNECTED:
             if "connect" in command and commandID > 0 and not self._connectTried and not self.closed:
                 self._connectTried = True
-                return self._run("connect", self._connect, commandID, command["connect"])
+                return self._inbound.run("connect", self._connect, commandID, command["connect"])
             # Anything before a successful connect, a second connect, or a connect taken as a pong.
             self.close(codes.DISCONNECT_BAD_REQUEST)
             return None
         if commandID == 0 and "send" not in command:
-            return self._pong()
+            if not self._heartbeat.pong():
+                # Centrifugo treats a pong nobody asked for as a protocol violation.
+                self.close(codes.DISCONNECT_BAD_REQUEST)
+            return None
         for method, handler in self._handlers.items():
             if method in command:
-                return self._run(method, handler, commandID, command[method])
+                return self._inbound.run(method, handler, commandID, command[method])
         self.close(codes.DISCONNECT_BAD_REQUEST)
         return None
 
-    def _commandHandlers(self) -> dict[str, Callable[[int, dict[str, Any]], Result]]:
+    def _commandHandlers(self) -> dict[str, Handler]:
         # In the order of the Command fields: the first one present wins, as in Centrifugo.
         channel = self._commands.handlers()
         return {
@@ -219,8 +160,8 @@ class Client:
             "presence_stats": channel["presence_stats"],
             "history": channel["history"],
             "ping": lambda commandID, request: self.replyError(commandID, codes.ERROR_NOT_AVAILABLE),
-            "send": self._message,
-            "rpc": self._rpc,
+            "send": channel["send"],
+            "rpc": channel["rpc"],
             "refresh": self._refresh,
             "sub_refresh": channel["sub_refresh"],
         }
@@ -282,7 +223,7 @@ class Client:
             self.send({"id": commandID, "connect": result})
             for channel in subscribed:
                 self.subs.joined(channel)
-            self._schedulePing(first=True)
+            self._heartbeat.start()
             self._schedulePresence()
             self.log.debug(
                 "client {client} connected over {transport} as {user!r}",
@@ -326,22 +267,6 @@ class Client:
         if self._expireAt:
             self._scheduleExpiry()
 
-    def _rpc(self, commandID: int, request: dict[str, Any]) -> Result:
-        d = self.policy.rpc(self.connection(), request.get("method", ""), request.get("data") or b"")
-        return d.addCallbacks(
-            lambda data: self.send({"id": commandID, "rpc": {"data": data} if data else {}}),
-            lambda f: self.commandFailed(commandID, f, "rpc"),
-        )
-
-    def _message(self, commandID: int, request: dict[str, Any]) -> Result:
-        def failed(failure: Failure) -> None:
-            if failure.check(Refused) and failure.value.disconnect is not None:
-                self.close(failure.value.disconnect)
-            else:
-                self.log.failure("client {client}: send failed", failure, client=self.clientID)
-
-        return self.policy.message(self.connection(), request.get("data") or b"").addErrback(failed)
-
     def commandFailed(self, commandID: int, failure: Failure, method: str) -> None:
         """A command's Deferred failed: a refusal is its error reply or disconnect; anything else is error 100."""
         if failure.check(Refused):
@@ -353,6 +278,9 @@ class Client:
             return
         self.log.failure("client {client}: {method} failed", failure, client=self.clientID, method=method)
         self.replyError(commandID, codes.ERROR_INTERNAL)
+
+    def logFailure(self, what: str, failure: Failure) -> None:
+        self.log.failure("client {client}: {what} failed", failure, client=self.clientID, what=what)
 
     def clientInfo(self, sub: Optional[Subscription] = None) -> dict[str, Any]:
         info: dict[str, Any] = {"user": self.user, "client": self.clientID}
@@ -366,26 +294,7 @@ class Client:
 
     def serverSubscribe(self, channel: str, request: dict[str, Any]) -> Deferred[None]:
         """Subscribe server-side and tell the client with a C{subscribe} push (its SDK then emits events)."""
-        recovery: dict[str, Any] = {}
-        since = request.get("recover_since")
-        if isinstance(since, dict):
-            recovery = {"recover": True, "offset": since.get("offset", 0), "epoch": since.get("epoch", "")}
-        override = request.get("override") or {}
-        granted = GrantedSubscription(
-            info=request.get("info"), data=request.get("data"),
-            override={k: bool(v.get("value")) for k, v in override.items() if isinstance(v, dict)},
-        )
-
-        def subscribed(result: dict[str, Any]) -> None:
-            push = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
-            self.send({"push": {"channel": channel, "subscribe": push}})
-            self.subs.joined(channel)
-
-        def failed(failure: Failure) -> None:
-            self.log.info("client {client}: server subscribe to {channel} failed: {error}",
-                          client=self.clientID, channel=channel, error=failure.getErrorMessage())
-
-        return self.subs.subscribe(channel, recovery, granted).addCallbacks(subscribed, failed)
+        return self.subs.serverSubscribe(channel, request)
 
     def serverUnsubscribe(self, channel: str, code: int, reason: str) -> None:
         """End a subscription from the server side: an Unsubscribe push (client-side subs resubscribe >= 2500)."""
@@ -401,7 +310,7 @@ class Client:
         self._refreshed(RefreshDecision(expireAt=expireAt, info=info))
         self.send({"push": {"refresh": {"expires": True, "ttl": self._ttl()} if expireAt else {}}})
 
-    # Timers: presence, ping and pong, expiry, staleness
+    # Timers: presence, expiry, staleness
 
     def _later(self, name: str, delay: float, f: Callable[[], None]) -> None:
         def fire() -> None:
@@ -435,34 +344,6 @@ class Client:
         self.subs.checkPositions()
         self._schedulePresence()
 
-    def _schedulePing(self, first: bool = False) -> None:
-        interval = self._config.ping_interval
-        if interval <= 0 or self.closed:
-            return
-        self._later("ping", self._rng.uniform(interval / 2, interval) if first else interval, self._ping)
-
-    def _ping(self) -> None:
-        if self.closed:
-            return
-        self.send({})
-        if self._config.pong_timeout > 0 and not self._pingOutstanding:
-            self._pingOutstanding = True
-            self._later("pong", self._config.pong_timeout, self._noPong)
-        self._schedulePing()
-
-    def _noPong(self) -> None:
-        if self._pingOutstanding:
-            self.close(codes.DISCONNECT_NO_PONG)
-
-    def _pong(self) -> Result:
-        if not self._pingOutstanding:
-            # Centrifugo treats a pong nobody asked for as a protocol violation.
-            self.close(codes.DISCONNECT_BAD_REQUEST)
-            return None
-        self._pingOutstanding = False
-        self._cancel("pong")
-        return None
-
     def _ttl(self) -> int:
         return max(0, int(self._expireAt - self._reactor.seconds()))
 
@@ -494,36 +375,6 @@ class Client:
     def _stale(self) -> None:
         if not self.connected:
             self.close(codes.DISCONNECT_STALE)
-
-    # Counting
-
-    def _run(self, method: str, handler: Callable[[int, dict[str, Any]], Result], commandID: int,
-             request: dict[str, Any]) -> Result:
-        """Run one command's handler, counting it by outcome (an error reply counts as "error") and latency."""
-        started = time.perf_counter()
-        self._errorReplied = False
-        try:
-            result = handler(commandID, request)
-        except Exception:
-            self.log.failure("client {client}: {method} failed", client=self.clientID, method=method)
-            self.replyError(commandID, codes.ERROR_INTERNAL)
-            self._observe(method, started, "error")
-            return None
-        if isinstance(result, Deferred):
-            result.addBoth(self._observed, method, started)
-        else:
-            self._observe(method, started, "error" if self._errorReplied else "ok")
-        return result
-
-    def _observed(self, result: Any, method: str, started: float) -> Any:
-        failed = isinstance(result, Failure) or self._errorReplied
-        self._observe(method, started, "error" if failed else "ok")
-        return result
-
-    def _observe(self, method: str, started: float, outcome: str) -> None:
-        metrics = self.node.metrics
-        metrics.commands.labels(method, outcome).inc()
-        metrics.commandDuration.labels(method).observe(time.perf_counter() - started)
 
     def queue(self, message: bytes, force: bool = False) -> None:
         """Queue one encoded message on the writer, counting it."""
@@ -561,7 +412,7 @@ class Client:
 
     def replyError(self, commandID: int, error: codes.Error) -> None:
         # Commands run one at a time (see _drain), so this marks the command being run.
-        self._errorReplied = True
+        self._inbound.errorReplied = True
         self.send({"id": commandID, "error": error.toDict()})
 
     # The end
@@ -630,9 +481,9 @@ class Client:
         self.log.debug("client {client} went away (connection lost)", client=self.clientID)
 
     def _cleanup(self) -> None:
+        self._heartbeat.stop()
         for name in list(self._calls):
             self._cancel(name)
-        while self._pending:
-            self._pending.popleft()[2].callback(None)
+        self._inbound.clear()
         self.subs.leaveAll()
         self.node.clientClosed(self)

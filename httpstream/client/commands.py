@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_client_channels -*-
 """
-The channel commands of a client (Centrifugo's ``client.go`` subscribe, unsubscribe, publish, presence,
-presence_stats, history, sub_refresh): each checks its request, asks the policy, and replies.
+The commands of a connected client that leave the connection as it is (Centrifugo's ``client.go`` subscribe,
+unsubscribe, publish, presence, presence_stats, history, sub_refresh, rpc, send): each checks its request, asks
+the policy, and replies.
 """
 
 from __future__ import annotations
@@ -39,13 +40,15 @@ class Commander(Protocol):
 
     def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None: ...
 
+    def logFailure(self, what: str, failure: Failure) -> None: ...
+
     def commandFailed(self, commandID: int, failure: Failure, method: str) -> None: ...
 
     def seconds(self) -> float: ...
 
 
 class ChannelCommands:
-    """The channel commands of one client."""
+    """The channel commands of one client, and its RPCs and asynchronous messages."""
 
     def __init__(self, client: Commander) -> None:
         self._client = client
@@ -59,6 +62,8 @@ class ChannelCommands:
             "presence_stats": self.presenceStats,
             "history": self.history,
             "sub_refresh": self.subRefresh,
+            "rpc": self.rpc,
+            "send": self.message,
         }
 
     def _channel(self, request: dict[str, Any]) -> str:
@@ -189,3 +194,22 @@ class ChannelCommands:
 
         d = client.policy.subRefreshing(client.connection(), channel, sub.options, token)
         return d.addCallbacks(refreshed, lambda f: client.commandFailed(commandID, f, "sub_refresh"))
+
+    def rpc(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+        d = client.policy.rpc(client.connection(), request.get("method", ""), request.get("data") or b"")
+        return d.addCallbacks(
+            lambda data: client.send({"id": commandID, "rpc": {"data": data} if data else {}}),
+            lambda f: client.commandFailed(commandID, f, "rpc"),
+        )
+
+    def message(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+
+        def failed(failure: Failure) -> None:
+            if failure.check(Refused) and failure.value.disconnect is not None:
+                client.close(failure.value.disconnect)
+            else:
+                client.logFailure("send", failure)
+
+        return client.policy.message(client.connection(), request.get("data") or b"").addErrback(failed)

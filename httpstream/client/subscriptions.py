@@ -27,6 +27,9 @@ UNSUBSCRIBE_EXPIRED = (2501, "subscription expired")
 DISCONNECT_INSUFFICIENT_STATE = codes.Disconnect(3010, "insufficient state")
 DISCONNECT_SUBSCRIPTION_EXPIRED = codes.Disconnect(3006, "subscription expired")
 
+# The Subscribe push carries these SubscribeResult fields (client.proto Subscribe).
+_SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned", "data")
+
 
 class Holder(Protocol):
     """The client, as its subscriptions use it."""
@@ -151,6 +154,30 @@ class Subscriptions(Mapping[str, Subscription]):
         if not result.get("offset"):
             result.pop("offset", None)
         return result
+
+    def serverSubscribe(self, channel: str, request: dict[str, Any]) -> Deferred[None]:
+        """The server API's subscribe: subscribe server-side and tell the client with a C{subscribe} push."""
+        client = self._client
+        recovery: dict[str, Any] = {}
+        since = request.get("recover_since")
+        if isinstance(since, dict):
+            recovery = {"recover": True, "offset": since.get("offset", 0), "epoch": since.get("epoch", "")}
+        override = request.get("override") or {}
+        granted = GrantedSubscription(
+            info=request.get("info"), data=request.get("data"),
+            override={k: bool(v.get("value")) for k, v in override.items() if isinstance(v, dict)},
+        )
+
+        def subscribed(result: dict[str, Any]) -> None:
+            push = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
+            client.send({"push": {"channel": channel, "subscribe": push}})
+            self.joined(channel)
+
+        def failed(failure: Failure) -> None:
+            self.log.info("client {client}: server subscribe to {channel} failed: {error}",
+                          client=client.clientID, channel=channel, error=failure.getErrorMessage())
+
+        return self.subscribe(channel, recovery, granted).addCallbacks(subscribed, failed)
 
     def joined(self, channel: str) -> None:
         """The subscribe reply (or push) is out: deliver what waited for it, then announce the join."""
