@@ -212,8 +212,7 @@ class Client:
         for channel, granted in decision.subscriptions.items():
             # What the SDK sends for a server-side sub it knows: where to recover it from.
             wanted = recover.get(channel) or {}
-            d.addCallback(lambda _, c=channel, w=wanted, g=granted: self.subs.subscribe(c, w, g or GrantedSubscription()))
-            d.addCallback(lambda subResult, c=channel: subscribed.__setitem__(c, subResult))
+            d.addCallback(self._subscribeGranted, channel, wanted, granted or GrantedSubscription(), subscribed)
 
         def reply(_: object) -> None:
             if self.closed:
@@ -232,10 +231,10 @@ class Client:
 
         def failed(failure: Failure) -> None:
             # Connected already, without a reply: Centrifugo ends such a connection (3004, the client reconnects).
-            if failure.check(Refused) and failure.value.disconnect is not None:
+            if isinstance(failure.value, Refused) and failure.value.disconnect is not None:
                 self.close(failure.value.disconnect)
                 return
-            if not failure.check(Refused):
+            if not isinstance(failure.value, Refused):
                 self.log.failure("client {client}: server-side subscribe failed", failure, client=self.clientID)
             self.close(codes.DISCONNECT_SERVER_ERROR)
 
@@ -269,15 +268,24 @@ class Client:
 
     def commandFailed(self, commandID: int, failure: Failure, method: str) -> None:
         """A command's Deferred failed: a refusal is its error reply or disconnect; anything else is error 100."""
-        if failure.check(Refused):
-            refusal: Refused = failure.value
-            if refusal.disconnect is not None:
-                self.close(refusal.disconnect)
-            elif refusal.error is not None:
-                self.replyError(commandID, refusal.error)
+        if isinstance(failure.value, Refused):
+            self.refused(commandID, failure.value)
             return
         self.log.failure("client {client}: {method} failed", failure, client=self.clientID, method=method)
         self.replyError(commandID, codes.ERROR_INTERNAL)
+
+    def refused(self, commandID: int, refusal: Refused) -> None:
+        """The policy said no: the command's error reply, or the end of the connection."""
+        if refusal.disconnect is not None:
+            self.close(refusal.disconnect)
+        elif refusal.error is not None:
+            self.replyError(commandID, refusal.error)
+
+    def _subscribeGranted(self, _: object, channel: str, recovery: dict[str, Any], granted: GrantedSubscription,
+                          subscribed: dict[str, dict[str, Any]]) -> Deferred[None]:
+        return self.subs.subscribe(channel, recovery, granted).addCallback(
+            lambda result: subscribed.__setitem__(channel, result)
+        )
 
     def logFailure(self, what: str, failure: Failure) -> None:
         self.log.failure("client {client}: {what} failed", failure, client=self.clientID, what=what)

@@ -44,6 +44,8 @@ class Commander(Protocol):
 
     def commandFailed(self, commandID: int, failure: Failure, method: str) -> None: ...
 
+    def refused(self, commandID: int, refusal: Refused) -> None: ...
+
     def seconds(self) -> float: ...
 
 
@@ -101,7 +103,7 @@ class ChannelCommands:
         try:
             return self._client.policy.channelOptions(channel, False)
         except Refused as e:
-            self._client.commandFailed(commandID, Failure(e), "")
+            self._client.refused(commandID, e)
             return None
 
     def publish(self, commandID: int, request: dict[str, Any]) -> Result:
@@ -117,7 +119,7 @@ class ChannelCommands:
         sub = client.subs.get(channel)
         d = client.policy.publishing(client.connection(), channel, options, data, sub is not None)
 
-        def accepted(decision: PublishDecision) -> Deferred[dict]:
+        def accepted(decision: PublishDecision) -> Deferred[dict[str, Any]]:
             return client.node.publish(channel, decision.data, client.clientInfo(sub), skipHistory=decision.skipHistory)
 
         return d.addCallback(accepted).addCallbacks(
@@ -207,7 +209,7 @@ class ChannelCommands:
         client = self._client
 
         def failed(failure: Failure) -> None:
-            if failure.check(Refused) and failure.value.disconnect is not None:
+            if isinstance(failure.value, Refused) and failure.value.disconnect is not None:
                 client.close(failure.value.disconnect)
             else:
                 client.logFailure("send", failure)

@@ -18,7 +18,7 @@ from httpstream.client.host import ClientHost
 from httpstream.client.subscription import Subscription
 from httpstream.config import Config
 from httpstream.decisions import Connection, GrantedSubscription, Refused, SubscribeDecision, SubscribeRequest
-from httpstream.interfaces import IClientPolicy
+from httpstream.interfaces import IClient, IClientPolicy
 from httpstream.logs import Logger
 from httpstream.protocol import codes
 
@@ -63,6 +63,8 @@ class Subscriptions(Mapping[str, Subscription]):
         self._reactor = reactor
         self._config = config
         self._subs: dict[str, Subscription] = {}
+        # The same client, as the node's hub holds it.
+        self._member: IClient = IClient(client)
 
     def __getitem__(self, channel: str) -> Subscription:
         return self._subs[channel]
@@ -129,7 +131,7 @@ class Subscriptions(Mapping[str, Subscription]):
                 self.drop(channel)
             return failure
 
-        d = node.addSubscription(channel, client).addCallback(stillWanted)
+        d = node.addSubscription(channel, self._member).addCallback(stillWanted)
         if sub.presence:
             d.addCallback(lambda _: node.presence.add(channel, client.clientID, client.clientInfo(sub)))
             d.addCallback(stillWanted)
@@ -210,7 +212,7 @@ class Subscriptions(Mapping[str, Subscription]):
         sub = self._subs.pop(channel, None)
         if sub is None:
             return
-        node.removeSubscription(channel, client)
+        node.removeSubscription(channel, self._member)
         if sub.presence:
             node.background(node.presence.remove(channel, client.clientID)).addErrback(
                 lambda f: self.log.failure("presence remove {channel}", f, channel=channel)

@@ -76,7 +76,7 @@ class ApplicationPolicy:
         return self.fallback.refreshing(connection, token)
 
     def channelOptions(self, channel: str, serverSide: bool) -> ChannelOptions:
-        return self.fallback.channelOptions(channel, serverSide)  # type: ignore[no-any-return]
+        return self.fallback.channelOptions(channel, serverSide)
 
     def subscribing(self, connection: Connection, request: SubscribeRequest) -> Deferred[SubscribeDecision]:
         handler = None if request.serverSide else self.onSubscribing
@@ -94,7 +94,7 @@ class ApplicationPolicy:
         )
 
     def presence(self, connection: Connection, channel: str, options: ChannelOptions,
-                 subscribed: bool) -> Deferred[dict[str, dict]]:
+                 subscribed: bool) -> Deferred[dict[str, dict[str, Any]]]:
         return self.fallback.presence(connection, channel, options, subscribed)
 
     def presenceStats(self, connection: Connection, channel: str, options: ChannelOptions,
@@ -102,7 +102,7 @@ class ApplicationPolicy:
         return self.fallback.presenceStats(connection, channel, options, subscribed)
 
     def history(self, connection: Connection, channel: str, options: ChannelOptions, subscribed: bool,
-                since: Optional[dict], limit: int, reverse: bool) -> Deferred[HistoryResult]:
+                since: Optional[dict[str, Any]], limit: int, reverse: bool) -> Deferred[HistoryResult]:
         return self.fallback.history(connection, channel, options, subscribed, since, limit, reverse)
 
     def rpc(self, connection: Connection, method: str, data: bytes) -> Deferred[bytes]:
@@ -111,7 +111,7 @@ class ApplicationPolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self.fallback.message(connection, data)
 
-    def position(self, subscription: Any, recovery: dict, protocol: str) -> Deferred[dict]:
+    def position(self, subscription: Any, recovery: dict[str, Any], protocol: str) -> Deferred[dict[str, Any]]:
         return self.fallback.position(subscription, recovery, protocol)
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:

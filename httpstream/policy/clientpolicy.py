@@ -39,8 +39,8 @@ __all__ = ["ConfiguredPolicy"]
 
 
 def _historyRefusal(failure: Failure) -> Failure:
-    if failure.check(HistoryError):
-        return Failure(Refused(failure.value.error))
+    if isinstance(failure.value, HistoryError):
+        raise Refused(failure.value.error)
     return failure
 
 
@@ -100,7 +100,7 @@ class ConfiguredPolicy:
             if not node.proxy.enabled("publish"):
                 return fail(Refused(codes.ERROR_NOT_AVAILABLE))
 
-            def proxied(reply: Optional[dict]) -> PublishDecision:
+            def proxied(reply: Optional[dict[str, Any]]) -> PublishDecision:
                 reply = reply or {}
                 return PublishDecision(reply.get("data") or data, skipHistory=bool(reply.get("skip_history")))
 
@@ -113,7 +113,7 @@ class ConfiguredPolicy:
         return succeed(PublishDecision(data))
 
     def presence(self, connection: Connection, channel: str, options: ChannelOptions,
-                 subscribed: bool) -> Deferred[dict[str, dict]]:
+                 subscribed: bool) -> Deferred[dict[str, dict[str, Any]]]:
         error = self._node.rules.canPresence(connection.user, channel, options, subscribed)
         if error is not None:
             return fail(Refused(error))
@@ -127,7 +127,7 @@ class ConfiguredPolicy:
         return self._node.presence.stats(channel)
 
     def history(self, connection: Connection, channel: str, options: ChannelOptions, subscribed: bool,
-                since: Optional[dict], limit: int, reverse: bool) -> Deferred[HistoryResult]:
+                since: Optional[dict[str, Any]], limit: int, reverse: bool) -> Deferred[HistoryResult]:
         node = self._node
         error = node.rules.canHistory(connection.user, channel, options, subscribed)
         if error is not None:
@@ -146,7 +146,7 @@ class ConfiguredPolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self._node.rpc.handleSend(self.context(connection), data).addErrback(proxyRefusal)
 
-    def position(self, subscription: Any, recovery: dict, protocol: str) -> Deferred[dict]:
+    def position(self, subscription: Any, recovery: dict[str, Any], protocol: str) -> Deferred[dict[str, Any]]:
         node = self._node
         return position(node.broker, node.config, subscription, recovery, protocol, node.reactor.seconds())
 

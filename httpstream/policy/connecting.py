@@ -33,10 +33,10 @@ log = Logger()
 
 def proxyRefusal(failure: Failure) -> Failure:
     """A proxy's (or an RPC handler's) error or disconnect as the client's L{Refused}; other failures as they are."""
-    if failure.check(ProxyError):
-        return Failure(Refused(failure.value.error))
-    if failure.check(ProxyDisconnect):
-        return Failure(Refused(failure.value.disconnect))
+    if isinstance(failure.value, ProxyError):
+        raise Refused(failure.value.error)
+    if isinstance(failure.value, ProxyDisconnect):
+        raise Refused(failure.value.disconnect)
     return failure
 
 
@@ -82,7 +82,7 @@ def _granted(options: Any) -> Optional[GrantedSubscription]:
     return GrantedSubscription(info=options.info, data=options.data, override=dict(options.override))
 
 
-def _proxied(node: PolicyHost, reply: Optional[dict]) -> Deferred[ConnectDecision]:
+def _proxied(node: PolicyHost, reply: Optional[dict[str, Any]]) -> Deferred[ConnectDecision]:
     if reply is None:
         if not node.config.allow_anonymous_connect_without_token:
             return fail(Refused(codes.DISCONNECT_BAD_REQUEST))
@@ -124,7 +124,7 @@ def refreshing(node: PolicyHost, connection: Connection, token: str,
                context: ProxyContext) -> Deferred[RefreshDecision]:
     if not token:
         # The connection expired and the refresh proxy decides (the client asks only with serverRefresh).
-        def refreshed(reply: dict) -> RefreshDecision:
+        def refreshed(reply: dict[str, Any]) -> RefreshDecision:
             return RefreshDecision(expired=bool(reply["expired"]), expireAt=float(reply["expire_at"] or 0),
                                    info=reply.get("info"))
 

@@ -59,8 +59,8 @@ def _asJSONString(data: bytes) -> bytes:
     return orjson.dumps(data.decode("utf-8"))
 
 
-def position(broker: IBroker, config: Config, sub: Subscription, request: dict, protocol: str,
-             now: float) -> Deferred[dict]:
+def position(broker: IBroker, config: Config, sub: Subscription, request: dict[str, Any], protocol: str,
+             now: float) -> Deferred[dict[str, Any]]:
     """
     Read the stream of a positioned subscription: set C{sub.offset}/C{sub.epoch} to the top and fire with the
     SubscribeResult fields that say where the subscription starts (C{offset}, C{epoch}, and for a recovering one
@@ -71,7 +71,7 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict, 
     metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
     result: dict[str, Any] = {}
 
-    def atTop(history: HistoryResult) -> dict:
+    def atTop(history: HistoryResult) -> dict[str, Any]:
         sub.offset, sub.epoch = history.offset, history.epoch
         sub.positionCheckAt = now
         result.update(offset=history.offset, epoch=history.epoch)
@@ -93,7 +93,7 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict, 
         d = broker.history(sub.channel, {"offset": clientOffset, "epoch": ""}, limit + 1 if limit else -1, False,
                            metaTTL)
 
-    def recovered(history: HistoryResult) -> dict:
+    def recovered(history: HistoryResult) -> dict[str, Any]:
         publications = history.publications
         sameEpoch = not clientEpoch or clientEpoch == history.epoch
         if cache:
@@ -115,9 +115,10 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict, 
             sub.deltaBase = int(publications[-1].get("offset", 0)) or -1
         return result
 
-    def unrecoverable(failure: Failure) -> Deferred[dict]:
+    def unrecoverable(failure: Failure) -> Deferred[dict[str, Any]]:
         # Another epoch (the stream was lost) is not an error on recovery, just "not recovered".
-        failure.trap(HistoryError)
+        if not isinstance(failure.value, HistoryError):
+            return failure  # type: ignore[return-value]  # an engine error goes on as the subscribe's failure
         return broker.history(sub.channel, None, 0, False, metaTTL).addCallback(atTop)
 
     return d.addCallbacks(recovered, unrecoverable)

@@ -54,7 +54,7 @@ def subscribing(node: PolicyHost, connection: Connection, request: SubscribeRequ
             return fail(Refused(codes.ERROR_NOT_AVAILABLE))
         d = node.proxy.subscribe(context(), channel, ProxySubscribeRequest(data=request.data))
 
-        def proxied(reply: Optional[dict]) -> SubscribeDecision:
+        def proxied(reply: Optional[dict[str, Any]]) -> SubscribeDecision:
             reply = reply or {}
             expireAt = float(reply["expire_at"]) if reply.get("expire_at") else 0.0
             return _decide(node, connection, request, reply.get("info"), reply.get("data"), expireAt,
