@@ -6,17 +6,19 @@ it asks for, and what the policy decided (Centrifuge's ``events.go`` requests an
 Kept apart from both sides so that neither imports the other: the client (L{httpstream.client}) builds the
 requests and applies the decisions; the policy (L{httpstream.policy}) reads requests and makes decisions.
 
-May import: protocol codes and config values only.
+May import: protocol codes (and, for types only, config values).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import attrs
 
-from httpstream.config import ChannelOptions
 from httpstream.protocol import codes
+
+if TYPE_CHECKING:
+    from httpstream.config import ChannelOptions
 
 __all__ = [
     "ConnectDecision",
