@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.client.commands import ChannelCommands
+from httpstream.client.expiry import Expiry
 from httpstream.client.heartbeat import Heartbeat
 from httpstream.client.host import ClientHost
 from httpstream.client.inbound import BAD_FRAME, MAX_PENDING_FRAMES, CommandQueue, Handler, Result
@@ -34,7 +35,6 @@ from httpstream.decisions import (
     ConnectRequest,
     Connection,
     GrantedSubscription,
-    RefreshDecision,
     Refused,
 )
 from httpstream.interfaces import IClient, IClientPolicy, ITransport
@@ -78,13 +78,12 @@ class Client:
         self.meta: Optional[bytes] = None
         self.subs = Subscriptions(self, reactor, self._config)
         self._commands = ChannelCommands(self)
-        self._handlers = self._commandHandlers()
         self._connection: Optional[Connection] = None
         self._emulatedHeaders: dict[str, str] = {}
-        self._serverRefresh = False
         self._state = _CONNECTING
         self._connectTried = False
-        self._expireAt = 0.0
+        self._expiry = Expiry(self, reactor, self._config.client_expired_close_delay)
+        self._handlers = self._commandHandlers()
         self._inbound = CommandQueue(self._codec, node.metrics, self.clientID, transport.name, self._dispatch,
                                      self.close, lambda: self.closed, self.replyError)
         self._heartbeat = Heartbeat(reactor, rng or random.Random(), self._config.ping_interval,
@@ -162,7 +161,7 @@ class Client:
             "ping": lambda commandID, request: self.replyError(commandID, codes.ERROR_NOT_AVAILABLE),
             "send": channel["send"],
             "rpc": channel["rpc"],
-            "refresh": self._refresh,
+            "refresh": self._expiry.refreshCommand,
             "sub_refresh": channel["sub_refresh"],
         }
 
@@ -185,19 +184,16 @@ class Client:
     def _connected(self, commandID: int, request: dict[str, Any], decision: ConnectDecision) -> Result:
         self.user, self.connInfo, self.meta = decision.user, decision.info, decision.meta
         self._connection = None  # the user is known now
-        self._expireAt = decision.expireAt
-        self._serverRefresh = decision.serverRefresh
         self._state = _CONNECTED
         self._cancel("stale")
         self.node.clientConnected(self)
         result: dict[str, Any] = {"client": self.clientID, "version": self.node.version}
         if decision.data is not None:
             result["data"] = decision.data
-        if self._expireAt and not self._serverRefresh:
+        self._expiry.start(decision.expireAt, decision.serverRefresh)
+        if decision.expireAt and not decision.serverRefresh:
             result["expires"] = True
-            result["ttl"] = self._ttl()
-        if self._expireAt:
-            self._scheduleExpiry()
+            result["ttl"] = self._expiry.ttl()
         config = self._config
         if config.ping_interval > 0:
             result["ping"] = int(config.ping_interval)
@@ -239,32 +235,6 @@ class Client:
             self.close(codes.DISCONNECT_SERVER_ERROR)
 
         return d.addCallbacks(reply, failed)
-
-    def _refresh(self, commandID: int, request: dict[str, Any]) -> Result:
-        token = request.get("token", "")
-        if not token or self._serverRefresh:
-            # No token, or the server refreshes this connection itself (refresh proxy).
-            self.close(codes.DISCONNECT_BAD_REQUEST)
-            return None
-
-        def refreshed(decision: RefreshDecision) -> None:
-            self._refreshed(decision)
-            result: dict[str, Any] = {}
-            if self._expireAt:
-                result = {"expires": True, "ttl": self._ttl()}
-            self.send({"id": commandID, "refresh": result})
-
-        return self.policy.refreshing(self.connection(), token).addCallbacks(
-            refreshed, lambda f: self.commandFailed(commandID, f, "refresh")
-        )
-
-    def _refreshed(self, decision: RefreshDecision) -> None:
-        self._expireAt = decision.expireAt
-        if decision.info is not None or decision.replaceInfo:
-            self.connInfo = decision.info
-        self._cancel("expire")
-        if self._expireAt:
-            self._scheduleExpiry()
 
     def commandFailed(self, commandID: int, failure: Failure, method: str) -> None:
         """A command's Deferred failed: a refusal is its error reply or disconnect; anything else is error 100."""
@@ -310,15 +280,9 @@ class Client:
 
     def serverRefresh(self, expired: bool, expireAt: float, info: Optional[bytes]) -> None:
         """The API's refresh: end an expired connection (3005), or move its expiry and push C{refresh}."""
-        if self.closed:
-            return
-        if expired:
-            self.close(codes.DISCONNECT_EXPIRED)
-            return
-        self._refreshed(RefreshDecision(expireAt=expireAt, info=info))
-        self.send({"push": {"refresh": {"expires": True, "ttl": self._ttl()} if expireAt else {}}})
+        self._expiry.apiRefresh(expired, expireAt, info)
 
-    # Timers: presence, expiry, staleness
+    # Timers: presence, staleness
 
     def _later(self, name: str, delay: float, f: Callable[[], None]) -> None:
         def fire() -> None:
@@ -351,34 +315,6 @@ class Client:
         self.subs.checkExpired()
         self.subs.checkPositions()
         self._schedulePresence()
-
-    def _ttl(self) -> int:
-        return max(0, int(self._expireAt - self._reactor.seconds()))
-
-    def _scheduleExpiry(self) -> None:
-        delay = max(0.0, self._expireAt - self._reactor.seconds()) + self._config.client_expired_close_delay
-        self._later("expire", delay, self._checkExpired)
-
-    def _checkExpired(self) -> None:
-        if not self._expireAt or self._expireAt > self._reactor.seconds() or self.closed:
-            return
-        if not self._serverRefresh:
-            self.close(codes.DISCONNECT_EXPIRED)
-            return
-
-        def refreshed(decision: RefreshDecision) -> None:
-            if decision.expired:
-                self.close(codes.DISCONNECT_EXPIRED)
-                return
-            self._expireAt = decision.expireAt
-            if decision.info is not None:
-                self.connInfo = decision.info
-            if self._expireAt:
-                self._scheduleExpiry()
-
-        self.policy.refreshing(self.connection(), "").addCallbacks(
-            refreshed, lambda f: self.close(codes.DISCONNECT_EXPIRED)
-        )
 
     def _stale(self) -> None:
         if not self.connected:
@@ -490,6 +426,7 @@ class Client:
 
     def _cleanup(self) -> None:
         self._heartbeat.stop()
+        self._expiry.stop()
         for name in list(self._calls):
             self._cancel(name)
         self._inbound.clear()
