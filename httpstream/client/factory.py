@@ -5,11 +5,10 @@ something queued writes once per reactor turn.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.interfaces import IReactorTime
 
 from httpstream.client.client import Client
+from httpstream.client.host import ClientHost
 from httpstream.client.writer import Flusher
 from httpstream.interfaces import ITransport
 
@@ -21,6 +20,6 @@ class ClientFactory:
         self.reactor = reactor
         self.flusher = Flusher(reactor)
 
-    def __call__(self, node: Any, transport: ITransport) -> Client:
+    def __call__(self, node: ClientHost, transport: ITransport) -> Client:
         # The node's random source: seeded in tests, so ping times repeat.
         return Client(node, transport, self.reactor, node.rng, self.flusher)
