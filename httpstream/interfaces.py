@@ -15,6 +15,16 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
+    from httpstream.config import ChannelOptions
+    from httpstream.decisions import (
+        ConnectDecision,
+        ConnectRequest,
+        Connection,
+        PublishDecision,
+        RefreshDecision,
+        SubscribeDecision,
+        SubscribeRequest,
+    )
     from httpstream.engines import HistoryResult
     from httpstream.node.emulation import EmulationResult
 
@@ -99,6 +109,100 @@ class IClient(Interface):
 
     def transportClosed() -> None:
         """Tell the client the peer went away (aborted request, dropped socket): clean up without writing."""
+
+    def checkPositions(channels: Sequence[str]) -> None:
+        """
+        Publications of C{channels} may have been missed (the broker's link was down): compare the positions of
+        this client's positioned subscriptions among them with their streams now (unsubscribe 2500 when lost).
+        Channels it is not subscribed to are ignored.
+        """
+
+
+class IClientPolicy(Interface):
+    """
+    The decisions a connection asks its node for (Centrifuge's ``events.go``: OnConnecting, OnRefresh,
+    OnSubscribe, OnSubRefresh, OnPublish, OnRPC, OnMessage, and the presence and history permissions), so that
+    the client's state machine holds no policy.
+
+    Every method that may wait returns a Deferred: it fires with the decision, or fails with
+    L{httpstream.decisions.Refused} (the command's error reply, or the disconnect that ends the connection); any
+    other failure is the server's fault (error 100). The client validates the protocol itself (missing fields,
+    state) before it asks.
+    """
+
+    def connecting(connection: "Connection", request: "ConnectRequest") -> "Deferred[ConnectDecision]":
+        """
+        Accept a connection or refuse it: who the user is, when the connection expires, which server-side
+        subscriptions it gets (their namespaces checked, the channel limit applied).
+        """
+
+    def refreshing(connection: "Connection", token: str) -> "Deferred[RefreshDecision]":
+        """
+        Refresh a connection: with the client's new C{token} (its refresh command), or with C{token} "" when it
+        expired and L{ConnectDecision.serverRefresh} said the server refreshes it.
+        """
+
+    def channelOptions(channel: str, serverSide: bool) -> "ChannelOptions":
+        """
+        The options of C{channel}'s namespace, for any command on it.
+
+        @param serverSide: a server-side subscription: only the namespace must exist, the name is not validated.
+        @raise Refused: an unknown namespace (102) or a channel name refused (102/107).
+        """
+
+    def subscribing(connection: "Connection", request: "SubscribeRequest") -> "Deferred[SubscribeDecision]":
+        """
+        Accept a subscription or refuse it (a server-side one, C{request.granted} set, is accepted), and say what
+        it gets: info, data, expiry, presence, join/leave, positioning, recovery, delta.
+        """
+
+    def subRefreshing(connection: "Connection", channel: str, options: "ChannelOptions",
+                      token: str) -> "Deferred[RefreshDecision]":
+        """
+        Refresh a subscription: with the client's new subscription C{token}, or with C{token} "" when it expired
+        and L{SubscribeDecision.serverRefresh} said the server refreshes it.
+        """
+
+    def publishing(connection: "Connection", channel: str, options: "ChannelOptions", data: bytes,
+                   subscribed: bool) -> "Deferred[PublishDecision]":
+        """Accept a client's publication (maybe with other data) or refuse it."""
+
+    def presence(connection: "Connection", channel: str, options: "ChannelOptions",
+                 subscribed: bool) -> "Deferred[dict[str, dict]]":
+        """The presence of C{channel} (client id -> ClientInfo dict), if the connection may read it."""
+
+    def presenceStats(connection: "Connection", channel: str, options: "ChannelOptions",
+                      subscribed: bool) -> "Deferred[dict[str, int]]":
+        """The presence counts of C{channel} (C{num_clients}, C{num_users}), if the connection may read them."""
+
+    def history(connection: "Connection", channel: str, options: "ChannelOptions", subscribed: bool,
+                since: Optional[dict], limit: int, reverse: bool) -> "Deferred[HistoryResult]":
+        """
+        C{channel}'s history as the client's history command asks (the limit capped as configured), if the
+        connection may read it; a refused filter fails with L{Refused} (107, 112).
+        """
+
+    def rpc(connection: "Connection", method: str, data: bytes) -> "Deferred[bytes]":
+        """Answer a client's RPC: the RPCResult data (C{b""} for none)."""
+
+    def message(connection: "Connection", data: bytes) -> "Deferred[None]":
+        """Take a client's asynchronous C{send}; refused with a disconnect when nobody takes them (3508)."""
+
+    def position(subscription: Any, recovery: dict, protocol: str) -> "Deferred[dict]":
+        """
+        Where a positioned subscription starts in its stream, and what a recovering one missed: set the
+        subscription's C{offset} and C{epoch} to the top, and fire with the SubscribeResult fields that say so
+        (C{offset}, C{epoch}, C{was_recovering}, C{recovered}, C{publications}).
+
+        @param subscription: the client's L{httpstream.client.subscription.Subscription}.
+        @param recovery: C{recover}, C{offset}, C{epoch} as the client sent them.
+        """
+
+    def checkPosition(subscription: Any, force: bool) -> "Optional[Deferred[bool]]":
+        """
+        Compare a positioned subscription's position with its stream's top when a check is due (or now, with
+        C{force}): None when none is due, else a Deferred firing with False once the position is lost.
+        """
 
 
 class ISessionRegistry(Interface):

@@ -29,6 +29,7 @@ from httpstream.cluster.bus import ShardPubSub
 from httpstream.cluster.control import Control
 from httpstream.config import Config, ConfigError, load_config
 from httpstream.logs import Logger, setLogLevel
+from httpstream.client.factory import ClientFactory
 from httpstream.node.node import Node
 from httpstream.serverapi.api import ServerAPI
 from httpstream.web.app import makeSite
@@ -173,7 +174,7 @@ class HTTPStreamService(MultiService):
         @raise ConfigError: TLS is on and its certificate or key cannot be used.
         @raise ListenError: a description that does not parse (or names files that cannot be read).
         """
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self._tuneGC = tuneGC
         self._configPath = configPath
         self.config = config
@@ -197,21 +198,22 @@ class HTTPStreamService(MultiService):
         """The node on its engine: in memory, or Redis with the control plane (both started with the service)."""
         config, reactor = self.config, self.reactor
         if config.engine != "redis":
-            return Node(config, reactor)
+            return Node(config, reactor, clientFactory=ClientFactory(reactor))
         # Imported only here: txredisapi installs the global reactor when imported.
         from httpstream.engines.redis import RedisBroker, RedisPresence, RedisShard
 
         shard = RedisShard.fromConfig(reactor, config)
-        shard.setServiceParent(self)  # type: ignore[no-untyped-call]
+        shard.setServiceParent(self)
         self._shard = shard
         node = Node(
             config, reactor,
             broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl),
             presence=RedisPresence(shard, ttl=config.global_presence_ttl),
+            clientFactory=ClientFactory(reactor),
         )
         # Added after the shard: started after it, stopped before it (its "leave" still goes out).
         control = Control(reactor, node, ShardPubSub(shard), prefix=config.redis_prefix)
-        control.setServiceParent(self)  # type: ignore[no-untyped-call]
+        control.setServiceParent(self)
         node.useControl(control)
         return node
 
@@ -259,7 +261,7 @@ class HTTPStreamService(MultiService):
         self.port = ports[0]
         if self._tuneGC:
             tuneGarbageCollector()
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()
         # As Centrifugo, which starts its HTTP servers only once its node (and its broker's PUB/SUB) runs: the
         # port is bound (a taken port still fails start-up) but no connection is accepted before the engine is
         # up, or early clients would get error 100 for every subscribe. Connections waiting meanwhile stay in the

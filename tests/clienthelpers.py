@@ -11,6 +11,7 @@ from treq.testing import StubTreq
 from twisted.web.resource import Resource
 
 from httpstream.client.client import Client
+from httpstream.client.factory import ClientFactory
 from httpstream.config import config_from_dict
 from httpstream.node.node import Node
 from httpstream.policy.proxy import ProxyClient
@@ -38,7 +39,7 @@ class ChannelHelpers(ClientHelpers):
         if warnings:
             raise ValueError("; ".join(warnings))
         proxy = ProxyClient(config, self.clock, StubTreq(backend if backend is not None else Resource()))
-        return Node(config, self.clock, broker=broker, proxy=proxy)
+        return Node(config, self.clock, broker=broker, proxy=proxy, clientFactory=ClientFactory(self.clock))
 
     def client(self, node: Node, jwt: str = "", **transportArgs: Any) -> tuple[Client, FakeTransport]:
         """A connected client (its transport cleared): L{connected} for this test's protocol."""

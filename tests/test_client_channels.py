@@ -1,5 +1,5 @@
 """
-Tests for the channel commands of a client (L{httpstream.client.channelcommands}, L{httpstream.policy.recovery}): namespaces and
+Tests for the channel commands of a client (L{httpstream.client.commands}, L{httpstream.client.subscriptions}, L{httpstream.policy.recovery}): namespaces and
 permissions, presence and join/leave, history, positioning and recovery, sub_refresh and subscription expiry,
 Fossil deltas, limits. In memory, on a fake clock, each behaviour on both codecs (reference/messages.md sections
 1.5, 3-7).

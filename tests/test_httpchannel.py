@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from httpstream.client.factory import ClientFactory
 from httpstream.config import config_from_dict
 from httpstream.web.httpchannel import REQUEST_TIMEOUT, ReadDeadlineChannel
 from httpstream.node.node import Node
@@ -29,7 +30,7 @@ class ReadDeadlineTests(SynchronousTestCase):
             {"name": "test", "http_stream": True, "allow_anonymous_connect_without_token": True,
              "ping_interval": -1, "health": True, **settings}
         )
-        site = makeSite(Node(config, self.clock))
+        site = makeSite(Node(config, self.clock, clientFactory=ClientFactory(self.clock)))
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
         self.assertIsInstance(channel, ReadDeadlineChannel)
         transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 41000))

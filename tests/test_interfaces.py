@@ -21,6 +21,7 @@ from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import (
     IBroker,
     IClient,
+    IClientPolicy,
     IClusterNodes,
     IEmulationForwarder,
     IHistory,
@@ -32,8 +33,11 @@ from httpstream.interfaces import (
 from httpstream.origin import OriginChecker
 from httpstream.protocol import JSON, PROTOBUF
 from httpstream.node.registry import LocalNodes, SessionRegistry
+from httpstream.policy.application import ApplicationPolicy
+from httpstream.policy.clientpolicy import ConfiguredPolicy
 from httpstream.testing import (
     FakeClient,
+    FakePolicy,
     FakeTransport,
     ManualBroker,
     decodeReply,
@@ -66,6 +70,7 @@ def implementations() -> dict[InterfaceClass, list[Any]]:
         IBroker: [MemoryBroker(), MemoryBroker(Clock()), ManualBroker(), node.broker],
         IPresenceManager: [MemoryPresence()],
         IEmulationForwarder: memoryCluster(Clock(), [node]),
+        IClientPolicy: [node.policy, ConfiguredPolicy(node), ApplicationPolicy(FakePolicy()), FakePolicy()],
     }
 
 

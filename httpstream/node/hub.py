@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_hub -*-
 """
 The hub: which local clients are subscribed to which channel. The node fans a publication out to them with
-L{httpstream.client.subscription.PublicationFrames}, encoded once per protocol and shared by every subscriber.
+L{httpstream.node.frames.PublicationFrames}, encoded once per protocol and shared by every subscriber.
 """
 
 from __future__ import annotations

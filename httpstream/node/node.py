@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -17,7 +17,6 @@ from httpstream import __version__
 
 from httpstream.protocol import codes
 from httpstream.policy.channels import ChannelError, ChannelRules
-from httpstream.client.client import Client
 from httpstream.config import Config
 from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
@@ -25,6 +24,8 @@ from httpstream.node.emulation import EmulationResult
 from httpstream.node.hub import Hub
 from httpstream.interfaces import (
     IBroker,
+    IClient,
+    IClientPolicy,
     IClusterNodes,
     IEmulationForwarder,
     IPresenceManager,
@@ -35,12 +36,17 @@ from httpstream.logs import Logger
 from httpstream.metrics import Metrics
 from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
-from httpstream.policy.proxy import ProxyClient
+from httpstream.node.frames import PublicationFrames
 from httpstream.node.registry import LocalNodes, SessionRegistry
+from httpstream.policy.application import ApplicationPolicy
+from httpstream.policy.clientpolicy import ConfiguredPolicy
+from httpstream.policy.proxy import ProxyClient
 from httpstream.policy.rpc import RPCRegistry
-from httpstream.client.subscription import PublicationFrames
 from httpstream.policy.tokens import TokenVerifier
-from httpstream.client.writer import Flusher
+
+# Makes the protocol side of a new connection (httpstream.client.ClientFactory): the node does not import the
+# client, whose layer sits above it.
+ClientFactory = Callable[["Node", ITransport], IClient]
 
 # How long a stopping node waits for the engine calls its clients' leaving made (presence removals, leaves).
 SHUTDOWN_TIMEOUT = 5.0
@@ -52,6 +58,8 @@ class Node:
 
     @ivar id: a random UUIDv4 chosen at start, sent to emulated clients as ConnectResult.node.
     @ivar clients: connected clients by client id.
+    @ivar policy: what its clients ask for decisions: an L{ApplicationPolicy} (whose callables an embedding
+        program may set) in front of the L{ConfiguredPolicy} (tokens, namespaces, proxies), unless one was given.
     """
 
     log = Logger()
@@ -66,6 +74,8 @@ class Node:
         nodeID: Optional[str] = None,
         presence: Optional[IPresenceManager] = None,
         proxy: Optional[ProxyClient] = None,
+        clientFactory: Optional[ClientFactory] = None,
+        policy: Optional[IClientPolicy] = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -74,7 +84,7 @@ class Node:
         self.rng = rng or random.Random()
         self.started = reactor.seconds()
         self.hub = Hub()
-        self.flusher = Flusher(reactor)
+        self._clientFactory = clientFactory
         self.broker: IBroker = broker if broker is not None else MemoryBroker(reactor)
         self.presence: IPresenceManager = presence if presence is not None else MemoryPresence()
         self.proxy = proxy if proxy is not None else ProxyClient(config, reactor)
@@ -93,7 +103,8 @@ class Node:
         self.nodes: IClusterNodes = LocalNodes(self.id)
         self.tokens = TokenVerifier.fromConfig(config)
         self.rules = ChannelRules(config)
-        self.clients: dict[str, Client] = {}
+        self.policy: IClientPolicy = policy if policy is not None else ApplicationPolicy(ConfiguredPolicy(self))
+        self.clients: dict[str, IClient] = {}
         # Channels whose broker subscribe is in flight -> the later subscribers waiting for its outcome.
         self._subscribing: dict[str, list[Deferred[None]]] = {}
         # Engine calls in flight that nobody waits for (see background).
@@ -140,9 +151,11 @@ class Node:
         ran: Deferred[Any] = client.handleData(data)
         return ran.addCallback(lambda _: EmulationResult.DELIVERED)
 
-    def newClient(self, transport: ITransport) -> Client:
+    def newClient(self, transport: ITransport) -> IClient:
         """Create the protocol side of a new connection; it counts once it has connected."""
-        return Client(self, transport, self.reactor, self.rng)
+        if self._clientFactory is None:
+            raise RuntimeError("this node makes no clients: pass clientFactory=httpstream.client.ClientFactory(...)")
+        return self._clientFactory(self, transport)
 
     def info(self) -> dict[str, Any]:
         """This node's entry in the C{info} API's list (and in its announcements to other nodes)."""
@@ -170,14 +183,14 @@ class Node:
         """How many connections of C{user} this node has."""
         return self._users.get(user, 0)
 
-    def clientConnected(self, client: Client) -> None:
+    def clientConnected(self, client: IClient) -> None:
         self.clients[client.clientID] = client
         if client.user:
             self._users[client.user] = self._users.get(client.user, 0) + 1
         if client.sessionID:
             self.registry.add(client.sessionID, client)
 
-    def clientClosed(self, client: Client) -> None:
+    def clientClosed(self, client: IClient) -> None:
         if self.clients.pop(client.clientID, None) is not None and client.user:
             left = self._users.get(client.user, 0) - 1
             if left > 0:
@@ -187,7 +200,7 @@ class Node:
         if client.sessionID:
             self.registry.remove(client.sessionID)
 
-    def addSubscription(self, channel: str, client: Client) -> Deferred[None]:
+    def addSubscription(self, channel: str, client: IClient) -> Deferred[None]:
         """
         Add a local subscriber; the first one subscribes the channel in the broker. Until the broker has, later
         subscribers wait for the same outcome: told "subscribed" earlier, they could miss publications, or stay
@@ -215,7 +228,7 @@ class Node:
         waiters.append(waiter)
         return waiter
 
-    def removeSubscription(self, channel: str, client: Client) -> None:
+    def removeSubscription(self, channel: str, client: IClient) -> None:
         if self.hub.remove(channel, client):
             # The node stops hearing the channel: its latest publication would be a stale delta base.
             self._latest.pop(channel, None)
@@ -277,7 +290,7 @@ class Node:
         wanted = set(channels)
         clients = {client.clientID: client for channel in wanted for client in self.hub.subscribers(channel)}
         for client in clients.values():
-            client.checkPositions([channel for channel in client.subs if channel in wanted])
+            client.checkPositions(sorted(wanted))
 
     def joinLeave(self, channel: str, push: dict[str, Any]) -> None:
         """Send a join or leave push to the subscribers of C{channel} on every node (through the broker)."""

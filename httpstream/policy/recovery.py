@@ -12,8 +12,9 @@ SDK advances it while applying them); otherwise none, with the top's position (t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -21,10 +22,9 @@ from twisted.python.failure import Failure
 
 from httpstream.protocol.delta import publicationDelta
 from httpstream.engines import HistoryError, HistoryResult
-from httpstream.client.subscription import Subscription, asJSONString
 
 if TYPE_CHECKING:
-    from httpstream.config import Config
+    from httpstream.config import ChannelOptions, Config
     from httpstream.interfaces import IBroker
 
 __all__ = ["IN_FLIGHT_GRACE", "MAX_POSITION_CHECK_FAILURES", "checkPosition", "position", "recoveredPublications"]
@@ -38,8 +38,29 @@ MAX_POSITION_CHECK_FAILURES = 2
 IN_FLIGHT_GRACE = 1.0
 
 
-def position(broker: IBroker, config: Config, sub: Subscription, request: dict, protocol: str,
-             now: float) -> Deferred[dict]:
+class Subscription(Protocol):
+    """What recovery reads and moves of a client's subscription (L{httpstream.client.subscription.Subscription})."""
+
+    channel: str
+    options: ChannelOptions
+    positioned: bool
+    recoverable: bool
+    subscribing: bool
+    delta: bool
+    offset: int
+    epoch: str
+    deltaBase: int
+    positionCheckAt: float
+    positionCheckFailures: int
+
+
+def _asJSONString(data: bytes) -> bytes:
+    # A delta-negotiated JSON subscription gets its data as a JSON string holding the raw JSON.
+    return orjson.dumps(data.decode("utf-8"))
+
+
+def position(broker: IBroker, config: Config, sub: Subscription, request: dict[str, Any], protocol: str,
+             now: float) -> Deferred[dict[str, Any]]:
     """
     Read the stream of a positioned subscription: set C{sub.offset}/C{sub.epoch} to the top and fire with the
     SubscribeResult fields that say where the subscription starts (C{offset}, C{epoch}, and for a recovering one
@@ -50,7 +71,7 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict, 
     metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
     result: dict[str, Any] = {}
 
-    def atTop(history: HistoryResult) -> dict:
+    def atTop(history: HistoryResult) -> dict[str, Any]:
         sub.offset, sub.epoch = history.offset, history.epoch
         sub.positionCheckAt = now
         result.update(offset=history.offset, epoch=history.epoch)
@@ -72,7 +93,7 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict, 
         d = broker.history(sub.channel, {"offset": clientOffset, "epoch": ""}, limit + 1 if limit else -1, False,
                            metaTTL)
 
-    def recovered(history: HistoryResult) -> dict:
+    def recovered(history: HistoryResult) -> dict[str, Any]:
         publications = history.publications
         sameEpoch = not clientEpoch or clientEpoch == history.epoch
         if cache:
@@ -94,9 +115,10 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict, 
             sub.deltaBase = int(publications[-1].get("offset", 0)) or -1
         return result
 
-    def unrecoverable(failure: Failure) -> Deferred[dict]:
+    def unrecoverable(failure: Failure) -> Deferred[dict[str, Any]]:
         # Another epoch (the stream was lost) is not an error on recovery, just "not recovered".
-        failure.trap(HistoryError)
+        if not isinstance(failure.value, HistoryError):
+            return failure  # type: ignore[return-value]  # an engine error goes on as the subscribe's failure
         return broker.history(sub.channel, None, 0, False, metaTTL).addCallback(atTop)
 
     return d.addCallbacks(recovered, unrecoverable)
@@ -117,7 +139,7 @@ def recoveredPublications(publications: list[dict[str, Any]], delta: bool, proto
         data = publication["data"]
         try:
             payload, isDelta = publicationDelta(previous, data, utf8=json)
-            sent = dict(publication, data=asJSONString(payload) if json else payload)
+            sent = dict(publication, data=_asJSONString(payload) if json else payload)
         except UnicodeDecodeError:
             # Not text: it cannot reach a JSON client at all (the codec refuses it: disconnect 3506).
             payload, isDelta = data, False

@@ -137,12 +137,12 @@ class RPCRegistry:
             return result
 
         def failed(failure: Failure) -> Failure:
-            if failure.check(ProxyError, ProxyDisconnect, CancelledError):
+            if isinstance(failure.value, (ProxyError, ProxyDisconnect, CancelledError)):
                 return failure
             self.log.failure(
                 "client {client}: RPC handler for {method!r} failed", failure, client=ctx.clientID, method=method
             )
-            return Failure(RPCError(codes.ERROR_INTERNAL))
+            raise RPCError(codes.ERROR_INTERNAL)
 
         return maybeDeferred(handler, ctx, data).addCallback(checked).addErrback(failed)
 
@@ -199,10 +199,10 @@ class RPCRegistry:
         return d
 
     def _runSendHook(self, _: None, hook: SendHandler, ctx: RPCContext, data: bytes) -> "Deferred[None]":
-        def failed(failure: Failure) -> Optional[Failure]:
-            if failure.check(ProxyDisconnect, CancelledError):
-                return failure
+        def failed(failure: Failure) -> None:
+            if isinstance(failure.value, (ProxyDisconnect, CancelledError)):
+                failure.raiseException()
             self.log.failure("client {client}: send hook {hook!r} failed", failure, client=ctx.clientID, hook=hook)
-            return None
 
-        return maybeDeferred(hook, ctx, data).addCallback(lambda _: None).addErrback(failed)
+        d: Deferred[None] = maybeDeferred(hook, ctx, data).addCallback(lambda _: None)
+        return d.addErrback(failed)

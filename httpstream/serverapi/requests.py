@@ -132,7 +132,7 @@ class SubscribeRequest(UserRequest):
 
     def asDict(self) -> dict[str, Any]:
         """
-        In the shape L{read} and L{httpstream.client.servercontrol} read (payloads as bytes, which
+        In the shape L{read} and L{httpstream.client.subscriptions.Subscriptions.serverSubscribe} read (payloads as bytes, which
         L{Fields.raw} takes as they are; overrides as BoolValues).
         """
         options = self.options

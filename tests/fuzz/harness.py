@@ -14,7 +14,9 @@ from typing import Any, Optional
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 
+from httpstream.client.factory import ClientFactory
 from httpstream.protocol import codes
+from httpstream.client.factory import ClientFactory
 from httpstream.config import config_from_dict
 from httpstream.protocol.codes import DISCONNECT_INSUFFICIENT_STATE, DISCONNECT_SUBSCRIPTION_EXPIRED
 from httpstream.node.node import Node
@@ -125,7 +127,8 @@ def makeFuzzNode(clock: Optional[Clock] = None, broker: Any = None, presence: An
         node = makeNode(SETTINGS, clock, broker=broker)
     else:
         config, _ = config_from_dict({"name": "test", **SETTINGS})
-        node = Node(config, clock, broker=broker, presence=presence, rng=random.Random(0))
+        node = Node(config, clock, broker=broker, presence=presence, rng=random.Random(0),
+                    clientFactory=ClientFactory(clock))
     node.rpc.register("echo", lambda ctx, data: data)
     node.rpc.register("fail", _rpcFails)
     node.rpc.onSend(lambda ctx, data: None)

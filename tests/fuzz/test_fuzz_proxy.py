@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+from httpstream.client.factory import ClientFactory
 from httpstream.config import Config, config_from_dict
 from httpstream.node.node import Node
 from httpstream.policy.proxy import (
@@ -176,7 +177,7 @@ SETTINGS: dict[str, Any] = {
 def _node(backend: Backend, clock: Clock) -> Node:
     config, warnings = config_from_dict(SETTINGS)
     assert not warnings, warnings
-    return Node(config, clock, proxy=ProxyClient(config, clock, backend))
+    return Node(config, clock, proxy=ProxyClient(config, clock, backend), clientFactory=ClientFactory(clock))
 
 
 @given(answers=everyResponse, protocol=st.sampled_from(["json", "protobuf"]),

@@ -37,7 +37,7 @@ from httpstream.engines.redis.history import PUBLISH_SCRIPT as _PUBLISH
 from httpstream.engines.redis.presence import PRESENCE_GET_SCRIPT as _PRESENCE_GET
 from httpstream.engines.redis.resp import INCOMPLETE as _INCOMPLETE
 from httpstream.engines.redis.resp import ReplyReader as _ReplyReader
-from httpstream.client.subscription import PublicationFrames
+from httpstream.node.frames import PublicationFrames
 from httpstream.testing import FakeTransport, encodeCommands
 
 from .harness import LogWatch, checkServes, checkTransport, makeFuzzNode, progress

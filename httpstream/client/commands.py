@@ -1,0 +1,217 @@
+# -*- test-case-name: tests.test_client_channels -*-
+"""
+The commands of a connected client that leave the connection as it is (Centrifugo's ``client.go`` subscribe,
+unsubscribe, publish, presence, presence_stats, history, sub_refresh, rpc, send): each checks its request, asks
+the policy, and replies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Protocol, Union
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from httpstream.client.host import ClientHost
+from httpstream.client.subscription import Subscription
+from httpstream.client.subscriptions import Subscriptions
+from httpstream.config import ChannelOptions
+from httpstream.decisions import Connection, PublishDecision, RefreshDecision, Refused
+from httpstream.interfaces import IClientPolicy
+from httpstream.protocol import codes
+
+Result = Union[None, Deferred[Any]]
+
+
+class Commander(Protocol):
+    """The client, as its channel commands use it."""
+
+    node: ClientHost
+    policy: IClientPolicy
+    subs: Subscriptions
+
+    def connection(self) -> Connection: ...
+
+    def clientInfo(self, sub: Optional[Subscription] = None) -> dict[str, Any]: ...
+
+    def send(self, reply: dict[str, Any]) -> None: ...
+
+    def replyError(self, commandID: int, error: codes.Error) -> None: ...
+
+    def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None: ...
+
+    def logFailure(self, what: str, failure: Failure) -> None: ...
+
+    def commandFailed(self, commandID: int, failure: Failure, method: str) -> None: ...
+
+    def refused(self, commandID: int, refusal: Refused) -> None: ...
+
+    def seconds(self) -> float: ...
+
+
+class ChannelCommands:
+    """The channel commands of one client, and its RPCs and asynchronous messages."""
+
+    def __init__(self, client: Commander) -> None:
+        self._client = client
+
+    def handlers(self) -> dict[str, Callable[[int, dict[str, Any]], Result]]:
+        return {
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "publish": self.publish,
+            "presence": self.presence,
+            "presence_stats": self.presenceStats,
+            "history": self.history,
+            "sub_refresh": self.subRefresh,
+            "rpc": self.rpc,
+            "send": self.message,
+        }
+
+    def _channel(self, request: dict[str, Any]) -> str:
+        channel: str = request.get("channel", "")
+        if not channel:
+            self._client.close(codes.DISCONNECT_BAD_REQUEST)
+        return channel
+
+    def subscribe(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+        channel = self._channel(request)
+        if not channel:
+            return None
+        delta = request.get("delta", "")
+        if delta and delta != "fossil":
+            client.close(codes.DISCONNECT_BAD_REQUEST)
+            return None
+
+        def done(result: dict[str, Any]) -> None:
+            client.send({"id": commandID, "subscribe": result})
+            client.subs.joined(channel)
+
+        return client.subs.subscribe(channel, request).addCallbacks(
+            done, lambda f: client.commandFailed(commandID, f, "subscribe")
+        )
+
+    def unsubscribe(self, commandID: int, request: dict[str, Any]) -> Result:
+        channel = self._channel(request)
+        if channel:
+            self._client.subs.leave(channel)
+            self._client.send({"id": commandID, "unsubscribe": {}})
+        return None
+
+    def _options(self, commandID: int, channel: str) -> Optional[ChannelOptions]:
+        try:
+            return self._client.policy.channelOptions(channel, False)
+        except Refused as e:
+            self._client.refused(commandID, e)
+            return None
+
+    def publish(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+        channel = request.get("channel", "")
+        data = request.get("data", b"")
+        if not channel or not data:
+            client.close(codes.DISCONNECT_BAD_REQUEST)
+            return None
+        options = self._options(commandID, channel)
+        if options is None:
+            return None
+        sub = client.subs.get(channel)
+        d = client.policy.publishing(client.connection(), channel, options, data, sub is not None)
+
+        def accepted(decision: PublishDecision) -> Deferred[dict[str, Any]]:
+            return client.node.publish(channel, decision.data, client.clientInfo(sub), skipHistory=decision.skipHistory)
+
+        return d.addCallback(accepted).addCallbacks(
+            lambda _: client.send({"id": commandID, "publish": {}}),
+            lambda f: client.commandFailed(commandID, f, "publish"),
+        )
+
+    def presence(self, commandID: int, request: dict[str, Any]) -> Result:
+        return self._presence(commandID, request, "presence")
+
+    def presenceStats(self, commandID: int, request: dict[str, Any]) -> Result:
+        return self._presence(commandID, request, "presence_stats")
+
+    def _presence(self, commandID: int, request: dict[str, Any], method: str) -> Result:
+        client = self._client
+        channel = self._channel(request)
+        options = self._options(commandID, channel) if channel else None
+        if options is None:
+            return None
+        subscribed = channel in client.subs
+        d: Deferred[Any]
+        if method == "presence":
+            d = client.policy.presence(client.connection(), channel, options, subscribed)
+            d.addCallback(lambda presence: {"presence": presence})
+        else:
+            d = client.policy.presenceStats(client.connection(), channel, options, subscribed)
+        return d.addCallbacks(
+            lambda reply: client.send({"id": commandID, method: reply}),
+            lambda f: client.commandFailed(commandID, f, method),
+        )
+
+    def history(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+        channel = self._channel(request)
+        options = self._options(commandID, channel) if channel else None
+        if options is None:
+            return None
+        # An empty since ({}) is still a since: offset 0 (reverse then answers 107).
+        d = client.policy.history(client.connection(), channel, options, channel in client.subs,
+                                  request.get("since"), int(request.get("limit", 0) or 0),
+                                  bool(request.get("reverse")))
+
+        def answer(history: Any) -> None:
+            client.send({"id": commandID, "history": {
+                "publications": history.publications, "offset": history.offset, "epoch": history.epoch,
+            }})
+
+        return d.addCallbacks(answer, lambda f: client.commandFailed(commandID, f, "history"))
+
+    def subRefresh(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+        channel = self._channel(request)
+        if not channel:
+            return None
+        sub = client.subs.get(channel)
+        if sub is None or sub.subscribing:
+            client.replyError(commandID, codes.ERROR_PERMISSION_DENIED)
+            return None
+        if sub.serverSide:
+            # Only the server refreshes a server-side subscription.
+            client.close(codes.DISCONNECT_BAD_REQUEST)
+            return None
+        token = request.get("token", "")
+        if not token:
+            client.replyError(commandID, codes.ERROR_BAD_REQUEST)
+            return None
+
+        def refreshed(decision: RefreshDecision) -> None:
+            sub.expireAt, sub.chanInfo = decision.expireAt, decision.info
+            result: dict[str, Any] = {}
+            if decision.expireAt:
+                result = {"expires": True, "ttl": int(decision.expireAt - client.seconds())}
+            client.send({"id": commandID, "sub_refresh": result})
+
+        d = client.policy.subRefreshing(client.connection(), channel, sub.options, token)
+        return d.addCallbacks(refreshed, lambda f: client.commandFailed(commandID, f, "sub_refresh"))
+
+    def rpc(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+        d = client.policy.rpc(client.connection(), request.get("method", ""), request.get("data") or b"")
+        return d.addCallbacks(
+            lambda data: client.send({"id": commandID, "rpc": {"data": data} if data else {}}),
+            lambda f: client.commandFailed(commandID, f, "rpc"),
+        )
+
+    def message(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
+
+        def failed(failure: Failure) -> None:
+            if isinstance(failure.value, Refused) and failure.value.disconnect is not None:
+                client.close(failure.value.disconnect)
+            else:
+                client.logFailure("send", failure)
+
+        return client.policy.message(client.connection(), request.get("data") or b"").addErrback(failed)

@@ -1,0 +1,126 @@
+# -*- test-case-name: tests.test_client_connect,tests.test_clientpolicy -*-
+"""
+When a connection expires, and how it lives on: the client's refresh command with a new token, the server API's
+refresh, or (when the policy says the server refreshes it) the policy asked again at expiry (Centrifugo's
+``client.go`` expire, refreshCmd and the refresh proxy).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+
+from httpstream.decisions import Connection, RefreshDecision
+from httpstream.interfaces import IClientPolicy
+from httpstream.protocol import codes
+
+
+class Expiring(Protocol):
+    """The client, as its expiry uses it."""
+
+    policy: IClientPolicy
+    connInfo: Optional[bytes]
+
+    @property
+    def closed(self) -> bool: ...
+
+    def connection(self) -> Connection: ...
+
+    def send(self, reply: dict[str, Any]) -> None: ...
+
+    def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None: ...
+
+    def commandFailed(self, commandID: int, failure: Failure, method: str) -> None: ...
+
+
+class Expiry:
+    """
+    The expiry of one connection.
+
+    @ivar expireAt: Unix time at which the connection expires; 0 when it does not.
+    @ivar serverRefresh: the server refreshes the connection when it expires; the client is not told a ttl.
+    @param closeDelay: how long past its expiry a connection may still be refreshed (client_expired_close_delay).
+    """
+
+    def __init__(self, client: Expiring, reactor: IReactorTime, closeDelay: float) -> None:
+        self._client = client
+        self._reactor = reactor
+        self._closeDelay = closeDelay
+        self.expireAt = 0.0
+        self.serverRefresh = False
+        self._call: Optional[IDelayedCall] = None
+
+    def start(self, expireAt: float, serverRefresh: bool) -> None:
+        self.expireAt, self.serverRefresh = expireAt, serverRefresh
+        self._schedule()
+
+    def ttl(self) -> int:
+        return max(0, int(self.expireAt - self._reactor.seconds()))
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _schedule(self) -> None:
+        self.stop()
+        if self.expireAt:
+            delay = max(0.0, self.expireAt - self._reactor.seconds()) + self._closeDelay
+            self._call = self._reactor.callLater(delay, self._expired)
+
+    def apply(self, decision: RefreshDecision) -> None:
+        """A refresh the policy (or the API) decided: the new expiry and info."""
+        self.expireAt = decision.expireAt
+        if decision.info is not None or decision.replaceInfo:
+            self._client.connInfo = decision.info
+        self._schedule()
+
+    def refreshCommand(self, commandID: int, request: dict[str, Any]) -> Optional[Deferred[None]]:
+        """The client's refresh command."""
+        client = self._client
+        token = request.get("token", "")
+        if not token or self.serverRefresh:
+            # No token, or the server refreshes this connection itself (refresh proxy).
+            client.close(codes.DISCONNECT_BAD_REQUEST)
+            return None
+
+        def refreshed(decision: RefreshDecision) -> None:
+            self.apply(decision)
+            client.send({"id": commandID, "refresh": {"expires": True, "ttl": self.ttl()} if self.expireAt else {}})
+
+        return client.policy.refreshing(client.connection(), token).addCallbacks(
+            refreshed, lambda f: client.commandFailed(commandID, f, "refresh")
+        )
+
+    def apiRefresh(self, expired: bool, expireAt: float, info: Optional[bytes]) -> None:
+        """The server API's refresh: end an expired connection (3005), or move its expiry and push C{refresh}."""
+        client = self._client
+        if client.closed:
+            return
+        if expired:
+            client.close(codes.DISCONNECT_EXPIRED)
+            return
+        self.apply(RefreshDecision(expireAt=expireAt, info=info))
+        client.send({"push": {"refresh": {"expires": True, "ttl": self.ttl()} if expireAt else {}}})
+
+    def _expired(self) -> None:
+        self._call = None
+        client = self._client
+        if not self.expireAt or self.expireAt > self._reactor.seconds() or client.closed:
+            return
+        if not self.serverRefresh:
+            client.close(codes.DISCONNECT_EXPIRED)
+            return
+
+        def refreshed(decision: RefreshDecision) -> None:
+            if decision.expired:
+                client.close(codes.DISCONNECT_EXPIRED)
+            else:
+                self.apply(decision)
+
+        client.policy.refreshing(client.connection(), "").addCallbacks(
+            refreshed, lambda f: client.close(codes.DISCONNECT_EXPIRED)
+        )

@@ -1,0 +1,323 @@
+# -*- test-case-name: tests.test_client_channels,tests.test_client -*-
+"""
+The subscriptions one client holds: how one is made once the policy accepted it (hub, presence, position in the
+stream), what reaches each (publications, positioned and maybe as Fossil deltas; join and leave), and how they end
+(unsubscribe, expiry, a lost position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional, Protocol
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from httpstream.client.host import ClientHost
+from httpstream.client.subscription import Subscription
+from httpstream.config import Config
+from httpstream.decisions import Connection, GrantedSubscription, Refused, SubscribeDecision, SubscribeRequest
+from httpstream.interfaces import IClient, IClientPolicy
+from httpstream.logs import Logger
+from httpstream.protocol import codes
+
+from httpstream.protocol.codes import (
+    DISCONNECT_INSUFFICIENT_STATE,
+    DISCONNECT_SUBSCRIPTION_EXPIRED,
+    UNSUBSCRIBE_EXPIRED,
+    UNSUBSCRIBE_INSUFFICIENT_STATE,
+)
+
+# The Subscribe push carries these SubscribeResult fields (client.proto Subscribe).
+_SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned", "data")
+
+
+class Holder(Protocol):
+    """The client, as its subscriptions use it."""
+
+    clientID: str
+    protocol: str
+    node: ClientHost
+    policy: IClientPolicy
+
+    @property
+    def closed(self) -> bool: ...
+
+    def connection(self) -> Connection: ...
+
+    def clientInfo(self, sub: Optional[Subscription] = None) -> dict[str, Any]: ...
+
+    def send(self, reply: dict[str, Any]) -> None: ...
+
+    def queue(self, message: bytes) -> None: ...
+
+    def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None: ...
+
+
+class Subscriptions(Mapping[str, Subscription]):
+    """A client's subscriptions by channel (subscribing ones included), read as a mapping."""
+
+    log = Logger()
+
+    def __init__(self, client: Holder, reactor: IReactorTime, config: Config) -> None:
+        self._client = client
+        self._reactor = reactor
+        self._config = config
+        self._subs: dict[str, Subscription] = {}
+        # The same client, as the node's hub holds it.
+        self._member: IClient = IClient(client)
+
+    def __getitem__(self, channel: str) -> Subscription:
+        return self._subs[channel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._subs)
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    # Subscribing
+
+    def subscribe(self, channel: str, request: dict[str, Any],
+                  granted: Optional[GrantedSubscription] = None) -> Deferred[dict[str, Any]]:
+        """
+        Run Centrifugo's subscribe for C{channel}: ask the policy, then join the hub, presence and the stream.
+        Fires with the SubscribeResult dict, or fails with L{Refused}. The caller sends the result, then calls
+        L{joined}.
+
+        @param request: the client's SubscribeRequest; for a server-side subscription (C{granted} set) only its
+            C{recover}, C{offset}, C{epoch} count (ConnectRequest.subs, the API's recover_since).
+        """
+        client, policy = self._client, self._client.policy
+        try:
+            options = policy.channelOptions(channel, granted is not None)
+        except Refused as e:
+            return fail(e)
+        if channel in self._subs:
+            return fail(Refused(codes.ERROR_ALREADY_SUBSCRIBED))
+        if granted is None and len(self._subs) >= self._config.client_channel_limit:
+            return fail(Refused(codes.ERROR_LIMIT_EXCEEDED))
+        if granted is None:
+            ask = SubscribeRequest(
+                channel, options, token=request.get("token", ""), data=request.get("data"),
+                recoverable=bool(request.get("recoverable")), positioned=bool(request.get("positioned")),
+                joinLeave=bool(request.get("join_leave")), delta=request.get("delta") == "fossil",
+            )
+        else:
+            ask = SubscribeRequest(channel, options, granted=granted)
+        d = policy.subscribing(client.connection(), ask)
+        return d.addCallback(lambda decision: self._join(Subscription(channel, options, serverSide=ask.serverSide),
+                                                         decision, request))
+
+    def _join(self, sub: Subscription, decision: SubscribeDecision,
+              request: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        client, node, channel = self._client, self._client.node, sub.channel
+        sub.chanInfo, sub.expireAt = decision.info, decision.expireAt
+        sub.presence, sub.joinLeave, sub.pushJoinLeave = decision.presence, decision.joinLeave, decision.pushJoinLeave
+        sub.recoverable, sub.positioned, sub.delta = decision.recoverable, decision.positioned, decision.delta
+        sub.serverRefresh = decision.serverRefresh
+        result: dict[str, Any] = {}
+        if decision.data is not None:
+            result["data"] = decision.data
+        self._subs[channel] = sub
+
+        def stillWanted(value: Any) -> Any:
+            # The client went away, or was unsubscribed, while the engine worked: go no further.
+            if self._subs.get(channel) is not sub:
+                raise Refused(codes.ERROR_INTERNAL)
+            return value
+
+        def failed(failure: Failure) -> Failure:
+            if self._subs.get(channel) is sub:
+                self.drop(channel)
+            return failure
+
+        d = node.addSubscription(channel, self._member).addCallback(stillWanted)
+        if sub.presence:
+            d.addCallback(lambda _: node.presence.add(channel, client.clientID, client.clientInfo(sub)))
+            d.addCallback(stillWanted)
+        if sub.positioned:
+            recovery = {key: request[key] for key in ("recover", "offset", "epoch") if key in request}
+            d.addCallback(lambda _: client.policy.position(sub, recovery, client.protocol))
+            d.addCallback(stillWanted)
+            d.addCallback(result.update)
+        d.addCallback(lambda _: self._result(sub, result))
+        return d.addErrback(failed)
+
+    def _result(self, sub: Subscription, result: dict[str, Any]) -> dict[str, Any]:
+        if sub.expireAt:
+            result["expires"] = True
+            result["ttl"] = max(0, int(sub.expireAt - self._reactor.seconds()))
+        if sub.recoverable:
+            result["recoverable"] = True
+        if sub.positioned:
+            result["positioned"] = True
+        if sub.delta:
+            result["delta"] = True
+        if not result.get("offset"):
+            result.pop("offset", None)
+        return result
+
+    def serverSubscribe(self, channel: str, request: dict[str, Any]) -> Deferred[None]:
+        """The server API's subscribe: subscribe server-side and tell the client with a C{subscribe} push."""
+        client = self._client
+        recovery: dict[str, Any] = {}
+        since = request.get("recover_since")
+        if isinstance(since, dict):
+            recovery = {"recover": True, "offset": since.get("offset", 0), "epoch": since.get("epoch", "")}
+        override = request.get("override") or {}
+        granted = GrantedSubscription(
+            info=request.get("info"), data=request.get("data"),
+            override={k: bool(v.get("value")) for k, v in override.items() if isinstance(v, dict)},
+        )
+
+        def subscribed(result: dict[str, Any]) -> None:
+            push = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
+            client.send({"push": {"channel": channel, "subscribe": push}})
+            self.joined(channel)
+
+        def failed(failure: Failure) -> None:
+            self.log.info("client {client}: server subscribe to {channel} failed: {error}",
+                          client=client.clientID, channel=channel, error=failure.getErrorMessage())
+
+        return self.subscribe(channel, recovery, granted).addCallbacks(subscribed, failed)
+
+    def joined(self, channel: str) -> None:
+        """The subscribe reply (or push) is out: deliver what waited for it, then announce the join."""
+        client = self._client
+        sub = self._subs.get(channel)
+        if sub is None or client.closed:
+            return
+        sub.subscribing = False
+        buffered, sub.buffered = sub.buffered, []
+        for frames in buffered:
+            self.deliverPublication(frames)
+        if sub.joinLeave and self._subs.get(channel) is sub and not client.closed:
+            # After the reply, so the subscriber may receive its own join.
+            client.node.joinLeave(channel, {"join": {"info": client.clientInfo(sub)}})
+
+    # Leaving
+
+    def leave(self, channel: str) -> None:
+        """Unsubscribe from C{channel} (nothing is sent to the client); subscribers hear the leave."""
+        sub = self._subs.get(channel)
+        if sub is None:
+            return
+        self.drop(channel)
+        if sub.joinLeave and not sub.subscribing:
+            self._client.node.joinLeave(channel, {"leave": {"info": self._client.clientInfo(sub)}})
+
+    def drop(self, channel: str) -> None:
+        """Forget C{channel}'s subscription: out of the hub and presence, without a leave."""
+        client, node = self._client, self._client.node
+        sub = self._subs.pop(channel, None)
+        if sub is None:
+            return
+        node.removeSubscription(channel, self._member)
+        if sub.presence:
+            node.background(node.presence.remove(channel, client.clientID)).addErrback(
+                lambda f: self.log.failure("presence remove {channel}", f, channel=channel)
+            )
+
+    def leaveAll(self) -> None:
+        for channel in list(self._subs):
+            self.leave(channel)
+
+    def serverUnsubscribe(self, channel: str, code: int, reason: str) -> None:
+        """End a subscription from the server side: an Unsubscribe push (client-side subs resubscribe >= 2500)."""
+        client = self._client
+        sub = self._subs.get(channel)
+        if sub is None or client.closed:
+            return
+        if sub.serverSide and code >= 2500:
+            client.close(DISCONNECT_INSUFFICIENT_STATE if code == UNSUBSCRIBE_INSUFFICIENT_STATE.code else DISCONNECT_SUBSCRIPTION_EXPIRED)
+            return
+        self.leave(channel)
+        client.send({"push": {"channel": channel, "unsubscribe": {"code": code, "reason": reason}}})
+
+    # Expiry and positions (on the client's presence timer)
+
+    def checkExpired(self) -> None:
+        """Unsubscribe (2501) channels whose subscription token ran out more than the grace period ago."""
+        now = self._reactor.seconds()
+        grace = self._config.client_expired_sub_close_delay
+        client = self._client
+        for channel, sub in list(self._subs.items()):
+            if not sub.expireAt or sub.expireAt > now:
+                continue
+            if sub.serverRefresh:
+                # The backend refreshes this subscription (Centrifugo's sub refresh proxy), not the client.
+                if not sub.refreshing:
+                    sub.refreshing = True
+                    client.policy.subRefreshing(client.connection(), channel, sub.options, "").addBoth(
+                        self._refreshed, channel, sub
+                    )
+            elif sub.expireAt + grace <= now:
+                self.serverUnsubscribe(channel, *UNSUBSCRIBE_EXPIRED)
+
+    def _refreshed(self, decision: Any, channel: str, sub: Subscription) -> None:
+        sub.refreshing = False
+        if self._client.closed or self._subs.get(channel) is not sub:
+            return
+        if isinstance(decision, Failure) or decision.expired:
+            self.serverUnsubscribe(channel, *UNSUBSCRIBE_EXPIRED)
+            return
+        sub.expireAt = decision.expireAt
+        if decision.info is not None or decision.replaceInfo:
+            sub.chanInfo = decision.info
+
+    def checkPositions(self, channels: Optional[list[str]] = None) -> None:
+        """
+        Unsubscribe (2500) positioned channels whose position no longer matches their stream's top: those due
+        for a check, or right away C{channels} (publications of which may have been missed).
+        """
+        for channel, sub in list(self._subs.items()):
+            if channels is not None and channel not in channels:
+                continue
+            d = self._client.policy.checkPosition(sub, channels is not None)
+            if d is not None:
+                d.addCallback(self._positionChecked, channel, sub)
+
+    def _positionChecked(self, valid: bool, channel: str, sub: Subscription) -> None:
+        if not valid and self._subs.get(channel) is sub:
+            self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
+
+    # What reaches a subscription
+
+    def deliverPublication(self, frames: Any) -> None:
+        client = self._client
+        channel = frames.channel
+        sub = self._subs.get(channel)
+        if sub is None or client.closed:
+            return
+        if sub.subscribing:
+            sub.buffered.append(frames)
+            return
+        offset = int(frames.publication.get("offset", 0) or 0)
+        if sub.positioned and offset:
+            if frames.epoch and sub.epoch and frames.epoch != sub.epoch:
+                self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
+                return
+            if offset <= sub.offset:
+                return  # already sent (recovery overlapping live publications)
+            if offset != sub.offset + 1:
+                self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
+                return
+            sub.offset = offset
+        variant = "plain"
+        if sub.delta:
+            base = frames.deltaBaseOffset()
+            variant = "delta" if base >= 0 and base == sub.deltaBase else "full"
+            sub.deltaBase = offset if offset else -1
+        frame = frames.frame(client.protocol, variant)
+        if frame is None:
+            client.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
+            return
+        client.queue(frame)
+
+    def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
+        sub = self._subs.get(channel)
+        # Not while subscribing: nothing of the channel may reach the client before its subscribe reply.
+        if sub is not None and sub.pushJoinLeave and not sub.subscribing and not self._client.closed:
+            self._client.queue(frame)

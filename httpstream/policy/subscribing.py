@@ -1,0 +1,128 @@
+# -*- test-case-name: tests.test_clientpolicy,tests.test_client_channels -*-
+"""
+Who may subscribe to a channel and what the subscription gets, from the configuration: the subscription token,
+else the subscribe proxy, else the namespace's permissions (Centrifugo's OnSubscribe), and the refresh of a
+subscription by a new token or the sub refresh proxy (OnSubRefresh).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+
+from httpstream.decisions import Connection, RefreshDecision, Refused, SubscribeDecision, SubscribeRequest
+from httpstream.policy.connecting import proxyRefusal
+from httpstream.policy.host import PolicyHost
+from httpstream.policy.proxy import ProxyContext, ProxySubscribeRequest
+from httpstream.policy.tokens import InvalidToken, SubscribeClaims, TokenExpired
+from httpstream.protocol import codes
+from httpstream.config import ChannelOptions
+
+
+def tokenMatches(claims: SubscribeClaims, channel: str, connection: Connection) -> bool:
+    """A subscription token is for this channel, this user, and (when it names one) this connection."""
+    return claims.channel == channel and claims.user == connection.user and claims.client in ("", connection.clientID)
+
+
+def subscribing(node: PolicyHost, connection: Connection, request: SubscribeRequest,
+                context: Callable[[], ProxyContext]) -> Deferred[SubscribeDecision]:
+    channel, options = request.channel, request.options
+    if request.granted is not None:
+        granted = request.granted
+        return succeed(_decide(node, connection, request, granted.info, granted.data, 0.0, granted.override))
+    if request.token:
+        now = node.reactor.seconds()
+        try:
+            claims = node.tokens.verifySubscribe(request.token, now)
+        except TokenExpired:
+            return fail(Refused(codes.ERROR_TOKEN_EXPIRED))
+        except InvalidToken:
+            return fail(Refused(codes.ERROR_PERMISSION_DENIED))
+        if not tokenMatches(claims, channel, connection):
+            return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
+        expireAt = 0.0
+        if claims.expireAt and not node.config.client_insecure:
+            if claims.expireAt <= now:
+                # exp admits the token but its expire_at is over: Centrifugo's "expired", as at connect.
+                return fail(Refused(codes.ERROR_EXPIRED))
+            expireAt = float(claims.expireAt)
+        return succeed(_decide(node, connection, request, claims.info, claims.data, expireAt, claims.override))
+    rules = node.rules
+    if rules.subscribeProxied(channel, options, False):
+        if not node.proxy.enabled("subscribe"):
+            return fail(Refused(codes.ERROR_NOT_AVAILABLE))
+        d = node.proxy.subscribe(context(), channel, ProxySubscribeRequest(data=request.data))
+
+        def proxied(reply: Optional[dict[str, Any]]) -> SubscribeDecision:
+            reply = reply or {}
+            expireAt = float(reply["expire_at"]) if reply.get("expire_at") else 0.0
+            return _decide(node, connection, request, reply.get("info"), reply.get("data"), expireAt,
+                           reply.get("override") or {})
+
+        return d.addErrback(proxyRefusal).addCallback(proxied)
+    error = rules.canSubscribe(connection.user, channel, options, False)
+    if error is not None:
+        return fail(Refused(error))
+    return succeed(_decide(node, connection, request, None, None, 0.0, {}))
+
+
+def _decide(node: PolicyHost, connection: Connection, request: SubscribeRequest, info: Optional[bytes],
+            data: Optional[bytes], expireAt: float, override: Mapping[str, bool]) -> SubscribeDecision:
+    """
+    What an accepted subscription gets: the channel options, but what the token, proxy or API overrides wins, and
+    what the client asks for counts only on its own subscribe, its permissions judged as Centrifugo's OnSubscribe
+    does, before the client is subscribed.
+    """
+    rules, options, channel, user = node.rules, request.options, request.channel, connection.user
+    serverSide = request.serverSide
+    historyAccess = not serverSide and rules.historyAccess(user, channel, options, False)
+    presenceAccess = not serverSide and rules.presenceAccess(user, channel, options, False)
+    forceRecovery = override.get("force_recovery", options.force_recovery)
+    forcePositioning = override.get("force_positioning", options.force_positioning)
+    recoverable = options.history and (
+        forceRecovery or (request.recoverable and (options.allow_recovery or historyAccess))
+    )
+    positioned = options.history and (
+        recoverable or forcePositioning or (request.positioned and (options.allow_positioning or historyAccess))
+    )
+    return SubscribeDecision(
+        info=info,
+        data=data,
+        expireAt=expireAt,
+        presence=override.get("presence", options.presence),
+        joinLeave=override.get("join_leave", options.join_leave),
+        pushJoinLeave=override.get("force_push_join_leave", options.force_push_join_leave) or (
+            request.joinLeave and options.join_leave and presenceAccess
+        ),
+        recoverable=recoverable,
+        positioned=positioned,
+        delta=request.delta and "fossil" in options.allowed_delta_types,
+        serverRefresh=options.proxy_sub_refresh and node.proxy.enabled("sub_refresh"),
+    )
+
+
+def subRefreshing(node: PolicyHost, connection: Connection, channel: str, options: ChannelOptions, token: str,
+                  context: Callable[[], ProxyContext]) -> Deferred[RefreshDecision]:
+    if not token:
+        # The subscription expired and the sub refresh proxy decides.
+        def refreshed(reply: Any) -> RefreshDecision:
+            return RefreshDecision(expired=bool(reply["expired"]), expireAt=float(reply["expire_at"] or 0),
+                                   info=reply.get("info"))
+
+        return node.proxy.subRefresh(context(), channel).addCallback(refreshed)
+    now = node.reactor.seconds()
+    try:
+        claims = node.tokens.verifySubscribe(token, now)
+    except TokenExpired:
+        # Centrifugo's handler answers "expired", which its client-side sub_refresh does not check: it takes the
+        # empty reply as is, a success without expiry that leaves the subscription without expiry and info.
+        return succeed(RefreshDecision(replaceInfo=True))
+    except InvalidToken:
+        return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
+    if not tokenMatches(claims, channel, connection):
+        return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
+    expireAt = 0.0 if node.config.client_insecure else float(claims.expireAt)
+    if expireAt and expireAt < now:
+        return fail(Refused(codes.ERROR_EXPIRED))
+    return succeed(RefreshDecision(expireAt=expireAt, info=claims.info, replaceInfo=True))
