@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         SubscribeRequest,
     )
     from httpstream.engines import HistoryResult
-    from httpstream.node.emulation import EmulationResult
+    from httpstream.emulation import EmulationResult
 
 
 class IOriginChecker(Interface):
@@ -168,7 +168,7 @@ class IClientPolicy(Interface):
         """Accept a client's publication (maybe with other data) or refuse it."""
 
     def presence(connection: "Connection", channel: str, options: "ChannelOptions",
-                 subscribed: bool) -> "Deferred[dict[str, dict]]":
+                 subscribed: bool) -> "Deferred[dict[str, dict[str, Any]]]":
         """The presence of C{channel} (client id -> ClientInfo dict), if the connection may read it."""
 
     def presenceStats(connection: "Connection", channel: str, options: "ChannelOptions",
@@ -176,7 +176,7 @@ class IClientPolicy(Interface):
         """The presence counts of C{channel} (C{num_clients}, C{num_users}), if the connection may read them."""
 
     def history(connection: "Connection", channel: str, options: "ChannelOptions", subscribed: bool,
-                since: Optional[dict], limit: int, reverse: bool) -> "Deferred[HistoryResult]":
+                since: Optional[dict[str, Any]], limit: int, reverse: bool) -> "Deferred[HistoryResult]":
         """
         C{channel}'s history as the client's history command asks (the limit capped as configured), if the
         connection may read it; a refused filter fails with L{Refused} (107, 112).
@@ -188,7 +188,7 @@ class IClientPolicy(Interface):
     def message(connection: "Connection", data: bytes) -> "Deferred[None]":
         """Take a client's asynchronous C{send}; refused with a disconnect when nobody takes them (3508)."""
 
-    def position(subscription: Any, recovery: dict, protocol: str) -> "Deferred[dict]":
+    def position(subscription: Any, recovery: dict[str, Any], protocol: str) -> "Deferred[dict[str, Any]]":
         """
         Where a positioned subscription starts in its stream, and what a recovering one missed: set the
         subscription's C{offset} and C{epoch} to the top, and fire with the SubscribeResult fields that say so

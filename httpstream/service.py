@@ -174,7 +174,7 @@ class HTTPStreamService(MultiService):
         @raise ConfigError: TLS is on and its certificate or key cannot be used.
         @raise ListenError: a description that does not parse (or names files that cannot be read).
         """
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._tuneGC = tuneGC
         self._configPath = configPath
         self.config = config
@@ -203,7 +203,7 @@ class HTTPStreamService(MultiService):
         from httpstream.engines.redis import RedisBroker, RedisPresence, RedisShard
 
         shard = RedisShard.fromConfig(reactor, config)
-        shard.setServiceParent(self)
+        shard.setServiceParent(self)  # type: ignore[no-untyped-call]
         self._shard = shard
         node = Node(
             config, reactor,
@@ -213,7 +213,7 @@ class HTTPStreamService(MultiService):
         )
         # Added after the shard: started after it, stopped before it (its "leave" still goes out).
         control = Control(reactor, node, ShardPubSub(shard), prefix=config.redis_prefix)
-        control.setServiceParent(self)
+        control.setServiceParent(self)  # type: ignore[no-untyped-call]
         node.useControl(control)
         return node
 
@@ -261,7 +261,7 @@ class HTTPStreamService(MultiService):
         self.port = ports[0]
         if self._tuneGC:
             tuneGarbageCollector()
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         # As Centrifugo, which starts its HTTP servers only once its node (and its broker's PUB/SUB) runs: the
         # port is bound (a taken port still fails start-up) but no connection is accepted before the engine is
         # up, or early clients would get error 100 for every subscribe. Connections waiting meanwhile stay in the

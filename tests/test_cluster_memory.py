@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.serverapi.api import APIError, ServerAPI
-from httpstream.cluster.control import memoryCluster
+from httpstream.cluster.memory import memoryCluster
 from httpstream.node.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.testing import FakeClient, FakeTransport, connectClient, encodeCommands, makeNode

@@ -28,11 +28,11 @@ from httpstream.cluster.control import (
     ControlTimeout,
     OpError,
     Reply,
-    memoryCluster,
 )
+from httpstream.cluster.memory import memoryCluster
 from httpstream.cluster.bus import IControlPubSub, MemoryBus, ShardPubSub, decodeMessage, encodeMessage
 from httpstream.interfaces import IEmulationForwarder
-from httpstream.node.emulation import EmulationResult
+from httpstream.emulation import EmulationResult
 from httpstream.node.node import Node
 from httpstream.interfaces import IClusterNodes
 from httpstream.testing import FakeClient

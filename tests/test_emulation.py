@@ -14,7 +14,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from httpstream.interfaces import IClusterNodes, IEmulationForwarder
-from httpstream.node.emulation import EmulationResult
+from httpstream.emulation import EmulationResult
 from httpstream.origin import OriginChecker
 from httpstream.testing import FakeClient, makeNode
 from httpstream.web.app import makeApp
@@ -96,7 +96,7 @@ class NodeEmulateTests(SynchronousTestCase):
 
     def test_useControlForwards(self) -> None:
         """Joining a cluster makes its control plane the forwarder."""
-        from httpstream.cluster.control import memoryCluster
+        from httpstream.cluster.memory import memoryCluster
 
         (control,) = memoryCluster(self.node.reactor, [self.node])
         self.node.useControl(control)

@@ -15,7 +15,7 @@ from zope.interface.interface import InterfaceClass
 from zope.interface.verify import verifyObject
 
 from httpstream import interfaces
-from httpstream.cluster.control import memoryCluster
+from httpstream.cluster.memory import memoryCluster
 from httpstream.engines import HistoryResult
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import (

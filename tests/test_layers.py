@@ -25,10 +25,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("httpstream.interfaces",),
     ("httpstream.logs", "httpstream.metrics", "httpstream.origin"),
     ("httpstream.config",),
+    ("httpstream.decisions", "httpstream.emulation"),
     ("httpstream.engines",),
-    ("httpstream.node",),
-    ("httpstream.policy",),
+    # The cluster and the policy reach the node through structural types (ControlledNode, PolicyHost): the node
+    # holds its control plane and provides its policy, so both sit below it.
     ("httpstream.cluster",),
+    ("httpstream.policy",),
+    ("httpstream.node",),
     ("httpstream.client",),
     ("httpstream.transports",),
     ("httpstream.serverapi",),

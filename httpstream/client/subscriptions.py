@@ -138,7 +138,7 @@ class Subscriptions(Mapping[str, Subscription]):
             d.addCallback(lambda _: node.presence.add(channel, client.clientID, client.clientInfo(sub)))
             d.addCallback(stillWanted)
         if sub.positioned:
-            recovery = {key: request[key] for key in ("recover", "offset", "epoch") if key in request}
+            recovery: dict[str, Any] = {key: request[key] for key in ("recover", "offset", "epoch") if key in request}
             d.addCallback(lambda _: client.policy.position(sub, recovery, client.protocol))
             d.addCallback(stillWanted)
             d.addCallback(result.update)

@@ -157,7 +157,7 @@ class Writer:
             # dropped in silence but ends (the owner's callback disconnects, and the client recovers).
             self.failed = True
             self.stop()
-            self._onWriteError(Failure())  # type: ignore[no-untyped-call]  # Twisted's Failure is untyped
+            self._onWriteError(Failure())
 
     def stop(self) -> None:
         """Drop whatever is queued and write nothing more (the connection is over)."""

@@ -19,106 +19,43 @@ compatibility only matters then); a foreign message that does not decode is igno
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from httpstream.cluster.bus import IControlPubSub, MemoryBus, decodeMessage, encodeMessage
-from httpstream.interfaces import IClusterNodes, IEmulationForwarder, ISessionRegistry
+from httpstream.cluster.bus import IControlPubSub, decodeMessage, encodeMessage
+from httpstream.cluster.replies import (
+    CODE_BAD_REQUEST,
+    CODE_ERROR,
+    CODE_NO_SESSION,
+    CODE_OK,
+    CODE_UNKNOWN_OP,
+    ControlledNode,
+    ControlStopped,
+    ControlTimeout,
+    OpError,
+    PendingRequest,
+    PendingSurvey,
+    Reply,
+)
+from httpstream.interfaces import IClusterNodes, IEmulationForwarder
 from httpstream.logs import Logger
-from httpstream.node.emulation import EmulationResult
+from httpstream.emulation import EmulationResult
 from httpstream.origin import OriginPatternError
 
 ANNOUNCE_INTERVAL = 3.0  # Centrifugo's node info send interval
 NODE_TTL = 7.0  # a node not announced for longer is forgotten
 REQUEST_TIMEOUT = 10.0  # Centrifugo's defaultSurveyTimeout
 
-# Reply codes. 0-2 are Centrifugo's emulation codes (emulation.go); the others are httpstream's.
-CODE_OK = 0
-CODE_BAD_REQUEST = 1
-CODE_NO_SESSION = 2
-CODE_UNKNOWN_OP = 3
-CODE_ERROR = 4  # the handler failed (logged on the node that ran it)
-
 # The server API methods acting on a user's connections, which must reach them on every node.
 USER_METHODS = frozenset({"disconnect", "unsubscribe", "subscribe", "refresh"})
 
 Handler = Callable[[Any, str], Any]
-
-
-class ControlledNode(Protocol):
-    """
-    What the control plane reads of its node: a structural type, so that this layer never imports the node's
-    module (L{httpstream.node.node.Node} is one; tests may pass lighter ones).
-    """
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def registry(self) -> ISessionRegistry: ...
-
-    def info(self) -> dict[str, Any]: ...
-
-    def channelCounts(self, pattern: str = "") -> dict[str, int]: ...
-
-    def emulate(self, session: str, nodeID: str, data: bytes) -> "Deferred[EmulationResult]": ...
-
-
-class OpError(Exception):
-    """Raised by an op handler: reply with this code (and result) instead of C{CODE_OK}."""
-
-    def __init__(self, code: int, result: Any = None) -> None:
-        super().__init__(code, result)
-        self.code = code
-        self.result = result
-
-
-class ControlTimeout(Exception):
-    """The target node did not reply in time (the emulation endpoint answers 500)."""
-
-
-class ControlStopped(Exception):
-    """The control plane stopped while a request was waiting for its reply."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One node's answer to a request: the node, a code (C{CODE_OK} when the op ran) and the op's result."""
-
-    node: str
-    code: int
-    result: Any = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the op ran (callers outside the cluster layer ask this, never the codes)."""
-        return self.code == CODE_OK
-
-
-# The control plane
-
-
-@dataclass
-class _Request:
-    deferred: Deferred[Reply]
-    target: str
-    timer: Optional[IDelayedCall] = None
-
-
-@dataclass
-class _Survey:
-    deferred: Deferred[dict[str, Reply]]
-    expected: set[str]
-    replies: dict[str, Reply] = field(default_factory=dict)
-    timer: Optional[IDelayedCall] = None
-    localDone: bool = False
 
 
 @implementer(IClusterNodes, IEmulationForwarder)
@@ -162,7 +99,7 @@ class Control(Service):
         # Other nodes: id -> (their last announced info, when it arrived).
         self._nodes: dict[str, tuple[dict[str, Any], float]] = {}
         self._lastID = 0
-        self._pending: dict[int, _Request | _Survey] = {}
+        self._pending: dict[int, PendingRequest | PendingSurvey] = {}
         self._loop: Optional[LoopingCall] = None
         self._userHandler: Optional[Callable[[str, dict[str, Any]], Any]] = None
         self._handlers: dict[str, Handler] = {
@@ -253,7 +190,7 @@ class Control(Service):
         if self._nodes.pop(origin, None) is not None:
             self.log.info("node {node} left", node=origin)
         for rid, entry in list(self._pending.items()):
-            if isinstance(entry, _Survey) and origin in entry.expected:
+            if isinstance(entry, PendingSurvey) and origin in entry.expected:
                 entry.expected.discard(origin)
                 self._surveyProgress(rid, entry)
 
@@ -340,7 +277,7 @@ class Control(Service):
         if target == self.nodeID:
             return self._run(op, payload, self.nodeID).addCallback(lambda answer: Reply(target, *answer))
         rid = self._newID()
-        entry = _Request(Deferred(), target)
+        entry = PendingRequest(Deferred(), target)
         # Registered before publishing: a reply may come back before publish returns.
         self._pending[rid] = entry
         entry.timer = self._reactor.callLater(
@@ -364,7 +301,7 @@ class Control(Service):
                 lambda answer: {self.nodeID: Reply(self.nodeID, *answer)}
             )
         rid = self._newID()
-        entry = _Survey(Deferred(), set(others))
+        entry = PendingSurvey(Deferred(), set(others))
         self._pending[rid] = entry
         entry.timer = self._reactor.callLater(self.requestTimeout if timeout is None else timeout, self._expire, rid)
         message = {"type": "request", "from": self.nodeID, "id": rid, "op": op, "payload": payload}
@@ -389,13 +326,13 @@ class Control(Service):
 
     def _expire(self, rid: int) -> None:
         entry = self._pending.pop(rid, None)
-        if isinstance(entry, _Request):
+        if isinstance(entry, PendingRequest):
             entry.deferred.errback(ControlTimeout(f"node {entry.target} did not reply"))
-        elif isinstance(entry, _Survey):
+        elif isinstance(entry, PendingSurvey):
             self.log.debug("survey {id}: no reply from {nodes}", id=rid, nodes=sorted(entry.expected))
             entry.deferred.callback(entry.replies)
 
-    def _surveyProgress(self, rid: int, entry: _Survey) -> None:
+    def _surveyProgress(self, rid: int, entry: PendingSurvey) -> None:
         if entry.localDone and not entry.expected and self._pending.get(rid) is entry:
             del self._pending[rid]
             if entry.timer is not None and entry.timer.active():
@@ -408,12 +345,12 @@ class Control(Service):
             return
         entry = self._pending.get(rid)
         reply = Reply(origin, code, message.get("result"))
-        if isinstance(entry, _Request) and entry.target == origin:
+        if isinstance(entry, PendingRequest) and entry.target == origin:
             del self._pending[rid]
             if entry.timer is not None and entry.timer.active():
                 entry.timer.cancel()
             entry.deferred.callback(reply)
-        elif isinstance(entry, _Survey):
+        elif isinstance(entry, PendingSurvey):
             # A node that joined after the survey started answers too: keep its reply, wait only for the others.
             entry.replies[origin] = reply
             entry.expected.discard(origin)
@@ -500,9 +437,3 @@ class Control(Service):
             return total
 
         return self.survey("channels", {"pattern": pattern}).addCallback(merge)
-
-
-def memoryCluster(clock: IReactorTime, nodes: Iterable[Any], **options: Any) -> list[Control]:
-    """Controls for C{nodes} sharing one L{MemoryBus} (not started): a cluster in one process, for tests."""
-    bus = MemoryBus()
-    return [Control(clock, node, bus.pubsub(), **options) for node in nodes]

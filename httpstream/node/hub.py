@@ -18,11 +18,11 @@ class Hub:
     def add(self, channel: str, client: IClient) -> bool:
         """Subscribe a client. @return: True when it is the channel's first local subscriber."""
         subscribers = self._subscribers.get(channel)
-        first = subscribers is None
-        if first:
-            subscribers = self._subscribers[channel] = {}
+        if subscribers is None:
+            self._subscribers[channel] = {client.clientID: client}
+            return True
         subscribers[client.clientID] = client
-        return first
+        return False
 
     def remove(self, channel: str, client: IClient) -> bool:
         """Unsubscribe a client. @return: True when the channel has no local subscriber left."""

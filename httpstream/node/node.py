@@ -20,7 +20,7 @@ from httpstream.policy.channels import ChannelError, ChannelRules
 from httpstream.config import Config
 from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
-from httpstream.node.emulation import EmulationResult
+from httpstream.emulation import EmulationResult
 from httpstream.node.hub import Hub
 from httpstream.interfaces import (
     IBroker,
@@ -221,11 +221,11 @@ class Node:
                 return result
 
             return self.broker.subscribe(channel).addBoth(settled)
-        waiters = self._subscribing.get(channel)
-        if waiters is None:
+        pending = self._subscribing.get(channel)
+        if pending is None:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
-        waiters.append(waiter)
+        pending.append(waiter)
         return waiter
 
     def removeSubscription(self, channel: str, client: IClient) -> None:
@@ -242,7 +242,7 @@ class Node:
         info: Optional[dict[str, Any]] = None,
         skipHistory: bool = False,
         tags: Optional[dict[str, str]] = None,
-    ) -> Deferred[dict]:
+    ) -> Deferred[dict[str, Any]]:
         """
         Publish C{data} to every subscriber of C{channel} on every node, into its history when it keeps one.
 

@@ -17,7 +17,7 @@ from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 
 from httpstream.logs import Logger
-from httpstream.node.emulation import EmulationResult
+from httpstream.emulation import EmulationResult
 from httpstream.protocol import DecodeError, decode_emulation
 from httpstream.transports._http import EmulationEndpoint, isProtobuf
 

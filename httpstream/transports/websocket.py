@@ -28,8 +28,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from httpstream.protocol import codes
-from httpstream.client.client import Client
-from httpstream.interfaces import IOriginChecker, ITransport
+from httpstream.interfaces import IClient, IOriginChecker, ITransport
 from httpstream.logs import Logger
 from httpstream.node.node import Node
 from httpstream.protocol.framing import varint_delimit
@@ -161,7 +160,7 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         super().__init__()
         self._protobuf = False
         self._transport: Optional[WebSocketTransport] = None
-        self._client: Optional[Client] = None
+        self._client: Optional[IClient] = None
 
     def onConnect(self, request: ConnectionRequest) -> Optional[str]:
         origin = request.headers.get("origin")

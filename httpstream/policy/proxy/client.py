@@ -66,13 +66,13 @@ def _defaultHTTPClient(reactor: Any) -> tuple[HTTPPoster, "HTTPConnectionPool"]:
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+    pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 255  # Centrifugo's DefaultMaxIdleConnsPerHost
     pool.cachedConnectionTimeout = 90  # Go's default idle connection timeout
     # No cookie memory: a Set-Cookie from the backend for one user must never ride along on another's request
     # (Go's http.Client has no jar). A Cookie header forwarded from the client still passes through untouched.
     jar = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
-    agent = Agent(reactor, pool=pool)  # type: ignore[no-untyped-call]
+    agent = Agent(reactor, pool=pool)
     # treq's post has more keywords than HTTPPoster names (and Agent is typed IAgent): it fits at run time.
     client = cast(HTTPPoster, HTTPClient(agent, cookiejar=jar))  # type: ignore[arg-type]
     return client, pool
@@ -143,7 +143,7 @@ class ProxyClient:
         """Close the idle connections of the default client's pool (nothing to do for an injected client)."""
         if self._pool is None:
             return succeed(None)
-        closed: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        closed: Deferred[None] = self._pool.closeCachedConnections()
         return closed
 
     # The six events.
