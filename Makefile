@@ -23,8 +23,10 @@ web/node_modules/.package-lock.json: web/package-lock.json
 run: $(INSTALLED) web/node_modules/.package-lock.json
 	$(VENV)/bin/twistd -n --pidfile= httpstream -c config.example.json
 
-# Every test: in-memory, real sockets, the official SDKs in Node (Redis started if it does not answer).
+# Every test: the types gate first (mypy, below), then in-memory, real sockets, the official SDKs in Node (Redis
+# started if it does not answer). tests/test_layers.py holds the import contract.
 test: $(INSTALLED) tests/sdk/node_modules/.package-lock.json redis
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The types gate: mypy --strict with the mypy-zope plugin over httpstream/ ([tool.mypy] in pyproject.toml).
