@@ -24,7 +24,7 @@ import time
 import tomllib
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pytest
@@ -97,7 +97,15 @@ def runScript(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def oneLineError(result: Result | subprocess.CompletedProcess[str], *expected: str) -> str:
+class Ran(Protocol):
+    """What a run left, in process (L{Result}) or as a process (C{subprocess.CompletedProcess}): same fields."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def oneLineError(result: Ran, *expected: str) -> str:
     """Assert the command failed with exit 1 and exactly one line on stderr (containing C{expected}); return it."""
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
