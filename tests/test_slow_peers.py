@@ -37,16 +37,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 # 1. The slow reader
 
+RATE = 400.0  # publications per second
+
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_slowReaderCutHealthyServed(startServer, transport: str) -> None:
     """
     20 healthy subscribers and one that stops reading (a 4 KiB receive buffer it never reads), ~1 KiB
-    publications at 200/s: the slow one is cut with 3008 and logged once; the healthy ones get all of them, in order;
-    the slow connection ends. Latencies and RSS are printed (bench/slowreader.py measures the same).
+    publications at 400/s: the slow one is cut with 3008 and logged once; the healthy ones get all of them, in order;
+    the slow connection ends. Latencies and RSS are printed (bench/slowreader.py measures the same, at 200/s).
     """
     server = startServer(serverSettings(queueMax=262144))
-    run = measure(server, transport)
+    # Twice the benchmark's rate halves the run: the slow reader is cut once the kernel's buffers (~2 MB on
+    # loopback) and its queue are full, which takes ~5 s at 400 KiB/s; a healthy reader would have to stall
+    # that long to be cut in its place.
+    run = measure(server, transport, rate=RATE)
     assert len(run.slowLines) == 1, f"3008 lines for {run.slowClient}: {run.slowLines}\n{server.output[-3000:]}"
     line = run.slowLines[0]
     assert "3008 slow" in line and "client_queue_max_size" in line and SLOW_USER in line and transport in line
