@@ -38,7 +38,7 @@ from httpstream.cli import main
 from httpstream.config import Config, load_config
 from httpstream.policy.tokens import TokenVerifier
 from httpstream.testing import MemoryServer
-from tests.serverprocess import ListeningProcess, twistdCommand
+from tests.serverprocess import ListeningProcess
 from tests.web.helpers import connectStream as connectMemoryStream, openStream
 from tests.wire import connectStream
 
