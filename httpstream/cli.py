@@ -401,7 +401,7 @@ def main(
             args = parser().parse_args(argv)
     except SystemExit as e:
         # Bad usage (2), or --help/--version (0): argparse's status, returned as every command's is.
-        return e.code if isinstance(e.code, int) else 1
+        return 0 if e.code is None else e.code if isinstance(e.code, int) else 1
     args.stdout, args.stderr = stdout, stderr
     args.environ = os.environ if environ is None else environ
     try:
