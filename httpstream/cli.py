@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -20,7 +21,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
 
 import orjson
 
@@ -41,15 +42,15 @@ class CommandError(Exception):
 # Configuration
 
 
-def _read(path: str) -> LoadedConfig:
+def _read(path: str, environ: Mapping[str, str]) -> LoadedConfig:
     try:
-        return read_config(path)
+        return read_config(path, environ)
     except ConfigError as e:
         raise CommandError(str(e)) from None
 
 
-def _load(path: str) -> tuple[Config, list[str]]:
-    loaded = _read(path)
+def _load(path: str, environ: Mapping[str, str]) -> tuple[Config, list[str]]:
+    loaded = _read(path, environ)
     return loaded.config, loaded.warnings
 
 
@@ -94,10 +95,10 @@ def _secret(size: int = 64) -> str:
 
 
 def cmdCheckconfig(args: argparse.Namespace) -> int:
-    loaded = _read(args.config)
+    loaded = _read(args.config, args.environ)
     _checkStartable(loaded.config)
     for warning in loaded.warnings:
-        _say(f"warning: {warning}")
+        _say(args.stderr, f"warning: {warning}")
     # As Centrifugo's --strict: unknown keys of the file fail; unknown CENTRIFUGO_* variables stay warnings.
     if args.strict and loaded.unknown_keys:
         raise CommandError(f"{args.config} has {len(loaded.unknown_keys)} unknown key(s) (--strict)")
@@ -118,12 +119,12 @@ def cmdGenconfig(args: argparse.Namespace) -> int:
     _write(path, dumpDocument(document, format, v6=not args.v5))
     # As Centrifugo: what was written must load, or it is removed.
     try:
-        config, _ = _load(str(path))
+        config, _ = _load(str(path), args.environ)
         _checkStartable(config)
     except CommandError:
         path.unlink()
         raise
-    print(f"wrote {path}: fresh token_hmac_secret_key and api_key; http_stream and sse on, port {config.port}")
+    _print(args, f"wrote {path}: fresh token_hmac_secret_key and api_key; http_stream and sse on, port {config.port}")
     return 0
 
 
@@ -132,10 +133,10 @@ def cmdDefaultconfig(args: argparse.Namespace) -> int:
     format = _format(path)
     if not args.dry_run:
         _refuseExisting(path)
-    config = _load(args.base)[0] if args.base else Config()
+    config = _load(args.base, args.environ)[0] if args.base else Config()
     data = dumpDocument(configDocument(config), format, v6=not args.v5)
     if args.dry_run:
-        sys.stdout.write(data.decode("utf-8"))
+        args.stdout.write(data.decode("utf-8"))
     else:
         _write(path, data)
     return 0
@@ -201,24 +202,25 @@ def _who(user: str) -> str:
 
 
 def cmdGentoken(args: argparse.Namespace) -> int:
-    config, _ = _load(args.config)
+    config, _ = _load(args.config, args.environ)
     token = _mint(config, args.user, args.ttl, {})
     if args.quiet:
-        sys.stdout.write(token)
+        args.stdout.write(token)
     else:
-        print(f"HMAC SHA-256 JWT for {_who(args.user)} {_describeTTL(args.ttl)}:\n{token}")
+        _print(args, f"HMAC SHA-256 JWT for {_who(args.user)} {_describeTTL(args.ttl)}:\n{token}")
     return 0
 
 
 def cmdGensubtoken(args: argparse.Namespace) -> int:
-    config, _ = _load(args.config)
+    config, _ = _load(args.config, args.environ)
     if not args.channel:
         raise CommandError("channel is required (-s CHANNEL)")
     token = _mint(config, args.user, args.ttl, {"channel": args.channel})
     if args.quiet:
-        sys.stdout.write(token)
+        args.stdout.write(token)
     else:
-        print(f'HMAC SHA-256 JWT for {_who(args.user)} and channel "{args.channel}" {_describeTTL(args.ttl)}:\n{token}')
+        who = f'{_who(args.user)} and channel "{args.channel}"'
+        _print(args, f"HMAC SHA-256 JWT for {who} {_describeTTL(args.ttl)}:\n{token}")
     return 0
 
 
@@ -247,7 +249,7 @@ def _expiry(expireAt: int) -> str:
 def _check(args: argparse.Namespace, verify: Callable[[Any, str, float], Any]) -> Any:
     from httpstream.policy.tokens import InvalidToken, TokenExpired
 
-    config, _ = _load(args.config)
+    config, _ = _load(args.config, args.environ)
     verifier = _verifier(config)
     try:
         return verify(verifier, args.token, time.time())
@@ -259,21 +261,21 @@ def _check(args: argparse.Namespace, verify: Callable[[Any, str, float], Any]) -
 
 def cmdChecktoken(args: argparse.Namespace) -> int:
     claims = _check(args, lambda verifier, token, now: verifier.verifyConnect(token, now))
-    print(f"valid token for {_who(claims.user)}, {_expiry(claims.expireAt)}")
-    print(f"payload: {_payload(args.token).decode('utf-8')}")
+    _print(args, f"valid token for {_who(claims.user)}, {_expiry(claims.expireAt)}")
+    _print(args, f"payload: {_payload(args.token).decode('utf-8')}")
     return 0
 
 
 def cmdChecksubtoken(args: argparse.Namespace) -> int:
     claims = _check(args, lambda verifier, token, now: verifier.verifySubscribe(token, now))
     who = f'{_who(claims.user)} and channel "{claims.channel}"'
-    print(f"valid subscription token for {who}, {_expiry(claims.expireAt)}")
-    print(f"payload: {_payload(args.token).decode('utf-8')}")
+    _print(args, f"valid subscription token for {who}, {_expiry(claims.expireAt)}")
+    _print(args, f"payload: {_payload(args.token).decode('utf-8')}")
     return 0
 
 
 def cmdVersion(args: argparse.Namespace) -> int:
-    print(versionText())
+    _print(args, versionText())
     return 0
 
 
@@ -364,23 +366,49 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _say(line: str) -> None:
-    sys.stderr.write(f"httpstream: {line}\n")
+def _say(stderr: TextIO, line: str) -> None:
+    stderr.write(f"httpstream: {line}\n")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The console script: run one command, return its exit status."""
+def _print(args: argparse.Namespace, line: str) -> None:
+    args.stdout.write(f"{line}\n")
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    stdout: Optional[TextIO] = None,
+    stderr: Optional[TextIO] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> int:
+    """
+    The console script: run one command, return its exit status.
+
+    @param argv: the arguments after the program name (default C{sys.argv[1:]}).
+    @param stdout: where a command's output goes (default C{sys.stdout}).
+    @param stderr: where the one-line errors, warnings and argparse's usage go (default C{sys.stderr}).
+    @param environ: the environment the config is read with, C{CENTRIFUGO_*} included (default C{os.environ}).
+        Relative paths are the current directory's, as for any command.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
     if argv[:1] == ["serve"]:
         # Everything after "serve" is twistd httpstream's, --help included: argparse would claim "-c" and "-h".
         serve(argv[1:])
-    args = parser().parse_args(argv)
+    try:
+        # argparse writes its usage, help and --version to sys.stdout/sys.stderr and has no parameter for them.
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser().parse_args(argv)
+    except SystemExit as e:
+        # Bad usage (2), or --help/--version (0): argparse's status, returned as every command's is.
+        return 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+    args.stdout, args.stderr = stdout, stderr
+    args.environ = os.environ if environ is None else environ
     try:
         status: int = args.run(args)
         return status
     except CommandError as e:
-        _say(str(e))
+        _say(stderr, str(e))
         return 1
     except KeyboardInterrupt:
         return 130
-

@@ -1,6 +1,10 @@
 """
-The ``httpstream`` console script: each command run as an operator runs it (the venv's entry point, in a scratch
-directory, on real files), its output, its exit status, and its one-line errors.
+The ``httpstream`` console script: each command run as an operator runs it (in a scratch directory, on real files,
+with the environment given), its output, its exit status, and its one-line errors.
+
+The commands run in this process, through L{httpstream.cli.main}'s streams and environment; a few tests run the
+installed console script itself (and twistd, which C{serve} becomes) to show that the real process behaves as
+the in-process runs do.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import os
 import signal
@@ -19,17 +24,23 @@ import time
 import tomllib
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pytest
 import yaml
+from twisted.internet.testing import MemoryReactorClock
+from twisted.scripts.twistd import ServerOptions
 
 import httpstream
+from httpstream import tap
+from httpstream.cli import main
 from httpstream.config import Config, load_config
 from httpstream.policy.tokens import TokenVerifier
-from tests.serverprocess import ListeningProcess, twistdCommand
-from tests.wire import Stream, connectStream, request
+from httpstream.testing import MemoryServer
+from tests.serverprocess import ListeningProcess
+from tests.web.helpers import connectStream as connectMemoryStream, openStream
+from tests.wire import connectStream
 
 SECRET = "cli-test-secret-0123456789abcdef0123456789"
 RSA_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
@@ -55,15 +66,46 @@ def cleanEnv(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("CENTRIFUGO_")}, **extra}
 
 
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the script; C{env} adds variables to L{cleanEnv}."""
-    environ = cleanEnv(**(env or {}))
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What an operator sees of one command: as L{subprocess.CompletedProcess}'s fields."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    """
+    Run a command in this process, in C{cwd}; C{env} adds variables to L{cleanEnv}. An exception that escapes
+    C{main} (what would be a traceback) fails the test.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        status = main(list(args), stdout, stderr, cleanEnv(**(env or {})))
+    finally:
+        os.chdir(previous)
+    return Result(status, stdout.getvalue(), stderr.getvalue())
+
+
+def runScript(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script in its own process."""
     return subprocess.run(
-        httpstreamCommand() + list(args), cwd=cwd, env=environ, capture_output=True, text=True, timeout=60
+        httpstreamCommand() + list(args), cwd=cwd, env=cleanEnv(), capture_output=True, text=True, timeout=60
     )
 
 
-def oneLineError(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+class Ran(Protocol):
+    """What a run left, in process (L{Result}) or as a process (C{subprocess.CompletedProcess}): same fields."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def oneLineError(result: Ran, *expected: str) -> str:
     """Assert the command failed with exit 1 and exactly one line on stderr (containing C{expected}); return it."""
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
@@ -99,28 +141,39 @@ def hs256(claims: dict[str, Any], secret: str) -> str:
 # version
 
 
-def test_versionIsThePackagesVersion(tmp_path: Path) -> None:
-    result = run(tmp_path, "version")
+def test_consoleScriptRunsAsInProcess(tmp_path: Path) -> None:
+    """The installed script: the in-process runs' output, exit statuses and one-line errors are its own."""
+    result = runScript(tmp_path, "version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"httpstream v{httpstream.__version__} (Python ")
     # One source: the installed distribution's metadata is read from httpstream.__version__.
     assert metadata.version("httpstream") == httpstream.__version__
-    assert run(tmp_path, "--version").stdout == result.stdout
+    assert run(tmp_path, "--version") == Result(0, result.stdout, "")
+    assert run(tmp_path, "version") == Result(0, result.stdout, "")
+    usage = runScript(tmp_path, "nosuchcommand")
+    assert usage.returncode == 2 and "usage: httpstream" in usage.stderr
+    assert run(tmp_path, "nosuchcommand") == Result(2, "", usage.stderr)
+    refused = runScript(tmp_path, "checkconfig", "-c", "absent.json")
+    assert oneLineError(refused, "cannot read config file") == oneLineError(run(tmp_path, "checkconfig", "-c",
+                                                                                "absent.json"))
 
 
-def test_twistdPluginVersionIsHttpstreams(tmp_path: Path) -> None:
-    result = subprocess.run(
-        twistdCommand() + ["httpstream", "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"httpstream v{httpstream.__version__} ")
+def twistdOptions(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Parse twistd's command line in this process, as twistd does (its plugins found the same way)."""
+    with pytest.raises(SystemExit) as exited:
+        ServerOptions().parseOptions(list(args))
+    return exited.value.code, capsys.readouterr().out  # type: ignore[return-value]
 
 
-def test_twistdHelpPointsAtAnExampleThatExists(tmp_path: Path) -> None:
-    result = subprocess.run(
-        twistdCommand() + ["httpstream", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    text = " ".join(result.stdout.split())
+def test_twistdPluginVersionIsHttpstreams(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out = twistdOptions(capsys, "httpstream", "--version")
+    assert status == 0
+    assert out.startswith(f"httpstream v{httpstream.__version__} ")
+
+
+def test_twistdHelpPointsAtAnExampleThatExists(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out = twistdOptions(capsys, "httpstream", "--help")
+    text = " ".join(out.split())
     assert "httpstream genconfig" in text
     shipped = Path(text.split("Example config: ")[1].split()[0])
     config, warnings = load_config(shipped, environ={})
@@ -150,10 +203,12 @@ def test_badUsageIsUsageAndExit2(tmp_path: Path, args: tuple[str, ...]) -> None:
 # checkconfig
 
 
-def test_checkconfigAcceptsAGoodConfigSilently(tmp_path: Path) -> None:
+def test_checkconfigAcceptsAGoodConfigSilently(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     writeConfig(tmp_path, {"token_hmac_secret_key": SECRET, "http_stream": True})
     result = run(tmp_path, "checkconfig")  # -c defaults to config.json, as Centrifugo's
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    # Nor did building the node print anything past main's streams (a log line, a warning).
+    assert capfd.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize(
@@ -167,15 +222,19 @@ def test_checkconfigAcceptsAGoodConfigSilently(tmp_path: Path) -> None:
         ({"tls": True, "tls_cert": "absent.pem", "tls_key": "absent.key"}, '"tls_cert"'),
     ],
 )
-def test_checkconfigRefusesWithStartupsLine(tmp_path: Path, document: dict[str, Any], expected: str) -> None:
+def test_checkconfigRefusesWithStartupsLine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, Any], expected: str
+) -> None:
     path = writeConfig(tmp_path, document)
     line = oneLineError(run(tmp_path, "checkconfig", "-c", str(path)), expected)
-    startup = subprocess.run(
-        twistdCommand() + ["-n", "--pidfile=", "httpstream", "-c", str(path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )
-    assert startup.returncode == 1
-    assert startup.stderr.strip() == line
+    # Start-up as twistd runs it (its options, then makeService), in this process: the same line, exit 1.
+    # tests/test_tap.py shows the real twistd process printing that line and exiting 1.
+    with pytest.raises(SystemExit) as exited:
+        options = tap.Options()
+        options.parseOptions(["-c", str(path)])
+        tap.makeService(options, MemoryReactorClock())
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.strip() == line
 
 
 def test_checkconfigMissingOrUnparsableFile(tmp_path: Path) -> None:
@@ -271,40 +330,33 @@ def test_genconfigUnwritableOrWrongExtension(tmp_path: Path) -> None:
 
 def test_genconfigAndGentokenMakeAWorkingServer(tmp_path: Path) -> None:
     """
-    The generated config starts a server that verifies gentoken's JWT: its token connects over http_stream as its
-    user (the server API, with the generated api_key, disconnects that user), a forged one is refused.
+    The generated config makes a server that verifies gentoken's JWT: its token connects over http_stream as its
+    user (the server API, with the generated api_key, disconnects that user), a forged one is refused. (The server
+    is built from the file as twistd builds it, in memory; test_serveRunsTwistdHttpstream runs the real one.)
     """
     assert run(tmp_path, "genconfig").returncode == 0
     path = tmp_path / "config.json"
     document = json.loads(path.read_text())
-    document.update({"address": "127.0.0.1", "port": 0})
-    path.write_text(json.dumps(document))
     token = run(tmp_path, "gentoken", "-u", "alice", "-q").stdout
-    with ListeningProcess(httpstreamCommand() + ["serve", "-c", str(path)], cwd=tmp_path, env=cleanEnv()) as server:
-        server.waitForPort(timeout=60)
-        forged, refused = connectStreamRaw(server.port, hs256({"sub": "alice"}, "wrong-secret-0123456789abcdef01234"))
+    options = tap.Options()
+    options.parseOptions(["-c", str(path)])
+    with MemoryServer(options.config) as server:
+        forged = openStream(
+            server, orjson.dumps({"id": 1, "connect": {"token": hs256({"sub": "alice"},
+                                                                       "wrong-secret-0123456789abcdef01234")}})
+        )
+        assert forged.received()[0] == {"push": {"disconnect": {"code": 3500, "reason": "invalid token"}}}
         forged.close()
-        assert refused == {"push": {"disconnect": {"code": 3500, "reason": "invalid token"}}}
-        stream, result = connectStream(server.port, token=token)
+        stream, result = connectMemoryStream(server, token=token)
         assert result["client"]
         apiKey = document["http_api"]["key"]
-        answer = request(
-            server.port, "POST", "/api/disconnect", orjson.dumps({"user": "alice"}),
-            {"X-API-Key": apiKey, "Content-Type": "application/json"},
+        answer = server.request(
+            "POST", "/api/disconnect", {"X-API-Key": apiKey, "Content-Type": "application/json"},
+            orjson.dumps({"user": "alice"}),
         )
-        assert answer.status == 200 and orjson.loads(answer.body()) == {"result": {}}
-        answer.close()
-        pushes = []
-        while (messages := stream.messages()) is not None:
-            pushes.extend(messages)
-        stream.close()
-        assert any("disconnect" in message.get("push", {}) for message in pushes), pushes
-
-
-def connectStreamRaw(port: int, token: str) -> tuple[Stream, dict[str, Any]]:
-    """Connect with a token the server may refuse; return the stream and its first message, whatever it is."""
-    stream = Stream(port, orjson.dumps({"id": 1, "connect": {"token": token}}))
-    return stream, stream.next()
+        assert answer.status == 200 and orjson.loads(answer.body) == {"result": {}}
+        assert any("disconnect" in message.get("push", {}) for message in stream.received()), stream.received()
+        assert stream.response.complete  # the stream ended
 
 
 # defaultconfig
@@ -498,7 +550,7 @@ def test_serveRunsTwistdHttpstream(tmp_path: Path) -> None:
 
 
 def test_serveBadConfigIsStartupsError(tmp_path: Path) -> None:
-    oneLineError(run(tmp_path, "serve", "-c", "absent.json"), "cannot read config file")
+    oneLineError(runScript(tmp_path, "serve", "-c", "absent.json"), "cannot read config file")
 
 
 def test_checkconfigNeverPrintsSecrets(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -36,16 +37,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 # 1. The slow reader
 
+RATE = 400.0  # publications per second
+
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_slowReaderCutHealthyServed(startServer, transport: str) -> None:
     """
     20 healthy subscribers and one that stops reading (a 4 KiB receive buffer it never reads), ~1 KiB
-    publications at 200/s: the slow one is cut with 3008 and logged once; the healthy ones get all of them, in order;
-    the slow connection ends. Latencies and RSS are printed (bench/slowreader.py measures the same).
+    publications at 400/s: the slow one is cut with 3008 and logged once; the healthy ones get all of them, in order;
+    the slow connection ends. Latencies and RSS are printed (bench/slowreader.py measures the same, at 200/s).
     """
     server = startServer(serverSettings(queueMax=262144))
-    run = measure(server, transport)
+    # Twice the benchmark's rate halves the run: the slow reader is cut once the kernel's buffers (~2 MB on
+    # loopback) and its queue are full, which takes ~5 s at 400 KiB/s; a healthy reader would have to stall
+    # that long to be cut in its place.
+    run = measure(server, transport, rate=RATE)
     assert len(run.slowLines) == 1, f"3008 lines for {run.slowClient}: {run.slowLines}\n{server.output[-3000:]}"
     line = run.slowLines[0]
     assert "3008 slow" in line and "client_queue_max_size" in line and SLOW_USER in line and transport in line
@@ -294,20 +300,38 @@ def test_trickledBodyCut(deadlineServer: ServerProcess) -> None:
     print(f"\ntrickled body cut after {took:.2f}s (http_server_read_timeout {READ_TIMEOUT}s)")
 
 
+@pytest.fixture(scope="module")
+def idleSubscribers(deadlineServer: ServerProcess) -> Iterator[dict[str, Subscriber]]:
+    """
+    One subscriber per transport, opened together and left idle for twice both deadlines: each transport's test
+    below checks its own, so the four share one wait instead of waiting in turn.
+    """
+    subscribers: dict[str, Subscriber] = {}
+    try:
+        for transport in TRANSPORTS:
+            subscribers[transport] = Subscriber(transport, deadlineServer.port, f"patient-{transport}", [CHANNEL])
+        time.sleep(2 * READ_TIMEOUT + 0.5)
+        yield subscribers
+    finally:
+        for subscriber in subscribers.values():
+            subscriber.close()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_openConnectionsOutliveDeadlines(deadlineServer: ServerProcess, transport: str) -> None:
+def test_openConnectionsOutliveDeadlines(
+    deadlineServer: ServerProcess, idleSubscribers: dict[str, Subscriber], transport: str
+) -> None:
     """Streams and WebSockets are past their request phase: idle for twice both deadlines, they still deliver."""
     api = API(deadlineServer.port)
-    subscriber = Subscriber(transport, deadlineServer.port, "patient", [CHANNEL])
+    subscriber = idleSubscribers[transport]
+    n = 7 + TRANSPORTS.index(transport)  # each test's own publication: the subscribers share the channel
     try:
-        time.sleep(2 * READ_TIMEOUT + 0.5)
-        api.call("publish", {"channel": CHANNEL, "data": {"pad": "", "n": 7, "ts": time.time()}})
+        api.call("publish", {"channel": CHANNEL, "data": {"pad": "", "n": n, "ts": time.time()}})
         subscriber.sock.setblocking(True)
         subscriber.sock.settimeout(10)
-        while 7 not in subscriber.received:
+        while n not in subscriber.received:
             data = subscriber.sock.recv(65536)
             assert data, f"{transport} closed"
             subscriber.feed(data, time.time())
     finally:
-        subscriber.close()
         api.close()

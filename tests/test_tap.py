@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import subprocess
 import time
@@ -13,17 +15,21 @@ import pytest
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
-from twisted.logger import LogLevel, formatEvent
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from twisted.scripts.twistd import ServerOptions
 from zope.interface.verify import verifyObject
 
 from httpstream.config import config_from_dict
 from httpstream.logs import setLogLevel, threshold
 from httpstream.tap import HTTPStreamService, ListenError, Options, configListenDescription, makeService
+from httpstream.testing import MemoryServer
 from tests.serverprocess import twistdCommand
 from tests.tlscerts import selfSigned
+from tests.web.helpers import connectStream
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,58 +38,115 @@ def twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(twistdCommand() + ["-n", "--pidfile=", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-def test_helpDocumentsConfigOption(tmp_path: Path) -> None:
-    result = subprocess.run(twistdCommand() + ["httpstream", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
-    assert "-c, --config=" in result.stdout
-    assert "config.json" in result.stdout
+def test_helpDocumentsConfigOption(capsys: pytest.CaptureFixture[str]) -> None:
+    # twistd's own option parsing, in this process: the plugin is found as twistd finds it.
+    with pytest.raises(SystemExit) as exited:
+        ServerOptions().parseOptions(["httpstream", "--help"])
+    assert exited.value.code in (None, 0)
+    out = capsys.readouterr().out
+    assert "-c, --config=" in out
+    assert "config.json" in out
 
 
-@pytest.mark.parametrize(
-    "content,expected",
-    [
-        (None, "cannot read config file"),
-        ("{not json", "cannot parse config file"),
-        ('{"port": "eighty"}', "port"),
-        ('{"ping_interval": "soon"}', "ping_interval"),
-        ('{"ping_interval": "5s", "pong_timeout": "8s"}', "pong_timeout"),
-    ],
-)
-def test_badConfigIsOneLineAndNonZeroExit(tmp_path: Path, content: str | None, expected: str) -> None:
+BAD_CONFIGS = [
+    (None, "cannot read config file"),
+    ("{not json", "cannot parse config file"),
+    ('{"port": "eighty"}', "port"),
+    ('{"ping_interval": "soon"}', "ping_interval"),
+    ('{"ping_interval": "5s", "pong_timeout": "8s"}', "pong_timeout"),
+    # Refused when the service is built (the TLS set-up), not by the file's reader.
+    ('{"tls": true, "tls_cert": "absent.pem", "tls_key": "absent.key"}', '"tls_cert"'),
+]
+
+
+def writeBad(tmp_path: Path, content: str | None) -> Path:
     path = tmp_path / "config.json"
     if content is not None:
         path.write_text(content)
-    result = twistd("httpstream", "--config", str(path), cwd=tmp_path)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    return path
+
+
+def assertOneLine(stderr: str, expected: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("httpstream: ") and expected in lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
+    assert "Traceback" not in stderr
 
 
-def test_unknownKeyIsAWarning(startServer) -> None:
-    server = startServer({"no_such_option": 1})
-    assert 'config key "no_such_option" is unknown' in server.output
-    assert server.alive()
+@pytest.mark.parametrize("content,expected", BAD_CONFIGS)
+def test_badConfigIsOneLineAndNonZeroExit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, expected: str
+) -> None:
+    """twistd's start-up in this process (the plugin's options, then makeService): one line and exit status 1."""
+    path = writeBad(tmp_path, content)
+    with pytest.raises(SystemExit) as exited:
+        options = Options()
+        options.parseOptions(["--config", str(path)])
+        makeService(options, MemoryReactor())
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assertOneLine(err, expected)
+    assert "Traceback" not in out
 
 
-def test_logLevelErrorStillAnnouncesPort(startServer) -> None:
-    server = startServer({"log_level": "error"})
-    from tests.wire import connectStream
-
-    stream, result = connectStream(server.port)
-    stream.close()
-    assert "listening on http://127.0.0.1:" in server.output
-    assert f"client {result['client']} connected" not in server.output  # a debug line, filtered out
-
-
-def test_portInUseExitsNonZero(startServer, tmp_path: Path) -> None:
-    first = startServer()
-    path = tmp_path / "taken.json"
-    path.write_text(json.dumps({"address": "127.0.0.1", "port": first.port}))
-    result = twistd("httpstream", "-c", str(path), cwd=tmp_path)
+@pytest.mark.parametrize("content,expected", [BAD_CONFIGS[0], BAD_CONFIGS[-1]])
+def test_twistdProcessRefusesBadConfigWithOneLine(tmp_path: Path, content: str | None, expected: str) -> None:
+    """The real twistd process: a refusal of the file's reader and one of the service's, each one line, exit 1."""
+    result = twistd("httpstream", "--config", str(writeBad(tmp_path, content)), cwd=tmp_path)
     assert result.returncode == 1
-    assert "address already in use" in result.stdout + result.stderr
+    assertOneLine(result.stderr, expected)
+    assert "Traceback" not in result.stdout
+
+
+def test_unknownKeyIsAWarning() -> None:
+    with MemoryServer({"no_such_option": 1, "http_stream": True, "allow_anonymous_connect_without_token": True}) \
+            as server:
+        assert 'config key "no_such_option" is unknown' in server.logged
+        stream, result = connectStream(server)
+        assert result["client"]
+        stream.close()
+
+
+def test_logLevelErrorStillAnnouncesPort() -> None:
+    with MemoryServer({"log_level": "error", "http_stream": True, "allow_anonymous_connect_without_token": True}) \
+            as server:
+        stream, result = connectStream(server)
+        stream.close()
+        assert "listening on http://" in server.logged  # (the memory reactor's port is 0.0.0.0)
+        assert result["client"] and f"client {result['client']}" not in server.logged  # debug lines, filtered out
+    with MemoryServer({"log_level": "debug", "http_stream": True, "allow_anonymous_connect_without_token": True}) \
+            as server:
+        stream, result = connectStream(server)
+        stream.close()
+        assert f"client {result['client']} connected" in server.logged  # what the filter would have shown
+
+
+class TakenPortReactor(MemoryReactor):  # type: ignore[misc]
+    """A reactor whose every port is taken, as the kernel says when another process holds it."""
+
+    def listenTCP(self, port: int, factory: object, backlog: int = 50, interface: str = "") -> object:
+        raise CannotListenError(interface, port, OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE)))
+
+
+def test_portInUseExitsNonZero() -> None:
+    """
+    Under twistd (the process is the service's) a taken port is one error line and exit 1; embedded, the error is
+    the embedding program's. (tests/test_listening.py takes a real port from a real twistd.)
+    """
+    config, _ = config_from_dict({"address": "127.0.0.1", "port": 8123})
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            HTTPStreamService(config, TakenPortReactor(), tuneGC=True).startService()
+        assert exited.value.code == 1
+        with pytest.raises(CannotListenError):
+            HTTPStreamService(config, TakenPortReactor()).startService()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        setLogLevel("info")
+    errors = [formatEvent(e) for e in events if e.get("log_level") in (LogLevel.error, LogLevel.critical)]
+    assert errors == ["cannot listen on 127.0.0.1:8123: address already in use"]
 
 
 def test_exampleConfigIsValid() -> None:
