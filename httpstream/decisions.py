@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clientpolicy -*-
+# -*- test-case-name: tests.client.test_clientpolicy -*-
 """
 The values a client and its policy (L{httpstream.interfaces.IClientPolicy}) exchange: what a connection is, what
 it asks for, and what the policy decided (Centrifuge's ``events.go`` requests and replies).

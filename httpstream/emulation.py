@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_emulation -*-
+# -*- test-case-name: tests.node.test_emulation -*-
 """
 What became of one emulation request: the answer of L{httpstream.node.node.Node.emulate}.
 

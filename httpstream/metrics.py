@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_metrics -*-
+# -*- test-case-name: tests.web.test_metrics -*-
 """
 Prometheus metrics of one node, named in the style of Centrifugo's (``centrifugo_node_num_clients``,
 ``centrifugo_client_command_duration_seconds``) with the prefix ``httpstream_``.

@@ -16,7 +16,7 @@ from httpstream.config import config_from_dict
 from httpstream.node.node import Node
 from httpstream.policy.proxy import ProxyClient
 from httpstream.testing import FakeTransport, decodeReply
-from tests.test_client import NOW, SECRET, ClientHelpers, token
+from tests.client.test_client import NOW, SECRET, ClientHelpers, token
 
 __all__ = ["NOW", "SECRET", "ChannelHelpers", "token"]
 

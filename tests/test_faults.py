@@ -7,7 +7,7 @@ both, publications through both); and on one node with every subscriber's TCP co
 times (``ss -K``). Every subscriber must end with every number once, in order.
 
 The cluster test needs Redis on 127.0.0.1:6379 (database 9, a key prefix of its own, deleted afterwards), as
-tests/test_cluster.py.
+tests/cluster/test_cluster.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from tests.serverprocess import ServerProcess
-from tests.test_cluster import KEY, Cluster, startCluster  # noqa: F401  (startCluster: a fixture)
+from tests.cluster.test_cluster import KEY, Cluster, startCluster  # noqa: F401  (startCluster: a fixture)
 from tests.test_sdk_http_stream import SDK, ScenarioProcess, by, node, token  # noqa: F401  (node: a fixture)
 
 SCRIPT = SDK / "faults.mjs"

@@ -3,7 +3,7 @@ One of two real nodes on Redis killed with -9 while publications flow: the other
 faults.mjs, WebSocket and http_stream) are unaffected (no disconnect, every publication once, in order), and the
 dead node's clients leave the cluster's presence within global_presence_ttl, as no node refreshes them any more.
 
-Needs Redis on 127.0.0.1:6379 (database 9, a key prefix of its own, deleted afterwards), as tests/test_cluster.py.
+Needs Redis on 127.0.0.1:6379 (database 9, a key prefix of its own, deleted afterwards), as tests/cluster/test_cluster.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from tests.test_cluster import KEY, Cluster, api, startCluster  # noqa: F401  (startCluster: a fixture)
+from tests.cluster.test_cluster import KEY, Cluster, api, startCluster  # noqa: F401  (startCluster: a fixture)
 from tests.test_faults import Publisher, Swarm, clientSpecs, swarms  # noqa: F401  (swarms: a fixture)
 from tests.test_faults_redis import Fault
 from tests.test_sdk_http_stream import by, node  # noqa: F401  (node: a fixture)

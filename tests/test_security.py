@@ -38,7 +38,7 @@ from httpstream.testing import makeNode
 from httpstream.transports._http import LimitedRequest, readBody
 from httpstream.web.app import makeApp, makeSite
 from tests.serverprocess import BASE_CONFIG, ListeningProcess, ServerProcess, twistdCommand
-from tests.test_tokens import EC_KEYS, RSA_KEY, pem
+from tests.policy.test_tokens import EC_KEYS, RSA_KEY, pem
 from tests.wire import Response, Stream, emulate, request
 from tests.wsclient import WebSocket
 

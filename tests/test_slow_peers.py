@@ -30,7 +30,7 @@ from bench.slowreader import SLOW_USER, measure, serverSettings
 from httpstream.logs import threshold
 from tests.peers import API, API_KEY, CHANNEL, TRANSPORTS, Subscriber, openSocket, waitFor
 from tests.serverprocess import ServerProcess
-from tests.test_client import OPEN, ClientHelpers
+from tests.client.test_client import OPEN, ClientHelpers
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -131,7 +131,7 @@ class TakenPortReactor(MemoryReactor):  # type: ignore[misc]
 def test_portInUseExitsNonZero() -> None:
     """
     Under twistd (the process is the service's) a taken port is one error line and exit 1; embedded, the error is
-    the embedding program's. (tests/test_listening.py takes a real port from a real twistd.)
+    the embedding program's. (tests/web/test_listening.py takes a real port from a real twistd.)
     """
     config, _ = config_from_dict({"address": "127.0.0.1", "port": 8123})
     events: list[dict] = []

@@ -23,7 +23,7 @@ import pytest
 
 import httpstream
 from tests.serverprocess import ListeningProcess
-from tests.test_engine_redis import REDIS_HOST, REDIS_PORT, requireRedis
+from tests.engines.test_engine_redis import REDIS_HOST, REDIS_PORT, requireRedis
 from tests.wire import connectStream
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client,tests.test_client_connect,tests.test_client_channels -*-
+# -*- test-case-name: tests.client.test_client,tests.client.test_client_connect,tests.client.test_client_channels -*-
 """
 One connection's protocol state machine (Centrifugo's ``client.go``), the same for every transport.
 

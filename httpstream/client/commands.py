@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_channels -*-
+# -*- test-case-name: tests.client.test_client_channels -*-
 """
 The commands of a connected client that leave the connection as it is (Centrifugo's ``client.go`` subscribe,
 unsubscribe, publish, presence, presence_stats, history, sub_refresh, rpc, send): each checks its request, asks

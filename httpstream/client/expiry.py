@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_connect,tests.test_clientpolicy -*-
+# -*- test-case-name: tests.client.test_client_connect,tests.client.test_clientpolicy -*-
 """
 When a connection expires, and how it lives on: the client's refresh command with a new token, the server API's
 refresh, or (when the policy says the server refreshes it) the policy asked again at expiry (Centrifugo's

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_client -*-
 """
 Centrifugo's ping/pong for one connection: the server sends an empty reply every C{ping_interval} (the first at a
 random point of the first interval, so connections made together do not ping together) and, with C{pong_timeout},

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_client -*-
 """
 The way in: frames of encoded commands are decoded and run in order, one command after the other even when one
 waits on the policy or the engine (later frames wait behind it), each counted by outcome and latency.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_channels -*-
+# -*- test-case-name: tests.client.test_client_channels -*-
 """
 One client's subscription to one channel.
 

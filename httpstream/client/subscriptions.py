@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_channels,tests.test_client -*-
+# -*- test-case-name: tests.client.test_client_channels,tests.client.test_client -*-
 """
 The subscriptions one client holds: how one is made once the policy accepted it (hub, presence, position in the
 stream), what reaches each (publications, positioned and maybe as Fossil deltas; join and leave), and how they end

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_writer -*-
+# -*- test-case-name: tests.client.test_writer -*-
 """
 One connection's outbound queue.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_control -*-
+# -*- test-case-name: tests.cluster.test_control -*-
 """
 What the control plane between nodes (L{httpstream.cluster.control}) travels through: its messages, and the PUB/SUB that
 carries them, as an interface with two providers: L{ShardPubSub} on the Redis engine's own connections, and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_control -*-
+# -*- test-case-name: tests.cluster.test_control -*-
 """
 The control plane between the nodes of a cluster (Centrifuge's control channel, centrifugal/centrifuge ``node.go``
 and ``internal/controlpb``, in a JSON form of httpstream's own): who is alive, and requests

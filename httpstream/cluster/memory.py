@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cluster_memory -*-
+# -*- test-case-name: tests.cluster.test_cluster_memory -*-
 """A cluster in one process: control planes over one in-memory bus, for tests and embedding programs' tests."""
 
 from __future__ import annotations

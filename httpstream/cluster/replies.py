@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_control -*-
+# -*- test-case-name: tests.cluster.test_control -*-
 """
 What the control plane's requests come back with, and what it needs of its node: reply codes, the L{Reply}
 value, the errors a request ends with, the requests and surveys waiting for replies, and the L{ControlledNode} structural type (so this layer never imports the

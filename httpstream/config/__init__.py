@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.config.test_config -*-
 """
 The configuration: reading it (files in JSON, YAML or TOML; Centrifugo v5's flat names and v6's nested ones; the
 C{CENTRIFUGO_*} environment variables), validating it, and the frozen values it becomes.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.config.test_config -*-
 """
 Go-style duration strings, as Centrifugo's configuration accepts them.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_env -*-
+# -*- test-case-name: tests.config.test_config_env -*-
 """
 Centrifugo's environment variables, which override the configuration file.
 

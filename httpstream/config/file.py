@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_v6 -*-
+# -*- test-case-name: tests.config.test_config_v6 -*-
 """
 Configuration files: JSON, YAML or TOML (chosen by the extension, as Centrifugo's viper does), then the
 environment over them.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.config.test_config -*-
 """
 The configuration's frozen values: L{Config} (one field per setting, named with Centrifugo v5's flat key), the
 L{ChannelOptions} it shares with each L{Namespace}, and the checks between fields.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.config.test_config -*-
 """
 How a setting is declared and read: L{setting} makes a dataclass field a configuration key, and the field's type
 annotation chooses how its JSON value is read (C{bool}, C{int}, C{str}, C{tuple[str, ...]}, or L{Duration} for

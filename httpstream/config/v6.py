@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_v6 -*-
+# -*- test-case-name: tests.config.test_config_v6 -*-
 """
 Centrifugo v6's nested configuration names, beside v5's flat ones.
 

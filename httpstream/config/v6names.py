@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_v6 -*-
+# -*- test-case-name: tests.config.test_config_v6 -*-
 """
 Centrifugo v6's names for the settings: the v5 key -> v6 path table (L{V6_PATHS}), the proxies (whose v5 keys
 became v6 objects), and the channel options v6 renamed. Data only; L{httpstream.config.v6} reads documents with it.

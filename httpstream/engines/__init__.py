@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_contract,tests.test_engine_memory -*-
+# -*- test-case-name: tests.engines.test_engine_contract,tests.engines.test_engine_memory -*-
 """
 Engines: how publications, history and presence travel between nodes, behind L{httpstream.interfaces.IBroker},
 L{httpstream.interfaces.IHistory} and L{httpstream.interfaces.IPresenceManager}.

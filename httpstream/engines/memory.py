@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_memory,tests.test_engine_contract -*-
+# -*- test-case-name: tests.engines.test_engine_memory,tests.engines.test_engine_contract -*-
 """
 The memory engine: one node, no network. The embedded default, and the fake other people's tests can use.
 

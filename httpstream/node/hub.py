@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_hub -*-
+# -*- test-case-name: tests.node.test_hub -*-
 """
 The hub: which local clients are subscribed to which channel. The node fans a publication out to them with
 L{httpstream.node.frames.PublicationFrames}, encoded once per protocol and shared by every subscriber.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node -*-
+# -*- test-case-name: tests.node.test_node -*-
 """
 The node: this process's id, its clients, its hub, and the engine it publishes through.
 """

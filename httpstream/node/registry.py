@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_registry -*-
+# -*- test-case-name: tests.node.test_registry -*-
 """
 What a node knows of sessions and nodes, kept apart: L{SessionRegistry}, the emulation sessions of this node
 (session id -> the live client whose stream carries its replies); L{LocalNodes}, the cluster of a node alone.

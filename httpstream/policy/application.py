@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clientpolicy -*-
+# -*- test-case-name: tests.client.test_clientpolicy -*-
 """
 Decisions made in process by a program that embeds httpstream, as a Centrifuge-library server makes them with
 its ``OnConnecting``, ``OnSubscribe``, ``OnPublish`` handlers: the program sets the callables it wants on the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_channels -*-
+# -*- test-case-name: tests.policy.test_channels -*-
 """
 Channel rules: which options a channel has, whether its name is valid, and who may subscribe, publish, or read its
 presence and history.

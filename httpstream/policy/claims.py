@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tokens -*-
+# -*- test-case-name: tests.policy.test_tokens -*-
 """
 What a verified connection or subscription token grants, read from its claims with L{httpstream.readers}.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clientpolicy -*-
+# -*- test-case-name: tests.client.test_clientpolicy -*-
 """
 The client policy a node gets from its configuration: tokens, namespaces and their permissions, the proxies,
 the RPC methods and send hooks registered in process, and recovery from history. One L{IClientPolicy}; the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clientpolicy,tests.test_client_connect -*-
+# -*- test-case-name: tests.client.test_clientpolicy,tests.client.test_client_connect -*-
 """
 Who may connect and for how long, from the configuration: the connection token, else the connect proxy, else
 anonymous access (Centrifugo's OnConnecting), and the refresh of a connection by a new token or the refresh proxy

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tokens -*-
+# -*- test-case-name: tests.policy.test_tokens -*-
 """
 JSON Web Tokens as Centrifugo v5 verifies them (C{internal/jwtverify} over C{cristalhq/jwt}): the compact form, the
 keys and the one algorithm each enables, the signature, and the registered claims' times.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_channels -*-
+# -*- test-case-name: tests.client.test_client_channels -*-
 """
 Where a new positioned subscription starts in its channel's stream, and what a recovering one missed (the
 recovery part of Centrifugo's ``subscribeCmd``: ``isStreamRecovered``, ``isCacheRecovered``; centrifugal/centrifuge

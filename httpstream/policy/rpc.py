@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rpc -*-
+# -*- test-case-name: tests.policy.test_rpc -*-
 """
 RPC methods and ``send`` hooks written in Python by a program that embeds httpstream.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clientpolicy,tests.test_client_channels -*-
+# -*- test-case-name: tests.client.test_clientpolicy,tests.client.test_client_channels -*-
 """
 Who may subscribe to a channel and what the subscription gets, from the configuration: the subscription token,
 else the subscribe proxy, else the namespace's permissions (Centrifugo's OnSubscribe), and the refresh of a

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tokens -*-
+# -*- test-case-name: tests.policy.test_tokens -*-
 """
 Connection and subscription JWTs, verified as Centrifugo v5 verifies them (C{internal/jwtverify}).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol_codec -*-
+# -*- test-case-name: tests.protocol.test_protocol_codec -*-
 """
 Client protocol v2 on the wire: the schema, the JSON and Protobuf codecs, and
 varint framing.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol_codec -*-
+# -*- test-case-name: tests.protocol.test_protocol_codec -*-
 """
 The JSON and Protobuf codecs of client protocol v2.
 

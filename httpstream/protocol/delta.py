@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_delta -*-
+# -*- test-case-name: tests.protocol.test_delta -*-
 """
 Fossil deltas: the delta compression of Centrifugo channels (subscribe option C{delta: "fossil"}).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol_codec -*-
+# -*- test-case-name: tests.protocol.test_protocol_codec -*-
 """
 Errors raised while turning bytes into commands and replies into bytes.
 

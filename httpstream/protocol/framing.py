@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol_framing -*-
+# -*- test-case-name: tests.protocol.test_protocol_framing -*-
 """
 Varint length-delimited framing for the protobuf protocol.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol_codec -*-
+# -*- test-case-name: tests.protocol.test_protocol_codec -*-
 """
 The Command and Reply schemas, compiled from the generated descriptors, and the JSON reader that checks a JSON
 command (or, for tests and clients, a reply) against them and turns it into the dict shape of

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.serverapi.test_api -*-
 """
 Centrifugo's server API as Python methods (https://centrifugal.dev/docs/server/server_api): what ``POST /api/<method>`` calls, and what a program embedding
 httpstream calls directly.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.serverapi.test_api -*-
 """
 The server API's methods about channels and the node: C{presence}, C{presence_stats}, C{history},
 C{history_remove}, C{channels}, C{info}, and the server-side C{rpc}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.serverapi.test_api -*-
 """
 The server API's errors (Centrifugo's C{apiproto} C{errors.go}): what a method fails with, and how a failure from
 below (a channel rule, the proxy, history) becomes one.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api,tests.test_cent -*-
+# -*- test-case-name: tests.serverapi.test_api,tests.serverapi.test_cent -*-
 """
 ``POST /api/<method>``: Centrifugo's server HTTP API over L{httpstream.serverapi.api.ServerAPI} (https://centrifugal.dev/docs/server/server_api),
 as ``cent`` and application backends call it.

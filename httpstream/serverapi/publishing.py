@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.serverapi.test_api -*-
 """The server API's C{publish} and C{broadcast}, and the idempotency window of keyed publications."""
 
 from __future__ import annotations

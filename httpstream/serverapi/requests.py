@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.serverapi.test_api -*-
 """
 The server API's requests, decoded: one frozen value per method, read from the request object with
 L{httpstream.readers.Fields} and the field types of Centrifugo's C{apiproto/api.proto}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api,tests.test_cluster_memory -*-
+# -*- test-case-name: tests.serverapi.test_api,tests.cluster.test_cluster_memory -*-
 """
 The server API's methods acting on a user's connections: C{subscribe}, C{unsubscribe}, C{disconnect},
 C{refresh}. In a cluster each runs on every node: the control plane's survey brings the request, decoded here

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_interfaces,tests.test_client -*-
+# -*- test-case-name: tests.test_interfaces,tests.client.test_client -*-
 """
 In-memory fakes of httpstream's seams, for httpstream's own tests and for programs that embed it.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clientpolicy -*-
+# -*- test-case-name: tests.client.test_clientpolicy -*-
 """An in-memory L{IClientPolicy} that says yes, records every question, and can be scripted per method."""
 
 from __future__ import annotations

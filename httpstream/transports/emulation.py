@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_emulation,tests.transports.test_http_stream,tests.test_metrics -*-
+# -*- test-case-name: tests.node.test_emulation,tests.transports.test_http_stream,tests.web.test_metrics -*-
 """
 ``POST /emulation``: the upstream half of emulated transports (Centrifugo's C{/emulation} endpoint,
 centrifugal/centrifuge C{emulation.go}).

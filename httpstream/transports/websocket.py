@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_websocket_transport,tests.transports.test_websocket_http,tests.test_websocket_delivery -*-
+# -*- test-case-name: tests.transports.test_websocket_transport,tests.transports.test_websocket_http,tests.transports.test_websocket_delivery -*-
 """
 ``/connection/websocket`` (centrifugal/centrifuge ``handler_websocket.go``), on autobahn.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_demo -*-
+# -*- test-case-name: tests.web.test_demo -*-
 """
 The demo page at ``/demo/`` (config key ``demo``): a small chat that uses the official JS SDK in a browser.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_httpchannel -*-
+# -*- test-case-name: tests.web.test_httpchannel -*-
 """
 The HTTP/1.1 channel every connection starts on, with read deadlines for the request phase (Go's
 ``ReadHeaderTimeout`` and ``ReadTimeout``, which Centrifugo sets to 10 s and 30 s).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls -*-
+# -*- test-case-name: tests.web.test_tls -*-
 """
 TLS for the client-facing port: https and wss on the same port as Centrifugo's ``tls``/``tls_cert``/``tls_key``.
 

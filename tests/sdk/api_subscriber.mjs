@@ -1,7 +1,7 @@
 // One client of the official centrifuge JS SDK (npm `centrifuge`, pinned in package.json) that watches what the
 // server API does to it: it connects to a running httpstream server (with a connection token, so it has a user),
 // subscribes to channels, and prints every SDK event as one JSON object per line on stdout, while the test calls
-// the server API (tests/test_cent.py with `cent`, tests/test_examples.py with an embedding program).
+// the server API (tests/serverapi/test_cent.py with `cent`, tests/test_examples.py with an embedding program).
 //
 //   node api_subscriber.mjs --url http://127.0.0.1:PORT [--token JWT] [--channel NAME ...] [--who NAME]
 //                           [--transports http_stream] [--publications N] [--deadline SECONDS]

@@ -11,7 +11,7 @@
 //   {"event":"stream","who","node","status","contentType"}     the stream's response (node: "A" or "B")
 //   {"event":"emulation","who","node","status"}                an emulation POST's answer
 //
-// Scenarios (tests/test_cluster.py asserts on their events):
+// Scenarios (tests/cluster/test_cluster.py asserts on their events):
 //   own       "a" streams from A and sends its commands to B; subscribes to --channel, publishes --data, must
 //             receive it.
 //   crossnode "a" is all on A, "b" all on B; both subscribe to --channel; a publishes item 1, b item 2: each

@@ -1,5 +1,5 @@
 // Applies fossil deltas with the official centrifuge JS SDK's own decoder (npm `centrifuge`, pinned in
-// package.json), for tests/test_delta.py.
+// package.json), for tests/protocol/test_delta.py.
 //
 //   node fossil_apply.mjs   < one JSON object per line > one JSON object per line, in order, each as soon as done
 //

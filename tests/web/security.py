@@ -17,7 +17,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from httpstream.memoryserver import Response
 from httpstream.testing import MemoryServer
-from tests.test_tokens import EC_KEYS, RSA_KEY, pem
+from tests.policy.test_tokens import EC_KEYS, RSA_KEY, pem
 from tests.web.helpers import BASE_CONFIG, emulate, openStream
 
 SECRET = "security-hmac-secret-0123456789abcdef-0123456789"

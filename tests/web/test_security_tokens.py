@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from httpstream.testing import MemoryServer
-from tests.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
+from tests.policy.test_tokens import EC_KEYS, RSA_KEY, handmade, pem
 from tests.web.security import (
     OTHER_SECRET, SECRET, Session, claims, disconnectCode, errorCode, firstMessage, securityServer, subToken, token,
 )

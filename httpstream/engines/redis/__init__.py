@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis,tests.test_engine_contract -*-
+# -*- test-case-name: tests.engines.test_engine_redis,tests.engines.test_engine_contract -*-
 """
 The Redis engine: PUB/SUB, history streams and presence shared by every node that uses the same Redis, after
 Centrifugo's (centrifuge ``broker_redis.go``, ``presence_redis.go``).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis -*-
+# -*- test-case-name: tests.engines.test_engine_redis -*-
 """Where a Redis is and how to reach it: C{redis_address} read into a L{RedisAddress}."""
 
 from __future__ import annotations

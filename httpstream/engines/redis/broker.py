@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis,tests.test_engine_contract -*-
+# -*- test-case-name: tests.engines.test_engine_redis,tests.engines.test_engine_contract -*-
 """
 L{RedisBroker}: Centrifugo's Redis broker. A channel's publications go to the PUB/SUB channel
 C{<prefix>.client.<channel>} (appended to its history stream by the same script when it keeps one:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis,tests.fuzz.test_fuzz_redis -*-
+# -*- test-case-name: tests.engines.test_engine_redis,tests.fuzz.test_fuzz_redis -*-
 """
 What this engine stores in Redis and reads back: publications and client infos as JSON, and the replies of its
 scripts, checked.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis -*-
+# -*- test-case-name: tests.engines.test_engine_redis -*-
 """
 One connection to Redis kept up: L{Link} reconnects with exponential backoff (a L{ClientService}), proves each new
 connection usable (AUTH, SELECT, a PING) before anyone uses it, and fails calls at once while it is down.

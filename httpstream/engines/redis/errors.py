@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis -*-
+# -*- test-case-name: tests.engines.test_engine_redis -*-
 """The ways a Redis call fails: both are outages for the caller (error 100, one log line, no traceback)."""
 
 from __future__ import annotations

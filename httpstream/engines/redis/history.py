@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis,tests.test_engine_contract -*-
+# -*- test-case-name: tests.engines.test_engine_redis,tests.engines.test_engine_contract -*-
 """
 History streams in Redis: a channel's publications in a Redis stream C{<prefix>.history.stream.<channel>} (entry
 id C{<offset>-0}, one field C{d}: the encoded publication) and its position in a hash

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis,tests.test_engine_contract -*-
+# -*- test-case-name: tests.engines.test_engine_redis,tests.engines.test_engine_contract -*-
 """
 L{RedisPresence}: Centrifugo's Redis presence. A hash C{<prefix>.presence.data.<channel>} (client id -> info) and
 a sorted set C{<prefix>.presence.expire.<channel>} (client id -> expiry time): an entry the node stops refreshing

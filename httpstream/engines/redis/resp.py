@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis,tests.fuzz.test_fuzz_redis -*-
+# -*- test-case-name: tests.engines.test_engine_redis,tests.fuzz.test_fuzz_redis -*-
 """
 RESP2, the Redis reply format, read incrementally.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engine_redis -*-
+# -*- test-case-name: tests.engines.test_engine_redis -*-
 """
 L{RedisShard}: the two connections to one Redis that a node's broker, presence and control plane share, one for
 commands and Lua scripts and one in subscribe mode for PUB/SUB, and the PUB/SUB channels subscribed on it.

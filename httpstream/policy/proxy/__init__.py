@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.policy.test_proxy -*-
 """
 Centrifugo's HTTP proxy: client events (connect, refresh, rpc, publish, subscribe, sub_refresh) become JSON POSTs
 to the application backend.

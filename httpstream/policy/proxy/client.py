@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.policy.test_proxy -*-
 """
 The proxy's HTTP caller: client events become JSON POSTs to the application backend (Centrifugo's HTTP proxy).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.policy.test_proxy -*-
 """How a proxy call ends when it does not give a result: an error reply, a disconnect, or a failed exchange."""
 
 from __future__ import annotations

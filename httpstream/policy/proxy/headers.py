@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.policy.test_proxy -*-
 """The HTTP headers of a connection that its proxy requests carry (Centrifugo's ``proxy_http_headers``)."""
 
 from __future__ import annotations

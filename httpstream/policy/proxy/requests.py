@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.policy.test_proxy -*-
 """
 What a proxy request says: the connection it speaks for, what the client's command brings, and the JSON body built
 from them with Go's C{omitempty} rules (C{internal/proxyproto/proxy.proto}).

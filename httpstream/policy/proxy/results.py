@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_proxy -*-
+# -*- test-case-name: tests.policy.test_proxy -*-
 """
 The backend's answers, read with L{httpstream.readers}: C{{"result": ..} | {"error": ..} | {"disconnect": ..}}.
 

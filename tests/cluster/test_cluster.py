@@ -33,7 +33,7 @@ import pytest
 import requests
 
 from tests.serverprocess import ServerProcess
-from tests.test_engine_redis import REDIS_HOST, REDIS_PORT, requireRedis
+from tests.engines.test_engine_redis import REDIS_HOST, REDIS_PORT, requireRedis
 from tests.test_sdk_http_stream import (  # noqa: F401  (node: a fixture)
     PAYLOADS,
     PROTOCOLS,
@@ -46,7 +46,7 @@ from tests.test_sdk_http_stream import (  # noqa: F401  (node: a fixture)
     token,
 )
 
-SDK = Path(__file__).parent / "sdk"
+SDK = Path(__file__).parent.parent / "sdk"
 SCRIPT = SDK / "cluster.mjs"
 SUBSCRIBER = SDK / "api_subscriber.mjs"
 

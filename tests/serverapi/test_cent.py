@@ -41,7 +41,7 @@ from tests.serverprocess import ServerProcess
 from tests.test_sdk_http_stream import node, token  # noqa: F401  (node: a fixture)
 from tests.test_sdk_websocket import ScenarioProcess
 
-SCRIPT = Path(__file__).parent / "sdk" / "api_subscriber.mjs"
+SCRIPT = Path(__file__).parent.parent / "sdk" / "api_subscriber.mjs"
 KEY = "cent-test-api-key"
 
 CONFIG: dict[str, Any] = {

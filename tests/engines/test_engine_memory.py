@@ -1,5 +1,5 @@
 """
-What the memory engine does beyond the engine contract (tests/test_engine_contract.py runs that on it too):
+What the memory engine does beyond the engine contract (tests/engines/test_engine_contract.py runs that on it too):
 synchronous delivery, its clock, its defaults, exact expiry instants, and freeing streams nobody touches again.
 """
 

@@ -2,7 +2,7 @@
 Two nodes of a cluster in one process, joined by the control plane over an in-memory bus on a L{Clock}: the server
 API acting on users' connections of the other node, C{info} and C{channels} over both, and C{/emulation} POSTs
 forwarded to the node whose session they name (no sticky sessions). The real cluster (two processes, Redis, the JS
-SDK) is tests/test_cluster.py.
+SDK) is tests/cluster/test_cluster.py.
 """
 
 from __future__ import annotations

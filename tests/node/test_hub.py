@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.node.hub}: who is subscribed where (the fan-out is tests/test_client_channels.py's).
+Tests for L{httpstream.node.hub}: who is subscribed where (the fan-out is tests/client/test_client_channels.py's).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from httpstream.node.node import Node
 from httpstream.policy.recovery import IN_FLIGHT_GRACE
 from httpstream.testing import FakeTransport, ManualBroker
 from tests.clienthelpers import NOW, ChannelHelpers, token
-from tests.test_proxy import Backend
+from tests.policy.test_proxy import Backend
 
 HISTORY = {"history_size": 10, "history_ttl": "300s"}
 SUBSCRIBE = {"allow_subscribe_for_client": True, "allow_subscribe_for_anonymous": True}

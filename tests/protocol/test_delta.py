@@ -29,7 +29,7 @@ from tests import test_sdk_http_stream
 # The SDK harness's fixture "node": the node executable, with tests/sdk's node_modules installed (npm ci) once.
 node = test_sdk_http_stream.node
 
-SCRIPT = Path(__file__).parent / "sdk" / "fossil_apply.mjs"
+SCRIPT = Path(__file__).parent.parent / "sdk" / "fossil_apply.mjs"
 
 
 def overheadBound(target: bytes) -> int:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol_codec -*-
+# -*- test-case-name: tests.protocol.test_protocol_codec -*-
 """
 Tests for L{httpstream.protocol.codec}: the exact bytes the official SDKs send
 and accept (reference/clients.md), the dict contract shared by both codecs, and

@@ -1,5 +1,5 @@
 """
-The Redis engine against a real Redis: the engine contract (tests/test_engine_contract.py), and what only Redis
+The Redis engine against a real Redis: the engine contract (tests/engines/test_engine_contract.py), and what only Redis
 does: counted subscriptions, atomic publishing, TTLs in milliseconds, expiring presence entries, the storage
 encoding, and surviving a Redis that goes away (a redis-server these tests start and kill themselves).
 
@@ -51,7 +51,7 @@ from httpstream.interfaces import (
     PublicationHandler,
     ReconnectHandler,
 )
-from tests.test_engine_contract import BrokerContract, PresenceContract, pub
+from tests.engines.test_engine_contract import BrokerContract, PresenceContract, pub
 
 _Gen = Generator[Any, Any, None]
 

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.protocol import client_pb2
 from httpstream.testing import FakeTransport
-from tests.test_client import NO_PING, OPEN, ClientHelpers, disconnectPush
+from tests.client.test_client import NO_PING, OPEN, ClientHelpers, disconnectPush
 
 
 class FailingWrites(FakeTransport):

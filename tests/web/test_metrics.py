@@ -26,7 +26,7 @@ from tests.test_sdk_http_stream import SCRIPT as HTTP_STREAM_SCRIPT
 from tests.test_sdk_http_stream import node, token  # noqa: F401  (node: a fixture)
 from tests.test_sdk_websocket import ScenarioProcess
 
-SUBSCRIBER = Path(__file__).parent / "sdk" / "api_subscriber.mjs"
+SUBSCRIBER = Path(__file__).parent.parent / "sdk" / "api_subscriber.mjs"
 KEY = "metrics-test-key"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -18,8 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from httpstream.config import ChannelOptions, Config, config_from_dict, ConfigError, load_config, Namespace
 from httpstream.config.durations import parse_duration
 
-_EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config.example.json")
-_DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "configuration.md")
+_EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "config.example.json")
+_DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs", "configuration.md")
 
 
 class DurationTests(SynchronousTestCase):

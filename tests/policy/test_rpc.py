@@ -16,7 +16,7 @@ from httpstream.protocol import codes
 from httpstream.config import Config
 from httpstream.policy.proxy import ProxyClient, ProxyContext, ProxyDisconnect, ProxyError
 from httpstream.policy.rpc import RPCContext, RPCDisconnect, RPCError, RPCRegistry
-from tests.test_proxy import Backend
+from tests.policy.test_proxy import Backend
 
 CTX = RPCContext(clientID="c1", transport="websocket", protocol="json", user="u1")
 

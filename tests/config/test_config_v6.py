@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from httpstream.config import Config, config_from_dict, ConfigError, Duration, load_config, Namespace, read_config
 from httpstream.config.v6 import leaves
 from httpstream.config.v6names import V6_PATHS
-from tests.test_config import rejected
+from tests.config.test_config import rejected
 
 TWINS = Path(__file__).with_name("configv6")
 
@@ -489,7 +489,7 @@ class DocumentationTests(SynchronousTestCase):
     """
 
     def test_v6Table(self) -> None:
-        text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+        text = (Path(__file__).parent.parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
         section = text.split("## Centrifugo v6 names and environment variables", 1)[1].split("\n## ", 1)[0]
         documented = {line for line in section.splitlines() if line.startswith("| `")}
         expected = documentationRows()
@@ -502,7 +502,7 @@ class DocumentationTests(SynchronousTestCase):
 
         import yaml
 
-        text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+        text = (Path(__file__).parent.parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
         match = re.search(r"```yaml\n(.*?)```", text, re.DOTALL)
         assert match is not None
         config, warnings = config_from_dict(yaml.safe_load(match.group(1)))

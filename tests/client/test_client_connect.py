@@ -16,7 +16,7 @@ from httpstream.node.node import Node
 from httpstream.policy.rpc import RPCContext, RPCDisconnect, RPCError
 from httpstream.testing import FakeTransport, ManualBroker
 from tests.clienthelpers import NOW, ChannelHelpers, token
-from tests.test_proxy import Backend
+from tests.policy.test_proxy import Backend
 
 ANONYMOUS = {"allow_anonymous_connect_without_token": True}
 HISTORY = {"history_size": 10, "history_ttl": "300s"}
