@@ -15,18 +15,10 @@ from httpstream.protocol import client_pb2
 from httpstream.protocol.framing import varint_delimit
 from httpstream.memoryserver import MemoryConnection, Response
 from httpstream.testing import MemoryServer
+from tests.serverprocess import BASE_CONFIG as PROCESS_CONFIG
 
-BASE_CONFIG: dict[str, Any] = {
-    "address": "127.0.0.1",
-    "http_stream": True,
-    "allow_anonymous_connect_without_token": True,
-    "allow_subscribe_for_anonymous": True,
-    "allow_subscribe_for_client": True,
-    "allow_publish_for_anonymous": True,
-    "allow_publish_for_client": True,
-    "token_hmac_secret_key": "test-secret-0123456789abcdef0123456789",
-    "log_level": "debug",
-}
+# The process tests' base config without its OS-chosen port: in memory the port is the default's, 8000.
+BASE_CONFIG: dict[str, Any] = {key: value for key, value in PROCESS_CONFIG.items() if key != "port"}
 
 
 def serve(overrides: Optional[dict[str, Any]] = None) -> MemoryServer:
