@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Protocol, Union
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
@@ -191,7 +192,7 @@ class ChannelCommands:
             sub.expireAt, sub.chanInfo = decision.expireAt, decision.info
             result: dict[str, Any] = {}
             if decision.expireAt:
-                result = {"expires": True, "ttl": int(decision.expireAt - client.seconds())}
+                result = {"expires": True, "ttl": ttlUntil(decision.expireAt, client.seconds())}
             client.send({"id": commandID, "sub_refresh": result})
 
         d = client.policy.subRefreshing(client.connection(), channel, sub.options, token)

@@ -18,6 +18,16 @@ from httpstream.interfaces import IClientPolicy
 from httpstream.protocol import codes
 
 
+# The protocol's ttl fields are uint32 seconds: an expiry further away (a proxy's or a token's expire_at in the far
+# future) is told as the largest ttl, never as a number the client cannot decode.
+MAX_TTL = 2**32 - 1
+
+
+def ttlUntil(expireAt: float, now: float) -> int:
+    """Whole seconds from C{now} to C{expireAt}, within the protocol's uint32 (0 once it has passed)."""
+    return min(MAX_TTL, max(0, int(expireAt - now)))
+
+
 class Expiring(Protocol):
     """The client, as its expiry uses it."""
 
@@ -58,7 +68,7 @@ class Expiry:
         self._schedule()
 
     def ttl(self) -> int:
-        return max(0, int(self.expireAt - self._reactor.seconds()))
+        return ttlUntil(self.expireAt, self._reactor.seconds())
 
     def stop(self) -> None:
         if self._call is not None and self._call.active():

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
 from httpstream.client.subscription import Subscription
 from httpstream.config import Config
@@ -148,7 +149,7 @@ class Subscriptions(Mapping[str, Subscription]):
     def _result(self, sub: Subscription, result: dict[str, Any]) -> dict[str, Any]:
         if sub.expireAt:
             result["expires"] = True
-            result["ttl"] = max(0, int(sub.expireAt - self._reactor.seconds()))
+            result["ttl"] = ttlUntil(sub.expireAt, self._reactor.seconds())
         if sub.recoverable:
             result["recoverable"] = True
         if sub.positioned:
