@@ -248,7 +248,7 @@ class PublishTests(SynchronousTestCase):
         node.addSubscription("news", b)  # type: ignore[arg-type]
         node.addSubscription("chat", other)  # type: ignore[arg-type]
         d = node.publish("news", b'{"x":1}')
-        self.assertEqual(self.successResultOf(d), {})
+        self.assertIsNone(self.successResultOf(d))
         self.assertEqual(len(a.delivered), 1)
         self.assertEqual(len(b.delivered), 1)
         self.assertEqual(other.delivered, [])
@@ -264,14 +264,14 @@ class PublishTests(SynchronousTestCase):
         d = node.publish("news", b"1")
         self.assertNoResult(d)
         broker.complete()
-        self.assertEqual(self.successResultOf(d), {})
+        self.assertIsNone(self.successResultOf(d))
         failed = node.publish("news", b"1")
         broker.fail()
         self.failureResultOf(failed, ConnectionError)
 
     def test_publishWithoutSubscribers(self) -> None:
         node = makeNode()
-        self.assertEqual(self.successResultOf(node.publish("nobody", b"1")), {})
+        self.assertIsNone(self.successResultOf(node.publish("nobody", b"1")))
 
     def test_unsubscribedChannelGetsNothing(self) -> None:
         node = makeNode()
