@@ -14,11 +14,12 @@ import orjson
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.client.client import Client
+from httpstream.protocol import codec
 from httpstream.protocol.delta import applyFossilDelta
 from httpstream.node.node import Node
 from httpstream.policy.recovery import IN_FLIGHT_GRACE
 from httpstream.values import ClientInfo, Publication
-from httpstream.testing import FakeTransport, ManualBroker
+from httpstream.testing import FakeTransport, ManualBroker, encodeCommands
 from tests.clienthelpers import NOW, ChannelHelpers, token
 from tests.test_proxy import Backend
 
@@ -904,6 +905,41 @@ class DeltaTestsMixin(ChannelHelpers):
         client, transport = self.client(node)
         result = self.ok(client, transport, "subscribe", {"channel": "news", "delta": "fossil", **request})
         return client, transport, result
+
+    def test_payloadParsedOnce(self) -> None:
+        """
+        A publication's payload is parsed once on its way out to JSON subscribers, whatever variants they take
+        (plain, full, delta): the codec checks the plain data, and the JSON strings the node writes for delta
+        subscriptions are embedded as they are.
+        """
+        node = self.node(**self.DELTA)
+        transports = []
+        for request in ({"delta": "fossil"}, {"delta": "fossil"}, {}):
+            transport = FakeTransport("json")
+            node.newClient(transport).handleData(encodeCommands("json", [
+                {"id": 1, "connect": {}}, {"id": 2, "subscribe": {"channel": "news", **request}},
+            ]))
+            transports.append(transport)
+        self.clock.advance(0)
+        parsed: list[bytes] = []
+
+        class Counting:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(orjson, name)
+
+            def loads(self, data: Any) -> Any:
+                parsed.append(bytes(data))
+                return orjson.loads(data)
+
+        self.patch(codec, "orjson", Counting())
+        for n in range(3):
+            self.publish(node, "news", self.payload(n))
+        self.assertEqual(parsed, [self.payload(n) for n in range(3)])
+        for transport in transports:
+            pubs = [reply["push"]["pub"] for reply in transport.replies() if "pub" in reply.get("push", {})]
+            self.assertEqual(len(pubs), 3)
+        deltas = [reply["push"]["pub"].get("delta", False) for reply in transports[0].replies() if "push" in reply]
+        self.assertEqual(deltas, [False, True, True])
 
     def test_negotiation(self) -> None:
         """

@@ -57,9 +57,13 @@ class PublicationFrames:
         try:
             if variant == "delta" and self.previous is not None:
                 payload, isDelta = publicationDelta(self.previous.data, pub.data, utf8=json)
-                pub = attrs.evolve(pub, data=asJSONString(payload) if json else payload, delta=pub.delta or isDelta)
-            elif variant in ("full", "delta") and json:
-                pub = attrs.evolve(pub, data=asJSONString(pub.data))
-            return codecFor(protocol).encode_reply({"push": {"channel": self.channel, "pub": pub.asDict()}})
+                pub = attrs.evolve(pub, data=payload, delta=pub.delta or isDelta)
+            body = pub.asDict()
+            if json and variant != "plain":
+                # A JSON string orjson wrote: embedded as it is. The codec parses only the plain variant's data (to
+                # check it is JSON), so a publication's payload is parsed once on its way out, whatever variants
+                # its subscribers take.
+                body["data"] = orjson.Fragment(asJSONString(pub.data))
+            return codecFor(protocol).encode_reply({"push": {"channel": self.channel, "pub": body}})
         except (EncodeError, UnicodeDecodeError):
             return None
