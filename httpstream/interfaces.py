@@ -320,8 +320,9 @@ class IBroker(IHistory):
     def setHandler(handler: PublicationHandler) -> None:
         """
         Set the callable that receives C{(channel, publication, epoch)} for every publication on a subscribed
-        channel. A publication is a L{Publication} (data, info, offset, tags). C{epoch} is the epoch of the stream the publication was appended to, "" when it was not
-        (no history): the handler decides what a positioned subscriber in another epoch does (it lost its place).
+        channel, a L{Publication} (data, info, offset, tags). C{epoch} is the epoch of the stream the publication
+        was appended to, "" when it was not (no history): the handler decides what a positioned subscriber in
+        another epoch does (it lost its place).
         """
 
     def setJoinLeaveHandler(handler: JoinLeaveHandler) -> None:
@@ -340,8 +341,9 @@ class IBroker(IHistory):
 
     def publishJoinLeave(channel: str, info: "ClientInfo", join: bool) -> "Deferred[None]":
         """
-        Send a join (C{join} True) or leave of C{info} to every node subscribed to C{channel} (this one included), as Centrifugo's
-        brokers do, so subscribers on every node see who came and went. Nothing is stored.
+        Send a join (C{join} True) or leave of C{info} to every node subscribed to C{channel} (this one
+        included), as Centrifugo's brokers do, so subscribers on every node see who came and went. Nothing is
+        stored.
         """
 
     def subscribe(channel: str) -> "Deferred[None]":

@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.test_values -*-
 """
 The values that cross the seams between the engines, the node, recovery, the client and the server API: a
-L{Publication}, the L{ClientInfo} of whoever published or is present, a L{StreamPosition} in a channel's
-history stream, and the L{HistoryResult} of reading one. Frozen, so a value handed to many subscribers (or kept in a history) cannot be changed by one of
-them.
+L{Publication}, the L{ClientInfo} of whoever published or is present, a L{StreamPosition} in a channel's history
+stream, and the L{HistoryResult} of reading one. Frozen, so a value handed to many subscribers (or kept in a
+history) cannot be changed by one of them.
 
 Payloads are raw bytes as they travel (raw JSON for JSON clients, whatever a Protobuf client sent otherwise): the
 codec embeds them as they are. Each value turns into the protocol's dict form (what the codecs encode) in one place,

@@ -154,7 +154,8 @@ class ScaledBroker:
         return self.broker.publish(channel, publication, historySize, historyTTL * SCALE, historyMetaTTL * SCALE)
 
     def history(
-        self, channel: str, since: Optional[StreamPosition] = None, limit: int = 0, reverse: bool = False, metaTTL: float = 0
+        self, channel: str, since: Optional[StreamPosition] = None, limit: int = 0, reverse: bool = False,
+        metaTTL: float = 0,
     ) -> Deferred[HistoryResult]:
         return self.broker.history(channel, since, limit, reverse, metaTTL * SCALE)
 

@@ -42,7 +42,8 @@ class PublicationTests(SynchronousTestCase):
             b'{"push":{"channel":"ch","pub":{"data":{"a":1},"info":{"user":"u","client":"c","conn_info":{"n":1}},'
             b'"tags":{"k":"v"},"offset":7,"delta":true}}}',
         )
-        self.assertEqual(JSON.encode_reply({"push": {"pub": Publication(b"1").asDict()}}), b'{"push":{"pub":{"data":1}}}')
+        plain = {"push": {"pub": Publication(b"1").asDict()}}
+        self.assertEqual(JSON.encode_reply(plain), b'{"push":{"pub":{"data":1}}}')
         pub = client_pb2.Reply.FromString(PROTOBUF.encode_reply(push)).push.pub
         self.assertEqual((pub.data, pub.offset, pub.info.user, dict(pub.tags), pub.delta),
                          (b'{"a":1}', 7, "u", {"k": "v"}, True))
