@@ -25,8 +25,8 @@ if TYPE_CHECKING:
         SubscribeDecision,
         SubscribeRequest,
     )
-    from httpstream.engines import HistoryResult
     from httpstream.emulation import EmulationResult
+    from httpstream.values import ClientInfo, HistoryResult, Publication, StreamPosition
 
 
 class IOriginChecker(Interface):
@@ -168,15 +168,15 @@ class IClientPolicy(Interface):
         """Accept a client's publication (maybe with other data) or refuse it."""
 
     def presence(connection: "Connection", channel: str, options: "ChannelOptions",
-                 subscribed: bool) -> "Deferred[dict[str, dict[str, Any]]]":
-        """The presence of C{channel} (client id -> ClientInfo dict), if the connection may read it."""
+                 subscribed: bool) -> "Deferred[dict[str, ClientInfo]]":
+        """The presence of C{channel} (client id -> L{ClientInfo}), if the connection may read it."""
 
     def presenceStats(connection: "Connection", channel: str, options: "ChannelOptions",
                       subscribed: bool) -> "Deferred[dict[str, int]]":
         """The presence counts of C{channel} (C{num_clients}, C{num_users}), if the connection may read them."""
 
     def history(connection: "Connection", channel: str, options: "ChannelOptions", subscribed: bool,
-                since: Optional[dict[str, Any]], limit: int, reverse: bool) -> "Deferred[HistoryResult]":
+                since: "Optional[StreamPosition]", limit: int, reverse: bool) -> "Deferred[HistoryResult]":
         """
         C{channel}'s history as the client's history command asks (the limit capped as configured), if the
         connection may read it; a refused filter fails with L{Refused} (107, 112).
@@ -188,14 +188,16 @@ class IClientPolicy(Interface):
     def message(connection: "Connection", data: bytes) -> "Deferred[None]":
         """Take a client's asynchronous C{send}; refused with a disconnect when nobody takes them (3508)."""
 
-    def position(subscription: Any, recovery: dict[str, Any], protocol: str) -> "Deferred[dict[str, Any]]":
+    def position(subscription: Any, recover: "Optional[StreamPosition]",
+                 protocol: str) -> "Deferred[dict[str, Any]]":
         """
         Where a positioned subscription starts in its stream, and what a recovering one missed: set the
         subscription's C{offset} and C{epoch} to the top, and fire with the SubscribeResult fields that say so
-        (C{offset}, C{epoch}, C{was_recovering}, C{recovered}, C{publications}).
+        (C{offset}, C{epoch}, C{was_recovering}, C{recovered}, C{publications}), in the protocol's dict form.
 
         @param subscription: the client's L{httpstream.client.subscription.Subscription}.
-        @param recovery: C{recover}, C{offset}, C{epoch} as the client sent them.
+        @param recover: the position the client asks to recover from (its C{offset} and C{epoch}), or None
+            when it does not ask to recover.
         """
 
     def checkPosition(subscription: Any, force: bool) -> "Optional[Deferred[bool]]":
@@ -258,10 +260,10 @@ class IEmulationForwarder(Interface):
         """
 
 
-# What a broker calls back with: (channel, publication, epoch) for a publication; (channel, push) for a join or
-# leave; (channels) for the channels whose publications may have been lost.
-PublicationHandler = Callable[[str, "dict[str, Any]", str], None]
-JoinLeaveHandler = Callable[[str, "dict[str, Any]"], None]
+# What a broker calls back with: (channel, publication, epoch) for a publication; (channel, info, join) for a join
+# (join True) or a leave; (channels) for the channels whose publications may have been lost.
+PublicationHandler = Callable[[str, "Publication", str], None]
+JoinLeaveHandler = Callable[[str, "ClientInfo", bool], None]
 ReconnectHandler = Callable[[list[str]], None]
 
 
@@ -276,7 +278,7 @@ class IHistory(Interface):
 
     def history(
         channel: str,
-        since: Optional[dict[str, Any]] = None,
+        since: "Optional[StreamPosition]" = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,
@@ -288,9 +290,9 @@ class IHistory(Interface):
         Filter (Centrifugo's HistoryFilter):
           - C{limit} 0: no publications, only the position; negative: no limit.
           - without C{since}: oldest first (newest first with C{reverse}), up to C{limit}.
-          - with C{since} (C{{"offset": int, "epoch": str}}, zero values may be left out): forward, offsets
-            greater than C{since["offset"]} (from the oldest retained one when the next was trimmed; none when
-            it is the top); reverse, offsets smaller than C{since["offset"]}, newest first.
+          - with C{since} (a L{StreamPosition}; its epoch "" matches any): forward, offsets greater than
+            C{since.offset} (from the oldest retained one when the next was trimmed; none when it is the top);
+            reverse, offsets smaller than C{since.offset}, newest first.
 
         @return: a Deferred firing with an L{httpstream.engines.HistoryResult} (publications, offset = top,
             epoch), or failing with L{httpstream.engines.BadHistoryRequest} (107: C{reverse} with
@@ -318,15 +320,15 @@ class IBroker(IHistory):
     def setHandler(handler: PublicationHandler) -> None:
         """
         Set the callable that receives C{(channel, publication, epoch)} for every publication on a subscribed
-        channel. A publication is a dict in the protocol's dict form (see L{httpstream.protocol}): data, info,
-        offset, tags. C{epoch} is the epoch of the stream the publication was appended to, "" when it was not
-        (no history): the handler decides what a positioned subscriber in another epoch does (it lost its place).
+        channel, a L{Publication} (data, info, offset, tags). C{epoch} is the epoch of the stream the publication
+        was appended to, "" when it was not (no history): the handler decides what a positioned subscriber in
+        another epoch does (it lost its place).
         """
 
     def setJoinLeaveHandler(handler: JoinLeaveHandler) -> None:
         """
-        Set the callable that receives C{(channel, push)} for every join or leave sent on a subscribed channel,
-        the push being C{{"join": {"info": ClientInfo}}} or C{{"leave": {"info": ClientInfo}}} (dict form).
+        Set the callable that receives C{(channel, info, join)} for every join (C{join} True) or leave sent on a
+        subscribed channel, C{info} being the L{ClientInfo} of who came or went.
         """
 
     def setReconnectHandler(handler: ReconnectHandler) -> None:
@@ -337,10 +339,11 @@ class IBroker(IHistory):
         never loses publications (the memory one) never calls it.
         """
 
-    def publishJoinLeave(channel: str, push: dict[str, Any]) -> "Deferred[None]":
+    def publishJoinLeave(channel: str, info: "ClientInfo", join: bool) -> "Deferred[None]":
         """
-        Send a join or leave push to every node subscribed to C{channel} (this one included), as Centrifugo's
-        brokers do, so subscribers on every node see who came and went. Nothing is stored.
+        Send a join (C{join} True) or leave of C{info} to every node subscribed to C{channel} (this one
+        included), as Centrifugo's brokers do, so subscribers on every node see who came and went. Nothing is
+        stored.
         """
 
     def subscribe(channel: str) -> "Deferred[None]":
@@ -351,11 +354,11 @@ class IBroker(IHistory):
 
     def publish(
         channel: str,
-        publication: dict[str, Any],
+        publication: "Publication",
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
-    ) -> "Deferred[dict[str, Any]]":
+    ) -> "Deferred[Optional[StreamPosition]]":
         """
         Publish to every node subscribed to C{channel}, appending to the channel's history stream in the same
         atomic step when it has one (C{historySize} > 0 and C{historyTTL} > 0).
@@ -365,11 +368,11 @@ class IBroker(IHistory):
         is dropped (top and epoch) after C{historyMetaTTL} seconds without use (0: the engine's default, 30
         days). Without history the publication has no offset and the top does not move.
 
-        The caller's dict is not changed; the handler and the stream get the publication with its offset.
+        The handler and the stream get the publication with its offset (0 without history).
 
-        @param publication: the protocol dict (data, info, tags); any C{offset} in it is ignored.
-        @return: a Deferred firing with C{{"offset": int, "epoch": str}} with history, C{{}} without, or failing
-            when the publication could not be sent (never a false success).
+        @param publication: data, info, tags; its C{offset} is ignored.
+        @return: a Deferred firing with the publication's L{StreamPosition} with history, None without, or
+            failing when the publication could not be sent (never a false success).
         """
 
 
@@ -381,18 +384,13 @@ class IPresenceManager(Interface):
     refreshing (Centrifugo's Redis presence: C{global_presence_ttl}).
     """
 
-    def add(channel: str, clientID: str, info: dict[str, Any]) -> "Deferred[None]":
-        """
-        Record (or refresh, replacing its info) C{clientID} in C{channel}'s presence.
-
-        @param info: the client's ClientInfo in the protocol's dict form (user, client, conn_info, chan_info;
-            zero values may be left out, so an anonymous client may have no C{user}).
-        """
+    def add(channel: str, clientID: str, info: "ClientInfo") -> "Deferred[None]":
+        """Record (or refresh, replacing its info) C{clientID} in C{channel}'s presence."""
 
     def remove(channel: str, clientID: str) -> "Deferred[None]":
         """Remove C{clientID} from C{channel}'s presence. Unknown clients and channels are ignored."""
 
-    def presence(channel: str) -> "Deferred[dict[str, dict[str, Any]]]":
+    def presence(channel: str) -> "Deferred[dict[str, ClientInfo]]":
         """
         @return: a Deferred firing with C{{clientID: info}} for every client present in C{channel} (C{{}} when
             none).

@@ -46,6 +46,7 @@ from httpstream.testing import (
 )
 from httpstream.transports.http_stream import HTTPStreamTransport
 from httpstream.client.writer import Writer
+from httpstream.values import Publication
 
 
 def implementations() -> dict[InterfaceClass, list[Any]]:
@@ -186,7 +187,7 @@ class ManualBrokerTests(SynchronousTestCase):
         received: list[tuple[str, dict]] = []
         broker.setHandler(lambda channel, pub, epoch: received.append((channel, pub)))
         subscribed = broker.subscribe("news")
-        published = broker.publish("news", {"data": b"1"})
+        published = broker.publish("news", Publication(b"1"))
         self.assertNoResult(subscribed)
         self.assertEqual(broker.channels, set())
         broker.complete()
@@ -194,8 +195,8 @@ class ManualBrokerTests(SynchronousTestCase):
         self.assertEqual(broker.channels, {"news"})
         self.assertNoResult(published)
         broker.complete()
-        self.assertEqual(self.successResultOf(published), {})
-        self.assertEqual(received, [("news", {"data": b"1"})])
+        self.assertIsNone(self.successResultOf(published))
+        self.assertEqual(received, [("news", Publication(b"1"))])
 
     def test_historyWaits(self) -> None:
         """
@@ -203,13 +204,13 @@ class ManualBrokerTests(SynchronousTestCase):
         """
         clock = Clock()
         broker = ManualBroker(clock)
-        published = broker.publish("news", {"data": b"1"}, historySize=5, historyTTL=10)
+        published = broker.publish("news", Publication(b"1"), historySize=5, historyTTL=10)
         read = broker.history("news", limit=-1)
         removed = broker.removeHistory("news")
         self.assertEqual([op for op, _, _ in broker.pending], ["publish", "history", "removeHistory"])
         broker.completeAll()
-        epoch = self.successResultOf(published)["epoch"]
-        self.assertEqual(self.successResultOf(read), HistoryResult([{"data": b"1", "offset": 1}], 1, epoch))
+        epoch = self.successResultOf(published).epoch
+        self.assertEqual(self.successResultOf(read), HistoryResult([Publication(b"1", 1)], 1, epoch))
         self.assertIsNone(self.successResultOf(removed))
 
     def test_reconnect(self) -> None:

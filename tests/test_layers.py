@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("httpstream.interfaces",),
     ("httpstream.logs", "httpstream.metrics", "httpstream.origin"),
     ("httpstream.config",),
-    ("httpstream.decisions", "httpstream.emulation"),
+    ("httpstream.decisions", "httpstream.emulation", "httpstream.values"),
     ("httpstream.engines",),
     # The cluster and the policy reach the node through structural types (ControlledNode, PolicyHost): the node
     # holds its control plane and provides its policy, so both sit below it.

@@ -40,6 +40,7 @@ from httpstream.decisions import (
 from httpstream.interfaces import IClient, IClientPolicy, ITransport
 from httpstream.logs import Logger
 from httpstream.protocol import EncodeError, codecFor, codes
+from httpstream.values import ClientInfo
 
 __all__ = ["MAX_PENDING_FRAMES", "Client"]
 
@@ -260,13 +261,9 @@ class Client:
     def logFailure(self, what: str, failure: Failure) -> None:
         self.log.failure("client {client}: {what} failed", failure, client=self.clientID, what=what)
 
-    def clientInfo(self, sub: Optional[Subscription] = None) -> dict[str, Any]:
-        info: dict[str, Any] = {"user": self.user, "client": self.clientID}
-        if self.connInfo is not None:
-            info["conn_info"] = self.connInfo
-        if sub is not None and sub.chanInfo is not None:
-            info["chan_info"] = sub.chanInfo
-        return info
+    def clientInfo(self, sub: Optional[Subscription] = None) -> ClientInfo:
+        """This connection's L{ClientInfo}, with C{sub}'s channel info when given."""
+        return ClientInfo(self.user, self.clientID, self.connInfo, sub.chanInfo if sub is not None else None)
 
     # What the server API does to this connection
 

@@ -20,6 +20,7 @@ from httpstream.config import ChannelOptions
 from httpstream.decisions import Connection, PublishDecision, RefreshDecision, Refused
 from httpstream.interfaces import IClientPolicy
 from httpstream.protocol import codes
+from httpstream.values import ClientInfo, HistoryResult, StreamPosition
 
 Result = Union[None, Deferred[Any]]
 
@@ -33,7 +34,7 @@ class Commander(Protocol):
 
     def connection(self) -> Connection: ...
 
-    def clientInfo(self, sub: Optional[Subscription] = None) -> dict[str, Any]: ...
+    def clientInfo(self, sub: Optional[Subscription] = None) -> ClientInfo: ...
 
     def send(self, reply: dict[str, Any]) -> None: ...
 
@@ -120,8 +121,9 @@ class ChannelCommands:
         sub = client.subs.get(channel)
         d = client.policy.publishing(client.connection(), channel, options, data, sub is not None)
 
-        def accepted(decision: PublishDecision) -> Deferred[dict[str, Any]]:
-            return client.node.publish(channel, decision.data, client.clientInfo(sub), skipHistory=decision.skipHistory)
+        def accepted(decision: PublishDecision) -> Deferred[Optional[StreamPosition]]:
+            return client.node.publish(channel, decision.data, client.clientInfo(sub), skipHistory=decision.skipHistory,
+                                       options=options)
 
         return d.addCallback(accepted).addCallbacks(
             lambda _: client.send({"id": commandID, "publish": {}}),
@@ -144,7 +146,7 @@ class ChannelCommands:
         d: Deferred[Any]
         if method == "presence":
             d = client.policy.presence(client.connection(), channel, options, subscribed)
-            d.addCallback(lambda presence: {"presence": presence})
+            d.addCallback(lambda presence: {"presence": {k: info.asDict() for k, info in presence.items()}})
         else:
             d = client.policy.presenceStats(client.connection(), channel, options, subscribed)
         return d.addCallbacks(
@@ -159,14 +161,13 @@ class ChannelCommands:
         if options is None:
             return None
         # An empty since ({}) is still a since: offset 0 (reverse then answers 107).
+        since = request.get("since")
+        position = None if since is None else StreamPosition(since.get("offset", 0), since.get("epoch", ""))
         d = client.policy.history(client.connection(), channel, options, channel in client.subs,
-                                  request.get("since"), int(request.get("limit", 0) or 0),
-                                  bool(request.get("reverse")))
+                                  position, int(request.get("limit", 0) or 0), bool(request.get("reverse")))
 
-        def answer(history: Any) -> None:
-            client.send({"id": commandID, "history": {
-                "publications": history.publications, "offset": history.offset, "epoch": history.epoch,
-            }})
+        def answer(history: HistoryResult) -> None:
+            client.send({"id": commandID, "history": history.asDict()})
 
         return d.addCallbacks(answer, lambda f: client.commandFailed(commandID, f, "history"))
 

@@ -11,8 +11,9 @@ from typing import Any, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 
-from httpstream.config import Config
+from httpstream.config import ChannelOptions, Config
 from httpstream.interfaces import IClient, IClientPolicy, IPresenceManager
+from httpstream.values import ClientInfo, StreamPosition
 
 
 class ClientHost(Protocol):
@@ -47,9 +48,10 @@ class ClientHost(Protocol):
 
     def removeSubscription(self, channel: str, client: IClient) -> None: ...
 
-    def publish(self, channel: str, data: bytes, info: Optional[dict[str, Any]] = None,
-                skipHistory: bool = False, tags: Optional[dict[str, str]] = None) -> Deferred[dict[str, Any]]: ...
+    def publish(self, channel: str, data: bytes, info: Optional[ClientInfo] = None,
+                skipHistory: bool = False, tags: Optional[dict[str, str]] = None,
+                options: Optional[ChannelOptions] = None) -> Deferred[Optional[StreamPosition]]: ...
 
-    def joinLeave(self, channel: str, push: dict[str, Any]) -> None: ...
+    def joinLeave(self, channel: str, info: ClientInfo, join: bool) -> None: ...
 
     def background(self, d: Deferred[Any]) -> Deferred[Any]: ...

@@ -22,6 +22,7 @@ from httpstream.decisions import Connection, GrantedSubscription, Refused, Subsc
 from httpstream.interfaces import IClient, IClientPolicy
 from httpstream.logs import Logger
 from httpstream.protocol import codes
+from httpstream.values import ClientInfo, StreamPosition
 
 from httpstream.protocol.codes import (
     DISCONNECT_INSUFFICIENT_STATE,
@@ -47,7 +48,7 @@ class Holder(Protocol):
 
     def connection(self) -> Connection: ...
 
-    def clientInfo(self, sub: Optional[Subscription] = None) -> dict[str, Any]: ...
+    def clientInfo(self, sub: Optional[Subscription] = None) -> ClientInfo: ...
 
     def send(self, reply: dict[str, Any]) -> None: ...
 
@@ -139,8 +140,10 @@ class Subscriptions(Mapping[str, Subscription]):
             d.addCallback(lambda _: node.presence.add(channel, client.clientID, client.clientInfo(sub)))
             d.addCallback(stillWanted)
         if sub.positioned:
-            recovery: dict[str, Any] = {key: request[key] for key in ("recover", "offset", "epoch") if key in request}
-            d.addCallback(lambda _: client.policy.position(sub, recovery, client.protocol))
+            recover = None
+            if request.get("recover"):
+                recover = StreamPosition(int(request.get("offset", 0) or 0), request.get("epoch", "") or "")
+            d.addCallback(lambda _: client.policy.position(sub, recover, client.protocol))
             d.addCallback(stillWanted)
             d.addCallback(result.update)
         d.addCallback(lambda _: self._result(sub, result))
@@ -196,7 +199,7 @@ class Subscriptions(Mapping[str, Subscription]):
             self.deliverPublication(frames)
         if sub.joinLeave and self._subs.get(channel) is sub and not client.closed:
             # After the reply, so the subscriber may receive its own join.
-            client.node.joinLeave(channel, {"join": {"info": client.clientInfo(sub)}})
+            client.node.joinLeave(channel, client.clientInfo(sub), True)
 
     # Leaving
 
@@ -207,7 +210,7 @@ class Subscriptions(Mapping[str, Subscription]):
             return
         self.drop(channel)
         if sub.joinLeave and not sub.subscribing:
-            self._client.node.joinLeave(channel, {"leave": {"info": self._client.clientInfo(sub)}})
+            self._client.node.joinLeave(channel, self._client.clientInfo(sub), False)
 
     def drop(self, channel: str) -> None:
         """Forget C{channel}'s subscription: out of the hub and presence, without a leave."""
@@ -295,7 +298,7 @@ class Subscriptions(Mapping[str, Subscription]):
         if sub.subscribing:
             sub.buffered.append(frames)
             return
-        offset = int(frames.publication.get("offset", 0) or 0)
+        offset = frames.publication.offset
         if sub.positioned and offset:
             if frames.epoch and sub.epoch and frames.epoch != sub.epoch:
                 self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)

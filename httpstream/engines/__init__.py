@@ -5,7 +5,8 @@ L{httpstream.interfaces.IHistory} and L{httpstream.interfaces.IPresenceManager}.
 
 Owns L{memory} (one process: the embedded default and a fake for tests) and L{redis} (nodes sharing a Redis:
 a package, imported only where it is chosen since txredisapi installs the global reactor). The values and errors
-every engine shares live here, so an engine only holds its own mechanics: L{HistoryResult}, the
+every engine shares live here, so an engine only holds its own mechanics: L{HistoryResult} (from
+L{httpstream.values}), the
 L{HistoryError}s a history query may end with and the checks that raise them, and L{EngineUnavailable}, which
 it registers with L{httpstream.logs} as an outage.
 
@@ -15,12 +16,11 @@ anything above them.
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-import attrs
+from typing import Optional
 
 from httpstream import logs
 from httpstream.protocol import codes
+from httpstream.values import HistoryResult, StreamPosition
 
 __all__ = [
     "DEFAULT_HISTORY_META_TTL",
@@ -46,21 +46,6 @@ class EngineUnavailable(Exception):
 
 
 logs.registerOutage(EngineUnavailable)
-
-
-@attrs.frozen
-class HistoryResult:
-    """
-    The answer to a history query: the publications the filter selects and the stream's position.
-
-    @ivar publications: protocol dicts (each with its C{offset}), in the order asked for.
-    @ivar offset: the stream's top (the offset of the newest publication ever stored; 0 for a new stream).
-    @ivar epoch: the stream's epoch (never empty).
-    """
-
-    publications: list[dict[str, Any]]
-    offset: int
-    epoch: str
 
 
 class HistoryError(Exception):
@@ -103,17 +88,17 @@ def hasHistory(historySize: int, historyTTL: float) -> bool:
     return historySize > 0 and historyTTL > 0
 
 
-def checkHistoryRequest(since: Optional[dict[str, Any]], reverse: bool) -> None:
+def checkHistoryRequest(since: Optional[StreamPosition], reverse: bool) -> None:
     """
     Refuse what no stream can answer, before an engine touches it: reverse with C{since.offset} 0.
 
     @raise BadHistoryRequest: then.
     """
-    if reverse and since is not None and not since.get("offset", 0):
+    if reverse and since is not None and not since.offset:
         raise BadHistoryRequest()
 
 
-def checkSinceEpoch(since: Optional[dict[str, Any]], offset: int, epoch: str) -> None:
+def checkSinceEpoch(since: Optional[StreamPosition], offset: int, epoch: str) -> None:
     """
     Refuse a C{since} from another incarnation of the stream (an empty epoch matches any).
 
@@ -121,7 +106,5 @@ def checkSinceEpoch(since: Optional[dict[str, Any]], offset: int, epoch: str) ->
     @param epoch: the stream's epoch.
     @raise UnrecoverablePosition: then.
     """
-    if since is not None:
-        sinceEpoch = since.get("epoch", "")
-        if sinceEpoch and sinceEpoch != epoch:
-            raise UnrecoverablePosition(offset, epoch)
+    if since is not None and since.epoch and since.epoch != epoch:
+        raise UnrecoverablePosition(offset, epoch)

@@ -14,8 +14,9 @@ import random
 import string
 import time
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
@@ -35,6 +36,7 @@ from httpstream.interfaces import (
     PublicationHandler,
     ReconnectHandler,
 )
+from httpstream.values import ClientInfo, Publication, StreamPosition
 
 __all__ = ["MemoryBroker", "MemoryPresence"]
 
@@ -52,7 +54,7 @@ class _Stream:
     def __init__(self, epoch: str, removeAt: float) -> None:
         self.epoch = epoch
         self.top = 0
-        self.items: deque[dict[str, Any]] = deque()
+        self.items: deque[Publication] = deque()
         # When the items are cleared (history_ttl after the last publish); None while there are none.
         self.expireAt: Optional[float] = None
         # When the whole stream is dropped (history_meta_ttl after the last use).
@@ -113,9 +115,9 @@ class MemoryBroker:
         """Kept, never called: nothing comes between this broker and its handler, so nothing is ever lost."""
         self._reconnectHandler = handler
 
-    def publishJoinLeave(self, channel: str, push: dict[str, Any]) -> Deferred[None]:
+    def publishJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> Deferred[None]:
         if channel in self.channels and self._joinLeaveHandler is not None:
-            self._joinLeaveHandler(channel, push)
+            self._joinLeaveHandler(channel, info, join)
         return succeed(None)
 
     def subscribe(self, channel: str) -> Deferred[None]:
@@ -129,38 +131,37 @@ class MemoryBroker:
     def publish(
         self,
         channel: str,
-        publication: dict[str, Any],
+        publication: Publication,
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
-    ) -> Deferred[dict[str, Any]]:
+    ) -> Deferred[Optional[StreamPosition]]:
         if not hasHistory(historySize, historyTTL):
-            if "offset" in publication:
-                publication = {key: value for key, value in publication.items() if key != "offset"}
+            if publication.offset:
+                publication = attrs.evolve(publication, offset=0)
             self._deliver(channel, publication, "")
-            return succeed({})
+            return succeed(None)
         now = self._now()
         self._expire(now)
         stream = self._streams.get(channel)
         if stream is None:
             stream = self._newStream(channel, now, historyMetaTTL)
         stream.top += 1
-        stored = dict(publication)
-        stored["offset"] = stream.top
+        # Publications are frozen: the stream and every subscriber share this one.
+        stored = attrs.evolve(publication, offset=stream.top)
         stream.items.append(stored)
         while len(stream.items) > historySize:
             stream.items.popleft()
         stream.expireAt = now + historyTTL
         stream.removeAt = now + (historyMetaTTL or self._defaultMetaTTL)
         self._schedule(channel, stream)
-        # The handler gets its own copy: what it does with it cannot change the history.
-        self._deliver(channel, dict(stored), stream.epoch)
-        return succeed({"offset": stream.top, "epoch": stream.epoch})
+        self._deliver(channel, stored, stream.epoch)
+        return succeed(StreamPosition(stream.top, stream.epoch))
 
     def history(
         self,
         channel: str,
-        since: Optional[dict[str, Any]] = None,
+        since: Optional[StreamPosition] = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,
@@ -181,7 +182,7 @@ class MemoryBroker:
             checkSinceEpoch(since, stream.top, stream.epoch)
         except HistoryError:
             return fail()
-        publications = [dict(item) for item in _select(stream.items, since, limit, reverse)]
+        publications = _select(stream.items, since, limit, reverse)
         return succeed(HistoryResult(publications, stream.top, stream.epoch))
 
     def removeHistory(self, channel: str) -> Deferred[None]:
@@ -192,7 +193,7 @@ class MemoryBroker:
             stream.expireAt = None
         return succeed(None)
 
-    def _deliver(self, channel: str, publication: dict[str, Any], epoch: str) -> None:
+    def _deliver(self, channel: str, publication: Publication, epoch: str) -> None:
         if channel in self.channels and self._handler is not None:
             self._handler(channel, publication, epoch)
 
@@ -226,8 +227,8 @@ class MemoryBroker:
 
 
 def _select(
-    items: deque[dict[str, Any]], since: Optional[dict[str, Any]], limit: int, reverse: bool
-) -> list[dict[str, Any]]:
+    items: deque[Publication], since: Optional[StreamPosition], limit: int, reverse: bool
+) -> list[Publication]:
     """
     Apply a history filter to a stream's items (consecutive offsets ending at the top): see
     L{IBroker.history}.
@@ -235,10 +236,10 @@ def _select(
     if limit == 0 or not items:
         return []
     count = len(items)
-    first = items[0]["offset"]
+    first = items[0].offset
     start, stop = 0, count  # the index range the filter allows, before the limit
     if since is not None:
-        sinceOffset = since.get("offset", 0)
+        sinceOffset = since.offset
         if reverse:
             stop = min(max(sinceOffset - first, 0), count)
         else:
@@ -264,10 +265,10 @@ class MemoryPresence:
     """
 
     def __init__(self) -> None:
-        self._channels: dict[str, dict[str, dict[str, Any]]] = {}
+        self._channels: dict[str, dict[str, ClientInfo]] = {}
 
-    def add(self, channel: str, clientID: str, info: dict[str, Any]) -> Deferred[None]:
-        self._channels.setdefault(channel, {})[clientID] = dict(info)
+    def add(self, channel: str, clientID: str, info: ClientInfo) -> Deferred[None]:
+        self._channels.setdefault(channel, {})[clientID] = info
         return succeed(None)
 
     def remove(self, channel: str, clientID: str) -> Deferred[None]:
@@ -278,11 +279,10 @@ class MemoryPresence:
                 del self._channels[channel]
         return succeed(None)
 
-    def presence(self, channel: str) -> Deferred[dict[str, dict[str, Any]]]:
-        clients = self._channels.get(channel, {})
-        return succeed({clientID: dict(info) for clientID, info in clients.items()})
+    def presence(self, channel: str) -> Deferred[dict[str, ClientInfo]]:
+        return succeed(dict(self._channels.get(channel, {})))
 
     def stats(self, channel: str) -> Deferred[dict[str, int]]:
         clients = self._channels.get(channel, {})
-        users = {info.get("user", "") for info in clients.values()}
+        users = {info.user for info in clients.values()}
         return succeed({"num_clients": len(clients), "num_users": len(users)})

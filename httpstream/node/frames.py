@@ -5,12 +5,14 @@ The encodings of one publication its node fans out: made on first use, shared by
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
+import attrs
 import orjson
 
 from httpstream.protocol import EncodeError, codecFor
 from httpstream.protocol.delta import publicationDelta
+from httpstream.values import Publication
 
 
 def asJSONString(data: bytes) -> bytes:
@@ -28,7 +30,7 @@ class PublicationFrames:
         positioned subscription following another epoch has lost its place.
     """
 
-    def __init__(self, channel: str, publication: dict[str, Any], previous: Optional[dict[str, Any]],
+    def __init__(self, channel: str, publication: Publication, previous: Optional[Publication],
                  epoch: str = "") -> None:
         self.channel = channel
         self.publication = publication
@@ -38,9 +40,9 @@ class PublicationFrames:
 
     def deltaBaseOffset(self) -> int:
         """The offset a subscriber must have been sent last for the C{delta} variant to apply, or -1."""
-        if self.previous is None or not self.publication.get("offset"):
+        if self.previous is None or not self.publication.offset:
             return -1
-        return int(self.previous.get("offset", 0))
+        return self.previous.offset
 
     def frame(self, protocol: str, variant: str) -> Optional[bytes]:
         """The push for C{protocol} in C{variant}, or None when it cannot be encoded for that protocol."""
@@ -50,16 +52,18 @@ class PublicationFrames:
         return self._frames[key]
 
     def _encode(self, protocol: str, variant: str) -> Optional[bytes]:
-        pub = dict(self.publication)
+        pub = self.publication
         json = protocol == "json"
         try:
             if variant == "delta" and self.previous is not None:
-                payload, isDelta = publicationDelta(self.previous["data"], pub["data"], utf8=json)
-                pub["data"] = asJSONString(payload) if json else payload
-                if isDelta:
-                    pub["delta"] = True
-            elif variant in ("full", "delta") and json:
-                pub["data"] = asJSONString(pub["data"])
-            return codecFor(protocol).encode_reply({"push": {"channel": self.channel, "pub": pub}})
+                payload, isDelta = publicationDelta(self.previous.data, pub.data, utf8=json)
+                pub = attrs.evolve(pub, data=payload, delta=pub.delta or isDelta)
+            body = pub.asDict()
+            if json and variant != "plain":
+                # A JSON string orjson wrote: embedded as it is. The codec parses only the plain variant's data (to
+                # check it is JSON), so a publication's payload is parsed once on its way out, whatever variants
+                # its subscribers take.
+                body["data"] = orjson.Fragment(asJSONString(pub.data))
+            return codecFor(protocol).encode_reply({"push": {"channel": self.channel, "pub": body}})
         except (EncodeError, UnicodeDecodeError):
             return None

@@ -17,7 +17,7 @@ from httpstream import __version__
 
 from httpstream.protocol import codes
 from httpstream.policy.channels import ChannelError, ChannelRules
-from httpstream.config import Config
+from httpstream.config import ChannelOptions, Config
 from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.emulation import EmulationResult
@@ -43,6 +43,7 @@ from httpstream.policy.clientpolicy import ConfiguredPolicy
 from httpstream.policy.proxy import ProxyClient
 from httpstream.policy.rpc import RPCRegistry
 from httpstream.policy.tokens import TokenVerifier
+from httpstream.values import ClientInfo, Publication, StreamPosition
 
 # Makes the protocol side of a new connection (httpstream.client.ClientFactory): the node does not import the
 # client, whose layer sits above it.
@@ -92,7 +93,10 @@ class Node:
         self.rpc = RPCRegistry()
         self.metrics = Metrics(self)
         # The latest publication of each channel that allows deltas: the base of the next one's delta.
-        self._latest: dict[str, dict[str, Any]] = {}
+        self._latest: dict[str, Publication] = {}
+        # Whether each channel with local subscribers allows deltas: its options, resolved once while it has them
+        # (not once per publication on its way out); a reload forgets them.
+        self._deltaAllowed: dict[str, bool] = {}
         self._users: dict[str, int] = {}
         self.broker.setHandler(self._onPublication)
         self.broker.setJoinLeaveHandler(self._onJoinLeave)
@@ -122,6 +126,7 @@ class Node:
         self.config = config
         self.rules = ChannelRules(config)
         self.tokens = TokenVerifier.fromConfig(config)
+        self._deltaAllowed.clear()
 
     def useControl(self, control: Control) -> None:
         """
@@ -232,6 +237,7 @@ class Node:
         if self.hub.remove(channel, client):
             # The node stops hearing the channel: its latest publication would be a stale delta base.
             self._latest.pop(channel, None)
+            self._deltaAllowed.pop(channel, None)
             d = self.broker.unsubscribe(channel)
             d.addErrback(lambda f: self.log.failure("unsubscribe {channel} in broker", f, channel=channel))
 
@@ -239,22 +245,23 @@ class Node:
         self,
         channel: str,
         data: bytes,
-        info: Optional[dict[str, Any]] = None,
+        info: Optional[ClientInfo] = None,
         skipHistory: bool = False,
         tags: Optional[dict[str, str]] = None,
-    ) -> Deferred[dict[str, Any]]:
+        options: Optional[ChannelOptions] = None,
+    ) -> Deferred[Optional[StreamPosition]]:
         """
         Publish C{data} to every subscriber of C{channel} on every node, into its history when it keeps one.
 
-        @return: a Deferred firing with C{{"offset", "epoch"}} (C{{}} without history).
+        @param info: the publishing client's, or None.
+        @param options: C{channel}'s options when the caller has already resolved them (a client's publish
+            command); None to resolve them here.
+        @return: a Deferred firing with the publication's L{StreamPosition} (None without history).
         @raise ChannelError: an unknown namespace or a bad channel name.
         """
-        options = self.rules.options(channel)
-        publication: dict[str, Any] = {"data": data}
-        if info is not None:
-            publication["info"] = info
-        if tags:
-            publication["tags"] = tags
+        if options is None:
+            options = self.rules.options(channel)
+        publication = Publication(data, info=info, tags=tags)
         if options.history and not skipHistory:
             return self.broker.publish(
                 channel, publication, options.history_size, options.history_ttl,
@@ -262,17 +269,21 @@ class Node:
             )
         return self.broker.publish(channel, publication)
 
-    def _onPublication(self, channel: str, publication: dict[str, Any], epoch: str = "") -> None:
+    def _onPublication(self, channel: str, publication: Publication, epoch: str = "") -> None:
         """
         The broker's handler: fan a publication out to this node's subscribers of C{channel}.
 
         @param epoch: the epoch of the stream it was stored in ("" when it was not): positioned subscribers in
             another epoch (the stream was lost and made again) are then unsubscribed (2500).
         """
-        try:
-            deltaAllowed = self.rules.options(channel).delta_publish
-        except ChannelError:
-            deltaAllowed = False
+        deltaAllowed = self._deltaAllowed.get(channel)
+        if deltaAllowed is None:
+            try:
+                deltaAllowed = self.rules.options(channel).delta_publish
+            except ChannelError:
+                deltaAllowed = False
+            if self.hub.subscribers(channel):
+                self._deltaAllowed[channel] = deltaAllowed
         previous = self._latest.get(channel) if deltaAllowed else None
         frames = PublicationFrames(channel, publication, previous, epoch)
         for client in self.hub.subscribers(channel):
@@ -292,21 +303,21 @@ class Node:
         for client in clients.values():
             client.checkPositions(sorted(wanted))
 
-    def joinLeave(self, channel: str, push: dict[str, Any]) -> None:
-        """Send a join or leave push to the subscribers of C{channel} on every node (through the broker)."""
-        d = self.background(self.broker.publishJoinLeave(channel, push))
+    def joinLeave(self, channel: str, info: ClientInfo, join: bool) -> None:
+        """Send a join (C{join} True) or leave of C{info} to the subscribers of C{channel} on every node (through
+        the broker)."""
+        d = self.background(self.broker.publishJoinLeave(channel, info, join))
         d.addErrback(lambda f: self.log.warn("{channel}: join/leave not sent: {error}", channel=channel,
                                              error=f.getErrorMessage()))
 
-    def _onJoinLeave(self, channel: str, push: dict[str, Any]) -> None:
+    def _onJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> None:
         """The broker's join/leave handler: this node's subscribers of C{channel} that asked for them get it."""
         frames: dict[str, Optional[bytes]] = {}
+        push = {"channel": channel, "join" if join else "leave": {"info": info.asDict()}}
         for client in self.hub.subscribers(channel):
             if client.protocol not in frames:
                 try:
-                    frames[client.protocol] = codecFor(client.protocol).encode_reply(
-                        {"push": {"channel": channel, **push}}
-                    )
+                    frames[client.protocol] = codecFor(client.protocol).encode_reply({"push": push})
                 except EncodeError:
                     frames[client.protocol] = None
             frame = frames[client.protocol]

@@ -27,8 +27,8 @@ from httpstream.decisions import (
     SubscribeDecision,
     SubscribeRequest,
 )
-from httpstream.engines import HistoryResult
 from httpstream.interfaces import IClientPolicy
+from httpstream.values import ClientInfo, HistoryResult, StreamPosition
 
 __all__ = ["ApplicationPolicy"]
 
@@ -94,7 +94,7 @@ class ApplicationPolicy:
         )
 
     def presence(self, connection: Connection, channel: str, options: ChannelOptions,
-                 subscribed: bool) -> Deferred[dict[str, dict[str, Any]]]:
+                 subscribed: bool) -> Deferred[dict[str, ClientInfo]]:
         return self.fallback.presence(connection, channel, options, subscribed)
 
     def presenceStats(self, connection: Connection, channel: str, options: ChannelOptions,
@@ -102,7 +102,7 @@ class ApplicationPolicy:
         return self.fallback.presenceStats(connection, channel, options, subscribed)
 
     def history(self, connection: Connection, channel: str, options: ChannelOptions, subscribed: bool,
-                since: Optional[dict[str, Any]], limit: int, reverse: bool) -> Deferred[HistoryResult]:
+                since: Optional[StreamPosition], limit: int, reverse: bool) -> Deferred[HistoryResult]:
         return self.fallback.history(connection, channel, options, subscribed, since, limit, reverse)
 
     def rpc(self, connection: Connection, method: str, data: bytes) -> Deferred[bytes]:
@@ -111,8 +111,9 @@ class ApplicationPolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self.fallback.message(connection, data)
 
-    def position(self, subscription: Any, recovery: dict[str, Any], protocol: str) -> Deferred[dict[str, Any]]:
-        return self.fallback.position(subscription, recovery, protocol)
+    def position(self, subscription: Any, recover: Optional[StreamPosition],
+                 protocol: str) -> Deferred[dict[str, Any]]:
+        return self.fallback.position(subscription, recover, protocol)
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         return self.fallback.checkPosition(subscription, force)

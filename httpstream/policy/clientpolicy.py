@@ -25,7 +25,7 @@ from httpstream.decisions import (
     SubscribeDecision,
     SubscribeRequest,
 )
-from httpstream.engines import HistoryError, HistoryResult
+from httpstream.engines import HistoryError
 from httpstream.interfaces import IClientPolicy
 from httpstream.policy import connecting, subscribing
 from httpstream.policy.channels import ChannelError
@@ -34,6 +34,7 @@ from httpstream.policy.host import PolicyHost
 from httpstream.policy.proxy import ProxyContext
 from httpstream.policy.recovery import checkPosition, position
 from httpstream.protocol import codes
+from httpstream.values import ClientInfo, HistoryResult, StreamPosition
 
 __all__ = ["ConfiguredPolicy"]
 
@@ -113,7 +114,7 @@ class ConfiguredPolicy:
         return succeed(PublishDecision(data))
 
     def presence(self, connection: Connection, channel: str, options: ChannelOptions,
-                 subscribed: bool) -> Deferred[dict[str, dict[str, Any]]]:
+                 subscribed: bool) -> Deferred[dict[str, ClientInfo]]:
         error = self._node.rules.canPresence(connection.user, channel, options, subscribed)
         if error is not None:
             return fail(Refused(error))
@@ -127,7 +128,7 @@ class ConfiguredPolicy:
         return self._node.presence.stats(channel)
 
     def history(self, connection: Connection, channel: str, options: ChannelOptions, subscribed: bool,
-                since: Optional[dict[str, Any]], limit: int, reverse: bool) -> Deferred[HistoryResult]:
+                since: Optional[StreamPosition], limit: int, reverse: bool) -> Deferred[HistoryResult]:
         node = self._node
         error = node.rules.canHistory(connection.user, channel, options, subscribed)
         if error is not None:
@@ -146,9 +147,10 @@ class ConfiguredPolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self._node.rpc.handleSend(self.context(connection), data).addErrback(proxyRefusal)
 
-    def position(self, subscription: Any, recovery: dict[str, Any], protocol: str) -> Deferred[dict[str, Any]]:
+    def position(self, subscription: Any, recover: Optional[StreamPosition],
+                 protocol: str) -> Deferred[dict[str, Any]]:
         node = self._node
-        return position(node.broker, node.config, subscription, recovery, protocol, node.reactor.seconds())
+        return position(node.broker, node.config, subscription, recover, protocol, node.reactor.seconds())
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         node = self._node

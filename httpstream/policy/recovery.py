@@ -12,8 +12,9 @@ SDK advances it while applying them); otherwise none, with the top's position (t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
+import attrs
 import orjson
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -21,7 +22,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from httpstream.protocol.delta import publicationDelta
-from httpstream.engines import HistoryError, HistoryResult
+from httpstream.engines import HistoryError
+from httpstream.values import HistoryResult, Publication, StreamPosition
 
 if TYPE_CHECKING:
     from httpstream.config import ChannelOptions, Config
@@ -59,12 +61,14 @@ def _asJSONString(data: bytes) -> bytes:
     return orjson.dumps(data.decode("utf-8"))
 
 
-def position(broker: IBroker, config: Config, sub: Subscription, request: dict[str, Any], protocol: str,
+def position(broker: IBroker, config: Config, sub: Subscription, recover: Optional[StreamPosition], protocol: str,
              now: float) -> Deferred[dict[str, Any]]:
     """
     Read the stream of a positioned subscription: set C{sub.offset}/C{sub.epoch} to the top and fire with the
     SubscribeResult fields that say where the subscription starts (C{offset}, C{epoch}, and for a recovering one
-    C{was_recovering}, C{recovered}, C{publications}).
+    C{was_recovering}, C{recovered}, C{publications}: in the protocol's dict form, sent as they are).
+
+    @param recover: the position the client asks to recover from, or None when it does not.
 
     @param now: the reactor's time (the position is compared with the top from then on: L{checkPosition}).
     """
@@ -77,11 +81,10 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict[s
         result.update(offset=history.offset, epoch=history.epoch)
         return result
 
-    if not (sub.recoverable and request.get("recover")):
+    if not sub.recoverable or recover is None:
         return broker.history(sub.channel, None, 0, False, metaTTL).addCallback(atTop)
 
-    clientOffset = int(request.get("offset", 0) or 0)
-    clientEpoch = request.get("epoch", "") or ""
+    clientOffset, clientEpoch = recover.offset, recover.epoch
     limit = config.client_recovery_max_publication_limit
     cache = sub.options.force_recovery_mode == "cache"
     result["was_recovering"] = True
@@ -90,19 +93,18 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict[s
         d = broker.history(sub.channel, None, 1, True, metaTTL)
     else:
         # One more than the limit: more missed publications than that cannot be recovered.
-        d = broker.history(sub.channel, {"offset": clientOffset, "epoch": ""}, limit + 1 if limit else -1, False,
-                           metaTTL)
+        d = broker.history(sub.channel, StreamPosition(clientOffset, ""), limit + 1 if limit else -1, False, metaTTL)
 
     def recovered(history: HistoryResult) -> dict[str, Any]:
         publications = history.publications
         sameEpoch = not clientEpoch or clientEpoch == history.epoch
         if cache:
             ok = sameEpoch and (history.offset == clientOffset
-                                or bool(publications and publications[0].get("offset") == history.offset))
-            publications = [p for p in publications if p.get("offset", 0) > clientOffset]
+                                or bool(publications and publications[0].offset == history.offset))
+            publications = [p for p in publications if p.offset > clientOffset]
         else:
-            contiguous = all(p.get("offset") == clientOffset + i + 1 for i, p in enumerate(publications))
-            lastOffset = publications[-1]["offset"] if publications else clientOffset
+            contiguous = all(p.offset == clientOffset + i + 1 for i, p in enumerate(publications))
+            lastOffset = publications[-1].offset if publications else clientOffset
             ok = sameEpoch and contiguous and lastOffset == history.offset and (not limit or len(publications) <= limit)
         atTop(history)
         if not ok:
@@ -110,9 +112,9 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict[s
         result["recovered"] = True
         result["offset"] = clientOffset
         if publications:
-            result["publications"] = recoveredPublications(publications, sub.delta, protocol)
+            result["publications"] = [p.asDict() for p in recoveredPublications(publications, sub.delta, protocol)]
             # The client's delta base is now the last recovered publication: deltas may follow at once.
-            sub.deltaBase = int(publications[-1].get("offset", 0)) or -1
+            sub.deltaBase = publications[-1].offset or -1
         return result
 
     def unrecoverable(failure: Failure) -> Deferred[dict[str, Any]]:
@@ -124,7 +126,7 @@ def position(broker: IBroker, config: Config, sub: Subscription, request: dict[s
     return d.addCallbacks(recovered, unrecoverable)
 
 
-def recoveredPublications(publications: list[dict[str, Any]], delta: bool, protocol: str) -> list[dict[str, Any]]:
+def recoveredPublications(publications: list[Publication], delta: bool, protocol: str) -> list[Publication]:
     """
     The recovered publications as a subscription receives them: as stored, or with delta negotiated the first
     one full and each next one a Fossil delta against the one before it when that is smaller (upstream's
@@ -133,19 +135,19 @@ def recoveredPublications(publications: list[dict[str, Any]], delta: bool, proto
     if not delta:
         return publications
     json = protocol == "json"
-    out: list[dict[str, Any]] = []
+    out: list[Publication] = []
     previous: bytes | None = None
     for publication in publications:
-        data = publication["data"]
+        data = publication.data
         try:
             payload, isDelta = publicationDelta(previous, data, utf8=json)
-            sent = dict(publication, data=_asJSONString(payload) if json else payload)
+            sent = attrs.evolve(publication, data=_asJSONString(payload) if json else payload)
         except UnicodeDecodeError:
             # Not text: it cannot reach a JSON client at all (the codec refuses it: disconnect 3506).
             payload, isDelta = data, False
-            sent = dict(publication)
+            sent = publication
         if isDelta:
-            sent["delta"] = True
+            sent = attrs.evolve(sent, delta=True)
         out.append(sent)
         previous = data
     return out

@@ -10,13 +10,13 @@ from typing import Any, Union
 
 from twisted.internet.defer import Deferred
 
-from httpstream.engines import HistoryResult
 from httpstream.origin import OriginPatternError, compile_origin_pattern
 from httpstream.policy.channels import ChannelError
 from httpstream.policy.proxy import ProxyContext
 from httpstream.readers import Fields
 from httpstream.serverapi.errors import ERROR_BAD_REQUEST, ERROR_METHOD_NOT_FOUND, ERROR_NOT_AVAILABLE, APIError
 from httpstream.serverapi.requests import HistoryRequest
+from httpstream.values import ClientInfo, HistoryResult
 
 __all__ = ["ChannelMethods", "channelOptions"]
 
@@ -45,8 +45,8 @@ class ChannelMethods:
         channel = f.string("channel")
         if not channelOptions(self.node, channel).presence:
             raise APIError(ERROR_NOT_AVAILABLE)
-        d: Deferred[dict[str, Any]] = self.node.presence.presence(channel)
-        return d.addCallback(lambda p: {"presence": p})
+        d: Deferred[dict[str, ClientInfo]] = self.node.presence.presence(channel)
+        return d.addCallback(lambda p: {"presence": {client: info.asDict() for client, info in p.items()}})
 
     def presenceStats(self, f: Fields) -> Deferred[dict[str, Any]]:
         channel = f.string("channel")
@@ -61,14 +61,9 @@ class ChannelMethods:
         if not options.history:
             raise APIError(ERROR_NOT_AVAILABLE)
         metaTTL = options.history_meta_ttl or self.node.config.global_history_meta_ttl
-        since = request.since.asDict() if request.since is not None else None
-        d: Deferred[HistoryResult] = self.node.broker.history(request.channel, since, request.limit,
+        d: Deferred[HistoryResult] = self.node.broker.history(request.channel, request.since, request.limit,
                                                               request.reverse, metaTTL)
-
-        def answer(history: HistoryResult) -> dict[str, Any]:
-            return {"publications": history.publications, "offset": history.offset, "epoch": history.epoch}
-
-        return d.addCallback(answer)
+        return d.addCallback(HistoryResult.asDict)
 
     def historyRemove(self, f: Fields) -> Deferred[dict[str, Any]]:
         channel = f.string("channel")

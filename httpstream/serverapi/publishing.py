@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.python.failure import Failure
@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from httpstream.readers import Fields
 from httpstream.serverapi.errors import ERROR_BAD_REQUEST, APIError, reply
 from httpstream.serverapi.requests import PublishRequest
+from httpstream.values import StreamPosition
 
 __all__ = ["IDEMPOTENCY_WINDOW", "Publishing"]
 
@@ -62,10 +63,11 @@ class Publishing:
             known = self.idempotent.get((channel, key))
             if known is not None and known[0] > now:
                 return succeed(dict(known[1]))
-        d: Deferred[dict[str, Any]] = self.node.publish(channel, request.data, None, skipHistory=request.skipHistory,
-                                                         tags=request.tags or None)
+        d: Deferred[Optional[StreamPosition]] = self.node.publish(
+            channel, request.data, None, skipHistory=request.skipHistory, tags=request.tags or None)
 
-        def published(result: dict[str, Any]) -> dict[str, Any]:
+        def published(position: Optional[StreamPosition]) -> dict[str, Any]:
+            result = position.asDict() if position is not None else {}
             if key:
                 self.idempotent.pop((channel, key), None)  # re-inserted at the end, in expiry order
                 self.idempotent[(channel, key)] = (now + IDEMPOTENCY_WINDOW, result)

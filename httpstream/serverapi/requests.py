@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from httpstream.readers import INT32, INT64, UINT32, UINT64, FieldError, Fields, SubOptions
+from httpstream.values import StreamPosition
 
 __all__ = [
     "BatchRequest",
@@ -25,6 +26,7 @@ __all__ = [
     "SubscribeRequest",
     "UnsubscribeRequest",
     "UserRequest",
+    "readPosition",
 ]
 
 
@@ -49,19 +51,11 @@ class PublishRequest:
         )
 
 
-@dataclass(frozen=True)
-class StreamPosition:
-    offset: int
-    epoch: str
-
-    @classmethod
-    def read(cls, f: Optional[Fields]) -> Optional["StreamPosition"]:
-        if f is None:
-            return None
-        return cls(f.integer("offset", UINT64), f.string("epoch"))
-
-    def asDict(self) -> dict[str, Any]:
-        return {"offset": self.offset, "epoch": self.epoch}
+def readPosition(f: Optional[Fields]) -> Optional[StreamPosition]:
+    """A StreamPosition object of a request (C{since}, C{recover_since}), or None when absent."""
+    if f is None:
+        return None
+    return StreamPosition(f.integer("offset", UINT64), f.string("epoch"))
 
 
 def _target(f: Fields) -> dict[str, str]:
@@ -128,7 +122,7 @@ class SubscribeRequest(UserRequest):
     @classmethod
     def read(cls, f: Fields) -> "SubscribeRequest":
         return cls(**_target(f), channel=f.string("channel"), options=SubOptions.read(f),
-                   recoverSince=StreamPosition.read(f.object("recover_since")))
+                   recoverSince=readPosition(f.object("recover_since")))
 
     def asDict(self) -> dict[str, Any]:
         """
@@ -182,7 +176,7 @@ class HistoryRequest:
 
     @classmethod
     def read(cls, f: Fields) -> "HistoryRequest":
-        return cls(f.string("channel"), f.integer("limit", INT32), StreamPosition.read(f.object("since")),
+        return cls(f.string("channel"), f.integer("limit", INT32), readPosition(f.object("since")),
                    f.boolean("reverse"))
 
 

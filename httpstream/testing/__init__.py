@@ -36,7 +36,7 @@ from zope.interface import implementer
 from httpstream.client.client import Client
 from httpstream.client.factory import ClientFactory
 from httpstream.config import Config, config_from_dict
-from httpstream.engines import HistoryResult
+from httpstream.values import ClientInfo, HistoryResult, Publication, StreamPosition
 from httpstream.engines.memory import MemoryBroker
 from httpstream.interfaces import (
     IBroker,
@@ -268,9 +268,9 @@ class ManualBroker:
         if self._reconnectHandler is not None:
             self._reconnectHandler(list(channels))
 
-    def publishJoinLeave(self, channel: str, push: dict[str, Any]) -> Deferred[None]:
+    def publishJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> Deferred[None]:
         # Not held: joins and leaves are fire-and-forget for the node.
-        return self._memory.publishJoinLeave(channel, push)
+        return self._memory.publishJoinLeave(channel, info, join)
 
     def subscribe(self, channel: str) -> Deferred[None]:
         return self._wait("subscribe", channel, self._memory.subscribe, channel)
@@ -281,11 +281,11 @@ class ManualBroker:
     def publish(
         self,
         channel: str,
-        publication: dict[str, Any],
+        publication: Publication,
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
-    ) -> Deferred[dict[str, Any]]:
+    ) -> Deferred[Optional[StreamPosition]]:
         return self._wait(
             "publish", channel, self._memory.publish, channel, publication, historySize, historyTTL, historyMetaTTL
         )
@@ -293,7 +293,7 @@ class ManualBroker:
     def history(
         self,
         channel: str,
-        since: Optional[dict[str, Any]] = None,
+        since: Optional[StreamPosition] = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,

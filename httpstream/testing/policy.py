@@ -18,8 +18,8 @@ from httpstream.decisions import (
     SubscribeDecision,
     SubscribeRequest,
 )
-from httpstream.engines import HistoryResult
 from httpstream.interfaces import IClientPolicy
+from httpstream.values import ClientInfo, HistoryResult, StreamPosition
 
 __all__ = ["FakePolicy"]
 
@@ -45,7 +45,7 @@ class FakePolicy:
         self.asked: list[tuple[str, tuple[Any, ...]]] = []
         self.answers: dict[str, Any] = {}
         self.options = options if options is not None else ChannelOptions()
-        self.presenceEntries: dict[str, dict[str, Any]] = {}
+        self.presenceEntries: dict[str, ClientInfo] = {}
         self.stream = HistoryResult([], 0, "fake-epoch")
 
     def _answer(self, method: str, default: Any, *args: Any) -> Deferred[Any]:
@@ -90,17 +90,17 @@ class FakePolicy:
         return self._answer("publishing", PublishDecision(data), connection, channel, options, data, subscribed)
 
     def presence(self, connection: Connection, channel: str, options: ChannelOptions,
-                 subscribed: bool) -> Deferred[dict[str, dict[str, Any]]]:
+                 subscribed: bool) -> Deferred[dict[str, ClientInfo]]:
         return self._answer("presence", dict(self.presenceEntries), connection, channel, options, subscribed)
 
     def presenceStats(self, connection: Connection, channel: str, options: ChannelOptions,
                       subscribed: bool) -> Deferred[dict[str, int]]:
-        users = {info.get("user", "") for info in self.presenceEntries.values()}
+        users = {info.user for info in self.presenceEntries.values()}
         stats = {"num_clients": len(self.presenceEntries), "num_users": len(users)}
         return self._answer("presenceStats", stats, connection, channel, options, subscribed)
 
     def history(self, connection: Connection, channel: str, options: ChannelOptions, subscribed: bool,
-                since: Optional[dict[str, Any]], limit: int, reverse: bool) -> Deferred[HistoryResult]:
+                since: Optional[StreamPosition], limit: int, reverse: bool) -> Deferred[HistoryResult]:
         return self._answer("history", self.stream, connection, channel, options, subscribed, since, limit, reverse)
 
     def rpc(self, connection: Connection, method: str, data: bytes) -> Deferred[bytes]:
@@ -109,10 +109,11 @@ class FakePolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self._answer("message", None, connection, data)
 
-    def position(self, subscription: Any, recovery: dict[str, Any], protocol: str) -> Deferred[dict[str, Any]]:
+    def position(self, subscription: Any, recover: Optional[StreamPosition],
+                 protocol: str) -> Deferred[dict[str, Any]]:
         subscription.offset, subscription.epoch = self.stream.offset, self.stream.epoch
         return self._answer("position", {"offset": self.stream.offset, "epoch": self.stream.epoch},
-                            subscription, recovery, protocol)
+                            subscription, recover, protocol)
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         self.asked.append(("checkPosition", (subscription, force)))

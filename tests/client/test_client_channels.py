@@ -14,10 +14,12 @@ import orjson
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.client.client import Client
+from httpstream.protocol import codec
 from httpstream.protocol.delta import applyFossilDelta
 from httpstream.node.node import Node
 from httpstream.policy.recovery import IN_FLIGHT_GRACE
-from httpstream.testing import FakeTransport, ManualBroker
+from httpstream.values import ClientInfo, Publication
+from httpstream.testing import FakeTransport, ManualBroker, encodeCommands
 from tests.clienthelpers import NOW, ChannelHelpers, token
 from tests.policy.test_proxy import Backend
 
@@ -185,12 +187,12 @@ class ChannelTestsMixin(ChannelHelpers):
                          override={"presence": {"value": True}})
         result = self.ok(client, transport, "subscribe", {"channel": "$x", "token": subToken})
         self.assertEqual(result, {"expires": True, "ttl": 600, "data": b'{"hello":1}'})
-        info = {"user": "alice", "client": client.clientID, "conn_info": b'{"name":"Alice"}',
-                "chan_info": b'{"role":"admin"}'}
+        info = ClientInfo("alice", client.clientID, b'{"name":"Alice"}', b'{"role":"admin"}')
         self.assertEqual(self.successResultOf(node.presence.presence("$x")), {client.clientID: info})
         self.ok(client, transport, "publish", {"channel": "$x", "data": b'{"m":1}'})
         [push] = self.pushes(transport, "pub")
-        self.assertEqual(push["pub"]["info"], info)
+        self.assertEqual(push["pub"]["info"], {"user": "alice", "client": client.clientID,
+                                               "conn_info": b'{"name":"Alice"}', "chan_info": b'{"role":"admin"}'})
 
     # Subscribe and publish proxies
 
@@ -232,7 +234,7 @@ class ChannelTestsMixin(ChannelHelpers):
         client, transport = self.connectAs(node, "alice")
         self.ok(client, transport, "subscribe", {"channel": "news"})
         self.assertEqual(self.successResultOf(node.presence.presence("news")), {
-            client.clientID: {"user": "alice", "client": client.clientID, "chan_info": b'{"r":1}'},
+            client.clientID: ClientInfo("alice", client.clientID, chanInfo=b'{"r":1}'),
         })
 
     def test_publishProxy(self) -> None:
@@ -460,8 +462,8 @@ class ChannelTestsMixin(ChannelHelpers):
         """Publications with the next offsets reach a positioned subscriber; older ones (duplicates) do not."""
         node, _client, transport, epoch = self.positioned()
         self.publish(node, "news", b'{"n":2}')
-        node._onPublication("news", {"data": b'{"n":2}', "offset": 2}, epoch)  # a duplicate
-        node._onPublication("news", {"data": b'{"n":1}', "offset": 1})  # an old one
+        node._onPublication("news", Publication(b'{"n":2}', 2), epoch)  # a duplicate
+        node._onPublication("news", Publication(b'{"n":1}', 1))  # an old one
         self.publish(node, "news", b'{"n":3}')
         self.clock.advance(0)
         self.assertEqual([push["pub"]["offset"] for push in self.pushes(transport, "pub")], [2, 3])
@@ -474,7 +476,7 @@ class ChannelTestsMixin(ChannelHelpers):
         """
         for name, offset, epoch in (("gap", 3, ""), ("other epoch", 2, "ZZZZ")):
             node, client, transport, _ = self.positioned()
-            node._onPublication("news", {"data": b'{"n":3}', "offset": offset}, epoch)
+            node._onPublication("news", Publication(b'{"n":3}', offset), epoch)
             self.clock.advance(0)
             self.assertEqual(self.pushes(transport, "pub"), [], name)
             self.assertEqual(
@@ -492,7 +494,7 @@ class ChannelTestsMixin(ChannelHelpers):
         """A gap in a positioned server-side subscription disconnects with 3010 (the client reconnects)."""
         node = self.node(namespaces=[{"name": "srv", **HISTORY, "force_positioning": True}])
         _client, transport = self.connectAs(node, "alice", channels=["srv:x"])
-        node._onPublication("srv:x", {"data": b"{}", "offset": 5})
+        node._onPublication("srv:x", Publication(b"{}", 5))
         self.clock.advance(0)
         self.assertDisconnected(transport, 3010, "insufficient state")
 
@@ -516,7 +518,7 @@ class ChannelTestsMixin(ChannelHelpers):
             {"push": {"channel": "news", "pub": {"data": b'{"n":2}', "offset": 2}}},
         ])
         self.assertEqual(self.successResultOf(node.presence.presence("news")), {
-            client.clientID: {"user": "alice", "client": client.clientID, "chan_info": b'{"i":1}'},
+            client.clientID: ClientInfo("alice", client.clientID, chanInfo=b'{"i":1}'),
         })
 
     def test_positionCheck(self) -> None:
@@ -588,7 +590,7 @@ class ChannelTestsMixin(ChannelHelpers):
         node._onPublication("news", inFlight)
         self.clock.advance(IN_FLIGHT_GRACE)
         self.assertEqual(self.pushes(transport, "unsubscribe"), [])
-        self.assertEqual([push["pub"]["offset"] for push in self.pushes(transport, "pub")][-1], inFlight["offset"])
+        self.assertEqual([push["pub"]["offset"] for push in self.pushes(transport, "pub")][-1], inFlight.offset)
 
         client.subs["news"].epoch = "lost"  # the stream it followed is gone (Redis restarted: a new epoch)
         node.checkPositions(["news"])
@@ -725,11 +727,11 @@ class ChannelTestsMixin(ChannelHelpers):
         broker.complete()  # broker subscribe of plain
         # Publications from another node, one stored before the position read, one after.
         for channel in ("news", "plain"):
-            broker._memory.publish(channel, {"data": b'{"n":1}'}, 10, 300)
+            broker._memory.publish(channel, Publication(b'{"n":1}'), 10, 300)
         self.assertEqual(transport.replies(), [])
         self.assertEqual(otherTransport.replies(), [])
         broker.complete()  # the position: top 1
-        broker._memory.publish("news", {"data": b'{"n":2}'}, 10, 300)
+        broker._memory.publish("news", Publication(b'{"n":2}'), 10, 300)
         self.clock.advance(0)
         [reply, push] = transport.replies()
         self.assertEqual(reply["subscribe"]["offset"], 1)
@@ -903,6 +905,41 @@ class DeltaTestsMixin(ChannelHelpers):
         client, transport = self.client(node)
         result = self.ok(client, transport, "subscribe", {"channel": "news", "delta": "fossil", **request})
         return client, transport, result
+
+    def test_payloadParsedOnce(self) -> None:
+        """
+        A publication's payload is parsed once on its way out to JSON subscribers, whatever variants they take
+        (plain, full, delta): the codec checks the plain data, and the JSON strings the node writes for delta
+        subscriptions are embedded as they are.
+        """
+        node = self.node(**self.DELTA)
+        transports = []
+        for request in ({"delta": "fossil"}, {"delta": "fossil"}, {}):
+            transport = FakeTransport("json")
+            node.newClient(transport).handleData(encodeCommands("json", [
+                {"id": 1, "connect": {}}, {"id": 2, "subscribe": {"channel": "news", **request}},
+            ]))
+            transports.append(transport)
+        self.clock.advance(0)
+        parsed: list[bytes] = []
+
+        class Counting:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(orjson, name)
+
+            def loads(self, data: Any) -> Any:
+                parsed.append(bytes(data))
+                return orjson.loads(data)
+
+        self.patch(codec, "orjson", Counting())
+        for n in range(3):
+            self.publish(node, "news", self.payload(n))
+        self.assertEqual(parsed, [self.payload(n) for n in range(3)])
+        for transport in transports:
+            pubs = [reply["push"]["pub"] for reply in transport.replies() if "pub" in reply.get("push", {})]
+            self.assertEqual(len(pubs), 3)
+        deltas = [reply["push"]["pub"].get("delta", False) for reply in transports[0].replies() if "push" in reply]
+        self.assertEqual(deltas, [False, True, True])
 
     def test_negotiation(self) -> None:
         """

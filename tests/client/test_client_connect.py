@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from httpstream.client.client import Client
 from httpstream.node.node import Node
 from httpstream.policy.rpc import RPCContext, RPCDisconnect, RPCError
+from httpstream.values import ClientInfo
 from httpstream.testing import FakeTransport, ManualBroker
 from tests.clienthelpers import NOW, ChannelHelpers, token
 from tests.policy.test_proxy import Backend
@@ -43,9 +44,10 @@ class ConnectTestsMixin(ChannelHelpers):
             client, transport = self.client(node, token(sub="alice", **claims))
             self.ok(client, transport, "subscribe", {"channel": "news"})
             self.ok(client, transport, "publish", {"channel": "news", "data": b"{}"})
-            info = {"user": "alice", "client": client.clientID, "conn_info": expected}
+            info = ClientInfo("alice", client.clientID, expected)
             self.assertEqual(self.successResultOf(node.presence.presence("news")), {client.clientID: info})
-            self.assertEqual(self.pushes(transport, "pub")[0]["pub"]["info"], info)
+            self.assertEqual(self.pushes(transport, "pub")[0]["pub"]["info"],
+                             {"user": "alice", "client": client.clientID, "conn_info": expected})
 
     def test_tokenChannels(self) -> None:
         """
@@ -70,7 +72,7 @@ class ConnectTestsMixin(ChannelHelpers):
         client, _, reply = self.connect(node, {"token": token(sub="alice", subs=subs, channels=["b"])})
         self.assertEqual(reply["connect"]["subs"], {"a": {"data": b'{"hello":1}'}})
         self.assertEqual(self.successResultOf(node.presence.presence("a")), {
-            client.clientID: {"user": "alice", "client": client.clientID, "chan_info": b'{"role":"x"}'},
+            client.clientID: ClientInfo("alice", client.clientID, chanInfo=b'{"role":"x"}'),
         })
 
     def test_serverSideChannelNames(self) -> None:
@@ -273,7 +275,7 @@ class ConnectTestsMixin(ChannelHelpers):
         client, _, reply = self.connect(node)
         self.assertEqual(reply["connect"]["subs"], {"a": {"data": b'{"hello":1}'}, "b": {}})
         self.assertEqual(self.successResultOf(node.presence.presence("a")), {
-            client.clientID: {"user": "56", "client": client.clientID, "chan_info": b'{"role":"x"}'},
+            client.clientID: ClientInfo("56", client.clientID, chanInfo=b'{"role":"x"}'),
         })
 
     def test_connectProxyOutcomes(self) -> None:

@@ -31,6 +31,7 @@ from httpstream.node.node import Node
 from httpstream.policy.application import ApplicationPolicy
 from httpstream.protocol import codes
 from httpstream.testing import FakePolicy, FakeTransport, encodeCommands, makeNode
+from httpstream.values import ClientInfo
 
 SECRET = "a-test-secret-long-enough-for-hs512-keys-which-want-64-bytes!!!!"
 NOW = 1_700_000_000.0
@@ -101,7 +102,7 @@ class FakePolicyClientTests(SynchronousTestCase):
         self.assertEqual((result["data"], result["expires"], result["ttl"]), (b'"hi"', True, 60))
         self.assertEqual(result["subs"]["news"], {"data": b'"sub"'})
         self.assertEqual(result["subs"]["chat"], {})
-        self.assertEqual(client.clientInfo(), {"user": "alice", "client": client.clientID, "conn_info": b'{"n":1}'})
+        self.assertEqual(client.clientInfo(), ClientInfo("alice", client.clientID, b'{"n":1}'))
         granted = [args[1] for name, args in self.policy.asked if name == "subscribing"]
         self.assertEqual([(r.channel, r.granted) for r in granted],
                          [("news", GrantedSubscription(data=b'"sub"')), ("chat", GrantedSubscription())])
@@ -171,7 +172,7 @@ class FakePolicyClientTests(SynchronousTestCase):
             "data": b'"d"', "expires": True, "ttl": 30, "recoverable": True, "positioned": True,
             "offset": 7, "epoch": "e1",
         }}])
-        self.assertEqual(client.clientInfo(client.subs["a"])["chan_info"], b'{"c":1}')
+        self.assertEqual(client.clientInfo(client.subs["a"]).chanInfo, b'{"c":1}')
         self.assertEqual(client.channels, {"a"})
 
     def test_subscribeRefused(self) -> None:

@@ -30,6 +30,7 @@ from httpstream.protocol import codes
 from httpstream.engines import BadHistoryRequest, HistoryError, HistoryResult, UnrecoverablePosition
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.interfaces import IBroker, IPresenceManager
+from httpstream.values import ClientInfo, Publication, StreamPosition
 
 _Gen = Generator[Any, Any, None]
 
@@ -38,14 +39,11 @@ TTL = 2.0  # whole seconds: an engine with real-time expiry sleeps through these
 META_TTL = 60.0
 
 
-def pub(n: int, **extra: Any) -> dict[str, Any]:
-    """A publication in protocol dict form, with every field an engine must keep."""
-    return {
-        "data": b'{"n":%d}' % n,
-        "info": {"user": "u1", "client": "c1", "conn_info": b'{"name":"x"}', "chan_info": b"[1]"},
-        "tags": {"n": str(n)},
-        **extra,
-    }
+def pub(n: int, offset: int = 0) -> Publication:
+    """A publication with every field an engine must keep."""
+    return Publication(
+        b'{"n":%d}' % n, offset, ClientInfo("u1", "c1", b'{"name":"x"}', b"[1]"), {"n": str(n)},
+    )
 
 
 class BrokerContract:
@@ -56,7 +54,7 @@ class BrokerContract:
 
     clock: Clock
     broker: IBroker
-    received: list[tuple[str, dict]]
+    received: list[tuple[str, Publication]]
 
     def makeBroker(self, clock: Clock) -> Union[IBroker, Deferred[IBroker]]:
         raise NotImplementedError()
@@ -71,11 +69,11 @@ class BrokerContract:
         self.clock = Clock()
         self.received = []
         self.epochs: list[str] = []  # the epoch the handler got with each of received
-        self._waiting: list[tuple[int, Deferred[list[tuple[str, dict]]]]] = []
+        self._waiting: list[tuple[int, Deferred[list[tuple[str, Publication]]]]] = []
         self.broker = yield maybeDeferred(self.makeBroker, self.clock)
         self.broker.setHandler(self._handle)
 
-    def _handle(self, channel: str, publication: dict, epoch: str) -> None:
+    def _handle(self, channel: str, publication: Publication, epoch: str) -> None:
         self.received.append((channel, publication))
         self.epochs.append(epoch)
         for waiting in list(self._waiting):
@@ -84,34 +82,34 @@ class BrokerContract:
                 self._waiting.remove(waiting)
                 d.callback(self.received[:count])
 
-    def deliveries(self, count: int) -> Deferred[list[tuple[str, dict]]]:
+    def deliveries(self, count: int) -> Deferred[list[tuple[str, Publication]]]:
         """A Deferred firing with the first C{count} deliveries once they have all arrived."""
         if len(self.received) >= count:
             return succeed(self.received[:count])
-        d: Deferred[list[tuple[str, dict]]] = Deferred()
+        d: Deferred[list[tuple[str, Publication]]] = Deferred()
         self._waiting.append((count, d))
         return d
 
     def publishWithHistory(
         self, channel: str, n: int, size: int = SIZE, ttl: float = TTL, metaTTL: float = META_TTL
-    ) -> Deferred[dict]:
+    ) -> Deferred[Optional[StreamPosition]]:
         return self.broker.publish(channel, pub(n), historySize=size, historyTTL=ttl, historyMetaTTL=metaTTL)
 
     @inlineCallbacks
-    def publishMany(self, channel: str, count: int, size: int = SIZE) -> Generator[Any, Any, list[dict]]:
+    def publishMany(self, channel: str, count: int, size: int = SIZE) -> Generator[Any, Any, list[StreamPosition]]:
         results = []
         for n in range(1, count + 1):
             results.append((yield self.publishWithHistory(channel, n, size)))
         return results
 
     def history(
-        self, channel: str, since: Optional[dict] = None, limit: int = -1, reverse: bool = False
+        self, channel: str, since: Optional[StreamPosition] = None, limit: int = -1, reverse: bool = False
     ) -> Deferred[HistoryResult]:
         return self.broker.history(channel, since=since, limit=limit, reverse=reverse, metaTTL=META_TTL)
 
     @staticmethod
     def offsets(result: HistoryResult) -> list[int]:
-        return [p["offset"] for p in result.publications]
+        return [p.offset for p in result.publications]
 
     def test_provides(self) -> None:
         self.assertTrue(verifyObject(IBroker, self.broker))
@@ -122,14 +120,14 @@ class BrokerContract:
     def test_offsetsCountFromOne(self) -> _Gen:
         """
         With history, each publication gets top + 1, starting at 1, under one epoch; the result is exactly
-        C{{offset, epoch}}.
+        its L{StreamPosition}.
         """
         results = yield self.publishMany("news", 3)
-        self.assertEqual([r["offset"] for r in results], [1, 2, 3])
-        epoch = results[0]["epoch"]
+        self.assertEqual([r.offset for r in results], [1, 2, 3])
+        epoch = results[0].epoch
         self.assertIsInstance(epoch, str)
         self.assertTrue(epoch)
-        self.assertEqual(results, [{"offset": n, "epoch": epoch} for n in (1, 2, 3)])
+        self.assertEqual(results, [StreamPosition(n, epoch) for n in (1, 2, 3)])
 
     @inlineCallbacks
     def test_historyKeepsPublications(self) -> _Gen:
@@ -138,7 +136,7 @@ class BrokerContract:
         """
         yield self.publishMany("news", 2)
         result = yield self.history("news")
-        self.assertEqual(result.publications, [{**pub(1), "offset": 1}, {**pub(2), "offset": 2}])
+        self.assertEqual(result.publications, [pub(1, 1), pub(2, 2)])
         self.assertEqual(result.offset, 2)
 
     @inlineCallbacks
@@ -149,7 +147,7 @@ class BrokerContract:
         first = yield self.history("news")
         published = yield self.publishMany("news", 2)
         second = yield self.history("news", limit=0)
-        self.assertEqual({first.epoch, second.epoch, *(r["epoch"] for r in published)}, {first.epoch})
+        self.assertEqual({first.epoch, second.epoch, *(r.epoch for r in published)}, {first.epoch})
 
     @inlineCallbacks
     def test_readCreatesStream(self) -> _Gen:
@@ -160,12 +158,12 @@ class BrokerContract:
         self.assertEqual((result.publications, result.offset), ([], 0))
         self.assertTrue(result.epoch)
         published = yield self.publishWithHistory("news", 1)
-        self.assertEqual(published, {"offset": 1, "epoch": result.epoch})
+        self.assertEqual(published, StreamPosition(1, result.epoch))
 
     @inlineCallbacks
-    def test_callerPublicationUnchanged(self) -> _Gen:
+    def test_publicationOffsetIgnored(self) -> _Gen:
         """
-        The publisher's dict is not changed; an C{offset} it carries is replaced (history) or dropped (none).
+        An C{offset} the publication carries is replaced (history) or dropped (none).
         """
         publication = pub(1, offset=77)
         yield self.broker.subscribe("news")
@@ -180,36 +178,33 @@ class BrokerContract:
     @inlineCallbacks
     def test_resultsAreCopies(self) -> _Gen:
         """
-        Changing a delivered publication or a history result does not change the stream.
+        Changing a history result's list does not change the stream (publications themselves are frozen).
         """
         yield self.broker.subscribe("news")
         yield self.publishWithHistory("news", 1)
-        [(_, delivered)] = yield self.deliveries(1)
-        delivered["data"] = b"changed"
         first = yield self.history("news")
-        first.publications[0]["data"] = b"changed too"
         first.publications.clear()
         second = yield self.history("news")
-        self.assertEqual(second.publications, [{**pub(1), "offset": 1}])
+        self.assertEqual(second.publications, [pub(1, 1)])
 
     # Without history
 
     @inlineCallbacks
     def test_publishWithoutHistory(self) -> _Gen:
         """
-        Without both a size and a TTL there is no stream: the result is C{{}}, the publication has no offset, and
+        Without both a size and a TTL there is no stream: the result is None, the publication has no offset, and
         the top does not move.
         """
         yield self.publishMany("news", 2)
         for size, ttl in [(0, 0), (SIZE, 0), (0, TTL), (-1, TTL), (SIZE, -1)]:
             result = yield self.broker.publish("news", pub(9), historySize=size, historyTTL=ttl)
-            self.assertEqual(result, {}, (size, ttl))
+            self.assertIsNone(result, (size, ttl))
         result = yield self.broker.publish("news", pub(9))
-        self.assertEqual(result, {})
+        self.assertIsNone(result)
         position = yield self.history("news", limit=0)
         self.assertEqual(position.offset, 2)
         published = yield self.publishWithHistory("news", 3)
-        self.assertEqual(published, {"offset": 3, "epoch": position.epoch})
+        self.assertEqual(published, StreamPosition(3, position.epoch))
         self.assertEqual(self.offsets((yield self.history("news"))), [1, 2, 3])
 
     @inlineCallbacks
@@ -256,9 +251,9 @@ class BrokerContract:
         self.assertEqual(self.offsets((yield self.history("news"))), [1, 2])
         yield self.advance(TTL / 2)
         result = yield self.history("news")
-        self.assertEqual((result.publications, result.offset, result.epoch), ([], 2, first["epoch"]))
+        self.assertEqual((result.publications, result.offset, result.epoch), ([], 2, first.epoch))
         published = yield self.publishWithHistory("news", 3)
-        self.assertEqual(published, {"offset": 3, "epoch": first["epoch"]})
+        self.assertEqual(published, StreamPosition(3, first.epoch))
         self.assertEqual(self.offsets((yield self.history("news"))), [3])
 
     @inlineCallbacks
@@ -280,16 +275,16 @@ class BrokerContract:
         first = yield self.publishWithHistory("news", 1, ttl=1, metaTTL=4)
         yield self.advance(2)
         result = yield self.broker.history("news", limit=-1, metaTTL=4)  # keeps it until 6
-        self.assertEqual((result.publications, result.offset, result.epoch), ([], 1, first["epoch"]))
+        self.assertEqual((result.publications, result.offset, result.epoch), ([], 1, first.epoch))
         yield self.advance(3)
         result = yield self.broker.history("news", limit=0, metaTTL=4)  # keeps it until 9
-        self.assertEqual((result.offset, result.epoch), (1, first["epoch"]))
+        self.assertEqual((result.offset, result.epoch), (1, first.epoch))
         yield self.advance(5)
         result = yield self.broker.history("news", limit=-1, metaTTL=4)
         self.assertEqual((result.publications, result.offset), ([], 0))
-        self.assertNotEqual(result.epoch, first["epoch"])
+        self.assertNotEqual(result.epoch, first.epoch)
         published = yield self.publishWithHistory("news", 2)
-        self.assertEqual(published, {"offset": 1, "epoch": result.epoch})
+        self.assertEqual(published, StreamPosition(1, result.epoch))
 
     @inlineCallbacks
     def test_publishRenewsMetaTTL(self) -> _Gen:
@@ -301,7 +296,7 @@ class BrokerContract:
         yield self.publishWithHistory("news", 2, ttl=1, metaTTL=4)
         yield self.advance(3)
         result = yield self.broker.history("news", limit=0, metaTTL=4)
-        self.assertEqual((result.offset, result.epoch), (2, first["epoch"]))
+        self.assertEqual((result.offset, result.epoch), (2, first.epoch))
 
     # removeHistory
 
@@ -313,9 +308,9 @@ class BrokerContract:
         published = yield self.publishMany("news", 3)
         self.assertIsNone((yield self.broker.removeHistory("news")))
         result = yield self.history("news")
-        self.assertEqual((result.publications, result.offset, result.epoch), ([], 3, published[0]["epoch"]))
+        self.assertEqual((result.publications, result.offset, result.epoch), ([], 3, published[0].epoch))
         again = yield self.publishWithHistory("news", 4)
-        self.assertEqual(again, {"offset": 4, "epoch": published[0]["epoch"]})
+        self.assertEqual(again, StreamPosition(4, published[0].epoch))
         self.assertEqual(self.offsets((yield self.history("news"))), [4])
 
     @inlineCallbacks
@@ -334,7 +329,7 @@ class BrokerContract:
         for n in range(1, 4):
             a = yield self.publishWithHistory("a", n, size=2, ttl=TTL)
             b = yield self.publishWithHistory("b", n, size=10, ttl=TTL * 10)
-            self.assertEqual((a["offset"], b["offset"]), (n, n))
+            self.assertEqual((a.offset, b.offset), (n, n))
         yield self.publishWithHistory("b", 4, size=10, ttl=TTL * 10)
         self.assertEqual(self.offsets((yield self.history("a"))), [2, 3])
         self.assertEqual(self.offsets((yield self.history("b"))), [1, 2, 3, 4])
@@ -360,7 +355,7 @@ class BrokerContract:
         delivered = yield self.deliveries(4)
         self.assertEqual(
             delivered,
-            [("news", {**pub(n), "offset": r["offset"]}) for n, r in zip((1, 2, 3), results)] + [("news", pub(4))],
+            [("news", pub(n, r.offset)) for n, r in zip((1, 2, 3), results)] + [("news", pub(4))],
         )
         yield self.broker.unsubscribe("news")
         yield self.publishWithHistory("news", 5)
@@ -379,7 +374,7 @@ class BrokerContract:
         result = yield self.publishWithHistory("news", 1)
         yield self.broker.publish("news", pub(2))
         yield self.deliveries(2)
-        self.assertEqual(self.epochs, [result["epoch"], ""])
+        self.assertEqual(self.epochs, [result.epoch, ""])
 
     @inlineCallbacks
     def test_deliveryEpochOfNewStream(self) -> _Gen:
@@ -392,9 +387,9 @@ class BrokerContract:
         yield self.advance(3)
         second = yield self.publishWithHistory("news", 2, ttl=1, metaTTL=2)
         delivered = yield self.deliveries(2)
-        self.assertNotEqual(first["epoch"], second["epoch"])
-        self.assertEqual(self.epochs, [first["epoch"], second["epoch"]])
-        self.assertEqual([publication["offset"] for _, publication in delivered], [1, 1])
+        self.assertNotEqual(first.epoch, second.epoch)
+        self.assertEqual(self.epochs, [first.epoch, second.epoch])
+        self.assertEqual([publication.offset for _, publication in delivered], [1, 1])
 
     @inlineCallbacks
     def test_joinLeaveToSubscribedChannels(self) -> _Gen:
@@ -402,23 +397,23 @@ class BrokerContract:
         Joins and leaves reach the join/leave handler for subscribed channels only, the info's bytes unchanged;
         they are not publications (no offset taken, the publication handler is not called).
         """
-        pushes: list[tuple[str, dict]] = []
+        pushes: list[tuple[str, ClientInfo, bool]] = []
         arrived: list[Deferred[None]] = [Deferred(), Deferred()]
 
-        def handle(channel: str, push: dict) -> None:
-            pushes.append((channel, push))
+        def handle(channel: str, info: ClientInfo, join: bool) -> None:
+            pushes.append((channel, info, join))
             arrived[len(pushes) - 1].callback(None)
 
         self.broker.setJoinLeaveHandler(handle)
         yield self.broker.subscribe("room")
-        info = {"client": "c1", "user": "u1", "conn_info": b'{"n":1}', "chan_info": b"\xff"}
-        yield self.broker.publishJoinLeave("other", {"join": {"info": info}})
-        yield self.broker.publishJoinLeave("room", {"join": {"info": info}})
-        yield self.broker.publishJoinLeave("room", {"leave": {"info": info}})
+        info = ClientInfo("u1", "c1", b'{"n":1}', b"\xff")
+        yield self.broker.publishJoinLeave("other", info, True)
+        yield self.broker.publishJoinLeave("room", info, True)
+        yield self.broker.publishJoinLeave("room", info, False)
         yield arrived[1]
-        self.assertEqual(pushes, [("room", {"join": {"info": info}}), ("room", {"leave": {"info": info}})])
+        self.assertEqual(pushes, [("room", info, True), ("room", info, False)])
         result = yield self.publishWithHistory("room", 1)
-        self.assertEqual(result["offset"], 1)
+        self.assertEqual(result.offset, 1)
         yield self.deliveries(1)
         self.assertEqual(len(pushes), 2)
 
@@ -460,21 +455,21 @@ class BrokerContract:
     @inlineCallbacks
     def test_filters(self) -> _Gen:
         published = yield self.publishMany("news", 10, size=5)
-        epoch = published[0]["epoch"]
+        epoch = published[0].epoch
         for sinceOffset, limit, reverse, expected in self.FILTERS:
-            sinces: list[Optional[dict]] = [None]
+            sinces: list[Optional[StreamPosition]] = [None]
             if sinceOffset is not None:
-                # zero values may be left out; an empty epoch matches any
-                sinces = [{"offset": sinceOffset, "epoch": epoch}, {"offset": sinceOffset}]
+                # an empty epoch matches any
+                sinces = [StreamPosition(sinceOffset, epoch), StreamPosition(sinceOffset)]
                 if sinceOffset == 0:
-                    sinces.append({})
+                    sinces.append(StreamPosition())
             for since in sinces:
                 case = (since, limit, reverse)
                 result = yield self.history("news", since=since, limit=limit, reverse=reverse)
                 self.assertEqual(self.offsets(result), expected, case)
                 self.assertEqual((result.offset, result.epoch), (10, epoch), case)
                 for p in result.publications:
-                    self.assertEqual(p, {**pub(p["offset"]), "offset": p["offset"]}, case)
+                    self.assertEqual(p, pub(p.offset, p.offset), case)
 
     @inlineCallbacks
     def test_filtersEmptyStream(self) -> _Gen:
@@ -483,10 +478,10 @@ class BrokerContract:
         """
         published = yield self.publishMany("news", 3)
         yield self.advance(TTL * 1.5)
-        for since, limit, reverse in [(None, -1, False), (None, -1, True), ({"offset": 1}, -1, False),
-                                      ({"offset": 3}, 5, True), ({"offset": 9}, -1, True)]:
+        for since, limit, reverse in [(None, -1, False), (None, -1, True), (StreamPosition(1), -1, False),
+                                      (StreamPosition(3), 5, True), (StreamPosition(9), -1, True)]:
             result = yield self.history("news", since=since, limit=limit, reverse=reverse)
-            self.assertEqual((result.publications, result.offset, result.epoch), ([], 3, published[0]["epoch"]))
+            self.assertEqual((result.publications, result.offset, result.epoch), ([], 3, published[0].epoch))
 
     @inlineCallbacks
     def test_reverseSinceZeroIs107(self) -> _Gen:
@@ -495,7 +490,7 @@ class BrokerContract:
         the epoch and the limit.
         """
         yield self.publishMany("news", 2)
-        for since in [{"offset": 0, "epoch": "x"}, {"offset": 0}, {}]:
+        for since in [StreamPosition(0, "x"), StreamPosition(0), StreamPosition()]:
             for limit in (-1, 0, 5):
                 failure = yield self.assertFailure(self.history("news", since, limit, reverse=True), BadHistoryRequest)
                 self.assertIsInstance(failure, HistoryError)
@@ -509,10 +504,10 @@ class BrokerContract:
         position, whatever the direction and the limit.
         """
         published = yield self.publishMany("news", 3)
-        epoch = published[0]["epoch"]
+        epoch = published[0].epoch
         other = "x" if epoch != "x" else "y"
         for sinceOffset, limit, reverse in [(1, -1, False), (3, -1, False), (3, 0, False), (2, -1, True), (9, 0, True)]:
-            since = {"offset": sinceOffset, "epoch": other}
+            since = StreamPosition(sinceOffset, other)
             failure = yield self.assertFailure(self.history("news", since, limit, reverse), UnrecoverablePosition)
             self.assertIsInstance(failure, HistoryError)
             self.assertEqual(failure.error, codes.ERROR_UNRECOVERABLE_POSITION)
@@ -525,10 +520,10 @@ class BrokerContract:
         """
         published = yield self.publishWithHistory("news", 1, ttl=1, metaTTL=2)
         yield self.advance(3)
-        failure = yield self.assertFailure(self.history("news", {"offset": 1, "epoch": published["epoch"]}),
+        failure = yield self.assertFailure(self.history("news", StreamPosition(1, published.epoch)),
                                            UnrecoverablePosition)
         self.assertEqual(failure.offset, 0)
-        self.assertNotEqual(failure.epoch, published["epoch"])
+        self.assertNotEqual(failure.epoch, published.epoch)
 
 
 class PresenceContract:
@@ -546,12 +541,9 @@ class PresenceContract:
         self.presence = yield maybeDeferred(self.makePresence, self.clock)
 
     @staticmethod
-    def info(user: str, client: str) -> dict[str, Any]:
-        """A ClientInfo dict as the codec leaves it: an anonymous user has no C{user} key."""
-        info: dict[str, Any] = {"client": client, "conn_info": b'{"name":"%s"}' % client.encode()}
-        if user:
-            info["user"] = user
-        return info
+    def info(user: str, client: str, chanInfo: Optional[bytes] = None) -> ClientInfo:
+        """A client's info (an anonymous user's is "")."""
+        return ClientInfo(user, client, b'{"name":"%s"}' % client.encode(), chanInfo)
 
     def test_provides(self) -> None:
         self.assertTrue(verifyObject(IPresenceManager, self.presence))
@@ -570,7 +562,7 @@ class PresenceContract:
             "c1": self.info("u1", "c1"),
             "c2": self.info("u1", "c2"),
             "c3": self.info("", "c3"),
-            "c4": {**self.info("", "c4"), "user": ""},
+            "c4": self.info("", "c4", b"{}"),
             "c5": self.info("u2", "c5"),
         }
         for clientID, info in entries.items():
@@ -581,12 +573,12 @@ class PresenceContract:
     @inlineCallbacks
     def test_anonymousCountsOnce(self) -> _Gen:
         """
-        Anonymous clients, with no C{user} key (as the codec leaves "") or an empty one, are one user.
+        Anonymous clients (user "") are one user.
         """
         yield self.presence.add("news", "c1", self.info("", "c1"))
         yield self.presence.add("news", "c2", self.info("", "c2"))
         self.assertEqual((yield self.presence.stats("news")), {"num_clients": 2, "num_users": 1})
-        yield self.presence.add("news", "c3", {**self.info("", "c3"), "user": ""})
+        yield self.presence.add("news", "c3", self.info("", "c3", b"[]"))
         self.assertEqual((yield self.presence.stats("news")), {"num_clients": 3, "num_users": 1})
 
     @inlineCallbacks
@@ -595,7 +587,7 @@ class PresenceContract:
         Adding a present client again refreshes it (with its new info), it does not count twice.
         """
         yield self.presence.add("news", "c1", self.info("u1", "c1"))
-        newer = {**self.info("u1", "c1"), "chan_info": b'{"v":2}'}
+        newer = self.info("u1", "c1", b'{"v":2}')
         yield self.presence.add("news", "c1", newer)
         self.assertEqual((yield self.presence.presence("news")), {"c1": newer})
         self.assertEqual((yield self.presence.stats("news")), {"num_clients": 1, "num_users": 1})
@@ -633,14 +625,12 @@ class PresenceContract:
     @inlineCallbacks
     def test_resultsAreCopies(self) -> _Gen:
         """
-        Changing the info passed in or a presence result does not change the stored entries.
+        Changing a presence result does not change the stored entries (the infos themselves are frozen).
         """
-        info = self.info("u1", "c1")
-        yield self.presence.add("news", "c1", info)
-        info["user"] = "changed"
+        yield self.presence.add("news", "c1", self.info("u1", "c1"))
         result = yield self.presence.presence("news")
-        result["c1"]["client"] = "changed"
-        result["c9"] = {}
+        result["c9"] = self.info("u9", "c9")
+        del result["c1"]
         self.assertEqual((yield self.presence.presence("news")), {"c1": self.info("u1", "c1")})
 
 

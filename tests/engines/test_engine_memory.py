@@ -14,8 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.engines import DEFAULT_HISTORY_META_TTL, HistoryResult
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
+from httpstream.values import ClientInfo, Publication, StreamPosition
 
-PUB = {"data": b"1"}
+PUB = Publication(b"1")
 
 
 class MemoryBrokerTests(SynchronousTestCase):
@@ -36,11 +37,11 @@ class MemoryBrokerTests(SynchronousTestCase):
         self.broker.setHandler(lambda channel, publication, epoch: events.append((channel, publication)))
         self.broker.subscribe("news")
         d = self.broker.publish("news", PUB, historySize=5, historyTTL=10)
-        self.assertEqual(events, [("news", {"data": b"1", "offset": 1})])
+        self.assertEqual(events, [("news", Publication(b"1", offset=1))])
         d.addCallback(events.append)
-        self.assertEqual(events[1], {"offset": 1, "epoch": self.history().epoch})
+        self.assertEqual(events[1], StreamPosition(1, self.history().epoch))
         self.broker.publish("news", PUB).addCallback(events.append)
-        self.assertEqual(events[2:], [("news", PUB), {}])
+        self.assertEqual(events[2:], [("news", PUB), None])
 
     def test_everyDeferredFired(self) -> None:
         for d in [
@@ -51,7 +52,7 @@ class MemoryBrokerTests(SynchronousTestCase):
             self.broker.unsubscribe("news"),
         ]:
             self.successResultOf(d)
-        self.failureResultOf(self.broker.history("news", since={"offset": 0}, reverse=True))
+        self.failureResultOf(self.broker.history("news", since=StreamPosition(0), reverse=True))
 
     def test_epochIsFourLetters(self) -> None:
         epoch = self.history().epoch
@@ -82,7 +83,7 @@ class MemoryBrokerTests(SynchronousTestCase):
         Without a meta TTL (0) a stream lives 30 days after its last use.
         """
         self.assertEqual(DEFAULT_HISTORY_META_TTL, 30 * 24 * 3600)
-        epoch = self.successResultOf(self.broker.publish("news", PUB, historySize=5, historyTTL=10))["epoch"]
+        epoch = self.successResultOf(self.broker.publish("news", PUB, historySize=5, historyTTL=10)).epoch
         self.clock.advance(DEFAULT_HISTORY_META_TTL - 1)
         self.assertEqual((self.history().offset, self.history().epoch), (1, epoch))
         self.clock.advance(DEFAULT_HISTORY_META_TTL - 1)
@@ -148,7 +149,7 @@ class MemoryBrokerTests(SynchronousTestCase):
         Publishing before a handler is set stores history and delivers nothing.
         """
         self.broker.subscribe("news")
-        self.assertEqual(self.successResultOf(self.broker.publish("news", PUB, 5, 10))["offset"], 1)
+        self.assertEqual(self.successResultOf(self.broker.publish("news", PUB, 5, 10)).offset, 1)
 
 
 class MemoryPresenceTests(SynchronousTestCase):
@@ -157,11 +158,11 @@ class MemoryPresenceTests(SynchronousTestCase):
         The memory manager keeps entries until removed (no TTL, as Centrifugo's).
         """
         presence = MemoryPresence()
-        presence.add("news", "c1", {"user": "u", "client": "c1"})
+        presence.add("news", "c1", ClientInfo("u", "c1"))
         self.assertEqual(self.successResultOf(presence.stats("news")), {"num_clients": 1, "num_users": 1})
 
     def test_emptyChannelForgotten(self) -> None:
         presence = MemoryPresence()
-        presence.add("news", "c1", {"client": "c1"})
+        presence.add("news", "c1", ClientInfo("", "c1"))
         presence.remove("news", "c1")
         self.assertEqual(presence._channels, {})

@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any, Callable, Generator, Optional
 
+import attrs
 import txredisapi
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
@@ -51,6 +52,7 @@ from httpstream.interfaces import (
     PublicationHandler,
     ReconnectHandler,
 )
+from httpstream.values import ClientInfo, Publication, StreamPosition
 from tests.engines.test_engine_contract import BrokerContract, PresenceContract, pub
 
 _Gen = Generator[Any, Any, None]
@@ -136,8 +138,8 @@ class ScaledBroker:
     def setReconnectHandler(self, handler: ReconnectHandler) -> None:
         self.broker.setReconnectHandler(handler)
 
-    def publishJoinLeave(self, channel: str, push: dict) -> Deferred[None]:
-        return self.broker.publishJoinLeave(channel, push)
+    def publishJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> Deferred[None]:
+        return self.broker.publishJoinLeave(channel, info, join)
 
     def subscribe(self, channel: str) -> Deferred[None]:
         return self.broker.subscribe(channel)
@@ -146,12 +148,14 @@ class ScaledBroker:
         return self.broker.unsubscribe(channel)
 
     def publish(
-        self, channel: str, publication: dict, historySize: int = 0, historyTTL: float = 0, historyMetaTTL: float = 0
-    ) -> Deferred[dict]:
+        self, channel: str, publication: Publication, historySize: int = 0, historyTTL: float = 0,
+        historyMetaTTL: float = 0,
+    ) -> Deferred[Optional[StreamPosition]]:
         return self.broker.publish(channel, publication, historySize, historyTTL * SCALE, historyMetaTTL * SCALE)
 
     def history(
-        self, channel: str, since: Optional[dict] = None, limit: int = 0, reverse: bool = False, metaTTL: float = 0
+        self, channel: str, since: Optional[StreamPosition] = None, limit: int = 0, reverse: bool = False,
+        metaTTL: float = 0,
     ) -> Deferred[HistoryResult]:
         return self.broker.history(channel, since, limit, reverse, metaTTL * SCALE)
 
@@ -188,7 +192,7 @@ class Recorder:
         self.received: list[tuple[Any, ...]] = []
         self.epochs: list[str] = []
 
-    def __call__(self, channel: str, publication: dict[str, Any], epoch: str) -> None:
+    def __call__(self, channel: str, publication: Publication, epoch: str) -> None:
         self.received.append((channel, publication))
         self.epochs.append(epoch)
 
@@ -255,12 +259,12 @@ class RedisBrokerTests(TestCase):
         results = yield gatherResults(
             [broker.publish("news", pub(n), 200, 60, 600) for n in range(50) for broker in (self.broker, other)]
         )
-        self.assertEqual(sorted(r["offset"] for r in results), list(range(1, 101)))
-        self.assertEqual(len({r["epoch"] for r in results}), 1)
+        self.assertEqual(sorted(r.offset for r in results), list(range(1, 101)))
+        self.assertEqual(len({r.epoch for r in results}), 1)
         yield self.received.wait(100)
-        self.assertEqual([p["offset"] for _, p in self.received.received], list(range(1, 101)))
+        self.assertEqual([p.offset for _, p in self.received.received], list(range(1, 101)))
         history = yield self.broker.history("news", limit=-1)
-        self.assertEqual([p["offset"] for p in history.publications], list(range(1, 101)))
+        self.assertEqual([p.offset for p in history.publications], list(range(1, 101)))
 
     @inlineCallbacks
     def test_ttlsInMilliseconds(self) -> _Gen:
@@ -290,35 +294,34 @@ class RedisBrokerTests(TestCase):
         result = yield self.broker.publish("news", pub(1), 10, 60)
         yield self.broker.publish("news", pub(2))
         yield self.received.wait(2)
-        self.assertEqual(self.received.received, [("news", {**pub(1), "offset": 1}), ("news", pub(2))])
-        self.assertEqual(self.received.epochs, [result["epoch"], ""])
+        self.assertEqual(self.received.received, [("news", pub(1, 1)), ("news", pub(2))])
+        self.assertEqual(self.received.epochs, [result.epoch, ""])
 
     @inlineCallbacks
     def test_exactRoundTrip(self) -> _Gen:
         """
         Publications come back from PUB/SUB and history exactly as published: binary and non-UTF-8 bytes, text
-        beyond ASCII, explicit zero values, tags, extra keys.
+        beyond ASCII, explicit zero values, tags.
         """
-        publication = {
-            "data": b"\x00\xff\x80binary",
-            "info": {"user": "", "client": "c1", "conn_info": "é".encode("latin-1"), "chan_info": "ünï".encode()},
-            "tags": {"k": "v", "": ""},
-            "delta": False,
-            "time": 1700000000000,
-        }
+        publication = Publication(
+            b"\x00\xff\x80binary", info=ClientInfo("", "c1", "é".encode("latin-1"), "ünï".encode()),
+            tags={"k": "v", "": ""},
+        )
         yield self.broker.subscribe("news")
         yield self.broker.publish("news", publication, 10, 60)
-        yield self.broker.publish("news", {"data": "ставка".encode()})
+        yield self.broker.publish("news", Publication("ставка".encode()))
         yield self.received.wait(2)
         self.assertEqual(
-            self.received.received, [("news", {**publication, "offset": 1}), ("news", {"data": "ставка".encode()})]
+            self.received.received,
+            [("news", attrs.evolve(publication, offset=1)), ("news", Publication("ставка".encode()))],
         )
         history = yield self.broker.history("news", limit=-1)
-        self.assertEqual(history.publications, [{**publication, "offset": 1}])
+        self.assertEqual(history.publications, [attrs.evolve(publication, offset=1)])
 
     @inlineCallbacks
     def test_unencodable(self) -> _Gen:
-        failure = yield self.assertFailure(self.broker.publish("news", {"data": b"1", "tags": {1, 2}}), TypeError)
+        unencodable = Publication(b"1", tags={1: "2"})  # type: ignore[dict-item]
+        failure = yield self.assertFailure(self.broker.publish("news", unencodable), TypeError)
         self.assertTrue(failure)
 
     @inlineCallbacks
@@ -331,10 +334,10 @@ class RedisBrokerTests(TestCase):
         yield self.broker.publish("news", pub(2), 10, 60)
         yield self.shard.execute("DEL", historyKeys(self.shard, "news")[0])
         again = yield self.broker.publish("news", pub(3), 10, 60)
-        self.assertEqual(again["offset"], 1)
-        self.assertNotEqual(again["epoch"], first["epoch"])
+        self.assertEqual(again.offset, 1)
+        self.assertNotEqual(again.epoch, first.epoch)
         history = yield self.broker.history("news", limit=-1)
-        self.assertEqual(history.publications, [{**pub(3), "offset": 1}])
+        self.assertEqual(history.publications, [pub(3, 1)])
 
     @inlineCallbacks
     def test_hugeSinceOffset(self) -> _Gen:
@@ -342,10 +345,10 @@ class RedisBrokerTests(TestCase):
         A client's since offset past what a stream id holds (uint64) reads as past the top.
         """
         yield self.broker.publish("news", pub(1), 10, 60)
-        forward = yield self.broker.history("news", since={"offset": 2**64 - 1}, limit=-1)
+        forward = yield self.broker.history("news", since=StreamPosition(2**64 - 1), limit=-1)
         self.assertEqual((forward.publications, forward.offset), ([], 1))
-        backward = yield self.broker.history("news", since={"offset": 2**64 - 1}, limit=-1, reverse=True)
-        self.assertEqual(backward.publications, [{**pub(1), "offset": 1}])
+        backward = yield self.broker.history("news", since=StreamPosition(2**64 - 1), limit=-1, reverse=True)
+        self.assertEqual(backward.publications, [pub(1, 1)])
 
     @inlineCallbacks
     def test_undecodableMessageDropped(self) -> _Gen:
@@ -363,8 +366,8 @@ class RedisBrokerTests(TestCase):
         yield self.broker.subscribe("чат:1")
         result = yield self.broker.publish("чат:1", pub(1), 10, 60)
         yield self.received.wait(1)
-        self.assertEqual(self.received.received, [("чат:1", {**pub(1), "offset": 1})])
-        self.assertEqual((yield self.broker.history("чат:1", limit=-1)).offset, result["offset"])
+        self.assertEqual(self.received.received, [("чат:1", pub(1, 1))])
+        self.assertEqual((yield self.broker.history("чат:1", limit=-1)).offset, result.offset)
 
 
 class RedisPresenceTests(TestCase):
@@ -379,14 +382,14 @@ class RedisPresenceTests(TestCase):
         """
         An entry not refreshed for the TTL disappears (the node that added it may be gone); adding refreshes it.
         """
-        yield self.presence.add("news", "c1", {"client": "c1"})
-        yield self.presence.add("news", "c2", {"client": "c2"})
+        yield self.presence.add("news", "c1", ClientInfo("", "c1"))
+        yield self.presence.add("news", "c2", ClientInfo("", "c2"))
         self.clock.advance(50)
-        yield self.presence.add("news", "c2", {"client": "c2", "user": "u"})
-        yield self.presence.add("news", "c3", {"client": "c3"})
+        yield self.presence.add("news", "c2", ClientInfo("u", "c2"))
+        yield self.presence.add("news", "c3", ClientInfo("", "c3"))
         self.clock.advance(10)
         self.assertEqual(
-            (yield self.presence.presence("news")), {"c2": {"client": "c2", "user": "u"}, "c3": {"client": "c3"}}
+            (yield self.presence.presence("news")), {"c2": ClientInfo("u", "c2"), "c3": ClientInfo("", "c3")}
         )
         data, expire = f"{self.shard.prefix}.presence.data.news", f"{self.shard.prefix}.presence.expire.news"
         self.assertEqual(sorted((yield self.shard.execute("HKEYS", data))), [b"c2", b"c3"])
@@ -400,26 +403,38 @@ class RedisPresenceTests(TestCase):
         A channel's keys expire the TTL after the last add, so channels nobody refreshes leave nothing behind.
         """
         presence = RedisPresence(self.shard, ttl=2.5)
-        yield presence.add("news", "c1", {"client": "c1"})
+        yield presence.add("news", "c1", ClientInfo("", "c1"))
         for key in (f"{self.shard.prefix}.presence.data.news", f"{self.shard.prefix}.presence.expire.news"):
             self.assertTrue(2400 < (yield self.shard.execute("PTTL", key)) <= 2500)
 
     @inlineCallbacks
     def test_unencodable(self) -> _Gen:
-        yield self.assertFailure(self.presence.add("news", "c1", {"client": object()}), TypeError)
+        unencodable = ClientInfo("", object())  # type: ignore[arg-type]
+        yield self.assertFailure(self.presence.add("news", "c1", unencodable), TypeError)
 
 
 class EncodingTests(SynchronousTestCase):
     def test_publication(self) -> None:
-        publication = {"data": b'{"a":1}', "info": {"client": "c", "conn_info": b"\xff"}, "offset": 9}
+        """
+        What is stored: the protocol's field names, payloads as text when UTF-8 (else base64 in a list), no
+        offset (the stream entry's id holds it).
+        """
+        publication = Publication(b'{"a":1}', 9, ClientInfo("", "c", b"\xff"))
         encoded = encodePublication(publication)
-        self.assertEqual(encoded, b'{"data":"{\\"a\\":1}","info":{"client":"c","conn_info":["/w=="]}}')
-        decoded = decodePublication(encoded)
-        self.assertEqual(decoded, {"data": b'{"a":1}', "info": {"client": "c", "conn_info": b"\xff"}})
-        self.assertEqual(publication["offset"], 9)
+        self.assertEqual(encoded, b'{"data":"{\\"a\\":1}","info":{"user":"","client":"c","conn_info":["/w=="]}}')
+        self.assertEqual(decodePublication(encoded), Publication(b'{"a":1}', 0, ClientInfo("", "c", b"\xff")))
+        self.assertEqual(decodePublication(encoded, 9), publication)
+
+    def test_storedBefore(self) -> None:
+        """
+        What earlier versions stored reads back: an info without C{user}; other Publication fields are checked
+        and left out.
+        """
+        stored = b'{"data":"1","info":{"client":"c"},"tags":{"a":"b"},"time":5,"delta":true}'
+        self.assertEqual(decodePublication(stored), Publication(b"1", 0, ClientInfo("", "c"), {"a": "b"}, True))
 
     def test_info(self) -> None:
-        info = {"user": "", "client": "c", "conn_info": b"\x00", "chan_info": b"[]"}
+        info = ClientInfo("", "c", b"\x00", b"[]")
         self.assertEqual(decodeInfo(encodeInfo(info)), info)
 
 
@@ -630,7 +645,7 @@ class RedisFaultTests(TestCase):
             self.broker.publish("news", pub(2)),
             self.broker.history("news"),
             self.broker.removeHistory("news"),
-            self.presence.add("news", "c1", {"client": "c1"}),
+            self.presence.add("news", "c1", ClientInfo("", "c1")),
             self.presence.presence("news"),
             self.broker.subscribe("later"),
         ]:
@@ -645,11 +660,11 @@ class RedisFaultTests(TestCase):
         )
         self.assertEqual(numsub[1::2], [1, 0])
         after = yield self.broker.publish("news", pub(3), 10, 60)
-        self.assertEqual(after["offset"], 1)
-        self.assertNotEqual(after["epoch"], before["epoch"])
+        self.assertEqual(after.offset, 1)
+        self.assertNotEqual(after.epoch, before.epoch)
         yield self.received.wait(2)
-        self.assertEqual(self.received.received[1], ("news", {**pub(3), "offset": 1}))
-        self.assertEqual(self.received.epochs[1], after["epoch"])
+        self.assertEqual(self.received.received[1], ("news", pub(3, 1)))
+        self.assertEqual(self.received.epochs[1], after.epoch)
 
     @inlineCallbacks
     def test_lostBeforeReply(self) -> _Gen:
@@ -685,7 +700,7 @@ class RedisFaultTests(TestCase):
         ready.addTimeout(10, reactor)
         yield ready
         # The timed-out publication may have run when Redis woke: a failure means "not known to be sent".
-        self.assertIn((yield broker.publish("news", pub(2), 10, 60))["offset"], (1, 2))
+        self.assertIn((yield broker.publish("news", pub(2), 10, 60)).offset, (1, 2))
 
 
 class RedisAuthTests(TestCase):

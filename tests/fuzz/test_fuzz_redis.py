@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import attrs
 import orjson
 import txredisapi
 from hypothesis import example, given
@@ -39,18 +40,19 @@ from httpstream.engines.redis.resp import INCOMPLETE as _INCOMPLETE
 from httpstream.engines.redis.resp import ReplyReader as _ReplyReader
 from httpstream.node.frames import PublicationFrames
 from httpstream.testing import FakeTransport, encodeCommands
+from httpstream.values import ClientInfo, Publication, StreamPosition
 
 from .harness import LogWatch, checkServes, checkTransport, makeFuzzNode, progress
 from .strategies import NOW, json_bytes, json_values
 
 _bytes = st.binary(max_size=12) | json_values.map(json_bytes)
-_infos = st.fixed_dictionaries(
-    {"client": st.text(max_size=6)},
-    optional={"user": st.text(max_size=6), "conn_info": _bytes, "chan_info": _bytes},
+_infos = st.builds(
+    ClientInfo, user=st.text(max_size=6), client=st.text(max_size=6), connInfo=st.none() | _bytes,
+    chanInfo=st.none() | _bytes,
 )
-_publications = st.fixed_dictionaries(
-    {"data": _bytes},
-    optional={"info": _infos, "tags": st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2)},
+_publications = st.builds(
+    Publication, data=_bytes, info=st.none() | _infos,
+    tags=st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2),
 )
 
 # What the RESP parser gives: integers, bulk strings, nil, arrays (status replies are str).
@@ -126,14 +128,14 @@ def pubsubMessages(draw: st.DrawFn) -> bytes:
     return prefix + draw(storedPublications())
 
 
-def _packedInfo(info: dict[str, Any]) -> Any:
+def _packedInfo(info: ClientInfo) -> Any:
     return orjson.loads(encodeInfo(info))
 
 
-def _checkPublication(publication: dict[str, Any]) -> None:
+def _checkPublication(publication: Publication) -> None:
     """A decoded publication can be framed for clients of both codecs (what the node does with it next)."""
-    assert isinstance(publication["data"], bytes)
-    frames = PublicationFrames("hist:room", {**publication, "offset": 1}, None, "epoch")
+    assert isinstance(publication.data, bytes)
+    frames = PublicationFrames("hist:room", attrs.evolve(publication, offset=1), None, "epoch")
     frames.frame("protobuf", "plain")
     frames.frame("json", "plain")  # None when data is not JSON: the client is then disconnected with 3506
 
@@ -156,12 +158,12 @@ def test_stored_values(data: bytes, info: bytes) -> None:
         _checkPublication(publication)
     decoded = _only(lambda: decodeInfo(info))
     if decoded is not None:
-        assert all(isinstance(decoded.get(k, ""), str) for k in ("user", "client"))
-        assert all(isinstance(decoded.get(k, b""), bytes) for k in ("conn_info", "chan_info"))
+        assert isinstance(decoded.user, str) and isinstance(decoded.client, str)
+        assert all(isinstance(b, (bytes, type(None))) for b in (decoded.connInfo, decoded.chanInfo))
 
 
 @given(publication=_publications)
-def test_round_trip(publication: dict[str, Any]) -> None:
+def test_round_trip(publication: Publication) -> None:
     progress()
     assert decodePublication(encodePublication(publication)) == publication
 
@@ -178,13 +180,13 @@ def test_script_replies(history: Any, presence: Any, published: Any, message: by
             _checkPublication(publication)
     clients = _only(lambda: readPresenceReply(presence))
     if clients is not None:
-        assert all(isinstance(k, str) and isinstance(v, dict) for k, v in clients.items())
+        assert all(isinstance(k, str) and isinstance(v, ClientInfo) for k, v in clients.items())
     reply = _only(lambda: readPublishReply(published))
     if reply is not None:
-        assert isinstance(reply["offset"], int) and isinstance(reply["epoch"], str)
+        assert isinstance(reply, StreamPosition) and isinstance(reply.offset, int) and isinstance(reply.epoch, str)
     read = _only(lambda: readPubSubMessage(message))
     if read is not None:
-        _checkPublication(read[2])
+        _checkPublication(read[1])
 
 
 @given(chunks=st.lists(st.binary(max_size=20) | st.sampled_from([b"*1\r\n" * 1100, b"$5\r\nab", b"*-1\r\n"]),

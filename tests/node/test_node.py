@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import httpstream
 from httpstream.client.client import Client
+from httpstream.config import config_from_dict
 from httpstream.node.node import SHUTDOWN_TIMEOUT
 from httpstream.node.registry import SessionRegistry
 from httpstream.testing import (
@@ -22,6 +23,7 @@ from httpstream.testing import (
     encodeCommands,
     makeNode,
 )
+from httpstream.values import Publication
 
 OPEN = {
     "allow_anonymous_connect_without_token": True,
@@ -248,7 +250,7 @@ class PublishTests(SynchronousTestCase):
         node.addSubscription("news", b)  # type: ignore[arg-type]
         node.addSubscription("chat", other)  # type: ignore[arg-type]
         d = node.publish("news", b'{"x":1}')
-        self.assertEqual(self.successResultOf(d), {})
+        self.assertIsNone(self.successResultOf(d))
         self.assertEqual(len(a.delivered), 1)
         self.assertEqual(len(b.delivered), 1)
         self.assertEqual(other.delivered, [])
@@ -264,14 +266,55 @@ class PublishTests(SynchronousTestCase):
         d = node.publish("news", b"1")
         self.assertNoResult(d)
         broker.complete()
-        self.assertEqual(self.successResultOf(d), {})
+        self.assertIsNone(self.successResultOf(d))
         failed = node.publish("news", b"1")
         broker.fail()
         self.failureResultOf(failed, ConnectionError)
 
     def test_publishWithoutSubscribers(self) -> None:
         node = makeNode()
-        self.assertEqual(self.successResultOf(node.publish("nobody", b"1")), {})
+        self.assertIsNone(self.successResultOf(node.publish("nobody", b"1")))
+
+    def test_optionsResolvedOnce(self) -> None:
+        """
+        A publication's channel options are resolved once on its way out: in L{Node.publish}, not at all when the
+        caller has them already (a client's publish command); the fan-out resolves what it needs once while the
+        channel has subscribers here, not per publication.
+        """
+        node = makeNode(OPEN)
+        client = FakeClient()
+        node.addSubscription("news", client)  # type: ignore[arg-type]
+        resolved: list[str] = []
+        options = node.rules.options
+        self.patch(node.rules, "options", lambda channel: resolved.append(channel) or options(channel))
+        node.publish("news", b"1")
+        node.publish("news", b"2")
+        self.assertEqual(resolved, ["news", "news", "news"])
+        del resolved[:]
+        node.publish("news", b"3", options=options("news"))
+        self.assertEqual(resolved, [])
+        self.assertEqual(len(client.delivered), 3)
+
+    def test_reloadedOptionsApplyToFanOut(self) -> None:
+        """
+        A reload applies to the fan-out of the channels already subscribed: deltas stop when delta_publish is
+        turned off, and start when it is turned on again.
+        """
+        node = makeNode({**OPEN, "delta_publish": True})
+        previous: list[object] = []
+        client = FakeClient()
+        self.patch(client, "deliverPublication", lambda frames: previous.append(frames.previous))
+        node.addSubscription("news", client)  # type: ignore[arg-type]
+        node.publish("news", b"1")
+        node.publish("news", b"2")
+        self.assertEqual(previous, [None, Publication(b"1")])
+        node.reload(config_from_dict(OPEN)[0])
+        node.publish("news", b"3")
+        self.assertIsNone(previous[-1])
+        node.reload(config_from_dict({**OPEN, "delta_publish": True})[0])
+        node.publish("news", b"4")
+        node.publish("news", b"5")
+        self.assertEqual(previous[-2:], [None, Publication(b"4")])
 
     def test_unsubscribedChannelGetsNothing(self) -> None:
         node = makeNode()

@@ -8,7 +8,7 @@ L{httpstream.engines.redis.history}); joins and leaves go there too, and are not
 from __future__ import annotations
 
 import random
-from typing import Any, Optional
+from typing import Optional
 
 from twisted.internet.defer import Deferred, fail
 from zope.interface import implementer
@@ -20,6 +20,7 @@ from httpstream.engines.redis.history import RedisHistory
 from httpstream.engines.redis.shard import RedisShard
 from httpstream.interfaces import IBroker, JoinLeaveHandler, PublicationHandler, ReconnectHandler
 from httpstream.logs import Logger
+from httpstream.values import ClientInfo, Publication, StreamPosition
 
 __all__ = ["RedisBroker"]
 
@@ -75,10 +76,9 @@ class RedisBroker:
         """
         self._reconnectHandler = handler
 
-    def publishJoinLeave(self, channel: str, push: dict[str, Any]) -> Deferred[None]:
-        kind, body = ("j", push["join"]) if "join" in push else ("l", push["leave"])
+    def publishJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> Deferred[None]:
         try:
-            payload = kind.encode() + encodeInfo(body["info"])
+            payload = (b"j" if join else b"l") + encodeInfo(info)
         except TypeError:
             return fail()
         return self._shard.execute("PUBLISH", self._pubsubName(channel), payload).addCallback(lambda _: None)
@@ -92,18 +92,18 @@ class RedisBroker:
     def publish(
         self,
         channel: str,
-        publication: dict[str, Any],
+        publication: Publication,
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
-    ) -> Deferred[dict[str, Any]]:
+    ) -> Deferred[Optional[StreamPosition]]:
         try:
             payload = encodePublication(publication)
         except TypeError:
             return fail()
         if not hasHistory(historySize, historyTTL):
             d = self._shard.execute("PUBLISH", self._pubsubName(channel), b"0::" + payload)
-            return d.addCallback(lambda _: {})
+            return d.addCallback(lambda _: None)
         return self._history.append(
             channel, payload, self._pubsubName(channel), historySize, historyTTL, historyMetaTTL
         )
@@ -111,7 +111,7 @@ class RedisBroker:
     def history(
         self,
         channel: str,
-        since: Optional[dict[str, Any]] = None,
+        since: Optional[StreamPosition] = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,
@@ -132,12 +132,10 @@ class RedisBroker:
         if self._handler is None:
             return
         try:
-            offset, epoch, publication = readPubSubMessage(message)
+            epoch, publication = readPubSubMessage(message)
         except RedisReplyError as e:
             log.warn("Redis: undecodable publication on {channel} dropped: {error}", channel=channel, error=e)
             return
-        if offset:
-            publication["offset"] = offset
         self._handler(channel, publication, epoch)
 
     def _joinLeave(self, channel: str, message: bytes) -> None:
@@ -148,7 +146,7 @@ class RedisBroker:
         except RedisReplyError as e:
             log.warn("Redis: undecodable join/leave on {channel} dropped: {error}", channel=channel, error=e)
             return
-        self._joinLeaveHandler(channel, {"join" if message[:1] == b"j" else "leave": {"info": info}})
+        self._joinLeaveHandler(channel, info, message[:1] == b"j")
 
     def _reconnected(self, names: list[bytes]) -> None:
         if self._reconnectHandler is None:

@@ -3,9 +3,10 @@
 What this engine stores in Redis and reads back: publications and client infos as JSON, and the replies of its
 scripts, checked.
 
-Publications and client infos are stored as JSON (orjson): a C{bytes} field becomes a string when it is UTF-8
-(JSON payloads, the usual case, cost nothing extra) or a one-item list holding its base64 form, so dicts come back
-exactly as they went in. A PUB/SUB message is C{<offset>:<epoch>:<json>} (C{0::<json>} without history), or a
+L{Publication}s and L{ClientInfo}s are stored as JSON (orjson) in the protocol's field names: a C{bytes} field
+becomes a string when it is UTF-8 (JSON payloads, the usual case, cost nothing extra) or a one-item list holding
+its base64 form, so values come back exactly as they went in. This is the one place they are turned into what
+Redis keeps, and back. A PUB/SUB message is C{<offset>:<epoch>:<json>} (C{0::<json>} without history), or a
 join or leave: C{j<json>} or C{l<json>}, the client's info.
 
 Anything else under this engine's keys or on its channels is refused with L{RedisReplyError}, never passed on.
@@ -21,6 +22,7 @@ import orjson
 
 from httpstream.engines import HistoryResult
 from httpstream.engines.redis.errors import RedisReplyError
+from httpstream.values import ClientInfo, Publication, StreamPosition
 
 __all__ = [
     "decodeInfo",
@@ -35,10 +37,10 @@ __all__ = [
 ]
 
 
-_PUBLICATION_BYTES = ("data", "prev_data")
 _INFO_BYTES = ("conn_info", "chan_info")
 _INFO_STRINGS = ("user", "client")
-# The other Publication fields a stored one may carry, with their JSON types.
+# The other Publication fields a stored one may carry, with their JSON types: checked, and but for delta left out
+# (a L{Publication} has no place for them; this engine never writes them).
 _PUBLICATION_SCALARS: dict[str, type] = {
     "time": int, "version": int, "score": int, "delta": bool, "removed": bool, "channel": str, "key": str, "epoch": str,
 }
@@ -65,15 +67,15 @@ def _readBytes(value: Any, what: str) -> bytes:
     raise RedisReplyError(f"{what}: not bytes as this engine stores them")
 
 
-def _packInfo(info: dict[str, Any]) -> dict[str, Any]:
-    packed = dict(info)
+def _packInfo(info: ClientInfo) -> dict[str, Any]:
+    packed = info.asDict()
     for key in _INFO_BYTES:
         if key in packed:
             packed[key] = _packBytes(packed[key])
     return packed
 
 
-def _readInfo(value: Any) -> dict[str, Any]:
+def _readInfo(value: Any) -> ClientInfo:
     """A stored ClientInfo; fields this version does not know are left out."""
     if type(value) is not dict:
         raise RedisReplyError("client info: not an object")
@@ -85,7 +87,7 @@ def _readInfo(value: Any) -> dict[str, Any]:
             info[key] = item
         elif key in _INFO_BYTES:
             info[key] = _readBytes(item, f"client info: {key}")
-    return info
+    return ClientInfo(info.get("user", ""), info.get("client", ""), info.get("conn_info"), info.get("chan_info"))
 
 
 def _readTags(value: Any) -> dict[str, str]:
@@ -103,23 +105,21 @@ def _json(data: Any, what: str) -> Any:
         raise RedisReplyError(f"{what}: not JSON") from None
 
 
-def encodePublication(publication: dict[str, Any]) -> bytes:
-    """A publication dict (its C{offset} left out) as stored and published. @raise TypeError: not encodable."""
-    packed = {}
-    for key, value in publication.items():
-        if key == "offset":
-            continue
-        if key in _PUBLICATION_BYTES:
-            value = _packBytes(value)
-        elif key == "info" and isinstance(value, dict):
-            value = _packInfo(value)
-        packed[key] = value
+def encodePublication(publication: Publication) -> bytes:
+    """A publication (its C{offset} left out) as stored and published. @raise TypeError: not encodable."""
+    packed: dict[str, Any] = {"data": _packBytes(publication.data)}
+    if publication.info is not None:
+        packed["info"] = _packInfo(publication.info)
+    if publication.tags:
+        packed["tags"] = dict(publication.tags)
+    if publication.delta:
+        packed["delta"] = True
     return orjson.dumps(packed)
 
 
-def decodePublication(data: bytes) -> dict[str, Any]:
+def decodePublication(data: bytes, offset: int = 0) -> Publication:
     """
-    The dict L{encodePublication} was given (less its offset), its fields checked against the protocol's
+    The publication L{encodePublication} was given, at C{offset}, its fields checked against the protocol's
     Publication; fields this version does not know are left out.
 
     @raise RedisReplyError: C{data} is not a publication as this engine stores them.
@@ -127,27 +127,28 @@ def decodePublication(data: bytes) -> dict[str, Any]:
     stored = _json(data, "publication")
     if type(stored) is not dict or "data" not in stored:
         raise RedisReplyError("publication: not an object with data")
-    publication: dict[str, Any] = {}
+    info, tags, delta = None, None, False
     for key, value in stored.items():
-        if key in _PUBLICATION_BYTES:
-            publication[key] = _readBytes(value, f"publication: {key}")
+        if key == "prev_data":
+            _readBytes(value, f"publication: {key}")
         elif key == "info":
-            publication[key] = _readInfo(value)
+            info = _readInfo(value)
         elif key == "tags":
-            publication[key] = _readTags(value)
+            tags = _readTags(value)
         elif key in _PUBLICATION_SCALARS:
             if type(value) is not _PUBLICATION_SCALARS[key]:
                 raise RedisReplyError(f"publication: {key} of the wrong type")
-            publication[key] = value
-    return publication
+            if key == "delta":
+                delta = bool(value)
+    return Publication(_readBytes(stored["data"], "publication: data"), offset, info, tags, delta)
 
 
-def encodeInfo(info: dict[str, Any]) -> bytes:
-    """A ClientInfo dict as stored in presence."""
+def encodeInfo(info: ClientInfo) -> bytes:
+    """A ClientInfo as stored in presence."""
     return orjson.dumps(_packInfo(info))
 
 
-def decodeInfo(data: bytes) -> dict[str, Any]:
+def decodeInfo(data: bytes) -> ClientInfo:
     """A ClientInfo as stored in presence. @raise RedisReplyError: not one."""
     return _readInfo(_json(data, "client info"))
 
@@ -170,11 +171,11 @@ def _readText(value: Any, what: str) -> str:
     raise RedisReplyError(f"{what}: not UTF-8 text")
 
 
-def readPublishReply(reply: Any) -> dict[str, Any]:
+def readPublishReply(reply: Any) -> StreamPosition:
     """The publish script's C{{top, epoch}}. @raise RedisReplyError: another shape."""
     if type(reply) is not list or len(reply) != 2:
         raise RedisReplyError("publish: not a [top, epoch] reply")
-    return {"offset": _readInt(reply[0], "publish: top"), "epoch": _readText(reply[1], "publish: epoch")}
+    return StreamPosition(_readInt(reply[0], "publish: top"), _readText(reply[1], "publish: epoch"))
 
 
 def readHistoryReply(reply: Any) -> HistoryResult:
@@ -195,28 +196,27 @@ def readHistoryReply(reply: Any) -> HistoryResult:
         payloads = [fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i] == b"d"]
         if not payloads:
             raise RedisReplyError("history: an entry without its publication")
-        publication = decodePublication(payloads[0])
-        publication["offset"] = offset
-        publications.append(publication)
+        publications.append(decodePublication(payloads[0], offset))
     return HistoryResult(publications, top, epoch)
 
 
-def readPresenceReply(reply: Any) -> dict[str, dict[str, Any]]:
+def readPresenceReply(reply: Any) -> dict[str, ClientInfo]:
     """HGETALL of a presence hash: client id -> ClientInfo. @raise RedisReplyError: another shape."""
     if type(reply) is not list or len(reply) % 2:
         raise RedisReplyError("presence: not a list of pairs")
     return {_readText(reply[i], "presence: client id"): decodeInfo(reply[i + 1]) for i in range(0, len(reply), 2)}
 
 
-def readPubSubMessage(message: bytes) -> tuple[int, str, dict[str, Any]]:
+def readPubSubMessage(message: bytes) -> tuple[str, Publication]:
     """
-    A PUB/SUB publication C{<offset>:<epoch>:<json>}: C{(offset, epoch, publication)}.
+    A PUB/SUB publication C{<offset>:<epoch>:<json>}: C{(epoch, publication)}, the publication at its offset (0:
+    not stored).
 
     @raise RedisReplyError: not one.
     """
     offset, _, rest = message.partition(b":")
     epoch, _, payload = rest.partition(b":")
-    return _readInt(offset, "message: offset"), _readText(epoch, "message: epoch"), decodePublication(payload)
+    return _readText(epoch, "message: epoch"), decodePublication(payload, _readInt(offset, "message: offset"))
 
 
 def milliseconds(seconds: float) -> int:

@@ -28,6 +28,7 @@ from httpstream.engines import (
 from httpstream.engines.redis.codec import milliseconds, readHistoryReply, readPublishReply
 from httpstream.engines.redis.shard import RedisShard
 from httpstream.interfaces import IHistory
+from httpstream.values import StreamPosition
 
 __all__ = ["HISTORY_SCRIPT", "PUBLISH_SCRIPT", "RedisHistory"]
 
@@ -112,12 +113,13 @@ class RedisHistory:
 
     def append(
         self, channel: str, payload: bytes, pubsubName: bytes, size: int, ttl: float, metaTTL: float
-    ) -> Deferred[dict[str, Any]]:
+    ) -> Deferred[Optional[StreamPosition]]:
         """
         Append an encoded publication to C{channel}'s stream and publish it on C{pubsubName} as
         C{<offset>:<epoch>:<payload>}, in one script.
 
-        @return: a Deferred firing with C{{"offset", "epoch"}}.
+        @return: a Deferred firing with the publication's L{StreamPosition} (never None: the type is
+            L{IBroker.publish}'s).
         """
         d = self._shard.eval(
             PUBLISH_SCRIPT,
@@ -136,7 +138,7 @@ class RedisHistory:
     def history(
         self,
         channel: str,
-        since: Optional[dict[str, Any]] = None,
+        since: Optional[StreamPosition] = None,
         limit: int = 0,
         reverse: bool = False,
         metaTTL: float = 0,
@@ -147,8 +149,8 @@ class RedisHistory:
             return fail()
         lowest, highest, sinceEpoch = b"-", b"+", ""
         if since is not None:
-            sinceEpoch = since.get("epoch", "")
-            sinceOffset = min(max(since.get("offset", 0), 0), _MAX_OFFSET)
+            sinceEpoch = since.epoch
+            sinceOffset = min(max(since.offset, 0), _MAX_OFFSET)
             if reverse:
                 highest = b"%d" % (sinceOffset - 1)
             else:

@@ -8,7 +8,7 @@ disappears after C{global_presence_ttl}, even when its node died.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
@@ -17,6 +17,7 @@ from zope.interface import implementer
 from httpstream.engines.redis.codec import encodeInfo, milliseconds, readPresenceReply
 from httpstream.engines.redis.shard import RedisShard
 from httpstream.interfaces import IPresenceManager
+from httpstream.values import ClientInfo
 
 __all__ = ["DEFAULT_PRESENCE_TTL", "PRESENCE_GET_SCRIPT", "RedisPresence"]
 
@@ -70,7 +71,7 @@ class RedisPresence:
         self._ttl = ttl
         self._now: Callable[[], float] = clock.seconds if clock is not None else time.time
 
-    def add(self, channel: str, clientID: str, info: dict[str, Any]) -> Deferred[None]:
+    def add(self, channel: str, clientID: str, info: ClientInfo) -> Deferred[None]:
         try:
             encoded = encodeInfo(info)
         except TypeError:
@@ -82,13 +83,13 @@ class RedisPresence:
     def remove(self, channel: str, clientID: str) -> Deferred[None]:
         return self._shard.eval(_REMOVE_SCRIPT, self._keys(channel), [clientID]).addCallback(lambda _: None)
 
-    def presence(self, channel: str) -> Deferred[dict[str, dict[str, Any]]]:
+    def presence(self, channel: str) -> Deferred[dict[str, ClientInfo]]:
         d = self._shard.eval(PRESENCE_GET_SCRIPT, self._keys(channel), [repr(self._now())])
         return d.addCallback(readPresenceReply)
 
     def stats(self, channel: str) -> Deferred[dict[str, int]]:
-        def count(clients: dict[str, dict[str, Any]]) -> dict[str, int]:
-            users = {info.get("user", "") for info in clients.values()}
+        def count(clients: dict[str, ClientInfo]) -> dict[str, int]:
+            users = {info.user for info in clients.values()}
             return {"num_clients": len(clients), "num_users": len(users)}
 
         return self.presence(channel).addCallback(count)
