@@ -93,13 +93,13 @@ def test_publishReachesPublisherAndSecondClient(startServer: Callable[..., Serve
 
 def test_pingsAnsweredKeepConnection(startServer: Callable[..., ServerProcess]) -> None:
     """
-    With a 2 s ping interval and a 1 s pong timeout a JSON and a Protobuf client answer the server's pings and stay
-    on their one connection for 5 s, which then still delivers a publication.
+    With a 1 s ping interval and an 800 ms pong timeout a JSON and a Protobuf client answer the server's pings and
+    stay on their one connection for 2.5 s, which then still delivers a publication.
     """
-    server = startServer({"ping_interval": "2s", "pong_timeout": "1s"})
+    server = startServer({"ping_interval": "1s", "pong_timeout": "800ms"})
     scenarios = {
         protocol: ScenarioProcess(
-            clientCommand(server, protocol, "ping", channel=f"ping-{protocol}", duration=5), server
+            clientCommand(server, protocol, "ping", channel=f"ping-{protocol}", duration=2.5), server
         )
         for protocol in PROTOCOLS
     }

@@ -279,23 +279,23 @@ def test_publishReachesPublisherAndSecondClient(
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_pingsAnsweredKeepConnection(node: str, startServer: Callable[..., ServerProcess], protocol: str) -> None:
     """
-    With a 2 s ping interval and a 1 s pong timeout the SDK answers each server ping through /emulation and stays on
-    its one connection for 7 s, which then still delivers a publication; once the SDK disconnects, the server drops
+    With a 1 s ping interval and an 800 ms pong timeout the SDK answers each server ping through /emulation and
+    stays on its one connection for 3.5 s, which then still delivers a publication; once the SDK disconnects, the server drops
     the session instead of pinging it into a 3012.
     """
-    server = startServer({"ping_interval": "2s", "pong_timeout": "1s"})
-    events = runScenario(node, server, protocol, "ping", channel="ping", duration=7)
+    server = startServer({"ping_interval": "1s", "pong_timeout": "800ms"})
+    events = runScenario(node, server, protocol, "ping", channel="ping", duration=3.5)
 
     states = [(event["from"], event["to"]) for event in by(events, "state")]
     assert states == [("disconnected", "connecting"), ("connecting", "connected"), ("connected", "disconnected")]
-    # The first ping comes 1-2 s after connect, then one every 2 s: at least three within 7 s.
+    # The first ping comes 0.5-1 s after connect, then one every second: at least three within 3.5 s.
     pongs = [event for event in by(events, "emulation") if event["pong"]]
     assert len(pongs) >= 3, events
     assert all(event["status"] == 204 for event in by(events, "emulation"))
     assert of(events, "a", "publication")[0]["data"] == expectedData(protocol)
     assert not by(events, "error")
     # The SDK has gone: the server must have dropped the session, or its next ping would go unanswered (3012).
-    time.sleep(3.2)
+    time.sleep(1.7)
     output = server.output
     assert output.count("connected over http_stream") == 1
     assert "3012" not in output and "no pong" not in output, output

@@ -79,16 +79,16 @@ def test_sseDisabledFallsBackToHttpStream(node: str, startServer: Callable[..., 
 
 def test_ssePingsAnsweredKeepConnection(node: str, startServer: Callable[..., ServerProcess]) -> None:  # noqa: F811
     """
-    With a 2 s ping interval and a 1 s pong timeout the SDK answers each ping event through /emulation and stays
-    on its one event stream for 5 s, which then still delivers a publication.
+    With a 1 s ping interval and an 800 ms pong timeout the SDK answers each ping event through /emulation and
+    stays on its one event stream for 2.5 s, which then still delivers a publication.
     """
-    server = startServer({**SSE, "ping_interval": "2s", "pong_timeout": "1s"})
-    events = run(nodeCommand(node, server, "json", "sse", "ping", channel="ping", duration=5), server)
+    server = startServer({**SSE, "ping_interval": "1s", "pong_timeout": "800ms"})
+    events = run(nodeCommand(node, server, "json", "sse", "ping", channel="ping", duration=2.5), server)
 
     states = [(event["from"], event["to"]) for event in by(events, "state")]
     assert states == [("disconnected", "connecting"), ("connecting", "connected"), ("connected", "disconnected")]
     assert len(by(events, "sse")) == 1
-    # The first ping comes 1-2 s after connect, then one every 2 s: at least two within 5 s.
+    # The first ping comes 0.5-1 s after connect, then one every second: at least two within 2.5 s.
     pongs = [event for event in by(events, "emulation") if event["pong"]]
     assert len(pongs) >= 2, events
     assert all(event["status"] == 204 for event in by(events, "emulation"))

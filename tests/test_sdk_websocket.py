@@ -257,14 +257,14 @@ def test_pingsAnsweredOverWebSocketKeepConnection(
     background: Callable[[list[str], ServerProcess], ScenarioProcess],
 ) -> None:
     """
-    With a 2 s ping interval and a 1 s pong timeout, a JSON and a Protobuf client (side by side) each get the
+    With a 1 s ping interval and an 800 ms pong timeout, a JSON and a Protobuf client (side by side) each get the
     server's pings as WebSocket frames holding one empty command, answer each with an empty command frame, and stay
-    on their one connection for 7 s, which then still delivers a publication.
+    on their one connection for 3.5 s, which then still delivers a publication.
     """
-    server = startServer({"ping_interval": "2s", "pong_timeout": "1s"})
+    server = startServer({"ping_interval": "1s", "pong_timeout": "800ms"})
     scenarios = {
         protocol: background(
-            nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "ping", channel=f"ping-{protocol}", duration=7),
+            nodeCommand(node, server, protocol, WEBSOCKET_FIRST, "ping", channel=f"ping-{protocol}", duration=3.5),
             server,
         )
         for protocol in PROTOCOLS
@@ -274,7 +274,7 @@ def test_pingsAnsweredOverWebSocketKeepConnection(
         states = [(event["from"], event["to"]) for event in by(events, "state")]
         assert states == [("disconnected", "connecting"), ("connecting", "connected"), ("connected", "disconnected")]
         assert [event["transport"] for event in by(events, "connected")] == ["websocket"]
-        # The first ping comes 1-2 s after connect, then one every 2 s: at least three within 7 s.
+        # The first ping comes 0.5-1 s after connect, then one every second: at least three within 3.5 s.
         pings = [event for event in by(events, "ws_recv") if event["ping"]]
         pongs = [event for event in by(events, "ws_send") if event["pong"]]
         assert len(pings) >= 3, events
