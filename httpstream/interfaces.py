@@ -188,8 +188,8 @@ class IClientPolicy(Interface):
     def message(connection: "Connection", data: bytes) -> "Deferred[None]":
         """Take a client's asynchronous C{send}; refused with a disconnect when nobody takes them (3508)."""
 
-    def position(subscription: Any, recover: "Optional[StreamPosition]",
-                 protocol: str) -> "Deferred[dict[str, Any]]":
+    def position(subscription: Any, recover: "Optional[StreamPosition]", protocol: str,
+                 rejectUnrecovered: bool = False) -> "Deferred[dict[str, Any]]":
         """
         Where a positioned subscription starts in its stream, and what a recovering one missed: set the
         subscription's C{offset} and C{epoch} to the top, and fire with the SubscribeResult fields that say so
@@ -198,6 +198,8 @@ class IClientPolicy(Interface):
         @param subscription: the client's L{httpstream.client.subscription.Subscription}.
         @param recover: the position the client asks to recover from (its C{offset} and C{epoch}), or None
             when it does not ask to recover.
+        @param rejectUnrecovered: the client set the reject unrecovered subscribe flag: a failed recovery fails
+            with L{Refused} (112 unrecoverable position) instead of firing with C{recovered: false}.
         """
 
     def checkPosition(subscription: Any, force: bool) -> "Optional[Deferred[bool]]":

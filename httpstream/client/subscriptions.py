@@ -27,6 +27,7 @@ from httpstream.values import ClientInfo, StreamPosition
 from httpstream.protocol.codes import (
     DISCONNECT_INSUFFICIENT_STATE,
     DISCONNECT_SUBSCRIPTION_EXPIRED,
+    SUBSCRIBE_FLAG_REJECT_UNRECOVERED,
     UNSUBSCRIBE_EXPIRED,
     UNSUBSCRIBE_INSUFFICIENT_STATE,
 )
@@ -90,6 +91,9 @@ class Subscriptions(Mapping[str, Subscription]):
 
         @param request: the client's SubscribeRequest; for a server-side subscription (C{granted} set) only its
             C{recover}, C{offset}, C{epoch} count (ConnectRequest.subs, the API's recover_since).
+
+        A failed recovery asked to be refused (the reject unrecovered C{flag}) fails with L{Refused} (112) and
+        leaves no subscription behind.
         """
         client, policy = self._client, self._client.policy
         try:
@@ -108,12 +112,14 @@ class Subscriptions(Mapping[str, Subscription]):
             )
         else:
             ask = SubscribeRequest(channel, options, granted=granted)
+        # Only the client's own subscribe may ask: a server-side one has no application to reload its state.
+        reject = granted is None and bool(int(request.get("flag", 0)) & SUBSCRIBE_FLAG_REJECT_UNRECOVERED)
         d = policy.subscribing(client.connection(), ask)
         return d.addCallback(lambda decision: self._join(Subscription(channel, options, serverSide=ask.serverSide),
-                                                         decision, request))
+                                                         decision, request, reject))
 
-    def _join(self, sub: Subscription, decision: SubscribeDecision,
-              request: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    def _join(self, sub: Subscription, decision: SubscribeDecision, request: dict[str, Any],
+              rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
         client, node, channel = self._client, self._client.node, sub.channel
         sub.chanInfo, sub.expireAt = decision.info, decision.expireAt
         sub.presence, sub.joinLeave, sub.pushJoinLeave = decision.presence, decision.joinLeave, decision.pushJoinLeave
@@ -143,7 +149,7 @@ class Subscriptions(Mapping[str, Subscription]):
             recover = None
             if request.get("recover"):
                 recover = StreamPosition(int(request.get("offset", 0) or 0), request.get("epoch", "") or "")
-            d.addCallback(lambda _: client.policy.position(sub, recover, client.protocol))
+            d.addCallback(lambda _: client.policy.position(sub, recover, client.protocol, rejectUnrecovered))
             d.addCallback(stillWanted)
             d.addCallback(result.update)
         d.addCallback(lambda _: self._result(sub, result))

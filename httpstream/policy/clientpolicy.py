@@ -147,10 +147,11 @@ class ConfiguredPolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self._node.rpc.handleSend(self.context(connection), data).addErrback(proxyRefusal)
 
-    def position(self, subscription: Any, recover: Optional[StreamPosition],
-                 protocol: str) -> Deferred[dict[str, Any]]:
+    def position(self, subscription: Any, recover: Optional[StreamPosition], protocol: str,
+                 rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
         node = self._node
-        return position(node.broker, node.config, subscription, recover, protocol, node.reactor.seconds())
+        return position(node.broker, node.config, subscription, recover, protocol, node.reactor.seconds(),
+                        rejectUnrecovered)
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         node = self._node

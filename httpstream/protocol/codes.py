@@ -1,8 +1,10 @@
 """
 Centrifugo's reply error codes, disconnect codes and unsubscribe codes, with the messages and reasons the SDKs
-expect. This is their one home: the client, the server API and the transports take them from here.
+expect, and the bits of a SubscribeRequest's C{flag}. This is their one home: the client, the server API and the
+transports take them from here.
 
-Sources: centrifugal/centrifuge ``errors.go`` and ``disconnect.go``; https://centrifugal.dev/docs/server/codes.
+Sources: centrifugal/centrifuge ``errors.go``, ``disconnect.go`` and ``client.go`` (the subscription flags);
+https://centrifugal.dev/docs/server/codes.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ ERROR_TOKEN_EXPIRED = Error(109, "token expired")
 ERROR_EXPIRED = Error(110, "expired")
 ERROR_TOO_MANY_REQUESTS = Error(111, "too many requests", temporary=True)
 ERROR_UNRECOVERABLE_POSITION = Error(112, "unrecoverable position")
+
+# SubscribeRequest.flag bits (the SDK's subscriptionFlags). The SDK offers channel compaction on every subscribe
+# (not implemented here: the offer is ignored, as by a server without it). With reject unrecovered (the SDK's
+# getState option) a recovery that fails is answered with ERROR_UNRECOVERABLE_POSITION instead of recovered false:
+# the SDK then reloads the application's state and subscribes again from the position it returns.
+SUBSCRIBE_FLAG_CHANNEL_COMPACTION = 1
+SUBSCRIBE_FLAG_REJECT_UNRECOVERED = 2
 
 # The server API answers with the same codes (Centrifugo's apiproto), but its error has no "temporary" flag.
 API_ERROR_INTERNAL = attrs.evolve(ERROR_INTERNAL, temporary=False)
