@@ -404,3 +404,26 @@ class FetcherTests(SynchronousTestCase):
         self.assertNoResult(d)
         clock.advance(1)
         self.assertIn("timeout", str(self.failureResultOf(d, FetchError).value))
+
+
+class JWKSPolicyTests(SynchronousTestCase):
+    """The configured policy with a JWKS endpoint: a connect waits for the key; a missing key is 3500."""
+
+    def test_connectAndSubscribe(self) -> None:
+        clock = Clock()
+        clock.advance(NOW)
+        endpoint = FakeEndpoint()
+        node = makeNode({"token_jwks_public_endpoint": URL}, clock)
+        node.tokens = TokenVerifier.fromConfig(node.config, clock, endpoint)
+        connection = Connection(clientID="c1", transport="websocket", protocol="json", user="alice")
+        d = node.policy.connecting(connection, ConnectRequest(token=signed(claims(), RSA_A, "a")))
+        self.assertNoResult(d)
+        endpoint.answer(keySet(jwk(RSA_A, "a")))
+        self.assertEqual(self.successResultOf(d).user, "alice")
+        clock.advance(1)
+        refused = node.policy.connecting(connection, ConnectRequest(token=signed(claims(), RSA_A, "b")))
+        endpoint.answer(keySet(jwk(RSA_A, "a")))
+        self.assertEqual(self.failureResultOf(refused, Refused).value.disconnect, codes.DISCONNECT_INVALID_TOKEN)
+        subToken = signed(claims(channel="news"), RSA_A, "a")
+        self.successResultOf(node.policy.subscribing(
+            connection, SubscribeRequest("news", node.rules.options("news"), token=subToken)))
