@@ -65,6 +65,12 @@ def _check_regex(key: str, pattern: str) -> None:
             raise ConfigError(f'config key "{key}": invalid regular expression {_show(pattern)} ({e})') from None
 
 
+def _check_jwks_endpoint(key: str, url: str) -> None:
+    # Centrifugo's jwks.NewManager: an http(s) URL; "{{name}}" parts are filled from the token (see policy.jwksurl).
+    if url and not url.startswith(("http://", "https://")):
+        raise _error(key, "an http:// or https:// URL", url)
+
+
 @dataclass(frozen=True)
 class ChannelOptions:
     """
@@ -314,6 +320,21 @@ class Config(ChannelOptions):
     token_issuer: str = setting("")
     token_issuer_regex: str = setting("")
     token_user_id_claim: str = setting("sub")
+    token_jwks_public_endpoint: str = setting("", check=_check_jwks_endpoint)  # when set, the only key source
+    token_insecure_skip_jwks_endpoint_safety_check: bool = setting(False)  # v6's; no v5 name
+
+    "Subscription tokens checked with keys and claim rules of their own (otherwise with the token_* ones)."
+    separate_subscription_token_config: bool = setting(False)
+    subscription_token_hmac_secret_key: str = setting("", secret=True)
+    subscription_token_rsa_public_key: str = setting("")
+    subscription_token_ecdsa_public_key: str = setting("")
+    subscription_token_jwks_public_endpoint: str = setting("", check=_check_jwks_endpoint)
+    subscription_token_insecure_skip_jwks_endpoint_safety_check: bool = setting(False)
+    subscription_token_audience: str = setting("")
+    subscription_token_audience_regex: str = setting("")
+    subscription_token_issuer: str = setting("")
+    subscription_token_issuer_regex: str = setting("")
+    subscription_token_user_id_claim: str = setting("sub")
 
     "Proxy to the application backend (Centrifugo's HTTP proxy); an empty endpoint is off."
     proxy_connect_endpoint: str = setting("")

@@ -94,6 +94,13 @@ V6_PATHS: dict[str, Optional[str]] = {
     "token_issuer": "client.token.issuer",
     "token_issuer_regex": "client.token.issuer_regex",
     "token_user_id_claim": "client.token.user_id_claim",
+    "token_insecure_skip_jwks_endpoint_safety_check": "client.token.insecure_skip_jwks_endpoint_safety_check",
+    "separate_subscription_token_config": "client.subscription_token.enabled",
+    **{f"subscription_token_{suffix}": f"client.subscription_token.{suffix}" for suffix in (
+        "hmac_secret_key", "rsa_public_key", "ecdsa_public_key", "jwks_public_endpoint",
+        "insecure_skip_jwks_endpoint_safety_check", "audience", "audience_regex", "issuer", "issuer_regex",
+        "user_id_claim",
+    )},
     "api_key": "http_api.key",
     "api_insecure": "http_api.insecure",
     "api_disable": "http_api.disabled",

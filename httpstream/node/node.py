@@ -105,7 +105,7 @@ class Node:
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry()
         # The live nodes of the cluster: this one alone, until useControl.
         self.nodes: IClusterNodes = LocalNodes(self.id)
-        self.tokens = TokenVerifier.fromConfig(config)
+        self.tokens = TokenVerifier.fromConfig(config, reactor)
         self.rules = ChannelRules(config)
         self.policy: IClientPolicy = policy if policy is not None else ApplicationPolicy(ConfiguredPolicy(self))
         self.clients: dict[str, IClient] = {}
@@ -125,7 +125,7 @@ class Node:
         """
         self.config = config
         self.rules = ChannelRules(config)
-        self.tokens = TokenVerifier.fromConfig(config)
+        self.tokens = TokenVerifier.fromConfig(config, self.reactor)
         self._deltaAllowed.clear()
 
     def useControl(self, control: Control) -> None:

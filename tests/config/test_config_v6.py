@@ -106,6 +106,8 @@ class TwinFileTests(SynchronousTestCase):
 _VALUES: dict[str, Any] = {
     "log_level": "debug", "engine": "redis", "api_error_mode": "transport", "force_recovery_mode": "cache",
     "allowed_origins": ["https://*.example.com"], "allowed_delta_types": ["fossil"],
+    "token_jwks_public_endpoint": "https://auth.example.com/jwks",
+    "subscription_token_jwks_public_endpoint": "https://auth.example.com/jwks",
 }
 _COMPANIONS: dict[str, dict[str, Any]] = {
     "history_size": {"history_ttl": "1m"},
