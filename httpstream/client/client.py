@@ -86,7 +86,8 @@ class Client:
         self._expiry = Expiry(self, reactor, self._config.client_expired_close_delay)
         self._handlers = self._commandHandlers()
         self._inbound = CommandQueue(self._codec, node.metrics, self.clientID, transport.name, self._dispatch,
-                                     self.close, lambda: self.closed, self.replyError)
+                                     self.close, lambda: self.closed, self.replyError,
+                                     self._config.client_concurrency)
         self._heartbeat = Heartbeat(reactor, rng or random.Random(), self._config.ping_interval,
                                     self._config.pong_timeout, lambda: self.send({}),
                                     lambda: self.close(codes.DISCONNECT_NO_PONG))
@@ -352,8 +353,7 @@ class Client:
         self.queue(message)
 
     def replyError(self, commandID: int, error: codes.Error) -> None:
-        # Commands run one at a time (see _drain), so this marks the command being run.
-        self._inbound.errorReplied = True
+        self._inbound.errorReplied(commandID)
         self.send({"id": commandID, "error": error.toDict()})
 
     # The end

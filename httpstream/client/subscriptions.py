@@ -68,6 +68,10 @@ class Subscriptions(Mapping[str, Subscription]):
         self._reactor = reactor
         self._config = config
         self._subs: dict[str, Subscription] = {}
+        # Channels whose subscribe is under way (from the policy's decision to the reply), with the unsubscribes
+        # waiting for it: a second subscribe is refused and the channel limit counts them, even when several
+        # commands run at once (client_concurrency), as Centrifugo reserves a channel before asking.
+        self._underWay: dict[str, list[Deferred[None]]] = {}
         # The same client, as the node's hub holds it.
         self._member: IClient = IClient(client)
 
@@ -100,10 +104,11 @@ class Subscriptions(Mapping[str, Subscription]):
             options = policy.channelOptions(channel, granted is not None)
         except Refused as e:
             return fail(e)
-        if channel in self._subs:
+        if channel in self._subs or channel in self._underWay:
             return fail(Refused(codes.ERROR_ALREADY_SUBSCRIBED))
-        if granted is None and len(self._subs) >= self._config.client_channel_limit:
+        if granted is None and len(self._subs.keys() | self._underWay.keys()) >= self._config.client_channel_limit:
             return fail(Refused(codes.ERROR_LIMIT_EXCEEDED))
+        self._underWay[channel] = []
         if granted is None:
             ask = SubscribeRequest(
                 channel, options, token=request.get("token", ""), data=request.get("data"),
@@ -114,9 +119,34 @@ class Subscriptions(Mapping[str, Subscription]):
             ask = SubscribeRequest(channel, options, granted=granted)
         # Only the client's own subscribe may ask: a server-side one has no application to reload its state.
         reject = granted is None and bool(int(request.get("flag", 0)) & SUBSCRIBE_FLAG_REJECT_UNRECOVERED)
-        d = policy.subscribing(client.connection(), ask)
-        return d.addCallback(lambda decision: self._join(Subscription(channel, options, serverSide=ask.serverSide),
-                                                         decision, request, reject))
+        d = policy.subscribing(client.connection(), ask).addCallback(
+            lambda decision: self._join(Subscription(channel, options, serverSide=ask.serverSide), decision, request,
+                                        reject)
+        )
+
+        def failed(failure: Failure) -> Failure:
+            self._settled(channel)
+            return failure
+
+        # On success the caller sends the reply, then calls joined, which settles it.
+        return d.addErrback(failed)
+
+    def _settled(self, channel: str) -> None:
+        """C{channel}'s subscribe is over, one way or the other: the unsubscribes waiting for it go on."""
+        for waiter in self._underWay.pop(channel, ()):
+            waiter.callback(None)
+
+    def underWay(self, channel: str) -> Optional[Deferred[None]]:
+        """
+        A Deferred firing once C{channel}'s subscribe under way is over (its reply sent), or None when there is
+        none: an unsubscribe waits for it, so that it never comes between a subscribe and its reply.
+        """
+        waiters = self._underWay.get(channel)
+        if waiters is None:
+            return None
+        waiter: Deferred[None] = Deferred()
+        waiters.append(waiter)
+        return waiter
 
     def _join(self, sub: Subscription, decision: SubscribeDecision, request: dict[str, Any],
               rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
@@ -198,6 +228,7 @@ class Subscriptions(Mapping[str, Subscription]):
         client = self._client
         sub = self._subs.get(channel)
         if sub is None or client.closed:
+            self._settled(channel)
             return
         sub.subscribing = False
         buffered, sub.buffered = sub.buffered, []
@@ -206,6 +237,7 @@ class Subscriptions(Mapping[str, Subscription]):
         if sub.joinLeave and self._subs.get(channel) is sub and not client.closed:
             # After the reply, so the subscriber may receive its own join.
             client.node.joinLeave(channel, client.clientInfo(sub), True)
+        self._settled(channel)
 
     # Leaving
 

@@ -293,6 +293,11 @@ class Config(ChannelOptions):
     client_channel_limit: int = setting(128, minimum=0)
     channel_max_length: int = setting(255, minimum=0)
     client_user_connection_limit: int = setting(0, minimum=0)
+    "Node limits, 0 for none: connections open at once, new connections a second (beyond either: HTTP 503)."
+    client_connection_limit: int = setting(0, minimum=0)
+    client_connection_rate_limit: int = setting(0, minimum=0)
+    "Commands of one connection run at once (subscribe, publish, history, presence, rpc, refresh); 0 or 1: one."
+    client_concurrency: int = setting(0, minimum=0)
     client_history_max_publication_limit: int = setting(300, minimum=0)
     client_recovery_max_publication_limit: int = setting(300, minimum=0)
 

@@ -36,6 +36,7 @@ from httpstream.logs import Logger
 from httpstream.metrics import Metrics
 from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
+from httpstream.node.connlimit import ConnLimit
 from httpstream.node.frames import PublicationFrames
 from httpstream.node.registry import LocalNodes, SessionRegistry
 from httpstream.policy.application import ApplicationPolicy
@@ -109,6 +110,10 @@ class Node:
         self.rules = ChannelRules(config)
         self.policy: IClientPolicy = policy if policy is not None else ApplicationPolicy(ConfiguredPolicy(self))
         self.clients: dict[str, IClient] = {}
+        # Every client made here that has not closed yet, connected or still connecting: what the node's
+        # connection limit counts.
+        self._open: set[IClient] = set()
+        self.connLimit = ConnLimit(reactor, lambda: self.config, lambda: len(self._open), self.metrics)
         # Channels whose broker subscribe is in flight -> the later subscribers waiting for its outcome.
         self._subscribing: dict[str, list[Deferred[None]]] = {}
         # Engine calls in flight that nobody waits for (see background).
@@ -160,7 +165,9 @@ class Node:
         """Create the protocol side of a new connection; it counts once it has connected."""
         if self._clientFactory is None:
             raise RuntimeError("this node makes no clients: pass clientFactory=httpstream.client.ClientFactory(...)")
-        return self._clientFactory(self, transport)
+        client = self._clientFactory(self, transport)
+        self._open.add(client)
+        return client
 
     def info(self) -> dict[str, Any]:
         """This node's entry in the C{info} API's list (and in its announcements to other nodes)."""
@@ -196,6 +203,7 @@ class Node:
             self.registry.add(client.sessionID, client)
 
     def clientClosed(self, client: IClient) -> None:
+        self._open.discard(client)
         if self.clients.pop(client.clientID, None) is not None and client.user:
             left = self._users.get(client.user, 0) - 1
             if left > 0:

@@ -52,6 +52,8 @@ class Status(Resource):
 
 
 NOT_FOUND = Status(404)
+# A request to a connection endpoint past the node's connection limit or rate (Centrifugo's ConnLimit middleware).
+SERVICE_UNAVAILABLE = Status(503)
 
 
 class HandshakeRefusal(Resource):
@@ -115,16 +117,29 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
             node, origins, config.websocket_message_size_limit, config.websocket_write_batch_size
         )
 
+    def connecting(endpoint: IResource) -> Optional[IResource]:
+        """
+        The one gate of every connection endpoint (not /emulation, which opens none): past the node's limits a
+        request gets an empty 503 before anything else (origin, method, handshake), as from Centrifugo, whose
+        middleware runs first; preflights count too. A disabled endpoint stays a plain 404.
+        """
+        if endpoint is NOT_FOUND or node.connLimit.admit():
+            return None
+        return SERVICE_UNAVAILABLE
+
     @app.route("/connection/http_stream", methods=ALL_METHODS)
     def httpStream(request: server.Request) -> IResource:
-        return stream
+        return connecting(stream) or stream
 
     @app.route("/connection/sse", methods=ALL_METHODS)
     def eventStream(request: server.Request) -> IResource:
-        return sse
+        return connecting(sse) or sse
 
     @app.route("/connection/websocket", methods=ALL_METHODS)
     def webSocket(request: server.Request) -> IResource:
+        refused = connecting(websocket)
+        if refused is not None:
+            return refused
         if websocket is not NOT_FOUND:
             refusal = handshakeRefusal(request)
             if refusal is not None:
