@@ -33,6 +33,7 @@ class HTTPStreamTransport:
     name = "http_stream"
     emulated = True
     pushDisconnect = True
+    unidirectional = False
 
     def __init__(self, request: server.Request, protobuf: bool) -> None:
         self._request = request

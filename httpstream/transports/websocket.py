@@ -96,6 +96,7 @@ class WebSocketTransport:
     name = "websocket"
     emulated = False
     pushDisconnect = False
+    unidirectional = False
 
     def __init__(self, connection: "CentrifugeWebSocketProtocol", protobuf: bool, writeBatchSize: int = 0) -> None:
         self._connection = connection
