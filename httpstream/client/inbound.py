@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional, Union
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from httpstream.logs import Logger
@@ -88,10 +88,8 @@ class CommandQueue:
         self._room: Optional[Deferred[None]] = None
 
     def handleData(self, data: bytes) -> Deferred[None]:
-        done: Deferred[None] = Deferred()
         if self._closed():
-            done.callback(None)
-            return done
+            return succeed(None)
         try:
             commands = self._codec.decode_commands(data)
             self._metrics.messagesReceived.labels(self._transport).inc(len(commands))
@@ -99,6 +97,11 @@ class CommandQueue:
             self.log.info("client {client}: bad frame: {error}", client=self._clientID, error=str(e))
             # As Centrifugo: the commands before the bad one run, then the client is cut off (3501).
             commands = [*e.commands, BAD_FRAME] if e.commands else []
+        return self.handleCommands(commands)
+
+    def handleCommands(self, commands: list[dict[str, Any]]) -> Deferred[None]:
+        """Run decoded commands as one frame: after those already waiting, the connection cut off when none."""
+        done: Deferred[None] = Deferred()
         if not commands:
             self._close(codes.DISCONNECT_BAD_REQUEST)
             done.callback(None)

@@ -41,6 +41,7 @@ class Holder(Protocol):
 
     clientID: str
     protocol: str
+    unidirectional: bool
     node: ClientHost
     policy: IClientPolicy
 
@@ -52,6 +53,8 @@ class Holder(Protocol):
     def clientInfo(self, sub: Optional[Subscription] = None) -> ClientInfo: ...
 
     def send(self, reply: dict[str, Any]) -> None: ...
+
+    def push(self, push: dict[str, Any]) -> None: ...
 
     def queue(self, message: bytes) -> None: ...
 
@@ -214,7 +217,7 @@ class Subscriptions(Mapping[str, Subscription]):
 
         def subscribed(result: dict[str, Any]) -> None:
             push = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
-            client.send({"push": {"channel": channel, "subscribe": push}})
+            client.push({"channel": channel, "subscribe": push})
             self.joined(channel)
 
         def failed(failure: Failure) -> None:
@@ -276,7 +279,7 @@ class Subscriptions(Mapping[str, Subscription]):
             client.close(DISCONNECT_INSUFFICIENT_STATE if code == UNSUBSCRIBE_INSUFFICIENT_STATE.code else DISCONNECT_SUBSCRIPTION_EXPIRED)
             return
         self.leave(channel)
-        client.send({"push": {"channel": channel, "unsubscribe": {"code": code, "reason": reason}}})
+        client.push({"channel": channel, "unsubscribe": {"code": code, "reason": reason}})
 
     # Expiry and positions (on the client's presence timer)
 
@@ -352,7 +355,7 @@ class Subscriptions(Mapping[str, Subscription]):
             base = frames.deltaBaseOffset()
             variant = "delta" if base >= 0 and base == sub.deltaBase else "full"
             sub.deltaBase = offset if offset else -1
-        frame = frames.frame(client.protocol, variant)
+        frame = frames.frame(client.protocol, variant, client.unidirectional)
         if frame is None:
             client.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return

@@ -271,6 +271,14 @@ class Config(ChannelOptions):
     # Not a Centrifugo key (centrifuge bounds a frame by message count, MaxMessagesInFrame): the byte size a
     # flushed batch is split at; a larger single reply or push still goes, alone. 0: one message per flush.
     websocket_write_batch_size: int = setting(65536, minimum=0)
+    # Unidirectional transports (the client only receives: connect request in the body, cf_connect or the first
+    # message; server-side subscriptions); JSON only, as Centrifugo's.
+    uni_http_stream: bool = setting(False)
+    uni_http_stream_max_request_body_size: int = setting(65536, minimum=0)
+    uni_sse: bool = setting(False)
+    uni_sse_max_request_body_size: int = setting(65536, minimum=0)
+    uni_websocket: bool = setting(False)
+    uni_websocket_message_size_limit: int = setting(65536, minimum=0)
 
     "The demo page at /demo/ (a chat; not a Centrifugo key) and where it finds the JS SDK's dist/ files."
     demo: bool = setting(False)

@@ -320,15 +320,17 @@ class Node:
 
     def _onJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> None:
         """The broker's join/leave handler: this node's subscribers of C{channel} that asked for them get it."""
-        frames: dict[str, Optional[bytes]] = {}
+        frames: dict[tuple[str, bool], Optional[bytes]] = {}
         push = {"channel": channel, "join" if join else "leave": {"info": info.asDict()}}
         for client in self.hub.subscribers(channel):
-            if client.protocol not in frames:
+            # Encoded once per protocol and framing (a bare push for unidirectional clients).
+            key = (client.protocol, client.unidirectional)
+            if key not in frames:
                 try:
-                    frames[client.protocol] = codecFor(client.protocol).encode_reply({"push": push})
+                    frames[key] = codecFor(client.protocol).encode_push(push, client.unidirectional)
                 except EncodeError:
-                    frames[client.protocol] = None
-            frame = frames[client.protocol]
+                    frames[key] = None
+            frame = frames[key]
             if frame is not None:
                 client.deliverJoinLeave(channel, frame)
 

@@ -97,3 +97,18 @@ DISCONNECT_INAPPROPRIATE_PROTOCOL = Disconnect(3506, "inappropriate protocol")
 DISCONNECT_PERMISSION_DENIED = Disconnect(3507, "permission denied")
 DISCONNECT_NOT_AVAILABLE = Disconnect(3508, "not available")
 DISCONNECT_TOO_MANY_ERRORS = Disconnect(3509, "too many errors")
+
+
+# A unidirectional client gets no error reply: its failed connect becomes a disconnect (centrifuge client.go
+# defaultUniErrorCodeToDisconnect); any other error is 3004.
+_UNIDIRECTIONAL_DISCONNECTS = {
+    ERROR_EXPIRED.code: DISCONNECT_EXPIRED,
+    ERROR_TOKEN_EXPIRED.code: DISCONNECT_EXPIRED,
+    ERROR_TOO_MANY_REQUESTS.code: DISCONNECT_TOO_MANY_REQUESTS,
+    ERROR_PERMISSION_DENIED.code: DISCONNECT_PERMISSION_DENIED,
+}
+
+
+def unidirectionalDisconnect(error: Error) -> Disconnect:
+    """The disconnect that ends a unidirectional connection instead of C{error}'s reply."""
+    return _UNIDIRECTIONAL_DISCONNECTS.get(error.code, DISCONNECT_SERVER_ERROR)

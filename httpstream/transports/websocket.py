@@ -96,6 +96,7 @@ class WebSocketTransport:
     name = "websocket"
     emulated = False
     pushDisconnect = False
+    unidirectional = False
 
     def __init__(self, connection: "CentrifugeWebSocketProtocol", protobuf: bool, writeBatchSize: int = 0) -> None:
         self._connection = connection
@@ -110,9 +111,13 @@ class WebSocketTransport:
         if self.finished or self._connection.state != _OPEN:
             return
         binary = self.protocol == "protobuf"
-        # One JSON message goes as it is; a batch is newline-joined with no trailing newline.
-        for payload in packBatch(messages, self._writeBatchSize, binary):
+        for payload in self.payloads(messages):
             self._connection.sendMessage(payload, isBinary=binary)  # type: ignore[no-untyped-call]
+
+    def payloads(self, messages: Sequence[bytes]) -> list[bytes]:
+        """The WebSocket messages that carry one flushed batch."""
+        # One JSON message goes as it is; a batch is newline-joined with no trailing newline.
+        return packBatch(messages, self._writeBatchSize, self.protocol == "protobuf")
 
     def registerProducer(self, producer: IPushProducer) -> None:
         # The TCP transport (a consumer), which autobahn types as a bare ITransport.

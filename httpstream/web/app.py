@@ -30,6 +30,9 @@ from httpstream.transports._http import LimitedRequest, limitedRequestFactory
 from httpstream.transports.emulation import EmulationResource
 from httpstream.transports.http_stream import HTTPStreamResource
 from httpstream.transports.sse import SSEResource
+from httpstream.transports.uni_http_stream import UniHTTPStreamResource
+from httpstream.transports.uni_sse import UniSSEResource
+from httpstream.transports.uni_websocket import uniWebsocketResource
 from httpstream.transports.websocket import websocketResource
 
 # Klein would answer a method outside a route's list with its own HTML 405; the resources answer every method
@@ -116,6 +119,13 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
         websocket = websocketResource(
             node, origins, config.websocket_message_size_limit, config.websocket_write_batch_size
         )
+    uni: dict[str, IResource] = {}
+    if config.uni_http_stream:
+        uni["uni_http_stream"] = UniHTTPStreamResource(node, origins, config.uni_http_stream_max_request_body_size)
+    if config.uni_sse:
+        uni["uni_sse"] = UniSSEResource(node, origins, config.uni_sse_max_request_body_size)
+    if config.uni_websocket:
+        uni["uni_websocket"] = uniWebsocketResource(node, origins, config.uni_websocket_message_size_limit)
 
     def connecting(endpoint: IResource) -> Optional[IResource]:
         """
@@ -145,6 +155,15 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
             if refusal is not None:
                 return refusal
         return websocket
+
+    @app.route("/connection/<any(uni_http_stream, uni_sse, uni_websocket):name>", methods=ALL_METHODS)
+    def unidirectional(request: server.Request, name: str) -> IResource:
+        resource = uni.get(name, NOT_FOUND)
+        if name == "uni_websocket" and resource is not NOT_FOUND:
+            refusal = handshakeRefusal(request)
+            if refusal is not None:
+                return refusal
+        return resource
 
     @app.route("/emulation", methods=ALL_METHODS)
     def emulate(request: server.Request) -> IResource:
@@ -272,11 +291,15 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
             config.http_stream_max_request_body_size,
             config.emulation_max_request_body_size,
             config.sse_max_request_body_size,
+            config.uni_http_stream_max_request_body_size,
+            config.uni_sse_max_request_body_size,
             0 if config.api_disable else API_MAX_BODY,
         ),
         {
             b"/connection/http_stream": config.http_stream_max_request_body_size,
             b"/connection/sse": config.sse_max_request_body_size,
+            b"/connection/uni_http_stream": config.uni_http_stream_max_request_body_size,
+            b"/connection/uni_sse": config.uni_sse_max_request_body_size,
             b"/emulation": config.emulation_max_request_body_size,
             b"/api/": 0 if config.api_disable else API_MAX_BODY,
             # Routes without a body (WebSocket, health, metrics, demo) keep none of one.
