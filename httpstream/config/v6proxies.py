@@ -59,7 +59,8 @@ def proxyFields(leafValues: Leaves, v6Routing: bool = False) -> dict[str, Any]:
         endpoint, endpointLabel = leafValues.get(f"{proxy.v6}.endpoint", ("", f"{proxy.v6}.endpoint"))
         if proxy.switch is not None:
             enabled, switchLabel = leafValues.get(proxy.switch, (False, proxy.switch))
-            if enabled and not endpoint:
+            named = proxy.v5 == "proxy_rpc" and rpcName not in (None, "", DEFAULT_PROXY)
+            if enabled and not endpoint and not named:  # the switch of a named RPC proxy needs no rpc.proxy
                 raise ConfigError(
                     f'config key "{switchLabel}": the proxy is enabled but "{endpointLabel}" is empty; set its '
                     "endpoint"
