@@ -30,6 +30,8 @@ def _rpcProxyName(leafValues: Leaves, v6Routing: bool) -> Optional[str]:
     (C{"default"} for the rpc.proxy object, C{""} when its switch is off); without it, only a named proxy
     (the rpc.proxy object is the default). None: v6 said nothing about it.
     """
+    if "rpc_proxy_name" in leafValues:  # v5's key; only v6's name for it is a conflict (below), not the switch
+        return None
     switch = PROXIES[2].switch
     assert switch is not None
     name, _ = leafValues.get(RPC_PROXY_NAME, (DEFAULT_PROXY, ""))
@@ -47,12 +49,12 @@ def _rpcProxyName(leafValues: Leaves, v6Routing: bool) -> Optional[str]:
 def proxyFields(leafValues: Leaves, v6Routing: bool = False) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     rpcName = _rpcProxyName(leafValues, v6Routing)
+    if "rpc_proxy_name" in leafValues and RPC_PROXY_NAME in leafValues:
+        raise ConfigError(
+            f'config keys "{leafValues["rpc_proxy_name"][1]}" and "{leafValues[RPC_PROXY_NAME][1]}" set the same '
+            "setting (rpc_proxy_name); keep one of them"
+        )
     if rpcName is not None:
-        if "rpc_proxy_name" in leafValues:
-            raise ConfigError(
-                f'config keys "{leafValues["rpc_proxy_name"][1]}" and "{RPC_PROXY_NAME}" set the same setting '
-                "(rpc_proxy_name); keep one of them"
-            )
         fields["rpc_proxy_name"] = rpcName
     active = []
     for proxy in PROXIES:
