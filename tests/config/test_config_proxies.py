@@ -7,6 +7,8 @@ environment, and the start-up errors.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -127,7 +129,9 @@ class V6Tests(SynchronousTestCase):
         self.assertEqual((config.rpc_proxy_name, config.granular_proxy_mode), ("rpc1", False))
 
     def test_environment(self) -> None:
-        path = self.mktemp()
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        path = os.path.join(directory.name, "config.json")
         with open(path, "w") as f:
             f.write("{}")
         loaded = read_config(path, environ={
