@@ -17,6 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from httpstream.config.durations import format_duration
+from httpstream.config.proxies import (
+    NamedProxy,
+    RPCNamespace,
+    StaticHeaders,
+    checkProxyNames,
+    readProxies,
+    readRPCNamespaces,
+    readStaticHeaders,
+)
 from httpstream.config.settings import (
     ConfigError,
     Duration,
@@ -124,6 +133,10 @@ class ChannelOptions:
     proxy_subscribe: bool = setting(False)
     proxy_publish: bool = setting(False)
     proxy_sub_refresh: bool = setting(False)
+    "A named proxy (one of proxies, or \"default\") for these events; a name alone turns the proxy on (v5)."
+    subscribe_proxy_name: str = setting("")
+    publish_proxy_name: str = setting("")
+    sub_refresh_proxy_name: str = setting("")
 
     def __post_init__(self) -> None:
         for spec in _specs(ChannelOptions):
@@ -363,6 +376,16 @@ class Config(ChannelOptions):
     proxy_sub_refresh_endpoint: str = setting("")
     proxy_sub_refresh_timeout: Duration = setting(1.0, greater_than=0)
     proxy_http_headers: tuple[str, ...] = setting(())
+    proxy_static_http_headers: Mapping[str, str] = setting(StaticHeaders(), read=readStaticHeaders)
+
+    "Named proxies (Centrifugo's granular proxy mode) and RPC namespaces: httpstream.config.proxies."
+    granular_proxy_mode: bool = setting(False)  # RPC methods are routed by rpc_namespaces
+    proxies: tuple[NamedProxy, ...] = setting((), read=lambda key, value: readProxies(key, value)[0])
+    connect_proxy_name: str = setting("")
+    refresh_proxy_name: str = setting("")
+    rpc_proxy_name: str = setting("")  # methods without an RPC namespace
+    rpc_namespaces: tuple[RPCNamespace, ...] = setting((), read=lambda key, value: readRPCNamespaces(key, value)[0])
+    rpc_namespace_boundary: str = setting(":")
 
     "Channel namespaces; the top-level channel options are inherited from ChannelOptions."
     namespaces: tuple[Namespace, ...] = setting((), read=_read_namespaces)
@@ -447,4 +470,6 @@ def _check_personal_channel(config: Config) -> None:
         )
 
 
-_CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (_check_ping_pong, _check_channel_options, _check_personal_channel)
+_CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (
+    _check_ping_pong, _check_channel_options, _check_personal_channel, checkProxyNames,
+)

@@ -55,9 +55,11 @@ def subscribing(node: PolicyHost, connection: Connection, request: SubscribeRequ
         return node.tokens.subscribeClaims(request.token, node.reactor).addCallbacks(fromToken, refused)
     rules = node.rules
     if rules.subscribeProxied(channel, options, False):
-        if not node.proxy.enabled("subscribe"):
+        # The namespace's named proxy, or the subscribe proxy (108 when it has no endpoint).
+        proxyName = options.subscribe_proxy_name
+        if not node.proxy.enabled("subscribe", proxyName):
             return fail(Refused(codes.ERROR_NOT_AVAILABLE))
-        d = node.proxy.subscribe(context(), channel, ProxySubscribeRequest(data=request.data))
+        d = node.proxy.subscribe(context(), channel, ProxySubscribeRequest(data=request.data), proxyName)
 
         def proxied(reply: Optional[dict[str, Any]]) -> SubscribeDecision:
             reply = reply or {}
@@ -103,7 +105,8 @@ def _decide(node: PolicyHost, connection: Connection, request: SubscribeRequest,
         recoverable=recoverable,
         positioned=positioned,
         delta=request.delta and "fossil" in options.allowed_delta_types,
-        serverRefresh=options.proxy_sub_refresh and node.proxy.enabled("sub_refresh"),
+        serverRefresh=bool(options.proxy_sub_refresh or options.sub_refresh_proxy_name)
+        and node.proxy.enabled("sub_refresh", options.sub_refresh_proxy_name),
     )
 
 
@@ -115,7 +118,8 @@ def subRefreshing(node: PolicyHost, connection: Connection, channel: str, option
             return RefreshDecision(expired=bool(reply["expired"]), expireAt=float(reply["expire_at"] or 0),
                                    info=reply.get("info"))
 
-        return node.proxy.subRefresh(context(), channel).addCallback(refreshed)
+        return node.proxy.subRefresh(context(), channel, options.sub_refresh_proxy_name).addCallback(refreshed)
+
     def refused(failure: Failure) -> Any:
         if isinstance(failure.value, TokenExpired):
             # Centrifugo's handler answers "expired", which its client-side sub_refresh does not check: it takes
