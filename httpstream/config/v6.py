@@ -20,7 +20,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
-from httpstream.config.options import ChannelOptions, Config, Namespace, _read_namespaces
+from httpstream.config.channeloptions import ChannelOptions, Namespace, _read_namespaces
+from httpstream.config.options import Config
 from httpstream.config.settings import (
     ConfigError,
     Duration,
