@@ -265,6 +265,13 @@ class Config(ChannelOptions):
     # Not a Centrifugo key (centrifuge bounds a frame by message count, MaxMessagesInFrame): the byte size a
     # flushed batch is split at; a larger single reply or push still goes, alone. 0: one message per flush.
     websocket_write_batch_size: int = setting(65536, minimum=0)
+    # permessage-deflate, no context takeover; the level is Go's compress/flate level (-2 Huffman only, -1 default).
+    websocket_compression: bool = setting(False)
+    websocket_compression_level: int = setting(1, minimum=-2, maximum=9)
+    websocket_compression_min_size: int = setting(0, minimum=0)
+    # v6 only (Centrifugo has no v5 key): what a client's compressed message may inflate to; 0 is 10 times
+    # websocket_message_size_limit, as in Centrifugo.
+    websocket_decompressed_message_size_limit: int = setting(0, minimum=0)
 
     "The demo page at /demo/ (a chat; not a Centrifugo key) and where it finds the JS SDK's dist/ files."
     demo: bool = setting(False)
