@@ -128,10 +128,15 @@ class WebSocketTransport:
         compression = self._compression
         # One JSON message goes as it is; a batch is newline-joined with no trailing newline.
         for payload in packBatch(messages, self._writeBatchSize, binary):
-            # Autobahn decides per message: doNotCompress sends a small one plainly (RSV1 clear) on a connection
-            # that negotiated compression, as Centrifugo does below websocket_compression_min_size.
-            plain = compression is None or not compression.compresses(len(payload))
-            self._connection.sendMessage(payload, isBinary=binary, doNotCompress=plain)  # type: ignore[no-untyped-call]
+            if compression is None:
+                self._connection.sendMessage(payload, isBinary=binary)  # type: ignore[no-untyped-call]
+            else:
+                # Autobahn decides per message: doNotCompress sends a small one plainly (RSV1 clear) on a connection
+                # that negotiated compression, as Centrifugo does up to websocket_compression_min_size.
+                plain = not compression.compresses(len(payload))
+                self._connection.sendMessage(  # type: ignore[no-untyped-call]
+                    payload, isBinary=binary, doNotCompress=plain
+                )
 
     def registerProducer(self, producer: IPushProducer) -> None:
         # The TCP transport (a consumer), which autobahn types as a bare ITransport.
