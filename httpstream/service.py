@@ -43,7 +43,8 @@ RESTART_KEYS = frozenset(
         "port", "address", "name", "tls", "tls_cert", "tls_key", "tls_cert_pem", "tls_key_pem",
         "http_stream", "http_stream_max_request_body_size", "emulation_max_request_body_size", "sse",
         "sse_max_request_body_size", "websocket_disable", "websocket_message_size_limit", "allowed_origins",
-        "websocket_write_batch_size",
+        "websocket_write_batch_size", "websocket_compression", "websocket_compression_level",
+        "websocket_compression_min_size", "websocket_decompressed_message_size_limit",
         "api_key", "api_insecure", "api_disable", "api_error_mode", "health", "prometheus", "demo", "demo_sdk_dir",
         "engine", "global_presence_ttl",
         # The proxy client is made at start (as the proxy_* keys): its named proxies and RPC routing stay.

@@ -105,6 +105,13 @@ class Config(ChannelOptions):
     uni_sse_max_request_body_size: int = setting(65536, minimum=0)
     uni_websocket: bool = setting(False)
     uni_websocket_message_size_limit: int = setting(65536, minimum=0)
+    # permessage-deflate, no context takeover; the level is Go's compress/flate level (-2 Huffman only, -1 default).
+    websocket_compression: bool = setting(False)
+    websocket_compression_level: int = setting(1, minimum=-2, maximum=9)
+    websocket_compression_min_size: int = setting(0, minimum=0)
+    # v6 only (Centrifugo has no v5 key): what a client's compressed message may inflate to; 0 is 10 times
+    # websocket_message_size_limit, as in Centrifugo.
+    websocket_decompressed_message_size_limit: int = setting(0, minimum=0)
 
     "The demo page at /demo/ (a chat; not a Centrifugo key) and where it finds the JS SDK's dist/ files."
     demo: bool = setting(False)

@@ -45,6 +45,7 @@ V6_PATHS: dict[str, Optional[str]] = {
     "websocket_compression": "websocket.compression",
     "websocket_compression_min_size": "websocket.compression_min_size",
     "websocket_compression_level": "websocket.compression_level",
+    "websocket_decompressed_message_size_limit": "websocket.decompressed_message_size_limit",
     "websocket_read_buffer_size": "websocket.read_buffer_size",
     "websocket_write_buffer_size": "websocket.write_buffer_size",
     "websocket_write_timeout": "websocket.write_timeout",

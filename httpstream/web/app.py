@@ -27,6 +27,7 @@ from httpstream.metrics import CONTENT_TYPE
 from httpstream.node.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.transports._http import LimitedRequest, limitedRequestFactory
+from httpstream.transports.deflate import Compression
 from httpstream.transports.emulation import EmulationResource
 from httpstream.transports.http_stream import HTTPStreamResource
 from httpstream.transports.sse import SSEResource
@@ -98,6 +99,15 @@ def handshakeRefusal(request: server.Request) -> Optional[IResource]:
     return None
 
 
+def websocketCompression(config: Config) -> Optional[Compression]:
+    """The WebSocket endpoint's permessage-deflate settings, or None when C{websocket_compression} is off."""
+    if not config.websocket_compression:
+        return None
+    # Centrifugo's default bound on what a compressed client message may inflate to: 10 times the wire limit.
+    decompressed = config.websocket_decompressed_message_size_limit or 10 * config.websocket_message_size_limit
+    return Compression(config.websocket_compression_level, config.websocket_compression_min_size, decompressed)
+
+
 def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None) -> Klein:
     """The routes of one node, each enabled by its config flag (a disabled endpoint answers 404)."""
     config = node.config
@@ -117,7 +127,11 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
         emulation = EmulationResource(node, origins, config.emulation_max_request_body_size)
     if not config.websocket_disable:
         websocket = websocketResource(
-            node, origins, config.websocket_message_size_limit, config.websocket_write_batch_size
+            node,
+            origins,
+            config.websocket_message_size_limit,
+            config.websocket_write_batch_size,
+            websocketCompression(config),
         )
     uni: dict[str, IResource] = {}
     if config.uni_http_stream:

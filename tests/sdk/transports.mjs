@@ -28,9 +28,12 @@
 //
 // Besides the SDK's own events, the script reports what went over the wire:
 //   ws_open {protocol}          a WebSocket handshake succeeded (protocol: the subprotocol the server echoed)
+//   ws_upgrade {extensions}     the handshake's Sec-WebSocket-Extensions (null: none); `ws` offers permessage-deflate
+//                               unless --deflate off
 //   ws_error {message}          a WebSocket failed (e.g. "Unexpected server response: 404" for a refused upgrade)
 //   ws_close {code, reason}     a WebSocket closed, with the close frame's code and reason
-//   ws_recv / ws_send {binary, size, ping|pong}   every frame (ping/pong: the frame is an empty command)
+//   ws_recv / ws_send {binary, size, ping|pong}   every frame (ping/pong: the frame is an empty command); ws_recv
+//                               also has wire: the bytes read from the socket so far (handshake included)
 //   stream {status, contentType}    the response to an http_stream POST
 //   sse {status, contentType}       the response to an SSE GET
 //   emulation {status, pong}        the response to an emulation POST
@@ -55,6 +58,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '7' },
     count: { type: 'string', default: '100' },
     deadline: { type: 'string', default: '20' },
+    deflate: { type: 'string', default: 'on' },
   },
 });
 
@@ -123,8 +127,12 @@ function refused(who) {
 // The `ws` WebSocket, reporting its handshake, frames and close to stdout.
 function spyingWebSocket(who) {
   return class SpyingWebSocket extends WebSocket {
-    constructor(...params) {
-      super(...params);
+    constructor(url, protocols) {
+      // The SDK passes the URL and, for Protobuf, the subprotocol; ws's own options are ours to choose.
+      super(url, protocols, { perMessageDeflate: args.deflate !== 'off' });
+      this.on('upgrade', (response) =>
+        emit('ws_upgrade', { who, extensions: response.headers['sec-websocket-extensions'] ?? null }),
+      );
       this.addEventListener('open', () => emit('ws_open', { who, protocol: this.protocol }));
       this.addEventListener('error', (event) => {
         emit('ws_error', { who, message: String(event.message) });
@@ -135,7 +143,8 @@ function spyingWebSocket(who) {
       );
       this.addEventListener('message', (event) => {
         const binary = typeof event.data !== 'string';
-        emit('ws_recv', { who, binary, size: frameSize(event.data), ping: isEmptyCommand(event.data) });
+        const wire = this._socket ? this._socket.bytesRead : null;
+        emit('ws_recv', { who, binary, size: frameSize(event.data), ping: isEmptyCommand(event.data), wire });
       });
     }
 
