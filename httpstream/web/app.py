@@ -173,6 +173,9 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
     @app.route("/connection/<any(uni_http_stream, uni_sse, uni_websocket):name>", methods=ALL_METHODS)
     def unidirectional(request: server.Request, name: str) -> IResource:
         resource = uni.get(name, NOT_FOUND)
+        refused = connecting(resource)
+        if refused is not None:
+            return refused
         if name == "uni_websocket" and resource is not NOT_FOUND:
             refusal = handshakeRefusal(request)
             if refusal is not None:

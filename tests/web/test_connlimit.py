@@ -126,3 +126,24 @@ def test_rateLimitAppliesAcrossTransports() -> None:
         assert refused(server, "http_stream") == 503
         assert openStream(server, CONNECT).status == 503
         stream.close()
+
+
+def test_unidirectionalEndpointsLimited() -> None:
+    """
+    The unidirectional endpoints open connections too: past the limit each gets the same empty 503; a disabled one
+    stays a plain 404.
+    """
+    with serve({"http_stream": True, "uni_http_stream": True, "uni_sse": True, "uni_websocket": True,
+                "client_connection_limit": 1}) as server:
+        stream, _ = connectStream(server)
+        for path in ("/connection/uni_http_stream", "/connection/uni_sse", "/connection/uni_websocket"):
+            response = server.request("POST" if "http_stream" in path else "GET", path, body=b"{}")
+            assert (response.status, response.body) == (503, b""), path
+        stream.close()
+        response = server.open("POST", "/connection/uni_http_stream", {}, b"{}")
+        assert response.response.status == 200
+        response.close()
+    with serve({"http_stream": True, "client_connection_limit": 1}) as server:
+        stream, _ = connectStream(server)
+        assert server.request("GET", "/connection/uni_sse").status == 404
+        stream.close()
