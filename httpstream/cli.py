@@ -167,15 +167,22 @@ def _setClaim(claims: dict[str, Any], path: str, value: str) -> None:
     claims[steps[-1]] = value
 
 
-def _hmacKey(config: Config, command: str) -> str:
-    if not config.token_hmac_secret_key:
-        others = [k for k in ("token_rsa_public_key", "token_ecdsa_public_key") if getattr(config, k)]
+def _tokenKeys(config: Config, subscription: bool) -> str:
+    """The prefix of the keys a token is checked with: C{subscription_token_} for a separately configured one."""
+    return "subscription_token_" if subscription and config.separate_subscription_token_config else "token_"
+
+
+def _hmacKey(config: Config, command: str, prefix: str) -> str:
+    secret: str = getattr(config, f"{prefix}hmac_secret_key")
+    if not secret:
+        names = ("rsa_public_key", "ecdsa_public_key", "jwks_public_endpoint")
+        others = [prefix + k for k in names if getattr(config, prefix + k)]
         why = f" (this config verifies with {' and '.join(others)})" if others else ""
         raise CommandError(
-            f"{command} only makes HMAC (HS256) tokens and token_hmac_secret_key (v6 client.token.hmac_secret_key) "
-            f"is not set{why}; sign RSA/ECDSA tokens with your own tooling"
+            f"{command} only makes HMAC (HS256) tokens and {prefix}hmac_secret_key (v6 "
+            f"client.{prefix.rstrip('_')}.hmac_secret_key) is not set{why}; sign RSA/ECDSA tokens with your own tooling"
         )
-    return config.token_hmac_secret_key
+    return secret
 
 
 def _mint(config: Config, user: str, ttl: int, extra: dict[str, Any]) -> str:
@@ -183,14 +190,16 @@ def _mint(config: Config, user: str, ttl: int, extra: dict[str, Any]) -> str:
     claims: dict[str, Any] = {"sub": user, "iat": now, **extra}
     if ttl > 0:
         claims["exp"] = now + ttl
-    if config.token_user_id_claim and config.token_user_id_claim != "sub":
-        _setClaim(claims, config.token_user_id_claim, user)
+    prefix = _tokenKeys(config, "channel" in extra)
+    userIDClaim, audience, issuer = (getattr(config, prefix + k) for k in ("user_id_claim", "audience", "issuer"))
+    if userIDClaim and userIDClaim != "sub":
+        _setClaim(claims, userIDClaim, user)
     # A token this config's verifier accepts: its exact audience and issuer, when set.
-    if config.token_audience:
-        claims["aud"] = config.token_audience
-    if config.token_issuer:
-        claims["iss"] = config.token_issuer
-    return _hs256(claims, _hmacKey(config, "gentoken" if "channel" not in extra else "gensubtoken"))
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    return _hs256(claims, _hmacKey(config, "gentoken" if "channel" not in extra else "gensubtoken", prefix))
 
 
 def _describeTTL(ttl: int) -> str:
@@ -246,28 +255,40 @@ def _expiry(expireAt: int) -> str:
     return f"expires at {when} (in {goDuration(max(expireAt - int(time.time()), 0))})"
 
 
-def _check(args: argparse.Namespace, verify: Callable[[Any, str, float], Any]) -> Any:
+def _check(args: argparse.Namespace, method: str) -> Any:
+    from twisted.python.failure import Failure
+
     from httpstream.policy.tokens import InvalidToken, TokenExpired
 
     config, _ = _load(args.config, args.environ)
     verifier = _verifier(config)
-    try:
-        return verify(verifier, args.token, time.time())
-    except InvalidToken as e:
-        raise CommandError(f"invalid token: {e}") from None
-    except TokenExpired:
+    outcome: list[Any] = []
+    # A JWKS key is fetched with the reactor (imported only then); other keys answer at once.
+    from twisted.internet import reactor
+
+    verified = getattr(verifier, method)(args.token, reactor).addBoth(outcome.append)
+    if not outcome:
+        verified.addBoth(lambda _: reactor.stop())
+        reactor.run()
+    result = outcome[0]
+    if not isinstance(result, Failure):
+        return result
+    if isinstance(result.value, InvalidToken):
+        raise CommandError(f"invalid token: {result.value}") from None
+    if isinstance(result.value, TokenExpired):
         raise CommandError("token expired or not yet valid (its exp or nbf claim)") from None
+    result.raiseException()
 
 
 def cmdChecktoken(args: argparse.Namespace) -> int:
-    claims = _check(args, lambda verifier, token, now: verifier.verifyConnect(token, now))
+    claims = _check(args, "connectClaims")
     _print(args, f"valid token for {_who(claims.user)}, {_expiry(claims.expireAt)}")
     _print(args, f"payload: {_payload(args.token).decode('utf-8')}")
     return 0
 
 
 def cmdChecksubtoken(args: argparse.Namespace) -> int:
-    claims = _check(args, lambda verifier, token, now: verifier.verifySubscribe(token, now))
+    claims = _check(args, "subscribeClaims")
     who = f'{_who(claims.user)} and channel "{claims.channel}"'
     _print(args, f"valid subscription token for {who}, {_expiry(claims.expireAt)}")
     _print(args, f"payload: {_payload(args.token).decode('utf-8')}")

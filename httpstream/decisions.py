@@ -53,7 +53,7 @@ class Connection:
 
     #: The connection id (UUIDv4 string).
     clientID: str
-    #: Centrifugo's transport name: "http_stream", "sse" or "websocket".
+    #: Centrifugo's transport name: "http_stream", "sse", "websocket", "uni_http_stream", "uni_sse" or "uni_websocket".
     transport: str
     #: "json" or "protobuf".
     protocol: str

@@ -48,10 +48,17 @@ class ITransport(Interface):
     it; it holds no protocol logic.
     """
 
-    name = Attribute("Centrifugo's transport name: 'http_stream', 'sse' or 'websocket'.")
+    name = Attribute(
+        "Centrifugo's transport name: 'http_stream', 'sse', 'websocket', 'uni_http_stream', 'uni_sse' or "
+        "'uni_websocket'."
+    )
     protocol = Attribute("'json' or 'protobuf'.")
     emulated = Attribute("True when commands after connect arrive through /emulation (connect result gets session and node).")
     pushDisconnect = Attribute("True when a Disconnect push must precede the end of the connection (False: close frame).")
+    unidirectional = Attribute(
+        "True when the client never sends commands: the transport hands its connect request to IClient.connect, "
+        "and it gets bare pushes (no Reply around them, no replies at all) and pings it need not answer."
+    )
     requestHeaders = Attribute(
         "The HTTP headers of the request that opened the connection (a Headers object or a mapping), which the "
         "proxy forwards per proxy_http_headers; None when there are none."
@@ -85,6 +92,7 @@ class IClient(Interface):
     sessionID = Attribute("The emulation session id (UUIDv4 string) for emulated transports, else ''.")
     user = Attribute("The authenticated user id ('' when anonymous). Meaningful once connected.")
     protocol = Attribute("'json' or 'protobuf' (the transport's).")
+    unidirectional = Attribute("The transport's C{unidirectional}: pushes to it are encoded bare.")
     closed = Attribute("True once the connection has ended.")
 
     def handleData(data: bytes) -> "Deferred[None]":
@@ -92,6 +100,15 @@ class IClient(Interface):
         Run a frame of encoded commands (an http_stream body, an emulation payload, a WebSocket message) in order.
 
         @return: a Deferred that fires when every command has been run (its reply queued), never with a failure.
+        """
+
+    def connect(request: dict[str, Any]) -> "Deferred[None]":
+        """
+        Connect with the ConnectRequest a unidirectional transport read (a request body, C{cf_connect}, a first
+        WebSocket message), as a dict of the codec's shape. Its result is pushed (C{{"connect": ...}}); a refusal
+        ends the connection with a disconnect, never an error reply.
+
+        @return: a Deferred that fires once the connect has run, never with a failure.
         """
 
     def deliverPublication(frames: Any) -> None:
@@ -188,8 +205,8 @@ class IClientPolicy(Interface):
     def message(connection: "Connection", data: bytes) -> "Deferred[None]":
         """Take a client's asynchronous C{send}; refused with a disconnect when nobody takes them (3508)."""
 
-    def position(subscription: Any, recover: "Optional[StreamPosition]",
-                 protocol: str) -> "Deferred[dict[str, Any]]":
+    def position(subscription: Any, recover: "Optional[StreamPosition]", protocol: str,
+                 rejectUnrecovered: bool = False) -> "Deferred[dict[str, Any]]":
         """
         Where a positioned subscription starts in its stream, and what a recovering one missed: set the
         subscription's C{offset} and C{epoch} to the top, and fire with the SubscribeResult fields that say so
@@ -198,6 +215,8 @@ class IClientPolicy(Interface):
         @param subscription: the client's L{httpstream.client.subscription.Subscription}.
         @param recover: the position the client asks to recover from (its C{offset} and C{epoch}), or None
             when it does not ask to recover.
+        @param rejectUnrecovered: the client set the reject unrecovered subscribe flag: a failed recovery fails
+            with L{Refused} (112 unrecoverable position) instead of firing with C{recovered: false}.
         """
 
     def checkPosition(subscription: Any, force: bool) -> "Optional[Deferred[bool]]":

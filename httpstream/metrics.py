@@ -86,6 +86,15 @@ class Metrics:
             f"{PREFIX}_client_queue_overflows", "Clients cut off with 3008 slow (queue over its limit).",
             registry=r,
         )
+        # Centrifugo's centrifugo_node_client_connection_limit; the rate limit's is ours.
+        self.connLimitReached = Counter(
+            f"{PREFIX}_node_client_connection_limit",
+            "Requests to connection endpoints refused (503) by client_connection_limit.", registry=r,
+        )
+        self.connRateLimited = Counter(
+            f"{PREFIX}_node_client_connection_rate_limit",
+            "Requests to connection endpoints refused (503) by client_connection_rate_limit.", registry=r,
+        )
         self.apiCalls = Counter(
             f"{PREFIX}_api_num_requests", "Server API calls by method and result.", ["method", "result"],
             registry=r,

@@ -43,9 +43,13 @@ RESTART_KEYS = frozenset(
         "port", "address", "name", "tls", "tls_cert", "tls_key", "tls_cert_pem", "tls_key_pem",
         "http_stream", "http_stream_max_request_body_size", "emulation_max_request_body_size", "sse",
         "sse_max_request_body_size", "websocket_disable", "websocket_message_size_limit", "allowed_origins",
-        "websocket_write_batch_size",
+        "websocket_write_batch_size", "websocket_compression", "websocket_compression_level",
+        "websocket_compression_min_size", "websocket_decompressed_message_size_limit",
         "api_key", "api_insecure", "api_disable", "api_error_mode", "health", "prometheus", "demo", "demo_sdk_dir",
         "engine", "global_presence_ttl",
+        # The proxy client is made at start (as the proxy_* keys): its named proxies and RPC routing stay.
+        "proxies", "granular_proxy_mode", "connect_proxy_name", "refresh_proxy_name", "rpc_proxy_name",
+        "rpc_namespaces", "rpc_namespace_boundary",
     }
 )
 
@@ -370,7 +374,12 @@ class HTTPStreamService(MultiService):
             return
         for warning in warnings:
             self.log.warn("{warning}", warning=warning)
-        applied = self.reload(config)
+        try:
+            applied = self.reload(config)
+        except ConfigError as e:
+            # A namespace naming a proxy that only a restart would bring (proxies keep their running value).
+            self.log.error("config reload failed, keeping the running config: {error}", error=str(e))
+            return
         self.log.info(
             "config reloaded from {path}: {changes}",
             path=self._configPath,

@@ -583,3 +583,32 @@ def test_nestedUserIDClaim() -> None:
     claims: dict[str, Any] = {"sub": "x", "user": "not an object"}
     _setClaim(claims, "user.profile.id", "42")
     assert claims == {"sub": "x", "user": {"profile": {"id": "42"}}}
+
+
+def test_checktokenWithJWKS(tmp_path: Path) -> None:
+    """With token_jwks_public_endpoint, checktoken fetches the token's key (its own process: it runs a reactor)."""
+    from tests.jwksserver import JWKSServer
+    from tests.policy.jwkshelpers import RSA_A, jwk, keySet, signed
+
+    endpoint = JWKSServer([keySet(jwk(RSA_A, "A"))])
+    try:
+        writeConfig(tmp_path, {"token_jwks_public_endpoint": endpoint.url})
+        good = runScript(tmp_path, "checktoken", signed({"sub": "dave"}, RSA_A, "A"))
+        assert good.returncode == 0, good.stderr
+        assert good.stdout.startswith('valid token for user "dave", without expiration\n')
+        oneLineError(runScript(tmp_path, "checktoken", signed({"sub": "dave"}, RSA_A, "B")), "public key not found")
+    finally:
+        endpoint.close()
+
+
+def test_gensubtokenWithSeparateConfig(tmp_path: Path) -> None:
+    """With separate_subscription_token_config, gensubtoken signs with the subscription token key and claims."""
+    other = "a-subscription-secret-0123456789abcdef0123"
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET, "separate_subscription_token_config": True,
+                           "subscription_token_hmac_secret_key": other, "subscription_token_audience": "subs"})
+    result = run(tmp_path, "gensubtoken", "-u", "erin", "-s", "news", "-q")
+    assert result.returncode == 0, result.stderr
+    assert claimsOf(result.stdout)["aud"] == "subs"
+    assert run(tmp_path, "checksubtoken", result.stdout).returncode == 0
+    writeConfig(tmp_path, {"token_hmac_secret_key": SECRET, "subscription_token_hmac_secret_key": other})
+    oneLineError(run(tmp_path, "checksubtoken", result.stdout), "invalid token")

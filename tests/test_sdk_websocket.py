@@ -329,3 +329,51 @@ def test_recoveryOver64KiBArrives(
     assert (result["count"], result["numbers_in_order"], result["recovered"]) == (150, True, True)
     assert max(event["size"] for event in of(events, "a", "ws_recv")) > 150_000
     assertCleanLog(server)
+
+
+# Publication data of ~10 KB that compresses well: JSON text, and for Protobuf bytes repeating every 256.
+LARGE_DATA = {
+    "json": json.dumps({"items": [{"id": i, "text": f"item {i} of the feed"} for i in range(300)]}),
+    "protobuf": (bytes(range(256)) * 40).hex(),
+}
+CENTRIFUGO_DEFLATE = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+
+@pytest.mark.parametrize(
+    "protocol,compression,offered",
+    [("json", True, True), ("protobuf", True, True), ("json", False, True), ("protobuf", False, True),
+     ("json", True, False)],
+)
+def test_publicationsWithCompression(
+    node: str, startServer: Callable[..., ServerProcess], protocol: str, compression: bool, offered: bool  # noqa: F811
+) -> None:
+    """
+    Node's ws offers permessage-deflate by default. With websocket_compression on, both SDK clients negotiate it as
+    Centrifugo answers, and a ~10 KB publication (compressed by the publishing client on its way in, by the server
+    on its way out) is delivered intact while far fewer bytes than that were read from the socket; with it off,
+    or when the client does not offer it, nothing is negotiated and the publication is read at full size.
+    """
+    server = startServer({"websocket_compression": compression, "websocket_compression_min_size": 256})
+    options: dict[str, Any] = {"data": LARGE_DATA[protocol]}
+    if not offered:
+        options["deflate"] = "off"
+    events = run(nodeCommand(node, server, protocol, "websocket", "pubsub", channel="deflate", **options), server)
+
+    negotiated = compression and offered
+    expected = json.loads(LARGE_DATA["json"]) if protocol == "json" else {"hex": LARGE_DATA["protobuf"]}
+    for who in ("a", "b"):
+        assert [event["extensions"] for event in of(events, who, "ws_upgrade")] == [
+            CENTRIFUGO_DEFLATE if negotiated else None
+        ]
+        (publication,) = of(events, who, "publication")
+        assert publication["data"] == expected
+        frame = max(of(events, who, "ws_recv"), key=lambda event: event["size"])
+        assert frame["size"] > 10_000
+        # wire counts everything read so far, the handshake and the connect and subscribe replies included.
+        if negotiated:
+            assert frame["wire"] * 4 < frame["size"], frame
+        else:
+            assert frame["wire"] > frame["size"], frame
+    assertFramesAre(events, protocol)
+    assert not by(events, "error") and not by(events, "ws_error")
+    assertCleanLog(server)

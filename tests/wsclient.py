@@ -15,9 +15,10 @@ TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 class Frame:
-    def __init__(self, opcode: int, payload: bytes) -> None:
+    def __init__(self, opcode: int, payload: bytes, rsv1: bool = False) -> None:
         self.opcode = opcode
         self.payload = payload
+        self.rsv1 = rsv1  # set: a permessage-deflate compressed message (RFC 7692)
 
     @property
     def closeCode(self) -> int:
@@ -80,10 +81,13 @@ class WebSocket:
         data, self._buffer = self._buffer[:n], self._buffer[n:]
         return data
 
-    def send(self, payload: bytes, opcode: int = TEXT, fin: bool = True) -> None:
-        """One masked frame; C{fin=False} starts (or continues, with opcode 0) a fragmented message."""
+    def send(self, payload: bytes, opcode: int = TEXT, fin: bool = True, rsv1: bool = False) -> None:
+        """
+        One masked frame; C{fin=False} starts (or continues, with opcode 0) a fragmented message; C{rsv1} marks
+        its payload as compressed (permessage-deflate).
+        """
         mask = os.urandom(4)
-        header = bytes([(0x80 if fin else 0) | opcode])
+        header = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
         n = len(payload)
         if n < 126:
             header += bytes([0x80 | n])
@@ -105,7 +109,7 @@ class WebSocket:
             n = struct.unpack("!H", self._read(2))[0]
         elif n == 127:
             n = struct.unpack("!Q", self._read(8))[0]
-        return Frame(first & 0x0F, self._read(n))
+        return Frame(first & 0x0F, self._read(n), bool(first & 0x40))
 
     def close(self) -> None:
         self.sock.close()

@@ -74,6 +74,8 @@ class Client:
         self._config = node.config
         self.clientID = str(uuid.uuid4())
         self.sessionID = str(uuid.uuid4()) if transport.emulated else ""
+        # The client never sends a command: its connect request comes through connect(), and it gets bare pushes.
+        self.unidirectional: bool = transport.unidirectional
         self.user = ""
         self.connInfo: Optional[bytes] = None
         self.meta: Optional[bytes] = None
@@ -86,9 +88,11 @@ class Client:
         self._expiry = Expiry(self, reactor, self._config.client_expired_close_delay)
         self._handlers = self._commandHandlers()
         self._inbound = CommandQueue(self._codec, node.metrics, self.clientID, transport.name, self._dispatch,
-                                     self.close, lambda: self.closed, self.replyError)
+                                     self.close, lambda: self.closed, self.replyError,
+                                     self._config.client_concurrency)
+        # A unidirectional client cannot answer pings: they only tell it the connection is alive.
         self._heartbeat = Heartbeat(reactor, rng or random.Random(), self._config.ping_interval,
-                                    self._config.pong_timeout, lambda: self.send({}),
+                                    0 if self.unidirectional else self._config.pong_timeout, lambda: self.send({}),
                                     lambda: self.close(codes.DISCONNECT_NO_PONG))
         self._calls: dict[str, IDelayedCall] = {}
         self.writer = Writer(
@@ -124,6 +128,10 @@ class Client:
 
     def handleData(self, data: bytes) -> Deferred[None]:
         return self._inbound.handleData(data)
+
+    def connect(self, request: dict[str, Any]) -> Deferred[None]:
+        # As centrifuge's unidirectionalConnect: a connect command with id 1, whose result goes out as a push.
+        return self._inbound.handleCommands([{"id": 1, "connect": request}])
 
     def _dispatch(self, command: dict[str, Any]) -> Result:
         if command is BAD_FRAME:
@@ -198,11 +206,14 @@ class Client:
         config = self._config
         if config.ping_interval > 0:
             result["ping"] = int(config.ping_interval)
-            if config.pong_timeout > 0:
+            if config.pong_timeout > 0 and not self.unidirectional:
                 result["pong"] = True
         if self.transport.emulated:
             result["session"] = self.sessionID
             result["node"] = self.node.id
+        elif self.unidirectional:
+            # Centrifuge names a unidirectional session too; it is never registered, so /emulation cannot reach it.
+            result["session"] = str(uuid.uuid4())
         recover = request.get("subs") or {}
         subscribed: dict[str, dict[str, Any]] = {}
         d: Deferred[Any] = succeed(None)
@@ -216,7 +227,10 @@ class Client:
                 return
             if subscribed:
                 result["subs"] = subscribed
-            self.send({"id": commandID, "connect": result})
+            if self.unidirectional:
+                self.push({"connect": result})
+            else:
+                self.send({"id": commandID, "connect": result})
             for channel in subscribed:
                 self.subs.joined(channel)
             self._heartbeat.start()
@@ -351,9 +365,23 @@ class Client:
             return
         self.queue(message)
 
+    def push(self, push: dict[str, Any]) -> None:
+        """Encode and queue a push, as the transport carries it (bare on a unidirectional one)."""
+        if self.closed:
+            return
+        try:
+            message = self._codec.encode_push(push, self.unidirectional)
+        except EncodeError:
+            self.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
+            return
+        self.queue(message)
+
     def replyError(self, commandID: int, error: codes.Error) -> None:
-        # Commands run one at a time (see _drain), so this marks the command being run.
-        self._inbound.errorReplied = True
+        self._inbound.errorReplied(commandID)
+        if self.unidirectional:
+            # No replies on a unidirectional connection: its failed connect ends it.
+            self.close(codes.unidirectionalDisconnect(error))
+            return
         self.send({"id": commandID, "error": error.toDict()})
 
     # The end
@@ -385,7 +413,7 @@ class Client:
             self.node.metrics.disconnects.labels(str(disconnect.code)).inc()
             if flush and self.transport.pushDisconnect and disconnect.code != codes.DISCONNECT_CONNECTION_CLOSED.code:
                 # Past the queue limit on purpose: the client must learn why it was cut off.
-                self.queue(self._disconnectPush(disconnect), force=True)
+                self.queue(self._codec.encode_disconnect(disconnect, self.unidirectional), force=True)
             if flush:
                 self.writer.flush()
             self.writer.stop()
@@ -399,19 +427,6 @@ class Client:
             except Exception:
                 self.log.failure("client {client}: closing its {transport} failed", client=self.clientID,
                                  transport=self.transport.name)
-
-    def _disconnectPush(self, disconnect: codes.Disconnect) -> bytes:
-        # The protocol's code is a uint32. One outside it, or a reason the codec cannot encode, is pushed as what a
-        # WebSocket close frame gets for a code it cannot carry, so every SDK reconnects as it would there.
-        if 0 <= disconnect.code <= 0xFFFFFFFF:
-            try:
-                return self._codec.encode_reply(
-                    {"push": {"disconnect": {"code": disconnect.code, "reason": disconnect.reason}}}
-                )
-            except EncodeError:
-                pass
-        fallback = codes.DISCONNECT_FORCE_RECONNECT
-        return self._codec.encode_reply({"push": {"disconnect": {"code": fallback.code, "reason": fallback.reason}}})
 
     def transportClosed(self) -> None:
         if self.closed:

@@ -95,11 +95,22 @@ class ChannelCommands:
         )
 
     def unsubscribe(self, commandID: int, request: dict[str, Any]) -> Result:
+        client = self._client
         channel = self._channel(request)
-        if channel:
-            self._client.subs.leave(channel)
-            self._client.send({"id": commandID, "unsubscribe": {}})
-        return None
+        if not channel:
+            return None
+
+        def leave(_: object = None) -> None:
+            client.subs.leave(channel)
+            client.send({"id": commandID, "unsubscribe": {}})
+
+        # A subscribe to the channel still under way (commands running at once, or the API's) is let finish
+        # first, as Centrifugo's unsubscribe waits for it: the client then ends up unsubscribed either way.
+        underWay = client.subs.underWay(channel)
+        if underWay is None:
+            leave()
+            return None
+        return underWay.addCallback(leave)
 
     def _options(self, commandID: int, channel: str) -> Optional[ChannelOptions]:
         try:

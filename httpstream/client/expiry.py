@@ -41,6 +41,8 @@ class Expiring(Protocol):
 
     def send(self, reply: dict[str, Any]) -> None: ...
 
+    def push(self, push: dict[str, Any]) -> None: ...
+
     def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None: ...
 
     def commandFailed(self, commandID: int, failure: Failure, method: str) -> None: ...
@@ -114,7 +116,7 @@ class Expiry:
             client.close(codes.DISCONNECT_EXPIRED)
             return
         self.apply(RefreshDecision(expireAt=expireAt, info=info))
-        client.send({"push": {"refresh": {"expires": True, "ttl": self.ttl()} if expireAt else {}}})
+        client.push({"refresh": {"expires": True, "ttl": self.ttl()} if expireAt else {}})
 
     def _expired(self) -> None:
         self._call = None

@@ -2,15 +2,19 @@
 """
 The way in: frames of encoded commands are decoded and run in order, one command after the other even when one
 waits on the policy or the engine (later frames wait behind it), each counted by outcome and latency.
+
+With C{client_concurrency} above 1 (Centrifugo's ``client.concurrency``), the commands Centrifugo hands to its
+handlers in parallel (L{CONCURRENT}) stop holding the queue: up to that many are in flight, and the next command
+waits for one of them to end, as Centrifugo's reader waits on its semaphore. The others still run in order.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from httpstream.logs import Logger
@@ -24,6 +28,12 @@ Handler = Callable[[int, dict[str, Any]], Result]
 
 # Stands after the good commands of a frame that went bad: the client is disconnected when it is reached.
 BAD_FRAME: dict[str, Any] = {}
+
+# The commands Centrifugo runs concurrently under client.concurrency (its client handler's OnSubscribe, OnPublish,
+# OnHistory, OnPresence, OnPresenceStats, OnRPC, OnRefresh, OnSubRefresh); connect, unsubscribe, send and pongs
+# run in order whatever the setting.
+CONCURRENT = frozenset({"subscribe", "publish", "history", "presence", "presence_stats", "rpc", "refresh",
+                        "sub_refresh"})
 
 
 def _settled(d: Deferred[Any]) -> bool:
@@ -44,21 +54,22 @@ def _settled(d: Deferred[Any]) -> bool:
 
 class CommandQueue:
     """
-    The commands of one connection, run one at a time.
+    The commands of one connection, run one at a time (or up to C{concurrency} of L{CONCURRENT} at once).
 
     @param dispatch: runs one decoded command (L{BAD_FRAME} for the place where a frame went bad), returning
         None or a Deferred the next command waits for.
     @param close: ends the connection with a disconnect.
     @param closed: whether the connection has ended (nothing more runs).
     @param replyError: sends a command's error reply (a handler that raised gets error 100).
-    @ivar errorReplied: set by the client when the command being run replied with an error (counted "error").
+    @param concurrency: C{client_concurrency}; 0 or 1 runs every command after the previous one has ended.
     """
 
     log = Logger()
 
     def __init__(self, codec: Codec, metrics: Any, clientID: str, transport: str,
                  dispatch: Callable[[dict[str, Any]], Result], close: Callable[[codes.Disconnect], None],
-                 closed: Callable[[], bool], replyError: Callable[[int, codes.Error], None]) -> None:
+                 closed: Callable[[], bool], replyError: Callable[[int, codes.Error], None],
+                 concurrency: int = 0) -> None:
         self._codec = codec
         self._metrics = metrics
         self._clientID = clientID
@@ -67,15 +78,18 @@ class CommandQueue:
         self._close = close
         self._closed = closed
         self._replyError = replyError
+        self._concurrency = concurrency
         self._pending: deque[tuple[list[dict[str, Any]], int, Deferred[None]]] = deque()
         self._running = False
-        self.errorReplied = False
+        # Command id -> whether it has replied with an error, while it runs (several may, with concurrency).
+        self._errored: dict[int, bool] = {}
+        # Concurrent commands in flight, and what the queue waits on while they fill every place.
+        self._inFlight = 0
+        self._room: Optional[Deferred[None]] = None
 
     def handleData(self, data: bytes) -> Deferred[None]:
-        done: Deferred[None] = Deferred()
         if self._closed():
-            done.callback(None)
-            return done
+            return succeed(None)
         try:
             commands = self._codec.decode_commands(data)
             self._metrics.messagesReceived.labels(self._transport).inc(len(commands))
@@ -83,6 +97,11 @@ class CommandQueue:
             self.log.info("client {client}: bad frame: {error}", client=self._clientID, error=str(e))
             # As Centrifugo: the commands before the bad one run, then the client is cut off (3501).
             commands = [*e.commands, BAD_FRAME] if e.commands else []
+        return self.handleCommands(commands)
+
+    def handleCommands(self, commands: list[dict[str, Any]]) -> Deferred[None]:
+        """Run decoded commands as one frame: after those already waiting, the connection cut off when none."""
+        done: Deferred[None] = Deferred()
         if not commands:
             self._close(codes.DISCONNECT_BAD_REQUEST)
             done.callback(None)
@@ -121,27 +140,57 @@ class CommandQueue:
         while self._pending:
             self._pending.popleft()[2].callback(None)
 
+    def errorReplied(self, commandID: int) -> None:
+        """The running command C{commandID} replied with an error: it counts as "error"."""
+        if commandID in self._errored:
+            self._errored[commandID] = True
+
     def run(self, method: str, handler: Handler, commandID: int, request: dict[str, Any]) -> Result:
-        """Run one command's handler, counting it by outcome (an error reply counts as "error") and latency."""
+        """
+        Run one command's handler, counting it by outcome (an error reply counts as "error") and latency.
+
+        @return: what the queue waits for before the next command: the handler's result, or for a concurrent
+            command in flight, None while there is room for another (a Deferred of the room otherwise).
+        """
         started = time.perf_counter()
-        self.errorReplied = False
+        self._errored[commandID] = False
         try:
             result = handler(commandID, request)
         except Exception:
             self.log.failure("client {client}: {method} failed", client=self._clientID, method=method)
             self._replyError(commandID, codes.ERROR_INTERNAL)
+            self._errored.pop(commandID, None)
             self._observe(method, started, "error")
             return None
-        if isinstance(result, Deferred):
-            result.addBoth(self._observed, method, started)
-        else:
-            self._observe(method, started, "error" if self.errorReplied else "ok")
+        if not isinstance(result, Deferred):
+            self._observe(method, started, "error" if self._errored.pop(commandID, False) else "ok")
+            return result
+        result.addBoth(self._observed, method, started, commandID)
+        if self._concurrency > 1 and method in CONCURRENT and not _settled(result):
+            return self._flying(result)
         return result
 
-    def _observed(self, result: Any, method: str, started: float) -> Any:
-        failed = isinstance(result, Failure) or self.errorReplied
+    def _observed(self, result: Any, method: str, started: float, commandID: int) -> Any:
+        failed = isinstance(result, Failure) or self._errored.pop(commandID, False)
         self._observe(method, started, "error" if failed else "ok")
         return result
+
+    def _flying(self, result: Deferred[Any]) -> Result:
+        """A concurrent command is in flight: the queue goes on while there is room for another."""
+        self._inFlight += 1
+        result.addBoth(self._landed)
+        if self._inFlight < self._concurrency:
+            return None
+        self._room = Deferred()
+        return self._room
+
+    def _landed(self, result: Any) -> None:
+        self._inFlight -= 1
+        if isinstance(result, Failure):
+            self.log.failure("client {client}: command failed", result, client=self._clientID)
+        room, self._room = self._room, None
+        if room is not None:
+            room.callback(None)
 
     def _observe(self, method: str, started: float, outcome: str) -> None:
         self._metrics.commands.labels(method, outcome).inc()

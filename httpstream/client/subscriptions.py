@@ -27,6 +27,7 @@ from httpstream.values import ClientInfo, StreamPosition
 from httpstream.protocol.codes import (
     DISCONNECT_INSUFFICIENT_STATE,
     DISCONNECT_SUBSCRIPTION_EXPIRED,
+    SUBSCRIBE_FLAG_REJECT_UNRECOVERED,
     UNSUBSCRIBE_EXPIRED,
     UNSUBSCRIBE_INSUFFICIENT_STATE,
 )
@@ -40,6 +41,7 @@ class Holder(Protocol):
 
     clientID: str
     protocol: str
+    unidirectional: bool
     node: ClientHost
     policy: IClientPolicy
 
@@ -51,6 +53,8 @@ class Holder(Protocol):
     def clientInfo(self, sub: Optional[Subscription] = None) -> ClientInfo: ...
 
     def send(self, reply: dict[str, Any]) -> None: ...
+
+    def push(self, push: dict[str, Any]) -> None: ...
 
     def queue(self, message: bytes) -> None: ...
 
@@ -67,6 +71,10 @@ class Subscriptions(Mapping[str, Subscription]):
         self._reactor = reactor
         self._config = config
         self._subs: dict[str, Subscription] = {}
+        # Channels whose subscribe is under way (from the policy's decision to the reply), with the unsubscribes
+        # waiting for it: a second subscribe is refused and the channel limit counts them, even when several
+        # commands run at once (client_concurrency), as Centrifugo reserves a channel before asking.
+        self._underWay: dict[str, list[Deferred[None]]] = {}
         # The same client, as the node's hub holds it.
         self._member: IClient = IClient(client)
 
@@ -90,16 +98,20 @@ class Subscriptions(Mapping[str, Subscription]):
 
         @param request: the client's SubscribeRequest; for a server-side subscription (C{granted} set) only its
             C{recover}, C{offset}, C{epoch} count (ConnectRequest.subs, the API's recover_since).
+
+        A failed recovery asked to be refused (the reject unrecovered C{flag}) fails with L{Refused} (112) and
+        leaves no subscription behind.
         """
         client, policy = self._client, self._client.policy
         try:
             options = policy.channelOptions(channel, granted is not None)
         except Refused as e:
             return fail(e)
-        if channel in self._subs:
+        if channel in self._subs or channel in self._underWay:
             return fail(Refused(codes.ERROR_ALREADY_SUBSCRIBED))
-        if granted is None and len(self._subs) >= self._config.client_channel_limit:
+        if granted is None and len(self._subs.keys() | self._underWay.keys()) >= self._config.client_channel_limit:
             return fail(Refused(codes.ERROR_LIMIT_EXCEEDED))
+        self._underWay[channel] = []
         if granted is None:
             ask = SubscribeRequest(
                 channel, options, token=request.get("token", ""), data=request.get("data"),
@@ -108,12 +120,39 @@ class Subscriptions(Mapping[str, Subscription]):
             )
         else:
             ask = SubscribeRequest(channel, options, granted=granted)
-        d = policy.subscribing(client.connection(), ask)
-        return d.addCallback(lambda decision: self._join(Subscription(channel, options, serverSide=ask.serverSide),
-                                                         decision, request))
+        # Only the client's own subscribe may ask: a server-side one has no application to reload its state.
+        reject = granted is None and bool(int(request.get("flag", 0)) & SUBSCRIBE_FLAG_REJECT_UNRECOVERED)
+        d = policy.subscribing(client.connection(), ask).addCallback(
+            lambda decision: self._join(Subscription(channel, options, serverSide=ask.serverSide), decision, request,
+                                        reject)
+        )
 
-    def _join(self, sub: Subscription, decision: SubscribeDecision,
-              request: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        def failed(failure: Failure) -> Failure:
+            self._settled(channel)
+            return failure
+
+        # On success the caller sends the reply, then calls joined, which settles it.
+        return d.addErrback(failed)
+
+    def _settled(self, channel: str) -> None:
+        """C{channel}'s subscribe is over, one way or the other: the unsubscribes waiting for it go on."""
+        for waiter in self._underWay.pop(channel, ()):
+            waiter.callback(None)
+
+    def underWay(self, channel: str) -> Optional[Deferred[None]]:
+        """
+        A Deferred firing once C{channel}'s subscribe under way is over (its reply sent), or None when there is
+        none: an unsubscribe waits for it, so that it never comes between a subscribe and its reply.
+        """
+        waiters = self._underWay.get(channel)
+        if waiters is None:
+            return None
+        waiter: Deferred[None] = Deferred()
+        waiters.append(waiter)
+        return waiter
+
+    def _join(self, sub: Subscription, decision: SubscribeDecision, request: dict[str, Any],
+              rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
         client, node, channel = self._client, self._client.node, sub.channel
         sub.chanInfo, sub.expireAt = decision.info, decision.expireAt
         sub.presence, sub.joinLeave, sub.pushJoinLeave = decision.presence, decision.joinLeave, decision.pushJoinLeave
@@ -143,7 +182,7 @@ class Subscriptions(Mapping[str, Subscription]):
             recover = None
             if request.get("recover"):
                 recover = StreamPosition(int(request.get("offset", 0) or 0), request.get("epoch", "") or "")
-            d.addCallback(lambda _: client.policy.position(sub, recover, client.protocol))
+            d.addCallback(lambda _: client.policy.position(sub, recover, client.protocol, rejectUnrecovered))
             d.addCallback(stillWanted)
             d.addCallback(result.update)
         d.addCallback(lambda _: self._result(sub, result))
@@ -178,7 +217,7 @@ class Subscriptions(Mapping[str, Subscription]):
 
         def subscribed(result: dict[str, Any]) -> None:
             push = {k: v for k, v in result.items() if k in _SUBSCRIBE_PUSH_FIELDS}
-            client.send({"push": {"channel": channel, "subscribe": push}})
+            client.push({"channel": channel, "subscribe": push})
             self.joined(channel)
 
         def failed(failure: Failure) -> None:
@@ -192,6 +231,7 @@ class Subscriptions(Mapping[str, Subscription]):
         client = self._client
         sub = self._subs.get(channel)
         if sub is None or client.closed:
+            self._settled(channel)
             return
         sub.subscribing = False
         buffered, sub.buffered = sub.buffered, []
@@ -200,6 +240,7 @@ class Subscriptions(Mapping[str, Subscription]):
         if sub.joinLeave and self._subs.get(channel) is sub and not client.closed:
             # After the reply, so the subscriber may receive its own join.
             client.node.joinLeave(channel, client.clientInfo(sub), True)
+        self._settled(channel)
 
     # Leaving
 
@@ -238,7 +279,7 @@ class Subscriptions(Mapping[str, Subscription]):
             client.close(DISCONNECT_INSUFFICIENT_STATE if code == UNSUBSCRIBE_INSUFFICIENT_STATE.code else DISCONNECT_SUBSCRIPTION_EXPIRED)
             return
         self.leave(channel)
-        client.send({"push": {"channel": channel, "unsubscribe": {"code": code, "reason": reason}}})
+        client.push({"channel": channel, "unsubscribe": {"code": code, "reason": reason}})
 
     # Expiry and positions (on the client's presence timer)
 
@@ -314,7 +355,7 @@ class Subscriptions(Mapping[str, Subscription]):
             base = frames.deltaBaseOffset()
             variant = "delta" if base >= 0 and base == sub.deltaBase else "full"
             sub.deltaBase = offset if offset else -1
-        frame = frames.frame(client.protocol, variant)
+        frame = frames.frame(client.protocol, variant, client.unidirectional)
         if frame is None:
             client.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return

@@ -32,7 +32,7 @@ from httpstream.config.v6 import (
     v5Leaves,
     v5Paths,
 )
-from httpstream.config.v6names import NAMESPACES, PROXY_NAME_OPTIONS, optionV6Name
+from httpstream.config.v6names import NAMESPACES, PROXY_NAME_OPTIONS, V6_NAME, optionV6Name
 
 __all__ = ["applyEnvironment", "envName", "v5EnvName"]
 
@@ -126,6 +126,12 @@ def parseText(name: str, kind: Any, text: str) -> Any:
         return text  # a duration needs its unit, as Go's ParseDuration ("30s")
     if kind is tuple:
         return tuple(text.split())
+    if kind == "json":
+        # Objects (static headers) and lists of objects (proxies, rpc namespaces) as JSON, as Centrifugo v6.
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            raise ConfigError(f"environment variable {name}: expected JSON ({e.msg})") from None
     raise ConfigError(f"environment variable {name}: this setting cannot be set from the environment")
 
 
@@ -196,7 +202,7 @@ def applyEnvironment(
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 continue  # refused by the namespace checks
             prefix = namespaceEnvPrefix(item["name"])
-            for option in [f.name for f in dataclasses.fields(ChannelOptions)] + list(PROXY_NAME_OPTIONS):
+            for option in [f.name for f in dataclasses.fields(ChannelOptions)]:
                 v6Option = optionV6Name(option)
                 name = prefix + v6Option.upper()
                 known.add(name)
@@ -205,8 +211,8 @@ def applyEnvironment(
                     continue
                 leaf = leaves()[f"channel.without_namespace.{v6Option}"]
                 value = _read(leaf, name, text)
-                if option not in PROXY_NAME_OPTIONS:
-                    item[option] = value
+                # A v6 proxy name counts only with its switch (v6ProxyNames, once every variable is in).
+                item[V6_NAME + option if option in PROXY_NAME_OPTIONS else option] = value
                 applied.append(name)
         merged[NAMESPACES] = (items, label)
     for name in sorted(environ):

@@ -11,12 +11,21 @@ L{httpstream.config.v6} (L{httpstream.config.config_from_dict}).
 from __future__ import annotations
 
 import dataclasses
-import re
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
+from httpstream.config.channeloptions import ChannelOptions, Namespace, _check_options, _option_values, _read_namespaces
 from httpstream.config.durations import format_duration
+from httpstream.config.proxies import (
+    NamedProxy,
+    RPCNamespace,
+    StaticHeaders,
+    checkProxyNames,
+    readProxies,
+    readRPCNamespaces,
+    readStaticHeaders,
+)
 from httpstream.config.settings import (
     ConfigError,
     Duration,
@@ -25,7 +34,6 @@ from httpstream.config.settings import (
     _check_redis_address,
     _check_redis_url,
     _error,
-    _read_str,
     _readField,
     _show,
     _specs,
@@ -38,187 +46,11 @@ _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "none")
 _ENGINES = ("memory", "redis")
 
 
-# Channel options: Centrifugo v5 embeds them in its config (top-level keys, for channels without namespace) and
-# repeats them in every namespaces[] object. Config inherits this class for the same effect.
+def _check_jwks_endpoint(key: str, url: str) -> None:
+    # Centrifugo's jwks.NewManager: an http(s) URL; "{{name}}" parts are filled from the token (see policy.jwksurl).
+    if url and not url.startswith(("http://", "https://")):
+        raise _error(key, "an http:// or https:// URL", url)
 
-_NAMESPACE_NAME = re.compile(r"[-a-zA-Z0-9_.]{2,}")
-_RECOVERY_MODES = ("stream", "cache")
-_DELTA_TYPES = ("fossil",)
-
-
-def _read_recovery_mode(key: str, value: Any) -> str:
-    # Centrifugo's empty string means its default mode.
-    return _read_str(key, value) or "stream"
-
-
-def _check_delta_types(key: str, types: tuple[str, ...]) -> None:
-    for name in types:
-        if name not in _DELTA_TYPES:
-            raise _error(key, "a list of delta types from " + ", ".join(f'"{t}"' for t in _DELTA_TYPES), list(types))
-
-
-def _check_regex(key: str, pattern: str) -> None:
-    if pattern:
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise ConfigError(f'config key "{key}": invalid regular expression {_show(pattern)} ({e})') from None
-
-
-@dataclass(frozen=True)
-class ChannelOptions:
-    """
-    What the channels of one namespace can do (Centrifugo v5's channel
-    options); everything is off by default. L{Config} inherits these fields as
-    the top-level keys that apply to channels without a namespace, and each
-    L{Namespace} holds its own.
-
-    Constructing an instance validates and normalizes each field, like
-    L{Config}; the relations between fields (history needs both size and
-    TTL) are checked too.
-    """
-
-    "Presence and join/leave messages."
-    presence: bool = setting(False)
-    join_leave: bool = setting(False)
-    force_push_join_leave: bool = setting(False)
-
-    "History, positioning and recovery. History is kept only when history_size and history_ttl are both above 0."
-    history_size: int = setting(0, minimum=0)
-    history_ttl: Duration = setting(0.0, minimum=0)
-    history_meta_ttl: Duration = setting(0.0, minimum=0)  # 0: global_history_meta_ttl
-    force_positioning: bool = setting(False)
-    allow_positioning: bool = setting(False)
-    force_recovery: bool = setting(False)
-    allow_recovery: bool = setting(False)
-    force_recovery_mode: str = setting("stream", read=_read_recovery_mode, choices=_RECOVERY_MODES)
-
-    "Delta compression of publications."
-    allowed_delta_types: tuple[str, ...] = setting((), check=_check_delta_types)
-    delta_publish: bool = setting(False)
-
-    "Permissions of client connections (client_insecure allows everything)."
-    allow_subscribe_for_client: bool = setting(False)
-    allow_subscribe_for_anonymous: bool = setting(False)
-    allow_publish_for_client: bool = setting(False)
-    allow_publish_for_subscriber: bool = setting(False)
-    allow_publish_for_anonymous: bool = setting(False)
-    allow_presence_for_client: bool = setting(False)
-    allow_presence_for_subscriber: bool = setting(False)
-    allow_presence_for_anonymous: bool = setting(False)
-    allow_history_for_client: bool = setting(False)
-    allow_history_for_subscriber: bool = setting(False)
-    allow_history_for_anonymous: bool = setting(False)
-    allow_user_limited_channels: bool = setting(False)
-
-    "Channel names: with a regex, the part after the namespace must match it (re.search); without one, ASCII only."
-    channel_regex: str = setting("", check=_check_regex)
-
-    "Ask the application backend (proxy_subscribe_endpoint etc.) instead of the allow_* options."
-    proxy_subscribe: bool = setting(False)
-    proxy_publish: bool = setting(False)
-    proxy_sub_refresh: bool = setting(False)
-
-    def __post_init__(self) -> None:
-        for spec in _specs(ChannelOptions):
-            raw = getattr(self, spec.name)
-            value = spec.read(spec.name, raw)
-            _apply_rules(spec.name, raw, value, spec.rules, spec.is_duration)
-            if value is not raw:
-                object.__setattr__(self, spec.name, value)
-        _check_options("", _option_values(self))
-
-    @property
-    def history(self) -> bool:
-        """
-        Whether channels keep a history stream: C{history_size} and
-        C{history_ttl} both above 0.
-        """
-        return self.history_size > 0 and self.history_ttl > 0
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """
-    One entry of the C{namespaces} key: channels named C{<name>:<rest>} (or
-    C{$<name>:<rest>}) get these options.
-    """
-
-    name: str
-    options: ChannelOptions = field(default_factory=ChannelOptions)
-
-
-def _option_values(source: Any) -> dict[str, Any]:
-    """The channel option fields of a L{ChannelOptions} or L{Config}, by name."""
-    return {f.name: getattr(source, f.name) for f in dataclasses.fields(ChannelOptions)}
-
-
-def _check_options(prefix: str, options: Mapping[str, Any], global_meta_ttl: float = 0.0) -> None:
-    """
-    Check the relations between channel options, as Centrifugo's
-    C{ValidateChannelOptions}. C{prefix} is put before each key in messages
-    (C{"namespaces[2]."}); C{global_meta_ttl} replaces a C{history_meta_ttl} of 0.
-    """
-    size, ttl = options["history_size"], options["history_ttl"]
-    if (size > 0) != (ttl > 0):
-        raise ConfigError(
-            f'config keys "{prefix}history_size" and "{prefix}history_ttl": set both above 0 to keep history, or '
-            f"neither; got history_size {size} and history_ttl {format_duration(ttl)}"
-        )
-    if options["force_recovery"] and not (size > 0 and ttl > 0):
-        raise ConfigError(
-            f'config key "{prefix}force_recovery": recovery needs history; set "{prefix}history_size" and '
-            f'"{prefix}history_ttl" above 0'
-        )
-    meta_key, meta_ttl = f"{prefix}history_meta_ttl", options["history_meta_ttl"]
-    if not meta_ttl:
-        meta_key, meta_ttl = "global_history_meta_ttl", global_meta_ttl
-    if meta_ttl and meta_ttl < ttl:
-        raise ConfigError(
-            f'config keys "{prefix}history_ttl" and "{meta_key}": history_ttl ({format_duration(ttl)}) can not be '
-            f"greater than the history meta TTL ({format_duration(meta_ttl)})"
-        )
-
-
-def _read_namespace(key: str, value: Any) -> Namespace:
-    if isinstance(value, Namespace):
-        _check_namespace_name(f"{key}.name", value.name)
-        return value
-    if not isinstance(value, Mapping):
-        raise _error(key, 'an object with a "name" and channel options', value)
-    if "name" not in value:
-        raise ConfigError(f'config key "{key}.name" is missing: every namespace needs a name')
-    name = _read_str(f"{key}.name", value["name"])
-    _check_namespace_name(f"{key}.name", name)
-    values: dict[str, Any] = {}
-    for spec in _specs(ChannelOptions):
-        if spec.name in value:
-            raw = value[spec.name]
-            option_key = f"{key}.{spec.name}"
-            values[spec.name] = spec.read(option_key, raw)
-            _apply_rules(option_key, raw, values[spec.name], spec.rules, spec.is_duration)
-    _check_options(f"{key}.", {**_option_values(ChannelOptions()), **values})
-    return Namespace(name, ChannelOptions(**values))
-
-
-def _check_namespace_name(key: str, name: Any) -> None:
-    if not isinstance(name, str) or _NAMESPACE_NAME.fullmatch(name) is None:
-        raise _error(key, "a name of 2 or more characters from a-z A-Z 0-9 - _ .", name)
-
-
-def _read_namespaces(key: str, value: Any) -> tuple[Namespace, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise _error(key, "a list of namespace objects", value)
-    namespaces: list[Namespace] = []
-    for index, item in enumerate(value):
-        namespace = _read_namespace(f"{key}[{index}]", item)
-        if any(namespace.name == other.name for other in namespaces):
-            raise ConfigError(
-                f'config key "{key}[{index}].name": namespace {_show(namespace.name)} is defined twice; names must be '
-                "unique"
-            )
-        namespaces.append(namespace)
-    return tuple(namespaces)
 
 
 @dataclass(frozen=True)
@@ -265,6 +97,21 @@ class Config(ChannelOptions):
     # Not a Centrifugo key (centrifuge bounds a frame by message count, MaxMessagesInFrame): the byte size a
     # flushed batch is split at; a larger single reply or push still goes, alone. 0: one message per flush.
     websocket_write_batch_size: int = setting(65536, minimum=0)
+    # Unidirectional transports (the client only receives: connect request in the body, cf_connect or the first
+    # message; server-side subscriptions); JSON only, as Centrifugo's.
+    uni_http_stream: bool = setting(False)
+    uni_http_stream_max_request_body_size: int = setting(65536, minimum=0)
+    uni_sse: bool = setting(False)
+    uni_sse_max_request_body_size: int = setting(65536, minimum=0)
+    uni_websocket: bool = setting(False)
+    uni_websocket_message_size_limit: int = setting(65536, minimum=0)
+    # permessage-deflate, no context takeover; the level is Go's compress/flate level (-2 Huffman only, -1 default).
+    websocket_compression: bool = setting(False)
+    websocket_compression_level: int = setting(1, minimum=-2, maximum=9)
+    websocket_compression_min_size: int = setting(0, minimum=0)
+    # v6 only (Centrifugo has no v5 key): what a client's compressed message may inflate to; 0 is 10 times
+    # websocket_message_size_limit, as in Centrifugo.
+    websocket_decompressed_message_size_limit: int = setting(0, minimum=0)
 
     "The demo page at /demo/ (a chat; not a Centrifugo key) and where it finds the JS SDK's dist/ files."
     demo: bool = setting(False)
@@ -287,6 +134,11 @@ class Config(ChannelOptions):
     client_channel_limit: int = setting(128, minimum=0)
     channel_max_length: int = setting(255, minimum=0)
     client_user_connection_limit: int = setting(0, minimum=0)
+    "Node limits, 0 for none: connections open at once, new connections a second (beyond either: HTTP 503)."
+    client_connection_limit: int = setting(0, minimum=0)
+    client_connection_rate_limit: int = setting(0, minimum=0)
+    "Commands of one connection run at once (subscribe, publish, history, presence, rpc, refresh); 0 or 1: one."
+    client_concurrency: int = setting(0, minimum=0)
     client_history_max_publication_limit: int = setting(300, minimum=0)
     client_recovery_max_publication_limit: int = setting(300, minimum=0)
 
@@ -314,6 +166,21 @@ class Config(ChannelOptions):
     token_issuer: str = setting("")
     token_issuer_regex: str = setting("")
     token_user_id_claim: str = setting("sub")
+    token_jwks_public_endpoint: str = setting("", check=_check_jwks_endpoint)  # when set, the only key source
+    token_insecure_skip_jwks_endpoint_safety_check: bool = setting(False)  # v6's; no v5 name
+
+    "Subscription tokens checked with keys and claim rules of their own (otherwise with the token_* ones)."
+    separate_subscription_token_config: bool = setting(False)
+    subscription_token_hmac_secret_key: str = setting("", secret=True)
+    subscription_token_rsa_public_key: str = setting("")
+    subscription_token_ecdsa_public_key: str = setting("")
+    subscription_token_jwks_public_endpoint: str = setting("", check=_check_jwks_endpoint)
+    subscription_token_insecure_skip_jwks_endpoint_safety_check: bool = setting(False)
+    subscription_token_audience: str = setting("")
+    subscription_token_audience_regex: str = setting("")
+    subscription_token_issuer: str = setting("")
+    subscription_token_issuer_regex: str = setting("")
+    subscription_token_user_id_claim: str = setting("sub")
 
     "Proxy to the application backend (Centrifugo's HTTP proxy); an empty endpoint is off."
     proxy_connect_endpoint: str = setting("")
@@ -329,6 +196,16 @@ class Config(ChannelOptions):
     proxy_sub_refresh_endpoint: str = setting("")
     proxy_sub_refresh_timeout: Duration = setting(1.0, greater_than=0)
     proxy_http_headers: tuple[str, ...] = setting(())
+    proxy_static_http_headers: Mapping[str, str] = setting(StaticHeaders(), read=readStaticHeaders)
+
+    "Named proxies (Centrifugo's granular proxy mode) and RPC namespaces: httpstream.config.proxies."
+    granular_proxy_mode: bool = setting(False)  # RPC methods are routed by rpc_namespaces
+    proxies: tuple[NamedProxy, ...] = setting((), read=lambda key, value: readProxies(key, value)[0])
+    connect_proxy_name: str = setting("")
+    refresh_proxy_name: str = setting("")
+    rpc_proxy_name: str = setting("")  # methods without an RPC namespace
+    rpc_namespaces: tuple[RPCNamespace, ...] = setting((), read=lambda key, value: readRPCNamespaces(key, value)[0])
+    rpc_namespace_boundary: str = setting(":")
 
     "Channel namespaces; the top-level channel options are inherited from ChannelOptions."
     namespaces: tuple[Namespace, ...] = setting((), read=_read_namespaces)
@@ -413,4 +290,6 @@ def _check_personal_channel(config: Config) -> None:
         )
 
 
-_CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (_check_ping_pong, _check_channel_options, _check_personal_channel)
+_CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (
+    _check_ping_pong, _check_channel_options, _check_personal_channel, checkProxyNames,
+)

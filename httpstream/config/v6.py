@@ -20,7 +20,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
-from httpstream.config.options import ChannelOptions, Config, Namespace, _read_namespaces
+from httpstream.config.channeloptions import ChannelOptions, Namespace, _read_namespaces
+from httpstream.config.options import Config
 from httpstream.config.settings import (
     ConfigError,
     Duration,
@@ -34,15 +35,23 @@ from httpstream.config.settings import (
     _show,
     _specs,
 )
+from httpstream.config.proxies import readProxies, readRPCNamespaces
+from httpstream.config.v6proxies import proxyFields
 from httpstream.config.v6names import (
     NAMESPACES,
     PROXIES,
+    PROXY_LIST,
     PROXY_NAME_OPTIONS,
+    PROXY_NAME_SWITCHES,
     PROXY_SHARED,
     REDIS_ADDRESS,
+    RPC_NAMESPACES,
+    RPC_PROXY_NAME,
+    V6_NAME,
     V6_PATHS,
     WITHOUT_NAMESPACE,
     optionV6Name,
+    v6ProxyNames,
 )
 
 __all__ = ["Leaf", "Leaves", "V6_PATHS", "documentLeaves", "fieldsFromLeaves", "leaves", "v5Leaves", "v5Paths", "v6Document"]
@@ -84,17 +93,13 @@ def _fieldReader(name: str) -> tuple[Any, Callable[[str, Any], Any]]:
     return kind, read
 
 
-_KINDS = {"bool": bool, "int": int, "str": str, "tuple[str, ...]": tuple}
+_KINDS = {"bool": bool, "int": int, "str": str, "tuple[str, ...]": tuple, "Mapping[str, str]": "json"}
 
-
-def _readProxyName(label: str, value: Any) -> str:
-    name = _read_str(label, value)
-    if name not in ("default", ""):  # "" gets Centrifugo's default, "default"
-        raise ConfigError(
-            f'config key "{label}": httpstream has no named proxies (v6 "proxies"); use "default" (the '
-            f"channel.proxy object) or leave it out, got {_show(name)}"
-        )
-    return name
+# Lists of objects read with warnings about their unknown keys: leaf path -> reader.
+_LISTS: dict[str, Callable[[str, Any], tuple[Any, list[str]]]] = {
+    PROXY_LIST: readProxies,
+    RPC_NAMESPACES: readRPCNamespaces,
+}
 
 
 def _readAddresses(label: str, value: Any) -> tuple[str, ...]:
@@ -109,7 +114,8 @@ def _buildLeaves() -> dict[str, Leaf]:
     leaves: dict[str, Leaf] = {}
     fields = {f.name for f in dataclasses.fields(Config)}
     options = {f.name for f in dataclasses.fields(ChannelOptions)}
-    special = {"namespaces", "redis_address"} | set(PROXY_SHARED) | {f"{p.v5}_endpoint" for p in PROXIES}
+    special = {"namespaces", "redis_address", "proxies", "rpc_namespaces"} | set(PROXY_SHARED)
+    special |= {f"{p.v5}_endpoint" for p in PROXIES}
     for name in sorted(fields - options - special):
         kind, read = _fieldReader(name)
         path = V6_PATHS.get(name) or name
@@ -119,10 +125,16 @@ def _buildLeaves() -> dict[str, Leaf]:
     for name in sorted(options):
         kind, read = _fieldReader(name)
         path = f"{WITHOUT_NAMESPACE}.{optionV6Name(name)}"
-        leaves[path] = Leaf(path, kind, read, name)
-    for option in PROXY_NAME_OPTIONS:
-        path = f"{WITHOUT_NAMESPACE}.{option}"
-        leaves[path] = Leaf(path, str, _readProxyName, None)
+        # A v5 proxy name turns its proxy on by itself, a v6 one only with its switch: two leaves.
+        if name in PROXY_NAME_OPTIONS:
+            leaves[name] = Leaf(name, kind, read, name, v6=False)
+            leaves[path] = Leaf(path, str, _read_str, None)
+        else:
+            leaves[path] = Leaf(path, kind, read, name)
+    for path, listReader in _LISTS.items():
+        field = "proxies" if path == PROXY_LIST else "rpc_namespaces"
+        leaves[path] = Leaf(path, "json", lambda label, value, r=listReader: r(label, value)[0], field)  # type: ignore[misc]
+    leaves[RPC_PROXY_NAME] = Leaf(RPC_PROXY_NAME, str, _read_str, None)
     leaves[NAMESPACES] = Leaf(NAMESPACES, "namespaces", lambda label, value: readNamespaceItems(label, value, True)[0], None)
     leaves[REDIS_ADDRESS] = Leaf(REDIS_ADDRESS, tuple, _readAddresses, None)
     for proxy in PROXIES:
@@ -182,7 +194,7 @@ def readNamespaceItems(label: str, value: Any, v6: bool) -> tuple[list[dict[str,
             if key == "name":
                 read["name"] = raw  # checked with the list (uniqueness) by _read_namespaces
             elif v6 and key in PROXY_NAME_OPTIONS:
-                _readProxyName(keyLabel, raw)
+                read[V6_NAME + key] = _read_str(keyLabel, raw)  # counts only with its switch: v6ProxyNames
             elif key in byName:
                 read[byName[key]] = leaves()[f"{WITHOUT_NAMESPACE}.{optionV6Name(byName[key])}"].read(keyLabel, raw)
             else:
@@ -214,6 +226,8 @@ def v5Paths(key: str) -> list[str]:
         return [NAMESPACES]
     if key == "redis_address":
         return [REDIS_ADDRESS]
+    if key in PROXY_NAME_OPTIONS:
+        return [key]
     if key in PROXY_SHARED:
         return [f"{p.v6}.{PROXY_SHARED[key]}" for p in PROXIES]
     for proxy in PROXIES:
@@ -235,6 +249,10 @@ def v5Leaves(key: str, value: Any, label: str) -> tuple[list[tuple[str, Any]], l
         return [(NAMESPACES, items)], warnings
     if key == "redis_address":
         return [(REDIS_ADDRESS, _readAddresses(label, value))], warnings
+    path = V6_PATHS.get(key)
+    if path in _LISTS:
+        items, warnings = _LISTS[path](label, value)
+        return [(path, items)], warnings
     if key in PROXY_SHARED:
         checked = _fieldReader(key)[1](label, value)
         return [(f"{p.v6}.{PROXY_SHARED[key]}", checked) for p in PROXIES], warnings
@@ -281,6 +299,10 @@ def documentLeaves(document: Mapping[str, Any]) -> tuple[Leaves, list[str]]:
                     items, itemWarnings = readNamespaceItems(path, value, True)
                     warnings.extend(itemWarnings)
                     collector.set(path, items, path)
+                elif path in _LISTS:
+                    values, itemWarnings = _LISTS[path](path, value)
+                    warnings.extend(itemWarnings)
+                    collector.set(path, values, path)
                 else:
                     collector.set(path, known[path].read(path, value), path)
             elif path in sections:
@@ -314,7 +336,19 @@ def fieldsFromLeaves(leafValues: Leaves) -> dict[str, Any]:
             fields[field] = value
     if NAMESPACES in leafValues:
         items, label = leafValues[NAMESPACES]
+        items = [v6ProxyNames(item) if isinstance(item, dict) else item for item in items]
         fields["namespaces"] = _read_namespaces(label, items)
+    for option, switch in PROXY_NAME_SWITCHES.items():
+        path = f"{WITHOUT_NAMESPACE}.{option}"
+        if path in leafValues:
+            if option in leafValues:
+                raise ConfigError(
+                    f'config keys "{leafValues[option][1]}" and "{leafValues[path][1]}" set the same setting '
+                    f"({option}); keep one of them"
+                )
+            fields[option] = v6ProxyNames({switch: fields.get(switch, False), V6_NAME + option: leafValues[path][0]})[
+                option
+            ]
     if REDIS_ADDRESS in leafValues:
         addresses, label = leafValues[REDIS_ADDRESS]
         if len(addresses) > 1:
@@ -324,42 +358,13 @@ def fieldsFromLeaves(leafValues: Leaves) -> dict[str, Any]:
             )
         if addresses:
             fields["redis_address"] = addresses[0]
-    fields.update(_proxyFields(leafValues))
-    return fields
-
-
-def _proxyFields(leafValues: Leaves) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    active = []
-    for proxy in PROXIES:
-        endpoint, endpointLabel = leafValues.get(f"{proxy.v6}.endpoint", ("", f"{proxy.v6}.endpoint"))
-        if proxy.switch is not None:
-            enabled, switchLabel = leafValues.get(proxy.switch, (False, proxy.switch))
-            if enabled and not endpoint:
-                raise ConfigError(
-                    f'config key "{switchLabel}": the proxy is enabled but "{endpointLabel}" is empty; set its '
-                    "endpoint"
-                )
-            # As Centrifugo v6: an endpoint without its switch is not used.
-            endpoint = endpoint if enabled else ""
-        if f"{proxy.v6}.endpoint" in leafValues or proxy.switch in leafValues:
-            fields[f"{proxy.v5}_endpoint"] = endpoint
-        if endpoint:
-            active.append(proxy)
-    # httpstream has one value of each for every proxy (v5's global keys): the proxies in use must agree.
-    for v5, option in PROXY_SHARED.items():
-        given = [(p, leafValues[f"{p.v6}.{option}"]) for p in PROXIES if f"{p.v6}.{option}" in leafValues]
-        if not given:
-            continue
-        default = Config.__dataclass_fields__[v5].default
-        inUse = [leafValues.get(f"{p.v6}.{option}", (default, f"{p.v6}.{option}")) for p in active]
-        for value, label in inUse[1:]:
-            if value != inUse[0][0]:
-                raise ConfigError(
-                    f'config keys "{inUse[0][1]}" and "{label}" differ: httpstream gives every proxy the same '
-                    f"{option} (v5's \"{v5}\"); make them equal"
-                )
-        fields[v5] = inUse[0][0] if inUse else given[0][1][0]
+    rpcNamespaces = leafValues.get(RPC_NAMESPACES)
+    # v6 routes RPC methods by namespace whenever it has RPC namespaces (v5 only in its granular mode).
+    # (CENTRIFUGO_RPC_NAMESPACES is both versions' variable: read as v6's, as the other shared names.)
+    v6Routing = rpcNamespaces is not None and rpcNamespaces[1] != "rpc_namespaces"
+    if v6Routing and "granular_proxy_mode" not in leafValues:
+        fields["granular_proxy_mode"] = True
+    fields.update(proxyFields(leafValues, v6Routing))
     return fields
 
 

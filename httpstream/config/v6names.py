@@ -7,11 +7,12 @@ became v6 objects), and the channel options v6 renamed. Data only; L{httpstream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = [
-    "NAMESPACES", "OPTION_V6_NAMES", "PROXIES", "PROXY_NAME_OPTIONS", "PROXY_SHARED", "REDIS_ADDRESS", "V6_PATHS",
-    "WITHOUT_NAMESPACE", "Proxy", "optionV6Name",
+    "NAMESPACES", "OPTION_V6_NAMES", "PROXIES", "PROXY_LIST", "PROXY_NAME_OPTIONS", "PROXY_NAME_SWITCHES",
+    "PROXY_SHARED", "REDIS_ADDRESS", "RPC_NAMESPACES", "RPC_PROXY_NAME", "V6_NAME", "V6_PATHS", "WITHOUT_NAMESPACE",
+    "Proxy", "optionV6Name", "v6ProxyNames",
 ]
 
 # The v5 key of every setting and its v6 path; None: v6 has no such key (the v5 name is used in both styles).
@@ -44,6 +45,7 @@ V6_PATHS: dict[str, Optional[str]] = {
     "websocket_compression": "websocket.compression",
     "websocket_compression_min_size": "websocket.compression_min_size",
     "websocket_compression_level": "websocket.compression_level",
+    "websocket_decompressed_message_size_limit": "websocket.decompressed_message_size_limit",
     "websocket_read_buffer_size": "websocket.read_buffer_size",
     "websocket_write_buffer_size": "websocket.write_buffer_size",
     "websocket_write_timeout": "websocket.write_timeout",
@@ -94,6 +96,13 @@ V6_PATHS: dict[str, Optional[str]] = {
     "token_issuer": "client.token.issuer",
     "token_issuer_regex": "client.token.issuer_regex",
     "token_user_id_claim": "client.token.user_id_claim",
+    "token_insecure_skip_jwks_endpoint_safety_check": "client.token.insecure_skip_jwks_endpoint_safety_check",
+    "separate_subscription_token_config": "client.subscription_token.enabled",
+    **{f"subscription_token_{suffix}": f"client.subscription_token.{suffix}" for suffix in (
+        "hmac_secret_key", "rsa_public_key", "ecdsa_public_key", "jwks_public_endpoint",
+        "insecure_skip_jwks_endpoint_safety_check", "audience", "audience_regex", "issuer", "issuer_regex",
+        "user_id_claim",
+    )},
     "api_key": "http_api.key",
     "api_insecure": "http_api.insecure",
     "api_disable": "http_api.disabled",
@@ -122,6 +131,17 @@ V6_PATHS: dict[str, Optional[str]] = {
     "proxy_http_headers": "<each proxy>.http_headers",
     "proxy_binary_encoding": "<each proxy>.binary_encoding",
     "proxy_include_connection_meta": "<each proxy>.include_connection_meta",
+    "proxy_static_http_headers": "<each proxy>.http.static_headers",
+    # Named proxies and RPC namespaces (httpstream.config.proxies). v6 has no granular mode (its names always
+    # route) and no connect/refresh proxy names; v5's rpc_proxy_name is v6's rpc.without_namespace.proxy_name with
+    # its proxy_enabled switch, read by httpstream.config.v6.
+    "granular_proxy_mode": None,
+    "proxies": "proxies",
+    "connect_proxy_name": None,
+    "refresh_proxy_name": None,
+    "rpc_proxy_name": None,
+    "rpc_namespaces": "rpc.namespaces",
+    "rpc_namespace_boundary": "rpc.namespace_boundary",
 }
 
 
@@ -152,6 +172,7 @@ PROXY_SHARED = {
     "proxy_http_headers": "http_headers",
     "proxy_binary_encoding": "binary_encoding",
     "proxy_include_connection_meta": "include_connection_meta",
+    "proxy_static_http_headers": "http.static_headers",
 }
 
 # Channel options renamed in v6 (NS ChannelOptions); the others keep their names.
@@ -160,8 +181,18 @@ OPTION_V6_NAMES = {
     "proxy_publish": "publish_proxy_enabled",
     "proxy_sub_refresh": "sub_refresh_proxy_enabled",
 }
-# v6's choice of a named proxy per namespace; httpstream has only the default one.
-PROXY_NAME_OPTIONS = ("subscribe_proxy_name", "publish_proxy_name", "sub_refresh_proxy_name")
+# The choice of a named proxy per namespace, and the switch it goes with. v5: a name alone turns the proxy on;
+# v6: the name counts only while the switch is on (its default name is "default", the channel.proxy object).
+PROXY_NAME_SWITCHES = {
+    "subscribe_proxy_name": "proxy_subscribe",
+    "publish_proxy_name": "proxy_publish",
+    "sub_refresh_proxy_name": "proxy_sub_refresh",
+}
+PROXY_NAME_OPTIONS = tuple(PROXY_NAME_SWITCHES)
+V6_NAME = "v6:"  # prefix of a v6 name in a namespace object until its switch is known (L{v6ProxyNames})
+PROXY_LIST = "proxies"
+RPC_NAMESPACES = "rpc.namespaces"
+RPC_PROXY_NAME = "rpc.without_namespace.proxy_name"
 WITHOUT_NAMESPACE = "channel.without_namespace"
 NAMESPACES = "channel.namespaces"
 REDIS_ADDRESS = "engine.redis.address"
@@ -170,3 +201,16 @@ REDIS_ADDRESS = "engine.redis.address"
 def optionV6Name(option: str) -> str:
     """The v6 name of a channel option (in C{channel.without_namespace} and in each namespace)."""
     return OPTION_V6_NAMES.get(option, option)
+
+
+def v6ProxyNames(item: dict[str, Any]) -> dict[str, Any]:
+    """
+    A namespace object with its v6 proxy names (kept under L{V6_NAME}) turned into v5's: a name counts only
+    with its switch on, and C{"default"} is no name (the event's own proxy either way).
+    """
+    result = {key: value for key, value in item.items() if not key.startswith(V6_NAME)}
+    for option, switch in PROXY_NAME_SWITCHES.items():
+        if V6_NAME + option in item:
+            name = item[V6_NAME + option]
+            result[option] = name if item.get(switch) and name != "default" else ""
+    return result

@@ -65,6 +65,8 @@ def _plain(value: Any, isDuration: bool = False) -> Any:
         return {"name": value.name, **_settings(value.options, ChannelOptions)}
     if isinstance(value, (tuple, list)):
         return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _settings(value, type(value))
     return value

@@ -36,7 +36,7 @@ class PublicationFrames:
         self.publication = publication
         self.previous = previous
         self.epoch = epoch
-        self._frames: dict[tuple[str, str], Optional[bytes]] = {}
+        self._frames: dict[tuple[str, str, bool], Optional[bytes]] = {}
 
     def deltaBaseOffset(self) -> int:
         """The offset a subscriber must have been sent last for the C{delta} variant to apply, or -1."""
@@ -44,14 +44,17 @@ class PublicationFrames:
             return -1
         return self.previous.offset
 
-    def frame(self, protocol: str, variant: str) -> Optional[bytes]:
-        """The push for C{protocol} in C{variant}, or None when it cannot be encoded for that protocol."""
-        key = (protocol, variant)
+    def frame(self, protocol: str, variant: str, unidirectional: bool = False) -> Optional[bytes]:
+        """
+        The push for C{protocol} in C{variant} (bare for a C{unidirectional} transport, else in a Reply), or None
+        when it cannot be encoded for that protocol.
+        """
+        key = (protocol, variant, unidirectional)
         if key not in self._frames:
-            self._frames[key] = self._encode(protocol, variant)
+            self._frames[key] = self._encode(protocol, variant, unidirectional)
         return self._frames[key]
 
-    def _encode(self, protocol: str, variant: str) -> Optional[bytes]:
+    def _encode(self, protocol: str, variant: str, unidirectional: bool) -> Optional[bytes]:
         pub = self.publication
         json = protocol == "json"
         try:
@@ -64,6 +67,6 @@ class PublicationFrames:
                 # check it is JSON), so a publication's payload is parsed once on its way out, whatever variants
                 # its subscribers take.
                 body["data"] = orjson.Fragment(asJSONString(pub.data))
-            return codecFor(protocol).encode_reply({"push": {"channel": self.channel, "pub": body}})
+            return codecFor(protocol).encode_push({"channel": self.channel, "pub": body}, unidirectional)
         except (EncodeError, UnicodeDecodeError):
             return None

@@ -36,6 +36,7 @@ from httpstream.logs import Logger
 from httpstream.metrics import Metrics
 from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
+from httpstream.node.connlimit import ConnLimit
 from httpstream.node.frames import PublicationFrames
 from httpstream.node.registry import LocalNodes, SessionRegistry
 from httpstream.policy.application import ApplicationPolicy
@@ -105,10 +106,14 @@ class Node:
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry()
         # The live nodes of the cluster: this one alone, until useControl.
         self.nodes: IClusterNodes = LocalNodes(self.id)
-        self.tokens = TokenVerifier.fromConfig(config)
+        self.tokens = TokenVerifier.fromConfig(config, reactor)
         self.rules = ChannelRules(config)
         self.policy: IClientPolicy = policy if policy is not None else ApplicationPolicy(ConfiguredPolicy(self))
         self.clients: dict[str, IClient] = {}
+        # Every client made here that has not closed yet, connected or still connecting: what the node's
+        # connection limit counts.
+        self._open: set[IClient] = set()
+        self.connLimit = ConnLimit(reactor, lambda: self.config, lambda: len(self._open), self.metrics)
         # Channels whose broker subscribe is in flight -> the later subscribers waiting for its outcome.
         self._subscribing: dict[str, list[Deferred[None]]] = {}
         # Engine calls in flight that nobody waits for (see background).
@@ -125,7 +130,7 @@ class Node:
         """
         self.config = config
         self.rules = ChannelRules(config)
-        self.tokens = TokenVerifier.fromConfig(config)
+        self.tokens = TokenVerifier.fromConfig(config, self.reactor)
         self._deltaAllowed.clear()
 
     def useControl(self, control: Control) -> None:
@@ -160,7 +165,9 @@ class Node:
         """Create the protocol side of a new connection; it counts once it has connected."""
         if self._clientFactory is None:
             raise RuntimeError("this node makes no clients: pass clientFactory=httpstream.client.ClientFactory(...)")
-        return self._clientFactory(self, transport)
+        client = self._clientFactory(self, transport)
+        self._open.add(client)
+        return client
 
     def info(self) -> dict[str, Any]:
         """This node's entry in the C{info} API's list (and in its announcements to other nodes)."""
@@ -196,6 +203,7 @@ class Node:
             self.registry.add(client.sessionID, client)
 
     def clientClosed(self, client: IClient) -> None:
+        self._open.discard(client)
         if self.clients.pop(client.clientID, None) is not None and client.user:
             left = self._users.get(client.user, 0) - 1
             if left > 0:
@@ -312,15 +320,17 @@ class Node:
 
     def _onJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> None:
         """The broker's join/leave handler: this node's subscribers of C{channel} that asked for them get it."""
-        frames: dict[str, Optional[bytes]] = {}
+        frames: dict[tuple[str, bool], Optional[bytes]] = {}
         push = {"channel": channel, "join" if join else "leave": {"info": info.asDict()}}
         for client in self.hub.subscribers(channel):
-            if client.protocol not in frames:
+            # Encoded once per protocol and framing (a bare push for unidirectional clients).
+            key = (client.protocol, client.unidirectional)
+            if key not in frames:
                 try:
-                    frames[client.protocol] = codecFor(client.protocol).encode_reply({"push": push})
+                    frames[key] = codecFor(client.protocol).encode_push(push, client.unidirectional)
                 except EncodeError:
-                    frames[client.protocol] = None
-            frame = frames[client.protocol]
+                    frames[key] = None
+            frame = frames[key]
             if frame is not None:
                 client.deliverJoinLeave(channel, frame)
 

@@ -111,9 +111,9 @@ class ApplicationPolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self.fallback.message(connection, data)
 
-    def position(self, subscription: Any, recover: Optional[StreamPosition],
-                 protocol: str) -> Deferred[dict[str, Any]]:
-        return self.fallback.position(subscription, recover, protocol)
+    def position(self, subscription: Any, recover: Optional[StreamPosition], protocol: str,
+                 rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
+        return self.fallback.position(subscription, recover, protocol, rejectUnrecovered)
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         return self.fallback.checkPosition(subscription, force)

@@ -167,10 +167,10 @@ class ChannelRules:
     def subscribeProxied(self, channel: str, options: ChannelOptions, hasToken: bool) -> bool:
         """
         Whether the subscribe proxy decides on this subscription instead of L{canSubscribe}: the options have
-        C{proxy_subscribe}, no subscription token was given, and the channel is neither private (refused without a
-        token) nor user-limited. The caller answers 108 when no C{proxy_subscribe_endpoint} is configured.
+        C{proxy_subscribe} or a C{subscribe_proxy_name}, no subscription token was given, and the channel is neither
+        private (refused without a token) nor user-limited. The caller answers 108 when that proxy has no endpoint.
         """
-        if not options.proxy_subscribe or hasToken:
+        if not (options.proxy_subscribe or options.subscribe_proxy_name) or hasToken:
             return False
         return not self.isPrivate(channel) and not self.isUserLimited(channel, options)
 

@@ -97,17 +97,17 @@ class ConfiguredPolicy:
     def publishing(self, connection: Connection, channel: str, options: ChannelOptions, data: bytes,
                    subscribed: bool) -> Deferred[PublishDecision]:
         node = self._node
-        if options.proxy_publish:
-            if not node.proxy.enabled("publish"):
+        if options.proxy_publish or options.publish_proxy_name:  # a name alone turns the proxy on (v5)
+            proxyName = options.publish_proxy_name
+            if not node.proxy.enabled("publish", proxyName):
                 return fail(Refused(codes.ERROR_NOT_AVAILABLE))
 
             def proxied(reply: Optional[dict[str, Any]]) -> PublishDecision:
                 reply = reply or {}
                 return PublishDecision(reply.get("data") or data, skipHistory=bool(reply.get("skip_history")))
 
-            return node.proxy.publish(self.context(connection), channel, data).addErrback(proxyRefusal).addCallback(
-                proxied
-            )
+            d = node.proxy.publish(self.context(connection), channel, data, proxyName)
+            return d.addErrback(proxyRefusal).addCallback(proxied)
         error = node.rules.canPublish(connection.user, channel, options, subscribed)
         if error is not None:
             return fail(Refused(error))
@@ -147,10 +147,11 @@ class ConfiguredPolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self._node.rpc.handleSend(self.context(connection), data).addErrback(proxyRefusal)
 
-    def position(self, subscription: Any, recover: Optional[StreamPosition],
-                 protocol: str) -> Deferred[dict[str, Any]]:
+    def position(self, subscription: Any, recover: Optional[StreamPosition], protocol: str,
+                 rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
         node = self._node
-        return position(node.broker, node.config, subscription, recover, protocol, node.reactor.seconds())
+        return position(node.broker, node.config, subscription, recover, protocol, node.reactor.seconds(),
+                        rejectUnrecovered)
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         node = self._node

@@ -25,7 +25,7 @@ from httpstream.logs import Logger
 from httpstream.policy.channels import ChannelError
 from httpstream.policy.host import PolicyHost
 from httpstream.policy.proxy import ProxyConnectRequest, ProxyContext, ProxyDisconnect, ProxyError
-from httpstream.policy.tokens import InvalidToken, TokenExpired
+from httpstream.policy.tokens import ConnectClaims, InvalidToken, TokenExpired
 from httpstream.protocol import codes
 
 log = Logger()
@@ -43,29 +43,11 @@ def proxyRefusal(failure: Failure) -> Failure:
 def connecting(node: PolicyHost, connection: Connection, request: ConnectRequest,
                context: ProxyContext) -> Deferred[ConnectDecision]:
     config = node.config
-    now = node.reactor.seconds()
     if request.token:
-        try:
-            claims = node.tokens.verifyConnect(request.token, now)
-        except TokenExpired:
-            return fail(Refused(codes.ERROR_TOKEN_EXPIRED))
-        except InvalidToken as e:
-            log.info("client {client}: invalid token: {error}", client=connection.clientID, error=str(e))
-            return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
-        if not config.client_insecure and 0 < claims.expireAt <= now:
-            # The token is valid (exp passed the check) but its expire_at is over: Centrifugo's "expired".
-            return fail(Refused(codes.ERROR_EXPIRED))
-        if not claims.user and config.disallow_anonymous_connection_tokens and not config.client_insecure:
-            return fail(Refused(codes.DISCONNECT_PERMISSION_DENIED))
-        subs: dict[str, Optional[GrantedSubscription]] = {
-            channel: _granted(claims.subs.get(channel)) for channel in claims.channels
-        }
-        for channel, options in claims.subs.items():
-            subs.setdefault(channel, _granted(options))
-        return _accept(node, ConnectDecision(
-            user=claims.user, info=claims.info, meta=None if claims.meta is None else orjson.dumps(claims.meta),
-            expireAt=0.0 if config.client_insecure else float(claims.expireAt), subscriptions=subs,
-        ))
+        # Fires at once, unless the token names a JWKS key that is still to be fetched.
+        verified = node.tokens.connectClaims(request.token, node.reactor)
+        return verified.addCallbacks(lambda claims: _fromToken(node, claims),
+                                     lambda failure: _refusedToken(connection, failure))
     if node.proxy.enabled("connect") and not config.client_insecure:
         d = node.proxy.connect(context, ProxyConnectRequest(
             data=request.data, name=request.name, version=request.version, channels=list(request.channels),
@@ -74,6 +56,33 @@ def connecting(node: PolicyHost, connection: Connection, request: ConnectRequest
     if not (config.client_insecure or config.allow_anonymous_connect_without_token):
         return fail(Refused(codes.DISCONNECT_BAD_REQUEST))
     return _accept(node, ConnectDecision())
+
+
+def _refusedToken(connection: Connection, failure: Failure) -> Failure:
+    if isinstance(failure.value, TokenExpired):
+        raise Refused(codes.ERROR_TOKEN_EXPIRED)
+    if isinstance(failure.value, InvalidToken):
+        log.info("client {client}: invalid token: {error}", client=connection.clientID, error=str(failure.value))
+        raise Refused(codes.DISCONNECT_INVALID_TOKEN)
+    return failure
+
+
+def _fromToken(node: PolicyHost, claims: ConnectClaims) -> Deferred[ConnectDecision]:
+    config = node.config
+    if not config.client_insecure and 0 < claims.expireAt <= node.reactor.seconds():
+        # The token is valid (exp passed the check) but its expire_at is over: Centrifugo's "expired".
+        return fail(Refused(codes.ERROR_EXPIRED))
+    if not claims.user and config.disallow_anonymous_connection_tokens and not config.client_insecure:
+        return fail(Refused(codes.DISCONNECT_PERMISSION_DENIED))
+    subs: dict[str, Optional[GrantedSubscription]] = {
+        channel: _granted(claims.subs.get(channel)) for channel in claims.channels
+    }
+    for channel, options in claims.subs.items():
+        subs.setdefault(channel, _granted(options))
+    return _accept(node, ConnectDecision(
+        user=claims.user, info=claims.info, meta=None if claims.meta is None else orjson.dumps(claims.meta),
+        expireAt=0.0 if config.client_insecure else float(claims.expireAt), subscriptions=subs,
+    ))
 
 
 def _granted(options: Any) -> Optional[GrantedSubscription]:
@@ -129,14 +138,18 @@ def refreshing(node: PolicyHost, connection: Connection, token: str,
                                    info=reply.get("info"))
 
         return node.proxy.refresh(context).addCallback(refreshed)
-    try:
-        claims = node.tokens.verifyConnect(token, node.reactor.seconds())
-    except TokenExpired:
-        return fail(Refused(codes.DISCONNECT_EXPIRED))
-    except InvalidToken:
-        return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
-    if claims.user != connection.user:
-        return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
-    expireAt = 0.0 if node.config.client_insecure else float(claims.expireAt)
-    # An empty info keeps the old one.
-    return succeed(RefreshDecision(expireAt=expireAt, info=claims.info or None))
+    def refused(failure: Failure) -> Failure:
+        if isinstance(failure.value, TokenExpired):
+            raise Refused(codes.DISCONNECT_EXPIRED)
+        if isinstance(failure.value, InvalidToken):
+            raise Refused(codes.DISCONNECT_INVALID_TOKEN)
+        return failure
+
+    def fromToken(claims: ConnectClaims) -> RefreshDecision:
+        if claims.user != connection.user:
+            raise Refused(codes.DISCONNECT_INVALID_TOKEN)
+        expireAt = 0.0 if node.config.client_insecure else float(claims.expireAt)
+        # An empty info keeps the old one.
+        return RefreshDecision(expireAt=expireAt, info=claims.info or None)
+
+    return node.tokens.connectClaims(token, node.reactor).addCallbacks(fromToken, refused)

@@ -121,24 +121,28 @@ def checkTimes(claims: Fields, now: float) -> None:
 class Signatures:
     """The enabled algorithms, each with its key, and the check of a token's signature."""
 
-    def __init__(self, hmacSecret: str, rsaPublicKey: PublicKey, ecdsaPublicKey: PublicKey) -> None:
-        """@raise ConfigError: a key is unusable, named by its configuration key."""
+    def __init__(self, hmacSecret: str, rsaPublicKey: PublicKey, ecdsaPublicKey: PublicKey,
+                 prefix: str = "token_") -> None:
+        """
+        @param prefix: of the configuration keys named in errors (C{subscription_token_} for the other set).
+        @raise ConfigError: a key is unusable, named by its configuration key.
+        """
         # Verification functions by algorithm name: (signing input, signature) -> valid.
         self._verifiers: dict[str, Callable[[bytes, bytes], bool]] = {}
         if hmacSecret:
             secret = hmacSecret.encode("utf-8")
             for name, digest in HMAC_ALGORITHMS.items():
                 self._verifiers[name] = _hmacVerifier(secret, digest)
-        rsaKey = _publicKey("token_rsa_public_key", rsaPublicKey, RSAPublicKey)
+        rsaKey = _publicKey(f"{prefix}rsa_public_key", rsaPublicKey, RSAPublicKey)
         if rsaKey is not None:
             for name in RSA_ALGORITHMS:
                 self._verifiers[name] = _pyjwtVerifier(name, rsaKey)
-        ecKey = _publicKey("token_ecdsa_public_key", ecdsaPublicKey, EllipticCurvePublicKey)
+        ecKey = _publicKey(f"{prefix}ecdsa_public_key", ecdsaPublicKey, EllipticCurvePublicKey)
         if ecKey is not None:
             name = ECDSA_ALGORITHMS.get(ecKey.curve.name, "")
             if not name:
                 raise ConfigError(
-                    f'config key "token_ecdsa_public_key": curve {ecKey.curve.name} is not P-256, P-384 or P-521'
+                    f'config key "{prefix}ecdsa_public_key": curve {ecKey.curve.name} is not P-256, P-384 or P-521'
                 )
             self._verifiers[name] = _pyjwtVerifier(name, ecKey)
 

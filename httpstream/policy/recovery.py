@@ -8,6 +8,8 @@ A positioned subscription learns the stream's top C{offset} and C{epoch}. A reco
 the client's last C{offset}/C{epoch}) also gets the publications it missed, ascending, when they run without a gap
 from its offset to the top in the same epoch (C{recovered: true}, and the result's C{offset} is the client's own: the
 SDK advances it while applying them); otherwise none, with the top's position (the application reloads its state).
+A client that asks to be refused rather than told C{recovered: false} (the reject unrecovered subscribe flag, set by
+the SDK's C{getState} option) gets error 112 instead, in stream recovery mode (upstream's cache mode ignores the flag).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from httpstream.protocol.delta import publicationDelta
+from httpstream.decisions import Refused
 from httpstream.engines import HistoryError
+from httpstream.protocol.codes import ERROR_UNRECOVERABLE_POSITION
+from httpstream.protocol.delta import publicationDelta
 from httpstream.values import HistoryResult, Publication, StreamPosition
 
 if TYPE_CHECKING:
@@ -62,7 +66,7 @@ def _asJSONString(data: bytes) -> bytes:
 
 
 def position(broker: IBroker, config: Config, sub: Subscription, recover: Optional[StreamPosition], protocol: str,
-             now: float) -> Deferred[dict[str, Any]]:
+             now: float, rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
     """
     Read the stream of a positioned subscription: set C{sub.offset}/C{sub.epoch} to the top and fire with the
     SubscribeResult fields that say where the subscription starts (C{offset}, C{epoch}, and for a recovering one
@@ -71,6 +75,9 @@ def position(broker: IBroker, config: Config, sub: Subscription, recover: Option
     @param recover: the position the client asks to recover from, or None when it does not.
 
     @param now: the reactor's time (the position is compared with the top from then on: L{checkPosition}).
+
+    @param rejectUnrecovered: fail with L{Refused} (112 unrecoverable position) when a stream recovery fails,
+        leaving C{sub} as it was, instead of firing with C{recovered: false}.
     """
     metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
     result: dict[str, Any] = {}
@@ -106,6 +113,8 @@ def position(broker: IBroker, config: Config, sub: Subscription, recover: Option
             contiguous = all(p.offset == clientOffset + i + 1 for i, p in enumerate(publications))
             lastOffset = publications[-1].offset if publications else clientOffset
             ok = sameEpoch and contiguous and lastOffset == history.offset and (not limit or len(publications) <= limit)
+            if not ok and rejectUnrecovered:
+                raise Refused(ERROR_UNRECOVERABLE_POSITION)
         atTop(history)
         if not ok:
             return result
@@ -118,9 +127,12 @@ def position(broker: IBroker, config: Config, sub: Subscription, recover: Option
         return result
 
     def unrecoverable(failure: Failure) -> Deferred[dict[str, Any]]:
-        # Another epoch (the stream was lost) is not an error on recovery, just "not recovered".
+        # Another epoch (the stream was lost) is not an error on recovery, just "not recovered" (or 112 when the
+        # client asked for it).
         if not isinstance(failure.value, HistoryError):
             return failure  # type: ignore[return-value]  # an engine error goes on as the subscribe's failure
+        if rejectUnrecovered and not cache:
+            raise Refused(ERROR_UNRECOVERABLE_POSITION)
         return broker.history(sub.channel, None, 0, False, metaTTL).addCallback(atTop)
 
     return d.addCallbacks(recovered, unrecoverable)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
 
 from httpstream.decisions import Connection, RefreshDecision, Refused, SubscribeDecision, SubscribeRequest
 from httpstream.policy.connecting import proxyRefusal
@@ -32,27 +33,33 @@ def subscribing(node: PolicyHost, connection: Connection, request: SubscribeRequ
         granted = request.granted
         return succeed(_decide(node, connection, request, granted.info, granted.data, 0.0, granted.override))
     if request.token:
-        now = node.reactor.seconds()
-        try:
-            claims = node.tokens.verifySubscribe(request.token, now)
-        except TokenExpired:
-            return fail(Refused(codes.ERROR_TOKEN_EXPIRED))
-        except InvalidToken:
-            return fail(Refused(codes.ERROR_PERMISSION_DENIED))
-        if not tokenMatches(claims, channel, connection):
-            return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
-        expireAt = 0.0
-        if claims.expireAt and not node.config.client_insecure:
-            if claims.expireAt <= now:
-                # exp admits the token but its expire_at is over: Centrifugo's "expired", as at connect.
-                return fail(Refused(codes.ERROR_EXPIRED))
-            expireAt = float(claims.expireAt)
-        return succeed(_decide(node, connection, request, claims.info, claims.data, expireAt, claims.override))
+        def refused(failure: Failure) -> Failure:
+            if isinstance(failure.value, TokenExpired):
+                raise Refused(codes.ERROR_TOKEN_EXPIRED)
+            if isinstance(failure.value, InvalidToken):
+                raise Refused(codes.ERROR_PERMISSION_DENIED)
+            return failure
+
+        def fromToken(claims: SubscribeClaims) -> SubscribeDecision:
+            if not tokenMatches(claims, channel, connection):
+                raise Refused(codes.DISCONNECT_INVALID_TOKEN)
+            expireAt = 0.0
+            if claims.expireAt and not node.config.client_insecure:
+                if claims.expireAt <= node.reactor.seconds():
+                    # exp admits the token but its expire_at is over: Centrifugo's "expired", as at connect.
+                    raise Refused(codes.ERROR_EXPIRED)
+                expireAt = float(claims.expireAt)
+            return _decide(node, connection, request, claims.info, claims.data, expireAt, claims.override)
+
+        # Fires at once, unless the token names a JWKS key that is still to be fetched.
+        return node.tokens.subscribeClaims(request.token, node.reactor).addCallbacks(fromToken, refused)
     rules = node.rules
     if rules.subscribeProxied(channel, options, False):
-        if not node.proxy.enabled("subscribe"):
+        # The namespace's named proxy, or the subscribe proxy (108 when it has no endpoint).
+        proxyName = options.subscribe_proxy_name
+        if not node.proxy.enabled("subscribe", proxyName):
             return fail(Refused(codes.ERROR_NOT_AVAILABLE))
-        d = node.proxy.subscribe(context(), channel, ProxySubscribeRequest(data=request.data))
+        d = node.proxy.subscribe(context(), channel, ProxySubscribeRequest(data=request.data), proxyName)
 
         def proxied(reply: Optional[dict[str, Any]]) -> SubscribeDecision:
             reply = reply or {}
@@ -98,7 +105,8 @@ def _decide(node: PolicyHost, connection: Connection, request: SubscribeRequest,
         recoverable=recoverable,
         positioned=positioned,
         delta=request.delta and "fossil" in options.allowed_delta_types,
-        serverRefresh=options.proxy_sub_refresh and node.proxy.enabled("sub_refresh"),
+        serverRefresh=bool(options.proxy_sub_refresh or options.sub_refresh_proxy_name)
+        and node.proxy.enabled("sub_refresh", options.sub_refresh_proxy_name),
     )
 
 
@@ -110,19 +118,23 @@ def subRefreshing(node: PolicyHost, connection: Connection, channel: str, option
             return RefreshDecision(expired=bool(reply["expired"]), expireAt=float(reply["expire_at"] or 0),
                                    info=reply.get("info"))
 
-        return node.proxy.subRefresh(context(), channel).addCallback(refreshed)
-    now = node.reactor.seconds()
-    try:
-        claims = node.tokens.verifySubscribe(token, now)
-    except TokenExpired:
-        # Centrifugo's handler answers "expired", which its client-side sub_refresh does not check: it takes the
-        # empty reply as is, a success without expiry that leaves the subscription without expiry and info.
-        return succeed(RefreshDecision(replaceInfo=True))
-    except InvalidToken:
-        return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
-    if not tokenMatches(claims, channel, connection):
-        return fail(Refused(codes.DISCONNECT_INVALID_TOKEN))
-    expireAt = 0.0 if node.config.client_insecure else float(claims.expireAt)
-    if expireAt and expireAt < now:
-        return fail(Refused(codes.ERROR_EXPIRED))
-    return succeed(RefreshDecision(expireAt=expireAt, info=claims.info, replaceInfo=True))
+        return node.proxy.subRefresh(context(), channel, options.sub_refresh_proxy_name).addCallback(refreshed)
+
+    def refused(failure: Failure) -> Any:
+        if isinstance(failure.value, TokenExpired):
+            # Centrifugo's handler answers "expired", which its client-side sub_refresh does not check: it takes
+            # the empty reply as is, a success without expiry that leaves the subscription without expiry and info.
+            return RefreshDecision(replaceInfo=True)
+        if isinstance(failure.value, InvalidToken):
+            raise Refused(codes.DISCONNECT_INVALID_TOKEN)
+        return failure
+
+    def fromRefreshToken(claims: SubscribeClaims) -> RefreshDecision:
+        if not tokenMatches(claims, channel, connection):
+            raise Refused(codes.DISCONNECT_INVALID_TOKEN)
+        expireAt = 0.0 if node.config.client_insecure else float(claims.expireAt)
+        if expireAt and expireAt < node.reactor.seconds():
+            raise Refused(codes.ERROR_EXPIRED)
+        return RefreshDecision(expireAt=expireAt, info=claims.info, replaceInfo=True)
+
+    return node.tokens.subscribeClaims(token, node.reactor).addCallbacks(fromRefreshToken, refused)

@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError as _ProtobufDecodeError
 from google.protobuf.message import Message as _Message
 
 from . import client_pb2
+from .codes import DISCONNECT_FORCE_RECONNECT, Disconnect
 from .errors import DecodeError, EncodeError, FrameTooLarge
 from .framing import split_varint
 from .schema import is_map, json_command, message_type
@@ -147,6 +148,31 @@ class Codec:
         """
         raise NotImplementedError()
 
+    def encode_push(self, push: dict[str, Any], unidirectional: bool = False) -> bytes:
+        """
+        Encode one Push as its transport carries it: in a Reply's C{push} field, or bare on a unidirectional
+        transport (centrifuge's C{encodeReply}: its clients get nothing but pushes, so nothing wraps them).
+
+        @raise EncodeError: the push cannot be represented in this protocol.
+        """
+        return self.encode_reply(push if unidirectional else {"push": push})
+
+    def encode_disconnect(self, disconnect: Disconnect, unidirectional: bool = False) -> bytes:
+        """
+        The Disconnect push of C{disconnect}. A code outside the protocol's uint32, or a reason this codec cannot
+        encode, is pushed as what a WebSocket close frame gets for a code it cannot carry (3011 "force
+        reconnect"), so every SDK reconnects as it would there.
+        """
+        if 0 <= disconnect.code <= 0xFFFFFFFF:
+            try:
+                return self.encode_push(
+                    {"disconnect": {"code": disconnect.code, "reason": disconnect.reason}}, unidirectional
+                )
+            except EncodeError:
+                pass
+        fallback = DISCONNECT_FORCE_RECONNECT
+        return self.encode_push({"disconnect": {"code": fallback.code, "reason": fallback.reason}}, unidirectional)
+
 
 class JSONCodec(Codec):
     """
@@ -228,6 +254,14 @@ class ProtobufCodec(Codec):
             framing.commands = commands
             raise framing
         return commands
+
+    def encode_push(self, push: dict[str, Any], unidirectional: bool = False) -> bytes:
+        if not unidirectional:
+            return self.encode_reply({"push": push})
+        try:
+            return client_pb2.Push(**push).SerializeToString()
+        except (TypeError, ValueError) as e:
+            raise EncodeError(f"cannot encode protobuf Push: {e}") from None
 
     def encode_reply(self, reply: dict[str, Any]) -> bytes:
         # The upb constructor takes nested dicts, lists and maps natively and

@@ -1,8 +1,10 @@
 """
 Centrifugo's reply error codes, disconnect codes and unsubscribe codes, with the messages and reasons the SDKs
-expect. This is their one home: the client, the server API and the transports take them from here.
+expect, and the bits of a SubscribeRequest's C{flag}. This is their one home: the client, the server API and the
+transports take them from here.
 
-Sources: centrifugal/centrifuge ``errors.go`` and ``disconnect.go``; https://centrifugal.dev/docs/server/codes.
+Sources: centrifugal/centrifuge ``errors.go``, ``disconnect.go`` and ``client.go`` (the subscription flags);
+https://centrifugal.dev/docs/server/codes.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ ERROR_EXPIRED = Error(110, "expired")
 ERROR_TOO_MANY_REQUESTS = Error(111, "too many requests", temporary=True)
 ERROR_UNRECOVERABLE_POSITION = Error(112, "unrecoverable position")
 
+# SubscribeRequest.flag bits (the SDK's subscriptionFlags). The SDK offers channel compaction on every subscribe
+# (not implemented here: the offer is ignored, as by a server without it). With reject unrecovered (the SDK's
+# getState option) a recovery that fails is answered with ERROR_UNRECOVERABLE_POSITION instead of recovered false:
+# the SDK then reloads the application's state and subscribes again from the position it returns.
+SUBSCRIBE_FLAG_CHANNEL_COMPACTION = 1
+SUBSCRIBE_FLAG_REJECT_UNRECOVERED = 2
+
 # The server API answers with the same codes (Centrifugo's apiproto), but its error has no "temporary" flag.
 API_ERROR_INTERNAL = attrs.evolve(ERROR_INTERNAL, temporary=False)
 
@@ -88,3 +97,18 @@ DISCONNECT_INAPPROPRIATE_PROTOCOL = Disconnect(3506, "inappropriate protocol")
 DISCONNECT_PERMISSION_DENIED = Disconnect(3507, "permission denied")
 DISCONNECT_NOT_AVAILABLE = Disconnect(3508, "not available")
 DISCONNECT_TOO_MANY_ERRORS = Disconnect(3509, "too many errors")
+
+
+# A unidirectional client gets no error reply: its failed connect becomes a disconnect (centrifuge client.go
+# defaultUniErrorCodeToDisconnect); any other error is 3004.
+_UNIDIRECTIONAL_DISCONNECTS = {
+    ERROR_EXPIRED.code: DISCONNECT_EXPIRED,
+    ERROR_TOKEN_EXPIRED.code: DISCONNECT_EXPIRED,
+    ERROR_TOO_MANY_REQUESTS.code: DISCONNECT_TOO_MANY_REQUESTS,
+    ERROR_PERMISSION_DENIED.code: DISCONNECT_PERMISSION_DENIED,
+}
+
+
+def unidirectionalDisconnect(error: Error) -> Disconnect:
+    """The disconnect that ends a unidirectional connection instead of C{error}'s reply."""
+    return _UNIDIRECTIONAL_DISCONNECTS.get(error.code, DISCONNECT_SERVER_ERROR)

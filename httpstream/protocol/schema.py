@@ -23,7 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from . import client_pb2
 from .errors import DecodeError
 
-__all__ = ["json_command", "json_reply", "is_map", "message_type"]
+__all__ = ["json_command", "json_connect_request", "json_reply", "is_map", "message_type"]
 
 
 class _Scalar(enum.Enum):
@@ -223,6 +223,7 @@ def _json_single(value: Any, spec: _Spec) -> Any:
 # the upb class attribute Command.DESCRIPTOR is not (they are the same object).
 _COMMAND_SCHEMA = _schema(client_pb2.DESCRIPTOR.message_types_by_name["Command"])
 _REPLY_SCHEMA = _schema(client_pb2.DESCRIPTOR.message_types_by_name["Reply"])
+_CONNECT_SCHEMA = _schema(client_pb2.DESCRIPTOR.message_types_by_name["ConnectRequest"])
 
 
 def json_command(line: bytes) -> dict[str, Any]:
@@ -241,6 +242,25 @@ def json_command(line: bytes) -> dict[str, Any]:
         return _json_message(obj, _COMMAND_SCHEMA)
     except _BadField as e:
         raise DecodeError(f"{'.'.join(reversed(e.path))}: {e.message}") from None
+
+
+def json_connect_request(data: bytes) -> dict[str, Any]:
+    """
+    Decode the bare ConnectRequest a unidirectional client opens with (a request body, C{cf_connect}, a first
+    WebSocket message). C{null} is an empty request, as Centrifugo reads it.
+
+    @raise DecodeError: not JSON, neither an object nor C{null}, or a field of the wrong type.
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError(f"invalid JSON: {e}") from None
+    if obj is None:
+        return {}
+    try:
+        return _json_message(obj, _CONNECT_SCHEMA)
+    except _BadField as e:
+        raise DecodeError(f"{'.'.join(reversed(e.path)) or 'connect request'}: {e.message}") from None
 
 
 def json_reply(message: bytes) -> dict[str, Any]:

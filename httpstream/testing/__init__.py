@@ -118,16 +118,19 @@ class FakeTransport:
         pushDisconnect: bool = True,
         name: str = "http_stream",
         requestHeaders: Optional[Mapping[str, str]] = None,
+        unidirectional: bool = False,
     ) -> None:
         """
         The defaults describe an http_stream connection; a WebSocket is C{emulated=False, pushDisconnect=False,
-        name="websocket"}. C{requestHeaders} stands for the headers of the HTTP request that opened it.
+        name="websocket"}, a unidirectional one C{emulated=False, unidirectional=True, name="uni_sse"} (say).
+        C{requestHeaders} stands for the headers of the HTTP request that opened it.
         """
         _checkProtocol(protocol)
         self.protocol = protocol
         self.requestHeaders = requestHeaders
         self.emulated = emulated
         self.pushDisconnect = pushDisconnect
+        self.unidirectional = unidirectional
         self.name = name
         self.batches: list[list[bytes]] = []
         self.closes: list[tuple[int, str]] = []
@@ -186,6 +189,7 @@ class FakeClient:
     (the hub's fan-out, a session registry, an emulation endpoint).
 
     @ivar data: every frame passed to L{handleData}.
+    @ivar connects: every request passed to L{connect}.
     @ivar delivered: every C{(frame, size)} queued by L{deliverPublication} and L{deliverJoinLeave}.
     @ivar disconnects: every C{(code, reason)} passed to L{disconnect}.
     @ivar positionChecks: the channels of every L{checkPositions} call.
@@ -193,13 +197,16 @@ class FakeClient:
 
     _count = 0
 
-    def __init__(self, protocol: str = "json", user: str = "", clientID: str = "", sessionID: str = "") -> None:
+    def __init__(self, protocol: str = "json", user: str = "", clientID: str = "", sessionID: str = "",
+                 unidirectional: bool = False) -> None:
         _checkProtocol(protocol)
         FakeClient._count += 1
         self.clientID = clientID or f"fake-client-{FakeClient._count}"
         self.sessionID = sessionID
         self.user = user
         self.protocol = protocol
+        self.unidirectional = unidirectional
+        self.connects: list[dict[str, Any]] = []
         self.closed = False
         self.data: list[bytes] = []
         self.delivered: list[tuple[bytes, int]] = []
@@ -210,8 +217,12 @@ class FakeClient:
         self.data.append(data)
         return succeed(None)
 
+    def connect(self, request: dict[str, Any]) -> Deferred[None]:
+        self.connects.append(request)
+        return succeed(None)
+
     def deliverPublication(self, frames: Any) -> None:
-        frame = frames.frame(self.protocol, "plain")
+        frame = frames.frame(self.protocol, "plain", self.unidirectional)
         self.delivered.append((frame, len(frame)))
 
     def deliverJoinLeave(self, channel: str, frame: bytes) -> None:

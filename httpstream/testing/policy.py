@@ -109,11 +109,11 @@ class FakePolicy:
     def message(self, connection: Connection, data: bytes) -> Deferred[None]:
         return self._answer("message", None, connection, data)
 
-    def position(self, subscription: Any, recover: Optional[StreamPosition],
-                 protocol: str) -> Deferred[dict[str, Any]]:
+    def position(self, subscription: Any, recover: Optional[StreamPosition], protocol: str,
+                 rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
         subscription.offset, subscription.epoch = self.stream.offset, self.stream.epoch
         return self._answer("position", {"offset": self.stream.offset, "epoch": self.stream.epoch},
-                            subscription, recover, protocol)
+                            subscription, recover, protocol, rejectUnrecovered)
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         self.asked.append(("checkPosition", (subscription, force)))

@@ -10,7 +10,7 @@ parses chunk by chunk.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import server
@@ -33,6 +33,7 @@ class HTTPStreamTransport:
     name = "http_stream"
     emulated = True
     pushDisconnect = True
+    unidirectional = False
 
     def __init__(self, request: server.Request, protobuf: bool) -> None:
         self._request = request
@@ -100,10 +101,12 @@ def openStream(
     contentType: bytes,
     body: bytes,
     preamble: bytes = b"",
+    connect: Optional[dict[str, Any]] = None,
 ) -> int:
     """
     Start a streaming response (200, its headers and any C{preamble}) and run its first commands on a new
-    client, which ends when the stream does, whichever side ends it.
+    client, which ends when the stream does, whichever side ends it. A unidirectional transport gives its
+    C{connect} request instead of a C{body} of commands.
     """
     request.setResponseCode(200)
     request.setHeader(b"Content-Type", contentType)
@@ -118,5 +121,8 @@ def openStream(
         client.transportClosed()
 
     request.notifyFinish().addErrback(gone)
-    client.handleData(body)
+    if connect is not None:
+        client.connect(connect)
+    else:
+        client.handleData(body)
     return NOT_DONE_YET

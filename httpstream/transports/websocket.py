@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.transports.test_websocket_transport,tests.transports.test_websocket_http,tests.transports.test_websocket_delivery -*-
+# -*- test-case-name: tests.transports.test_websocket_transport,tests.transports.test_websocket_http,tests.transports.test_websocket_delivery,tests.transports.test_websocket_compression -*-
 """
 ``/connection/websocket`` (centrifugal/centrifuge ``handler_websocket.go``), on autobahn.
 
@@ -14,6 +14,10 @@ Autobahn's size limits apply to what it sends as well as to what it reads, so it
 (C{websocket_message_size_limit}) is checked here on every frame a client sends, and a flushed batch is split into
 WebSocket messages of at most C{websocket_write_batch_size} bytes, each holding whole protocol messages; a reply
 or push larger than that goes alone in its own message. Nothing the writer hands over is refused for its size.
+
+With C{websocket_compression} on, a client that offers permessage-deflate gets it (L{httpstream.transports.deflate}:
+no context takeover, so one compression of a publication serves all its subscribers); each WebSocket message over
+C{websocket_compression_min_size} bytes then goes compressed, the others as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from httpstream.interfaces import IClient, IOriginChecker, ITransport
 from httpstream.logs import Logger
 from httpstream.node.node import Node
 from httpstream.protocol.framing import varint_delimit
+from httpstream.transports.deflate import Compression, Deflaters, SharedDeflate, acceptOffer
 
 SUBPROTOCOLS = ("centrifuge-json", "centrifuge-protobuf")
 
@@ -96,10 +101,21 @@ class WebSocketTransport:
     name = "websocket"
     emulated = False
     pushDisconnect = False
+    unidirectional = False
 
-    def __init__(self, connection: "CentrifugeWebSocketProtocol", protobuf: bool, writeBatchSize: int = 0) -> None:
+    def __init__(
+        self,
+        connection: "CentrifugeWebSocketProtocol",
+        protobuf: bool,
+        writeBatchSize: int = 0,
+        compression: Optional[Compression] = None,
+    ) -> None:
+        """
+        @param compression: the endpoint's settings when this connection negotiated permessage-deflate, else None.
+        """
         self._connection = connection
         self._writeBatchSize = writeBatchSize
+        self._compression = compression
         # The upgrade request's headers (autobahn keeps them lower-cased, one value each).
         self.requestHeaders = dict(connection.http_headers)
         self.protocol = "protobuf" if protobuf else "json"
@@ -110,9 +126,22 @@ class WebSocketTransport:
         if self.finished or self._connection.state != _OPEN:
             return
         binary = self.protocol == "protobuf"
+        compression = self._compression
+        for payload in self.payloads(messages):
+            if compression is None:
+                self._connection.sendMessage(payload, isBinary=binary)  # type: ignore[no-untyped-call]
+            else:
+                # Autobahn decides per message: doNotCompress sends a small one plainly (RSV1 clear) on a connection
+                # that negotiated compression, as Centrifugo does up to websocket_compression_min_size.
+                plain = not compression.compresses(len(payload))
+                self._connection.sendMessage(  # type: ignore[no-untyped-call]
+                    payload, isBinary=binary, doNotCompress=plain
+                )
+
+    def payloads(self, messages: Sequence[bytes]) -> list[bytes]:
+        """The WebSocket messages that carry one flushed batch."""
         # One JSON message goes as it is; a batch is newline-joined with no trailing newline.
-        for payload in packBatch(messages, self._writeBatchSize, binary):
-            self._connection.sendMessage(payload, isBinary=binary)  # type: ignore[no-untyped-call]
+        return packBatch(messages, self._writeBatchSize, self.protocol == "protobuf")
 
     def registerProducer(self, producer: IPushProducer) -> None:
         # The TCP transport (a consumer), which autobahn types as a bare ITransport.
@@ -178,7 +207,17 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         return chosen
 
     def onOpen(self) -> None:
-        self._transport = WebSocketTransport(self, self._protobuf, self.factory.writeBatchSize)
+        compression: Optional[Compression] = None
+        negotiated = self._perMessageCompress
+        if negotiated is not None and self.factory.deflaters is not None:
+            # Autobahn made its own compressor from our acceptance (it looks the class up by extension name in a
+            # module-wide table we leave alone); the connection's outgoing messages go through the endpoint's
+            # shared deflater instead, before any message is sent.
+            shared = SharedDeflate.taking(negotiated, self.factory.deflaters)
+            self._perMessageCompress = shared
+            self.websocket_extensions_in_use = [shared]
+            compression = self.factory.compression
+        self._transport = WebSocketTransport(self, self._protobuf, self.factory.writeBatchSize, compression)
         self._client = self.factory.node.newClient(self._transport)
 
     def onMessageFrameBegin(self, length: int) -> None:
@@ -188,6 +227,11 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         limit = self.factory.messageSizeLimit
         if limit and not self.failedByMe and self.message_data_total_length > limit:
             self._fail_connection(_MESSAGE_TOO_BIG, "message size limit exceeded")
+
+    def _max_message_size_exceeded(self, msg_size: int, max_msg_size: int, reason: str) -> None:
+        # Autobahn's hook for a client's compressed message that inflates past the limit: the same 1009 and reason
+        # as a message too large on the wire (its own reason would name its unused limit, 0).
+        self._fail_connection(_MESSAGE_TOO_BIG, "message size limit exceeded")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self._client is not None:
@@ -202,19 +246,27 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
 class CentrifugeWebSocketFactory(WebSocketServerFactory):
     """
     Connections to one node; a client message above C{messageSizeLimit} bytes closes with 1009, and outgoing
-    batches are split at C{writeBatchSize} bytes (0: no limit either way).
+    batches are split at C{writeBatchSize} bytes (0: no limit either way). With C{compression}, permessage-deflate
+    is accepted when a client offers it.
     """
 
     protocol = CentrifugeWebSocketProtocol  # type: ignore[assignment]  # autobahn builds it with no arguments
 
     def __init__(
-        self, node: Node, origins: IOriginChecker, messageSizeLimit: int, writeBatchSize: int = 65536
+        self,
+        node: Node,
+        origins: IOriginChecker,
+        messageSizeLimit: int,
+        writeBatchSize: int = 65536,
+        compression: Optional[Compression] = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.node = node
         self.origins = origins
         self.messageSizeLimit = messageSizeLimit
         self.writeBatchSize = writeBatchSize
+        self.compression = compression
+        self.deflaters = Deflaters(compression.level) if compression is not None else None
         self.setProtocolOptions(  # type: ignore[no-untyped-call]
             # Autobahn's limits would refuse our own large messages too (PayloadExceededError): see the module.
             maxMessagePayloadSize=0,
@@ -228,11 +280,22 @@ class CentrifugeWebSocketFactory(WebSocketServerFactory):
             allowedOrigins=["*"],
             allowNullOrigin=True,
         )
+        if compression is not None:
+            limit = compression.decompressedLimit
+            self.setProtocolOptions(  # type: ignore[no-untyped-call]
+                perMessageCompressionAccept=lambda offers: acceptOffer(offers, limit)
+            )
         self.noisy = False
         # No "Server: AutobahnPython" in the handshake: Centrifugo (Go's net/http) names no server either.
         self.server = None
 
 
-def websocketResource(node: Node, origins: IOriginChecker, messageSizeLimit: int, writeBatchSize: int = 65536) -> Any:
+def websocketResource(
+    node: Node,
+    origins: IOriginChecker,
+    messageSizeLimit: int,
+    writeBatchSize: int = 65536,
+    compression: Optional[Compression] = None,
+) -> Any:
     """The resource a Klein route returns for ``/connection/websocket``."""
-    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize))
+    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize, compression))

@@ -27,9 +27,13 @@ from httpstream.metrics import CONTENT_TYPE
 from httpstream.node.node import Node
 from httpstream.origin import OriginChecker
 from httpstream.transports._http import LimitedRequest, limitedRequestFactory
+from httpstream.transports.deflate import Compression
 from httpstream.transports.emulation import EmulationResource
 from httpstream.transports.http_stream import HTTPStreamResource
 from httpstream.transports.sse import SSEResource
+from httpstream.transports.uni_http_stream import UniHTTPStreamResource
+from httpstream.transports.uni_sse import UniSSEResource
+from httpstream.transports.uni_websocket import uniWebsocketResource
 from httpstream.transports.websocket import websocketResource
 
 # Klein would answer a method outside a route's list with its own HTML 405; the resources answer every method
@@ -52,6 +56,8 @@ class Status(Resource):
 
 
 NOT_FOUND = Status(404)
+# A request to a connection endpoint past the node's connection limit or rate (Centrifugo's ConnLimit middleware).
+SERVICE_UNAVAILABLE = Status(503)
 
 
 class HandshakeRefusal(Resource):
@@ -93,6 +99,15 @@ def handshakeRefusal(request: server.Request) -> Optional[IResource]:
     return None
 
 
+def websocketCompression(config: Config) -> Optional[Compression]:
+    """The WebSocket endpoint's permessage-deflate settings, or None when C{websocket_compression} is off."""
+    if not config.websocket_compression:
+        return None
+    # Centrifugo's default bound on what a compressed client message may inflate to: 10 times the wire limit.
+    decompressed = config.websocket_decompressed_message_size_limit or 10 * config.websocket_message_size_limit
+    return Compression(config.websocket_compression_level, config.websocket_compression_min_size, decompressed)
+
+
 def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None) -> Klein:
     """The routes of one node, each enabled by its config flag (a disabled endpoint answers 404)."""
     config = node.config
@@ -112,24 +127,60 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
         emulation = EmulationResource(node, origins, config.emulation_max_request_body_size)
     if not config.websocket_disable:
         websocket = websocketResource(
-            node, origins, config.websocket_message_size_limit, config.websocket_write_batch_size
+            node,
+            origins,
+            config.websocket_message_size_limit,
+            config.websocket_write_batch_size,
+            websocketCompression(config),
         )
+    uni: dict[str, IResource] = {}
+    if config.uni_http_stream:
+        uni["uni_http_stream"] = UniHTTPStreamResource(node, origins, config.uni_http_stream_max_request_body_size)
+    if config.uni_sse:
+        uni["uni_sse"] = UniSSEResource(node, origins, config.uni_sse_max_request_body_size)
+    if config.uni_websocket:
+        uni["uni_websocket"] = uniWebsocketResource(node, origins, config.uni_websocket_message_size_limit)
+
+    def connecting(endpoint: IResource) -> Optional[IResource]:
+        """
+        The one gate of every connection endpoint (not /emulation, which opens none): past the node's limits a
+        request gets an empty 503 before anything else (origin, method, handshake), as from Centrifugo, whose
+        middleware runs first; preflights count too. A disabled endpoint stays a plain 404.
+        """
+        if endpoint is NOT_FOUND or node.connLimit.admit():
+            return None
+        return SERVICE_UNAVAILABLE
 
     @app.route("/connection/http_stream", methods=ALL_METHODS)
     def httpStream(request: server.Request) -> IResource:
-        return stream
+        return connecting(stream) or stream
 
     @app.route("/connection/sse", methods=ALL_METHODS)
     def eventStream(request: server.Request) -> IResource:
-        return sse
+        return connecting(sse) or sse
 
     @app.route("/connection/websocket", methods=ALL_METHODS)
     def webSocket(request: server.Request) -> IResource:
+        refused = connecting(websocket)
+        if refused is not None:
+            return refused
         if websocket is not NOT_FOUND:
             refusal = handshakeRefusal(request)
             if refusal is not None:
                 return refusal
         return websocket
+
+    @app.route("/connection/<any(uni_http_stream, uni_sse, uni_websocket):name>", methods=ALL_METHODS)
+    def unidirectional(request: server.Request, name: str) -> IResource:
+        resource = uni.get(name, NOT_FOUND)
+        refused = connecting(resource)
+        if refused is not None:
+            return refused
+        if name == "uni_websocket" and resource is not NOT_FOUND:
+            refusal = handshakeRefusal(request)
+            if refusal is not None:
+                return refusal
+        return resource
 
     @app.route("/emulation", methods=ALL_METHODS)
     def emulate(request: server.Request) -> IResource:
@@ -257,11 +308,15 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
             config.http_stream_max_request_body_size,
             config.emulation_max_request_body_size,
             config.sse_max_request_body_size,
+            config.uni_http_stream_max_request_body_size,
+            config.uni_sse_max_request_body_size,
             0 if config.api_disable else API_MAX_BODY,
         ),
         {
             b"/connection/http_stream": config.http_stream_max_request_body_size,
             b"/connection/sse": config.sse_max_request_body_size,
+            b"/connection/uni_http_stream": config.uni_http_stream_max_request_body_size,
+            b"/connection/uni_sse": config.uni_sse_max_request_body_size,
             b"/emulation": config.emulation_max_request_body_size,
             b"/api/": 0 if config.api_disable else API_MAX_BODY,
             # Routes without a body (WebSocket, health, metrics, demo) keep none of one.

@@ -236,8 +236,9 @@ class NamespaceEnvironmentTests(EnvironmentTests):
         )
         self.rejected(
             {"channel": {"namespaces": [{"name": "chat"}]}},
-            {"CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_SUBSCRIBE_PROXY_NAME": "other"},
-            "environment variable CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_SUBSCRIBE_PROXY_NAME", "no named proxies",
+            {"CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_SUBSCRIBE_PROXY_NAME": "other",
+             "CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_SUBSCRIBE_PROXY_ENABLED": "true"},
+            '(namespace "chat")', 'proxy "other" is not in "proxies"',
         )
 
     def test_optionOfMissingNamespace(self) -> None:

@@ -106,12 +106,16 @@ class TwinFileTests(SynchronousTestCase):
 _VALUES: dict[str, Any] = {
     "log_level": "debug", "engine": "redis", "api_error_mode": "transport", "force_recovery_mode": "cache",
     "allowed_origins": ["https://*.example.com"], "allowed_delta_types": ["fossil"],
+    "token_jwks_public_endpoint": "https://auth.example.com/jwks",
+    "subscription_token_jwks_public_endpoint": "https://auth.example.com/jwks",
+    "proxies": [{"name": "backend", "endpoint": "http://backend.test/"}], "rpc_namespaces": [{"name": "chat"}],
 }
 _COMPANIONS: dict[str, dict[str, Any]] = {
     "history_size": {"history_ttl": "1m"},
     "history_ttl": {"history_size": 10},
     "force_recovery": {"history_size": 10, "history_ttl": "1m"},
     "user_personal_single_connection": {"presence": True},
+    "rpc_namespaces": {"granular_proxy_mode": True},  # what v6's rpc.namespaces means
 }
 
 
@@ -225,7 +229,6 @@ class UnknownKeyTests(SynchronousTestCase):
                 "client": {"allowed_origin": ["x"], "token": {"jwks_public_endpoint2": "x"}},
                 "channel": {"namespaces": [{"name": "chat", "presense": True}]},
                 "engine": {"redis": {"sentinel_address": ["x:1"]}},
-                "proxies": [],
                 "uni_grpc": {"enabled": True},
             }
         )
@@ -237,7 +240,6 @@ class UnknownKeyTests(SynchronousTestCase):
                     'config key "client.token.jwks_public_endpoint2" is unknown and was ignored',
                     'config key "channel.namespaces[0].presense" is unknown and was ignored',
                     'config key "engine.redis.sentinel_address" is unknown and was ignored',
-                    'config key "proxies" is unknown and was ignored',
                     'config key "uni_grpc" is unknown and was ignored',
                 ]
             ),
@@ -296,13 +298,15 @@ class V6ValueTests(SynchronousTestCase):
             config.namespaces[0].options, proxy_sub_refresh=True)),))
         self.assertTrue(config.namespaces[0].options.proxy_sub_refresh)
 
-    def test_namedProxyRefused(self) -> None:
+    def test_unknownNamedProxyRefused(self) -> None:
         """
-        httpstream has no named proxies: a namespace that names one would reach the wrong backend, so it stops.
+        A namespace that names a proxy missing from C{proxies} would reach no backend: the server does not start.
         """
         rejected(
-            self, {"channel": {"namespaces": [{"name": "chat", "subscribe_proxy_name": "mine"}]}},
-            'config key "channel.namespaces[0].subscribe_proxy_name"', "no named proxies",
+            self,
+            {"channel": {"namespaces": [{"name": "chat", "subscribe_proxy_enabled": True,
+                                         "subscribe_proxy_name": "mine"}]}},
+            'config key "namespaces[0].subscribe_proxy_name" (namespace "chat")', 'proxy "mine" is not in "proxies"',
         )
 
 
@@ -466,13 +470,24 @@ def documentationRows() -> list[str]:
     """
     from httpstream.config.env import envName, v5EnvName
     from httpstream.config.v6 import v5Paths
-    from httpstream.config.v6names import PROXY_SHARED
+    from httpstream.config.v6names import PROXY_SHARED, RPC_PROXY_NAME
+
+    # v5 keys whose v6 twin is read differently (a v6 proxy name counts only with its switch): two leaves.
+    V6_TWINS = {
+        "subscribe_proxy_name": "channel.without_namespace.subscribe_proxy_name",
+        "publish_proxy_name": "channel.without_namespace.publish_proxy_name",
+        "sub_refresh_proxy_name": "channel.without_namespace.sub_refresh_proxy_name",
+        "rpc_proxy_name": RPC_PROXY_NAME,
+    }
 
     rows = []
     for f in dataclasses.fields(Config):
         if f.name in PROXY_SHARED:
             option = PROXY_SHARED[f.name]
-            paths, names = [f"<proxy>.{option}"], [f"CENTRIFUGO_<PROXY>_{option.upper()}"]
+            paths, names = [f"<proxy>.{option}"], [f"CENTRIFUGO_<PROXY>_{option.upper().replace('.', '_')}"]
+        elif f.name in V6_TWINS:
+            paths = [V6_TWINS[f.name]]
+            names = [envName(p) for p in paths]
         else:
             paths = [p for p in v5Paths(f.name) if leaves()[p].v6]
             names = [envName(p) for p in paths]

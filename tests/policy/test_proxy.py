@@ -458,22 +458,29 @@ class HeaderTests(ProxyTestCase):
         )
 
     def test_sentWithEveryRequest(self) -> None:
-        """The context's headers go out with every proxy request; Content-Type is always application/json."""
-        ctx = context(headers={"Cookie": ["sid=42"], "X-Multi": ["1", "2"], "Content-Type": ["text/plain"]})
+        """
+        The context's headers that the proxy forwards go out with every proxy request; Content-Type is always
+        application/json.
+        """
+        proxy = self.makeProxy(config={"proxy_http_headers": ["cookie", "X-Multi", "Content-Type"]})
+        ctx = context(headers={"Cookie": ["sid=42"], "X-Multi": ["1", "2"], "Content-Type": ["text/plain"],
+                               "X-Other": ["not forwarded"]})
         self.backend.reply = {"result": {}}
-        for d in (self.proxy.rpc(ctx, "m", None), self.proxy.refresh(ctx),
-                  self.proxy.subRefresh(ctx, "ch"), self.proxy.connect(ctx, ProxyConnectRequest())):
+        for d in (proxy.rpc(ctx, "m", None), proxy.refresh(ctx),
+                  proxy.subRefresh(ctx, "ch"), proxy.connect(ctx, ProxyConnectRequest())):
             self.succeed(d)
             headers = self.backend.last["headers"]
             self.assertEqual(headers.getRawHeaders(b"cookie"), [b"sid=42"])
             self.assertEqual(headers.getRawHeaders(b"x-multi"), [b"1", b"2"])
             self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
+            self.assertIsNone(headers.getRawHeaders(b"x-other"))
 
     def test_bytesRoundTrip(self) -> None:
         """Header bytes that are not UTF-8 reach the backend unchanged."""
+        proxy = self.makeProxy(config={"proxy_http_headers": ["Cookie"]})
         ctx = context(headers=forwardedHeaders(["cookie"], Headers({b"cookie": [b"v=\xe9\xff"]})))
         self.backend.reply = {"result": {}}
-        self.succeed(self.proxy.rpc(ctx, "m", None))
+        self.succeed(proxy.rpc(ctx, "m", None))
         self.assertEqual(self.backend.last["headers"].getRawHeaders(b"cookie"), [b"v=\xe9\xff"])
 
 

@@ -16,6 +16,9 @@
 //             limit) and waits for the SDK's "disconnected".
 //   shutdown  client "a" connects and subscribes, prints {"event":"ready"}, then waits until the server ends the
 //             connection and reports what the SDK did ("connecting" with the server's code when it reconnects).
+//   connlimit client "a" connects; "b" connects to a node whose client_connection_limit is 1: its transport is
+//             refused (503) and the SDK keeps reconnecting; after --count refusals "a" disconnects and "b" must
+//             connect ({"event":"summary", refusals, disconnected} for "b").
 //   recover   client "a" subscribes to --channel (a recoverable one) and disconnects; "b" publishes --count
 //             numbered publications of about 1 KiB; "a" connects again, its SDK resubscribes with recover, and
 //             must get every one, in order ({"event":"recovered", count, numbers_in_order, recovered}).
@@ -25,9 +28,12 @@
 //
 // Besides the SDK's own events, the script reports what went over the wire:
 //   ws_open {protocol}          a WebSocket handshake succeeded (protocol: the subprotocol the server echoed)
+//   ws_upgrade {extensions}     the handshake's Sec-WebSocket-Extensions (null: none); `ws` offers permessage-deflate
+//                               unless --deflate off
 //   ws_error {message}          a WebSocket failed (e.g. "Unexpected server response: 404" for a refused upgrade)
 //   ws_close {code, reason}     a WebSocket closed, with the close frame's code and reason
-//   ws_recv / ws_send {binary, size, ping|pong}   every frame (ping/pong: the frame is an empty command)
+//   ws_recv / ws_send {binary, size, ping|pong}   every frame (ping/pong: the frame is an empty command); ws_recv
+//                               also has wire: the bytes read from the socket so far (handshake included)
 //   stream {status, contentType}    the response to an http_stream POST
 //   sse {status, contentType}       the response to an SSE GET
 //   emulation {status, pong}        the response to an emulation POST
@@ -52,6 +58,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '7' },
     count: { type: 'string', default: '100' },
     deadline: { type: 'string', default: '20' },
+    deflate: { type: 'string', default: 'on' },
   },
 });
 
@@ -110,19 +117,34 @@ function frameSize(data) {
   return data.byteLength;
 }
 
+// Transports refused with a 503 (a WebSocket upgrade or an http_stream POST), by client.
+const refusals = {};
+
+function refused(who) {
+  refusals[who] = (refusals[who] || 0) + 1;
+}
+
 // The `ws` WebSocket, reporting its handshake, frames and close to stdout.
 function spyingWebSocket(who) {
   return class SpyingWebSocket extends WebSocket {
-    constructor(...params) {
-      super(...params);
+    constructor(url, protocols) {
+      // The SDK passes the URL and, for Protobuf, the subprotocol; ws's own options are ours to choose.
+      super(url, protocols, { perMessageDeflate: args.deflate !== 'off' });
+      this.on('upgrade', (response) =>
+        emit('ws_upgrade', { who, extensions: response.headers['sec-websocket-extensions'] ?? null }),
+      );
       this.addEventListener('open', () => emit('ws_open', { who, protocol: this.protocol }));
-      this.addEventListener('error', (event) => emit('ws_error', { who, message: String(event.message) }));
+      this.addEventListener('error', (event) => {
+        emit('ws_error', { who, message: String(event.message) });
+        if (String(event.message).includes('503')) refused(who);
+      });
       this.addEventListener('close', (event) =>
         emit('ws_close', { who, code: event.code, reason: event.reason, wasClean: event.wasClean }),
       );
       this.addEventListener('message', (event) => {
         const binary = typeof event.data !== 'string';
-        emit('ws_recv', { who, binary, size: frameSize(event.data), ping: isEmptyCommand(event.data) });
+        const wire = this._socket ? this._socket.bytesRead : null;
+        emit('ws_recv', { who, binary, size: frameSize(event.data), ping: isEmptyCommand(event.data), wire });
       });
     }
 
@@ -181,6 +203,7 @@ function spyingFetch(who, kind) {
           emit('emulation', { who, status: response.status, pong });
         } else {
           emit(kind, { who, status: response.status, contentType });
+          if (response.status === 503) refused(who);
         }
         return response;
       },
@@ -342,6 +365,27 @@ const scenarios = {
     await sleep(100);
     a.disconnect();
   },
+};
+
+scenarios.connlimit = async function connlimit() {
+  const a = newClient('a');
+  const connectedA = new Promise((resolve) => a.once('connected', resolve));
+  a.connect();
+  await connectedA;
+  const b = newClient('b');
+  let disconnected = false;
+  b.on('disconnected', () => {
+    disconnected = true;
+  });
+  const connectedB = new Promise((resolve) => b.once('connected', resolve));
+  b.connect();
+  while ((refusals.b || 0) < Number(args.count)) {
+    await sleep(20);
+  }
+  a.disconnect();
+  await connectedB;
+  emit('summary', { who: 'b', refusals: refusals.b, disconnected });
+  b.disconnect();
 };
 
 scenarios.recover = async function recover() {

@@ -3,7 +3,8 @@
 The proxy's HTTP caller: client events become JSON POSTs to the application backend (Centrifugo's HTTP proxy).
 
 Six events are proxied, each to its own endpoint (``proxy_<name>_endpoint``, off while empty) with its own timeout
-(``proxy_<name>_timeout``): connect, refresh, rpc, publish, subscribe and sub_refresh. Request and response bodies
+(``proxy_<name>_timeout``): connect, refresh, rpc, publish, subscribe and sub_refresh; or to a named proxy of
+``proxies`` that the namespace, RPC namespace or event picks (L{routes}). Request and response bodies
 follow Centrifugo v5 (``internal/proxyproto/proxy.proto`` and ``internal/proxy/*_handler.go``; the v5 docs
 ``server/proxy.md``)::
 
@@ -35,6 +36,7 @@ from httpstream.policy.proxy import results
 from httpstream.policy.proxy.errors import CallFailed, ProxyDisconnect, ProxyError
 from httpstream.policy.proxy.headers import forwardedHeaders
 from httpstream.policy.proxy.requests import ProxyConnectRequest, ProxyContext, ProxySubscribeRequest, RequestBody
+from httpstream.policy.proxy.routes import ProxyEndpoint, endpointFor, headerNames, rpcConfigured, rpcProxyName
 from httpstream.protocol import codes
 from httpstream.readers import Base64Error, FieldError, Fields
 
@@ -109,8 +111,10 @@ class ProxyClient:
         @param reactor: schedules the timeouts (and, when C{httpClient} is None, runs the default client).
         @param httpClient: a treq-like client with C{post(url, data=, headers=)}; None builds treq's
             C{HTTPClient} over a persistent connection pool on C{reactor}.
-        @param binaryEncoding: overrides C{config.proxy_binary_encoding} (off when the config has no such key).
-        @param includeMeta: overrides C{config.proxy_include_connection_meta} (off when absent).
+        @param binaryEncoding: overrides C{config.proxy_binary_encoding} (off when the config has no such key),
+            and each named proxy's C{binary_encoding}.
+        @param includeMeta: overrides C{config.proxy_include_connection_meta} (off when absent), and each named
+            proxy's C{include_connection_meta}.
         """
         self._config = config
         self._reactor = reactor
@@ -118,6 +122,8 @@ class ProxyClient:
         if httpClient is None:
             httpClient, self._pool = _defaultHTTPClient(reactor)
         self._http = httpClient
+        self._binaryOverride = binaryEncoding
+        self._metaOverride = includeMeta
         if binaryEncoding is None:
             binaryEncoding = bool(getattr(config, "proxy_binary_encoding", False))
         if includeMeta is None:
@@ -125,19 +131,26 @@ class ProxyClient:
         self.binaryEncoding = binaryEncoding
         self.includeMeta = includeMeta
 
-    def enabled(self, name: str) -> bool:
+    def enabled(self, name: str, proxy: str = "") -> bool:
         """
-        Whether the proxy for event C{name} (one of L{PROXY_NAMES}) has an endpoint.
+        Whether the proxy for event C{name} (one of L{PROXY_NAMES}) has an endpoint: the event's own, or the
+        named proxy C{proxy} (C{""} or C{"default"}: the event's own; connect and refresh use
+        C{connect_proxy_name} / C{refresh_proxy_name}). For C{"rpc"}: whether any RPC method reaches a proxy.
         """
         if name not in PROXY_NAMES:
             raise ValueError(f"unknown proxy {name!r}; expected one of {', '.join(PROXY_NAMES)}")
-        return bool(getattr(self._config, f"proxy_{name}_endpoint"))
+        if name == "rpc" and not proxy:
+            return rpcConfigured(self._config)
+        return endpointFor(self._config, name, proxy) is not None
 
     def headersFor(
         self, requestHeaders: Any = None, emulatedHeaders: Optional[Mapping[str, str]] = None
     ) -> dict[str, list[str]]:
-        """L{forwardedHeaders} with this configuration's C{proxy_http_headers}; store it in L{ProxyContext.headers}."""
-        return forwardedHeaders(self._config.proxy_http_headers, requestHeaders, emulatedHeaders)
+        """
+        L{forwardedHeaders} with every header name some proxy forwards (C{proxy_http_headers} and each named
+        proxy's C{http_headers}); store it in L{ProxyContext.headers}. Each request keeps its own proxy's.
+        """
+        return forwardedHeaders(headerNames(self._config), requestHeaders, emulatedHeaders)
 
     def close(self) -> "Deferred[None]":
         """Close the idle connections of the default client's pool (nothing to do for an injected client)."""
@@ -168,13 +181,13 @@ class ProxyClient:
             Centrifugo answers an unknown channel in C{channels} or C{subs} with error 102 (the caller's check).
         """
 
-        def build(body: RequestBody) -> None:
+        def build(body: RequestBody, meta: bool) -> None:
             body.put("name", request.name)
             body.put("version", request.version)
             body.data(request.data)
             body.put("channels", list(request.channels))
 
-        return self._request("connect", ctx, False, build, results.connectResult, self._internalError)
+        return self._request("connect", "", ctx, False, build, results.connectResult, self._internalError)
 
     def refresh(self, ctx: ProxyContext) -> "Deferred[dict[str, Any]]":
         """
@@ -198,25 +211,31 @@ class ProxyClient:
         def retry(failure: Failure) -> dict[str, Any]:
             return {"expired": False, "expire_at": self._retryAt(), "info": None, "meta": None}
 
-        return self._request("refresh", ctx, True, lambda body: body.meta(ctx, self.includeMeta), parse, retry)
+        return self._request("refresh", "", ctx, True, lambda body, meta: body.meta(ctx, meta), parse, retry)
 
     def rpc(self, ctx: ProxyContext, method: str, data: Optional[bytes]) -> "Deferred[dict[str, Any]]":
         """
-        Forward a client RPC.
+        Forward a client RPC, to the proxy its RPC namespace picks (L{routes.rpcProxyName}).
 
         Request: C{client, transport, protocol, encoding, user, method, data | b64data, meta?}.
 
-        @return: C{{"data": bytes | None}}: the RPCResult data for the client.
+        @return: C{{"data": bytes | None}}: the RPCResult data for the client; or fails with L{ProxyError} 104 / 108
+            when the method's namespace is unknown or has no proxy.
         """
+        route = rpcProxyName(self._config, method)
+        if isinstance(route, codes.Error):
+            return fail(ProxyError(route))
 
-        def build(body: RequestBody) -> None:
+        def build(body: RequestBody, meta: bool) -> None:
             body.put("method", method)
             body.data(data)
-            body.meta(ctx, self.includeMeta)
+            body.meta(ctx, meta)
 
-        return self._request("rpc", ctx, True, build, results.rpcResult, self._internalError)
+        return self._request("rpc", route, ctx, True, build, results.rpcResult, self._internalError)
 
-    def publish(self, ctx: ProxyContext, channel: str, data: Optional[bytes]) -> "Deferred[dict[str, Any]]":
+    def publish(
+        self, ctx: ProxyContext, channel: str, data: Optional[bytes], proxy: str = ""
+    ) -> "Deferred[dict[str, Any]]":
         """
         Ask the backend whether a client may publish, before anything is published.
 
@@ -224,16 +243,19 @@ class ProxyClient:
 
         @return: C{{"data": bytes | None, "skip_history": bool}}: C{data}, when not None, replaces what the
             client sent; C{skip_history} publishes without saving to history.
+        @param proxy: the channel's C{publish_proxy_name} (C{""}: the publish proxy).
         """
 
-        def build(body: RequestBody) -> None:
+        def build(body: RequestBody, meta: bool) -> None:
             body.put("channel", channel)
             body.data(data)
-            body.meta(ctx, self.includeMeta)
+            body.meta(ctx, meta)
 
-        return self._request("publish", ctx, True, build, results.publishResult, self._internalError)
+        return self._request("publish", proxy, ctx, True, build, results.publishResult, self._internalError)
 
-    def subscribe(self, ctx: ProxyContext, channel: str, request: ProxySubscribeRequest) -> "Deferred[dict[str, Any]]":
+    def subscribe(
+        self, ctx: ProxyContext, channel: str, request: ProxySubscribeRequest, proxy: str = ""
+    ) -> "Deferred[dict[str, Any]]":
         """
         Ask the backend whether a client may subscribe.
 
@@ -245,23 +267,25 @@ class ProxyClient:
             C{force_recovery}, C{force_positioning} for this subscription, and a non-zero C{expire_at} (unix
             seconds) makes the subscription expire (refreshed through sub_refresh). A missing result allows
             the subscription with nothing set.
+        @param proxy: the channel's C{subscribe_proxy_name} (C{""}: the subscribe proxy).
         """
 
-        def build(body: RequestBody) -> None:
+        def build(body: RequestBody, meta: bool) -> None:
             body.put("channel", channel)
             body.put("token", request.token)
             body.data(request.data)
-            body.meta(ctx, self.includeMeta)
+            body.meta(ctx, meta)
 
-        return self._request("subscribe", ctx, True, build, results.subscribeResult, self._internalError)
+        return self._request("subscribe", proxy, ctx, True, build, results.subscribeResult, self._internalError)
 
-    def subRefresh(self, ctx: ProxyContext, channel: str) -> "Deferred[dict[str, Any]]":
+    def subRefresh(self, ctx: ProxyContext, channel: str, proxy: str = "") -> "Deferred[dict[str, Any]]":
         """
         Ask the backend whether an expiring subscription may live on.
 
         Request: C{client, transport, protocol, encoding, user, channel, meta?}.
 
         @return: C{{"expired": bool, "expire_at": int, "info": bytes | None}}, with the rules of L{refresh}.
+        @param proxy: the channel's C{sub_refresh_proxy_name} (C{""}: the sub refresh proxy).
         """
 
         def parse(response: Fields) -> dict[str, Any]:
@@ -272,14 +296,14 @@ class ProxyClient:
                 return {"expired": True, "expire_at": 0, "info": None}
             return result
 
-        def build(body: RequestBody) -> None:
+        def build(body: RequestBody, meta: bool) -> None:
             body.put("channel", channel)
-            body.meta(ctx, self.includeMeta)
+            body.meta(ctx, meta)
 
         def retry(failure: Failure) -> dict[str, Any]:
             return {"expired": False, "expire_at": self._retryAt(), "info": None}
 
-        return self._request("sub_refresh", ctx, True, build, parse, retry)
+        return self._request("sub_refresh", proxy, ctx, True, build, parse, retry)
 
     # The exchange.
 
@@ -290,33 +314,48 @@ class ProxyClient:
     def _internalError(failure: Failure) -> Any:
         raise ProxyError(codes.ERROR_INTERNAL)
 
+    @staticmethod
+    def _headers(target: ProxyEndpoint, ctx: ProxyContext) -> dict[bytes, list[bytes]]:
+        # The proxy's static headers, then the connection's headers this proxy forwards (they win, as in
+        # Centrifugo's getProxyHeader), then the JSON content type.
+        def encode(text: str) -> bytes:
+            return text.encode("utf-8", "surrogateescape")
+
+        headers: dict[str, tuple[str, list[str]]] = {
+            k.lower(): (k, [v]) for k, v in target.staticHeaders.items()
+        }
+        for k, values in ctx.headers.items():
+            if k.lower() in target.httpHeaders:
+                headers[k.lower()] = (k, [values] if isinstance(values, str) else list(values))
+        headers.pop("content-type", None)
+        result = {encode(k): [encode(v) for v in values] for k, values in headers.values()}
+        result[b"Content-Type"] = [b"application/json"]
+        return result
+
     def _request(
         self,
         name: str,
+        proxy: str,
         ctx: ProxyContext,
         withUser: bool,
-        build: Callable[[RequestBody], None],
+        build: Callable[[RequestBody, bool], None],
         parse: Callable[[Fields], Any],
         onCallFailed: Callable[[Failure], Any],
     ) -> "Deferred[Any]":
-        endpoint = getattr(self._config, f"proxy_{name}_endpoint")
-        if not endpoint:
+        target = endpointFor(self._config, name, proxy)
+        if target is None:
             return fail(ProxyError(codes.ERROR_NOT_AVAILABLE))
+        endpoint = target.endpoint
+        binary = target.binaryEncoding if self._binaryOverride is None else self._binaryOverride
+        meta = target.includeMeta if self._metaOverride is None else self._metaOverride
         try:
-            body = RequestBody(ctx, self.binaryEncoding, withUser)
-            build(body)
+            body = RequestBody(ctx, binary, withUser)
+            build(body, meta)
         except ProxyError as e:
             self.log.error("client {client}: {name} proxy: a payload is not valid JSON", client=ctx.clientID, name=name)
             return fail(e)
         payload = body.encode()
-        headers: dict[bytes, list[bytes]] = {
-            k.encode("utf-8", "surrogateescape"): [
-                v.encode("utf-8", "surrogateescape") for v in ([values] if isinstance(values, str) else values)
-            ]
-            for k, values in ctx.headers.items()
-            if k.lower() != "content-type"
-        }
-        headers[b"Content-Type"] = [b"application/json"]
+        headers = self._headers(target, ctx)
 
         timedOut = callerCancelled = False
 
@@ -326,7 +365,7 @@ class ProxyClient:
             d.cancel()
 
         d = maybeDeferred(self._http.post, endpoint, data=payload, headers=headers)
-        timer = self._reactor.callLater(getattr(self._config, f"proxy_{name}_timeout"), expire)
+        timer = self._reactor.callLater(target.timeout, expire)
 
         def read(response: Any) -> "Deferred[bytes]":
             content: Deferred[bytes] = response.content()

@@ -33,9 +33,9 @@ class ProxyContext:
     @ivar user: the user id (C{""} before connect and for anonymous connections).
     @ivar meta: raw JSON of the connection meta (from the connect result or the token), sent as C{meta} only when
         the ProxyClient's C{includeMeta} is on (Centrifugo's C{proxy_include_connection_meta}).
-    @ivar headers: the HTTP headers forwarded with every request of this connection, as built by
+    @ivar headers: the HTTP headers of this connection that proxies may forward, as built by
         L{httpstream.policy.proxy.forwardedHeaders} (or L{ProxyClient.headersFor}) once at connect: canonical
-        name -> values.
+        name -> values. Each request carries those its proxy's C{http_headers} lists.
     """
 
     clientID: str
