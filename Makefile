@@ -24,10 +24,11 @@ run: $(INSTALLED) web/node_modules/.package-lock.json
 	$(VENV)/bin/twistd -n --pidfile= httpstream -c config.example.json
 
 # Every test: the types gate first (mypy, below), then in-memory, real sockets, the official SDKs in Node (Redis
-# started if it does not answer). tests/test_layers.py holds the import contract.
+# started if it does not answer). tests/test_layers.py holds the import contract. Four pytest-xdist workers: the
+# tests that start processes mostly wait, so they overlap (tests/installlock.py keeps installs one at a time).
 test: $(INSTALLED) tests/sdk/node_modules/.package-lock.json redis
 	$(PY) -m mypy
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 4
 
 # The types gate: mypy --strict with the mypy-zope plugin over httpstream/ ([tool.mypy] in pyproject.toml).
 typecheck: $(INSTALLED)

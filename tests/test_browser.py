@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.installlock import installing
 from tests.serverprocess import ServerProcess
 
 ROOT = Path(__file__).parent.parent
@@ -51,6 +52,13 @@ def _stale(directory: Path) -> bool:
 def _npmCi(directory: Path) -> None:
     if not _stale(directory):
         return
+    with installing(f"npm-{directory.name}"):
+        _npmCiLocked(directory)
+
+
+def _npmCiLocked(directory: Path) -> None:
+    if not _stale(directory):
+        return  # another worker installed it meanwhile
     npm = shutil.which("npm")
     if npm is None:
         pytest.fail(f"npm is not on PATH: it is needed once to install {directory} (npm ci)")
@@ -76,6 +84,13 @@ def _ensureChromium() -> None:
     """Install Debian's Chromium when it is missing; skip (saying why) only when apt-get cannot."""
     if CHROMIUM.exists():
         return
+    with installing("apt-get"):
+        _installChromium()
+
+
+def _installChromium() -> None:
+    if CHROMIUM.exists():
+        return  # another worker installed it meanwhile
     if shutil.which("apt-get") is None:
         pytest.skip(f"{CHROMIUM} is missing and there is no apt-get to install it (apt-get install chromium)")
     packages = ["install", "-y", "chromium", "chromium-driver"]

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Optional
 import jwt
 import pytest
 
+from tests.installlock import installing
 from tests.serverprocess import BASE_CONFIG, ServerProcess
 
 SDK = Path(__file__).parent / "sdk"
@@ -53,6 +54,13 @@ def node() -> str:
     if match is None or int(match.group(1)) < 20:
         pytest.fail(f"the SDK tests need Node.js 20 or newer (global fetch and ReadableStream); found {version}")
     if _harnessStale():
+        with installing("npm-sdk"):
+            _installHarness()
+    return executable
+
+
+def _installHarness() -> None:
+    if _harnessStale():
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail(f"npm is not on PATH: it is needed once to install the SDK harness ({SDK}: npm ci)")
@@ -63,7 +71,6 @@ def node() -> str:
             pytest.fail(f"npm ci in {SDK} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         if _harnessStale():
             pytest.fail(f"npm ci in {SDK} left node_modules older than package-lock.json")
-    return executable
 
 
 def _harnessStale() -> bool:
