@@ -14,7 +14,7 @@ Where the keys come from and how long they are kept is L{httpstream.policy.jwksc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -26,7 +26,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, get_default_
 from jwt.exceptions import InvalidKeyError
 
 from httpstream.logs import Logger
-from httpstream.policy.jwtverify import ECDSA_ALGORITHMS, RSA_ALGORITHMS, InvalidToken, Token
+from httpstream.policy.jwtverify import ECDSA_ALGORITHMS, RSA_ALGORITHMS, InvalidToken, Token, Verifier, checkWith
 
 __all__ = ["KeySetError", "PublicJWK", "checkSignature", "parseKeySet"]
 
@@ -43,7 +43,7 @@ class PublicJWK:
 
     kid: str
     #: Algorithm name -> (signing input, signature) -> valid.
-    verifiers: Mapping[str, Callable[[bytes, bytes], bool]] = attrs.field(repr=False)
+    verifiers: Mapping[str, Verifier] = attrs.field(repr=False)
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -88,19 +88,10 @@ def checkSignature(token: Token, key: PublicJWK) -> None:
     """
     @raise InvalidToken: the token's algorithm is not one the key allows, or its signature does not verify.
     """
-    algorithm = token.header.get("alg")
-    verifier = key.verifiers.get(algorithm) if isinstance(algorithm, str) else None
-    if verifier is None:
-        raise InvalidToken("JWT algorithm does not match the JWKS key")
-    try:
-        valid = verifier(token.signingInput, token.signature)
-    except (ValueError, TypeError):
-        valid = False
-    if not valid:
-        raise InvalidToken("signature verification failed")
+    checkWith(key.verifiers, token, "JWT algorithm does not match the JWKS key")
 
 
-def _verifiers(spec: dict[str, Any]) -> dict[str, Callable[[bytes, bytes], bool]]:
+def _verifiers(spec: dict[str, Any]) -> dict[str, Verifier]:
     """The algorithms a key allows, each with its verification function; {} for a kind Centrifugo refuses."""
     kty, alg = spec.get("kty"), spec.get("alg") or ""
     if not isinstance(alg, str):
@@ -130,7 +121,7 @@ def _verifiers(spec: dict[str, Any]) -> dict[str, Callable[[bytes, bytes], bool]
     return {}
 
 
-def _verifier(name: str, key: Any) -> Callable[[bytes, bytes], bool]:
+def _verifier(name: str, key: Any) -> Verifier:
     algorithm = get_default_algorithms()[name]
 
     def verify(message: bytes, signature: bytes) -> bool:

@@ -18,7 +18,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -53,6 +53,10 @@ ECDSA_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES
 PublicKey = str | bytes | RSAPublicKey | EllipticCurvePublicKey | None
 
 _SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
+
+
+# Checks a signature (signing input, signature) with one key and algorithm.
+Verifier = Callable[[bytes, bytes], bool]
 
 
 class InvalidToken(Exception):
@@ -128,7 +132,7 @@ class Signatures:
         @raise ConfigError: a key is unusable, named by its configuration key.
         """
         # Verification functions by algorithm name: (signing input, signature) -> valid.
-        self._verifiers: dict[str, Callable[[bytes, bytes], bool]] = {}
+        self._verifiers: dict[str, Verifier] = {}
         if hmacSecret:
             secret = hmacSecret.encode("utf-8")
             for name, digest in HMAC_ALGORITHMS.items():
@@ -152,20 +156,30 @@ class Signatures:
 
     def check(self, token: Token) -> None:
         """@raise InvalidToken: the header's algorithm is not enabled, or the signature does not verify."""
-        algorithm = token.header.get("alg")
-        verifier = self._verifiers.get(algorithm) if isinstance(algorithm, str) else None
-        if verifier is None:
-            # The algorithm's name comes from the token: keep it out of the message (and so out of logs).
-            raise InvalidToken("unsupported or disabled JWT algorithm")
-        try:
-            valid = verifier(token.signingInput, token.signature)
-        except (ValueError, TypeError):
-            valid = False
-        if not valid:
-            raise InvalidToken("signature verification failed")
+        checkWith(self._verifiers, token, "unsupported or disabled JWT algorithm")
 
 
-def _hmacVerifier(secret: bytes, digest: Callable[..., Any]) -> Callable[[bytes, bytes], bool]:
+def checkWith(verifiers: Mapping[str, Verifier], token: Token, unknownAlgorithm: str) -> None:
+    """
+    Verify C{token}'s signature with the verifier of its header's algorithm among C{verifiers}.
+
+    @param unknownAlgorithm: the message when none is for that algorithm (the algorithm's name comes from the
+        token: it is kept out of the message, and so out of logs).
+    @raise InvalidToken: no verifier for the algorithm, or the signature does not verify.
+    """
+    algorithm = token.header.get("alg")
+    verifier = verifiers.get(algorithm) if isinstance(algorithm, str) else None
+    if verifier is None:
+        raise InvalidToken(unknownAlgorithm)
+    try:
+        valid = verifier(token.signingInput, token.signature)
+    except (ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise InvalidToken("signature verification failed")
+
+
+def _hmacVerifier(secret: bytes, digest: Callable[..., Any]) -> Verifier:
     # Not PyJWT's HMACAlgorithm: it refuses secrets that look like PEM, SSH or JWK text, and Centrifugo takes any
     # string's bytes as the HMAC key.
     def verify(message: bytes, signature: bytes) -> bool:
@@ -174,7 +188,7 @@ def _hmacVerifier(secret: bytes, digest: Callable[..., Any]) -> Callable[[bytes,
     return verify
 
 
-def _pyjwtVerifier(name: str, key: Any) -> Callable[[bytes, bytes], bool]:
+def _pyjwtVerifier(name: str, key: Any) -> Verifier:
     algorithm = get_default_algorithms()[name]
     prepared = algorithm.prepare_key(key)
 

@@ -104,11 +104,8 @@ def isProtobuf(request: server.Request) -> bool:
     return request.getHeader(b"content-type") == PROTOBUF_CONTENT_TYPE
 
 
-class EmulationEndpoint(Resource):
-    """
-    Base of the endpoints the JS SDK reaches with C{fetch} (http_stream, emulation): POST does the work,
-    OPTIONS answers a CORS preflight with 204, any other method gets an empty 405.
-    """
+class EndpointResource(Resource):
+    """Base of the HTTP endpoints of the node's transports: the node, the origin checker, the body size limit."""
 
     isLeaf = True
 
@@ -117,6 +114,13 @@ class EmulationEndpoint(Resource):
         self._node = node
         self._origins = origins
         self._maxBodySize = maxBodySize
+
+
+class EmulationEndpoint(EndpointResource):
+    """
+    Base of the endpoints the JS SDK reaches with C{fetch} (http_stream, emulation): POST does the work,
+    OPTIONS answers a CORS preflight with 204, any other method gets an empty 405.
+    """
 
     def render(self, request: server.Request) -> bytes | int:
         if not admitOrigin(self._origins, request):

@@ -12,11 +12,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from twisted.web import server
-from twisted.web.resource import Resource
 
-from httpstream.interfaces import IOriginChecker
-from httpstream.node.node import Node
-from httpstream.transports._http import admitOrigin, readBody
+from httpstream.transports._http import EndpointResource, admitOrigin, readBody
 from httpstream.transports.http_stream import HTTPStreamTransport, openStream
 
 CONNECT_PARAM = b"cf_connect"
@@ -36,16 +33,8 @@ class SSETransport(HTTPStreamTransport):
         return b"".join(b"data: " + message + b"\n\n" for message in messages)
 
 
-class SSEResource(Resource):
+class SSEResource(EndpointResource):
     """Opens an event stream per GET (or POST) and hands its connect command to a new client."""
-
-    isLeaf = True
-
-    def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._node = node
-        self._origins = origins
-        self._maxBodySize = maxBodySize
 
     def render(self, request: server.Request) -> bytes | int:
         if not admitOrigin(self._origins, request):

@@ -14,11 +14,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from twisted.web import server
-from twisted.web.resource import Resource
 
-from httpstream.interfaces import IOriginChecker
-from httpstream.node.node import Node
-from httpstream.transports._http import admitOrigin, readBody
+from httpstream.transports._http import EndpointResource, admitOrigin, readBody
 from httpstream.transports._uni import CONNECT_PARAM, readConnectRequest
 from httpstream.transports.http_stream import openStream
 from httpstream.transports.sse import CONTENT_TYPE, SSETransport
@@ -32,16 +29,8 @@ class UniSSETransport(SSETransport):
     unidirectional = True
 
 
-class UniSSEResource(Resource):
+class UniSSEResource(EndpointResource):
     """Opens an event stream per GET or POST whose connect request reads (400 otherwise)."""
-
-    isLeaf = True
-
-    def __init__(self, node: Node, origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._node = node
-        self._origins = origins
-        self._maxBodySize = maxBodySize
 
     def render(self, request: server.Request) -> bytes | int:
         if not admitOrigin(self._origins, request):
