@@ -171,7 +171,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     tcp: IReactorTCP = reactor  # type: ignore[assignment]
     port = tcp.listenTCP(args.port, makeSite(Hub()), backlog=1024, interface="127.0.0.1")
-    print(f"bench.baseline listening on http://127.0.0.1:{port.getHost().port}", flush=True)  # type: ignore[attr-defined]
+    bound = port.getHost().port  # type: ignore[attr-defined]
+    print(f"bench.baseline listening on http://127.0.0.1:{bound}", flush=True)
     reactor.run()  # type: ignore[attr-defined]
     return 0
 
