@@ -46,8 +46,15 @@ fuzz: $(INSTALLED)
 redis:
 	@scripts/ensure-redis
 
-bench: $(INSTALLED)
-	$(PY) -m bench.fanout
+# One table: httpstream on every transport against the bare twisted.web baseline, the peers and the raw send floor
+# (bench/README.md). BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--reactor asyncio-uvloop --fanout-10k".
+BENCH_INSTALLED := $(VENV)/.bench-installed
+$(BENCH_INSTALLED): $(INSTALLED) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_INSTALLED)
+
+bench: $(BENCH_INSTALLED)
+	$(PY) -m bench.ceiling $(BENCH_ARGS)
 
 # Two servers on the redis engine: POST /emulation answered by the session's node vs forwarded over Redis.
 bench-emulation: $(INSTALLED) redis

@@ -56,6 +56,7 @@ def serverConfig(args: argparse.Namespace) -> dict[str, Any]:
         "pong_timeout": "8s",
         # Every subscriber may fall behind by a whole run's publications without being cut off as slow.
         "client_queue_max_size": 64 * 1024 * 1024,
+        "sse": True,
         **dict(args.set),
     }
 
@@ -114,6 +115,10 @@ class Results:
     """What every subscriber stream reports into."""
 
     def __init__(self, expected: int, messages: int) -> None:
+        self.reset(expected, messages)
+
+    def reset(self, expected: int, messages: int) -> None:
+        """Start a new publish phase on the same streams (bench.ceiling runs several rates on one set)."""
         self.expected = expected
         self.received = 0
         self.latencies: list[int] = []  # ns, one per delivery
@@ -146,15 +151,13 @@ class StreamConnection(asyncio.Protocol):
     timed, a disconnect push is counted.
     """
 
+    # The session's protocol, for the emulation requests that carry its commands.
+    protobuf = False
+    # The connect reply must carry session and node (it must, for emulation; a WebSocket needs neither).
+    needsSession = True
+
     def __init__(self, port: int, results: Results) -> None:
-        body = b'{"id":1,"connect":{}}'
-        self._request = (
-            b"POST /connection/http_stream HTTP/1.1\r\n"
-            + f"Host: {HOST}:{port}\r\n".encode()
-            + b"Content-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        self._request = self.request(port)
         self._results = results
         self._buffer = bytearray()
         self._headDone = False
@@ -170,6 +173,17 @@ class StreamConnection(asyncio.Protocol):
         self.stage = "tcp connect"  # how far it got, for the error when a phase times out
         self.closed = False
         self.finished = False  # the run is over: an end of stream is expected now
+
+    def request(self, port: int) -> bytes:
+        """The bytes that open this stream."""
+        body = b'{"id":1,"connect":{}}'
+        return (
+            b"POST /connection/http_stream HTTP/1.1\r\n"
+            + f"Host: {HOST}:{port}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
 
     def reply(self, commandID: int) -> asyncio.Future:
         """A future for the reply to command C{commandID} on this stream."""
@@ -219,35 +233,48 @@ class StreamConnection(asyncio.Protocol):
         del buffer[:pos]
 
     def _chunk(self, chunk: bytes, now: int) -> None:
+        """One chunk of the body: newline-delimited JSON messages (http_stream's JSON framing)."""
         for line in chunk.split(b"\n"):
-            if not line:
-                continue
-            message = orjson.loads(line)
-            push = message.get("push")
-            if push is not None:
-                pub = push.get("pub")
-                if pub is not None:
-                    self.received += 1
-                    self._results.delivered(now, pub["data"])
-                elif "disconnect" in push:
-                    d = push["disconnect"]
-                    key = f'{d.get("code")} {d.get("reason", "")}'
-                    self.disconnect = key
-                    self._results.disconnects[key] = self._results.disconnects.get(key, 0) + 1
-                continue
-            commandID = message.get("id")
-            if commandID is None:
-                continue  # a server ping
-            if "connect" in message:
-                self.stage = "connected"
-                self.session = message["connect"].get("session", "")
-                self.node = message["connect"].get("node", "")
-            waiter = self._waiters.pop(commandID, None)
-            if waiter is not None and not waiter.done():
-                if "error" in message:
-                    waiter.set_exception(BenchError(f"command {commandID} failed: {message['error']}"))
-                else:
-                    waiter.set_result(message)
+            if line:
+                self._dispatch(orjson.loads(line), now)
+
+    def _dispatch(self, message: dict, now: int) -> None:
+        push = message.get("push")
+        if push is not None:
+            pub = push.get("pub")
+            if pub is not None:
+                self.received += 1
+                self._results.delivered(now, pub["data"])
+            elif "disconnect" in push:
+                d = push["disconnect"]
+                self._disconnected(f'{d.get("code")} {d.get("reason", "")}')
+            return
+        commandID = message.get("id")
+        if commandID is None:
+            return  # a server ping
+        if "connect" in message:
+            self._connected(message["connect"].get("session", ""), message["connect"].get("node", ""))
+        if "error" in message:
+            self._answer(commandID, None, f"command {commandID} failed: {message['error']}")
+        else:
+            self._answer(commandID, message, "")
+
+    def _connected(self, session: str, node: str) -> None:
+        self.stage = "connected"
+        self.session = session
+        self.node = node
+
+    def _disconnected(self, key: str) -> None:
+        self.disconnect = key
+        self._results.disconnects[key] = self._results.disconnects.get(key, 0) + 1
+
+    def _answer(self, commandID: int, message: Any, error: str) -> None:
+        waiter = self._waiters.pop(commandID, None)
+        if waiter is not None and not waiter.done():
+            if error:
+                waiter.set_exception(BenchError(error))
+            else:
+                waiter.set_result(message)
 
     def _fail(self, reason: str) -> None:
         self._results.errors.append(reason)
@@ -286,12 +313,20 @@ class EmulationConnection:
         self._readLoop: Optional[asyncio.Task] = None
 
     def _request(self, stream: StreamConnection, commands: list[dict]) -> bytes:
-        data = "\n".join(orjson.dumps(c).decode() for c in commands)
-        body = orjson.dumps({"session": stream.session, "node": stream.node, "data": data})
+        if stream.protobuf:
+            # A protobuf session takes an EmulationRequest whose data is its varint-delimited Commands.
+            from bench.loadmodes import protobufCommands, protobufEmulation
+
+            body = protobufEmulation(stream.session, stream.node, protobufCommands(commands))
+            contentType = b"application/octet-stream"
+        else:
+            data = "\n".join(orjson.dumps(c).decode() for c in commands)
+            body = orjson.dumps({"session": stream.session, "node": stream.node, "data": data})
+            contentType = b"application/json"
         return (
             b"POST /emulation HTTP/1.1\r\n"
             + f"Host: {HOST}:{self._port}\r\n".encode()
-            + b"Content-Type: application/json\r\n"
+            + b"Content-Type: " + contentType + b"\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
@@ -390,19 +425,23 @@ class EmulationPool:
 
 
 async def openStream(
-    port: int, results: Results, timeout: float, opened: Optional[list[StreamConnection]] = None
+    port: int,
+    results: Results,
+    timeout: float,
+    opened: Optional[list[StreamConnection]] = None,
+    kind: type[StreamConnection] = StreamConnection,
 ) -> StreamConnection:
     loop = asyncio.get_running_loop()
 
     def factory() -> StreamConnection:
-        stream = StreamConnection(port, results)
+        stream = kind(port, results)
         if opened is not None:
             opened.append(stream)
         return stream
 
     _, stream = await asyncio.wait_for(loop.create_connection(factory, HOST, port), timeout)
     await asyncio.wait_for(stream.connected, timeout)
-    if not (stream.session and stream.node):
+    if kind.needsSession and not (stream.session and stream.node):
         raise BenchError("connect reply has no session/node: is http_stream emulation enabled?")
     return stream
 
@@ -413,9 +452,52 @@ async def subscribe(pool: EmulationPool, stream: StreamConnection, timeout: floa
     await asyncio.wait_for(reply, timeout)
 
 
+class Publisher:
+    """One more session, not subscribed, whose publish commands go out through POST /emulation, pipelined."""
+
+    def __init__(self, stream: StreamConnection, emulation: EmulationConnection) -> None:
+        self._stream = stream
+        self._emulation = emulation
+
+    def publish(self, command: dict) -> tuple[asyncio.Future, Optional[asyncio.Future]]:
+        """Send C{command}: (its reply on the stream, the POST's 204 or None when there is no such answer)."""
+        reply = self._stream.reply(command["id"])
+        return reply, self._emulation.send(self._stream, [command])
+
+    def close(self) -> None:
+        self._emulation.close()
+        self._stream.close()
+
+
+class Mode:
+    """
+    How the load generator speaks one transport: open a subscriber, subscribe it, publish. This one is
+    http_stream with JSON (bench.loadmodes has the others: Protobuf http_stream, SSE, WebSocket).
+    """
+
+    name = "http_stream"
+    stream: type[StreamConnection] = StreamConnection
+
+    async def open(
+        self, port: int, results: Results, timeout: float, opened: Optional[list[StreamConnection]] = None
+    ) -> StreamConnection:
+        return await openStream(port, results, timeout, opened, self.stream)
+
+    async def subscribe(self, pool: EmulationPool, stream: StreamConnection, timeout: float) -> None:
+        await subscribe(pool, stream, timeout)
+
+    async def publisher(self, port: int, results: Results, timeout: float) -> Publisher:
+        stream = await self.open(port, results, timeout)
+        emulation = EmulationConnection(port)
+        await emulation.open()
+        return Publisher(stream, emulation)
+
+
 async def gatherAll(label: str, coroutines: list, timeout: float) -> list:
     """Run them all; on any failure or past C{timeout}, say how many made it and why the rest did not."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
+    if not tasks:
+        return []
     done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         task.cancel()
@@ -471,48 +553,69 @@ def percentile(ordered: list[int], p: float) -> int:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
-    n, m = args.connections, args.messages
-    port, pid = server.port, server.pid
-    results = Results(n * m, m)
-    out: dict[str, Any] = {"connections": n, "messages": m, "rate": args.rate}
-    gc.collect()
-    time.sleep(0.5)
-    out["rss_before_kib"] = rssKiB(pid)
+def padding(size: int) -> str:
+    """Filler that brings a publication's data, C{{"t":<19 digits>,"i":<i>}}, to about C{size} bytes."""
+    return "x" * max(0, size - 40)
 
-    streams: list[StreamConnection] = []
-    pool = EmulationPool(port, args.emulation_pool)
-    try:
+
+class Subscribers:
+    """N streams on one server, connected and subscribed to the channel, for one or more publish phases."""
+
+    def __init__(self, args: argparse.Namespace, server: ServerProcess, mode: Mode) -> None:
+        self.args = args
+        self.port, self.pid = server.port, server.pid
+        self.mode = mode
+        self.results = Results(0, 1)
+        self.streams: list[StreamConnection] = []
+        self.pool = EmulationPool(self.port, args.emulation_pool)
+        self.nextID = 3  # 1 connect, 2 subscribe
+
+    async def connect(self) -> dict[str, Any]:
+        args, n, pid = self.args, self.args.connections, self.pid
+        out: dict[str, Any] = {"transport": self.mode.name}
+        gc.collect()
+        time.sleep(0.5)
+        out["rss_before_kib"] = rssKiB(pid)
         # Connect: at most --concurrency handshakes in flight, a steady ramp rather than a SYN flood.
         gate = asyncio.Semaphore(args.concurrency)
 
         async def connectOne() -> StreamConnection:
             async with gate:
-                return await openStream(port, results, args.timeout, streams)
+                return await self.mode.open(self.port, self.results, args.timeout, self.streams)
 
         start = time.perf_counter()
         try:
             await gatherAll("connect", [connectOne() for _ in range(n)], args.timeout)
         except BenchError as e:
             stages: dict[str, int] = {}
-            for stream in streams:
+            for stream in self.streams:
                 if stream.stage != "connected":
                     stages[stream.stage] = stages.get(stream.stage, 0) + 1
             raise BenchError(f"{e} Stuck streams: {stages or 'none'}") from None
         out["connect_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        await gatherAll("subscribe", [subscribe(pool, s, args.timeout) for s in streams], args.timeout)
+        await gatherAll(
+            "subscribe", [self.mode.subscribe(self.pool, s, args.timeout) for s in self.streams], args.timeout
+        )
         out["subscribe_s"] = time.perf_counter() - start
 
         await asyncio.sleep(1.0)
         out["rss_connected_kib"] = rssKiB(pid)
+        out["rss_per_connection_kib"] = (out["rss_connected_kib"] - out["rss_before_kib"]) / n
+        return out
 
+    async def publish(self, rate: float, m: int, profile: Optional[str] = None) -> dict[str, Any]:
+        """One publish phase: M publications at C{rate}, open-loop; every number of it."""
+        args, n, pid, results = self.args, self.args.connections, self.pid, self.results
+        results.reset(n * m, m)
+        for stream in self.streams:
+            stream.received = 0
+        out: dict[str, Any] = {"connections": n, "messages": m, "rate": rate, "transport": self.mode.name}
+        pad = padding(args.size) if args.size else ""
         # The publisher is one more connection, not subscribed: its stream carries only the publish replies.
-        publisher = await openStream(port, results, args.timeout)
-        emulation = EmulationConnection(port)
-        await emulation.open()
-        profiler = Profiler(pid, args.profile)
+        publisher = await self.mode.publisher(self.port, results, args.timeout)
+        profiler = Profiler(pid, profile)
         # The load generator's own collector must not pause the receive loop mid-measurement (what it parses is
         # freed by reference counting; nothing here makes cycles per message).
         gc.collect()
@@ -528,17 +631,22 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]
             # the earlier ones (requests are pipelined), so a slow server shows as latency rather than as a
             # publisher that politely waits (coordinated omission). --rate 0 sends them all at once.
             for i in range(m):
-                if args.rate > 0:
-                    delay = startClock + i / args.rate - time.perf_counter()
+                if rate > 0:
+                    delay = startClock + i / rate - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                commandID = 3 + i
-                replies.append(publisher.reply(commandID))
+                commandID = self.nextID
+                self.nextID += 1
                 sentAt = time.time_ns()
                 if i == 0:
                     firstSend = sentAt
-                command = {"id": commandID, "publish": {"channel": CHANNEL, "data": {"t": sentAt, "i": i}}}
-                accepted.append(emulation.send(publisher, [command]))
+                data: dict[str, Any] = {"t": sentAt, "i": i}
+                if pad:
+                    data["p"] = pad
+                reply, answer = publisher.publish({"id": commandID, "publish": {"channel": CHANNEL, "data": data}})
+                replies.append(reply)
+                if answer is not None:
+                    accepted.append(answer)
             publishEnd = time.time_ns()
             # Failures here are reported with the deliveries rather than ending the run.
             for label, futures in (("publish requests (204)", accepted), ("publish replies", replies)):
@@ -557,45 +665,57 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]
             gc.enable()
             gc.unfreeze()
             profiler.stop()
-            emulation.close()
+            publisher.close()
         out["rss_after_publish_kib"] = rssKiB(pid)
-        publisher.close()
-    finally:
-        pool.close()
-        for stream in streams:
+
+        out["expected"] = n * m
+        out["received"] = results.received
+        phaseNs = max(results.lastDelivery, publishEnd) - publishStart
+        out["publish_phase_s"] = phaseNs / 1e9
+        # Sends 0..m-1 span m-1 intervals.
+        out["publish_rate"] = (m - 1) / ((sentAt - firstSend) / 1e9) if sentAt > firstSend else 0.0
+        out["deliveries_per_s"] = results.received / (phaseNs / 1e9) if phaseNs > 0 else 0.0
+        ordered = sorted(results.latencies)
+        for name, p in (("p50", 50), ("p90", 90), ("p99", 99)):
+            out[f"latency_{name}_ms"] = percentile(ordered, p) / 1e6
+        out["latency_max_ms"] = (ordered[-1] if ordered else 0) / 1e6
+        fanout = sorted(x for x in results.lastPerMessage if x)
+        out["fanout_p50_ms"] = percentile(fanout, 50) / 1e6
+        out["fanout_max_ms"] = (fanout[-1] if fanout else 0) / 1e6
+        out["fanout_ms_by_message"] = [round(x / 1e6, 2) for x in results.lastPerMessage]
+        out["server_cpu_s"] = serverCpu
+        out["loadgen_cpu_s"] = ownCpu
+        # CPU per delivery: the server's whole CPU over the window (publish requests included) per delivery.
+        out["server_cpu_us_per_delivery"] = 1e6 * serverCpu / results.received if results.received else 0.0
+        # CPU is read over the whole publish window, which ends when the last delivery arrives (or at the timeout).
+        out["server_cpu_pct"] = 100 * serverCpu / (windowNs / 1e9)
+        out["loadgen_cpu_pct"] = 100 * ownCpu / (windowNs / 1e9)
+        # Everything that ran on the machine (other processes included), in CPUs' worth: 2.0 = both cores busy.
+        out["machine_busy_cpus"] = (os.cpu_count() or 1) * machine[0] / machine[2] if machine[2] else 0.0
+        out["machine_steal_pct"] = 100 * machine[1] / machine[2] if machine[2] else 0.0
+        out["other_busy_cpus"] = max(0.0, out["machine_busy_cpus"] - (serverCpu + ownCpu) / (windowNs / 1e9))
+        out["streams_ended_early"] = dict(results.ended)
+        out["disconnects"] = dict(results.disconnects)
+        short = [s.received for s in self.streams if s.received < m]
+        out["subscribers_short"] = len(short)
+        out["publish_problems"] = publishProblems
+        return out
+
+    def close(self) -> None:
+        self.pool.close()
+        for stream in self.streams:
             stream.close()
 
-    out["expected"] = n * m
-    out["received"] = results.received
-    phaseNs = max(results.lastDelivery, publishEnd) - publishStart
-    out["publish_phase_s"] = phaseNs / 1e9
-    # Sends 0..m-1 span m-1 intervals.
-    out["publish_rate"] = (m - 1) / ((sentAt - firstSend) / 1e9) if sentAt > firstSend else 0.0
-    out["deliveries_per_s"] = results.received / (phaseNs / 1e9) if phaseNs > 0 else 0.0
-    ordered = sorted(results.latencies)
-    for name, p in (("p50", 50), ("p90", 90), ("p99", 99)):
-        out[f"latency_{name}_ms"] = percentile(ordered, p) / 1e6
-    out["latency_max_ms"] = (ordered[-1] if ordered else 0) / 1e6
-    fanout = sorted(x for x in results.lastPerMessage if x)
-    out["fanout_p50_ms"] = percentile(fanout, 50) / 1e6
-    out["fanout_max_ms"] = (fanout[-1] if fanout else 0) / 1e6
-    out["fanout_ms_by_message"] = [round(x / 1e6, 2) for x in results.lastPerMessage]
-    out["server_cpu_s"] = serverCpu
-    out["loadgen_cpu_s"] = ownCpu
-    # CPU is read over the whole publish window, which ends when the last delivery arrives (or at the timeout).
-    out["server_cpu_pct"] = 100 * serverCpu / (windowNs / 1e9)
-    out["loadgen_cpu_pct"] = 100 * ownCpu / (windowNs / 1e9)
-    # Everything that ran on the machine (other processes included), in CPUs' worth: 2.0 = both cores busy.
-    out["machine_busy_cpus"] = (os.cpu_count() or 1) * machine[0] / machine[2] if machine[2] else 0.0
-    out["machine_steal_pct"] = 100 * machine[1] / machine[2] if machine[2] else 0.0
-    out["other_busy_cpus"] = max(0.0, out["machine_busy_cpus"] - (serverCpu + ownCpu) / (windowNs / 1e9))
-    out["rss_per_connection_kib"] = (out["rss_connected_kib"] - out["rss_before_kib"]) / n
-    out["streams_ended_early"] = dict(results.ended)
-    out["disconnects"] = dict(results.disconnects)
-    short = [s.received for s in streams if s.received < m]
-    out["subscribers_short"] = len(short)
-    out["publish_problems"] = publishProblems
-    return out
+
+async def run(args: argparse.Namespace, server: ServerProcess, mode: Optional[Mode] = None) -> dict[str, Any]:
+    """bench.fanout's run: connect and subscribe N streams, then one publish phase at --rate."""
+    subscribers = Subscribers(args, server, mode or Mode())
+    try:
+        connected = await subscribers.connect()
+        out = await subscribers.publish(args.rate, args.messages, args.profile)
+    finally:
+        subscribers.close()
+    return {**connected, **out}
 
 
 def table(out: dict[str, Any], args: argparse.Namespace) -> str:
@@ -627,9 +747,10 @@ def table(out: dict[str, Any], args: argparse.Namespace) -> str:
     line = f"+-{'-' * width}-+-{'-' * valueWidth}-+"
     body = [line] + [f"| {name:<{width}} | {value:>{valueWidth}} |" for name, value in rows] + [line]
     config = (
-        f"bench.fanout: --connections {args.connections} --messages {args.messages} --rate {args.rate:g} "
+        f"bench.fanout: --transport {args.transport} --connections {args.connections} --messages {args.messages} "
+        f"--rate {args.rate:g} --size {args.size} "
         f"--concurrency {args.concurrency} --emulation-pool {args.emulation_pool} --timeout {args.timeout:g}; "
-        f"server: twistd httpstream, memory engine, JSON, log_level error, ping_interval 1h"
+        f"server: twistd httpstream, memory engine, sse on, log_level error, ping_interval 1h"
         + "".join(f", {key}={json.dumps(value)}" for key, value in args.set)
         + "; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, RLIMIT_NOFILE {args.nofile}"
@@ -666,6 +787,12 @@ def parseArgs(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="record the server with py-spy during the publish phase (FILE.svg: flame graph; "
                         "FILE.txt: collapsed stacks); needs `pip install py-spy` in the venv")
     parser.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    parser.add_argument("--transport", default="http_stream",
+                        choices=["http_stream", "http_stream-protobuf", "sse", "websocket"],
+                        help="how the subscribers (and the publisher) connect (default http_stream, JSON)")
+    parser.add_argument("--size", type=int, default=0,
+                        help="pad each publication's data to about this many bytes of JSON (default: no padding, "
+                        "about 40 bytes)")
     parser.add_argument("--set", metavar="KEY=JSON", action="append", default=[], type=configItem,
                         help='override a server config key, e.g. --set client_queue_max_size=65536 '
                         '(repeatable; the value is JSON, a bare word is taken as a string)')
@@ -688,7 +815,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             except RuntimeError as e:
                 raise BenchError(str(e)) from None
             try:
-                out = asyncio.run(run(args, server))
+                from bench.loadmodes import MODES
+
+                out = asyncio.run(run(args, server, MODES[args.transport]))
             except BaseException:
                 if not server.alive():
                     sys.stderr.write(f"server exited:\n{server.output[-4000:]}\n")
