@@ -172,7 +172,7 @@ def servers(args: argparse.Namespace, directory: Path) -> list[tuple[str, Any]]:
             process.waitForPort()
             return process
         found.append(("baseline", baseline))
-    else:
+    elif not args.no_baseline:
         print(f"(no bench/baseline.py in {baselineTree}: the baseline is not measured; see --baseline-tree)")
     return found
 
