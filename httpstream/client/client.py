@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Any, Callable, Optional, Sequence
+from functools import partial
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from httpstream.client.commands import ChannelCommands
+from httpstream.client.commands import COMMANDS, ChannelCommands
 from httpstream.client.expiry import Expiry
 from httpstream.client.heartbeat import Heartbeat
 from httpstream.client.host import ClientHost
-from httpstream.client.inbound import BAD_FRAME, MAX_PENDING_FRAMES, CommandQueue, Handler, Result
+from httpstream.client.inbound import BAD_FRAME, MAX_PENDING_FRAMES, CommandQueue, Result
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
+from httpstream.client.sweep import Sweep
 from httpstream.client.writer import Flusher, Writer
 from httpstream.decisions import (
     ConnectDecision,
@@ -46,6 +49,9 @@ __all__ = ["MAX_PENDING_FRAMES", "Client"]
 
 _CONNECTING, _CONNECTED, _CLOSED = "connecting", "connected", "closed"
 
+# What a connection without emulated headers shares with every other one.
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
 
 @implementer(IClient)
 class Client:
@@ -53,7 +59,16 @@ class Client:
     A connection between one SDK client and this node.
 
     @ivar subs: the subscriptions it holds (and those being made), by channel.
+    @ivar sweepAt: the deadline of its own timer on the node's L{Sweep}: staleness before connect, the presence
+        refresh after.
     """
+
+    # A node holds tens of thousands of these: no per-instance dict, and nothing made before it is needed.
+    __slots__ = (
+        "node", "policy", "transport", "protocol", "_codec", "_reactor", "_config", "clientID", "sessionID",
+        "unidirectional", "user", "connInfo", "meta", "subs", "_commands", "_connection", "_emulatedHeaders",
+        "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt",
+    )
 
     log = Logger()
 
@@ -64,6 +79,7 @@ class Client:
         reactor: IReactorTime,
         rng: Optional[random.Random] = None,
         flusher: Optional[Flusher] = None,
+        sweep: Optional[Sweep] = None,
     ) -> None:
         self.node = node
         self.policy: IClientPolicy = node.policy
@@ -82,24 +98,22 @@ class Client:
         self.subs = Subscriptions(self, reactor, self._config)
         self._commands = ChannelCommands(self)
         self._connection: Optional[Connection] = None
-        self._emulatedHeaders: dict[str, str] = {}
+        self._emulatedHeaders = _NO_HEADERS
         self._state = _CONNECTING
         self._connectTried = False
-        self._expiry = Expiry(self, reactor, self._config.client_expired_close_delay)
-        self._handlers = self._commandHandlers()
-        self._inbound = CommandQueue(self._codec, node.metrics, self.clientID, transport.name, self._dispatch,
-                                     self.close, lambda: self.closed, self.replyError,
-                                     self._config.client_concurrency)
+        self._sweep = sweep = sweep if sweep is not None else Sweep(reactor)
+        self.sweepAt = 0.0
+        self._expiry = Expiry(self, sweep, self._config.client_expired_close_delay)
+        self._inbound = CommandQueue(self, self._codec, node.metrics, transport.name, self._config.client_concurrency)
         # A unidirectional client cannot answer pings: they only tell it the connection is alive.
-        self._heartbeat = Heartbeat(reactor, rng or random.Random(), self._config.ping_interval,
-                                    0 if self.unidirectional else self._config.pong_timeout, lambda: self.send({}),
-                                    lambda: self.close(codes.DISCONNECT_NO_PONG))
-        self._calls: dict[str, IDelayedCall] = {}
+        self._heartbeat = Heartbeat(sweep, rng or random.Random(), self._config.ping_interval,
+                                    0 if self.unidirectional else self._config.pong_timeout, self)
         self.writer = Writer(
             reactor, transport, self._config.client_queue_max_size, self._slow, flusher, self._writeFailed
         )
         transport.registerProducer(self.writer)
-        self._later("stale", self._config.client_stale_close_delay, self._stale)
+        # Until it connects, its timer is the stale deadline.
+        sweep.scheduleIn(self, self._config.client_stale_close_delay)
 
     @property
     def closed(self) -> bool:
@@ -133,7 +147,8 @@ class Client:
         # As centrifuge's unidirectionalConnect: a connect command with id 1, whose result goes out as a push.
         return self._inbound.handleCommands([{"id": 1, "connect": request}])
 
-    def _dispatch(self, command: dict[str, Any]) -> Result:
+    def dispatch(self, command: dict[str, Any]) -> Result:
+        """Run one decoded command (the L{CommandQueue} calls it, in order)."""
         if command is BAD_FRAME:
             self.close(codes.DISCONNECT_BAD_REQUEST)
             return None
@@ -150,29 +165,11 @@ class Client:
                 # Centrifugo treats a pong nobody asked for as a protocol violation.
                 self.close(codes.DISCONNECT_BAD_REQUEST)
             return None
-        for method, handler in self._handlers.items():
+        for method, handler in COMMANDS:
             if method in command:
-                return self._inbound.run(method, handler, commandID, command[method])
+                return self._inbound.run(method, partial(handler, self._commands), commandID, command[method])
         self.close(codes.DISCONNECT_BAD_REQUEST)
         return None
-
-    def _commandHandlers(self) -> dict[str, Handler]:
-        # In the order of the Command fields: the first one present wins, as in Centrifugo.
-        channel = self._commands.handlers()
-        return {
-            "connect": lambda commandID, request: self.close(codes.DISCONNECT_BAD_REQUEST),
-            "subscribe": channel["subscribe"],
-            "unsubscribe": channel["unsubscribe"],
-            "publish": channel["publish"],
-            "presence": channel["presence"],
-            "presence_stats": channel["presence_stats"],
-            "history": channel["history"],
-            "ping": lambda commandID, request: self.replyError(commandID, codes.ERROR_NOT_AVAILABLE),
-            "send": channel["send"],
-            "rpc": channel["rpc"],
-            "refresh": self._expiry.refreshCommand,
-            "sub_refresh": channel["sub_refresh"],
-        }
 
     # Connection commands
 
@@ -194,7 +191,7 @@ class Client:
         self.user, self.connInfo, self.meta = decision.user, decision.info, decision.meta
         self._connection = None  # the user is known now
         self._state = _CONNECTED
-        self._cancel("stale")
+        self._sweep.cancel(self)
         self.node.clientConnected(self)
         result: dict[str, Any] = {"client": self.clientID, "version": self.node.version}
         if decision.data is not None:
@@ -289,27 +286,30 @@ class Client:
         """End a subscription from the server side: an Unsubscribe push (client-side subs resubscribe >= 2500)."""
         self.subs.serverUnsubscribe(channel, code, reason)
 
+    def refreshCommand(self, commandID: int, request: dict[str, Any]) -> Result:
+        return self._expiry.refreshCommand(commandID, request)
+
     def serverRefresh(self, expired: bool, expireAt: float, info: Optional[bytes]) -> None:
         """The API's refresh: end an expired connection (3005), or move its expiry and push C{refresh}."""
         self._expiry.apiRefresh(expired, expireAt, info)
 
-    # Timers: presence, staleness
+    # Timers: ping/pong, presence, staleness (on the node's sweep)
 
-    def _later(self, name: str, delay: float, f: Callable[[], None]) -> None:
-        def fire() -> None:
-            self._calls.pop(name, None)
-            f()
+    def sendPing(self) -> None:
+        self.send({})
 
-        self._calls[name] = self._reactor.callLater(delay, fire)
+    def pongMissed(self) -> None:
+        self.close(codes.DISCONNECT_NO_PONG)
 
-    def _cancel(self, name: str) -> None:
-        call = self._calls.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
+    def swept(self) -> None:
+        if self._state == _CONNECTING:
+            self._stale()
+        elif self._state == _CONNECTED:
+            self._updatePresence()
 
     def _schedulePresence(self) -> None:
         if not self.closed:
-            self._later("presence", self._config.client_presence_update_interval, self._updatePresence)
+            self._sweep.scheduleIn(self, self._config.client_presence_update_interval)
 
     def _updatePresence(self) -> None:
         """
@@ -439,8 +439,7 @@ class Client:
     def _cleanup(self) -> None:
         self._heartbeat.stop()
         self._expiry.stop()
-        for name in list(self._calls):
-            self._cancel(name)
+        self._sweep.cancel(self)
         self._inbound.clear()
         self.subs.leaveAll()
         self.node.clientClosed(self)

@@ -50,25 +50,28 @@ class Commander(Protocol):
 
     def seconds(self) -> float: ...
 
+    def refreshCommand(self, commandID: int, request: dict[str, Any]) -> Result: ...
+
 
 class ChannelCommands:
     """The channel commands of one client, and its RPCs and asynchronous messages."""
 
+    __slots__ = ("_client",)
+
     def __init__(self, client: Commander) -> None:
         self._client = client
 
-    def handlers(self) -> dict[str, Callable[[int, dict[str, Any]], Result]]:
-        return {
-            "subscribe": self.subscribe,
-            "unsubscribe": self.unsubscribe,
-            "publish": self.publish,
-            "presence": self.presence,
-            "presence_stats": self.presenceStats,
-            "history": self.history,
-            "sub_refresh": self.subRefresh,
-            "rpc": self.rpc,
-            "send": self.message,
-        }
+    def connectAgain(self, commandID: int, request: dict[str, Any]) -> Result:
+        self._client.close(codes.DISCONNECT_BAD_REQUEST)
+        return None
+
+    def ping(self, commandID: int, request: dict[str, Any]) -> Result:
+        # A ping command of the client (not the pong, an empty command): Centrifugo answers 108.
+        self._client.replyError(commandID, codes.ERROR_NOT_AVAILABLE)
+        return None
+
+    def refresh(self, commandID: int, request: dict[str, Any]) -> Result:
+        return self._client.refreshCommand(commandID, request)
 
     def _channel(self, request: dict[str, Any]) -> str:
         channel: str = request.get("channel", "")
@@ -228,3 +231,21 @@ class ChannelCommands:
                 client.logFailure("send", failure)
 
         return client.policy.message(client.connection(), request.get("data") or b"").addErrback(failed)
+
+
+# Every command of a connected client, in the order of the Command fields (the first one present wins, as in
+# Centrifugo): one table for every client, not a dict of bound methods per connection.
+COMMANDS: tuple[tuple[str, Callable[[ChannelCommands, int, dict[str, Any]], Result]], ...] = (
+    ("connect", ChannelCommands.connectAgain),
+    ("subscribe", ChannelCommands.subscribe),
+    ("unsubscribe", ChannelCommands.unsubscribe),
+    ("publish", ChannelCommands.publish),
+    ("presence", ChannelCommands.presence),
+    ("presence_stats", ChannelCommands.presenceStats),
+    ("history", ChannelCommands.history),
+    ("ping", ChannelCommands.ping),
+    ("send", ChannelCommands.message),
+    ("rpc", ChannelCommands.rpc),
+    ("refresh", ChannelCommands.refresh),
+    ("sub_refresh", ChannelCommands.subRefresh),
+)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from httpstream.client.sweep import Sweep
 from httpstream.decisions import Connection, RefreshDecision
 from httpstream.interfaces import IClientPolicy
 from httpstream.protocol import codes
@@ -54,34 +54,35 @@ class Expiry:
 
     @ivar expireAt: Unix time at which the connection expires; 0 when it does not.
     @ivar serverRefresh: the server refreshes the connection when it expires; the client is not told a ttl.
+    @ivar sweepAt: its deadline on the node's L{Sweep} (the expiry plus the close delay), 0 when there is none.
     @param closeDelay: how long past its expiry a connection may still be refreshed (client_expired_close_delay).
     """
 
-    def __init__(self, client: Expiring, reactor: IReactorTime, closeDelay: float) -> None:
+    __slots__ = ("_client", "_sweep", "_closeDelay", "expireAt", "serverRefresh", "sweepAt")
+
+    def __init__(self, client: Expiring, sweep: Sweep, closeDelay: float) -> None:
         self._client = client
-        self._reactor = reactor
+        self._sweep = sweep
         self._closeDelay = closeDelay
         self.expireAt = 0.0
         self.serverRefresh = False
-        self._call: Optional[IDelayedCall] = None
+        self.sweepAt = 0.0
 
     def start(self, expireAt: float, serverRefresh: bool) -> None:
         self.expireAt, self.serverRefresh = expireAt, serverRefresh
         self._schedule()
 
     def ttl(self) -> int:
-        return ttlUntil(self.expireAt, self._reactor.seconds())
+        return ttlUntil(self.expireAt, self._sweep.seconds())
 
     def stop(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+        self._sweep.cancel(self)
 
     def _schedule(self) -> None:
         self.stop()
         if self.expireAt:
-            delay = max(0.0, self.expireAt - self._reactor.seconds()) + self._closeDelay
-            self._call = self._reactor.callLater(delay, self._expired)
+            now = self._sweep.seconds()
+            self._sweep.schedule(self, now + max(0.0, self.expireAt - now) + self._closeDelay)
 
     def apply(self, decision: RefreshDecision) -> None:
         """A refresh the policy (or the API) decided: the new expiry and info."""
@@ -118,10 +119,9 @@ class Expiry:
         self.apply(RefreshDecision(expireAt=expireAt, info=info))
         client.push({"refresh": {"expires": True, "ttl": self.ttl()} if expireAt else {}})
 
-    def _expired(self) -> None:
-        self._call = None
+    def swept(self) -> None:
         client = self._client
-        if not self.expireAt or self.expireAt > self._reactor.seconds() or client.closed:
+        if not self.expireAt or self.expireAt > self._sweep.seconds() or client.closed:
             return
         if not self.serverRefresh:
             client.close(codes.DISCONNECT_EXPIRED)

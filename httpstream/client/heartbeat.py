@@ -1,73 +1,92 @@
-# -*- test-case-name: tests.client.test_client -*-
+# -*- test-case-name: tests.client.test_client,tests.client.test_sweep -*-
 """
 Centrifugo's ping/pong for one connection: the server sends an empty reply every C{ping_interval} (the first at a
 random point of the first interval, so connections made together do not ping together) and, with C{pong_timeout},
 expects the client's empty command back before the next check.
+
+Both deadlines (the next ping, the pong awaited) are one entry on the node's L{Sweep}: whichever comes first.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Callable, Optional
+from typing import Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from httpstream.client.sweep import Sweep
+
+
+class Pinged(Protocol):
+    """The client, as its heartbeat uses it."""
+
+    def sendPing(self) -> None:
+        """Send the ping (an empty reply)."""
+
+    def pongMissed(self) -> None:
+        """A ping went unanswered for C{pongTimeout} seconds (the client is disconnected with 3012)."""
 
 
 class Heartbeat:
-    """
-    Pings of one connection.
+    """Pings of one connection."""
 
-    @param ping: sends the ping.
-    @param noPong: called when a ping went unanswered for C{pongTimeout} seconds (the client disconnects 3012).
-    """
+    __slots__ = ("sweepAt", "_sweep", "_rng", "_interval", "_pongTimeout", "_client", "_pingAt", "_pongAt",
+                 "_stopped")
 
-    def __init__(self, reactor: IReactorTime, rng: random.Random, interval: float, pongTimeout: float,
-                 ping: Callable[[], None], noPong: Callable[[], None]) -> None:
-        self._reactor = reactor
+    def __init__(self, sweep: Sweep, rng: random.Random, interval: float, pongTimeout: float,
+                 client: Pinged) -> None:
+        self.sweepAt = 0.0
+        self._sweep = sweep
         self._rng = rng
         self._interval = interval
         self._pongTimeout = pongTimeout
-        self._ping = ping
-        self._noPong = noPong
-        self._outstanding = False
+        self._client = client
+        # When the next ping is due, and until when a pong is awaited (0: none is).
+        self._pingAt = 0.0
+        self._pongAt = 0.0
         self._stopped = False
-        self._pingCall: Optional[IDelayedCall] = None
-        self._pongCall: Optional[IDelayedCall] = None
 
     def start(self) -> None:
         """Schedule the first ping (nothing when pings are off)."""
-        self._schedule(self._rng.uniform(self._interval / 2, self._interval))
-
-    def _schedule(self, delay: float) -> None:
         if self._interval > 0 and not self._stopped:
-            self._pingCall = self._reactor.callLater(delay, self._fire)
+            self._pingAt = self._sweep.seconds() + self._rng.uniform(self._interval / 2, self._interval)
+            self._reschedule()
 
-    def _fire(self) -> None:
-        self._pingCall = None
-        self._ping()
-        if self._pongTimeout > 0 and not self._outstanding:
-            self._outstanding = True
-            self._pongCall = self._reactor.callLater(self._pongTimeout, self._late)
-        self._schedule(self._interval)
+    def _reschedule(self) -> None:
+        due = min(self._pingAt, self._pongAt) if self._pongAt else self._pingAt
+        if due != self.sweepAt:
+            self._sweep.schedule(self, due)
 
-    def _late(self) -> None:
-        self._pongCall = None
-        if self._outstanding:
-            self._noPong()
+    def swept(self) -> None:
+        if self._stopped:
+            return
+        now = self._sweep.seconds()
+        if self._pongAt and self._pongAt <= now:
+            self._pongAt = 0.0
+            self._client.pongMissed()
+            return
+        if self._pingAt <= now:
+            self._client.sendPing()
+            if self._stopped:
+                return
+            if self._pongTimeout > 0 and not self._pongAt:
+                self._pongAt = now + self._pongTimeout
+            self._pingAt = now + self._interval
+        self._reschedule()
+
+    @property
+    def outstanding(self) -> bool:
+        """A ping waits for its pong."""
+        return bool(self._pongAt)
 
     def pong(self) -> bool:
         """The client's pong arrived: False when no ping waited for one (a protocol violation)."""
-        if not self._outstanding:
+        if not self._pongAt:
             return False
-        self._outstanding = False
-        if self._pongCall is not None and self._pongCall.active():
-            self._pongCall.cancel()
-        self._pongCall = None
+        self._pongAt = 0.0
+        # The wheel keeps the pong's place; the sweep skips it once the next ping's deadline is the later one.
+        self._reschedule()
         return True
 
     def stop(self) -> None:
         self._stopped = True
-        for call in (self._pingCall, self._pongCall):
-            if call is not None and call.active():
-                call.cancel()
-        self._pingCall = self._pongCall = None
+        self._pingAt = self._pongAt = 0.0
+        self._sweep.cancel(self)

@@ -11,8 +11,7 @@ waits for one of them to end, as Centrifugo's reader waits on its semaphore. The
 from __future__ import annotations
 
 import time
-from collections import deque
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Protocol, Union
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
@@ -52,43 +51,76 @@ def _settled(d: Deferred[Any]) -> bool:
     return settled
 
 
+class Commanded(Protocol):
+    """The client, as its command queue uses it."""
+
+    clientID: str
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended (nothing more runs)."""
+
+    def dispatch(self, command: dict[str, Any]) -> Result:
+        """
+        Run one decoded command (L{BAD_FRAME} for the place where a frame went bad), returning None or a Deferred
+        the next command waits for.
+        """
+
+    def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None:
+        """End the connection with a disconnect."""
+
+    def replyError(self, commandID: int, error: codes.Error) -> None:
+        """Send a command's error reply (a handler that raised gets error 100)."""
+
+
 class CommandQueue:
     """
     The commands of one connection, run one at a time (or up to C{concurrency} of L{CONCURRENT} at once).
 
-    @param dispatch: runs one decoded command (L{BAD_FRAME} for the place where a frame went bad), returning
-        None or a Deferred the next command waits for.
-    @param close: ends the connection with a disconnect.
-    @param closed: whether the connection has ended (nothing more runs).
-    @param replyError: sends a command's error reply (a handler that raised gets error 100).
+    @param client: whose commands they are.
     @param concurrency: C{client_concurrency}; 0 or 1 runs every command after the previous one has ended.
     """
 
+    __slots__ = ("_client", "_codec", "_metrics", "_transport", "_concurrency", "_pending", "_running", "_errored",
+                 "_inFlight", "_room")
+
     log = Logger()
 
-    def __init__(self, codec: Codec, metrics: Any, clientID: str, transport: str,
-                 dispatch: Callable[[dict[str, Any]], Result], close: Callable[[codes.Disconnect], None],
-                 closed: Callable[[], bool], replyError: Callable[[int, codes.Error], None],
-                 concurrency: int = 0) -> None:
+    def __init__(self, client: Commanded, codec: Codec, metrics: Any, transport: str, concurrency: int = 0) -> None:
+        self._client = client
         self._codec = codec
         self._metrics = metrics
-        self._clientID = clientID
         self._transport = transport
-        self._dispatch = dispatch
-        self._close = close
-        self._closed = closed
-        self._replyError = replyError
         self._concurrency = concurrency
-        self._pending: deque[tuple[list[dict[str, Any]], int, Deferred[None]]] = deque()
+        # Frames waiting behind a command that waits (a list: at most MAX_PENDING_FRAMES, and small when empty).
+        self._pending: list[tuple[list[dict[str, Any]], int, Deferred[None]]] = []
         self._running = False
-        # Command id -> whether it has replied with an error, while it runs (several may, with concurrency).
-        self._errored: dict[int, bool] = {}
+        # Command id -> whether it has replied with an error, while it runs (several may, with concurrency); made
+        # when a command runs and dropped when none does, so an idle connection holds no table.
+        self._errored: Optional[dict[int, bool]] = None
         # Concurrent commands in flight, and what the queue waits on while they fill every place.
         self._inFlight = 0
         self._room: Optional[Deferred[None]] = None
 
+    @property
+    def _clientID(self) -> str:
+        return self._client.clientID
+
+    def _close(self, disconnect: codes.Disconnect) -> None:
+        self._client.close(disconnect)
+
+    def _erroredOf(self, commandID: int) -> bool:
+        """Whether command C{commandID} replied with an error; it is no longer running."""
+        errored = self._errored
+        if errored is None:
+            return False
+        result = errored.pop(commandID, False)
+        if not errored:
+            self._errored = None
+        return result
+
     def handleData(self, data: bytes) -> Deferred[None]:
-        if self._closed():
+        if self._client.closed:
             return succeed(None)
         try:
             commands = self._codec.decode_commands(data)
@@ -117,14 +149,15 @@ class CommandQueue:
 
     def _drain(self) -> None:
         self._running = True
+        client = self._client
         while self._pending:
-            commands, start, done = self._pending.popleft()
+            commands, start, done = self._pending.pop(0)
             for index in range(start, len(commands)):
-                if self._closed():
+                if client.closed:
                     break
-                result = self._dispatch(commands[index])
+                result = client.dispatch(commands[index])
                 if isinstance(result, Deferred) and not _settled(result):
-                    self._pending.appendleft((commands, index + 1, done))
+                    self._pending.insert(0, (commands, index + 1, done))
                     result.addBoth(self._resume)
                     return
             done.callback(None)
@@ -138,11 +171,11 @@ class CommandQueue:
     def clear(self) -> None:
         """The connection ended: the frames still waiting are done (their commands will not run)."""
         while self._pending:
-            self._pending.popleft()[2].callback(None)
+            self._pending.pop(0)[2].callback(None)
 
     def errorReplied(self, commandID: int) -> None:
         """The running command C{commandID} replied with an error: it counts as "error"."""
-        if commandID in self._errored:
+        if self._errored is not None and commandID in self._errored:
             self._errored[commandID] = True
 
     def run(self, method: str, handler: Handler, commandID: int, request: dict[str, Any]) -> Result:
@@ -153,17 +186,19 @@ class CommandQueue:
             command in flight, None while there is room for another (a Deferred of the room otherwise).
         """
         started = time.perf_counter()
+        if self._errored is None:
+            self._errored = {}
         self._errored[commandID] = False
         try:
             result = handler(commandID, request)
         except Exception:
             self.log.failure("client {client}: {method} failed", client=self._clientID, method=method)
-            self._replyError(commandID, codes.ERROR_INTERNAL)
-            self._errored.pop(commandID, None)
+            self._client.replyError(commandID, codes.ERROR_INTERNAL)
+            self._erroredOf(commandID)
             self._observe(method, started, "error")
             return None
         if not isinstance(result, Deferred):
-            self._observe(method, started, "error" if self._errored.pop(commandID, False) else "ok")
+            self._observe(method, started, "error" if self._erroredOf(commandID) else "ok")
             return result
         result.addBoth(self._observed, method, started, commandID)
         if self._concurrency > 1 and method in CONCURRENT and not _settled(result):
@@ -171,7 +206,7 @@ class CommandQueue:
         return result
 
     def _observed(self, result: Any, method: str, started: float, commandID: int) -> Any:
-        failed = isinstance(result, Failure) or self._errored.pop(commandID, False)
+        failed = self._erroredOf(commandID) or isinstance(result, Failure)
         self._observe(method, started, "error" if failed else "ok")
         return result
 

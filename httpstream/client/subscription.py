@@ -9,13 +9,13 @@ publication its deltas are based on), whether it wants join/leave pushes, and wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from httpstream.config import ChannelOptions
 
 
-@dataclass
+@dataclass(slots=True)
 class Subscription:
     channel: str
     options: ChannelOptions
@@ -38,8 +38,8 @@ class Subscription:
     # When the position was last compared with the stream's top, and how many comparisons in a row failed.
     positionCheckAt: float = 0.0
     positionCheckFailures: int = 0
-    # The node's PublicationFrames (httpstream.node.frames) that arrived while subscribing.
-    buffered: list[Any] = field(default_factory=list)
+    # The node's PublicationFrames (httpstream.node.frames) that arrived while subscribing (None: none did).
+    buffered: Optional[list[Any]] = None
     # A sub refresh proxy refreshes it when it expires; a refresh is in flight.
     serverRefresh: bool = False
     refreshing: bool = False

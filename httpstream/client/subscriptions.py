@@ -64,6 +64,8 @@ class Holder(Protocol):
 class Subscriptions(Mapping[str, Subscription]):
     """A client's subscriptions by channel (subscribing ones included), read as a mapping."""
 
+    __slots__ = ("_client", "_reactor", "_config", "_subs", "_underWay", "_member")
+
     log = Logger()
 
     def __init__(self, client: Holder, reactor: IReactorTime, config: Config) -> None:
@@ -234,8 +236,8 @@ class Subscriptions(Mapping[str, Subscription]):
             self._settled(channel)
             return
         sub.subscribing = False
-        buffered, sub.buffered = sub.buffered, []
-        for frames in buffered:
+        buffered, sub.buffered = sub.buffered, None
+        for frames in buffered or ():
             self.deliverPublication(frames)
         if sub.joinLeave and self._subs.get(channel) is sub and not client.closed:
             # After the reply, so the subscriber may receive its own join.
@@ -337,6 +339,8 @@ class Subscriptions(Mapping[str, Subscription]):
         if sub is None or client.closed:
             return
         if sub.subscribing:
+            if sub.buffered is None:
+                sub.buffered = []
             sub.buffered.append(frames)
             return
         offset = frames.publication.offset

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import server
+from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 @implementer(ITransport)
 class HTTPStreamTransport:
     """One streaming response."""
+
+    # One per connection, for as long as it lives.
+    __slots__ = ("_request", "requestHeaders", "protocol", "_producer", "finished")
 
     name = "http_stream"
     emulated = True
@@ -112,8 +116,9 @@ def openStream(
     request.setHeader(b"Content-Type", contentType)
     for name, value in STREAM_HEADERS:
         request.setHeader(name, value)
-    if preamble:
-        request.write(preamble)
+    # The headers go out now (with the preamble, if any): then what only the start of the response needed can go.
+    request.write(preamble)
+    _forgetRequestState(request)
     client = node.newClient(transport)
 
     def gone(_: object) -> None:
@@ -126,3 +131,17 @@ def openStream(
     else:
         client.handleData(body)
     return NOT_DONE_YET
+
+
+def _forgetRequestState(request: server.Request) -> None:
+    """
+    Drop what a twisted.web request keeps that a long-lived stream no longer needs, once its headers are out:
+    the body buffer (already read), the parsed query arguments, and the response headers (already sent). Each
+    of tens of thousands of streams would hold them for as long as it lives.
+    """
+    content = request.content
+    if content is not None:
+        content.close()
+    request.content = None
+    request.args = {}
+    request.responseHeaders = Headers()

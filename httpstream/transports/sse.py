@@ -23,6 +23,8 @@ CONTENT_TYPE = b"text/event-stream; charset=utf-8"
 class SSETransport(HTTPStreamTransport):
     """An event stream: one C{data:} event per message, a batch written as one chunk."""
 
+    __slots__ = ()
+
     name = "sse"
 
     def __init__(self, request: server.Request) -> None:

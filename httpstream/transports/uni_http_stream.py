@@ -23,6 +23,8 @@ CONTENT_TYPE = b"text/plain; charset=utf-8"
 class UniHTTPStreamTransport(HTTPStreamTransport):
     """A stream of newline-terminated JSON pushes, a batch written as one chunk."""
 
+    __slots__ = ()
+
     name = "uni_http_stream"
     emulated = False
     unidirectional = True

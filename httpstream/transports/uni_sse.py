@@ -24,6 +24,8 @@ from httpstream.transports.sse import CONTENT_TYPE, SSETransport
 class UniSSETransport(SSETransport):
     """An event stream of bare pushes, one C{data:} event each."""
 
+    __slots__ = ()
+
     name = "uni_sse"
     emulated = False
     unidirectional = True

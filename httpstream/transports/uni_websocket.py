@@ -38,6 +38,8 @@ _log = Logger()
 class UniWebSocketTransport(WebSocketTransport):
     """One unidirectional WebSocket: a text message per push, a disconnect pushed before its close frame."""
 
+    __slots__ = ()
+
     name = "uni_websocket"
     pushDisconnect = True
     unidirectional = True

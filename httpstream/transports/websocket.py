@@ -98,6 +98,8 @@ def packBatch(messages: Sequence[bytes], maxSize: int, protobuf: bool) -> list[b
 class WebSocketTransport:
     """One WebSocket connection, as the client sees it."""
 
+    __slots__ = ("_connection", "_writeBatchSize", "_compression", "requestHeaders", "protocol", "finished")
+
     name = "websocket"
     emulated = False
     pushDisconnect = False
