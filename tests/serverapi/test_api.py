@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, Callable
 
 import jwt
 import orjson
@@ -607,10 +607,15 @@ class FaultTests(APITestCase):
         first, _ = self.connect("alice")
         _, second = self.connect("alice")
 
-        def broken(code: int, reason: str) -> None:
-            raise ValueError(f"invalid close code {code}")
+        disconnect = Client.disconnect
 
-        first.disconnect = broken  # type: ignore[method-assign]
+        def broken(client: Client, code: int, reason: str) -> None:
+            if client is first:
+                raise ValueError(f"invalid close code {code}")
+            disconnect(client, code, reason)
+
+        # On the class: a Client has __slots__, so no method of one instance can be replaced.
+        self.patch(Client, "disconnect", broken)
         observed = _Observed(self)
         self.assertEqual(self.error(self.api.disconnect(user="alice")), 100)
         self.assertEqual(second.closed, (3503, "force disconnect"))
@@ -623,11 +628,19 @@ class FaultTests(APITestCase):
         """The same for unsubscribe and refresh: one connection that raises does not keep the others."""
         clients = [self.connect("alice", ("news",))[0] for _ in range(2)]
 
-        def broken(*args: Any, **kwargs: Any) -> None:
-            raise RuntimeError("broken connection")
+        def breaking(name: str) -> Callable[..., Any]:
+            method = getattr(Client, name)
 
-        clients[0].serverUnsubscribe = broken  # type: ignore[method-assign]
-        clients[0].serverRefresh = broken  # type: ignore[method-assign]
+            def broken(client: Client, *args: Any, **kwargs: Any) -> Any:
+                if client is clients[0]:
+                    raise RuntimeError("broken connection")
+                return method(client, *args, **kwargs)
+
+            return broken
+
+        # On the class: a Client has __slots__, so no method of one instance can be replaced.
+        self.patch(Client, "serverUnsubscribe", breaking("serverUnsubscribe"))
+        self.patch(Client, "serverRefresh", breaking("serverRefresh"))
         self.assertEqual(self.error(self.api.unsubscribe(user="alice", channel="news")), 100)
         self.assertNotIn("news", clients[1].subs)
         self.assertEqual(self.error(self.api.refresh(user="alice", expired=True)), 100)
