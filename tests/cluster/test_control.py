@@ -6,6 +6,7 @@ over an in-memory bus with a L{Clock}; and two controls talking through a real R
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from typing import Any, Generator
 
@@ -694,12 +695,13 @@ class RedisControlTests(TestCase):
         return None
 
     @inlineCallbacks
-    def waitFor(self, condition: Any, seconds: float = 5.0) -> Generator[Any, Any, None]:
-        for _ in range(int(seconds / 0.05)):
-            if condition():
-                return
+    def waitFor(self, condition: Any, seconds: float = 15.0) -> Generator[Any, Any, None]:
+        # Generous: a busy machine (the suite runs in several workers) slows Redis round trips and reconnects.
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail("condition not met in time")
             yield deferLater(globalReactor, 0.05, lambda: None)
-        self.fail("condition not met in time")
 
     @inlineCallbacks
     def test_requestOverRedis(self) -> Generator[Any, Any, None]:
@@ -727,12 +729,14 @@ class RedisControlTests(TestCase):
         def ask() -> Generator[Any, Any, None]:
             replies.append((yield self.a.request(self.b.nodeID, "echo", 2, timeout=0.3)))
 
-        for _ in range(40):
+        deadline = time.monotonic() + 20
+        while True:
             try:
                 yield ask()
                 break
             except ControlTimeout:
-                pass
+                if time.monotonic() > deadline:
+                    raise
         self.assertEqual(replies[0].result["echo"], 2)
 
         infos = yield self.a.survey("info")
