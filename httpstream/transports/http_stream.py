@@ -6,6 +6,10 @@ emulated connection (centrifugal/centrifuge ``handler_http_stream.go``).
 The request body holds the first commands (the SDK sends its connect); everything after that arrives through
 ``/emulation``. Each batch the client's writer hands over becomes exactly one HTTP chunk, because the JS SDK
 parses chunk by chunk.
+
+Once the response's head is out, a chunk (its size line, data and CRLF) is one write, and it goes straight to the
+socket when nothing waits before it (L{httpstream.transports.direct}). A message alone in its batch (nearly every
+publication) is framed into its chunk once for all the streams that write it (L{httpstream.transports.framecache}).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from zope.interface import implementer
 
 from httpstream.interfaces import ITransport
 from httpstream.logs import Logger
-from httpstream.protocol.framing import varint_delimit
+from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
+from httpstream.transports.direct import writeNow
+from httpstream.transports.framecache import FrameCache
 
 if TYPE_CHECKING:
     from httpstream.node.node import Node
@@ -49,9 +55,22 @@ class HTTPStreamTransport:
         # Every JSON message ends with a newline, the last one included.
         return b"\n".join(messages) + b"\n"
 
+    def chunk(self, message: bytes) -> bytes:
+        """One message alone, as the whole chunk that carries it: made once for every stream that writes it."""
+        return _CHUNKS[self.protocol].framed(message)
+
     def writeMessages(self, messages: Sequence[bytes]) -> None:
-        if not self.finished:
-            self._request.write(self.frame(messages))
+        if self.finished:
+            return
+        request = self._request
+        channel = request.channel
+        if not request.startedWriting or not request.chunked or channel is None:
+            # The first write sends the response's head; HTTP/1.0 gets no chunks: twisted.web's own way for those.
+            request.write(self.frame(messages))
+            return
+        data = self.chunk(messages[0]) if len(messages) == 1 else chunked(self.frame(messages))
+        # What Request.write does, less its bookkeeping (sentLength, which only an access log would read).
+        writeNow(channel.transport, data)
 
     def registerProducer(self, producer: IPushProducer) -> None:
         self._producer = producer
@@ -81,6 +100,18 @@ class HTTPStreamTransport:
             # unregistering then raises, and the client would never hear that its stream is gone.
             if self._producer is not None and self._request.channel is not None:
                 self._request.unregisterProducer()
+
+
+def chunked(data: bytes) -> bytes:
+    """C{data} as one HTTP/1.1 chunk: its size in hex, CRLF, the data, CRLF."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+# One message alone in its chunk, by protocol: newline-terminated JSON, varint-delimited Protobuf.
+_CHUNKS = {
+    "json": FrameCache(lambda message: chunked(message + b"\n")),
+    "protobuf": FrameCache(lambda message: chunked(encode_varint(len(message)) + message)),
+}
 
 
 class HTTPStreamResource(EmulationEndpoint):
