@@ -416,7 +416,7 @@ class Client:
                 # Past the queue limit on purpose: the client must learn why it was cut off.
                 self.queue(self._codec.encode_disconnect(disconnect, self.unidirectional), force=True)
             if flush:
-                self.writer.flush()
+                self.writer.flush(final=True)
             self.writer.stop()
             self._cleanup()
         finally:

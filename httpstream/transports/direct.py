@@ -1,17 +1,22 @@
 # -*- test-case-name: tests.transports.test_direct -*-
 """
-The direct write: bytes go straight to the socket when nothing is waiting before them.
+The direct write: bytes go straight to the socket when nothing is waiting before them, and what comes behind a busy
+socket waits in the connection's own queue, to go out as one write when the socket drains.
 
 Twisted's C{transport.write} never sends at once: it appends to the transport's buffer, registers the socket for
 writability (an C{epoll_ctl}), sends on the next poll and unregisters (another C{epoll_ctl}). asyncio's transports
 send at once when their buffer is empty, and so does L{writeNow}: when the TCP transport holds nothing unsent, one
-C{send()} takes the whole write (the kernel's buffer has room while the peer keeps up), and only what it leaves, or
-a write behind bytes still waiting, goes through C{transport.write}, whose buffer then keeps the order and sends
-what has queued up there in one C{send()} when the socket drains. So a delivery to a peer that keeps up costs one
-syscall and no change to the poller's interest set.
+C{send()} takes the whole write (the kernel's buffer has room while the peer keeps up). So a delivery to a peer that
+keeps up costs one syscall and no change to the poller's interest set.
+
+What the kernel does not take goes to Twisted's buffer, in order, and the transport's streaming producer (the
+client's writer, directly or through twisted.web's channel) is paused at once rather than past Twisted's 64 KiB:
+the messages that follow wait in the writer's queue, counted against C{client_queue_max_size}, and Twisted resumes
+the writer when its buffer has drained, which then writes them all as one chunk or frame, in one C{send()}, as
+Centrifugo's writer does with what queued while its connection was busy.
 
 A transport that is not a plain TCP connection (TLS, whose bytes are encrypted on the way; a test's fake) gets the
-ordinary C{write}.
+ordinary C{write}, and its producer Twisted's ordinary pauses.
 """
 
 from __future__ import annotations
@@ -20,28 +25,42 @@ from typing import Any
 
 from twisted.internet.tcp import Connection
 
-__all__ = ["writeNow"]
+__all__ = ["writeNow", "direct", "unsent"]
+
+
+def direct(transport: Any) -> bool:
+    """Whether L{writeNow} may send on C{transport}'s socket itself: an open TCP connection, without TLS."""
+    return bool(
+        isinstance(transport, Connection)
+        # startTLS on a plain connection: its writes go through the TLS layer.
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+    )
+
+
+def unsent(transport: Connection) -> int:
+    """The bytes a TCP transport holds that the kernel has not taken yet."""
+    # FileDescriptor's buffer (dataBuffer from offset on, then _tempDataBuffer): Twisted has no public measure of it.
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
 def writeNow(transport: Any, data: bytes) -> None:
     """
-    Write C{data} to C{transport} (an L{ITransport}), sending it on the spot when the transport has nothing unsent.
+    Write C{data} to C{transport} (an L{ITransport}): sent on the spot when it holds nothing unsent; otherwise, or
+    for what the kernel did not take, buffered by the transport, whose streaming producer is then paused until it
+    has sent it all.
 
     Failures are the transport's to find: on a socket error the bytes go to its buffer, and its next write attempt
     reports the lost connection as it always does.
     """
-    # The buffer's state is Twisted's FileDescriptor's (dataBuffer from offset on, then _tempDataBuffer): there is no
-    # public "nothing unsent" test. Anything but an idle, open TCP connection takes the ordinary way.
-    if (
-        not isinstance(transport, Connection)
-        or transport.TLS  # startTLS on a plain connection: its writes go through the TLS layer
-        or transport._tempDataBuffer
-        or transport.offset != len(transport.dataBuffer)
-        or not transport.connected
-        or transport.disconnecting
-        or transport._writeDisconnected
-    ):
+    if not direct(transport):
         transport.write(data)
+        return
+    if transport._tempDataBuffer or transport.offset != len(transport.dataBuffer):
+        transport.write(data)  # behind bytes still waiting: the order is the buffer's
+        _hold(transport)
         return
     try:
         sent = transport.socket.send(data)
@@ -53,4 +72,12 @@ def writeNow(transport: Any, data: bytes) -> None:
         return
     if sent < len(data):
         transport.write(data[sent:])
+        _hold(transport)
 
+
+def _hold(transport: Connection) -> None:
+    """Pause the transport's streaming producer while its buffer holds anything (Twisted resumes it once empty)."""
+    producer = transport.producer
+    if producer is not None and transport.streamingProducer and not transport.producerPaused:
+        transport.producerPaused = True
+        producer.pauseProducing()  # type: ignore[attr-defined]  # a streaming producer is an IPushProducer

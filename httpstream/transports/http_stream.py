@@ -25,11 +25,16 @@ from httpstream.interfaces import ITransport
 from httpstream.logs import Logger
 from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
-from httpstream.transports.direct import writeNow
+from httpstream.transports.direct import direct, unsent, writeNow
 from httpstream.transports.framecache import FrameCache
 
 if TYPE_CHECKING:
     from httpstream.node.node import Node
+
+
+# Unsent bytes past which a paused stream's peer counts as not reading: what Twisted's buffer holds before it pauses
+# a producer, which is when a stream's writer used to pause (before the direct write paused it at once).
+STUCK = 65536
 
 
 @implementer(ITransport)
@@ -85,12 +90,25 @@ class HTTPStreamTransport:
             request.unregisterProducer()
         if getattr(request, "_disconnected", False):
             return
-        # A paused producer means the peer stopped reading (3008 "slow"): it will not read the end either, so do
-        # not keep its socket and buffers waiting for it.
-        stuck: Any = request.channel.transport if getattr(self._producer, "paused", False) else None
+        stuck = self._stuck()
         request.finish()
         if stuck is not None:
             stuck.abortConnection()
+
+    def _stuck(self) -> Any:
+        """
+        The connection's transport when its peer has stopped reading (it will not read the end either, so its
+        socket and buffers are not kept waiting for it), else None.
+        """
+        producer = self._producer
+        if not getattr(producer, "paused", False):
+            return None
+        transport: Any = self._request.channel.transport
+        if direct(transport) and not getattr(producer, "overflowed", False) and unsent(transport) <= STUCK:
+            # Paused as its socket was busy for a moment (a direct write pauses at once), not past the queue limit
+            # (3008) nor past what Twisted's buffer would hold: a peer that reads gets the end.
+            return None
+        return transport
 
     def lost(self) -> None:
         """The peer went away: nothing more may be written."""
