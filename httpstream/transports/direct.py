@@ -55,7 +55,14 @@ def writeNow(transport: Any, data: bytes) -> None:
     Failures are the transport's to find: on a socket error the bytes go to its buffer, and its next write attempt
     reports the lost connection as it always does.
     """
-    if not direct(transport):
+    # direct(), inlined: this runs once per delivery.
+    if (
+        not isinstance(transport, Connection)
+        or transport.TLS
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnected
+    ):
         transport.write(data)
         return
     if transport._tempDataBuffer or transport.offset != len(transport.dataBuffer):
