@@ -51,6 +51,8 @@ class HTTPStreamTransport:
         self.requestHeaders = request.requestHeaders
         self.protocol = "protobuf" if protobuf else "json"
         self._producer: Any = None
+        # The connection's transport once the response's head is out in chunks: what every later write goes to.
+        self._out: Any = None
         self.finished = False
 
     def frame(self, messages: Sequence[bytes]) -> bytes:
@@ -67,15 +69,18 @@ class HTTPStreamTransport:
     def writeMessages(self, messages: Sequence[bytes]) -> None:
         if self.finished:
             return
-        request = self._request
-        channel = request.channel
-        if not request.startedWriting or not request.chunked or channel is None:
-            # The first write sends the response's head; HTTP/1.0 gets no chunks: twisted.web's own way for those.
-            request.write(self.frame(messages))
-            return
+        out = self._out
+        if out is None:
+            request = self._request
+            channel = request.channel
+            if not request.startedWriting or not request.chunked or channel is None:
+                # The first write sends the response's head; HTTP/1.0 gets no chunks: twisted.web's way for those.
+                request.write(self.frame(messages))
+                return
+            out = self._out = channel.transport
         data = self.chunk(messages[0]) if len(messages) == 1 else chunked(self.frame(messages))
         # What Request.write does, less its bookkeeping (sentLength, which only an access log would read).
-        writeNow(channel.transport, data)
+        writeNow(out, data)
 
     def registerProducer(self, producer: IPushProducer) -> None:
         self._producer = producer
