@@ -4,7 +4,9 @@ Prometheus metrics of one node, named in the style of Centrifugo's (``centrifugo
 ``centrifugo_client_command_duration_seconds``) with the prefix ``httpstream_``.
 
 Each node has its own registry, so several nodes in one process (tests, embedding programs) do not collide.
-Gauges are read from the node when scraped rather than kept up to date on every change.
+Gauges are read from the node when scraped rather than kept up to date on every change, and so are the counters of
+what the clients send (L{SentCounts}): those move once per message per connection, where a Prometheus counter's
+C{labels(...).inc()} (a look-up and a lock) cost more than the rest of queueing the message.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 PREFIX = "httpstream"
@@ -48,6 +50,37 @@ class _NodeCollector(Collector):
                                 value=len(control.nodes()) if control is not None else 1)
 
 
+class SentCounts:
+    """What the clients of one transport have queued to send: plain integers, added to on the hot path."""
+
+    __slots__ = ("messages", "bytes")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+
+
+class _SentCollector(Collector):
+    """C{httpstream_transport_messages_sent} and C{_bytes_sent} by transport, read from L{SentCounts} at scrape time."""
+
+    def __init__(self, sent: dict[str, SentCounts]) -> None:
+        self._sent = sent
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        messages = CounterMetricFamily(
+            f"{PREFIX}_transport_messages_sent", "Messages (replies and pushes) sent, by transport.",
+            labels=["transport"],
+        )
+        sizes = CounterMetricFamily(
+            f"{PREFIX}_transport_bytes_sent", "Message bytes written, by transport.", labels=["transport"]
+        )
+        for transport, counts in sorted(self._sent.items()):
+            messages.add_metric([transport], counts.messages)
+            sizes.add_metric([transport], counts.bytes)
+        yield messages
+        yield sizes
+
+
 class Metrics:
     """The counters and histograms the node's parts update."""
 
@@ -62,13 +95,8 @@ class Metrics:
             f"{PREFIX}_client_command_duration_seconds", "Client command latency by method.", ["method"],
             registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.messagesSent = Counter(
-            f"{PREFIX}_transport_messages_sent", "Messages (replies and pushes) sent, by transport.", ["transport"],
-            registry=r,
-        )
-        self.bytesSent = Counter(
-            f"{PREFIX}_transport_bytes_sent", "Message bytes written, by transport.", ["transport"], registry=r
-        )
+        self._sent: dict[str, SentCounts] = {}
+        r.register(_SentCollector(self._sent))
         self.messagesReceived = Counter(
             f"{PREFIX}_transport_messages_received", "Commands received, by transport.", ["transport"],
             registry=r,
@@ -103,6 +131,13 @@ class Metrics:
             f"{PREFIX}_api_command_duration_seconds", "Server API call latency by method.", ["method"], registry=r
         )
         r.register(_NodeCollector(node))
+
+    def sent(self, transport: str) -> SentCounts:
+        """The counts of what the clients of C{transport} send: a client takes them once and adds to them."""
+        counts = self._sent.get(transport)
+        if counts is None:
+            counts = self._sent[transport] = SentCounts()
+        return counts
 
     def exposition(self) -> bytes:
         """The text format a Prometheus scrape reads."""

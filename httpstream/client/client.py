@@ -111,6 +111,7 @@ class Client:
         self.writer = Writer(
             reactor, transport, self._config.client_queue_max_size, self._slow, flusher, self._writeFailed
         )
+        self._sent = node.metrics.sent(transport.name)  # counted per message: bound once
         transport.registerProducer(self.writer)
         # Until it connects, its timer is the stale deadline.
         sweep.scheduleIn(self, self._config.client_stale_close_delay)
@@ -334,9 +335,9 @@ class Client:
     def queue(self, message: bytes, force: bool = False) -> None:
         """Queue one encoded message on the writer, counting it."""
         if self.writer.enqueue(message, force):
-            metrics = self.node.metrics
-            metrics.messagesSent.labels(self.transport.name).inc()
-            metrics.bytesSent.labels(self.transport.name).inc(len(message))
+            sent = self._sent
+            sent.messages += 1
+            sent.bytes += len(message)
 
     def _slow(self) -> None:
         self.node.metrics.overflows.inc()
@@ -415,7 +416,7 @@ class Client:
                 # Past the queue limit on purpose: the client must learn why it was cut off.
                 self.queue(self._codec.encode_disconnect(disconnect, self.unidirectional), force=True)
             if flush:
-                self.writer.flush()
+                self.writer.flush(final=True)
             self.writer.stop()
             self._cleanup()
         finally:

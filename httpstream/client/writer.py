@@ -128,7 +128,10 @@ class Writer:
             return False
         self._queue.append(message)
         self.size += size
-        self._schedule()
+        # _schedule, inlined: this runs once per message per connection.
+        if not self._scheduled and not self.paused:
+            self._scheduled = True
+            self._flusher.schedule(self)
         return True
 
     def _schedule(self) -> None:
@@ -142,16 +145,27 @@ class Writer:
             self._flusher.cancel(self)
 
     def _flushDue(self) -> None:
+        # The flusher has dropped it from its due list: nothing to unschedule.
         self._scheduled = False
-        self.flush()
+        self._write(False)
 
-    def flush(self) -> None:
-        """Write everything queued now, as one unit, unless the transport is paused."""
+    def flush(self, final: bool = False) -> None:
+        """
+        Write everything queued now, as one unit, unless the transport is paused.
+
+        @param final: write it even so: the connection's last words (its disconnect), after which it is closed.
+            A transport pauses its writer as soon as its socket is busy (L{httpstream.transports.direct}), not only
+            when its peer has stopped reading.
+        """
         self._unschedule()
-        if self.paused or not self._queue or self.stopped:
+        self._write(final)
+
+    def _write(self, final: bool) -> None:
+        queue = self._queue
+        if (self.paused and not final) or not queue or self.stopped:
             return
         # Taken off before writing, so that whatever the write leads to (a pause, a stop) sees an empty queue.
-        messages, self._queue = self._queue, []
+        messages, self._queue = queue, []
         self.size = 0
         try:
             self._transport.writeMessages(messages)

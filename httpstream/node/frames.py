@@ -15,6 +15,9 @@ from httpstream.protocol.delta import publicationDelta
 from httpstream.values import Publication
 
 
+_MISSING = b"missing"  # not yet encoded (None: cannot be encoded)
+
+
 def asJSONString(data: bytes) -> bytes:
     """Raw JSON bytes as a JSON string holding them: a delta-negotiated JSON subscription gets data this way."""
     return orjson.dumps(data.decode("utf-8"))
@@ -50,9 +53,10 @@ class PublicationFrames:
         when it cannot be encoded for that protocol.
         """
         key = (protocol, variant, unidirectional)
-        if key not in self._frames:
-            self._frames[key] = self._encode(protocol, variant, unidirectional)
-        return self._frames[key]
+        frame = self._frames.get(key, _MISSING)
+        if frame is _MISSING:
+            frame = self._frames[key] = self._encode(protocol, variant, unidirectional)
+        return frame
 
     def _encode(self, protocol: str, variant: str, unidirectional: bool) -> Optional[bytes]:
         pub = self.publication

@@ -6,6 +6,10 @@ emulated connection (centrifugal/centrifuge ``handler_http_stream.go``).
 The request body holds the first commands (the SDK sends its connect); everything after that arrives through
 ``/emulation``. Each batch the client's writer hands over becomes exactly one HTTP chunk, because the JS SDK
 parses chunk by chunk.
+
+Once the response's head is out, a chunk (its size line, data and CRLF) is one write, and it goes straight to the
+socket when nothing waits before it (L{httpstream.transports.direct}). A message alone in its batch (nearly every
+publication) is framed into its chunk once for all the streams that write it (L{httpstream.transports.framecache}).
 """
 
 from __future__ import annotations
@@ -20,11 +24,18 @@ from zope.interface import implementer
 
 from httpstream.interfaces import ITransport
 from httpstream.logs import Logger
-from httpstream.protocol.framing import varint_delimit
+from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
+from httpstream.transports.direct import direct, unsent, writeNow
+from httpstream.transports.framecache import FrameCache
 
 if TYPE_CHECKING:
     from httpstream.node.node import Node
+
+
+# Unsent bytes past which a paused stream's peer counts as not reading: what Twisted's buffer holds before it pauses
+# a producer, which is when a stream's writer used to pause (before the direct write paused it at once).
+STUCK = 65536
 
 
 @implementer(ITransport)
@@ -32,7 +43,7 @@ class HTTPStreamTransport:
     """One streaming response."""
 
     # One per connection, for as long as it lives.
-    __slots__ = ("_request", "requestHeaders", "protocol", "_producer", "finished")
+    __slots__ = ("_request", "_out", "requestHeaders", "protocol", "_producer", "finished")
 
     name = "http_stream"
     emulated = True
@@ -44,6 +55,8 @@ class HTTPStreamTransport:
         self.requestHeaders = request.requestHeaders
         self.protocol = "protobuf" if protobuf else "json"
         self._producer: Any = None
+        # The connection's transport once the response's head is out in chunks: what every later write goes to.
+        self._out: Any = None
         self.finished = False
 
     def frame(self, messages: Sequence[bytes]) -> bytes:
@@ -53,9 +66,25 @@ class HTTPStreamTransport:
         # Every JSON message ends with a newline, the last one included.
         return b"\n".join(messages) + b"\n"
 
+    def chunk(self, message: bytes) -> bytes:
+        """One message alone, as the whole chunk that carries it: made once for every stream that writes it."""
+        return _CHUNKS[self.protocol].framed(message)
+
     def writeMessages(self, messages: Sequence[bytes]) -> None:
-        if not self.finished:
-            self._request.write(self.frame(messages))
+        if self.finished:
+            return
+        out = self._out
+        if out is None:
+            request = self._request
+            channel = request.channel
+            if not request.startedWriting or not request.chunked or channel is None:
+                # The first write sends the response's head; HTTP/1.0 gets no chunks: twisted.web's way for those.
+                request.write(self.frame(messages))
+                return
+            out = self._out = channel.transport
+        data = self.chunk(messages[0]) if len(messages) == 1 else chunked(self.frame(messages))
+        # What Request.write does, less its bookkeeping (sentLength, which only an access log would read).
+        writeNow(out, data)
 
     def registerProducer(self, producer: IPushProducer) -> None:
         self._producer = producer
@@ -70,12 +99,25 @@ class HTTPStreamTransport:
             request.unregisterProducer()
         if getattr(request, "_disconnected", False):
             return
-        # A paused producer means the peer stopped reading (3008 "slow"): it will not read the end either, so do
-        # not keep its socket and buffers waiting for it.
-        stuck: Any = request.channel.transport if getattr(self._producer, "paused", False) else None
+        stuck = self._stuck()
         request.finish()
         if stuck is not None:
             stuck.abortConnection()
+
+    def _stuck(self) -> Any:
+        """
+        The connection's transport when its peer has stopped reading (it will not read the end either, so its
+        socket and buffers are not kept waiting for it), else None.
+        """
+        producer = self._producer
+        if not getattr(producer, "paused", False):
+            return None
+        transport: Any = self._request.channel.transport
+        if direct(transport) and not getattr(producer, "overflowed", False) and unsent(transport) <= STUCK:
+            # Paused as its socket was busy for a moment (a direct write pauses at once), not past the queue limit
+            # (3008) nor past what Twisted's buffer would hold: a peer that reads gets the end.
+            return None
+        return transport
 
     def lost(self) -> None:
         """The peer went away: nothing more may be written."""
@@ -85,6 +127,18 @@ class HTTPStreamTransport:
             # unregistering then raises, and the client would never hear that its stream is gone.
             if self._producer is not None and self._request.channel is not None:
                 self._request.unregisterProducer()
+
+
+def chunked(data: bytes) -> bytes:
+    """C{data} as one HTTP/1.1 chunk: its size in hex, CRLF, the data, CRLF."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+# One message alone in its chunk, by protocol: newline-terminated JSON, varint-delimited Protobuf.
+_CHUNKS = {
+    "json": FrameCache(lambda message: chunked(message + b"\n")),
+    "protobuf": FrameCache(lambda message: chunked(encode_varint(len(message)) + message)),
+}
 
 
 class HTTPStreamResource(EmulationEndpoint):

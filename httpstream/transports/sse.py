@@ -14,9 +14,12 @@ from typing import Sequence
 from twisted.web import server
 
 from httpstream.transports._http import EndpointResource, admitOrigin, readBody
-from httpstream.transports.http_stream import HTTPStreamTransport, openStream
+from httpstream.transports.framecache import FrameCache
+from httpstream.transports.http_stream import HTTPStreamTransport, chunked, openStream
 
 CONNECT_PARAM = b"cf_connect"
+# One message alone: its event, in its chunk.
+_EVENTS = FrameCache(lambda message: chunked(b"data: %b\n\n" % message))
 CONTENT_TYPE = b"text/event-stream; charset=utf-8"
 
 
@@ -33,6 +36,9 @@ class SSETransport(HTTPStreamTransport):
     def frame(self, messages: Sequence[bytes]) -> bytes:
         # A JSON message never holds a raw newline (the codec writes one line), so one data: line is enough.
         return b"".join(b"data: " + message + b"\n\n" for message in messages)
+
+    def chunk(self, message: bytes) -> bytes:
+        return _EVENTS.framed(message)
 
 
 class SSEResource(EndpointResource):

@@ -18,10 +18,17 @@ or push larger than that goes alone in its own message. Nothing the writer hands
 With C{websocket_compression} on, a client that offers permessage-deflate gets it (L{httpstream.transports.deflate}:
 no context takeover, so one compression of a publication serves all its subscribers); each WebSocket message over
 C{websocket_compression_min_size} bytes then goes compressed, the others as they are.
+
+On a connection without compression the transport frames its messages itself: a server's frames are unmasked, so
+a message alone in its batch (nearly every publication) is framed once for every connection on the same protocol
+(L{httpstream.transports.framecache}), and a batch's frames go out as one write. Every write of the connection,
+autobahn's own frames included, goes straight to the socket when nothing waits before it
+(L{httpstream.transports.direct}).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Optional, Sequence
 
 from autobahn.twisted.resource import WebSocketResource
@@ -35,8 +42,10 @@ from httpstream.protocol import codes
 from httpstream.interfaces import IClient, IOriginChecker, ITransport
 from httpstream.logs import Logger
 from httpstream.node.node import Node
-from httpstream.protocol.framing import varint_delimit
+from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports.deflate import Compression, Deflaters, SharedDeflate, acceptOffer
+from httpstream.transports.direct import writeNow
+from httpstream.transports.framecache import FrameCache
 
 SUBPROTOCOLS = ("centrifuge-json", "centrifuge-protobuf")
 
@@ -59,6 +68,32 @@ def closeCode(code: int) -> int:
     if code == 1000 or 3000 <= code <= 4999:
         return code
     return codes.DISCONNECT_FORCE_RECONNECT.code
+
+
+_TEXT, _BINARY = 0x1, 0x2
+_FIN = 0x80
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
+
+
+def messageFrame(opcode: int, payload: bytes) -> bytes:
+    """One whole WebSocket message as a server sends it: a single final frame, unmasked (RFC 6455 5.2)."""
+    length = len(payload)
+    if length < 126:
+        head = bytes((_FIN | opcode, length))
+    elif length < 0x10000:
+        head = _HEAD16.pack(_FIN | opcode, 126, length)
+    else:
+        head = _HEAD64.pack(_FIN | opcode, 127, length)
+    return head + payload
+
+
+# One message alone, by protocol: its payload as L{packBatch} makes it, in one frame. (A unidirectional connection
+# sends one message per WebSocket message: the same frame.)
+_FRAMES = {
+    "json": FrameCache(lambda message: messageFrame(_TEXT, message)),
+    "protobuf": FrameCache(lambda message: messageFrame(_BINARY, encode_varint(len(message)) + message)),
+}
 
 
 def _prefixSize(length: int) -> int:
@@ -129,16 +164,25 @@ class WebSocketTransport:
             return
         binary = self.protocol == "protobuf"
         compression = self._compression
+        if compression is None:
+            data = _FRAMES[self.protocol].framed(messages[0]) if len(messages) == 1 else self.frames(messages)
+            self._connection.sendData(data)
+            return
         for payload in self.payloads(messages):
-            if compression is None:
-                self._connection.sendMessage(payload, isBinary=binary)  # type: ignore[no-untyped-call]
-            else:
-                # Autobahn decides per message: doNotCompress sends a small one plainly (RSV1 clear) on a connection
-                # that negotiated compression, as Centrifugo does up to websocket_compression_min_size.
-                plain = not compression.compresses(len(payload))
-                self._connection.sendMessage(  # type: ignore[no-untyped-call]
-                    payload, isBinary=binary, doNotCompress=plain
-                )
+            # Autobahn decides per message: doNotCompress sends a small one plainly (RSV1 clear) on a connection
+            # that negotiated compression, as Centrifugo does up to websocket_compression_min_size.
+            plain = not compression.compresses(len(payload))
+            self._connection.sendMessage(  # type: ignore[no-untyped-call]
+                payload, isBinary=binary, doNotCompress=plain
+            )
+
+    def frames(self, messages: Sequence[bytes]) -> bytes:
+        """The uncompressed frames of the WebSocket messages that carry a batch (or one message), as one write."""
+        opcode = _BINARY if self.protocol == "protobuf" else _TEXT
+        payloads = self.payloads(messages)
+        if len(payloads) == 1:
+            return messageFrame(opcode, payloads[0])
+        return b"".join([messageFrame(opcode, payload) for payload in payloads])
 
     def payloads(self, messages: Sequence[bytes]) -> list[bytes]:
         """The WebSocket messages that carry one flushed batch."""
@@ -238,6 +282,15 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self._client is not None:
             self._client.handleData(payload)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
+        # Every write of the connection (the transport's frames, autobahn's handshake, pings and close frames):
+        # straight to the socket when nothing waits before it, and without autobahn's debug line per write, whose
+        # arguments it formats even when nobody logs them. Its queue (sync writes, chopped ones) keeps its own way.
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        else:
+            writeNow(self.transport, data)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         if self._client is not None and self._transport is not None:

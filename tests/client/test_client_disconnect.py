@@ -57,6 +57,21 @@ class DisconnectTests(ClientHelpers, SynchronousTestCase):
         self.assertEqual(node.hub.subscribers("news"), [])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_disconnectPushedWhileTransportPaused(self) -> None:
+        """
+        A server-side disconnect while the transport is paused (its socket busy for a moment) still writes what was
+        queued and the disconnect push, in order, before the transport closes.
+        """
+        transport = FakeTransport()
+        node, client = self.connectedOn(transport)
+        transport.pause()
+        node.publish("news", b'{"n":1}')
+        client.disconnect(4000, "go away")
+        replies = transport.replies()
+        self.assertEqual(replies[0]["push"]["pub"]["data"], b'{"n":1}')
+        self.assertEqual(replies[-1], disconnectPush(4000, "go away"))
+        self.assertEqual(transport.closed, (4000, "go away"))
+
     def test_closeErrorStillCleansUp(self) -> None:
         """A transport whose close raises: the client is closed and gone anyway, and the caller sees no error."""
         transport = FailingClose()

@@ -146,6 +146,22 @@ class WriterTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.transport.batches, [[b"before", b"during"]])
 
+    def test_finalFlushWritesEvenWhilePaused(self) -> None:
+        """
+        A closing connection's last words go out although its transport is paused (a direct write pauses the
+        writer whenever the socket is busy for a moment, not only when the peer has stopped reading).
+        """
+        writer = self.writer()
+        writer.enqueue(b"queued")
+        writer.pauseProducing()
+        writer.enqueue(b"disconnect")
+        writer.flush(final=True)
+        self.assertEqual(self.transport.batches, [[b"queued", b"disconnect"]])
+        self.assertEqual(writer.size, 0)
+        writer.stop()
+        writer.flush(final=True)
+        self.assertEqual(len(self.transport.batches), 1)
+
     def test_pausedQueueStillBounded(self) -> None:
         """
         A peer that stops reading fills the queue: the overflow callback runs (the client disconnects it as slow).

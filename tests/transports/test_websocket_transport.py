@@ -115,6 +115,11 @@ class FakeConnection:
             raise AssertionError("autobahn raises Disconnected here")
         self.sent.append((payload, isBinary))
 
+    def sendData(self, data: bytes) -> None:
+        """The frames the transport made itself (no compression): recorded as the messages they carry."""
+        self.sent.extend(readFrames(data))
+
+
     def sendClose(self, code: Any = None, reason: Any = None) -> None:
         if self.closeError is not None:
             raise self.closeError
@@ -122,6 +127,23 @@ class FakeConnection:
         assert code == 1000 or 3000 <= code <= 4999, code
         self.closes.append((code, reason))
         self.state = WebSocketProtocol.STATE_CLOSING
+
+
+def readFrames(data: bytes) -> list[tuple[bytes, bool]]:
+    """Whole unmasked server frames, each a final one, as (payload, binary)."""
+    messages = []
+    while data:
+        first, second = data[0], data[1]
+        assert first & 0xF0 == 0x80 and second & 0x80 == 0, data[:2]  # FIN, no RSV bits, not masked
+        length, start = second, 2
+        if second == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        elif second == 127:
+            length, start = int.from_bytes(data[2:10], "big"), 10
+        assert len(data) >= start + length, "a frame cut short"
+        messages.append((data[start:start + length], first & 0x0F == 0x2))
+        data = data[start + length:]
+    return messages
 
 
 class WebSocketTransportTests(SynchronousTestCase):
