@@ -67,7 +67,7 @@ class Client:
     __slots__ = (
         "node", "policy", "transport", "protocol", "_codec", "_reactor", "_config", "clientID", "sessionID",
         "unidirectional", "user", "connInfo", "meta", "subs", "_commands", "_connection", "_emulatedHeaders",
-        "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt",
+        "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt", "_sent",
     )
 
     log = Logger()
