@@ -43,6 +43,9 @@ class FuzzRequest(DummyRequest):
         self.producer: Any = None
         self._disconnected = False
         self.channel = _Channel()
+        # As twisted.web's Request: no chunked framing here, so every write goes through write() below.
+        self.startedWriting = False
+        self.chunked = False
 
     @property
     def code(self) -> Optional[int]:
@@ -59,6 +62,7 @@ class FuzzRequest(DummyRequest):
     def write(self, data: bytes) -> None:
         assert not self.finished, "write after finish"
         assert not self._disconnected, "write after the connection was lost"
+        self.startedWriting = True
         super().write(data)
 
     def finish(self) -> None:
