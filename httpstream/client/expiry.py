@@ -7,7 +7,6 @@ refresh, or (when the policy says the server refreshes it) the policy asked agai
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Protocol
 
 from twisted.internet.defer import Deferred
@@ -26,11 +25,12 @@ MAX_TTL = 2**32 - 1
 
 def ttlUntil(expireAt: float, now: float) -> int:
     """
-    Seconds from C{now} to C{expireAt} as Centrifugo counts them, C{expireAt} minus the whole Unix second C{now}
-    is in (a token's exp 1.3 s away is a ttl of 1 or 2, never 0: an SDK takes "expires" with a ttl of 0 as an
-    absent ttl), within the protocol's uint32 (0 once it has passed).
+    Whole seconds from C{now} to C{expireAt}, within the protocol's uint32: at least 1 while it has not passed (an
+    SDK reads "expires" with a ttl of 0 as no ttl at all: centrifuge-python failed on it), 0 once it has.
     """
-    return min(MAX_TTL, max(0, int(expireAt - math.floor(now))))
+    if expireAt <= now:
+        return 0
+    return min(MAX_TTL, max(1, int(expireAt - now)))
 
 
 class Expiring(Protocol):
