@@ -190,7 +190,8 @@ def openStream(
 def _forgetRequestState(request: server.Request) -> None:
     """
     Drop what a twisted.web request keeps that a long-lived stream no longer needs, once its headers are out:
-    the body buffer (already read), the parsed query arguments, and the response headers (already sent). Each
+    the body buffer (already read), the parsed query arguments, the response headers (already sent), and Klein's
+    routing state. Each
     of tens of thousands of streams would hold them for as long as it lives.
     """
     content = request.content
@@ -199,3 +200,6 @@ def _forgetRequestState(request: server.Request) -> None:
     request.content = None
     request.args = {}
     request.responseHeaders = Headers()
+    # Klein's per-request routing state (its KleinRequest and the route's map adapter, ~1 KiB), adapted anew should
+    # anything ask for it again.
+    request._adapterCache = {}  # twisted.python.components.Componentized's cache
