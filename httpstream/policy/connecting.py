@@ -7,7 +7,7 @@ anonymous access (Centrifugo's OnConnecting), and the refresh of a connection by
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import orjson
 from twisted.internet.defer import Deferred, fail, succeed
@@ -40,6 +40,27 @@ def proxyRefusal(failure: Failure) -> Failure:
     return failure
 
 
+def tokenRefusal(
+    expired: Union[codes.Error, codes.Disconnect], invalid: Union[codes.Error, codes.Disconnect]
+) -> Callable[[Failure], Failure]:
+    """
+    An errback for a token's verification: an expired token as the L{Refused} C{expired}, an invalid one as
+    C{invalid} (each command answers them with its own codes); other failures as they are.
+    """
+
+    def refused(failure: Failure) -> Failure:
+        if isinstance(failure.value, TokenExpired):
+            raise Refused(expired)
+        if isinstance(failure.value, InvalidToken):
+            raise Refused(invalid)
+        return failure
+
+    return refused
+
+
+_CONNECT_REFUSAL = tokenRefusal(codes.ERROR_TOKEN_EXPIRED, codes.DISCONNECT_INVALID_TOKEN)
+
+
 def connecting(node: PolicyHost, connection: Connection, request: ConnectRequest,
                context: ProxyContext) -> Deferred[ConnectDecision]:
     config = node.config
@@ -59,12 +80,9 @@ def connecting(node: PolicyHost, connection: Connection, request: ConnectRequest
 
 
 def _refusedToken(connection: Connection, failure: Failure) -> Failure:
-    if isinstance(failure.value, TokenExpired):
-        raise Refused(codes.ERROR_TOKEN_EXPIRED)
     if isinstance(failure.value, InvalidToken):
         log.info("client {client}: invalid token: {error}", client=connection.clientID, error=str(failure.value))
-        raise Refused(codes.DISCONNECT_INVALID_TOKEN)
-    return failure
+    return _CONNECT_REFUSAL(failure)
 
 
 def _fromToken(node: PolicyHost, claims: ConnectClaims) -> Deferred[ConnectDecision]:
@@ -138,12 +156,6 @@ def refreshing(node: PolicyHost, connection: Connection, token: str,
                                    info=reply.get("info"))
 
         return node.proxy.refresh(context).addCallback(refreshed)
-    def refused(failure: Failure) -> Failure:
-        if isinstance(failure.value, TokenExpired):
-            raise Refused(codes.DISCONNECT_EXPIRED)
-        if isinstance(failure.value, InvalidToken):
-            raise Refused(codes.DISCONNECT_INVALID_TOKEN)
-        return failure
 
     def fromToken(claims: ConnectClaims) -> RefreshDecision:
         if claims.user != connection.user:
@@ -152,4 +164,6 @@ def refreshing(node: PolicyHost, connection: Connection, token: str,
         # An empty info keeps the old one.
         return RefreshDecision(expireAt=expireAt, info=claims.info or None)
 
-    return node.tokens.connectClaims(token, node.reactor).addCallbacks(fromToken, refused)
+    return node.tokens.connectClaims(token, node.reactor).addCallbacks(
+        fromToken, tokenRefusal(codes.DISCONNECT_EXPIRED, codes.DISCONNECT_INVALID_TOKEN)
+    )

@@ -13,12 +13,15 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from httpstream.decisions import Connection, RefreshDecision, Refused, SubscribeDecision, SubscribeRequest
-from httpstream.policy.connecting import proxyRefusal
+from httpstream.policy.connecting import proxyRefusal, tokenRefusal
 from httpstream.policy.host import PolicyHost
 from httpstream.policy.proxy import ProxyContext, ProxySubscribeRequest
 from httpstream.policy.tokens import InvalidToken, SubscribeClaims, TokenExpired
 from httpstream.protocol import codes
 from httpstream.config import ChannelOptions
+
+# A subscription token that is expired or invalid: errors for the subscribe command, the connection stays.
+_SUBSCRIBE_REFUSAL = tokenRefusal(codes.ERROR_TOKEN_EXPIRED, codes.ERROR_PERMISSION_DENIED)
 
 
 def tokenMatches(claims: SubscribeClaims, channel: str, connection: Connection) -> bool:
@@ -33,13 +36,6 @@ def subscribing(node: PolicyHost, connection: Connection, request: SubscribeRequ
         granted = request.granted
         return succeed(_decide(node, connection, request, granted.info, granted.data, 0.0, granted.override))
     if request.token:
-        def refused(failure: Failure) -> Failure:
-            if isinstance(failure.value, TokenExpired):
-                raise Refused(codes.ERROR_TOKEN_EXPIRED)
-            if isinstance(failure.value, InvalidToken):
-                raise Refused(codes.ERROR_PERMISSION_DENIED)
-            return failure
-
         def fromToken(claims: SubscribeClaims) -> SubscribeDecision:
             if not tokenMatches(claims, channel, connection):
                 raise Refused(codes.DISCONNECT_INVALID_TOKEN)
@@ -52,7 +48,7 @@ def subscribing(node: PolicyHost, connection: Connection, request: SubscribeRequ
             return _decide(node, connection, request, claims.info, claims.data, expireAt, claims.override)
 
         # Fires at once, unless the token names a JWKS key that is still to be fetched.
-        return node.tokens.subscribeClaims(request.token, node.reactor).addCallbacks(fromToken, refused)
+        return node.tokens.subscribeClaims(request.token, node.reactor).addCallbacks(fromToken, _SUBSCRIBE_REFUSAL)
     rules = node.rules
     if rules.subscribeProxied(channel, options, False):
         # The namespace's named proxy, or the subscribe proxy (108 when it has no endpoint).
