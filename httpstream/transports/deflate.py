@@ -23,6 +23,8 @@ from typing import Any, Optional, Sequence
 
 from autobahn.websocket.compress import PerMessageDeflate, PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
+from httpstream.transports.framecache import FrameCache
+
 # What Z_SYNC_FLUSH and Z_FULL_FLUSH end with (an empty stored block); RFC 7692 7.2.1 takes it off the wire.
 _TAIL = b"\x00\x00\xff\xff"
 
@@ -30,12 +32,6 @@ _TAIL = b"\x00\x00\xff\xff"
 HUFFMAN_ONLY = -2
 MIN_LEVEL, MAX_LEVEL = HUFFMAN_ONLY, 9
 
-# Recently compressed messages kept for the other subscribers of the same publication: a publication reaches all
-# its local subscribers within one reactor turn, so a few hundred cover many channels publishing at once. Bounded
-# in bytes as well; a message larger than _CACHED_MAX is compressed per connection, never kept.
-_CACHE_ENTRIES = 256
-_CACHE_BYTES = 4 << 20
-_CACHED_MAX = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -71,28 +67,17 @@ class Deflater:
         # where decompression can start afresh), so the output is what a new compressor would give, without the
         # cost of making one (a fresh compressor per message costs about three times as much for small ones).
         self._compressor = zlib.compressobj(zlibLevel, zlib.DEFLATED, -windowBits, 8, strategy)
-        self._recent: dict[bytes, bytes] = {}
-        self._recentBytes = 0
+        # Recently compressed messages kept for the other subscribers of the same publication, as the framings of
+        # the uncompressed connections are (the same bounds; a large message is compressed per connection).
+        self._recent = FrameCache(self._compress)
 
     def deflate(self, message: bytes) -> bytes:
         """The message as a permessage-deflate payload (RFC 7692 7.2.1: its final empty stored block removed)."""
-        compressed = self._recent.get(message)
-        if compressed is not None:
-            return compressed
-        out = self._compressor.compress(message) + self._compressor.flush(zlib.Z_FULL_FLUSH)
-        compressed = out[:-4] if out.endswith(_TAIL) else out
-        if len(message) <= _CACHED_MAX:
-            self._remember(message, compressed)
-        return compressed
+        return self._recent.framed(message)
 
-    def _remember(self, message: bytes, compressed: bytes) -> None:
-        recent = self._recent
-        recent[message] = compressed
-        self._recentBytes += len(message) + len(compressed)
-        # Oldest first (a dict keeps insertion order): those publications have reached their subscribers.
-        while len(recent) > _CACHE_ENTRIES or self._recentBytes > _CACHE_BYTES:
-            oldest = next(iter(recent))
-            self._recentBytes -= len(oldest) + len(recent.pop(oldest))
+    def _compress(self, message: bytes) -> bytes:
+        out = self._compressor.compress(message) + self._compressor.flush(zlib.Z_FULL_FLUSH)
+        return out[:-4] if out.endswith(_TAIL) else out
 
 
 class Deflaters:
