@@ -16,7 +16,7 @@ from httpstream.client.client import Client
 from httpstream.node.node import Node
 from httpstream.protocol.codes import SUBSCRIBE_FLAG_CHANNEL_COMPACTION, SUBSCRIBE_FLAG_REJECT_UNRECOVERED
 from httpstream.testing import FakeTransport
-from tests.client.test_client_channels import ANONYMOUS, HISTORY, SUBSCRIBE, offsets
+from tests.client.test_client_channels import HISTORY, ChannelTestsMixin, offsets
 from tests.clienthelpers import ChannelHelpers, token
 
 # What the SDK sends with getState: both flags.
@@ -28,12 +28,8 @@ class UnrecoveredTestsMixin(ChannelHelpers):
     def connectAs(self, node: Node, user: str) -> tuple[Client, FakeTransport]:
         return self.client(node, token(sub=user))
 
-    def recoveryNode(self, publications: int = 3, **settings: Any) -> tuple[Node, str]:
-        settings = {**HISTORY, "allow_recovery": True, **settings}
-        node = self.node(**ANONYMOUS, **SUBSCRIBE, **settings)
-        for n in range(publications):
-            self.publish(node, "news", b'{"n":%d}' % (n + 1))
-        return node, self.successResultOf(node.broker.history("news")).epoch
+    # A node whose "news" holds publications 1..n: the channel tests' own.
+    recoveryNode = ChannelTestsMixin.recoveryNode
 
     def recovering(self, offset: int, epoch: str, flag: int = GET_STATE, **extra: Any) -> dict[str, Any]:
         request = {"channel": "news", "recoverable": True, "recover": True, "offset": offset, "epoch": epoch,
