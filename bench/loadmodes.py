@@ -184,6 +184,29 @@ def maskedFrame(payload: bytes, opcode: int = 0x1) -> bytes:
     return head + key + masked
 
 
+def nextFrame(buffer: bytearray, pos: int) -> Optional[tuple[int, bytes, int]]:
+    """
+    The server frame at C{pos} in C{buffer}: (its first byte: FIN, RSV and opcode; its payload; where the next one
+    starts), or None while it is not all there. Server frames are never masked.
+    """
+    size = len(buffer)
+    if size - pos < 2:
+        return None
+    first, n = buffer[pos], buffer[pos + 1] & 0x7F
+    start = pos + 2
+    if n == 126:
+        if size - start < 2:
+            return None
+        n, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
+    elif n == 127:
+        if size - start < 8:
+            return None
+        n, start = int.from_bytes(buffer[start : start + 8], "big"), start + 8
+    if size - start < n:
+        return None
+    return first, bytes(buffer[start : start + n]), start + n
+
+
 class WebSocketStream(StreamConnection):
     """
     GET /connection/websocket upgraded (no subprotocol: JSON; no extension offered), then the connect command
@@ -225,23 +248,9 @@ class WebSocketStream(StreamConnection):
             self.stage = "upgraded, no connect reply"
             pos = end + 4
             self.send(b'{"id":1,"connect":{}}')
-        size = len(buffer)
-        while size - pos >= 2:
-            first, n = buffer[pos], buffer[pos + 1] & 0x7F
-            start = pos + 2
-            if n == 126:
-                if size - start < 2:
-                    break
-                n, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
-            elif n == 127:
-                if size - start < 8:
-                    break
-                n, start = int.from_bytes(buffer[start : start + 8], "big"), start + 8
-            if size - start < n:
-                break
+        while (found := nextFrame(buffer, pos)) is not None:
+            first, payload, pos = found
             opcode = first & 0x0F
-            payload = bytes(buffer[start : start + n])
-            pos = start + n
             if opcode == 0x8:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
                 self._end(f"close frame {code} {payload[2:].decode('utf-8', 'replace')}")

@@ -17,7 +17,6 @@ import asyncio
 import base64
 import os
 import random
-import struct
 import sys
 import tempfile
 import time
@@ -28,18 +27,11 @@ from typing import Any, Optional
 import orjson
 
 from bench.fanout import BenchError, configItem, cpuSeconds, machineCpu, raiseFileLimit, serverConfig
+from bench.loadmodes import maskedFrame, nextFrame
 from tests.serverprocess import ServerProcess
 
 HOST = "127.0.0.1"
 TAIL = b"\x00\x00\xff\xff"
-
-
-def frame(payload: bytes) -> bytes:
-    """A masked text frame (a client's)."""
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 class Subscriber(asyncio.Protocol):
@@ -69,7 +61,7 @@ class Subscriber(asyncio.Protocol):
 
     def send(self, payload: bytes) -> None:
         assert self.transport is not None
-        self.transport.write(frame(payload))
+        self.transport.write(maskedFrame(payload))
 
     def data_received(self, data: bytes) -> None:
         self._counts["wire"] += len(data)
@@ -90,17 +82,8 @@ class Subscriber(asyncio.Protocol):
             self._upgraded = True
             self.upgraded.set_result(None)
             pos = end + 4
-        while len(buffer) - pos >= 2:
-            first, n = buffer[pos], buffer[pos + 1] & 0x7F
-            start = pos + 2
-            if n == 126:
-                n, start = int.from_bytes(buffer[start:start + 2], "big"), start + 2
-            elif n == 127:
-                n, start = int.from_bytes(buffer[start:start + 8], "big"), start + 8
-            if len(buffer) < start + n:
-                break
-            payload = bytes(buffer[start:start + n])
-            pos = start + n
+        while (found := nextFrame(buffer, pos)) is not None:
+            first, payload, pos = found
             if first & 0x0F == 0x8:
                 self._counts["closed"] += 1
                 continue
