@@ -307,7 +307,7 @@ class JSONDecodeTests(SynchronousTestCase):
             b'{"subscribe":{"channel":"chat","flag":1,"tf":{"op":"and"},"future":[1]},'
             b'"id":4,"method":7,"whatever":{"x":1}}'
         )
-        self.assertEqual(command, {"subscribe": {"channel": "chat", "flag": 1}, "id": 4})
+        self.assertEqual(command, {"subscribe": {"channel": "chat", "flag": 1, "tf": {"op": "and"}}, "id": 4})
 
     def test_zero_and_null_values_dropped(self) -> None:
         command = self.decode(
@@ -424,9 +424,9 @@ class ProtobufDecodeTests(SynchronousTestCase):
         self.assertRaises(FrameTooLarge, PROTOBUF.decode_commands, body, len(command) - 1)
 
     def test_unknown_fields_tolerated(self) -> None:
-        # SubscribeRequest.tf (13, a FilterNode) is not in our schema.
+        # SubscribeRequest field 30 (length-delimited) is in no schema: a newer SDK's field.
         subscribe = client_pb2.SubscribeRequest(channel="c", flag=1).SerializeToString()
-        subscribe += b"\x6a\x03\x0a\x01a"
+        subscribe += b"\xf2\x01\x03\x0a\x01a"
         command = b"\x08\x04\x2a" + bytes([len(subscribe)]) + subscribe
         self.assertEqual(
             PROTOBUF.decode_commands(varint_delimit([command])),
