@@ -42,6 +42,7 @@ __all__ = ["RedisCluster"]
 log = Logger()
 
 _TRYAGAIN_DELAY = 0.05
+_TRYAGAIN_RETRIES = 20  # a second: a slot's migration (its keys MIGRATEd) is usually done by then
 
 
 @attrs.define
@@ -188,10 +189,12 @@ class RedisCluster(MultiService):
         command: Callable[[RedisShard, bool], Deferred[Any]],
         redirections: int = 0,
         asking: Optional[RedisShard] = None,
+        retries: int = 0,
     ) -> Deferred[Any]:
         """
-        Run C{command(node, asking)} on the master of C{slot} (or on C{asking}, with ASKING), following MOVED, ASK
-        and TRYAGAIN answers up to C{maxRedirections} times.
+        Run C{command(node, asking)} on the master of C{slot} (or on C{asking}, with ASKING), following MOVED and
+        ASK answers up to C{maxRedirections} times, and retrying on TRYAGAIN (a script whose keys are split
+        between two masters while their slot migrates) for up to a second.
         """
         node = asking or self._owners[slot]
         if node is None:
@@ -199,19 +202,19 @@ class RedisCluster(MultiService):
         d = command(node, asking is not None)
 
         def redirected(failure: Failure) -> Any:
-            if not failure.check(RedisReplyError) or redirections >= self._maxRedirections:
+            if not failure.check(RedisReplyError):
                 return failure
             message = failure.getErrorMessage()
+            if "TRYAGAIN" in message and retries < _TRYAGAIN_RETRIES:
+                return deferLater(self.reactor, _TRYAGAIN_DELAY, self.call, slot, command, redirections, None, retries + 1)
             redirection = readRedirection(message)
-            if redirection is None:
-                if "TRYAGAIN" in message:
-                    return deferLater(self.reactor, _TRYAGAIN_DELAY, self.call, slot, command, redirections + 1)
+            if redirection is None or redirections >= self._maxRedirections:
                 return failure
             target = self._node(redirection.host, redirection.port)
             if redirection.kind == "ASK":
-                return self.call(slot, command, redirections + 1, target)
+                return self.call(slot, command, redirections + 1, target, retries)
             self._moved(redirection, target)
-            return self.call(slot, command, redirections + 1)
+            return self.call(slot, command, redirections + 1, None, retries)
 
         return d.addErrback(redirected)
 
