@@ -238,3 +238,58 @@ class ClusterTests(TestCase):
         yield waitFor(lambda: len(messages) == 2, what="both messages")
         self.assertEqual(sorted(messages), sorted([(f"{self.prefix}.control", b"hello"), (f"{self.prefix}.node.a", b"\x00")]))
         yield pubsub.stop()
+
+
+class FakeLink:
+    """What the sharded PUB/SUB protocol tells its link: messages, and names Redis dropped by itself."""
+
+    name = "pubsub"
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes, bytes]] = []
+        self.dropped: list[bytes] = []
+
+    def onMessage(self, channel: bytes, message: bytes) -> None:
+        self.messages.append((channel, message))
+
+    def onDropped(self, channel: bytes) -> None:
+        self.dropped.append(channel)
+
+    def lost(self, protocol: Any, reason: Any) -> None:
+        pass
+
+
+class ShardedSubscriberProtocolTests(SynchronousTestCase):
+    """The RESP pushes of sharded PUB/SUB, read on the wire's bytes."""
+
+    def setUp(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from httpstream.engines.redis.connection import ShardedSubscriberProtocol
+
+        self.link = FakeLink()
+        self.protocol = ShardedSubscriberProtocol(charset=None, convertNumbers=False)
+        self.protocol.factory = self.link
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_smessage(self) -> None:
+        self.protocol.dataReceived(b"*3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n$3\r\n\x00hi\r\n")
+        self.assertEqual(self.link.messages, [(b"ch", b"\x00hi")])
+
+    def test_droppedByRedis(self) -> None:
+        """
+        A sunsubscribe push nobody asked for (the slot moved) goes to the link, not into the reply of the command
+        sent next; the reply of our own SUNSUBSCRIBE is that command's.
+        """
+        ping = self.protocol.execute_command("PING")
+        self.protocol.dataReceived(b"*3\r\n$12\r\nsunsubscribe\r\n$2\r\nch\r\n:0\r\n")
+        self.assertEqual(self.link.dropped, [b"ch"])
+        self.assertNoResult(ping)
+        self.protocol.dataReceived(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+        self.assertEqual(self.successResultOf(ping), [b"pong", b""])
+        self.protocol.unsubscribing.add(b"other")
+        unsubscribed = self.protocol.execute_command("SUNSUBSCRIBE", b"other")
+        self.protocol.dataReceived(b"*3\r\n$12\r\nsunsubscribe\r\n$5\r\nother\r\n:0\r\n")
+        self.assertEqual(self.successResultOf(unsubscribed), [b"sunsubscribe", b"other", 0])
+        self.assertEqual(self.link.dropped, [b"ch"])
