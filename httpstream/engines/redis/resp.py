@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.engines.test_engine_redis,tests.fuzz.test_fuzz_redis -*-
 """
-RESP2, the Redis reply format, read incrementally by hiredis's C parser.
+RESP2, the Redis wire format: replies read incrementally by hiredis's C parser, and commands written.
 
 txredisapi's own parser takes a reactor turn for every bulk string after the first in a TCP chunk (three per
 PUB/SUB message); the connection's protocols read a whole chunk in one go with L{ReplyReader}. It was a hand-written
@@ -15,10 +15,12 @@ that are not RESP raise C{txredisapi.InvalidResponse} (the connection is then cl
 
 from __future__ import annotations
 
+from typing import Union
+
 import hiredis
 import txredisapi
 
-__all__ = ["INCOMPLETE", "ReplyReader"]
+__all__ = ["INCOMPLETE", "ReplyReader", "encodeCommand"]
 
 # What gets() returns until a whole reply has been fed (None is a reply: a nil bulk string).
 INCOMPLETE = object()
@@ -31,3 +33,12 @@ def ReplyReader() -> hiredis.Reader:
         replyError=txredisapi.ResponseError,
         notEnoughData=INCOMPLETE,
     )
+
+
+def encodeCommand(*args: Union[bytes, str, int]) -> bytes:
+    """One command as Redis reads it: an array of bulk strings (text as UTF-8, integers in decimal)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        value = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(parts)
