@@ -13,11 +13,12 @@ written and read here with L{httpstream.engines.redis.resp}: a Sentinel speaks p
 
 from __future__ import annotations
 
+import random
 from typing import Any, Callable, Optional, Sequence
 
 import attrs
 import txredisapi
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -235,12 +236,17 @@ class Sentinels:
         self.addresses = list(config.addresses)
         self._endpointFor0 = endpointFor
         self._timeout = timeout
-        self._retryPolicy = backoffPolicy(initialRetryDelay, maxRetryDelay)
+        self._initialRetryDelay, self._maxRetryDelay = initialRetryDelay, maxRetryDelay
         self._watch: Optional[ClientService] = None
         self._onSwitch: Callable[[str, int], None] = lambda host, port: None
         self._onWatching: Callable[[], None] = lambda: None
         self._unwatchedLogged = False
         self._watchAddress = self.addresses[0]
+
+    def _retryDelay(self, attempt: int) -> float:
+        # As the shard's connections back off: doubling, bounded, with 20% jitter.
+        delay = min(self._initialRetryDelay * 2.0 ** min(attempt - 1, 30), self._maxRetryDelay)
+        return delay * (1 + 0.2 * random.random())
 
     @property
     def masterName(self) -> str:
@@ -318,7 +324,7 @@ class Sentinels:
         self._onSwitch = onSwitch
         self._onWatching = onWatching
         self._watch = ClientService(
-            _NextSentinel(self), _WatchFactory(self), retryPolicy=self._retryPolicy, clock=self.reactor
+            _NextSentinel(self), _WatchFactory(self), retryPolicy=self._retryDelay, clock=self.reactor
         )
         self._watch.startService()
 
