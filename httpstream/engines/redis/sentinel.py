@@ -20,7 +20,6 @@ import attrs
 import txredisapi
 from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -295,7 +294,9 @@ class Sentinels:
 
     def _ask(self, address: tuple[str, int]) -> Deferred[tuple[str, int]]:
         question = _Question(self._auth() + [("SENTINEL", "get-master-addr-by-name", self.masterName)])
-        d: Deferred[Any] = connectProtocol(self._endpointFor(address), question)
+        factory = Factory.forProtocol(lambda: question)
+        factory.noisy = False  # a question per connection made: no "Starting factory" lines
+        d: Deferred[Any] = self._endpointFor(address).connect(factory)
         d.addCallback(lambda _: question.answered)
         if self._timeout:
             d.addTimeout(self._timeout, self.reactor)
