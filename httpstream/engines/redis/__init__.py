@@ -5,21 +5,23 @@ Centrifugo's (centrifuge ``broker_redis.go``, ``presence_redis.go``).
 
 Owns, one concept per module:
   - L{address}: C{redis_address} read into a L{RedisAddress}.
-  - L{resp}: reading Redis replies (RESP2) a whole TCP chunk at a time.
+  - L{resp}: reading Redis replies (RESP2, with hiredis) a whole TCP chunk at a time; writing commands.
   - L{connection}: one connection kept up, with backoff, proved usable before use.
+  - L{sentinel}: Redis Sentinel: where the master is now (asked before each connection), and word of failovers.
   - L{shard}: L{RedisShard}, the command and PUB/SUB connections to one Redis, and the channels subscribed on it
-    (subscribed again after a reconnection, which the reconnect handlers hear about).
+    (subscribed again after a reconnection, which the reconnect handlers hear about); with Sentinel, following the
+    master.
   - L{codec}: what is stored in Redis and read back (publications, client infos, script replies), checked.
   - L{history}: L{RedisHistory}, the history streams (L{IHistory}) and the script that appends and publishes.
   - L{broker}: L{RedisBroker} (L{IBroker}), PUB/SUB per channel, publishing through the history script.
   - L{presence}: L{RedisPresence} (L{IPresenceManager}), entries that expire unless refreshed.
   - L{errors}: L{RedisUnavailable} and L{RedisReplyError}, both outages for the caller.
 
-May import: txredisapi, Twisted, L{httpstream.engines} (the shared values and errors), L{httpstream.interfaces},
+May import: txredisapi, hiredis, Twisted, L{httpstream.engines} (the shared values and errors), L{httpstream.interfaces},
 L{httpstream.logs}; never the node, the client or anything above them. Importing it imports txredisapi, which
 installs the global reactor: import it only where the engine is chosen.
 
-Not supported: Redis Cluster and Sentinel (one Redis, or a proxy in front of several).
+Not supported: Redis Cluster (one Redis, one master found through Sentinel, or a proxy in front of several).
 """
 
 from httpstream.engines.redis.address import DEFAULT_PORT, RedisAddress, parseAddress
@@ -37,6 +39,7 @@ from httpstream.engines.redis.codec import (
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.history import RedisHistory
 from httpstream.engines.redis.presence import DEFAULT_PRESENCE_TTL, RedisPresence
+from httpstream.engines.redis.sentinel import SentinelConfig, parseSentinels
 from httpstream.engines.redis.shard import RedisShard
 
 __all__ = [
@@ -49,11 +52,13 @@ __all__ = [
     "RedisReplyError",
     "RedisShard",
     "RedisUnavailable",
+    "SentinelConfig",
     "decodeInfo",
     "decodePublication",
     "encodeInfo",
     "encodePublication",
     "parseAddress",
+    "parseSentinels",
     "readHistoryReply",
     "readPresenceReply",
     "readPubSubMessage",
