@@ -246,6 +246,20 @@ class ReadOnlyTests(SynchronousTestCase):
             self.assertEqual(protocol.transport.disconnecting, sentinel)
 
 
+class FollowTests(SynchronousTestCase):
+    def test_dropsOnlyConnectionsElsewhere(self) -> None:
+        """
+        A switch (or a new watch naming the master) drops the connections made to another address, and only
+        those: one that has already reconnected to the new master stays.
+        """
+        shard = RedisShard(MemoryReactorClock(), "h:1", sentinel=parseSentinels("a:1", "m"))
+        commands, pubsub = FakeProtocol(None), FakeProtocol(None)
+        shard._commands.protocol, shard._pubsub.protocol = commands, pubsub
+        shard._masters.update({"commands": ("old", 1), "pubsub": ("new", 2)})
+        shard._switched("new", 2)
+        self.assertEqual((commands.transport.disconnecting, pubsub.transport.disconnecting), (True, False))
+
+
 class FailoverTests(TestCase):
     """A shard following a real failover: master killed, the replica promoted by the Sentinel."""
 

@@ -210,7 +210,8 @@ class RedisShard(Service):
 
     def _checkMaster(self) -> None:
         # A failover may have happened while no Sentinel was watched.
-        if self.sentinels is not None and (self._commands.protocol or self._pubsub.protocol) is not None:
+        connected = self._commands.protocol is not None or self._pubsub.protocol is not None
+        if self.sentinels is not None and connected:
             self.sentinels.masterAddress().addCallbacks(
                 lambda master: self.follow(master, f"Sentinel names the master {master[0]}:{master[1]}"),
                 lambda _: None,
