@@ -176,3 +176,16 @@ def test_baseline_and_peers_speak_the_benchmarks_wire(module: str, transports: l
             assert results.received == 6, (transport, server.output)
             assert all(results.lastPerMessage), results.lastPerMessage  # each publication reached someone
             assert not results.errors and not results.disconnects
+
+
+def test_resp_readers_read_the_same_replies(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench.resp drives both readers over every case (it exits when their replies differ) and prints the table."""
+    from bench import resp
+
+    for name, chunks, count in resp.cases(300):
+        replies = resp.drive(resp.HandWrittenReader(), chunks)
+        assert len(replies) == count, name
+        assert resp.normalized(replies) == resp.drive(resp.hiredisReader(), chunks), name
+    assert resp.main(["--messages", "300", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 2 + 4 and "PUB/SUB messages, 1460-byte reads" in out

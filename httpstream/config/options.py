@@ -34,6 +34,7 @@ from httpstream.config.settings import (
     _check_redis_address,
     _check_redis_cluster_address,
     _check_redis_url,
+    _read_sentinel_addresses,
     _error,
     _readField,
     _show,
@@ -237,6 +238,13 @@ class Config(ChannelOptions):
     redis_user: str = setting("")
     redis_password: str = setting("", secret=True)
     redis_tls: bool = setting(False)
+    # Redis Sentinel (docs/redis-sentinel.md): the master's address comes from these Sentinels instead of
+    # redis_address; user, password, db and tls above still apply to the master.
+    redis_sentinel_address: tuple[str, ...] = setting((), read=_read_sentinel_addresses)
+    redis_sentinel_master_name: str = setting("")
+    redis_sentinel_user: str = setting("")
+    redis_sentinel_password: str = setting("", secret=True)
+    redis_sentinel_tls: bool = setting(False)
     global_presence_ttl: Duration = setting(60.0, greater_than=0)
 
     def __post_init__(self) -> None:
@@ -302,6 +310,27 @@ def _check_personal_channel(config: Config) -> None:
         )
 
 
+def _check_sentinel(config: Config) -> None:
+    if not config.redis_sentinel_address:
+        return
+    if len(config.redis_sentinel_address) > 1:
+        raise ConfigError(
+            f'config key "redis_sentinel_address": httpstream follows one Redis master (no sharding), got '
+            f"{len(config.redis_sentinel_address)} entries; list that master's Sentinels comma-separated in one entry"
+        )
+    if config.redis_cluster_address or len((config.redis_url or config.redis_address).split()) > 1:
+        raise ConfigError(
+            'config key "redis_sentinel_address": Sentinel finds one master; it does not combine with '
+            '"redis_cluster_address" or several "redis_address" shards'
+        )
+    if not config.redis_sentinel_master_name:
+        raise ConfigError(
+            'config key "redis_sentinel_master_name": required with "redis_sentinel_address" (the name the '
+            "Sentinels monitor the master under)"
+        )
+
+
 _CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_ping_pong, _check_channel_options, _check_personal_channel, checkProxyNames, _check_redis_cluster,
+    _check_sentinel,
 )

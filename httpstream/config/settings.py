@@ -206,6 +206,23 @@ def _check_redis_url(key: str, url: str) -> None:
         _check_redis_address(key, url)
 
 
+_HOST_PORT = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^:\[\],\s]+)(?::([0-9]{1,5}))?")
+
+
+def _read_sentinel_addresses(key: str, value: Any) -> tuple[str, ...]:
+    """
+    C{redis_sentinel_address}: a list whose entries are each one Redis master's Sentinels, C{host:port}
+    comma-separated (Centrifugo's form: several entries would be several shards); a string is one entry.
+    """
+    entries = (_read_str(key, value),) if isinstance(value, str) else _read_str_tuple(key, value)
+    for entry in entries:
+        for address in entry.split(","):
+            match = _HOST_PORT.fullmatch(address.strip())
+            if match is None or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536):
+                raise _error(key, 'Sentinel addresses host:port, comma-separated ("s1:26379,s2:26379")', entry)
+    return entries
+
+
 def _bounds_text(rules: _Rules, kind: str) -> str:
     """Describe the allowed range, e.g. "an integer from 0 to 65535"."""
     parts = []

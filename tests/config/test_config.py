@@ -226,6 +226,11 @@ class DefaultsTests(SynchronousTestCase):
             "redis_user": "",
             "redis_password": "",
             "redis_tls": False,
+            "redis_sentinel_address": (),
+            "redis_sentinel_master_name": "",
+            "redis_sentinel_user": "",
+            "redis_sentinel_password": "",
+            "redis_sentinel_tls": False,
             "global_presence_ttl": 60.0,
         }
         self.assertEqual(dataclasses.asdict(Config()), expected)
@@ -348,6 +353,36 @@ class ValueTests(SynchronousTestCase):
                 message = self.assertRejected(key, bad, "host:port or a URL")
                 self.assertNotIn("s3cret", message)
         self.assertAccepted("redis_url", "", "")
+
+    def test_sentinelAddress(self) -> None:
+        """
+        A list of entries, each one master's Sentinels comma-separated (a string is one entry); the port may be
+        left out. Only one entry (one master), and with a master name.
+        """
+        for good in ("s1:26379", "s1:26379,s2:26380", "s1, [::1]:26379"):
+            self.assertEqual(
+                Config(redis_sentinel_address=[good], redis_sentinel_master_name="m").redis_sentinel_address, (good,)
+            )
+            self.assertEqual(
+                Config(redis_sentinel_address=good, redis_sentinel_master_name="m").redis_sentinel_address, (good,)
+            )
+        for bad in ("s1:0", "s1:26379,,s2:1", "redis://s1:26379", "s1:x"):
+            self.assertRejected("redis_sentinel_address", [bad], "Sentinel addresses host:port")
+        self.assertRejected("redis_sentinel_address", 26379, "a list of strings")
+        with self.assertRaises(ConfigError) as raised:
+            Config(redis_sentinel_address=["s1:1"])
+        self.assertEqual(
+            str(raised.exception),
+            'config key "redis_sentinel_master_name": required with "redis_sentinel_address" (the name the '
+            "Sentinels monitor the master under)",
+        )
+        with self.assertRaises(ConfigError) as raised:
+            Config(redis_sentinel_address=["s1:1", "s2:1"], redis_sentinel_master_name="m")
+        self.assertIn("one Redis master (no sharding), got 2 entries", str(raised.exception))
+        for topology in ({"redis_cluster_address": ["c1:7000"]}, {"redis_address": "r1:6379 r2:6379"}):
+            with self.assertRaises(ConfigError) as raised:
+                Config(redis_sentinel_address=["s1:1"], redis_sentinel_master_name="m", **topology)
+            self.assertIn("Sentinel finds one master; it does not combine with", str(raised.exception))
 
     def test_redisURLWins(self) -> None:
         from twisted.internet.testing import MemoryReactor

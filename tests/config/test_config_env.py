@@ -167,6 +167,28 @@ class TypeTests(EnvironmentTests):
             {}, {"CENTRIFUGO_CLIENT_ALLOWED_ORIGINS": "https://[x"}, "environment variable CENTRIFUGO_CLIENT_ALLOWED_ORIGINS"
         )
 
+    def test_sentinel(self) -> None:
+        """Sentinel addresses separated by spaces are entries (shards, as Centrifugo); commas keep one master's."""
+        environ = {
+            "CENTRIFUGO_ENGINE_REDIS_SENTINEL_ADDRESS": "s1:26379,s2:26379",
+            "CENTRIFUGO_ENGINE_REDIS_SENTINEL_MASTER_NAME": "mymaster",
+            "CENTRIFUGO_ENGINE_REDIS_SENTINEL_PASSWORD": "pw",
+            "CENTRIFUGO_ENGINE_REDIS_SENTINEL_TLS_ENABLED": "true",
+        }
+        config = self.load({"engine": "redis"}, environ).config
+        self.assertEqual(config.redis_sentinel_address, ("s1:26379,s2:26379",))
+        self.assertEqual((config.redis_sentinel_master_name, config.redis_sentinel_password), ("mymaster", "pw"))
+        self.assertTrue(config.redis_sentinel_tls)
+        config = self.load(
+            {}, {"CENTRIFUGO_REDIS_SENTINEL_ADDRESS": "s3:1", "CENTRIFUGO_REDIS_SENTINEL_MASTER_NAME": "m"}
+        ).config
+        self.assertEqual((config.redis_sentinel_address, config.redis_sentinel_master_name), (("s3:1",), "m"))
+        self.rejected(
+            {}, {"CENTRIFUGO_ENGINE_REDIS_SENTINEL_ADDRESS": "s1:1 s2:1", "CENTRIFUGO_REDIS_SENTINEL_MASTER_NAME": "m"},
+            "one Redis master", "2 entries", "comma-separated",
+        )
+        self.rejected({}, {"CENTRIFUGO_REDIS_SENTINEL_ADDRESS": "s1:1"}, '"redis_sentinel_master_name": required')
+
     def test_choices(self) -> None:
         self.rejected({}, {"CENTRIFUGO_LOG_LEVEL": "loud"}, "environment variable CENTRIFUGO_LOG_LEVEL", '"loud"')
 

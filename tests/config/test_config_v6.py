@@ -84,6 +84,16 @@ class TwinFileTests(SynchronousTestCase):
         self.assertEqual(config.redis_address, "redis://127.0.0.1:6379/2")
         self.assertEqual((config.redis_prefix, config.redis_tls, config.global_presence_ttl), ("myapp", True, 30.0))
 
+    def test_sentinel(self) -> None:
+        config = self.assertTwins("sentinel")
+        self.assertEqual(config.redis_sentinel_address, ("127.0.0.1:26379,127.0.0.1:26380,[::1]:26381",))
+        self.assertEqual(
+            (config.redis_sentinel_master_name, config.redis_sentinel_user, config.redis_sentinel_password),
+            ("mymaster", "watcher", "sentinel-pass"),
+        )
+        self.assertTrue(config.redis_sentinel_tls)
+        self.assertEqual(config.redis_password, "master-pass")
+
     def test_proxy(self) -> None:
         config = self.assertTwins("proxy")
         self.assertEqual(config.proxy_connect_endpoint, "http://backend:3000/centrifugo/connect")
@@ -117,6 +127,7 @@ _COMPANIONS: dict[str, dict[str, Any]] = {
     "force_recovery": {"history_size": 10, "history_ttl": "1m"},
     "user_personal_single_connection": {"presence": True},
     "rpc_namespaces": {"granular_proxy_mode": True},  # what v6's rpc.namespaces means
+    "redis_sentinel_address": {"redis_sentinel_master_name": "mymaster"},
 }
 
 
@@ -229,7 +240,7 @@ class UnknownKeyTests(SynchronousTestCase):
             {
                 "client": {"allowed_origin": ["x"], "token": {"jwks_public_endpoint2": "x"}},
                 "channel": {"namespaces": [{"name": "chat", "presense": True}]},
-                "engine": {"redis": {"sentinel_address": ["x:1"]}},
+                "engine": {"redis": {"sentinel_client_name": "x"}},
                 "uni_grpc": {"enabled": True},
             }
         )
@@ -240,7 +251,7 @@ class UnknownKeyTests(SynchronousTestCase):
                     'config key "client.allowed_origin" is unknown and was ignored',
                     'config key "client.token.jwks_public_endpoint2" is unknown and was ignored',
                     'config key "channel.namespaces[0].presense" is unknown and was ignored',
-                    'config key "engine.redis.sentinel_address" is unknown and was ignored',
+                    'config key "engine.redis.sentinel_client_name" is unknown and was ignored',
                     'config key "uni_grpc" is unknown and was ignored',
                 ]
             ),

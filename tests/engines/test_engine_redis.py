@@ -504,7 +504,7 @@ class ReplyReaderTests(SynchronousTestCase):
             b"+OK\r\n:42\r\n:-1\r\n$3\r\na\r\n\r\n$0\r\n\r\n$-1\r\n*-1\r\n*0\r\n"
             b"*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nd\r\n$2\r\nxy\r\n:7\r\n-NOSCRIPT No matching script\r\n"
         )
-        expected = ["OK", 42, -1, b"a\r\n", b"", None, None, [], [[b"1-0", [b"d", b"xy"]], 7]]
+        expected = [b"OK", 42, -1, b"a\r\n", b"", None, None, [], [[b"1-0", [b"d", b"xy"]], 7]]
         for chunks in [(wire,), tuple(wire[i : i + 1] for i in range(len(wire)))]:
             replies = self.replies(*chunks)
             self.assertEqual(replies[:-1], expected)

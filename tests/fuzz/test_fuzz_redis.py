@@ -55,7 +55,8 @@ _publications = st.builds(
     tags=st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2),
 )
 
-# What the RESP parser gives: integers, bulk strings, nil, arrays (status replies are str).
+# What the RESP parser gives: integers, bulk strings (status replies too), nil, arrays; and text, which no
+# parser gives.
 _resp = st.recursive(
     st.none() | st.integers(-(2**64), 2**64) | st.binary(max_size=12) | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=4),

@@ -5,10 +5,12 @@ Centrifugo's (centrifuge ``broker_redis.go``, ``presence_redis.go``).
 
 Owns, one concept per module:
   - L{address}: C{redis_address} read into a L{RedisAddress}.
-  - L{resp}: reading Redis replies (RESP2) a whole TCP chunk at a time.
+  - L{resp}: reading Redis replies (RESP2, with hiredis) a whole TCP chunk at a time; writing commands.
   - L{connection}: one connection kept up, with backoff, proved usable before use.
+  - L{sentinel}: Redis Sentinel: where the master is now (asked before each connection), and word of failovers.
   - L{shard}: L{RedisShard}, the command and PUB/SUB connections to one Redis, and the channels subscribed on it
-    (subscribed again after a reconnection, which the reconnect handlers hear about).
+    (subscribed again after a reconnection, which the reconnect handlers hear about); with Sentinel, following the
+    master.
   - L{routing}: L{IRedisRoute} and L{IRedisRouter}, which connections serve a channel, and its key names.
   - L{sharding}: L{ShardRing}, channels spread over several Redis by Centrifugo's consistent hash.
   - L{slots}, L{cluster}: L{RedisCluster}, a Redis Cluster (slots, redirections, sharded PUB/SUB).
@@ -19,11 +21,11 @@ Owns, one concept per module:
   - L{presence}: L{RedisPresence} (L{IPresenceManager}), entries that expire unless refreshed.
   - L{errors}: L{RedisUnavailable} and L{RedisReplyError}, both outages for the caller.
 
-May import: txredisapi, Twisted, L{httpstream.engines} (the shared values and errors), L{httpstream.interfaces},
+May import: txredisapi, hiredis, Twisted, L{httpstream.engines} (the shared values and errors), L{httpstream.interfaces},
 L{httpstream.logs}; never the node, the client or anything above them. Importing it imports txredisapi, which
 installs the global reactor: import it only where the engine is chosen.
 
-Not supported: Sentinel.
+Not supported: sharding over several Sentinel-managed masters (one master through Sentinel, or shards, or a Cluster).
 """
 
 from httpstream.engines.redis.address import DEFAULT_PORT, RedisAddress, parseAddress
@@ -43,6 +45,7 @@ from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.history import RedisHistory
 from httpstream.engines.redis.presence import DEFAULT_PRESENCE_TTL, RedisPresence
 from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter
+from httpstream.engines.redis.sentinel import SentinelConfig, parseSentinels
 from httpstream.engines.redis.shard import RedisShard
 from httpstream.engines.redis.sharding import ShardRing, consistentIndex
 from httpstream.engines.redis.topology import routerFromConfig
@@ -60,6 +63,7 @@ __all__ = [
     "RedisReplyError",
     "RedisShard",
     "RedisUnavailable",
+    "SentinelConfig",
     "ShardRing",
     "consistentIndex",
     "decodeInfo",
@@ -67,6 +71,7 @@ __all__ = [
     "encodeInfo",
     "encodePublication",
     "parseAddress",
+    "parseSentinels",
     "readHistoryReply",
     "readPresenceReply",
     "readPubSubMessage",

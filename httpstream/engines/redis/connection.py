@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.resp import INCOMPLETE, ReplyReader
+from httpstream.engines.redis.sentinel import NotMaster
 from httpstream.logs import Logger
 
 if TYPE_CHECKING:
@@ -175,9 +176,25 @@ class Link(Factory):
 
     def _check(self, protocol: Any) -> None:
         # txredisapi calls a connection up as soon as AUTH and SELECT are done, and at once without them, even
-        # before a TLS handshake: one round trip proves it usable.
-        d = maybeDeferred(protocol.execute_command, "PING")
-        d.addCallbacks(lambda _: self._ready(protocol), lambda _: None)  # lost: lost() tells why
+        # before a TLS handshake: one round trip proves it usable (with Sentinel, one that also asks the role).
+        d = self.shard.verify(protocol)
+        d.addCallbacks(lambda _: self._ready(protocol), lambda failure: self._refused(protocol, failure))
+
+    def _refused(self, protocol: Any, failure: Failure) -> None:
+        if isinstance(failure.value, NotMaster) and protocol.connected:
+            self._errorLogged = True
+            log.warn("Redis {link} connection to {address}: {why}; asking the Sentinels again", link=self.name,
+                     address=str(self.shard.address), why=failure.getErrorMessage())
+            protocol.transport.abortConnection()
+        # Otherwise lost: lost() tells why.
+
+    def drop(self, why: str) -> None:
+        """Close the usable connection (if any) to make another: it follows the master after a failover."""
+        protocol = self.protocol
+        if protocol is not None and protocol.connected:
+            log.info("Redis {link} connection to {address}: {why}; reconnecting", link=self.name,
+                     address=str(self.shard.address), why=why)
+            protocol.transport.abortConnection()
 
     def _ready(self, protocol: Any) -> None:
         if not protocol.connected:
@@ -234,12 +251,16 @@ class Link(Factory):
         protocol = self.protocol
         if protocol is None or not protocol.connected:
             return fail(RedisUnavailable(f"no {self.name} connection to Redis at {self.shard.address}"))
-        return maybeDeferred(command, protocol).addErrback(self._lost)
+        return maybeDeferred(command, protocol).addErrback(self._lost, protocol)
 
-    def _lost(self, failure: Failure) -> Failure:
+    def _lost(self, failure: Failure, protocol: Any) -> Failure:
         error = failure.value
         if isinstance(error, txredisapi.ConnectionError) and not isinstance(error, RedisUnavailable):
             raise RedisUnavailable(f"{self.name} connection to Redis lost: {failure.getErrorMessage()}")
         if isinstance(error, txredisapi.ResponseError):
-            raise RedisReplyError(f"Redis error reply: {failure.getErrorMessage()}")
+            message = failure.getErrorMessage()
+            if "READONLY" in message and self.shard.sentinels is not None and protocol is self.protocol:
+                # The master became a replica (a failover it missed, partitioned): the Sentinels know the new one.
+                self.drop("it is a replica now (READONLY)")
+            raise RedisReplyError(f"Redis error reply: {message}")
         return failure

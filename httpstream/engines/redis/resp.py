@@ -1,84 +1,44 @@
 # -*- test-case-name: tests.engines.test_engine_redis,tests.fuzz.test_fuzz_redis -*-
 """
-RESP2, the Redis reply format, read incrementally.
+RESP2, the Redis wire format: replies read incrementally by hiredis's C parser, and commands written.
 
 txredisapi's own parser takes a reactor turn for every bulk string after the first in a TCP chunk (three per
-PUB/SUB message); L{ReplyReader} reads a whole chunk in one go, and the connection's protocols use it.
+PUB/SUB message); the connection's protocols read a whole chunk in one go with L{ReplyReader}. It was a hand-written
+parser until issue 18: hiredis reads the benchmark's PUB/SUB messages 6-9 times faster and history replies ~11 times
+faster (C{python -m bench.resp}, bench/README.md).
+
+What it gives: bulk strings as bytes (status replies too: C{b"OK"}), integers as ints, nil as None, arrays as
+lists; an error reply as a C{txredisapi.ResponseError} value (txredisapi raises it to the caller, and the link turns
+it into L{httpstream.engines.redis.errors.RedisReplyError}; txredisapi's EVALSHA retry needs its own type); bytes
+that are not RESP raise C{txredisapi.InvalidResponse} (the connection is then closed: the reader cannot resync).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Union
 
+import hiredis
 import txredisapi
 
-__all__ = ["INCOMPLETE", "ReplyReader"]
+__all__ = ["INCOMPLETE", "ReplyReader", "encodeCommand"]
 
-# What ReplyReader.gets returns until a whole reply has been fed (None is a reply: a nil bulk string).
+# What gets() returns until a whole reply has been fed (None is a reply: a nil bulk string).
 INCOMPLETE = object()
 
 
-class _Incomplete(Exception):
-    pass
+def ReplyReader() -> hiredis.Reader:
+    """A new incremental reader: C{feed(bytes)}, then C{gets()} replies until it returns L{INCOMPLETE}."""
+    return hiredis.Reader(
+        protocolError=txredisapi.InvalidResponse,
+        replyError=txredisapi.ResponseError,
+        notEnoughData=INCOMPLETE,
+    )
 
 
-class ReplyReader:
-    """An incremental RESP2 parser: L{feed} bytes, then L{gets} replies until it returns L{INCOMPLETE}."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._pos = 0
-
-    def feed(self, data: bytes) -> None:
-        if self._pos:
-            del self._buffer[: self._pos]
-            self._pos = 0
-        self._buffer += data
-
-    def gets(self) -> Any:
-        if self._pos >= len(self._buffer):
-            return INCOMPLETE
-        try:
-            reply, self._pos = self._parse(self._pos)
-        except _Incomplete:
-            return INCOMPLETE
-        except RecursionError:
-            # No reply of this engine nests more than three deep.
-            raise txredisapi.InvalidResponse("reply nested too deep") from None
-        return reply
-
-    def _parse(self, pos: int) -> tuple[Any, int]:
-        buffer = self._buffer
-        end = buffer.find(b"\r\n", pos)
-        if end < 0:
-            raise _Incomplete()
-        kind = buffer[pos]
-        line = bytes(buffer[pos + 1 : end])
-        pos = end + 2
-        try:
-            if kind == 0x24:  # $ bulk string
-                length = int(line)
-                if length < 0:
-                    return None, pos
-                if len(buffer) < pos + length + 2:
-                    raise _Incomplete()
-                return bytes(buffer[pos : pos + length]), pos + length + 2
-            if kind == 0x2A:  # * array
-                count = int(line)
-                if count < 0:
-                    return None, pos
-                items = []
-                for _ in range(count):
-                    item, pos = self._parse(pos)
-                    items.append(item)
-                return items, pos
-            if kind == 0x3A:  # : integer
-                return int(line), pos
-        except ValueError:
-            raise txredisapi.InvalidResponse(f"invalid reply header {line!r}") from None
-        if kind == 0x2B:  # + status
-            return line.decode("utf-8", "replace"), pos
-        if kind == 0x2D:  # - error
-            return txredisapi.ResponseError(line.decode("utf-8", "replace")), pos
-        raise txredisapi.InvalidResponse(f"unknown reply type {bytes([kind])!r}")
-
+def encodeCommand(*args: Union[bytes, str, int]) -> bytes:
+    """One command as Redis reads it: an array of bulk strings (text as UTF-8, integers in decimal)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        value = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(parts)

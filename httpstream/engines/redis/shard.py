@@ -6,6 +6,11 @@ commands and Lua scripts and one in subscribe mode for PUB/SUB, and the PUB/SUB 
 While a connection is down, whatever needs it fails at once (L{RedisUnavailable}) instead of waiting or
 pretending. When the PUB/SUB connection comes back, every channel is subscribed again and the reconnect handlers
 run: messages published while it was down were lost for this node.
+
+With Redis Sentinel (a L{SentinelConfig}), the shard asks the Sentinels for the master before each connection,
+checks what it reached is the master (C{ROLE}), and drops both connections to follow the master when a Sentinel
+announces a failover (C{+switch-master}) or Redis refuses a write as a replica (C{READONLY}): they reconnect to the
+new master, PUB/SUB channels are subscribed again and the reconnect handlers run, as after any loss.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Optional, Sequence, Union
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -27,6 +33,7 @@ from httpstream.engines.redis.address import RedisAddress, parseAddress
 from httpstream.engines.redis.connection import CommandProtocol, Link, ShardedSubscriberProtocol, SubscriberProtocol
 from httpstream.engines.redis.errors import RedisUnavailable
 from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter
+from httpstream.engines.redis.sentinel import MasterEndpoint, SentinelConfig, Sentinels, parseSentinels, verifyMaster
 from httpstream.logs import Logger
 
 __all__ = ["RedisShard"]
@@ -67,6 +74,7 @@ class RedisShard(Service):
         pubsubPingInterval: float = 1.0,
         rng: Optional[random.Random] = None,
         sharded: bool = False,
+        sentinel: Optional[SentinelConfig] = None,
     ) -> None:
         """
         @param reactor: connects (L{IReactorTCP}) and times (L{IReactorTime}).
@@ -83,6 +91,8 @@ class RedisShard(Service):
             receives: a connection gone silent (a network blackhole) is dropped and made again once a PING has
             no reply within C{replyTimeout}, as the command connection is by the next command.
         @param sharded: PUB/SUB is Redis 7's sharded PUB/SUB (SSUBSCRIBE, SPUBLISH): a Cluster master's.
+        @param sentinel: find the master through these Sentinels (the host and port of C{address} are then
+            ignored; its user, password, db and TLS are the master's).
         @raise ValueError: a bad address, or TLS asked for without pyOpenSSL.
         """
         self.reactor = reactor
@@ -94,26 +104,39 @@ class RedisShard(Service):
         self.pubsubPingInterval = pubsubPingInterval
         self._pinging: Optional[LoopingCall] = None
         self.rng = rng if rng is not None else random.Random()
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(
-            reactor, self.address.host, self.address.port, timeout=connectTimeout
-        )
-        if self.address.tls:
+        self._connectTimeout = connectTimeout
+        self._trustRoot = trustRoot
+        if self.address.tls or (sentinel is not None and sentinel.tls):
             try:
-                from twisted.internet.ssl import optionsForClientTLS
+                import twisted.internet.ssl  # noqa: F401
             except ImportError:
                 raise ValueError("Redis over TLS needs pyOpenSSL and service_identity (pip install 'twisted[tls]')")
-            endpoint = wrapClientTLS(optionsForClientTLS(self.address.host, trustRoot=trustRoot), endpoint)
+        endpoint: Optional[IStreamClientEndpoint] = None
+        self.sentinels: Optional[Sentinels] = None
+        if sentinel is None:
+            endpoint = self._endpointFor(self.address.host, self.address.port, self.address.tls)
+        else:
+            self.sentinels = Sentinels(
+                reactor, sentinel, self._endpointFor, replyTimeout, initialRetryDelay, maxRetryDelay
+            )
+            # Until the Sentinels have named the master, the logs call it by its name.
+            self.address = attrs.evolve(self.address, host=sentinel.masterName)
+        # Link name -> the master address its connection was made to (with Sentinel).
+        self._masters: dict[str, tuple[str, int]] = {}
         self.sharded = sharded
         self.publishCommand = b"SPUBLISH" if sharded else b"PUBLISH"
         self._subscribeCommand, self._unsubscribeCommand = (
             ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
         )
-        self._commands = Link(self, "commands", CommandProtocol, endpoint, lambda protocol, reconnect: None)
+        self._commands = Link(
+            self, "commands", CommandProtocol, endpoint or self._masterEndpoint("commands"),
+            lambda protocol, reconnect: None,
+        )
         self._pubsub = Link(
             self,
             "pubsub",
             ShardedSubscriberProtocol if sharded else SubscriberProtocol,
-            endpoint,
+            endpoint or self._masterEndpoint("pubsub"),
             self._pubsubReady,
             onMessage=self._message,
             onDropped=self._dropped,
@@ -132,6 +155,15 @@ class RedisShard(Service):
         cls, reactor: Any, config: Any, address: Union[str, RedisAddress, None] = None, **kwargs: Any
     ) -> "RedisShard":
         """A shard for the C{redis_*} keys of a L{httpstream.config.Config} (at C{address}: one shard's)."""
+        sentinel = None
+        if config.redis_sentinel_address:
+            sentinel = parseSentinels(
+                config.redis_sentinel_address[0],
+                config.redis_sentinel_master_name,
+                user=config.redis_sentinel_user,
+                password=config.redis_sentinel_password,
+                tls=config.redis_sentinel_tls,
+            )
         return cls(
             reactor,
             address if address is not None else (config.redis_url or config.redis_address),
@@ -140,21 +172,33 @@ class RedisShard(Service):
             user=config.redis_user,
             password=config.redis_password,
             tls=config.redis_tls,
+            sentinel=sentinel,
             **kwargs,
         )
+
+    def _endpointFor(self, host: str, port: int, tls: bool) -> IStreamClientEndpoint:
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self.reactor, host, port, timeout=self._connectTimeout)
+        if tls:
+            from twisted.internet.ssl import optionsForClientTLS
+
+            endpoint = wrapClientTLS(optionsForClientTLS(host, trustRoot=self._trustRoot), endpoint)
+        return endpoint
 
     # (Twisted's Service has no type hints.)
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._commands.start()
         self._pubsub.start()
+        if self.sentinels is not None:
+            self.sentinels.watch(self._switched, self._checkMaster)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
         self._stopPinging()
-        return gatherResults([self._commands.stop(), self._pubsub.stop()], consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        stopped = [self._commands.stop(), self._pubsub.stop()]
+        if self.sentinels is not None:
+            stopped.append(self.sentinels.stop())
+        return gatherResults(stopped, consumeErrors=True).addCallback(lambda _: None)
 
     @property
     def connected(self) -> bool:
@@ -175,6 +219,46 @@ class RedisShard(Service):
 
     def describe(self) -> str:
         return str(self.address)
+    # Following the master (Sentinel)
+
+    def verify(self, protocol: Any) -> Deferred[Any]:
+        """
+        Prove a new connection usable before anyone uses it: a round trip (txredisapi calls a connection up before
+        a TLS handshake), and with Sentinel, that it reached the master (L{NotMaster} when not).
+        """
+        if self.sentinels is None:
+            return maybeDeferred(protocol.execute_command, "PING")
+        return verifyMaster(protocol.execute_command)
+
+    def _masterEndpoint(self, link: str) -> IStreamClientEndpoint:
+        assert self.sentinels is not None
+
+        def found(host: str, port: int) -> None:
+            self._masters[link] = (host, port)
+            self.address = attrs.evolve(self.address, host=host, port=port)
+
+        return MasterEndpoint(self.sentinels, lambda host, port: self._endpointFor(host, port, self.address.tls), found)
+
+    def _switched(self, host: str, port: int) -> None:
+        self.follow((host, port), f"Sentinel moved the master to {host}:{port}")
+
+    def _checkMaster(self) -> None:
+        # A failover may have happened while no Sentinel was watched.
+        connected = self._commands.protocol is not None or self._pubsub.protocol is not None
+        if self.sentinels is not None and connected:
+            self.sentinels.masterAddress().addCallbacks(
+                lambda master: self.follow(master, f"Sentinel names the master {master[0]}:{master[1]}"),
+                lambda _: None,
+            )
+
+    def follow(self, master: tuple[str, int], why: str) -> None:
+        """
+        Drop the connections made to another address than C{master}: they reconnect to the master the Sentinels
+        name then (L{Link.drop}).
+        """
+        for link in (self._commands, self._pubsub):
+            if self._masters.get(link.name) != master:
+                link.drop(why)
 
     # Commands
 
