@@ -109,6 +109,7 @@ _VALUES: dict[str, Any] = {
     "token_jwks_public_endpoint": "https://auth.example.com/jwks",
     "subscription_token_jwks_public_endpoint": "https://auth.example.com/jwks",
     "proxies": [{"name": "backend", "endpoint": "http://backend.test/"}], "rpc_namespaces": [{"name": "chat"}],
+    "subscription_type": "stream", "shared_poll_mode": "versioned",
 }
 _COMPANIONS: dict[str, dict[str, Any]] = {
     "history_size": {"history_ttl": "1m"},
