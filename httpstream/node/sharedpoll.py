@@ -115,6 +115,9 @@ class SharedPolls:
         self._refresh = refresh
         self._rng = rng or random.Random()
         self._channels: dict[str, _Channel] = {}
+        # The epoch each versioned backend last named, kept when its channel has no subscriber left: a client
+        # subscribing again must get it, or the next poll would take it for a change and unsubscribe it again.
+        self._epochs: dict[str, str] = {}
         self.cycles: dict[str, int] = {}
         self.cycleCPU: list[float] = []  # process CPU seconds each cycle's answers took to apply and fan out
 
@@ -123,7 +126,10 @@ class SharedPolls:
     def join(self, channel: str, options: Any, subscriber: IKeyedSubscriber) -> str:
         ch = self._channels.get(channel)
         if ch is None:
-            epoch = "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8)) if options.versionless else ""
+            if options.versionless:
+                epoch = "".join(self._rng.choice(_EPOCH_ALPHABET) for _ in range(8))
+            else:
+                epoch = self._epochs.get(channel, "")
             ch = self._channels[channel] = _Channel(channel, options, epoch)
         ch.joined.add(subscriber)
         return ch.epoch
@@ -291,7 +297,7 @@ class SharedPolls:
     def _epochChanged(self, ch: _Channel, epoch: str) -> None:
         # The backend's versions started over: what every subscriber holds is meaningless. They subscribe again
         # (unsubscribe 2500, then the SDK resubscribes and, seeing the new epoch, tracks from version 0).
-        ch.epoch = epoch
+        ch.epoch = self._epochs[ch.name] = epoch
         for entry in ch.entries.values():
             entry.version, entry.data = 0, b""
         for subscriber in list(ch.joined):
