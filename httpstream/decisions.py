@@ -30,6 +30,7 @@ __all__ = [
     "Refused",
     "SubscribeDecision",
     "SubscribeRequest",
+    "TrackBatch",
 ]
 
 
@@ -174,3 +175,18 @@ class PublishDecision:
 
     data: bytes
     skipHistory: bool = False
+
+
+@attrs.frozen
+class TrackBatch:
+    """
+    One signed batch of a shared poll track request (TrackBatch): the keys (with the versions the client has) that
+    one signature of the application covers, in the order it signed them.
+    """
+
+    signature: str
+    items: tuple[tuple[str, int], ...]
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.items]

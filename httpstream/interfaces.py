@@ -17,13 +17,8 @@ if TYPE_CHECKING:
 
     from httpstream.config import ChannelOptions
     from httpstream.decisions import (
-        ConnectDecision,
-        ConnectRequest,
-        Connection,
-        PublishDecision,
-        RefreshDecision,
-        SubscribeDecision,
-        SubscribeRequest,
+        ConnectDecision, ConnectRequest, Connection, PublishDecision, RefreshDecision, SubscribeDecision,
+        SubscribeRequest, TrackBatch,
     )
     from httpstream.emulation import EmulationResult
     from httpstream.values import ClientInfo, HistoryResult, Publication, StreamPosition
@@ -135,6 +130,35 @@ class IClient(Interface):
         """
 
 
+class IKeyedSubscriber(Interface):
+    """One subscription to a shared poll channel, as its node's L{ISharedPoll} delivers to it."""
+
+    def deliverKeyed(update: Any) -> None:
+        """A tracked key changed or went (a L{httpstream.node.sharedpoll.KeyedUpdate}): sent if newer than held."""
+
+    def stateLost() -> None:
+        """The channel's versions started over (the backend's epoch changed): the subscriber must subscribe again."""
+
+
+class ISharedPoll(Interface):
+    """A node's shared poll channels: who tracks which keys; one backend poll per key and interval for them all."""
+
+    def join(channel: str, options: Any, subscriber: IKeyedSubscriber) -> str:
+        """C{subscriber} subscribed (L{httpstream.config.sharedpoll.SharedPollOptions}): the epoch for its reply."""
+
+    def leave(channel: str, subscriber: IKeyedSubscriber, keys: Sequence[str]) -> None:
+        """C{subscriber} is gone, with the C{keys} it tracked."""
+
+    def track(channel: str, subscriber: IKeyedSubscriber, keys: Sequence[str]) -> None:
+        """C{subscriber} tracks C{keys} too; keys new to the node are polled soon, not at the next refresh."""
+
+    def untrack(channel: str, subscriber: IKeyedSubscriber, keys: Sequence[str]) -> None:
+        """C{subscriber} no longer tracks C{keys}; a key nobody tracks is no longer polled."""
+
+    def latest(channel: str, key: str) -> Optional[tuple[int, bytes]]:
+        """The version and data this node has of C{key} (None: none yet)."""
+
+
 class IClientPolicy(Interface):
     """
     The decisions a connection asks its node for (Centrifuge's ``events.go``: OnConnecting, OnRefresh,
@@ -183,6 +207,10 @@ class IClientPolicy(Interface):
     def publishing(connection: "Connection", channel: str, options: "ChannelOptions", data: bytes,
                    subscribed: bool) -> "Deferred[PublishDecision]":
         """Accept a client's publication (maybe with other data) or refuse it."""
+
+    def tracking(connection: "Connection", channel: str, options: "ChannelOptions",
+                 batches: "Sequence[TrackBatch]") -> "Deferred[list[int]]":
+        """Let a shared poll subscriber track C{batches}' keys: each batch's expiry (0: none), or L{Refused}."""
 
     def presence(connection: "Connection", channel: str, options: "ChannelOptions",
                  subscribed: bool) -> "Deferred[dict[str, ClientInfo]]":

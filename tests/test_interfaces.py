@@ -26,8 +26,10 @@ from httpstream.interfaces import (
     IEmulationForwarder,
     IHistory,
     IOriginChecker,
+    IKeyedSubscriber,
     IPresenceManager,
     ISessionRegistry,
+    ISharedPoll,
     ITransport,
 )
 from httpstream.origin import OriginChecker
@@ -45,7 +47,12 @@ from httpstream.testing import (
     makeNode,
 )
 from httpstream.transports.http_stream import HTTPStreamTransport
+from httpstream.client.sharedpoll import SharedPollSubscription
+from httpstream.client.subscription import Subscription
 from httpstream.client.writer import Writer
+from httpstream.config import ChannelOptions
+from httpstream.node.sharedpoll import SharedPolls
+from httpstream.testing.sharedpoll import FakeKeyedSubscriber, FakePollBackend
 from httpstream.values import Publication
 
 
@@ -72,7 +79,14 @@ def implementations() -> dict[InterfaceClass, list[Any]]:
         IPresenceManager: [MemoryPresence()],
         IEmulationForwarder: memoryCluster(Clock(), [node]),
         IClientPolicy: [node.policy, ConfiguredPolicy(node), ApplicationPolicy(FakePolicy()), FakePolicy()],
+        ISharedPoll: [node.sharedPoll, SharedPolls(Clock(), FakePollBackend().refresh)],
+        IKeyedSubscriber: [FakeKeyedSubscriber(), _sharedPollSubscription(node)],
     }
+
+
+def _sharedPollSubscription(node: Any) -> SharedPollSubscription:
+    client = node.newClient(FakeTransport("json"))
+    return SharedPollSubscription(client, Subscription("poll:c", ChannelOptions(subscription_type="shared_poll")))
 
 
 class VerifyTests(SynchronousTestCase):

@@ -7,13 +7,14 @@ the policy, and replies.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Protocol, Union, cast
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
+from httpstream.client.sharedpoll import Tracker, keyedRefresh
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
 from httpstream.config import ChannelOptions
@@ -190,6 +191,9 @@ class ChannelCommands:
         channel = self._channel(request)
         if not channel:
             return None
+        kind = int(request.get("type", 0) or 0)
+        if kind:
+            return keyedRefresh(cast(Tracker, client), commandID, channel, kind, request)  # shared poll track / untrack
         sub = client.subs.get(channel)
         if sub is None or sub.subscribing:
             client.replyError(commandID, codes.ERROR_PERMISSION_DENIED)

@@ -12,7 +12,7 @@ from typing import Any, Optional, Protocol
 from twisted.internet.defer import Deferred
 
 from httpstream.config import ChannelOptions, Config
-from httpstream.interfaces import IClient, IClientPolicy, IPresenceManager
+from httpstream.interfaces import IClient, IClientPolicy, IPresenceManager, ISharedPoll
 from httpstream.values import ClientInfo, StreamPosition
 
 
@@ -39,6 +39,9 @@ class ClientHost(Protocol):
 
     @property
     def presence(self) -> IPresenceManager: ...
+
+    @property
+    def sharedPoll(self) -> ISharedPoll: ...
 
     def clientConnected(self, client: IClient) -> None: ...
 

@@ -43,3 +43,5 @@ class Subscription:
     # A sub refresh proxy refreshes it when it expires; a refresh is in flight.
     serverRefresh: bool = False
     refreshing: bool = False
+    # A shared poll subscription's keys (httpstream.client.sharedpoll.SharedPollSubscription); None otherwise.
+    keyed: Optional[Any] = None

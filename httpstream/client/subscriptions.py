@@ -8,16 +8,18 @@ stream), what reaches each (publications, positioned and maybe as Fossil deltas;
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, cast
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
+from httpstream.client.sharedpoll import SharedPollSubscription, Tracker
 from httpstream.client.subscription import Subscription
 from httpstream.config import Config
+from httpstream.config.sharedpoll import isSharedPoll, subscriptionTypeAllowed
 from httpstream.decisions import Connection, GrantedSubscription, Refused, SubscribeDecision, SubscribeRequest
 from httpstream.interfaces import IClient, IClientPolicy
 from httpstream.logs import Logger
@@ -111,6 +113,8 @@ class Subscriptions(Mapping[str, Subscription]):
             return fail(e)
         if channel in self._subs or channel in self._underWay:
             return fail(Refused(codes.ERROR_ALREADY_SUBSCRIBED))
+        if not subscriptionTypeAllowed(0 if granted is not None else request.get("type", 0), options):
+            return fail(Refused(codes.ERROR_PERMISSION_DENIED))
         if granted is None and len(self._subs.keys() | self._underWay.keys()) >= self._config.client_channel_limit:
             return fail(Refused(codes.ERROR_LIMIT_EXCEEDED))
         self._underWay[channel] = []
@@ -157,6 +161,11 @@ class Subscriptions(Mapping[str, Subscription]):
               rejectUnrecovered: bool = False) -> Deferred[dict[str, Any]]:
         client, node, channel = self._client, self._client.node, sub.channel
         sub.chanInfo, sub.expireAt = decision.info, decision.expireAt
+        if isSharedPoll(sub.options):
+            # No stream, hub, presence or position: the node polls the keys the client will track.
+            self._subs[channel] = sub
+            sub.keyed = SharedPollSubscription(cast(Tracker, client), sub)
+            return succeed(self._result(sub, sub.keyed.join()))
         sub.presence, sub.joinLeave, sub.pushJoinLeave = decision.presence, decision.joinLeave, decision.pushJoinLeave
         sub.recoverable, sub.positioned, sub.delta = decision.recoverable, decision.positioned, decision.delta
         sub.serverRefresh = decision.serverRefresh
@@ -261,6 +270,9 @@ class Subscriptions(Mapping[str, Subscription]):
         sub = self._subs.pop(channel, None)
         if sub is None:
             return
+        if sub.keyed is not None:
+            sub.keyed.close()
+            return
         node.removeSubscription(channel, self._member)
         if sub.presence:
             node.background(node.presence.remove(channel, client.clientID)).addErrback(
@@ -291,6 +303,8 @@ class Subscriptions(Mapping[str, Subscription]):
         grace = self._config.client_expired_sub_close_delay
         client = self._client
         for channel, sub in list(self._subs.items()):
+            if sub.keyed is not None:
+                sub.keyed.checkExpiry(now)
             if not sub.expireAt or sub.expireAt > now:
                 continue
             if sub.serverRefresh:

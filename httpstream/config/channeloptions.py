@@ -24,11 +24,12 @@ from httpstream.config.settings import (
     setting,
 )
 
-__all__ = ["ChannelOptions", "Namespace"]
+__all__ = ["SUBSCRIPTION_TYPES", "ChannelOptions", "Namespace"]
 
 _NAMESPACE_NAME = re.compile(r"[-a-zA-Z0-9_.]{2,}")
 _RECOVERY_MODES = ("stream", "cache")
 _DELTA_TYPES = ("fossil",)
+SUBSCRIPTION_TYPES = ("", "stream", "map", "map_clients", "map_users", "shared_poll")
 
 
 def _read_recovery_mode(key: str, value: Any) -> str:
@@ -107,6 +108,16 @@ class ChannelOptions:
     subscribe_proxy_name: str = setting("")
     publish_proxy_name: str = setting("")
     sub_refresh_proxy_name: str = setting("")
+
+    "How clients subscribe (Centrifugo 6.8): a stream (\"\" or \"stream\"), a map, or keys polled in shared_poll."
+    subscription_type: str = setting("", choices=SUBSCRIPTION_TYPES)
+    "Shared poll channels (httpstream.config.sharedpoll); v6 nests them in a shared_poll object."
+    shared_poll_proxy_name: str = setting("")
+    shared_poll_mode: str = setting("", choices=("", "versionless", "versioned"))
+    shared_poll_refresh_interval: Duration = setting(0.0, minimum=0)  # 0: 10s
+    shared_poll_refresh_batch_size: int = setting(0, minimum=0)  # 0: 1000
+    shared_poll_max_keys_per_connection: int = setting(0, minimum=0)  # 0: 5000
+    shared_poll_track_expired_extra_delay: Duration = setting(0.0, minimum=0)  # 0: 25s
 
     def __post_init__(self) -> None:
         for spec in _specs(ChannelOptions):

@@ -26,6 +26,7 @@ from httpstream.config.proxies import (
     readRPCNamespaces,
     readStaticHeaders,
 )
+from httpstream.config.sharedpoll import checkSharedPoll
 from httpstream.config.settings import (
     ConfigError,
     Duration,
@@ -209,6 +210,11 @@ class Config(ChannelOptions):
     rpc_namespaces: tuple[RPCNamespace, ...] = setting((), read=lambda key, value: readRPCNamespaces(key, value)[0])
     rpc_namespace_boundary: str = setting(":")
 
+    "Track signatures of shared poll channels (httpstream.config.sharedpoll); a previous key while rotating."
+    shared_poll_hmac_secret_key: str = setting("", secret=True)
+    shared_poll_hmac_previous_secret_key: str = setting("", secret=True)
+    shared_poll_hmac_previous_secret_key_valid_until: int = setting(0, minimum=0)  # unix seconds; 0: no limit
+
     "Channel namespaces; the top-level channel options are inherited from ChannelOptions."
     namespaces: tuple[Namespace, ...] = setting((), read=_read_namespaces)
 
@@ -332,5 +338,5 @@ def _check_sentinel(config: Config) -> None:
 
 _CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_ping_pong, _check_channel_options, _check_personal_channel, checkProxyNames, _check_redis_cluster,
-    _check_sentinel,
+    _check_sentinel, checkSharedPoll,
 )

@@ -192,7 +192,7 @@ def readNamespaceItems(label: str, value: Any, v6: bool) -> tuple[list[dict[str,
         if not isinstance(item, Mapping):
             raise _error(prefix, 'an object with a "name" and channel options', item)
         read: dict[str, Any] = {}
-        for key, raw in item.items():
+        for key, raw in _flatten(item, byName) if v6 else item.items():
             keyLabel = f"{prefix}.{key}"
             if key == "name":
                 read["name"] = raw  # checked with the list (uniqueness) by _read_namespaces
@@ -204,6 +204,18 @@ def readNamespaceItems(label: str, value: Any, v6: bool) -> tuple[list[dict[str,
                 warnings.append(_unknown(keyLabel))
         items.append(read)
     return items, warnings
+
+
+def _flatten(item: Mapping[str, Any], known: Mapping[str, str]) -> list[tuple[str, Any]]:
+    """A v6 namespace object's options, with those nested in objects (C{shared_poll.mode}) as dotted names."""
+    pairs: list[tuple[str, Any]] = []
+    for key, raw in item.items():
+        nested = isinstance(key, str) and isinstance(raw, Mapping) and key not in known
+        if nested and any(name.startswith(key + ".") for name in known):
+            pairs.extend((f"{key}.{inner}", value) for inner, value in raw.items())
+        else:
+            pairs.append((key, raw))
+    return pairs
 
 
 class _Collector:

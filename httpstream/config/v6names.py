@@ -133,6 +133,9 @@ V6_PATHS: dict[str, Optional[str]] = {
     "redis_address": "engine.redis.address",  # a list in v6 (shards); the field holds them space-separated
     "redis_cluster_address": "engine.redis.cluster_address",
     "namespaces": "channel.namespaces",
+    "shared_poll_hmac_secret_key": "shared_poll.hmac_secret_key",
+    "shared_poll_hmac_previous_secret_key": "shared_poll.hmac_previous_secret_key",
+    "shared_poll_hmac_previous_secret_key_valid_until": "shared_poll.hmac_previous_secret_key_valid_until",
     # The v5 proxy keys: see PROXIES. The global options became per-proxy ones in v6.
     "proxy_http_headers": "<each proxy>.http_headers",
     "proxy_binary_encoding": "<each proxy>.binary_encoding",
@@ -186,6 +189,10 @@ OPTION_V6_NAMES = {
     "proxy_subscribe": "subscribe_proxy_enabled",
     "proxy_publish": "publish_proxy_enabled",
     "proxy_sub_refresh": "sub_refresh_proxy_enabled",
+    **{f"shared_poll_{name}": f"shared_poll.{name}" for name in (
+        "proxy_name", "mode", "refresh_interval", "refresh_batch_size", "max_keys_per_connection",
+        "track_expired_extra_delay",
+    )},
 }
 # The choice of a named proxy per namespace, and the switch it goes with. v5: a name alone turns the proxy on;
 # v6: the name counts only while the switch is on (its default name is "default", the channel.proxy object).

@@ -39,9 +39,11 @@ from httpstream.protocol import EncodeError, codecFor
 from httpstream.node.connlimit import ConnLimit
 from httpstream.node.frames import PublicationFrames
 from httpstream.node.registry import LocalNodes, SessionRegistry
+from httpstream.node.sharedpoll import SharedPolls
 from httpstream.policy.application import ApplicationPolicy
 from httpstream.policy.clientpolicy import ConfiguredPolicy
 from httpstream.policy.proxy import ProxyClient
+from httpstream.policy.proxy.sharedpoll import SharedPollBackend
 from httpstream.policy.rpc import RPCRegistry
 from httpstream.policy.tokens import TokenVerifier
 from httpstream.values import ClientInfo, Publication, StreamPosition
@@ -90,6 +92,8 @@ class Node:
         self.broker: IBroker = broker if broker is not None else MemoryBroker(reactor)
         self.presence: IPresenceManager = presence if presence is not None else MemoryPresence()
         self.proxy = proxy if proxy is not None else ProxyClient(config, reactor)
+        # Shared poll channels: the keys this node's subscribers track, polled from their backends.
+        self.sharedPoll = SharedPolls(reactor, SharedPollBackend(self.proxy).refresh, self.rng)
         # RPC methods and send hooks of a program that embeds httpstream.
         self.rpc = RPCRegistry()
         self.metrics = Metrics(self)
@@ -358,5 +362,6 @@ class Node:
         """
         for client in list(self.clients.values()):
             client.disconnect(codes.DISCONNECT_SHUTDOWN.code, codes.DISCONNECT_SHUTDOWN.reason)
+        self.sharedPoll.stop()
         pending = DeferredList(list(self._background), consumeErrors=True)
         return pending.addTimeout(timeout, self.reactor).addBoth(lambda _: None)

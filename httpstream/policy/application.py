@@ -12,7 +12,7 @@ L{httpstream.decisions.Refused} to refuse.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
@@ -26,6 +26,7 @@ from httpstream.decisions import (
     RefreshDecision,
     SubscribeDecision,
     SubscribeRequest,
+    TrackBatch,
 )
 from httpstream.interfaces import IClientPolicy
 from httpstream.values import ClientInfo, HistoryResult, StreamPosition
@@ -85,6 +86,10 @@ class ApplicationPolicy:
     def subRefreshing(self, connection: Connection, channel: str, options: ChannelOptions,
                       token: str) -> Deferred[RefreshDecision]:
         return self.fallback.subRefreshing(connection, channel, options, token)
+
+    def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
+                 batches: Sequence[TrackBatch]) -> Deferred[list[int]]:
+        return self.fallback.tracking(connection, channel, options, batches)
 
     def publishing(self, connection: Connection, channel: str, options: ChannelOptions, data: bytes,
                    subscribed: bool) -> Deferred[PublishDecision]:

@@ -7,7 +7,7 @@ client's state machine asks it and applies what it answers.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 from weakref import WeakKeyDictionary
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -24,7 +24,9 @@ from httpstream.decisions import (
     Refused,
     SubscribeDecision,
     SubscribeRequest,
+    TrackBatch,
 )
+from httpstream.config.sharedpoll import isSharedPoll
 from httpstream.engines import HistoryError
 from httpstream.interfaces import IClientPolicy
 from httpstream.policy import connecting, subscribing
@@ -33,6 +35,7 @@ from httpstream.policy.connecting import proxyRefusal
 from httpstream.policy.host import PolicyHost
 from httpstream.policy.proxy import ProxyContext
 from httpstream.policy.recovery import checkPosition, position
+from httpstream.policy.tracksignature import TrackSignatures
 from httpstream.protocol import codes
 from httpstream.values import ClientInfo, HistoryResult, StreamPosition
 
@@ -93,6 +96,17 @@ class ConfiguredPolicy:
                       token: str) -> Deferred[RefreshDecision]:
         return subscribing.subRefreshing(self._node, connection, channel, options, token,
                                          lambda: self.context(connection))
+
+    def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
+                 batches: Sequence[TrackBatch]) -> Deferred[list[int]]:
+        # Centrifugo's OnTrack: the application signed the keys (httpstream.policy.tracksignature).
+        if not isSharedPoll(options):
+            return fail(Refused(codes.ERROR_PERMISSION_DENIED))
+        signatures = TrackSignatures.fromConfig(self._node.config)
+        try:
+            return succeed(signatures.check(channel, connection.user, batches, self._node.reactor.seconds()))
+        except Refused as e:
+            return fail(e)
 
     def publishing(self, connection: Connection, channel: str, options: ChannelOptions, data: bytes,
                    subscribed: bool) -> Deferred[PublishDecision]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
@@ -17,6 +17,7 @@ from httpstream.decisions import (
     RefreshDecision,
     SubscribeDecision,
     SubscribeRequest,
+    TrackBatch,
 )
 from httpstream.interfaces import IClientPolicy
 from httpstream.values import ClientInfo, HistoryResult, StreamPosition
@@ -84,6 +85,10 @@ class FakePolicy:
     def subRefreshing(self, connection: Connection, channel: str, options: ChannelOptions,
                       token: str) -> Deferred[RefreshDecision]:
         return self._answer("subRefreshing", RefreshDecision(), connection, channel, options, token)
+
+    def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
+                 batches: Sequence[TrackBatch]) -> Deferred[list[int]]:
+        return self._answer("tracking", [0] * len(batches), connection, channel, options, batches)
 
     def publishing(self, connection: Connection, channel: str, options: ChannelOptions, data: bytes,
                    subscribed: bool) -> Deferred[PublishDecision]:

@@ -120,6 +120,7 @@ _VALUES: dict[str, Any] = {
     "subscription_token_jwks_public_endpoint": "https://auth.example.com/jwks",
     "proxies": [{"name": "backend", "endpoint": "http://backend.test/"}], "rpc_namespaces": [{"name": "chat"}],
     "redis_cluster_address": ["10.0.0.1:7000,10.0.0.2:7000"],
+    "subscription_type": "stream", "shared_poll_mode": "versioned",
 }
 _COMPANIONS: dict[str, dict[str, Any]] = {
     "history_size": {"history_ttl": "1m"},

@@ -131,6 +131,16 @@ class ProxyClient:
         self.binaryEncoding = binaryEncoding
         self.includeMeta = includeMeta
 
+    # What other callers of the backends (the shared poll refresh proxy, httpstream.policy.proxy.sharedpoll) use.
+    @property
+    def config(self) -> "Config": return self._config  # noqa: E704
+
+    @property
+    def reactor(self) -> IReactorTime: return self._reactor  # noqa: E704
+
+    @property
+    def http(self) -> HTTPPoster: return self._http  # noqa: E704
+
     def enabled(self, name: str, proxy: str = "") -> bool:
         """
         Whether the proxy for event C{name} (one of L{PROXY_NAMES}) has an endpoint: the event's own, or the

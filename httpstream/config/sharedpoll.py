@@ -1,0 +1,105 @@
+# -*- test-case-name: tests.config.test_config_sharedpoll -*-
+"""
+Shared poll channels (Centrifugo 6.8's C{subscription_type: "shared_poll"}): a namespace's C{shared_poll_*} options
+as one typed value with Centrifugo's defaults in place (L{SharedPollOptions}), and the start-up checks (the HMAC
+secret of track signatures, the backend's named proxy).
+
+v5 has no shared poll: its flat names (C{shared_poll_refresh_interval}) are httpstream's; v6 nests them in the
+namespace's C{shared_poll} object and the secrets in the top-level C{shared_poll} one.
+
+Imports only L{httpstream.config.settings}; L{httpstream.config.options} runs L{checkSharedPoll} on every L{Config}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from httpstream.config.settings import ConfigError, _show
+
+__all__ = ["SharedPollOptions", "checkSharedPoll", "isSharedPoll", "subscriptionTypeAllowed"]
+
+# Centrifugo's (centrifuge's SharedPollChannelOptions) values for an option left at 0.
+DEFAULT_REFRESH_INTERVAL = 10.0
+DEFAULT_REFRESH_BATCH_SIZE = 1000
+DEFAULT_MAX_KEYS_PER_CONNECTION = 5000
+DEFAULT_TRACK_EXPIRED_EXTRA_DELAY = 25.0
+
+
+def isSharedPoll(options: Any) -> bool:
+    """Whether a L{ChannelOptions} (or L{Config}) makes its channels shared poll ones."""
+    return bool(options.subscription_type == "shared_poll")
+
+
+# SubscribeRequest.type of each subscription_type (the SDK's: stream 0, map 1, map_clients 2, map_users 3, shared poll 4).
+SUBSCRIPTION_TYPE_NUMBERS = {"": 0, "stream": 0, "map": 1, "map_clients": 2, "map_users": 3, "shared_poll": 4}
+
+
+def subscriptionTypeAllowed(requested: Any, options: Any) -> bool:
+    """
+    Whether a subscribe of SubscribeRequest C{type} C{requested} fits the channel's C{subscription_type}
+    (Centrifugo's C{isSubscriptionTypeAllowed}: otherwise 103): a stream subscribe for a stream channel, a shared
+    poll one for a shared poll channel.
+    """
+    return bool(SUBSCRIPTION_TYPE_NUMBERS.get(options.subscription_type) == requested)
+
+
+@dataclass(frozen=True)
+class SharedPollOptions:
+    """
+    How one shared poll channel is polled and tracked.
+
+    @ivar proxy: the name in C{proxies} of the backend answering refresh requests.
+    @ivar versionless: the backend sends no versions; the node numbers each change itself (C{mode} C{""} or
+        C{"versionless"}), else C{"versioned"}.
+    @ivar refreshInterval: seconds between two polls of every tracked key.
+    @ivar batchSize: at most this many keys in one backend request.
+    @ivar maxKeys: at most this many keys tracked by one connection in the channel (more: error 106).
+    @ivar expiredExtraDelay: how long past its signature's expiry a key stays tracked, waiting for a refresh.
+    """
+
+    proxy: str
+    versionless: bool = True
+    refreshInterval: float = DEFAULT_REFRESH_INTERVAL
+    batchSize: int = DEFAULT_REFRESH_BATCH_SIZE
+    maxKeys: int = DEFAULT_MAX_KEYS_PER_CONNECTION
+    expiredExtraDelay: float = DEFAULT_TRACK_EXPIRED_EXTRA_DELAY
+
+    @classmethod
+    def of(cls, options: Any) -> "SharedPollOptions":
+        """The shared poll options of a L{ChannelOptions}, 0 meaning Centrifugo's default."""
+        return cls(
+            proxy=options.shared_poll_proxy_name,
+            versionless=options.shared_poll_mode != "versioned",
+            refreshInterval=options.shared_poll_refresh_interval or DEFAULT_REFRESH_INTERVAL,
+            batchSize=options.shared_poll_refresh_batch_size or DEFAULT_REFRESH_BATCH_SIZE,
+            maxKeys=options.shared_poll_max_keys_per_connection or DEFAULT_MAX_KEYS_PER_CONNECTION,
+            expiredExtraDelay=options.shared_poll_track_expired_extra_delay or DEFAULT_TRACK_EXPIRED_EXTRA_DELAY,
+        )
+
+
+def checkSharedPoll(config: Any) -> None:
+    """
+    Refuse a configuration whose shared poll channels could never work, as Centrifugo does at start: tracking
+    needs C{shared_poll.hmac_secret_key}, and polling a named proxy of C{proxies} (httpstream has no unnamed
+    shared poll proxy, so the name is required).
+
+    @param config: a L{httpstream.config.Config}.
+    """
+    where = [("", config)] + [(f"namespaces[{i}].", n.options) for i, n in enumerate(config.namespaces)]
+    known = {proxy.name for proxy in config.proxies}
+    for prefix, options in where:
+        if not isSharedPoll(options):
+            continue
+        if not config.shared_poll_hmac_secret_key:
+            raise ConfigError(
+                f'config key "shared_poll_hmac_secret_key" (v6: "shared_poll.hmac_secret_key") is required: '
+                f'"{prefix}subscription_type" is "shared_poll"'
+            )
+        name = options.shared_poll_proxy_name
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise ConfigError(
+                f'config key "{prefix}shared_poll_proxy_name" (v6: "shared_poll.proxy_name"): a shared poll channel '
+                f'needs a proxy of "proxies" to poll; got {_show(name)} (defined: {listed})'
+            )
