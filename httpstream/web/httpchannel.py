@@ -24,6 +24,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
+from httpstream.web.lineparsing import InPlaceLineChannel
+
 from httpstream.logs import Logger
 
 log = Logger()
@@ -31,9 +33,10 @@ log = Logger()
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
-class ReadDeadlineChannel(HTTPChannel):
+class ReadDeadlineChannel(InPlaceLineChannel):
     """
-    An L{HTTPChannel} whose requests must be read within deadlines (seconds; 0 turns one off).
+    An L{HTTPChannel} (parsing in place: L{InPlaceLineChannel}) whose requests must be read within deadlines
+    (seconds; 0 turns one off).
 
     @cvar readHeaderTimeout: the request line and headers, from the request's first byte (from the connection's
         start for its first request).
@@ -73,7 +76,7 @@ class ReadDeadlineChannel(HTTPChannel):
         # nothing at all for a stream): that is not a request being read yet.
         if not self._handlingRequest:
             self._reading = True
-        HTTPChannel.dataReceived(self, data)
+        InPlaceLineChannel.dataReceived(self, data)
         if self._reading and self._readCall is None:
             # The request began in this read (any earlier one would have armed the timer): its clock starts now.
             limit = self.readTimeout if self._headersRead else self._headerLimit()
