@@ -23,7 +23,9 @@ from twisted.internet.interfaces import IDelayedCall, ITransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 
+from httpstream.transports.direct import writeNow
 from httpstream.web.lineparsing import InPlaceLineChannel
 
 from httpstream.logs import Logger
@@ -108,6 +110,23 @@ class ReadDeadlineChannel(InPlaceLineChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopReading()
         HTTPChannel.connectionLost(self, reason)
+
+    # Set by the request while it writes a response that is only its head (see UnbrandedRequest.write).
+    headOnly = False
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
+        if not self.headOnly:
+            HTTPChannel.writeHeaders(self, version, code, reason, headers)
+            return
+        # A 204, an empty error, a stream's head: sent now, in one send() when nothing waits before it, rather
+        # than after a poll and two epoll_ctl (transports/direct.py). A head with a body keeps Twisted's buffer,
+        # so that head and body leave together.
+        sequence = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                sequence.extend((name, b": ", value, b"\r\n"))
+        sequence.append(b"\r\n")
+        writeNow(self.transport, b"".join(sequence))
 
     def _stopReading(self) -> None:
         self._reading = self._headersRead = False
