@@ -308,8 +308,15 @@ class UTF8Guard(Resource):
         return rendered
 
 
-def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[ServerAPI] = None) -> server.Site:
-    """The Site serving C{node}; bodies are capped at the largest endpoint limit (each endpoint checks its own)."""
+def makeSite(
+    node: Node, origins: IOriginChecker | None = None, api: Optional[ServerAPI] = None, directRoutes: bool = True
+) -> server.Site:
+    """
+    The Site serving C{node}; bodies are capped at the largest endpoint limit (each endpoint checks its own).
+
+    @param directRoutes: whether C{POST /emulation} goes straight to its resource (L{DirectRoutes}); without,
+        Klein routes it as it does the rest (the tests compare the two).
+    """
     config: Config = node.config
     if origins is None:
         origins = OriginChecker(config.allowed_origins)
@@ -318,7 +325,7 @@ def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[Se
     emulation = emulationResource(node, origins)
     app = makeApp(node, origins, api, emulation).resource()
     # POST /emulation, the one request an emulated transport sends per command, skips Klein's routing (fastpath.py).
-    direct = {} if emulation is NOT_FOUND else {b"/emulation": emulation}
+    direct = {} if emulation is NOT_FOUND or not directRoutes else {b"/emulation": emulation}
     site = QuietSite(
         UTF8Guard(DirectRoutes(app, direct, answerError)),
         timeout=config.http_server_idle_timeout or None,
