@@ -12,20 +12,14 @@ where the session lives and how it is reached are the node's business.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from twisted.internet.defer import Deferred
 from twisted.web import server
 from twisted.web.server import NOT_DONE_YET
 
-from httpstream.interfaces import IOriginChecker
 from httpstream.logs import Logger
 from httpstream.emulation import EmulationResult
 from httpstream.protocol import DecodeError, decode_emulation
 from httpstream.transports._http import EmulationEndpoint, isProtobuf
-
-if TYPE_CHECKING:
-    from httpstream.node.node import Node
 
 # The HTTP status of each outcome: 204 whenever the request was understood and the node that holds the session
 # answered, whether the session existed or not (the SDK learns of a dead session from its stream).
@@ -44,11 +38,6 @@ class EmulationResource(EmulationEndpoint):
 
     log = Logger()
 
-    def __init__(self, node: "Node", origins: IOriginChecker, maxBodySize: int) -> None:
-        super().__init__(node, origins, maxBodySize)
-        # prometheus_client's labels() checks and joins the values on every call: each outcome's child, once.
-        self._counters: dict[str, Any] = {}
-
     def render(self, request: server.Request) -> bytes | int:
         result = super().render(request)
         if request.method == b"POST" and request.code in (403, 413):
@@ -58,10 +47,8 @@ class EmulationResource(EmulationEndpoint):
         return result
 
     def _count(self, outcome: str) -> None:
-        counter = self._counters.get(outcome)
-        if counter is None:
-            counter = self._counters[outcome] = self._node.metrics.emulation.labels(outcome)
-        counter.inc()
+        metrics = self._node.metrics
+        metrics.child(metrics.emulation, outcome).inc()
 
     def renderPost(self, request: server.Request, body: bytes) -> bytes | int:
         try:
