@@ -37,6 +37,7 @@ from bench.fanout import (
     HOST,
     BenchError,
     EmulationConnection,
+    Profiler,
     Results,
     StreamConnection,
     configItem,
@@ -222,6 +223,11 @@ async def runCase(
             await gatherAll(f"{CASES[case]} warm-up", [one(i)], args.timeout)
 
         requests: list[Request] = []
+        # py-spy on both servers for the measured phase only (--profile PREFIX: PREFIX-<case>-a.txt, -b.txt).
+        profilers = [
+            Profiler(s.pid, f"{args.profile}-{case}-{name}.txt" if args.profile else None)
+            for s, name in zip(servers, "ab")
+        ]
         gc.collect()
         gc.freeze()
         gc.disable()
@@ -258,6 +264,8 @@ async def runCase(
             machine = [after - before for after, before in zip(machineCpu(), machine0)]
             gc.enable()
             gc.unfreeze()
+            for profiler in profilers:
+                profiler.stop()
     finally:
         for connection in pool:
             connection.close()
@@ -309,6 +317,8 @@ async def runCase(
         "replies_missing": sum(replyErrors.values()),
         "reply_problems": replyErrors,
         "server_cpu_pct": [100 * c / windowS for c in cpu],
+        # CPU per completed request: steadier than req/s when other work shares the cores.
+        "server_cpu_us_per_request": [1e6 * c / len(finished) if finished else 0.0 for c in cpu],
         "loadgen_cpu_pct": 100 * own / windowS,
         "reply_ms_by_request": byRequest,
     }
@@ -365,6 +375,10 @@ def table(out: dict[str, Any], args: argparse.Namespace) -> str:
         ("non-204", ">", lambda c: str(c["non_204"])),
         ("no reply", ">", lambda c: str(c["replies_missing"])),
         ("CPU A/B %", ">", lambda c: "/".join(f"{x:.0f}" for x in c["server_cpu_pct"])),
+        ("CPU µs/req A/B", ">", lambda c: "/".join(f"{x:.0f}" for x in c["server_cpu_us_per_request"])),
+        # The load generator shares the 2 cores: near 100 % it, not the servers, would be the limit.
+        ("load gen %", ">", lambda c: f"{c['loadgen_cpu_pct']:.0f}"),
+        ("others", ">", lambda c: f"{c['other_busy_cpus']:.2f}"),
     ]
     cells = [[name for name, _, _ in columns]] + [[f(c) for _, _, f in columns] for c in out["cases"]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
@@ -415,6 +429,9 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds allowed for each phase, and for the cluster to form (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="py-spy record both servers during each measured phase, as PREFIX-<case>-<a|b>.txt "
+                        "(folded stacks; needs py-spy, the bench extra)")
     parser.add_argument("--set", metavar="KEY=JSON", action="append", default=[], type=configItem,
                         help="override a config key of both servers (repeatable; the value is JSON, a bare word "
                         "is taken as a string)")

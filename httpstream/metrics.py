@@ -86,6 +86,7 @@ class Metrics:
 
     def __init__(self, node: Any) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         r = self.registry
         self.commands = Counter(
             f"{PREFIX}_client_num_commands", "Client commands by method and result.", ["method", "result"],
@@ -131,6 +132,17 @@ class Metrics:
             f"{PREFIX}_api_command_duration_seconds", "Server API call latency by method.", ["method"], registry=r
         )
         r.register(_NodeCollector(node))
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """
+        C{metric.labels(*values)}, looked up once: prometheus_client checks and joins the values on every call, a
+        few microseconds each, and a command counts three of them.
+        """
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def sent(self, transport: str) -> SentCounts:
         """The counts of what the clients of C{transport} send: a client takes them once and adds to them."""

@@ -124,7 +124,7 @@ class CommandQueue:
             return succeed(None)
         try:
             commands = self._codec.decode_commands(data)
-            self._metrics.messagesReceived.labels(self._transport).inc(len(commands))
+            self._metrics.child(self._metrics.messagesReceived, self._transport).inc(len(commands))
         except DecodeError as e:
             self.log.info("client {client}: bad frame: {error}", client=self._clientID, error=str(e))
             # As Centrifugo: the commands before the bad one run, then the client is cut off (3501).
@@ -228,5 +228,6 @@ class CommandQueue:
             room.callback(None)
 
     def _observe(self, method: str, started: float, outcome: str) -> None:
-        self._metrics.commands.labels(method, outcome).inc()
-        self._metrics.commandDuration.labels(method).observe(time.perf_counter() - started)
+        metrics = self._metrics
+        metrics.child(metrics.commands, method, outcome).inc()
+        metrics.child(metrics.commandDuration, method).observe(time.perf_counter() - started)

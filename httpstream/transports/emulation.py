@@ -47,7 +47,8 @@ class EmulationResource(EmulationEndpoint):
         return result
 
     def _count(self, outcome: str) -> None:
-        self._node.metrics.emulation.labels(outcome).inc()
+        metrics = self._node.metrics
+        metrics.child(metrics.emulation, outcome).inc()
 
     def renderPost(self, request: server.Request, body: bytes) -> bytes | int:
         try:

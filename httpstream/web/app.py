@@ -20,7 +20,8 @@ from httpstream.serverapi.api import ServerAPI
 from httpstream.config import Config
 from httpstream.serverapi.http import MAX_BODY as API_MAX_BODY
 from httpstream.serverapi.http import APIHandler
-from httpstream.web.httpchannel import readDeadlineChannel
+from httpstream.web.fastpath import DirectRoutes
+from httpstream.web.httpchannel import ReadDeadlineChannel, readDeadlineChannel
 from httpstream.interfaces import IOriginChecker
 from httpstream.logs import Logger
 from httpstream.metrics import CONTENT_TYPE
@@ -108,23 +109,36 @@ def websocketCompression(config: Config) -> Optional[Compression]:
     return Compression(config.websocket_compression_level, config.websocket_compression_min_size, decompressed)
 
 
-def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None) -> Klein:
-    """The routes of one node, each enabled by its config flag (a disabled endpoint answers 404)."""
+def emulationResource(node: Node, origins: IOriginChecker) -> IResource:
+    """C{/emulation}: the upstream half of both emulated transports (Centrifugo mounts it when either is on)."""
+    config = node.config
+    if config.http_stream or config.sse:
+        return EmulationResource(node, origins, config.emulation_max_request_body_size)
+    return NOT_FOUND
+
+
+def makeApp(
+    node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None, emulation: Optional[IResource] = None
+) -> Klein:
+    """
+    The routes of one node, each enabled by its config flag (a disabled endpoint answers 404).
+
+    @param emulation: the C{/emulation} resource, when the caller has made it (L{makeSite} also routes to it
+        directly); by default, L{emulationResource}'s.
+    """
     config = node.config
     app = Klein()
     # "/demo//x" or "/api//info" is no route (404), not a redirect to a merged path.
     app.url_map.merge_slashes = False
     stream: IResource = NOT_FOUND
     sse: IResource = NOT_FOUND
-    emulation: IResource = NOT_FOUND
+    if emulation is None:
+        emulation = emulationResource(node, origins)
     websocket: IResource = NOT_FOUND
     if config.http_stream:
         stream = HTTPStreamResource(node, origins, config.http_stream_max_request_body_size)
     if config.sse:
         sse = SSEResource(node, origins, config.sse_max_request_body_size)
-    if config.http_stream or config.sse:
-        # The upstream half of both emulated transports (Centrifugo mounts it when either is on).
-        emulation = EmulationResource(node, origins, config.emulation_max_request_body_size)
     if not config.websocket_disable:
         websocket = websocketResource(
             node,
@@ -182,9 +196,11 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
                 return refusal
         return resource
 
+    routed = emulation
+
     @app.route("/emulation", methods=ALL_METHODS)
     def emulate(request: server.Request) -> IResource:
-        return emulation
+        return routed
 
     if not config.api_disable:
         handler = APIHandler(api or ServerAPI(node), config)
@@ -216,27 +232,32 @@ def makeApp(node: Node, origins: IOriginChecker, api: Optional[ServerAPI] = None
         def demoPage(request: server.Request) -> IResource:
             return demo
 
-    @app.handle_errors
-    def unknown(request: IRequest, failure: Failure) -> bytes:
-        # Werkzeug's NotFound and friends: keep their status, drop their HTML.
-        code = getattr(failure.value, "code", None)
-        if isinstance(code, int):
-            request.setResponseCode(code)
-            newURL = getattr(failure.value, "new_url", None)
-            if isinstance(newURL, str):
-                # Werkzeug's redirect ("/demo" -> "/demo/"): to the path on this host, never to the Host header's.
-                parts = urlsplit(newURL)
-                path = "/" + parts.path.lstrip("/")  # "//host/..." would leave this host
-                request.setHeader(b"Location", (path + (f"?{parts.query}" if parts.query else "")).encode())
-            return b""
-        log.failure("unhandled error in {path}", failure, path=request.path)
-        request.setResponseCode(500)
-        return b""
+    app.handle_errors(answerError)
 
     return app
 
 
 log = Logger()
+
+
+def answerError(request: IRequest, failure: Failure) -> bytes:
+    """
+    The app's answer to an exception from a route: werkzeug's NotFound and friends keep their status and lose their
+    HTML; anything else is logged and answered 500, empty. (Also the direct routes', L{DirectRoutes}.)
+    """
+    code = getattr(failure.value, "code", None)
+    if isinstance(code, int):
+        request.setResponseCode(code)
+        newURL = getattr(failure.value, "new_url", None)
+        if isinstance(newURL, str):
+            # Werkzeug's redirect ("/demo" -> "/demo/"): to the path on this host, never to the Host header's.
+            parts = urlsplit(newURL)
+            path = "/" + parts.path.lstrip("/")  # "//host/..." would leave this host
+            request.setHeader(b"Location", (path + (f"?{parts.query}" if parts.query else "")).encode())
+        return b""
+    log.failure("unhandled error in {path}", failure, path=request.path)
+    request.setResponseCode(500)
+    return b""
 
 
 class QuietSite(server.Site):
@@ -287,15 +308,26 @@ class UTF8Guard(Resource):
         return rendered
 
 
-def makeSite(node: Node, origins: IOriginChecker | None = None, api: Optional[ServerAPI] = None) -> server.Site:
-    """The Site serving C{node}; bodies are capped at the largest endpoint limit (each endpoint checks its own)."""
+def makeSite(
+    node: Node, origins: IOriginChecker | None = None, api: Optional[ServerAPI] = None, directRoutes: bool = True
+) -> server.Site:
+    """
+    The Site serving C{node}; bodies are capped at the largest endpoint limit (each endpoint checks its own).
+
+    @param directRoutes: whether C{POST /emulation} goes straight to its resource (L{DirectRoutes}); without,
+        Klein routes it as it does the rest (the tests compare the two).
+    """
     config: Config = node.config
     if origins is None:
         origins = OriginChecker(config.allowed_origins)
     # Twisted suspends the idle timeout while a request is handled, so a stream lives on; it bounds idle keep-alive
     # connections (12 hours by default), and the channel's read deadlines bound peers that dribble a request.
+    emulation = emulationResource(node, origins)
+    app = makeApp(node, origins, api, emulation).resource()
+    # POST /emulation, the one request an emulated transport sends per command, skips Klein's routing (fastpath.py).
+    direct = {} if emulation is NOT_FOUND or not directRoutes else {b"/emulation": emulation}
     site = QuietSite(
-        UTF8Guard(makeApp(node, origins, api).resource()),
+        UTF8Guard(DirectRoutes(app, direct, answerError)),
         timeout=config.http_server_idle_timeout or None,
         reactor=node.reactor,
     )
@@ -341,4 +373,14 @@ class UnbrandedRequest(LimitedRequest):
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
             self.responseHeaders.removeHeader(b"server")
+            channel = self.channel
+            if not data and isinstance(channel, ReadDeadlineChannel):
+                # The head alone (an empty body, or a stream's head before its first chunk): the channel sends it
+                # at once.
+                channel.headOnly = True
+                try:
+                    super().write(data)  # type: ignore[no-untyped-call]
+                finally:
+                    channel.headOnly = False
+                return
         super().write(data)  # type: ignore[no-untyped-call]  # twisted.web's Request.write is unannotated

@@ -23,6 +23,10 @@ from twisted.internet.interfaces import IDelayedCall, ITransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
+
+from httpstream.transports.direct import writeNow
+from httpstream.web.lineparsing import InPlaceLineChannel
 
 from httpstream.logs import Logger
 
@@ -31,9 +35,10 @@ log = Logger()
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
-class ReadDeadlineChannel(HTTPChannel):
+class ReadDeadlineChannel(InPlaceLineChannel):
     """
-    An L{HTTPChannel} whose requests must be read within deadlines (seconds; 0 turns one off).
+    An L{HTTPChannel} (parsing in place: L{InPlaceLineChannel}) whose requests must be read within deadlines
+    (seconds; 0 turns one off).
 
     @cvar readHeaderTimeout: the request line and headers, from the request's first byte (from the connection's
         start for its first request).
@@ -73,7 +78,7 @@ class ReadDeadlineChannel(HTTPChannel):
         # nothing at all for a stream): that is not a request being read yet.
         if not self._handlingRequest:
             self._reading = True
-        HTTPChannel.dataReceived(self, data)
+        InPlaceLineChannel.dataReceived(self, data)
         if self._reading and self._readCall is None:
             # The request began in this read (any earlier one would have armed the timer): its clock starts now.
             limit = self.readTimeout if self._headersRead else self._headerLimit()
@@ -105,6 +110,23 @@ class ReadDeadlineChannel(HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopReading()
         HTTPChannel.connectionLost(self, reason)
+
+    # Set by the request while it writes a response that is only its head (see UnbrandedRequest.write).
+    headOnly = False
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
+        if not self.headOnly:
+            HTTPChannel.writeHeaders(self, version, code, reason, headers)
+            return
+        # A 204, an empty error, a stream's head: sent now, in one send() when nothing waits before it, rather
+        # than after a poll and two epoll_ctl (transports/direct.py). A head with a body keeps Twisted's buffer,
+        # so that head and body leave together.
+        sequence = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                sequence.extend((name, b": ", value, b"\r\n"))
+        sequence.append(b"\r\n")
+        writeNow(self.transport, b"".join(sequence))
 
     def _stopReading(self) -> None:
         self._reading = self._headersRead = False
