@@ -9,6 +9,7 @@ L{MultiService} and reaches the node through C{service.node}. The service itself
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union, overload
@@ -162,6 +163,8 @@ def makeService(options: Union[Options, Mapping[str, Any]], reactor: Any = None)
         sys.stderr.write(f"httpstream: {problem}\n")
         raise SystemExit(1)
     if worker:
+        # Each worker serves its own /metrics on the shared port: the label says whose a scrape got.
+        service.node.metrics.labelAll({"worker": str(options["worker"]), "pid": str(os.getpid())})
         serveAsWorker(reactor, service.whenAccepting(), int(options["status-fd"]), int(options["supervisor"]))
     return service
 

@@ -83,8 +83,8 @@ class WorkerProtocol(ProcessProtocol):
         if childFD not in self._buffers:
             return
         pending = self._buffers[childFD] + data
-        separator = _RECORD if childFD == 1 else b"\n"
-        *complete, rest = pending.split(separator)
+        # A record is RS, JSON text (whose newlines are escaped) and a newline: every descriptor is read by line.
+        *complete, rest = pending.split(b"\n")
         if len(rest) > _MAX_PENDING:
             complete.append(rest)
             rest = b""
@@ -102,7 +102,7 @@ class WorkerProtocol(ProcessProtocol):
             self._onReady(self)
 
     def _relay(self, record: bytes) -> None:
-        text = record.decode("utf-8", "replace").strip()
+        text = record.decode("utf-8", "replace").strip().lstrip(_RECORD.decode())
         if not text:
             return
         try:
