@@ -2,8 +2,10 @@
 // served by several worker processes (twistd httpstream --workers N), over transport http_stream only, for
 // tests/workers/test_workers_process.py.
 //
-//   node workers.mjs --url http://127.0.0.1:PORT --channel CHANNEL --clients N [--deadline SECONDS]
+//   node workers.mjs --url http://127.0.0.1:PORT --channel CHANNEL --clients N [--stagger MS] [--deadline SECONDS]
 //
+// --stagger starts the clients MS milliseconds apart: connections that all arrive at once at an idle server are
+// accepted by whichever worker wakes first (docs/deployment.md), and the tests want clients on every worker.
 // N clients, "c0" .. "c<N-1>", each its own Centrifuge object, connect and subscribe to --channel (a recoverable
 // one). Every event is one JSON object per line with "who": connected (with "node": the node id the stream's
 // connect reply named, which the SDK keeps for its emulation requests in a private field; it is the only way a
@@ -26,6 +28,7 @@ const { values: args } = parseArgs({
     channel: { type: 'string', default: 'rr:workers' },
     clients: { type: 'string', default: '8' },
     deadline: { type: 'string', default: '60' },
+    stagger: { type: 'string', default: '0' },
   },
 });
 
@@ -42,6 +45,9 @@ const channel = args.channel;
 const clients = {};
 
 for (let i = 0; i < Number(args.clients); i++) {
+  if (Number(args.stagger) > 0 && i > 0) {
+    await new Promise((resolve) => setTimeout(resolve, Number(args.stagger)));
+  }
   const who = `c${i}`;
   const client = new Centrifuge([{ transport: 'http_stream', endpoint: args.url + '/connection/http_stream' }], {
     // Node has no page origin: a relative emulation endpoint would make every POST fail.

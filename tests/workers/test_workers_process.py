@@ -112,7 +112,8 @@ class Clients(ScenarioProcess):
     """tests/sdk/workers.mjs: CLIENTS SDK clients of one channel, and their events."""
 
     def __init__(self, node: str, workers: Workers, count: int = CLIENTS) -> None:  # noqa: F811
-        command = [node, str(SCRIPT), "--url", workers.server.url, "--channel", CHANNEL, "--clients", str(count)]
+        command = [node, str(SCRIPT), "--url", workers.server.url, "--channel", CHANNEL, "--clients", str(count),
+                   "--stagger", "20"]
         super().__init__(command, workers.server, stdin=True)
         self.count = count
         self.waitFor(lambda _: len(self.seen("subscribed")) >= count, 20, "every client subscribed", untilEnd=True)
