@@ -224,3 +224,64 @@ def test_childLogIsJSON(capsys: Any) -> None:
     observer()({"log_level": LogLevel.info, "log_format": "hello {who}", "who": "x", "log_time": 1.0})
     out = capsys.readouterr().out
     assert out.startswith("\x1e") and json.loads(out[1:])["who"] == "x"
+
+
+class ConfigTests(SynchronousTestCase):
+    """The key "workers": a number or "auto", the same name in v5 and v6 style, CENTRIFUGO_WORKERS."""
+
+    def test_values(self) -> None:
+        from httpstream.config import config_from_dict
+        from httpstream.config.options import cpuCount
+
+        self.assertEqual(config_from_dict({"workers": 3, "engine": "redis"})[0].workerCount(), 3)
+        auto = config_from_dict({"workers": "auto", "engine": {"type": "redis"}})[0]
+        self.assertEqual((auto.workers, auto.workerCount()), (0, cpuCount()))
+        self.assertEqual(Config().workerCount(), 1)
+
+    def test_refusals(self) -> None:
+        from httpstream.config import ConfigError, config_from_dict
+
+        for value in ("many", -1, True, 1.5):
+            with self.assertRaises(ConfigError) as raised:
+                config_from_dict({"workers": value, "engine": "redis"})
+            self.assertIn('config key "workers": expected a number of worker processes (1 or more) or "auto"',
+                          str(raised.exception))
+        with self.assertRaises(ConfigError) as raised:
+            config_from_dict({"workers": 2})
+        self.assertIn('2 worker processes need "engine": "redis"', str(raised.exception))
+
+    def test_environment(self) -> None:
+        from httpstream.config import ConfigError, read_config
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('{"engine": "redis"}')
+        self.assertEqual(read_config(path, {"CENTRIFUGO_WORKERS": "auto"}).config.workers, 0)
+        self.assertEqual(read_config(path, {"CENTRIFUGO_WORKERS": "4"}).config.workers, 4)
+        with self.assertRaises(ConfigError):
+            read_config(path, {"CENTRIFUGO_WORKERS": "some"})
+        with self.assertRaises(ConfigError):
+            read_config(path, {"CENTRIFUGO_PORT": "auto"})  # only "workers" takes the word
+
+    def test_unixSocketsAreNotShared(self) -> None:
+        from httpstream.listeners import ListenError
+        from httpstream.workers.supervisor import checkSockets
+
+        with self.assertRaises(ListenError) as raised:
+            checkSockets(MemoryReactorClock(), Config(engine="redis"), ["unix:/tmp/x.sock"])
+        self.assertIn("workers share TCP sockets only", str(raised.exception))
+        self.assertEqual([d for d, _ in checkSockets(MemoryReactorClock(), Config(port=0), [])],
+                         ["tcp:port=0:backlog=1024"])
+
+    def test_optionOverridesTheConfig(self) -> None:
+        from httpstream.tap import Options
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('{"engine": "redis", "workers": 4}')
+        options = Options()
+        options.parseOptions(["-c", path, "--workers", "2"])
+        self.assertEqual(options.config.workers, 2)
+        options = Options()
+        options.parseOptions(["-c", path, "--worker", "1"])  # a worker supervises nobody
+        self.assertEqual(options.config.workers, 1)

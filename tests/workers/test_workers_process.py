@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import pytest
 
 from tests.serverprocess import BASE_CONFIG, ServerProcess, twistdCommand
 from tests.test_redis_restart import OwnRedis, redis  # noqa: F401 (redis: a fixture)
+from tests.tlscerts import selfSigned
 from tests.test_sdk_http_stream import SDK, ScenarioProcess, node  # noqa: F401 (node: a fixture)
 
 SCRIPT = SDK / "workers.mjs"
@@ -39,8 +41,16 @@ Events = list[dict[str, Any]]
 class Workers:
     """A supervisor with two workers on C{redis}; the workers' pids and node ids as the log names them."""
 
-    def __init__(self, directory: Path, redis: OwnRedis, count: int = 2) -> None:  # noqa: F811
+    def __init__(
+        self, directory: Path, redis: OwnRedis, count: int = 2, listen: tuple[str, ...] = (),  # noqa: F811
+    ) -> None:
         self.count = count
+        command = None
+        if listen:
+            command = twistdCommand() + ["-n", "--pidfile=", "httpstream"]
+            for description in listen:
+                command += ["--listen", description]
+            command += ["-c"]
         self.server = ServerProcess(directory, {
             "engine": "redis",
             "redis_address": f"127.0.0.1:{redis.port}",
@@ -56,7 +66,7 @@ class Workers:
                 "allow_subscribe_for_client": True, "allow_publish_for_client": True,
                 "allow_subscribe_for_anonymous": True, "allow_publish_for_anonymous": True,
             }],
-        }, name="workers")
+        }, name="workers", command=command)
         self.waitForLog(lambda: f"{count} workers listening on" in self.server.output, "every worker accepting")
 
     def waitForLog(self, predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -245,3 +255,29 @@ def test_emulationPostsReachStreamsOnTheOtherWorker(workers: Workers, clients: C
                     assert worker is not None, line
                     forwarded[worker.group(1)] = float(match.group(2))
     assert sum(forwarded.values()) > 0, forwarded
+
+
+def test_tlsAndSeveralListenersWorkTheSame(tmp_path: Path, redis: OwnRedis) -> None:  # noqa: F811
+    """
+    --listen ssl:... and --listen tcp:...: the supervisor opens both, every worker serves both (its TLS from the
+    ssl: description); a scrape over either reaches each worker in turn.
+    """
+    cert, key = selfSigned(tmp_path)
+    workers = Workers(tmp_path, redis, listen=(
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", "tcp:0:interface=127.0.0.1",
+    ))
+    try:
+        ports = dict(re.findall(r"2 workers listening on (https?)://127\.0\.0\.1:(\d+)", workers.server.output))
+        assert set(ports) == {"http", "https"}
+        context = ssl.create_default_context(cafile=str(cert))
+        for scheme, port in ports.items():
+            seen: set[str] = set()
+            deadline = time.monotonic() + 10
+            while len(seen) < 2 and time.monotonic() < deadline:
+                url = f"{scheme}://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5, context=context if scheme == "https" else None) as r:
+                    seen.update(re.findall(r'worker="(\d+)"', r.read().decode()))
+            assert seen == {"1", "2"}, (scheme, seen)
+        workers.stopLeavingNothing()
+    finally:
+        workers.server.stop()
