@@ -237,13 +237,14 @@ def test_emulationPostsReachStreamsOnTheOtherWorker(workers: Workers, clients: C
     holds the client's stream: every client receives every publication, and the workers' metrics (each scrape
     answered by one of them, its "worker" label saying which) show POSTs forwarded to the other worker.
     """
+    assert len(set(clients.nodes().values())) == 2, "the clients did not land on both workers"
     for round in range(3):
         for i in range(CLIENTS):
             clients.send({"publish": {"who": f"c{i}", "data": {"n": round * CLIENTS + i}}})
     total = 3 * CLIENTS
-    clients.waitFor(lambda _: len(clients.seen("publish_ok")) >= total, 20, "every publish answered", untilEnd=True)
+    clients.waitFor(lambda _: len(clients.seen("publish_ok")) >= total, 40, "every publish answered", untilEnd=True)
     assert clients.seen("publish_error") == []
-    clients.waitForOffsets(list(range(1, total + 1)))
+    clients.waitForOffsets(list(range(1, total + 1)), timeout=40)
     forwarded: dict[str, float] = {}
     deadline = time.monotonic() + 10
     while len(forwarded) < 2 and time.monotonic() < deadline:
@@ -254,7 +255,7 @@ def test_emulationPostsReachStreamsOnTheOtherWorker(workers: Workers, clients: C
                     worker = re.search(r'worker="(\d+)"', match.group(1))
                     assert worker is not None, line
                     forwarded[worker.group(1)] = float(match.group(2))
-    assert sum(forwarded.values()) > 0, forwarded
+    assert sum(forwarded.values()) > 0, (forwarded, workers.server.output)
 
 
 def test_tlsAndSeveralListenersWorkTheSame(tmp_path: Path, redis: OwnRedis) -> None:  # noqa: F811
