@@ -282,3 +282,15 @@ def test_tlsAndSeveralListenersWorkTheSame(tmp_path: Path, redis: OwnRedis) -> N
         workers.stopLeavingNothing()
     finally:
         workers.server.stop()
+
+
+def test_workersEndWhenTheSupervisorIsKilled(workers: Workers) -> None:
+    """SIGKILL to the supervisor (it cannot stop them): the kernel ends its workers (PR_SET_PDEATHSIG)."""
+    pids = workers.restartedPids()
+    assert len(pids) == 2
+    os.kill(workers.server.pid, signal.SIGKILL)
+    assert workers.server.waitExit(10) == -signal.SIGKILL
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids), workers.server.output
