@@ -152,7 +152,16 @@ def workers(tmp_path: Path, redis: OwnRedis) -> Iterator[Workers]:  # noqa: F811
 
 @pytest.fixture
 def clients(node: str, workers: Workers) -> Iterator[Clients]:  # noqa: F811
-    started = Clients(node, workers)
+    """
+    CLIENTS clients with some on each worker. On a loaded machine one worker may be off the CPU while all of them
+    connect, and the other accepts every connection: then they are started again (the tests need both workers).
+    """
+    for _ in range(5):
+        started = Clients(node, workers)
+        if len(set(started.nodes().values())) == 2:
+            break
+        started.send({"exit": True})
+        started.finish()
     yield started
     started.kill()
 
