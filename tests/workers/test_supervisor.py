@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 from typing import Any, Optional
 
 from twisted.internet.address import IPv4Address
@@ -226,6 +227,13 @@ def test_childLogIsJSON(capsys: Any) -> None:
     assert out.startswith("\x1e") and json.loads(out[1:])["who"] == "x"
 
 
+def _configFile(text: str) -> str:
+    descriptor, path = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(descriptor, "w") as f:
+        f.write(text)
+    return path
+
+
 class ConfigTests(SynchronousTestCase):
     """The key "workers": a number or "auto", the same name in v5 and v6 style, CENTRIFUGO_WORKERS."""
 
@@ -253,9 +261,7 @@ class ConfigTests(SynchronousTestCase):
     def test_environment(self) -> None:
         from httpstream.config import ConfigError, read_config
 
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write('{"engine": "redis"}')
+        path = _configFile('{"engine": "redis"}')
         self.assertEqual(read_config(path, {"CENTRIFUGO_WORKERS": "auto"}).config.workers, 0)
         self.assertEqual(read_config(path, {"CENTRIFUGO_WORKERS": "4"}).config.workers, 4)
         with self.assertRaises(ConfigError):
@@ -276,9 +282,7 @@ class ConfigTests(SynchronousTestCase):
     def test_optionOverridesTheConfig(self) -> None:
         from httpstream.tap import Options
 
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write('{"engine": "redis", "workers": 4}')
+        path = _configFile('{"engine": "redis", "workers": 4}')
         options = Options()
         options.parseOptions(["-c", path, "--workers", "2"])
         self.assertEqual(options.config.workers, 2)
