@@ -81,6 +81,33 @@ def cpuSeconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def processTree(pid: int) -> list[int]:
+    """C{pid} and its children (a --workers server's worker processes), from /proc/<pid>/task/*/children."""
+    children: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    return [pid, *children]
+
+
+def treeCpuSeconds(pid: int) -> float:
+    """CPU seconds of C{pid} and its live children (the supervisor and its workers)."""
+    total = 0.0
+    for each in processTree(pid):
+        try:
+            total += cpuSeconds(each)
+        except OSError:
+            pass  # ended meanwhile
+    return total
+
+
+def treeRssKiB(pid: int) -> int:
+    return sum(rssKiB(each) for each in processTree(pid))
+
+
 def machineCpu() -> tuple[int, int, int]:
     """(busy, steal, total) jiffies over all CPUs since boot, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -575,7 +602,7 @@ class Subscribers:
         out: dict[str, Any] = {"transport": self.mode.name}
         gc.collect()
         time.sleep(0.5)
-        out["rss_before_kib"] = rssKiB(pid)
+        out["rss_before_kib"] = treeRssKiB(pid)
         # Connect: at most --concurrency handshakes in flight, a steady ramp rather than a SYN flood.
         gate = asyncio.Semaphore(args.concurrency)
 
@@ -601,8 +628,13 @@ class Subscribers:
         out["subscribe_s"] = time.perf_counter() - start
 
         await asyncio.sleep(1.0)
-        out["rss_connected_kib"] = rssKiB(pid)
+        out["rss_connected_kib"] = treeRssKiB(pid)
         out["rss_per_connection_kib"] = (out["rss_connected_kib"] - out["rss_before_kib"]) / n
+        # With --workers: how the kernel and the workers spread the streams (each worker is a node of its own).
+        perNode: dict[str, int] = {}
+        for stream in self.streams:
+            perNode[stream.node] = perNode.get(stream.node, 0) + 1
+        out["subscribers_per_node"] = sorted(perNode.values(), reverse=True)
         return out
 
     async def publish(self, rate: float, m: int, profile: Optional[str] = None) -> dict[str, Any]:
@@ -621,7 +653,7 @@ class Subscribers:
         gc.collect()
         gc.freeze()
         gc.disable()
-        serverCpu0, ownCpu0, machine0 = cpuSeconds(pid), ownCpuSeconds(), machineCpu()
+        serverCpu0, ownCpu0, machine0 = treeCpuSeconds(pid), ownCpuSeconds(), machineCpu()
         publishStart = time.time_ns()
         startClock = time.perf_counter()
         replies, accepted = [], []
@@ -659,14 +691,14 @@ class Subscribers:
             except asyncio.TimeoutError:
                 pass
         finally:
-            serverCpu, ownCpu = cpuSeconds(pid) - serverCpu0, ownCpuSeconds() - ownCpu0
+            serverCpu, ownCpu = treeCpuSeconds(pid) - serverCpu0, ownCpuSeconds() - ownCpu0
             windowNs = time.time_ns() - publishStart
             machine = [after - before for after, before in zip(machineCpu(), machine0)]
             gc.enable()
             gc.unfreeze()
             profiler.stop()
             publisher.close()
-        out["rss_after_publish_kib"] = rssKiB(pid)
+        out["rss_after_publish_kib"] = treeRssKiB(pid)
 
         out["expected"] = n * m
         out["received"] = results.received
@@ -750,12 +782,36 @@ def table(out: dict[str, Any], args: argparse.Namespace) -> str:
         f"bench.fanout: --transport {args.transport} --connections {args.connections} --messages {args.messages} "
         f"--rate {args.rate:g} --size {args.size} "
         f"--concurrency {args.concurrency} --emulation-pool {args.emulation_pool} --timeout {args.timeout:g}; "
-        f"server: twistd httpstream, memory engine, sse on, log_level error, ping_interval 1h"
+        f"server: twistd httpstream, {engineText(args)}, sse on, log_level error, ping_interval 1h"
         + "".join(f", {key}={json.dumps(value)}" for key, value in args.set)
         + "; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, RLIMIT_NOFILE {args.nofile}"
     )
     return config + "\n" + "\n".join(body)
+
+
+def engineText(args: argparse.Namespace) -> str:
+    workers = getattr(args, "current_workers", 0)
+    if not workers:
+        return "memory engine"
+    return f"redis engine at {args.redis}, {workers} worker{'s' if workers > 1 else ''}"
+
+
+def countList(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected numbers of 1 or more, got {text!r}")
+    return counts
+
+
+def rateList(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rates separated by commas, got {text!r}") from None
 
 
 def configItem(text: str) -> tuple[str, Any]:
@@ -796,53 +852,132 @@ def parseArgs(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--set", metavar="KEY=JSON", action="append", default=[], type=configItem,
                         help='override a server config key, e.g. --set client_queue_max_size=65536 '
                         '(repeatable; the value is JSON, a bare word is taken as a string)')
+    parser.add_argument("--workers", type=countList, default=[],
+                        help="run the server with the Redis engine and this many worker processes (twistd httpstream "
+                        "--workers N); a list such as 1,2 runs each in turn on fresh servers and prints a "
+                        "comparison (default: one process on the memory engine)")
+    parser.add_argument("--rates", type=rateList, default=[],
+                        help="several publish phases on the same subscribers, one per rate (e.g. 5,10,20,40); the "
+                        "comparison names the highest rate held with p99 <= 100 ms")
+    parser.add_argument("--redis", default="127.0.0.1:6379", help="redis_address with --workers (default "
+                        "127.0.0.1:6379; each run uses a key prefix of its own)")
     args = parser.parse_args(argv)
     if args.connections < 1 or args.messages < 1 or args.concurrency < 1 or args.emulation_pool < 1:
         parser.error("--connections, --messages, --concurrency and --emulation-pool must be at least 1")
     return args
 
 
+def startServer(args: argparse.Namespace, directory: Path, workers: int) -> ServerProcess:
+    """The server of one run: as before, or on Redis with C{workers} processes (once every worker accepts)."""
+    config = serverConfig(args)
+    if workers:
+        config.update({
+            "engine": "redis", "redis_address": args.redis, "workers": workers,
+            "redis_prefix": f"bench-fanout-{os.getpid()}-{time.monotonic_ns()}",
+        })
+    try:
+        server = ServerProcess(directory, config, name=f"bench-{workers}")
+    except RuntimeError as e:
+        raise BenchError(str(e)) from None
+    if workers > 1:
+        # Each worker logs its own listening line; the supervisor's comes once all of them accept.
+        deadline = time.monotonic() + 30
+        while f"{workers} workers listening on" not in server.output:
+            if time.monotonic() > deadline or not server.alive():
+                server.stop()
+                raise BenchError(f"the workers did not all start:\n{server.output[-4000:]}")
+            time.sleep(0.05)
+    return server
+
+
+async def runPhases(args: argparse.Namespace, server: ServerProcess, rates: list[float]) -> list[dict[str, Any]]:
+    """Connect and subscribe once, then one publish phase per rate."""
+    from bench.loadmodes import MODES
+
+    subscribers = Subscribers(args, server, MODES[args.transport])
+    phases = []
+    try:
+        connected = await subscribers.connect()
+        for rate in rates:
+            phases.append({**connected, **await subscribers.publish(rate, args.messages, args.profile)})
+    finally:
+        subscribers.close()
+    return phases
+
+
+def comparison(records: list[dict[str, Any]]) -> str:
+    """One row per (workers, rate), and per worker count the highest rate held with p99 <= 100 ms."""
+    lines = [
+        "| workers | subscribers per worker | pub/s | deliveries/s | p50 / p99 ms | server CPU % | load generator CPU % "
+        "| other CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    held: dict[int, float] = {}
+    for r in records:
+        lines.append(
+            f"| {r['workers']} | {'/'.join(map(str, r['subscribers_per_node']))} | "
+            f"{'burst' if r['rate'] <= 0 else format(r['rate'], 'g')} | {r['deliveries_per_s']:.0f} | "
+            f"{r['latency_p50_ms']:.1f} / {r['latency_p99_ms']:.1f} | {r['server_cpu_pct']:.0f} | "
+            f"{r['loadgen_cpu_pct']:.0f} | {r['other_busy_cpus']:.2f} |"
+        )
+        if r["rate"] > 0 and r["latency_p99_ms"] <= 100 and r["received"] == r["expected"]:
+            held[r["workers"]] = max(held.get(r["workers"], 0.0), r["rate"])
+    for workers in sorted({r["workers"] for r in records}):
+        lines.append(f"highest rate held with p99 <= 100 ms, {workers} worker(s): "
+                     + (f"{held[workers]:g}/s" if workers in held else "none of the rates run"))
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parseArgs(argv)
     needed = args.connections + args.emulation_pool + 64
+    records: list[dict[str, Any]] = []
+    rates = args.rates or [args.rate]
     try:
         # Both ends of every stream live on this machine: the server needs one descriptor per stream as well.
         soft, _ = raiseFileLimit(needed)
         args.nofile = soft
-        with tempfile.TemporaryDirectory(prefix="httpstream-bench-") as directory:
-            try:
-                server = ServerProcess(Path(directory), serverConfig(args), name="bench")
-            except RuntimeError as e:
-                raise BenchError(str(e)) from None
-            try:
-                from bench.loadmodes import MODES
-
-                out = asyncio.run(run(args, server, MODES[args.transport]))
-            except BaseException:
-                if not server.alive():
-                    sys.stderr.write(f"server exited:\n{server.output[-4000:]}\n")
-                raise
-            finally:
-                server.stop()
+        for workers in args.workers or [0]:
+            args.current_workers = workers
+            with tempfile.TemporaryDirectory(prefix="httpstream-bench-") as directory:
+                server = startServer(args, Path(directory), workers)
+                try:
+                    phases = asyncio.run(runPhases(args, server, rates))
+                except BaseException:
+                    if not server.alive():
+                        sys.stderr.write(f"server exited:\n{server.output[-4000:]}\n")
+                    raise
+                finally:
+                    server.stop()
+            for out in phases:
+                out["workers"] = workers
+                print(table(out, args))
+                records.append(out)
     except BenchError as e:
         sys.stderr.write(f"bench.fanout: {e}\n")
         return 1
-    print(table(out, args))
-    if out["other_busy_cpus"] > 0.25 or out["machine_steal_pct"] > 5:
+    if len(records) > 1:
+        print(comparison(records))
+    if any(out["other_busy_cpus"] > 0.25 or out["machine_steal_pct"] > 5 for out in records):
+        worst = max(out["other_busy_cpus"] for out in records)
         print(
-            f"note: other processes used {out['other_busy_cpus']:.2f} cores (steal {out['machine_steal_pct']:.1f}%) "
-            "during the publish phase: on this 2-core machine that competes with the server and the load "
-            "generator, so latency is inflated; rerun on a quiet machine to compare numbers."
+            f"note: other processes used up to {worst:.2f} cores during a publish phase: on this 2-core machine "
+            "that competes with the server and the load generator, so latency is inflated; rerun on a quiet "
+            "machine to compare numbers."
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
-    problems = list(out["publish_problems"])
-    if out["received"] < out["expected"]:
-        problems.append(
-            f"{out['expected'] - out['received']} of {out['expected']} deliveries missing "
-            f"({out['subscribers_short']} subscribers short)"
-        )
-    return exitStatus("bench.fanout", out, problems)
+        Path(args.json).write_text(json.dumps(records[0] if len(records) == 1 else records, indent=2) + "\n")
+    problems: list[str] = []
+    status = 0
+    for out in records:
+        problems = list(out["publish_problems"])
+        if out["received"] < out["expected"]:
+            problems.append(
+                f"{out['expected'] - out['received']} of {out['expected']} deliveries missing "
+                f"({out['subscribers_short']} subscribers short)"
+            )
+        status |= exitStatus("bench.fanout", out, problems)
+    return status
 
 
 def exitStatus(bench: str, out: dict[str, Any], problems: list[str]) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 PREFIX = "httpstream"
@@ -81,12 +81,29 @@ class _SentCollector(Collector):
         yield sizes
 
 
+class _Labelled(Collector):
+    """Every metric of C{registry}, each of its samples with C{labels} added (a worker's C{worker} and C{pid})."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self._registry = registry
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            labelled.samples = [
+                sample._replace(labels={**sample.labels, **self._labels}) for sample in metric.samples
+            ]
+            yield labelled
+
+
 class Metrics:
     """The counters and histograms the node's parts update."""
 
     def __init__(self, node: Any) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._exposed = self.registry
         r = self.registry
         self.commands = Counter(
             f"{PREFIX}_client_num_commands", "Client commands by method and result.", ["method", "result"],
@@ -151,6 +168,14 @@ class Metrics:
             counts = self._sent[transport] = SentCounts()
         return counts
 
+    def labelAll(self, labels: dict[str, str]) -> None:
+        """
+        Add C{labels} to every sample exposed: each worker of C{--workers} serves its own metrics on the shared
+        port, and its C{worker} label tells a scrape's answer from another worker's.
+        """
+        self._exposed = CollectorRegistry()
+        self._exposed.register(_Labelled(self.registry, labels))
+
     def exposition(self) -> bytes:
         """The text format a Prometheus scrape reads."""
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)

@@ -5,7 +5,8 @@ its config and stops it cleanly. C{twistd httpstream} builds one (L{httpstream.t
 in its own service tree and calls the server API through it.
 
 Where it listens is a list of endpoint descriptions (L{twisted.internet.endpoints.serverFromString}): given with
-C{--listen}, or built from the config's C{address}, C{port} and C{tls}.
+C{--listen}, or built from the config's C{address}, C{port} and C{tls} (L{httpstream.listeners}); as a worker of
+C{--workers}, it serves the sockets its supervisor opened instead (L{httpstream.workers}).
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
-from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger as _TwistedLogger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from httpstream.cluster.bus import ShardPubSub
 from httpstream.cluster.control import Control
 from httpstream.config import Config, ConfigError, load_config
+from httpstream.listeners import Listener, ListenError, adopt, makeListeners
 from httpstream.logs import Logger, setLogLevel
 from httpstream.client.factory import ClientFactory
 from httpstream.node.node import Node
@@ -46,24 +46,12 @@ RESTART_KEYS = frozenset(
         "websocket_write_batch_size", "websocket_compression", "websocket_compression_level",
         "websocket_compression_min_size", "websocket_decompressed_message_size_limit",
         "api_key", "api_insecure", "api_disable", "api_error_mode", "health", "prometheus", "demo", "demo_sdk_dir",
-        "engine", "global_presence_ttl",
+        "engine", "global_presence_ttl", "workers",
         # The proxy client is made at start (as the proxy_* keys): its named proxies and RPC routing stay.
         "proxies", "granular_proxy_mode", "connect_proxy_name", "refresh_proxy_name", "rpc_proxy_name",
         "rpc_namespaces", "rpc_namespace_boundary",
     }
 )
-
-# A reconnect storm after a restart opens thousands of connections at once; Twisted's default backlog of 50 made
-# the kernel drop SYNs (bench/README.md).
-LISTEN_BACKLOG = 1024
-
-# The endpoint types that take a backlog: a description without one gets LISTEN_BACKLOG.
-_BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
-
-
-class ListenError(ValueError):
-    """An endpoint description that cannot be used: it does not parse, or names files that cannot be read."""
-
 
 def _needsRestart(key: str) -> bool:
     return key in RESTART_KEYS or key.startswith(("redis_", "proxy_", "http_server_"))
@@ -72,27 +60,6 @@ def _needsRestart(key: str) -> bool:
 def changedKeys(old: Config, new: Config) -> list[str]:
     """The names of the keys whose values differ (names only: values may be secrets)."""
     return [f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(new, f.name)]
-
-
-def configListenDescription(config: Config) -> str:
-    """
-    The endpoint description of the config's C{address} and C{port}: C{tcp6} for an IPv6 address, else C{tcp}
-    (every IPv4 address when C{address} is empty). The config's C{tls} wraps the site rather than being part of the
-    description: its certificate and key may be PEM text, which an C{ssl:} description cannot carry.
-    """
-    kind = "tcp6" if ":" in config.address else "tcp"
-    description = f"{kind}:port={config.port}:backlog={LISTEN_BACKLOG}"
-    if config.address:
-        description += f":interface={quoteStringArgument(config.address)}"
-    return description
-
-
-def withBacklog(description: str) -> str:
-    """C{description} with C{backlog=LISTEN_BACKLOG} added when its type takes one and it names none."""
-    kind = description.split(":", 1)[0].strip().lower()
-    if kind in _BACKLOG_TYPES and "backlog=" not in description:
-        return f"{description}:backlog={LISTEN_BACKLOG}"
-    return description
 
 
 def tuneGarbageCollector() -> None:
@@ -109,16 +76,6 @@ def tuneGarbageCollector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(5_000, 200, 100)
-
-
-@dataclasses.dataclass(frozen=True)
-class Listener:
-    """One place the service listens: its description, endpoint, the factory served there and its URL scheme."""
-
-    description: str
-    endpoint: IStreamServerEndpoint
-    factory: IProtocolFactory
-    scheme: str
 
 
 def _apiMethod(method: str, *fields: str, **defaults: Any) -> Callable[..., Deferred[dict[str, Any]]]:
@@ -172,12 +129,15 @@ class HTTPStreamService(MultiService):
         configPath: Optional[str] = None,
         envApplied: tuple[str, ...] = (),
         listen: Sequence[str] = (),
+        inherited: Sequence[int] = (),
     ) -> None:
         """
         @param tuneGC: the process is ours (twistd): tune the collector, reload C{configPath} on SIGHUP, and
             exit with one line when the port cannot be had.
         @param listen: endpoint descriptions (C{tcp:8000:interface=127.0.0.1}, C{ssl:8443:privateKey=...}); they
             replace the config's C{address}, C{port} and C{tls}.
+        @param inherited: listening sockets (descriptors) opened by a supervising process, one per listener in
+            order, served instead of listening (a worker of C{--workers}: L{httpstream.workers}).
         @raise ConfigError: TLS is on and its certificate or key cannot be used.
         @raise ListenError: a description that does not parse (or names files that cannot be read).
         """
@@ -193,7 +153,11 @@ class HTTPStreamService(MultiService):
         self.api = ServerAPI(self.node)
         self.site = makeSite(self.node, api=self.api)
         self._listen = tuple(listen)
-        self.listeners = self._makeListeners()
+        self.listeners = makeListeners(reactor, config, self._listen, self.site, self._tls)
+        if inherited and len(inherited) != len(self.listeners):
+            raise ListenError(f"{len(inherited)} inherited sockets for {len(self.listeners)} listeners")
+        self._inherited = tuple(inherited)
+        self._accepting: list[Deferred[None]] = []
         self.port: Optional[IListeningPort] = None
         self.ports: list[IListeningPort] = []
         self._warnings = list(warnings or ())
@@ -224,34 +188,6 @@ class HTTPStreamService(MultiService):
         node.useControl(control)
         return node
 
-    def _makeListeners(self) -> list[Listener]:
-        if self._listen:
-            return [
-                Listener(
-                    description,
-                    self._endpoint(description, withBacklog(description)),
-                    self.site,
-                    "https" if description.split(":", 1)[0].strip().lower() == "ssl" else "http",
-                )
-                for description in self._listen
-            ]
-        description = configListenDescription(self.config)
-        if self._tls is None:
-            return [Listener(description, self._endpoint(description), self.site, "http")]
-        # TLS wraps the site itself, so https, wss and the emulation POSTs share the one port.
-        factory = TLSMemoryBIOFactory(self._tls, False, self.site)
-        return [Listener(description, self._endpoint(description), factory, "https")]
-
-    def _endpoint(self, description: str, complete: Optional[str] = None) -> IStreamServerEndpoint:
-        """The endpoint of C{complete} (C{description} with what httpstream adds); errors show C{description}."""
-        try:
-            endpoint: IStreamServerEndpoint = serverFromString(self.reactor, complete or description)
-        except (ValueError, TypeError, OSError) as e:
-            # Twisted's parsers say what is wrong in any of these (an unknown type, a bad or missing argument, a
-            # key file that cannot be read).
-            raise ListenError(f"{description!r}: {e}") from None
-        return endpoint
-
     def startService(self) -> None:
         setLogLevel(self.config.log_level)
         if self._tuneGC and self._configPath is not None:
@@ -263,7 +199,10 @@ class HTTPStreamService(MultiService):
         if self._envApplied:
             # Names only: values may be secrets.
             self.log.info("environment variables applied: {names}", names=" ".join(self._envApplied))
-        ports = [self._listenOn(listener) for listener in self.listeners]
+        if self._inherited:
+            ports = [adopt(self.reactor, listener, fd) for listener, fd in zip(self.listeners, self._inherited)]
+        else:
+            ports = [self._listenOn(listener) for listener in self.listeners]
         self.ports = ports
         self.port = ports[0]
         if self._tuneGC:
@@ -317,6 +256,15 @@ class HTTPStreamService(MultiService):
                 "httpstream {version} node {node} listening on {where}",
                 version=self.node.version, node=self.node.id, where=where,
             )
+        accepting, self._accepting = self._accepting, []
+        for waiting in accepting:
+            waiting.callback(None)
+
+    def whenAccepting(self) -> Deferred[None]:
+        """Fires once the service accepts connections (its engine is up); never if it stops first."""
+        waiting: Deferred[None] = Deferred()
+        self._accepting.append(waiting)
+        return waiting
 
     def _drained(self, interval: float = 0.01) -> Deferred[None]:
         """

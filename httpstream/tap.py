@@ -8,27 +8,27 @@ L{MultiService} and reaches the node through C{service.node}. The service itself
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union, overload
 
+from twisted.application.service import IService
 from twisted.python import usage
 
 from httpstream.config import Config, ConfigError, config_from_dict, load_config, read_config
-from httpstream.service import (
-    LISTEN_BACKLOG,
-    RESTART_KEYS,
-    HTTPStreamService,
-    ListenError,
-    changedKeys,
-    configListenDescription,
-    tuneGarbageCollector,
-)
+from httpstream.listeners import LISTEN_BACKLOG, ListenError, configListenDescription
+from httpstream.service import RESTART_KEYS, HTTPStreamService, changedKeys, tuneGarbageCollector
+from httpstream.web.tls import serverTLSOptions
+from httpstream.workers.supervisor import Supervisor, checkSockets
+from httpstream.workers.worker import serveAsWorker, twistdCommand
 
 __all__ = [
     "LISTEN_BACKLOG",
     "RESTART_KEYS",
     "HTTPStreamService",
+    "Supervisor",
     "ListenError",
     "Options",
     "changedKeys",
@@ -50,6 +50,14 @@ class Options(usage.Options):
     )
     optParameters = [
         ["config", "c", "config.json", "Path to the config file (.json, .yaml/.yml or .toml)."],
+        ["workers", None, None,
+         'Worker processes behind the one port: a number, or "auto" for one per core (the config key "workers"; '
+         'more than 1 needs the Redis engine).'],
+        # Given by the supervisor to each worker it starts (httpstream.workers), not by operators.
+        ["worker", None, None, "(internal) This process is worker number N of a supervisor."],
+        ["inherit", None, "", "(internal) The worker's inherited listening sockets: descriptors, comma-separated."],
+        ["status-fd", None, None, "(internal) The worker's status pipe to its supervisor."],
+        ["supervisor", None, None, "(internal) The supervisor's pid."],
     ]
 
     config: Config
@@ -87,14 +95,36 @@ class Options(usage.Options):
             # One line an operator can act on, not twistd's usage text and not a traceback.
             sys.stderr.write(f"httpstream: {e}\n")
             raise SystemExit(1)
+        if self["worker"] is not None:
+            self.config = dataclasses.replace(self.config, workers=1)  # a worker serves; it supervises nobody
+        elif self["workers"] is not None:
+            self._applyWorkers(self["workers"])
+
+    def _applyWorkers(self, text: str) -> None:
+        value: Union[int, str] = int(text) if text.strip().isdigit() else text.strip()
+        try:
+            self.config = dataclasses.replace(self.config, workers=value)  # type: ignore[arg-type]
+        except ConfigError as e:
+            problem = str(e).replace('config key "workers"', "--workers", 1)
+            sys.stderr.write(f"httpstream: {problem}\n")
+            raise SystemExit(1)
 
 
-def makeService(
-    options: Union[Options, Mapping[str, Any]], reactor: Any = None
-) -> HTTPStreamService:
+@overload
+def makeService(options: Options, reactor: Any = None) -> IService: ...  # type: ignore[overload-overlap]
+
+
+@overload
+def makeService(options: Mapping[str, Any], reactor: Any = None) -> HTTPStreamService: ...
+
+
+def makeService(options: Union[Options, Mapping[str, Any]], reactor: Any = None) -> IService:
     """
     Build a node's service from parsed L{Options} or a mapping whose C{"config"} is a L{Config}, a dict of
     Centrifugo keys, or a file path, and whose optional C{"listen"} lists endpoint descriptions.
+
+    Under twistd with more than one worker (C{--workers}, the config's C{workers}) the service is the workers'
+    L{Supervisor}; embedded, it is always one node in the program's own process.
     """
     if reactor is None:
         from twisted.internet import reactor as defaultReactor
@@ -114,11 +144,17 @@ def makeService(
     listen: Sequence[str] = options.get("listen") or ()
     if isinstance(listen, str):
         listen = [listen]
-    # Only under twistd (parsed Options) is the process ours to tune, to reload on SIGHUP and to exit.
+    worker = ownProcess and options["worker"] is not None
     try:
-        return HTTPStreamService(
+        if ownProcess and not worker and config.workerCount() > 1:
+            return _supervisor(options, config, listen, reactor)
+        if not ownProcess and config.workers != 1:
+            warnings.append('"workers" is for twistd httpstream: an embedded node runs in its program\'s process')
+        # Only under twistd (parsed Options) is the process ours to tune, to reload on SIGHUP and to exit.
+        service = HTTPStreamService(
             config, reactor, warnings, tuneGC=ownProcess, configPath=options["config"] if ownProcess else None,
             envApplied=tuple(getattr(options, "envApplied", ())), listen=listen,
+            inherited=[int(fd) for fd in options["inherit"].split(",") if fd] if worker else (),
         )
     except (ConfigError, ListenError) as e:
         if not ownProcess:
@@ -126,3 +162,21 @@ def makeService(
         problem = f"--listen {e}" if isinstance(e, ListenError) else str(e)
         sys.stderr.write(f"httpstream: {problem}\n")
         raise SystemExit(1)
+    if worker:
+        # Each worker serves its own /metrics on the shared port: the label says whose a scrape got.
+        service.node.metrics.labelAll({"worker": str(options["worker"]), "pid": str(os.getpid())})
+        serveAsWorker(reactor, service.whenAccepting(), int(options["status-fd"]), int(options["supervisor"]))
+    return service
+
+
+def _supervisor(options: Mapping[str, Any], config: Config, listen: Sequence[str], reactor: Any) -> Supervisor:
+    """The workers' supervisor, once what the workers would refuse has been refused here, in one line."""
+    checkSockets(reactor, config, listen)
+    if not listen:
+        serverTLSOptions(config)  # a certificate that cannot be used: ConfigError
+    command = twistdCommand() + [
+        "-n", "--pidfile=", "--logger=httpstream.workers.childlog.observer", "httpstream", "-c", options["config"],
+    ]
+    for description in listen:
+        command += ["--listen", description]
+    return Supervisor(reactor, config, config.workerCount(), command, listen)

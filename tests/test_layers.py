@@ -36,6 +36,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("httpstream.transports",),
     ("httpstream.serverapi",),
     ("httpstream.web",),
+    ("httpstream.listeners",),
+    ("httpstream.workers",),
     ("httpstream.service", "httpstream.memoryserver", "httpstream.testing", "httpstream.tap", "httpstream.cli"),
 ]
 

@@ -42,6 +42,8 @@ _KUBERNETES = re.compile(r"^CENTRIFUGO(?:_[A-Z0-9_]+)?_(PORT|SERVICE_)")
 _CUSTOM = "CENTRIFUGO_VAR_"
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
+# Words an integer setting may take instead of a number: its own reader says whether it does.
+_INT_WORDS = frozenset({"auto"})
 _GO_OCTAL = re.compile(r"[+-]?0[0-7_]+")
 
 
@@ -121,6 +123,8 @@ def parseText(name: str, kind: Any, text: str) -> Any:
             return False
         raise ConfigError(f"environment variable {name}: expected true or false (or 1, 0, t, f), got {_show(text)}")
     if kind is int:
+        if text in _INT_WORDS:
+            return text  # the setting's own reader takes it (CENTRIFUGO_WORKERS=auto)
         return _parseInt(name, text)
     if kind is str or kind is Duration:
         return text  # a duration needs its unit, as Go's ParseDuration ("30s")

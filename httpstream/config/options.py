@@ -11,6 +11,7 @@ L{httpstream.config.v6} (L{httpstream.config.config_from_dict}).
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -47,6 +48,23 @@ __all__ = ["ChannelOptions", "Config", "Namespace"]
 
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "none")
 _ENGINES = ("memory", "redis")
+
+
+def _read_workers(key: str, value: object) -> int:
+    # "auto" is stored as 0 so that the value stays an int and writing a config back (0) reads the same.
+    if value == "auto":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _error(key, 'a number of worker processes (1 or more) or "auto"', value)
+    return value
+
+
+def cpuCount() -> int:
+    """The cores this process may run on (its affinity, which a container's cpuset narrows), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (not Linux)
+        return max(1, os.cpu_count() or 1)
 
 
 def _check_jwks_endpoint(key: str, url: str) -> None:
@@ -230,6 +248,8 @@ class Config(ChannelOptions):
     log_level: str = setting("info", choices=_LOG_LEVELS)
     shutdown_timeout: Duration = setting(30.0, greater_than=0)
     engine: str = setting("memory", choices=_ENGINES)
+    # Not a Centrifugo key: worker processes behind one port under twistd (httpstream.workers). 0 is "auto".
+    workers: int = setting(1, read=lambda key, value: _read_workers(key, value))
     proxy_binary_encoding: bool = setting(False)
     proxy_include_connection_meta: bool = setting(False)
 
@@ -262,6 +282,10 @@ class Config(ChannelOptions):
                 object.__setattr__(self, spec.name, value)
         for check in _CROSS_CHECKS:
             check(self)
+
+    def workerCount(self) -> int:
+        """The number of worker processes C{workers} asks for: C{"auto"} (0) is one per core."""
+        return self.workers or cpuCount()
 
     def withHostName(self) -> "Config":
         """This configuration, with the machine's host name as C{name} when it is empty (as a loaded file gets)."""
@@ -336,7 +360,18 @@ def _check_sentinel(config: Config) -> None:
         )
 
 
+def _check_workers(config: Config) -> None:
+    # Each worker is a node of its own: only an engine they share makes them one server.
+    count = config.workerCount()
+    if count > 1 and config.engine != "redis":
+        raise ConfigError(
+            f'config keys "workers" and "engine": {count} worker processes need "engine": "redis" (with the '
+            f'"{config.engine}" engine each worker would be a server of its own: publications, presence and '
+            "history would not be shared)"
+        )
+
+
 _CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (
-    _check_ping_pong, _check_channel_options, _check_personal_channel, checkProxyNames, _check_redis_cluster,
-    _check_sentinel, checkSharedPoll,
+    _check_ping_pong, _check_workers, _check_channel_options, _check_personal_channel, checkProxyNames,
+    _check_redis_cluster, _check_sentinel, checkSharedPoll,
 )

@@ -116,6 +116,7 @@ V6_PATHS: dict[str, Optional[str]] = {
     "pid_file": "pid_file",
     "shutdown_timeout": "shutdown.timeout",
     "engine": "engine.type",
+    "workers": None,  # httpstream's own (Centrifugo runs one process, with Go's threads on every core)
     "redis_url": None,
     "redis_prefix": "engine.redis.prefix",
     "redis_db": "engine.redis.db",

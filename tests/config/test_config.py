@@ -228,6 +228,7 @@ class DefaultsTests(SynchronousTestCase):
             "log_level": "info",
             "shutdown_timeout": 30.0,
             "engine": "memory",
+            "workers": 1,
             "redis_address": "127.0.0.1:6379",
             "redis_cluster_address": (),
             "redis_url": "",
