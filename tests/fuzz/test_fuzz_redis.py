@@ -213,11 +213,27 @@ class FakeShard:
     """A shard whose scripts answer with what the example drew, and whose PUB/SUB the example feeds."""
 
     prefix = "fuzz"
+    hashTags = False
+    publishCommand = b"PUBLISH"
 
     def __init__(self, replies: list[Any]) -> None:
         self.replies = replies
         self.handlers: dict[bytes, Callable[[bytes, bytes], None]] = {}
         self.top = 0
+
+    # One Redis serves every channel (IRedisRouter and IRedisRoute at once, as RedisShard is).
+
+    def route(self, channel: str) -> "FakeShard":
+        return self
+
+    def everyRoute(self, name: str) -> list["FakeShard"]:
+        return [self]
+
+    def whenReady(self) -> Deferred[None]:
+        return succeed(None)
+
+    def describe(self) -> str:
+        return "fuzz"
 
     def addReconnectHandler(self, handler: Any) -> None:
         pass
