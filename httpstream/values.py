@@ -77,6 +77,10 @@ class Publication:
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_tags, hash=False)
     #: L{data} is a Fossil delta against the previous publication the subscriber received.
     delta: bool = False
+    #: The key it sets (or removes) in a map channel ("" in a stream channel).
+    key: str = ""
+    #: It removes L{key} from the map.
+    removed: bool = False
 
     def asDict(self) -> dict[str, Any]:
         """
@@ -92,6 +96,10 @@ class Publication:
             publication["offset"] = self.offset
         if self.delta:
             publication["delta"] = True
+        if self.key:
+            publication["key"] = self.key
+        if self.removed:
+            publication["removed"] = True
         return publication
 
 

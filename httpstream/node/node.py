@@ -20,6 +20,8 @@ from httpstream.policy.channels import ChannelError, ChannelRules
 from httpstream.config import ChannelOptions, Config
 from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
+from httpstream.engines.maps import IMapBroker
+from httpstream.engines.memorymap import MemoryMapBroker
 from httpstream.emulation import EmulationResult
 from httpstream.node.hub import Hub
 from httpstream.interfaces import (
@@ -78,6 +80,7 @@ class Node:
         proxy: Optional[ProxyClient] = None,
         clientFactory: Optional[ClientFactory] = None,
         policy: Optional[IClientPolicy] = None,
+        mapBroker: Optional[IMapBroker] = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -103,6 +106,9 @@ class Node:
         self.broker.setJoinLeaveHandler(self._onJoinLeave)
         # A broker whose PUB/SUB connection can drop (Redis) says which channels may have missed publications.
         self.broker.setReconnectHandler(self.checkPositions)
+        # Map channels' state and change stream; their writes reach subscribers as publications do.
+        self.mapBroker: IMapBroker = mapBroker if mapBroker is not None else MemoryMapBroker(reactor)
+        self.mapBroker.setHandler(self._onPublication)
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry()
         # The live nodes of the cluster: this one alone, until useControl.
         self.nodes: IClusterNodes = LocalNodes(self.id)
