@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from httpstream.config.durations import format_duration
+from httpstream.config.mapoptions import MapChannelOptions, checkMapOptions
 from httpstream.config.settings import (
     ConfigError,
     Duration,
@@ -51,7 +52,7 @@ def _check_regex(key: str, pattern: str) -> None:
 
 
 @dataclass(frozen=True)
-class ChannelOptions:
+class ChannelOptions(MapChannelOptions):
     """
     What the channels of one namespace can do (Centrifugo v5's channel
     options); everything is off by default. L{Config} inherits these fields as
@@ -148,6 +149,7 @@ def _check_options(prefix: str, options: Mapping[str, Any], global_meta_ttl: flo
     C{ValidateChannelOptions}. C{prefix} is put before each key in messages
     (C{"namespaces[2]."}); C{global_meta_ttl} replaces a C{history_meta_ttl} of 0.
     """
+    checkMapOptions(prefix, options)
     size, ttl = options["history_size"], options["history_ttl"]
     if (size > 0) != (ttl > 0):
         raise ConfigError(

@@ -204,7 +204,7 @@ def applyEnvironment(
             prefix = namespaceEnvPrefix(item["name"])
             for option in [f.name for f in dataclasses.fields(ChannelOptions)]:
                 v6Option = optionV6Name(option)
-                name = prefix + v6Option.upper()
+                name = prefix + v6Option.upper().replace(".", "_")
                 known.add(name)
                 text = environ.get(name, "")
                 if not text:

@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from httpstream.config.mapoptions import MapChannelOptions
 from httpstream.config import ChannelOptions, Config, config_from_dict, ConfigError, load_config, Namespace
 from httpstream.config.durations import parse_duration
 
@@ -227,6 +228,8 @@ class DefaultsTests(SynchronousTestCase):
             "redis_tls": False,
             "global_presence_ttl": 60.0,
         }
+        # The map subscription options (tests.config.test_config_maps): off.
+        expected.update({f.name: f.default for f in dataclasses.fields(MapChannelOptions)})
         self.assertEqual(dataclasses.asdict(Config()), expected)
 
     def test_emptyDict(self) -> None:
@@ -583,7 +586,7 @@ class ChannelOptionTests(SynchronousTestCase):
                 "allow_history_for_client", "allow_history_for_subscriber", "allow_history_for_anonymous",
                 "allow_user_limited_channels", "channel_regex", "proxy_subscribe", "proxy_publish", "proxy_sub_refresh",
                 "subscribe_proxy_name", "publish_proxy_name", "sub_refresh_proxy_name",
-            },
+            } | {f.name for f in dataclasses.fields(MapChannelOptions)},
         )
 
     def test_read(self) -> None:
