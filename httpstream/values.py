@@ -87,7 +87,8 @@ class Publication:
         The protocol's dict form, in the key order the JSON codec writes (zero values left out, as the codecs
         leave them out).
         """
-        publication: dict[str, Any] = {"data": self.data}
+        # A map removal (or a map presence entry) has no payload: none is sent, as Centrifugo sends none.
+        publication: dict[str, Any] = {"data": self.data} if self.data else {}
         if self.info is not None:
             publication["info"] = self.info.asDict()
         if self.tags:

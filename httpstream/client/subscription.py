@@ -43,3 +43,10 @@ class Subscription:
     # A sub refresh proxy refreshes it when it expires; a refresh is in flight.
     serverRefresh: bool = False
     refreshing: bool = False
+    # A map channel's subscription (httpstream.client.mapflow): positioned in the map's change stream, not in
+    # the channel's history.
+    isMap: bool = False
+    # The map keys it keeps while subscribed: (map channel, key, removed when it leaves, refreshed by the
+    # presence timer). Map presence entries (clients: removed and refreshed; users: refreshed, gone by their TTL)
+    # and map.remove_client_on_unsubscribe's own key (removed only).
+    mapKeys: tuple[tuple[str, str, bool, bool], ...] = ()

@@ -40,6 +40,7 @@ from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
 from httpstream.node.connlimit import ConnLimit
 from httpstream.node.frames import PublicationFrames
+from httpstream.node.maps import NodeMaps
 from httpstream.node.registry import LocalNodes, SessionRegistry
 from httpstream.policy.application import ApplicationPolicy
 from httpstream.policy.clientpolicy import ConfiguredPolicy
@@ -109,6 +110,9 @@ class Node:
         # Map channels' state and change stream; their writes reach subscribers as publications do.
         self.mapBroker: IMapBroker = mapBroker if mapBroker is not None else MemoryMapBroker(reactor)
         self.mapBroker.setHandler(self._onPublication)
+        self.maps = NodeMaps(self)
+        # Channels with local subscribers that are map channels: subscribed in the map broker, not the broker.
+        self._mapChannels: set[str] = set()
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry()
         # The live nodes of the cluster: this one alone, until useControl.
         self.nodes: IClusterNodes = LocalNodes(self.id)
@@ -219,9 +223,10 @@ class Node:
         if client.sessionID:
             self.registry.remove(client.sessionID)
 
-    def addSubscription(self, channel: str, client: IClient) -> Deferred[None]:
+    def addSubscription(self, channel: str, client: IClient, mapChannel: bool = False) -> Deferred[None]:
         """
-        Add a local subscriber; the first one subscribes the channel in the broker. Until the broker has, later
+        Add a local subscriber; the first one subscribes the channel in the broker (the map broker for a
+        C{mapChannel}). Until the broker has, later
         subscribers wait for the same outcome: told "subscribed" earlier, they could miss publications, or stay
         subscribed to a channel the broker failed to join.
         """
@@ -239,6 +244,9 @@ class Node:
                         waiter.callback(None)
                 return result
 
+            if mapChannel:
+                self._mapChannels.add(channel)
+                return self.mapBroker.subscribe(channel).addBoth(settled)
             return self.broker.subscribe(channel).addBoth(settled)
         pending = self._subscribing.get(channel)
         if pending is None:
@@ -252,7 +260,11 @@ class Node:
             # The node stops hearing the channel: its latest publication would be a stale delta base.
             self._latest.pop(channel, None)
             self._deltaAllowed.pop(channel, None)
-            d = self.broker.unsubscribe(channel)
+            if channel in self._mapChannels:
+                self._mapChannels.discard(channel)
+                d = self.mapBroker.unsubscribe(channel)
+            else:
+                d = self.broker.unsubscribe(channel)
             d.addErrback(lambda f: self.log.failure("unsubscribe {channel} in broker", f, channel=channel))
 
     def publish(
