@@ -115,3 +115,18 @@ class MapOptionsTests(SynchronousTestCase):
     def test_pageSizes(self) -> None:
         self.assertIn("the minimum (5) is above the maximum (2)", self.refused(
             {"subscription_type": "map", "map_mode": "persistent", "map_min_page_size": 5, "map_max_page_size": 2}))
+
+
+class DocumentationTests(SynchronousTestCase):
+    def test_example(self) -> None:
+        """docs/map-subscriptions.md's config loads without a warning."""
+        import re
+        from pathlib import Path
+
+        text = (Path(__file__).parent.parent.parent / "docs" / "map-subscriptions.md").read_text(encoding="utf-8")
+        match = re.search(r"```json\n(.*?)```", text, re.DOTALL)
+        assert match is not None
+        config, warnings = config_from_dict(json.loads(match.group(1)))
+        self.assertEqual(warnings, [])
+        self.assertEqual([(n.name, n.options.subscription_type) for n in config.namespaces],
+                         [("board", "map"), ("room", "map"), ("online", "map_clients")])
