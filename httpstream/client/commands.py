@@ -111,6 +111,7 @@ class ChannelCommands:
             return None
 
         def leave(_: object = None) -> None:
+            client.maps.cancel(channel)
             client.subs.leave(channel)
             client.send({"id": commandID, "unsubscribe": {}})
 

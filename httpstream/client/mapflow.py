@@ -152,6 +152,12 @@ class MapFlows:
             if channel != skip and not flow.busy and self._expired(flow):
                 del self._flows[channel]
 
+    def cancel(self, channel: str) -> None:
+        """An unsubscribe: forget C{channel}'s map subscribe under way (its next page is refused with 103)."""
+        flow = self._flows.get(channel)
+        if flow is not None and not flow.busy:
+            del self._flows[channel]
+
     def tick(self) -> None:
         """The client's presence timer: keep its map presence entries alive, forget abandoned flows."""
         for sub in list(self._client.subs.values()):

@@ -233,6 +233,17 @@ class MapTestsMixin(ChannelHelpers):
         self.assertEqual(self.errorCode(client, transport, "subscribe",
                                         {"channel": "pos:x", "type": 1, "phase": 1, "offset": 1}), 103)
 
+    def test_unsubscribeEndsFlow(self) -> None:
+        node = self.mapNode()
+        for key in "abc":
+            self.put(node, "pos:a", key)
+        client, transport = self.client(node)
+        first = self.sub(client, transport, {"channel": "pos:a", "type": 1, "phase": 2, "limit": 2})["subscribe"]
+        self.ok(client, transport, "unsubscribe", {"channel": "pos:a"})
+        self.assertEqual(self.errorCode(client, transport, "subscribe", {
+            "channel": "pos:a", "type": 1, "phase": 2, "cursor": first["cursor"], "offset": first["offset"],
+            "epoch": first["epoch"]}), 103)
+
     def test_tagsFilterRefused(self) -> None:
         client, transport = self.client(self.mapNode())
         self.assertEqual(self.errorCode(client, transport, "subscribe", {
