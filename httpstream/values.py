@@ -77,13 +77,18 @@ class Publication:
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_tags, hash=False)
     #: L{data} is a Fossil delta against the previous publication the subscriber received.
     delta: bool = False
+    #: The key it sets (or removes) in a map channel ("" in a stream channel).
+    key: str = ""
+    #: It removes L{key} from the map.
+    removed: bool = False
 
     def asDict(self) -> dict[str, Any]:
         """
         The protocol's dict form, in the key order the JSON codec writes (zero values left out, as the codecs
         leave them out).
         """
-        publication: dict[str, Any] = {"data": self.data}
+        # A map removal (or a map presence entry) has no payload: none is sent, as Centrifugo sends none.
+        publication: dict[str, Any] = {"data": self.data} if self.data else {}
         if self.info is not None:
             publication["info"] = self.info.asDict()
         if self.tags:
@@ -92,6 +97,10 @@ class Publication:
             publication["offset"] = self.offset
         if self.delta:
             publication["delta"] = True
+        if self.key:
+            publication["key"] = self.key
+        if self.removed:
+            publication["removed"] = True
         return publication
 
 

@@ -18,6 +18,8 @@ from httpstream import interfaces
 from httpstream.cluster.memory import memoryCluster
 from httpstream.engines import HistoryResult
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
+from httpstream.engines.maps import IMapBroker
+from httpstream.engines.memorymap import MemoryMapBroker
 from httpstream.interfaces import (
     IBroker,
     IClient,
@@ -100,6 +102,11 @@ class VerifyTests(SynchronousTestCase):
             if isinstance(value, InterfaceClass) and value.__module__ == interfaces.__name__
         }
         self.assertEqual(declared, set(implementations()))
+
+    def test_mapBroker(self) -> None:
+        """L{IMapBroker} (in the engines package): the memory one, and the node's default."""
+        for broker in [MemoryMapBroker(Clock()), makeNode().mapBroker]:
+            self.assertTrue(verifyObject(IMapBroker, broker))
 
     def test_verifyObject(self) -> None:
         for interface, objects in implementations().items():

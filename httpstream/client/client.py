@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.client.commands import COMMANDS, ChannelCommands
+from httpstream.client.mapflow import MapFlows
 from httpstream.client.expiry import Expiry
 from httpstream.client.heartbeat import Heartbeat
 from httpstream.client.host import ClientHost
@@ -66,7 +67,7 @@ class Client:
     # A node holds tens of thousands of these: no per-instance dict, and nothing made before it is needed.
     __slots__ = (
         "node", "policy", "transport", "protocol", "_codec", "_reactor", "_config", "clientID", "sessionID",
-        "unidirectional", "user", "connInfo", "meta", "subs", "_commands", "_connection", "_emulatedHeaders",
+        "unidirectional", "user", "connInfo", "meta", "subs", "maps", "_commands", "_connection", "_emulatedHeaders",
         "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt", "_sent",
     )
 
@@ -96,6 +97,7 @@ class Client:
         self.connInfo: Optional[bytes] = None
         self.meta: Optional[bytes] = None
         self.subs = Subscriptions(self, reactor, self._config)
+        self.maps = MapFlows(self)
         self._commands = ChannelCommands(self)
         self._connection: Optional[Connection] = None
         self._emulatedHeaders = _NO_HEADERS
@@ -324,6 +326,7 @@ class Client:
                 self.node.presence.add(channel, self.clientID, self.clientInfo(sub)).addErrback(
                     lambda f: self.log.failure("presence update", f)
                 )
+        self.maps.tick()
         self.subs.checkExpired()
         self.subs.checkPositions()
         self._schedulePresence()

@@ -14,6 +14,8 @@ from twisted.python.failure import Failure
 
 from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
+from httpstream.client.mapflow import MapFlows
+from httpstream.client.mapwrite import mapPublish
 from httpstream.client.sharedpoll import Tracker, keyedRefresh
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
@@ -32,6 +34,9 @@ class Commander(Protocol):
     node: ClientHost
     policy: IClientPolicy
     subs: Subscriptions
+    maps: MapFlows
+    clientID: str
+    user: str
 
     def connection(self) -> Connection: ...
 
@@ -89,6 +94,8 @@ class ChannelCommands:
         if delta and delta != "fossil":
             client.close(codes.DISCONNECT_BAD_REQUEST)
             return None
+        if request.get("type") in (1, 2, 3):
+            return client.maps.subscribe(commandID, request)  # a map subscribe: httpstream.client.mapflow
 
         def done(result: dict[str, Any]) -> None:
             client.send({"id": commandID, "subscribe": result})
@@ -105,6 +112,7 @@ class ChannelCommands:
             return None
 
         def leave(_: object = None) -> None:
+            client.maps.cancel(channel)
             client.subs.leave(channel)
             client.send({"id": commandID, "unsubscribe": {}})
 
@@ -125,6 +133,8 @@ class ChannelCommands:
 
     def publish(self, commandID: int, request: dict[str, Any]) -> Result:
         client = self._client
+        if request.get("type") == 1:
+            return mapPublish(client, commandID, request)  # a map key's set or removal
         channel = request.get("channel", "")
         data = request.get("data", b"")
         if not channel or not data:

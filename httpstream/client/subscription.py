@@ -45,3 +45,10 @@ class Subscription:
     refreshing: bool = False
     # A shared poll subscription's keys (httpstream.client.sharedpoll.SharedPollSubscription); None otherwise.
     keyed: Optional[Any] = None
+    # A map channel's subscription (httpstream.client.mapflow): positioned in the map's change stream, not in
+    # the channel's history.
+    isMap: bool = False
+    # The map keys it keeps while subscribed: (map channel, key, removed when it leaves, refreshed by the
+    # presence timer). Map presence entries (clients: removed and refreshed; users: refreshed, gone by their TTL)
+    # and map.remove_client_on_unsubscribe's own key (removed only).
+    mapKeys: tuple[tuple[str, str, bool, bool], ...] = ()

@@ -145,6 +145,18 @@ class Subscriptions(Mapping[str, Subscription]):
         for waiter in self._underWay.pop(channel, ()):
             waiter.callback(None)
 
+    def reserved(self, channel: str) -> bool:
+        """C{channel} is subscribed, or its subscribe is under way."""
+        return channel in self._subs or channel in self._underWay
+
+    def install(self, sub: Subscription) -> None:
+        """
+        Hold C{sub}, subscribing (publications wait in it until L{joined}), for a subscribe run elsewhere (a map
+        subscribe's LIVE reply: L{httpstream.client.mapflow}); L{drop} undoes it.
+        """
+        self._subs[sub.channel] = sub
+        self._underWay.setdefault(sub.channel, [])
+
     def underWay(self, channel: str) -> Optional[Deferred[None]]:
         """
         A Deferred firing once C{channel}'s subscribe under way is over (its reply sent), or None when there is
@@ -274,6 +286,10 @@ class Subscriptions(Mapping[str, Subscription]):
             sub.keyed.close()
             return
         node.removeSubscription(channel, self._member)
+        for mapChannel, key, remove, _ in sub.mapKeys:
+            if remove:
+                node.background(node.maps.remove(mapChannel, key)).addErrback(
+                    lambda f: self.log.failure("map key remove {channel}", f, channel=mapChannel))
         if sub.presence:
             node.background(node.presence.remove(channel, client.clientID)).addErrback(
                 lambda f: self.log.failure("presence remove {channel}", f, channel=channel)
@@ -334,8 +350,8 @@ class Subscriptions(Mapping[str, Subscription]):
         for a check, or right away C{channels} (publications of which may have been missed).
         """
         for channel, sub in list(self._subs.items()):
-            if channels is not None and channel not in channels:
-                continue
+            if (channels is not None and channel not in channels) or sub.isMap:
+                continue  # its position is in its map's stream, not the history checkPosition reads
             d = self._client.policy.checkPosition(sub, channels is not None)
             if d is not None:
                 d.addCallback(self._positionChecked, channel, sub)

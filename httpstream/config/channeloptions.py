@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from httpstream.config.durations import format_duration
+from httpstream.config.mapoptions import SUBSCRIPTION_TYPES, MapChannelOptions, checkMapOptions
 from httpstream.config.settings import (
     ConfigError,
     Duration,
@@ -29,7 +30,6 @@ __all__ = ["SUBSCRIPTION_TYPES", "ChannelOptions", "Namespace"]
 _NAMESPACE_NAME = re.compile(r"[-a-zA-Z0-9_.]{2,}")
 _RECOVERY_MODES = ("stream", "cache")
 _DELTA_TYPES = ("fossil",)
-SUBSCRIPTION_TYPES = ("", "stream", "map", "map_clients", "map_users", "shared_poll")
 
 
 def _read_recovery_mode(key: str, value: Any) -> str:
@@ -52,7 +52,7 @@ def _check_regex(key: str, pattern: str) -> None:
 
 
 @dataclass(frozen=True)
-class ChannelOptions:
+class ChannelOptions(MapChannelOptions):
     """
     What the channels of one namespace can do (Centrifugo v5's channel
     options); everything is off by default. L{Config} inherits these fields as
@@ -109,8 +109,6 @@ class ChannelOptions:
     publish_proxy_name: str = setting("")
     sub_refresh_proxy_name: str = setting("")
 
-    "How clients subscribe (Centrifugo 6.8): a stream (\"\" or \"stream\"), a map, or keys polled in shared_poll."
-    subscription_type: str = setting("", choices=SUBSCRIPTION_TYPES)
     "Shared poll channels (httpstream.config.sharedpoll); v6 nests them in a shared_poll object."
     shared_poll_proxy_name: str = setting("")
     shared_poll_mode: str = setting("", choices=("", "versionless", "versioned"))
@@ -159,6 +157,7 @@ def _check_options(prefix: str, options: Mapping[str, Any], global_meta_ttl: flo
     C{ValidateChannelOptions}. C{prefix} is put before each key in messages
     (C{"namespaces[2]."}); C{global_meta_ttl} replaces a C{history_meta_ttl} of 0.
     """
+    checkMapOptions(prefix, options)
     size, ttl = options["history_size"], options["history_ttl"]
     if (size > 0) != (ttl > 0):
         raise ConfigError(

@@ -192,7 +192,7 @@ def readNamespaceItems(label: str, value: Any, v6: bool) -> tuple[list[dict[str,
         if not isinstance(item, Mapping):
             raise _error(prefix, 'an object with a "name" and channel options', item)
         read: dict[str, Any] = {}
-        for key, raw in _flatten(item, byName) if v6 else item.items():
+        for key, raw in _flatten(item, byName) if v6 else _flatMapV5(item):
             keyLabel = f"{prefix}.{key}"
             if key == "name":
                 read["name"] = raw  # checked with the list (uniqueness) by _read_namespaces
@@ -216,6 +216,17 @@ def _flatten(item: Mapping[str, Any], known: Mapping[str, str]) -> list[tuple[st
         else:
             pairs.append((key, raw))
     return pairs
+
+
+def _flatMapV5(item: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A v5-style namespace object's keys, those of a nested C{map} object as C{map_<key>} (the field names)."""
+    flat: list[tuple[str, Any]] = []
+    for key, raw in item.items():
+        if key == "map" and isinstance(raw, Mapping):
+            flat.extend((f"map_{sub}", value) for sub, value in raw.items())
+        else:
+            flat.append((key, raw))
+    return flat
 
 
 class _Collector:
@@ -400,14 +411,24 @@ def v6Document(document: Mapping[str, Any]) -> dict[str, Any]:
             continue
         paths = v5Paths(key)
         if key == "namespaces":
-            value = [
-                {optionV6Name(k): v for k, v in item.items()} if isinstance(item, Mapping) else item
-                for item in value
-            ]
+            value = [_v6Namespace(item) if isinstance(item, Mapping) else item for item in value]
         elif key == "redis_address" and isinstance(value, str):
             value = value.split()
         for path in paths:
             put(path, value != "" if _isSwitch(path) else value)
+    return result
+
+
+def _v6Namespace(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A v5 namespace object with v6 names: C{map_mode} goes to C{"map": {"mode": ...}}."""
+    result: dict[str, Any] = {}
+    for key, value in item.items():
+        name = optionV6Name(key)
+        if "." in name:
+            outer, inner = name.split(".", 1)
+            result.setdefault(outer, {})[inner] = value
+        else:
+            result[name] = value
     return result
 
 

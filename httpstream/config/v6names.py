@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from httpstream.config.mapoptions import mapV6Name
+
 __all__ = [
     "NAMESPACES", "OPTION_V6_NAMES", "PROXIES", "PROXY_LIST", "PROXY_NAME_OPTIONS", "PROXY_NAME_SWITCHES",
     "PROXY_SHARED", "REDIS_ADDRESS", "RPC_NAMESPACES", "RPC_PROXY_NAME", "V6_NAME", "V6_PATHS", "WITHOUT_NAMESPACE",
@@ -213,8 +215,11 @@ REDIS_ADDRESS = "engine.redis.address"
 
 
 def optionV6Name(option: str) -> str:
-    """The v6 name of a channel option (in C{channel.without_namespace} and in each namespace)."""
-    return OPTION_V6_NAMES.get(option, option)
+    """
+    The v6 name of a channel option (in C{channel.without_namespace} and in each namespace); a dotted one
+    (C{map.mode}) sits in an object of the namespace (C{"map": {"mode": ...}}).
+    """
+    return OPTION_V6_NAMES.get(option) or mapV6Name(option)
 
 
 def v6ProxyNames(item: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Engines: how publications, history and presence travel between nodes, behind L{httpstream.interfaces.IBroker},
 L{httpstream.interfaces.IHistory} and L{httpstream.interfaces.IPresenceManager}.
 
-Owns L{memory} (one process: the embedded default and a fake for tests) and L{redis} (nodes sharing a Redis:
+Owns L{memory} (one process: the embedded default and a fake for tests), L{maps} (the map channels' seam,
+L{maps.IMapBroker}, and its values) with L{memorymap} (its memory implementation), and L{redis} (nodes sharing a Redis:
 a package, imported only where it is chosen since txredisapi installs the global reactor). The values and errors
 every engine shares live here, so an engine only holds its own mechanics: L{HistoryResult} (from
 L{httpstream.values}), the

@@ -20,6 +20,8 @@ from httpstream.policy.channels import ChannelError, ChannelRules
 from httpstream.config import ChannelOptions, Config
 from httpstream.cluster.control import Control
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
+from httpstream.engines.maps import IMapBroker
+from httpstream.engines.memorymap import MemoryMapBroker
 from httpstream.emulation import EmulationResult
 from httpstream.node.hub import Hub
 from httpstream.interfaces import (
@@ -38,6 +40,7 @@ from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
 from httpstream.node.connlimit import ConnLimit
 from httpstream.node.frames import PublicationFrames
+from httpstream.node.maps import NodeMaps
 from httpstream.node.registry import LocalNodes, SessionRegistry
 from httpstream.node.sharedpoll import SharedPolls
 from httpstream.policy.application import ApplicationPolicy
@@ -80,6 +83,7 @@ class Node:
         proxy: Optional[ProxyClient] = None,
         clientFactory: Optional[ClientFactory] = None,
         policy: Optional[IClientPolicy] = None,
+        mapBroker: Optional[IMapBroker] = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -107,6 +111,12 @@ class Node:
         self.broker.setJoinLeaveHandler(self._onJoinLeave)
         # A broker whose PUB/SUB connection can drop (Redis) says which channels may have missed publications.
         self.broker.setReconnectHandler(self.checkPositions)
+        # Map channels' state and change stream; their writes reach subscribers as publications do.
+        self.mapBroker: IMapBroker = mapBroker if mapBroker is not None else MemoryMapBroker(reactor)
+        self.mapBroker.setHandler(self._onPublication)
+        self.maps = NodeMaps(self)
+        # Channels with local subscribers that are map channels: subscribed in the map broker, not the broker.
+        self._mapChannels: set[str] = set()
         self.registry: ISessionRegistry = registry if registry is not None else SessionRegistry()
         # The live nodes of the cluster: this one alone, until useControl.
         self.nodes: IClusterNodes = LocalNodes(self.id)
@@ -217,9 +227,10 @@ class Node:
         if client.sessionID:
             self.registry.remove(client.sessionID)
 
-    def addSubscription(self, channel: str, client: IClient) -> Deferred[None]:
+    def addSubscription(self, channel: str, client: IClient, mapChannel: bool = False) -> Deferred[None]:
         """
-        Add a local subscriber; the first one subscribes the channel in the broker. Until the broker has, later
+        Add a local subscriber; the first one subscribes the channel in the broker (the map broker for a
+        C{mapChannel}). Until the broker has, later
         subscribers wait for the same outcome: told "subscribed" earlier, they could miss publications, or stay
         subscribed to a channel the broker failed to join.
         """
@@ -237,6 +248,9 @@ class Node:
                         waiter.callback(None)
                 return result
 
+            if mapChannel:
+                self._mapChannels.add(channel)
+                return self.mapBroker.subscribe(channel).addBoth(settled)
             return self.broker.subscribe(channel).addBoth(settled)
         pending = self._subscribing.get(channel)
         if pending is None:
@@ -250,7 +264,11 @@ class Node:
             # The node stops hearing the channel: its latest publication would be a stale delta base.
             self._latest.pop(channel, None)
             self._deltaAllowed.pop(channel, None)
-            d = self.broker.unsubscribe(channel)
+            if channel in self._mapChannels:
+                self._mapChannels.discard(channel)
+                d = self.mapBroker.unsubscribe(channel)
+            else:
+                d = self.broker.unsubscribe(channel)
             d.addErrback(lambda f: self.log.failure("unsubscribe {channel} in broker", f, channel=channel))
 
     def publish(

@@ -37,6 +37,7 @@ from httpstream.serverapi.errors import (
     errorOf,
     translated,
 )
+from httpstream.serverapi.maps import MapMethods
 from httpstream.serverapi.publishing import IDEMPOTENCY_WINDOW, Publishing
 from httpstream.serverapi.requests import BatchRequest
 from httpstream.serverapi.users import FORCE_DISCONNECT, SERVER_UNSUBSCRIBE, UserMethods
@@ -93,6 +94,7 @@ class ServerAPI:
         self.publishing = Publishing(node, self._now, self._translate)
         self.users = UserMethods(node)
         self.channelMethods = ChannelMethods(node)
+        self.maps = MapMethods(node)
         if node.control is not None:
             node.control.setUserHandler(self.runHere)
 
@@ -247,4 +249,10 @@ class ServerAPI:
         "info": lambda api, f: api.channelMethods.info(f),
         "rpc": lambda api, f: api.channelMethods.rpc(f),
         "batch": lambda api, f: api._batch(f),
+        "map_publish": lambda api, f: api.maps.publish(f),
+        "map_remove": lambda api, f: api.maps.remove(f),
+        "map_read_state": lambda api, f: api.maps.readState(f),
+        "map_read_stream": lambda api, f: api.maps.readStream(f),
+        "map_stats": lambda api, f: api.maps.stats(f),
+        "map_clear": lambda api, f: api.maps.clear(f),
     }

@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from httpstream.config.mapoptions import MapChannelOptions
 from httpstream.config import ChannelOptions, Config, config_from_dict, ConfigError, load_config, Namespace
 from httpstream.config.durations import parse_duration
 
@@ -244,6 +245,8 @@ class DefaultsTests(SynchronousTestCase):
             "redis_sentinel_tls": False,
             "global_presence_ttl": 60.0,
         }
+        # The map subscription options (tests.config.test_config_maps): off.
+        expected.update({f.name: f.default for f in dataclasses.fields(MapChannelOptions)})
         self.assertEqual(dataclasses.asdict(Config()), expected)
 
     def test_emptyDict(self) -> None:
@@ -629,11 +632,11 @@ class ChannelOptionTests(SynchronousTestCase):
                 "allow_presence_for_client", "allow_presence_for_subscriber", "allow_presence_for_anonymous",
                 "allow_history_for_client", "allow_history_for_subscriber", "allow_history_for_anonymous",
                 "allow_user_limited_channels", "channel_regex", "proxy_subscribe", "proxy_publish", "proxy_sub_refresh",
-                "subscribe_proxy_name", "publish_proxy_name", "sub_refresh_proxy_name", "subscription_type",
+                "subscribe_proxy_name", "publish_proxy_name", "sub_refresh_proxy_name",
                 "shared_poll_proxy_name", "shared_poll_mode", "shared_poll_refresh_interval",
                 "shared_poll_refresh_batch_size", "shared_poll_max_keys_per_connection",
                 "shared_poll_track_expired_extra_delay",
-            },
+            } | {f.name for f in dataclasses.fields(MapChannelOptions)},
         )
 
     def test_read(self) -> None:

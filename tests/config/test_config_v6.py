@@ -130,6 +130,14 @@ _COMPANIONS: dict[str, dict[str, Any]] = {
     "rpc_namespaces": {"granular_proxy_mode": True},  # what v6's rpc.namespaces means
     "redis_sentinel_address": {"redis_sentinel_master_name": "mymaster"},
 }
+# The map options (tests.config.test_config_maps): valid in a recoverable map namespace.
+_MAP = {"subscription_type": "map", "map_mode": "recoverable", "map_key_ttl": "1m"}
+_VALUES.update({"subscription_type": "map_clients", "map_mode": "ephemeral", "map_client_key": "user_id",
+                "map_key_ttl": "2m"})
+_COMPANIONS.update({name: {k: v for k, v in _MAP.items() if k != name} for name in (
+    "subscription_type", "map_mode", "map_key_ttl", "map_stream_size", "map_stream_ttl", "map_meta_ttl",
+    "map_remove_client_on_unsubscribe")})
+_COMPANIONS["map_mode"] = {"subscription_type": "map", "map_key_ttl": "1m"}
 
 
 class EveryNameTests(SynchronousTestCase):

@@ -1,0 +1,226 @@
+# -*- test-case-name: tests.engines.test_engine_maps -*-
+"""
+The memory map broker: map channels inside the process (Centrifuge's ``map_broker_memory.go``), the embedded
+default and the fake other people's tests can use.
+
+Each map keeps its keys sorted (a page is a slice after its cursor, the cursor being the last key sent) and a
+change stream as a channel's history stream. Keys with a TTL are removed by one timer on the reactor, set for the
+earliest deadline, and their subscribers get the removal as for any other.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import random
+import string
+from collections import deque
+from typing import Mapping, Optional
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface import implementer
+
+from httpstream.engines import UnrecoverablePosition
+from httpstream.engines.maps import (
+    IMapBroker,
+    SUPPRESS_KEY_EXISTS,
+    SUPPRESS_KEY_NOT_FOUND,
+    MapSettings,
+    MapStateResult,
+    MapStreamResult,
+    MapUpdateResult,
+)
+from httpstream.interfaces import PublicationHandler
+from httpstream.values import Publication, StreamPosition
+
+__all__ = ["MemoryMapBroker"]
+
+
+class _Map:
+    """One map channel: its entries by key, the keys in order, their deadlines, and the change stream."""
+
+    __slots__ = ("epoch", "top", "entries", "keys", "deadlines", "stream", "streamExpireAt")
+
+    def __init__(self, epoch: str) -> None:
+        self.epoch = epoch
+        self.top = 0
+        self.entries: dict[str, Publication] = {}
+        self.keys: list[str] = []
+        self.deadlines: dict[str, float] = {}
+        self.stream: deque[Publication] = deque()
+        self.streamExpireAt: Optional[float] = None
+
+    def position(self) -> StreamPosition:
+        return StreamPosition(self.top, self.epoch)
+
+    def append(self, publication: Publication, settings: MapSettings, now: float) -> None:
+        self.stream.append(publication)
+        while len(self.stream) > max(settings.streamSize, 1):
+            self.stream.popleft()
+        self.streamExpireAt = now + settings.streamTTL if settings.streamTTL > 0 else None
+
+    def expireStream(self, now: float) -> None:
+        if self.streamExpireAt is not None and now >= self.streamExpireAt:
+            self.stream.clear()
+            self.streamExpireAt = None
+
+
+@implementer(IMapBroker)
+class MemoryMapBroker:
+    """
+    L{IMapBroker} inside one process: every Deferred it returns has already fired, and a write reaches the handler
+    before its Deferred fires (a publisher sees its own update before its reply, as with L{MemoryBroker}).
+
+    @ivar channels: the map channels subscribed on this node.
+    """
+
+    def __init__(self, reactor: IReactorTime, rng: Optional[random.Random] = None) -> None:
+        self._reactor = reactor
+        self._rng = rng if rng is not None else random.Random()
+        self._handler: Optional[PublicationHandler] = None
+        self.channels: set[str] = set()
+        self._maps: dict[str, _Map] = {}
+        # (deadline, sequence, channel, key, settings) of keys with a TTL; stale entries are skipped when reached.
+        self._deadlines: list[tuple[float, int, str, str, MapSettings]] = []
+        self._sequence = itertools.count()
+        self._timer: Optional[IDelayedCall] = None
+
+    def setHandler(self, handler: PublicationHandler) -> None:
+        self._handler = handler
+
+    def subscribe(self, channel: str) -> Deferred[None]:
+        self.channels.add(channel)
+        return succeed(None)
+
+    def unsubscribe(self, channel: str) -> Deferred[None]:
+        self.channels.discard(channel)
+        return succeed(None)
+
+    def _map(self, channel: str) -> _Map:
+        found = self._maps.get(channel)
+        if found is None:
+            epoch = "".join(self._rng.choice(string.ascii_letters) for _ in range(4))
+            found = self._maps[channel] = _Map(epoch)
+        return found
+
+    def publish(self, channel: str, key: str, publication: Publication, settings: MapSettings,
+                keyMode: str = "") -> Deferred[MapUpdateResult]:
+        now = self._reactor.seconds()
+        m = self._map(channel)
+        exists = key in m.entries
+        if keyMode == "if_new" and exists:
+            self._setDeadline(channel, key, m, settings, now)
+            return succeed(MapUpdateResult(m.position(), True, SUPPRESS_KEY_EXISTS))
+        if keyMode == "if_exists" and not exists:
+            return succeed(MapUpdateResult(m.position(), True, SUPPRESS_KEY_NOT_FOUND))
+        m.top += 1
+        # Frozen: the state, the stream and every subscriber share this one value.
+        stored = attrs.evolve(publication, key=key, offset=m.top, removed=False, delta=False)
+        if not exists:
+            bisect.insort(m.keys, key)
+        m.entries[key] = stored
+        m.append(stored, settings, now)
+        self._setDeadline(channel, key, m, settings, now)
+        self._deliver(channel, stored, m.epoch)
+        return succeed(MapUpdateResult(m.position()))
+
+    def remove(self, channel: str, key: str, settings: MapSettings,
+               tags: Optional[dict[str, str]] = None) -> Deferred[MapUpdateResult]:
+        m = self._map(channel)
+        previous = m.entries.get(key)
+        if previous is None:
+            return succeed(MapUpdateResult(m.position(), True, SUPPRESS_KEY_NOT_FOUND))
+        self._removeKey(channel, key, m, settings, previous.tags if tags is None else tags)
+        return succeed(MapUpdateResult(m.position()))
+
+    def _removeKey(self, channel: str, key: str, m: _Map, settings: MapSettings, tags: Mapping[str, str]) -> None:
+        del m.entries[key]
+        del m.keys[bisect.bisect_left(m.keys, key)]
+        m.deadlines.pop(key, None)
+        m.top += 1
+        removal = Publication(b"", offset=m.top, key=key, removed=True, tags=tags)
+        m.append(removal, settings, self._reactor.seconds())
+        self._deliver(channel, removal, m.epoch)
+
+    def readState(self, channel: str, settings: MapSettings, cursor: str = "", limit: int = -1,
+                  revision: Optional[StreamPosition] = None) -> Deferred[MapStateResult]:
+        m = self._map(channel)
+        if revision is not None and revision.epoch and revision.epoch != m.epoch:
+            return fail(UnrecoverablePosition(m.top, m.epoch))
+        start = bisect.bisect_right(m.keys, cursor) if cursor else 0
+        stop = len(m.keys) if limit < 0 else min(len(m.keys), start + limit)
+        keys = m.keys[start:stop]
+        nextCursor = keys[-1] if keys and stop < len(m.keys) else ""
+        return succeed(MapStateResult([m.entries[k] for k in keys], m.position(), nextCursor))
+
+    def readStream(self, channel: str, settings: MapSettings, since: Optional[StreamPosition] = None,
+                   limit: int = -1) -> Deferred[MapStreamResult]:
+        m = self._map(channel)
+        m.expireStream(self._reactor.seconds())
+        items: list[Publication] = list(m.stream)
+        if since is not None:
+            if since.epoch and since.epoch != m.epoch:
+                return fail(UnrecoverablePosition(m.top, m.epoch))
+            if since.offset > m.top:
+                return fail(UnrecoverablePosition(m.top, m.epoch))
+            first = items[0].offset if items else m.top + 1
+            if since.offset < m.top and since.offset + 1 < first:
+                return fail(UnrecoverablePosition(m.top, m.epoch))
+            items = [p for p in items if p.offset > since.offset]
+        if limit >= 0:
+            items = items[:limit]
+        return succeed(MapStreamResult(items, m.position()))
+
+    def stats(self, channel: str) -> Deferred[int]:
+        m = self._maps.get(channel)
+        return succeed(len(m.entries) if m is not None else 0)
+
+    def clear(self, channel: str) -> Deferred[None]:
+        self._maps.pop(channel, None)
+        return succeed(None)
+
+    def _deliver(self, channel: str, publication: Publication, epoch: str) -> None:
+        if channel in self.channels and self._handler is not None:
+            self._handler(channel, publication, epoch)
+
+    # Key TTL
+
+    def _setDeadline(self, channel: str, key: str, m: _Map, settings: MapSettings, now: float) -> None:
+        if settings.keyTTL <= 0:
+            m.deadlines.pop(key, None)
+            return
+        deadline = now + settings.keyTTL
+        m.deadlines[key] = deadline
+        heapq.heappush(self._deadlines, (deadline, next(self._sequence), channel, key, settings))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._deadlines:
+            return
+        first = self._deadlines[0][0]
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= first:
+                return
+            self._timer.cancel()
+        self._timer = self._reactor.callLater(max(first - self._reactor.seconds(), 0), self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self._reactor.seconds()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, channel, key, settings = heapq.heappop(deadlines)
+            m = self._maps.get(channel)
+            if m is None or m.deadlines.get(key) != deadline:
+                continue  # removed, written again, or its channel cleared
+            self._removeKey(channel, key, m, settings, m.entries[key].tags)
+        self._schedule()
+
+    def stop(self) -> None:
+        """Cancel the key expiry timer (a stopping node; the maps are kept)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None

@@ -1,0 +1,92 @@
+# -*- test-case-name: tests.client.test_client_maps,tests.serverapi.test_api_maps -*-
+"""
+The node's map channels: writes and reads of keyed state through its L{IMapBroker}, each channel's namespace
+options turned into the broker's L{MapSettings}. Used by clients (map subscribe, map publish) and the server API.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol
+
+from twisted.internet.defer import Deferred
+
+from httpstream.config import ChannelOptions
+from httpstream.engines.maps import IMapBroker, MapSettings, MapStateResult, MapStreamResult, MapUpdateResult
+from httpstream.policy.channels import ChannelError, ChannelRules
+from httpstream.protocol import codes
+from httpstream.values import ClientInfo, Publication, StreamPosition
+
+__all__ = ["DEFAULT_STREAM_SIZE", "DEFAULT_STREAM_TTL", "MapHost", "NodeMaps", "mapSettings"]
+
+# Centrifuge's defaults for a positioned map channel's stream.
+DEFAULT_STREAM_SIZE = 100
+DEFAULT_STREAM_TTL = 60.0
+# The stream an ephemeral channel keeps for itself (never shown to subscribers): it keeps a paged snapshot
+# consistent with the writes made while it is read; a paging longer than this many writes starts again (112).
+EPHEMERAL_STREAM_SIZE = 1000
+
+
+def mapSettings(options: ChannelOptions) -> MapSettings:
+    """How a map channel with these namespace options is kept."""
+    positioned = options.map_mode in ("recoverable", "persistent")
+    size = options.map_stream_size or DEFAULT_STREAM_SIZE
+    if not positioned:
+        size = EPHEMERAL_STREAM_SIZE
+    return MapSettings(positioned=positioned, keyTTL=options.map_key_ttl, streamSize=size,
+                       streamTTL=options.map_stream_ttl or DEFAULT_STREAM_TTL)
+
+
+class MapHost(Protocol):
+    """What L{NodeMaps} uses of its node."""
+
+    @property
+    def rules(self) -> ChannelRules: ...
+
+    @property
+    def mapBroker(self) -> IMapBroker: ...
+
+
+class NodeMaps:
+    """The map channel operations of one node."""
+
+    def __init__(self, node: MapHost) -> None:
+        self._node = node
+
+    def options(self, channel: str, options: Optional[ChannelOptions] = None) -> ChannelOptions:
+        """
+        C{channel}'s options, checked to be a map channel's.
+
+        @raise ChannelError: 102/107 as for any channel; 107 when its namespace is not a map one.
+        """
+        if options is None:
+            options = self._node.rules.options(channel)
+        if not options.isMap:
+            raise ChannelError(codes.ERROR_BAD_REQUEST)
+        return options
+
+    def publish(self, channel: str, key: str, data: bytes, info: Optional[ClientInfo] = None,
+                tags: Optional[dict[str, str]] = None, options: Optional[ChannelOptions] = None,
+                keyMode: str = "") -> Deferred[MapUpdateResult]:
+        """Set C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel."""
+        options = self.options(channel, options)
+        publication = Publication(data, info=info, tags=tags)
+        return self._node.mapBroker.publish(channel, key, publication, mapSettings(options), keyMode)
+
+    def remove(self, channel: str, key: str, options: Optional[ChannelOptions] = None) -> Deferred[MapUpdateResult]:
+        """Remove C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel."""
+        options = self.options(channel, options)
+        return self._node.mapBroker.remove(channel, key, mapSettings(options))
+
+    def readState(self, channel: str, cursor: str = "", limit: int = -1, revision: Optional[StreamPosition] = None,
+                  options: Optional[ChannelOptions] = None) -> Deferred[MapStateResult]:
+        options = self.options(channel, options)
+        return self._node.mapBroker.readState(channel, mapSettings(options), cursor, limit, revision)
+
+    def readStream(self, channel: str, since: Optional[StreamPosition] = None, limit: int = -1,
+                   options: Optional[ChannelOptions] = None) -> Deferred[MapStreamResult]:
+        options = self.options(channel, options)
+        return self._node.mapBroker.readStream(channel, mapSettings(options), since, limit)
+
+    def clear(self, channel: str) -> Deferred[Any]:
+        self.options(channel)
+        return self._node.mapBroker.clear(channel)
