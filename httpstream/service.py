@@ -188,7 +188,7 @@ class HTTPStreamService(MultiService):
         self.reactor = reactor
         # Read even when --listen replaces it: a config whose TLS cannot be used is refused either way.
         self._tls = serverTLSOptions(config)
-        self._shard: Any = None  # the Redis shard, with the redis engine
+        self._shard: Any = None  # the Redis router (one Redis, shards, a Cluster), with the redis engine
         self.node = self._makeNode()
         self.api = ServerAPI(self.node)
         self.site = makeSite(self.node, api=self.api)
@@ -207,9 +207,9 @@ class HTTPStreamService(MultiService):
         if config.engine != "redis":
             return Node(config, reactor, clientFactory=ClientFactory(reactor))
         # Imported only here: txredisapi installs the global reactor when imported.
-        from httpstream.engines.redis import RedisBroker, RedisPresence, RedisShard
+        from httpstream.engines.redis import RedisBroker, RedisPresence, routerFromConfig
 
-        shard = RedisShard.fromConfig(reactor, config)
+        shard = routerFromConfig(reactor, config)
         shard.setServiceParent(self)  # type: ignore[no-untyped-call]
         self._shard = shard
         node = Node(
@@ -297,7 +297,7 @@ class HTTPStreamService(MultiService):
         if self._shard is None:
             return succeed(None)
         self.log.info(
-            "waiting for Redis at {address} before accepting connections", address=str(self._shard.address)
+            "waiting for Redis at {address} before accepting connections", address=self._shard.describe()
         )
         ready: Deferred[None] = self._shard.whenReady()
         return ready

@@ -167,12 +167,20 @@ class MemoryPubSub:
             self._onMessage(channel, message)
 
 
-class Shard(Protocol):
-    """What L{ShardPubSub} uses of a L{httpstream.engines.redis.RedisShard} (imported late: txredisapi)."""
+class Route(Protocol):
+    """What L{ShardPubSub} uses of an L{httpstream.engines.redis.routing.IRedisRoute} (imported late: txredisapi)."""
+
+    publishCommand: bytes
 
     def subscribe(self, channel: bytes, handler: Callable[[bytes, bytes], None]) -> Deferred[None]: ...
     def unsubscribe(self, channel: bytes) -> Deferred[None]: ...
     def execute(self, *args: Any) -> Deferred[Any]: ...
+
+
+class Router(Protocol):
+    """What L{ShardPubSub} uses of an L{httpstream.engines.redis.routing.IRedisRouter}."""
+
+    def everyRoute(self, name: str) -> Sequence[Route]: ...
     def addReconnectHandler(self, handler: Callable[[list[bytes]], None]) -> None: ...
     def whenReady(self) -> Deferred[None]: ...
 
@@ -180,14 +188,19 @@ class Shard(Protocol):
 @implementer(IControlPubSub)
 class ShardPubSub:
     """
-    The control plane's PUB/SUB over the Redis engine's own connections (one pair per node, TLS and ACL users
-    included): the shard keeps the channels subscribed across reconnections, as it does the broker's.
+    The control plane's PUB/SUB over the Redis engine's own connections (one pair per node and Redis, TLS and ACL
+    users included): the router keeps the channels subscribed across reconnections, as it does the broker's.
+
+    With several shards, as Centrifugo: each control channel is subscribed on every shard, and each message is
+    published on one of them, the next in turn, or the one after when it fails (a shard that is down leaves the
+    control plane working). In a Redis Cluster, a control channel lives on its slot's master.
     """
 
-    def __init__(self, shard: Shard) -> None:
-        self._shard = shard
+    def __init__(self, shard: Router) -> None:
+        self._router = shard
         self._channels: list[bytes] = []
         self._running = False
+        self._turn = 0
 
     def start(
         self,
@@ -209,15 +222,34 @@ class ShardPubSub:
             if set(self._channels) & set(channels):
                 ready()
 
-        self._shard.addReconnectHandler(reconnected)
-        subscribed = gatherResults([self._shard.subscribe(c, message) for c in self._channels], consumeErrors=True)
+        self._router.addReconnectHandler(reconnected)
+        calls = [
+            route.subscribe(channel, message)
+            for channel in self._channels
+            for route in self._router.everyRoute(channel.decode())
+        ]
+        subscribed = gatherResults(calls, consumeErrors=True)
         # Redis down at start: the shard subscribes once it connects (not a reconnection: no handler runs then).
-        subscribed.addCallbacks(ready, lambda _: self._shard.whenReady().addCallback(ready))
+        subscribed.addCallbacks(ready, lambda _: self._router.whenReady().addCallback(ready))
 
     def publish(self, channel: str, message: bytes) -> Deferred[None]:
-        return self._shard.execute("PUBLISH", channel.encode(), message).addCallback(lambda _: None)
+        routes = list(self._router.everyRoute(channel))
+        self._turn += 1
+        first = self._turn % len(routes)
+        return self._publish(routes[first:] + routes[:first], channel.encode(), message)
+
+    def _publish(self, routes: list[Route], channel: bytes, message: bytes) -> Deferred[None]:
+        route, rest = routes[0], routes[1:]
+        d = route.execute(route.publishCommand, channel, message).addCallback(lambda _: None)
+        if rest:
+            d.addErrback(lambda _: self._publish(rest, channel, message))
+        return d
 
     def stop(self) -> Deferred[None]:
         self._running = False
-        calls = [self._shard.unsubscribe(channel) for channel in self._channels]
+        calls = [
+            route.unsubscribe(channel)
+            for channel in self._channels
+            for route in self._router.everyRoute(channel.decode())
+        ]
         return gatherResults(calls, consumeErrors=True).addCallback(lambda _: None)

@@ -32,6 +32,7 @@ from httpstream.config.settings import (
     _apply_rules,
     _check_origin_patterns,
     _check_redis_address,
+    _check_redis_cluster_address,
     _check_redis_url,
     _error,
     _readField,
@@ -226,7 +227,10 @@ class Config(ChannelOptions):
     proxy_include_connection_meta: bool = setting(False)
 
     "The Redis engine: where Redis is (host:port or a redis:// / rediss:// URL), and presence entries' lifetime."
+    # Several addresses separated by spaces (a list in a file) are shards: channels spread by consistent hashing.
     redis_address: str = setting("127.0.0.1:6379", check=_check_redis_address, secret=True)  # a URL may hold one
+    # Redis Cluster seed nodes: one entry per cluster (shards over several), seeds comma-separated; wins when set.
+    redis_cluster_address: tuple[str, ...] = setting((), check=_check_redis_cluster_address, secret=True)
     redis_url: str = setting("", check=_check_redis_url, secret=True)  # older Centrifugo's name: wins when set
     redis_prefix: str = setting("httpstream")
     redis_db: int = setting(0, minimum=0)
@@ -248,6 +252,14 @@ class Config(ChannelOptions):
     def withHostName(self) -> "Config":
         """This configuration, with the machine's host name as C{name} when it is empty (as a loaded file gets)."""
         return self if self.name else dataclasses.replace(self, name=socket.gethostname())
+
+
+def _check_redis_cluster(config: Config) -> None:
+    if config.redis_cluster_address and config.redis_db != 0:
+        raise ConfigError(
+            'config keys "redis_cluster_address" and "redis_db": a Redis Cluster has only database 0, '
+            f"got redis_db {config.redis_db}"
+        )
 
 
 def _check_ping_pong(config: Config) -> None:
@@ -291,5 +303,5 @@ def _check_personal_channel(config: Config) -> None:
 
 
 _CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (
-    _check_ping_pong, _check_channel_options, _check_personal_channel, checkProxyNames,
+    _check_ping_pong, _check_channel_options, _check_personal_channel, checkProxyNames, _check_redis_cluster,
 )

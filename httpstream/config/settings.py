@@ -164,6 +164,16 @@ def _check_origin_patterns(key: str, patterns: tuple[str, ...]) -> None:
 
 
 def _check_redis_address(key: str, address: str) -> None:
+    # One address, or several separated by spaces (shards: Centrifugo v5 read the key as a string slice, which
+    # splits a string at spaces, as the environment form does).
+    addresses = address.split()
+    if not addresses:
+        raise _error(key, 'host:port or a URL such as "redis://:password@host:6379/0"', address)
+    for one in addresses:
+        _check_one_redis_address(key, one)
+
+
+def _check_one_redis_address(key: str, address: str) -> None:
     # The same forms as httpstream.engines.redis.parseAddress, which this module must not import (txredisapi
     # installs the global reactor when imported).
     if "://" in address:
@@ -179,6 +189,16 @@ def _check_redis_address(key: str, address: str) -> None:
     if not valid:
         shown = re.sub(r"//[^/@]*@", "//...@", address)  # no password in an error message
         raise _error(key, 'host:port or a URL such as "redis://:password@host:6379/0"', shown)
+
+
+def _check_redis_cluster_address(key: str, clusters: tuple[str, ...]) -> None:
+    # Each entry is one Cluster (shards over several): its seed nodes, comma-separated, as Centrifugo's.
+    for cluster in clusters:
+        seeds = [seed.strip() for seed in cluster.split(",")]
+        if not all(seeds):
+            raise _error(key, "seed addresses (host:port), comma-separated within one cluster", cluster)
+        for seed in seeds:
+            _check_one_redis_address(key, seed)
 
 
 def _check_redis_url(key: str, url: str) -> None:

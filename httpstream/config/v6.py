@@ -103,8 +103,11 @@ _LISTS: dict[str, Callable[[str, Any], tuple[Any, list[str]]]] = {
 
 
 def _readAddresses(label: str, value: Any) -> tuple[str, ...]:
-    # A string is one address (v5, and Centrifugo's loose decoding of v6 files).
-    addresses = (_read_str(label, value),) if isinstance(value, str) else _read_str_tuple(label, value)
+    # A string is one address, or several separated by spaces (v5's string slice, Centrifugo's loose decoding of
+    # v6 files); several are shards.
+    if isinstance(value, str) and not value.split():
+        _check_redis_address(label, value)  # refused: no address
+    addresses = tuple(_read_str(label, value).split()) if isinstance(value, str) else _read_str_tuple(label, value)
     for address in addresses:
         _check_redis_address(label, address)
     return addresses
@@ -351,13 +354,8 @@ def fieldsFromLeaves(leafValues: Leaves) -> dict[str, Any]:
             ]
     if REDIS_ADDRESS in leafValues:
         addresses, label = leafValues[REDIS_ADDRESS]
-        if len(addresses) > 1:
-            raise ConfigError(
-                f'config key "{label}": httpstream connects to one Redis server (no sharding), got '
-                f"{len(addresses)} addresses"
-            )
         if addresses:
-            fields["redis_address"] = addresses[0]
+            fields["redis_address"] = " ".join(addresses)
     rpcNamespaces = leafValues.get(RPC_NAMESPACES)
     # v6 routes RPC methods by namespace whenever it has RPC namespaces (v5 only in its granular mode).
     # (CENTRIFUGO_RPC_NAMESPACES is both versions' variable: read as v6's, as the other shared names.)
@@ -395,7 +393,7 @@ def v6Document(document: Mapping[str, Any]) -> dict[str, Any]:
                 for item in value
             ]
         elif key == "redis_address" and isinstance(value, str):
-            value = [value]
+            value = value.split()
         for path in paths:
             put(path, value != "" if _isSwitch(path) else value)
     return result

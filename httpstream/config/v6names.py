@@ -125,7 +125,8 @@ V6_PATHS: dict[str, Optional[str]] = {
     "redis_connect_timeout": "engine.redis.connect_timeout",
     "redis_io_timeout": "engine.redis.io_timeout",
     "global_presence_ttl": "engine.redis.presence_ttl",
-    "redis_address": "engine.redis.address",  # a list in v6; httpstream takes one address
+    "redis_address": "engine.redis.address",  # a list in v6 (shards); the field holds them space-separated
+    "redis_cluster_address": "engine.redis.cluster_address",
     "namespaces": "channel.namespaces",
     # The v5 proxy keys: see PROXIES. The global options became per-proxy ones in v6.
     "proxy_http_headers": "<each proxy>.http_headers",

@@ -564,6 +564,8 @@ class RegistryTests(ClusterTestCase):
 class FakeShard:
     """The part of a RedisShard a L{ShardPubSub} uses, in memory; C{lose} and C{reconnect} play a lost link."""
 
+    publishCommand = b"PUBLISH"
+
     def __init__(self) -> None:
         self.up = True
         self.handlers: dict[bytes, Any] = {}
@@ -590,6 +592,9 @@ class FakeShard:
 
     def whenReady(self) -> Deferred[None]:
         return self.ready
+
+    def everyRoute(self, name: str) -> list["FakeShard"]:
+        return [self]
 
     def reconnect(self) -> None:
         self.up = True
@@ -720,9 +725,9 @@ class RedisControlTests(TestCase):
         result = yield self.a.forwardEmulation(self.b.nodeID, "s1", b'{"id":1}')
         self.assertEqual((result, client.data), (EmulationResult.FORWARDED, [b'{"id":1}']))
 
-        protocol = self.b.pubsub._shard._pubsub.protocol
+        protocol = self.b.pubsub._router._pubsub.protocol
         protocol.transport.loseConnection()
-        yield self.waitFor(lambda: self.b.pubsub._shard._pubsub.protocol is not protocol)
+        yield self.waitFor(lambda: self.b.pubsub._router._pubsub.protocol is not protocol)
         replies: list[Reply] = []
 
         @inlineCallbacks

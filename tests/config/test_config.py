@@ -219,6 +219,7 @@ class DefaultsTests(SynchronousTestCase):
             "shutdown_timeout": 30.0,
             "engine": "memory",
             "redis_address": "127.0.0.1:6379",
+            "redis_cluster_address": (),
             "redis_url": "",
             "redis_prefix": "httpstream",
             "redis_db": 0,

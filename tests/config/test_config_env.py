@@ -77,6 +77,16 @@ class OverrideTests(EnvironmentTests):
         self.assertEqual(len(loaded.env_applied), 10)
         self.assertEqual(loaded.unknown_env, ())
 
+    def test_redisShardsAndCluster(self) -> None:
+        """Addresses separated by spaces: shards (v6 and v5 names); Cluster seeds comma-separated within an entry."""
+        for name in ("CENTRIFUGO_ENGINE_REDIS_ADDRESS", "CENTRIFUGO_REDIS_ADDRESS"):
+            config = self.load({}, {name: "10.0.0.5:6379 redis://10.0.0.6:6379/1"}).config
+            self.assertEqual(config.redis_address, "10.0.0.5:6379 redis://10.0.0.6:6379/1")
+        for name in ("CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS", "CENTRIFUGO_REDIS_CLUSTER_ADDRESS"):
+            config = self.load({}, {name: "h1:7000,h2:7000 h3:7000"}).config
+            self.assertEqual(config.redis_cluster_address, ("h1:7000,h2:7000", "h3:7000"))
+        self.rejected({}, {"CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS": "h1:x"}, "CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS")
+
     def test_namesOnlyNeverValues(self) -> None:
         loaded = self.load({}, {"CENTRIFUGO_HTTP_API_KEY": "very-secret-api-key"})
         self.assertEqual(loaded.env_applied, ("CENTRIFUGO_HTTP_API_KEY",))

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.config import Config, config_from_dict, ConfigError, Duration, load_config, Namespace, read_config
-from httpstream.config.v6 import leaves
+from httpstream.config.v6 import leaves, v6Document
 from httpstream.config.v6names import V6_PATHS
 from tests.config.test_config import rejected
 
@@ -109,6 +109,7 @@ _VALUES: dict[str, Any] = {
     "token_jwks_public_endpoint": "https://auth.example.com/jwks",
     "subscription_token_jwks_public_endpoint": "https://auth.example.com/jwks",
     "proxies": [{"name": "backend", "endpoint": "http://backend.test/"}], "rpc_namespaces": [{"name": "chat"}],
+    "redis_cluster_address": ["10.0.0.1:7000,10.0.0.2:7000"],
 }
 _COMPANIONS: dict[str, dict[str, Any]] = {
     "history_size": {"history_ttl": "1m"},
@@ -367,8 +368,36 @@ class RedisAddressTests(SynchronousTestCase):
         config, _ = config_from_dict({"redis_address": ["10.0.0.1:6380"]})
         self.assertEqual(config.redis_address, "10.0.0.1:6380")
 
-    def test_shardsRefused(self) -> None:
-        rejected(self, {"engine": {"redis": {"address": ["a:1", "b:2"]}}}, '"engine.redis.address"', "one Redis server")
+    def test_shards(self) -> None:
+        """Several addresses are shards: a v6 list, a v5 list, or a v5 string separated by spaces (Go's string slice)."""
+        for document in (
+            {"engine": {"redis": {"address": ["a:1", "redis://b:2/0"]}}},
+            {"redis_address": ["a:1", "redis://b:2/0"]},
+            {"redis_address": "a:1  redis://b:2/0"},
+        ):
+            config, warnings = config_from_dict(document)
+            self.assertEqual((config.redis_address, warnings), ("a:1 redis://b:2/0", []), document)
+        self.assertEqual(v6Document({"redis_address": "a:1 b:2"})["engine"]["redis"]["address"], ["a:1", "b:2"])
+
+    def test_badShardNamed(self) -> None:
+        message = rejected(self, {"redis_address": "a:1 redis://:secret@b:0"}, '"redis_address"')
+        self.assertNotIn("secret", message)
+        rejected(self, {"redis_address": "  "}, '"redis_address"')
+
+    def test_cluster(self) -> None:
+        """engine.redis.cluster_address (v6) and redis_cluster_address (v5): one entry per cluster, seeds by commas."""
+        for document in (
+            {"engine": {"redis": {"cluster_address": ["h1:7000,h2:7000", "h3:7000"]}}},
+            {"redis_cluster_address": ["h1:7000,h2:7000", "h3:7000"]},
+        ):
+            config, warnings = config_from_dict(document)
+            self.assertEqual((config.redis_cluster_address, warnings), (("h1:7000,h2:7000", "h3:7000"), []))
+
+    def test_clusterRefused(self) -> None:
+        rejected(self, {"redis_cluster_address": ["h1:7000,"]}, '"redis_cluster_address"', "comma-separated")
+        rejected(self, {"redis_cluster_address": ["h1:0"]}, '"redis_cluster_address"')
+        rejected(self, {"redis_cluster_address": "h1:7000"}, '"redis_cluster_address"', "wrong type")
+        rejected(self, {"redis_cluster_address": ["h1:7000"], "redis_db": 1}, '"redis_db"', "only database 0")
 
     def test_invalid(self) -> None:
         message = rejected(self, {"engine": {"redis": {"address": ["redis://:secret@h:0"]}}}, '"engine.redis.address"')

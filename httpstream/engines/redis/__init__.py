@@ -9,6 +9,10 @@ Owns, one concept per module:
   - L{connection}: one connection kept up, with backoff, proved usable before use.
   - L{shard}: L{RedisShard}, the command and PUB/SUB connections to one Redis, and the channels subscribed on it
     (subscribed again after a reconnection, which the reconnect handlers hear about).
+  - L{routing}: L{IRedisRoute} and L{IRedisRouter}, which connections serve a channel, and its key names.
+  - L{sharding}: L{ShardRing}, channels spread over several Redis by Centrifugo's consistent hash.
+  - L{slots}, L{cluster}: L{RedisCluster}, a Redis Cluster (slots, redirections, sharded PUB/SUB).
+  - L{topology}: L{routerFromConfig}, the router the configuration describes.
   - L{codec}: what is stored in Redis and read back (publications, client infos, script replies), checked.
   - L{history}: L{RedisHistory}, the history streams (L{IHistory}) and the script that appends and publishes.
   - L{broker}: L{RedisBroker} (L{IBroker}), PUB/SUB per channel, publishing through the history script.
@@ -19,11 +23,12 @@ May import: txredisapi, Twisted, L{httpstream.engines} (the shared values and er
 L{httpstream.logs}; never the node, the client or anything above them. Importing it imports txredisapi, which
 installs the global reactor: import it only where the engine is chosen.
 
-Not supported: Redis Cluster and Sentinel (one Redis, or a proxy in front of several).
+Not supported: Sentinel.
 """
 
 from httpstream.engines.redis.address import DEFAULT_PORT, RedisAddress, parseAddress
 from httpstream.engines.redis.broker import RedisBroker
+from httpstream.engines.redis.cluster import RedisCluster
 from httpstream.engines.redis.codec import (
     decodeInfo,
     decodePublication,
@@ -37,18 +42,26 @@ from httpstream.engines.redis.codec import (
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.history import RedisHistory
 from httpstream.engines.redis.presence import DEFAULT_PRESENCE_TTL, RedisPresence
+from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter
 from httpstream.engines.redis.shard import RedisShard
+from httpstream.engines.redis.sharding import ShardRing, consistentIndex
+from httpstream.engines.redis.topology import routerFromConfig
 
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_PRESENCE_TTL",
+    "IRedisRoute",
+    "IRedisRouter",
     "RedisAddress",
     "RedisBroker",
+    "RedisCluster",
     "RedisHistory",
     "RedisPresence",
     "RedisReplyError",
     "RedisShard",
     "RedisUnavailable",
+    "ShardRing",
+    "consistentIndex",
     "decodeInfo",
     "decodePublication",
     "encodeInfo",
@@ -58,4 +71,5 @@ __all__ = [
     "readPresenceReply",
     "readPubSubMessage",
     "readPublishReply",
+    "routerFromConfig",
 ]

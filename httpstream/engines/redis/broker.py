@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.engines.test_engine_redis,tests.engines.test_engine_contract -*-
 """
 L{RedisBroker}: Centrifugo's Redis broker. A channel's publications go to the PUB/SUB channel
-C{<prefix>.client.<channel>} (appended to its history stream by the same script when it keeps one:
-L{httpstream.engines.redis.history}); joins and leaves go there too, and are not stored.
+C{<prefix>.client.<channel>} (C{<prefix>.client.{<channel>}} in a Cluster, on its slot's master by sharded
+PUB/SUB) (appended to its history stream by the same script when it keeps one:
+L{httpstream.engines.redis.history}); joins and leaves go there too, and are not stored. Each channel goes
+through its route (L{httpstream.engines.redis.routing}): one Redis, its shard, or its Cluster slot.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from httpstream.engines import DEFAULT_HISTORY_META_TTL, HistoryResult, hasHisto
 from httpstream.engines.redis.codec import decodeInfo, encodeInfo, encodePublication, readPubSubMessage
 from httpstream.engines.redis.errors import RedisReplyError
 from httpstream.engines.redis.history import RedisHistory
-from httpstream.engines.redis.shard import RedisShard
+from httpstream.engines.redis.routing import IRedisRouter, channelOfName, keyName
 from httpstream.interfaces import IBroker, JoinLeaveHandler, PublicationHandler, ReconnectHandler
 from httpstream.logs import Logger
 from httpstream.values import ClientInfo, Publication, StreamPosition
@@ -43,21 +45,22 @@ class RedisBroker:
 
     def __init__(
         self,
-        shard: RedisShard,
+        shard: IRedisRouter,
         historyMetaTTL: float = DEFAULT_HISTORY_META_TTL,
         rng: Optional[random.Random] = None,
     ) -> None:
         """
-        @param shard: the connections (started separately).
+        @param shard: the connections (started separately): a L{RedisShard}, or a router over several.
         @param historyMetaTTL: how long an unused stream lives when a call passes no meta TTL (seconds).
         @param rng: the source of epochs (8 letters: a stream recreated after Redis lost it gets another one).
         """
-        self._shard = shard
+        self._redis = shard
         self._history = RedisHistory(shard, historyMetaTTL, rng)
         self._handler: Optional[PublicationHandler] = None
         self._joinLeaveHandler: Optional[JoinLeaveHandler] = None
         self._reconnectHandler: Optional[ReconnectHandler] = None
         self._client = f"{shard.prefix}.client.".encode()
+        self._hashTags: bool = shard.hashTags
         shard.addReconnectHandler(self._reconnected)
 
     def setHandler(self, handler: PublicationHandler) -> None:
@@ -81,13 +84,14 @@ class RedisBroker:
             payload = (b"j" if join else b"l") + encodeInfo(info)
         except TypeError:
             return fail()
-        return self._shard.execute("PUBLISH", self._pubsubName(channel), payload).addCallback(lambda _: None)
+        route = self._redis.route(channel)
+        return route.execute(route.publishCommand, self._pubsubName(channel), payload).addCallback(lambda _: None)
 
     def subscribe(self, channel: str) -> Deferred[None]:
-        return self._shard.subscribe(self._pubsubName(channel), self._message)
+        return self._redis.route(channel).subscribe(self._pubsubName(channel), self._message)
 
     def unsubscribe(self, channel: str) -> Deferred[None]:
-        return self._shard.unsubscribe(self._pubsubName(channel))
+        return self._redis.route(channel).unsubscribe(self._pubsubName(channel))
 
     def publish(
         self,
@@ -102,7 +106,8 @@ class RedisBroker:
         except TypeError:
             return fail()
         if not hasHistory(historySize, historyTTL):
-            d = self._shard.execute("PUBLISH", self._pubsubName(channel), b"0::" + payload)
+            route = self._redis.route(channel)
+            d = route.execute(route.publishCommand, self._pubsubName(channel), b"0::" + payload)
             return d.addCallback(lambda _: None)
         return self._history.append(
             channel, payload, self._pubsubName(channel), historySize, historyTTL, historyMetaTTL
@@ -122,10 +127,10 @@ class RedisBroker:
         return self._history.removeHistory(channel)
 
     def _pubsubName(self, channel: str) -> bytes:
-        return self._client + channel.encode()
+        return keyName(self._redis.prefix, "client", channel, self._hashTags)
 
     def _message(self, name: bytes, message: bytes) -> None:
-        channel = name[len(self._client) :].decode("utf-8", "replace")
+        channel = channelOfName(self._client, name, self._hashTags)
         if message[:1] in (b"j", b"l"):
             self._joinLeave(channel, message)
             return
@@ -152,4 +157,4 @@ class RedisBroker:
         if self._reconnectHandler is None:
             return
         prefix = self._client
-        self._reconnectHandler([name[len(prefix) :].decode() for name in names if name.startswith(prefix)])
+        self._reconnectHandler([channelOfName(prefix, name, self._hashTags) for name in names if name.startswith(prefix)])

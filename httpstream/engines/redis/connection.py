@@ -24,7 +24,7 @@ from httpstream.logs import Logger
 if TYPE_CHECKING:
     from httpstream.engines.redis.shard import RedisShard
 
-__all__ = ["CommandProtocol", "Link", "SubscriberProtocol"]
+__all__ = ["CommandProtocol", "Link", "ShardedSubscriberProtocol", "SubscriberProtocol"]
 
 log = Logger()
 
@@ -69,6 +69,34 @@ class SubscriberProtocol(_WholeReplies, txredisapi.SubscriberProtocol):  # type:
         self.factory.onMessage(channel, message)
 
 
+class ShardedSubscriberProtocol(_WholeReplies, txredisapi.SubscriberProtocol):  # type: ignore[misc]
+    """
+    The PUB/SUB connection's protocol for sharded PUB/SUB (SSUBSCRIBE, Redis 7): C{smessage} pushes go to the
+    link's C{onMessage}, and a C{sunsubscribe} push nobody asked for (Redis drops a name whose Cluster slot moved to
+    another master) to its C{onDropped}, rather than into the reply of the next command (as txredisapi would).
+
+    @ivar unsubscribing: the names whose SUNSUBSCRIBE was sent and not confirmed: their C{sunsubscribe} is a reply.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unsubscribing: set[bytes] = set()
+
+    def replyReceived(self, reply: Any) -> None:
+        if isinstance(reply, list) and len(reply) == 3:
+            kind = reply[0]
+            if kind == b"smessage":
+                self.factory.onMessage(reply[1], reply[2])
+                return
+            if kind == b"sunsubscribe":
+                if reply[1] in self.unsubscribing:
+                    self.unsubscribing.discard(reply[1])
+                else:
+                    self.factory.onDropped(reply[1])
+                    return
+        super().replyReceived(reply)
+
+
 class Link(Factory):
     """
     One connection to Redis, kept up by a L{ClientService}: L{protocol} is the connected protocol (TLS, AUTH,
@@ -90,6 +118,7 @@ class Link(Factory):
         onReady: Callable[[Any, bool], None],
         onLost: Callable[[], None] = lambda: None,
         onMessage: Callable[[bytes, bytes], None] = lambda channel, message: None,
+        onDropped: Callable[[bytes], None] = lambda channel: None,
     ) -> None:
         """
         @param shard: the settings (address, timeouts, backoff, reactor) and whether it is running.
@@ -98,6 +127,7 @@ class Link(Factory):
         @param onReady: called with the protocol, and whether it replaces a lost one, once it is usable.
         @param onLost: called when the usable connection is lost.
         @param onMessage: called with C{(channel, message)} for each PUB/SUB message.
+        @param onDropped: called with a sharded PUB/SUB name Redis unsubscribed by itself.
         """
         self.shard = shard
         self.name = name
@@ -105,6 +135,7 @@ class Link(Factory):
         self._onReady = onReady
         self._onLost = onLost
         self.onMessage = onMessage
+        self.onDropped = onDropped
         self.protocol: Any = None
         self._everReady = False
         self._rejected = 0  # connections in a row that closed before they were usable

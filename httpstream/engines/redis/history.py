@@ -2,7 +2,9 @@
 """
 History streams in Redis: a channel's publications in a Redis stream C{<prefix>.history.stream.<channel>} (entry
 id C{<offset>-0}, one field C{d}: the encoded publication) and its position in a hash
-C{<prefix>.history.meta.<channel>} (C{s}: top offset, C{e}: epoch), as Centrifugo's Redis broker keeps them.
+C{<prefix>.history.meta.<channel>} (C{s}: top offset, C{e}: epoch), as Centrifugo's Redis broker keeps them. In a
+Redis Cluster the channel is a hash tag (C{<prefix>.history.stream.{<channel>}}): both keys and the PUB/SUB name
+share one slot, so the scripts run on that slot's master.
 
 Appending is one Lua script that also publishes (L{RedisHistory.append}, called by the broker): create the epoch
 when missing, increment the top, XADD with an exact MAXLEN, set both TTLs (PEXPIRE: milliseconds) and PUBLISH, so
@@ -26,7 +28,7 @@ from httpstream.engines import (
     checkSinceEpoch,
 )
 from httpstream.engines.redis.codec import milliseconds, readHistoryReply, readPublishReply
-from httpstream.engines.redis.shard import RedisShard
+from httpstream.engines.redis.routing import IRedisRouter, keyName
 from httpstream.interfaces import IHistory
 from httpstream.values import StreamPosition
 
@@ -38,7 +40,8 @@ _MAX_OFFSET = 2**63  # stream ids are unsigned 64-bit: a client's larger since o
 # Lua. Numbers pass as strings; "%d" keeps large offsets out of Lua's exponent notation.
 
 PUBLISH_SCRIPT = b"""
--- KEYS: meta hash, stream. ARGV: publication, size, ttl ms, meta ttl ms, epoch if new, PUB/SUB channel.
+-- KEYS: meta hash, stream. ARGV: publication, size, ttl ms, meta ttl ms, epoch if new, PUB/SUB channel,
+-- publish command (publish, or spublish in a Cluster).
 local epoch = redis.call("hget", KEYS[1], "e")
 if not epoch then
   epoch = ARGV[5]
@@ -50,7 +53,7 @@ local offset = string.format("%d", top)
 redis.call("pexpire", KEYS[1], ARGV[4])
 redis.call("xadd", KEYS[2], "MAXLEN", ARGV[2], offset .. "-0", "d", ARGV[1])
 redis.call("pexpire", KEYS[2], ARGV[3])
-redis.call("publish", ARGV[6], offset .. ":" .. epoch .. ":" .. ARGV[1])
+redis.call(ARGV[7], ARGV[6], offset .. ":" .. epoch .. ":" .. ARGV[1])
 return {top, epoch}
 """
 
@@ -97,7 +100,7 @@ class RedisHistory:
 
     def __init__(
         self,
-        shard: RedisShard,
+        shard: IRedisRouter,
         historyMetaTTL: float = DEFAULT_HISTORY_META_TTL,
         rng: Optional[random.Random] = None,
     ) -> None:
@@ -106,8 +109,9 @@ class RedisHistory:
         @param historyMetaTTL: how long an unused stream lives when a call passes no meta TTL (seconds).
         @param rng: the source of epochs (8 letters: a stream recreated after Redis lost it gets another one).
         """
-        self._shard = shard
+        self._redis = shard
         self._prefix = shard.prefix
+        self._hashTags: bool = shard.hashTags
         self._defaultMetaTTL = historyMetaTTL
         self._rng = rng if rng is not None else random.Random()
 
@@ -121,7 +125,8 @@ class RedisHistory:
         @return: a Deferred firing with the publication's L{StreamPosition} (never None: the type is
             L{IBroker.publish}'s).
         """
-        d = self._shard.eval(
+        route = self._redis.route(channel)
+        d = route.eval(
             PUBLISH_SCRIPT,
             self._keys(channel),
             [
@@ -131,6 +136,7 @@ class RedisHistory:
                 milliseconds(metaTTL or self._defaultMetaTTL),
                 self._newEpoch(),
                 pubsubName,
+                route.publishCommand,
             ],
         )
         return d.addCallback(readPublishReply)
@@ -155,7 +161,7 @@ class RedisHistory:
                 highest = b"%d" % (sinceOffset - 1)
             else:
                 lowest = b"%d" % (sinceOffset + 1)
-        d = self._shard.eval(
+        d = self._redis.route(channel).eval(
             HISTORY_SCRIPT,
             self._keys(channel),
             [
@@ -177,10 +183,13 @@ class RedisHistory:
         return d.addCallback(read)
 
     def removeHistory(self, channel: str) -> Deferred[None]:
-        return self._shard.execute("DEL", self._keys(channel)[1]).addCallback(lambda _: None)
+        return self._redis.route(channel).execute("DEL", self._keys(channel)[1]).addCallback(lambda _: None)
 
     def _keys(self, channel: str) -> tuple[bytes, bytes]:
-        return (f"{self._prefix}.history.meta.{channel}".encode(), f"{self._prefix}.history.stream.{channel}".encode())
+        return (
+            keyName(self._prefix, "history.meta", channel, self._hashTags),
+            keyName(self._prefix, "history.stream", channel, self._hashTags),
+        )
 
     def _newEpoch(self) -> str:
         return "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8))

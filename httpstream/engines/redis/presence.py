@@ -2,7 +2,8 @@
 """
 L{RedisPresence}: Centrifugo's Redis presence. A hash C{<prefix>.presence.data.<channel>} (client id -> info) and
 a sorted set C{<prefix>.presence.expire.<channel>} (client id -> expiry time): an entry the node stops refreshing
-disappears after C{global_presence_ttl}, even when its node died.
+disappears after C{global_presence_ttl}, even when its node died. In a Redis Cluster the channel is a hash tag
+(C{<prefix>.presence.data.{<channel>}}), so both keys share a slot.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from httpstream.engines.redis.codec import encodeInfo, milliseconds, readPresenceReply
-from httpstream.engines.redis.shard import RedisShard
+from httpstream.engines.redis.routing import IRedisRouter, keyName
 from httpstream.interfaces import IPresenceManager
 from httpstream.values import ClientInfo
 
@@ -60,14 +61,15 @@ class RedisPresence:
     """
 
     def __init__(
-        self, shard: RedisShard, ttl: float = DEFAULT_PRESENCE_TTL, clock: Optional[IReactorTime] = None
+        self, shard: IRedisRouter, ttl: float = DEFAULT_PRESENCE_TTL, clock: Optional[IReactorTime] = None
     ) -> None:
         """
         @param ttl: seconds an entry lives without a refresh (C{global_presence_ttl}).
         @param clock: whose C{seconds} dates the entries (None: C{time.time}); every node should agree on it.
         """
-        self._shard = shard
+        self._redis = shard
         self._prefix = shard.prefix
+        self._hashTags: bool = shard.hashTags
         self._ttl = ttl
         self._now: Callable[[], float] = clock.seconds if clock is not None else time.time
 
@@ -77,14 +79,14 @@ class RedisPresence:
         except TypeError:
             return fail()
         ttl, expireAt = milliseconds(self._ttl), repr(self._now() + self._ttl)
-        d = self._shard.eval(_ADD_SCRIPT, self._keys(channel), [ttl, expireAt, clientID, encoded])
+        d = self._redis.route(channel).eval(_ADD_SCRIPT, self._keys(channel), [ttl, expireAt, clientID, encoded])
         return d.addCallback(lambda _: None)
 
     def remove(self, channel: str, clientID: str) -> Deferred[None]:
-        return self._shard.eval(_REMOVE_SCRIPT, self._keys(channel), [clientID]).addCallback(lambda _: None)
+        return self._redis.route(channel).eval(_REMOVE_SCRIPT, self._keys(channel), [clientID]).addCallback(lambda _: None)
 
     def presence(self, channel: str) -> Deferred[dict[str, ClientInfo]]:
-        d = self._shard.eval(PRESENCE_GET_SCRIPT, self._keys(channel), [repr(self._now())])
+        d = self._redis.route(channel).eval(PRESENCE_GET_SCRIPT, self._keys(channel), [repr(self._now())])
         return d.addCallback(readPresenceReply)
 
     def stats(self, channel: str) -> Deferred[dict[str, int]]:
@@ -96,6 +98,6 @@ class RedisPresence:
 
     def _keys(self, channel: str) -> tuple[bytes, bytes]:
         return (
-            f"{self._prefix}.presence.expire.{channel}".encode(),
-            f"{self._prefix}.presence.data.{channel}".encode(),
+            keyName(self._prefix, "presence.expire", channel, self._hashTags),
+            keyName(self._prefix, "presence.data", channel, self._hashTags),
         )

@@ -19,12 +19,14 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 import txredisapi
 
 from httpstream.engines.redis.address import RedisAddress, parseAddress
-from httpstream.engines.redis.connection import CommandProtocol, Link, SubscriberProtocol
+from httpstream.engines.redis.connection import CommandProtocol, Link, ShardedSubscriberProtocol, SubscriberProtocol
 from httpstream.engines.redis.errors import RedisUnavailable
+from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter
 from httpstream.logs import Logger
 
 __all__ = ["RedisShard"]
@@ -32,14 +34,20 @@ __all__ = ["RedisShard"]
 log = Logger()
 
 
+@implementer(IRedisRoute, IRedisRouter)
 class RedisShard(Service):
     """
     The connections to one Redis, shared by a L{RedisBroker}, a L{RedisPresence} and anything else that needs
     PUB/SUB (a control channel): start it as a service (C{setServiceParent}) before they are used.
 
+    It is the route of every channel (L{IRedisRoute}) and its own router (L{IRedisRouter}); a master of a Redis
+    Cluster is one too, with C{sharded} PUB/SUB, under the cluster's router.
+
     @ivar prefix: the prefix of every key and PUB/SUB channel name (C{redis_prefix}).
     @ivar address: the L{RedisAddress}.
     """
+
+    hashTags = False
 
     def __init__(
         self,
@@ -58,6 +66,7 @@ class RedisShard(Service):
         maxRetryDelay: float = 5.0,
         pubsubPingInterval: float = 1.0,
         rng: Optional[random.Random] = None,
+        sharded: bool = False,
     ) -> None:
         """
         @param reactor: connects (L{IReactorTCP}) and times (L{IReactorTime}).
@@ -73,6 +82,7 @@ class RedisShard(Service):
         @param pubsubPingInterval: seconds between PINGs on the PUB/SUB connection, which otherwise only
             receives: a connection gone silent (a network blackhole) is dropped and made again once a PING has
             no reply within C{replyTimeout}, as the command connection is by the next command.
+        @param sharded: PUB/SUB is Redis 7's sharded PUB/SUB (SSUBSCRIBE, SPUBLISH): a Cluster master's.
         @raise ValueError: a bad address, or TLS asked for without pyOpenSSL.
         """
         self.reactor = reactor
@@ -93,8 +103,23 @@ class RedisShard(Service):
             except ImportError:
                 raise ValueError("Redis over TLS needs pyOpenSSL and service_identity (pip install 'twisted[tls]')")
             endpoint = wrapClientTLS(optionsForClientTLS(self.address.host, trustRoot=trustRoot), endpoint)
+        self.sharded = sharded
+        self.publishCommand = b"SPUBLISH" if sharded else b"PUBLISH"
+        self._subscribeCommand, self._unsubscribeCommand = (
+            ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
+        )
         self._commands = Link(self, "commands", CommandProtocol, endpoint, lambda protocol, reconnect: None)
-        self._pubsub = Link(self, "pubsub", SubscriberProtocol, endpoint, self._pubsubReady, onMessage=self._message)
+        self._pubsub = Link(
+            self,
+            "pubsub",
+            ShardedSubscriberProtocol if sharded else SubscriberProtocol,
+            endpoint,
+            self._pubsubReady,
+            onMessage=self._message,
+            onDropped=self._dropped,
+        )
+        # Called with a PUB/SUB name Redis stopped or refused (a Cluster slot that moved): see onMoved.
+        self.onMoved: Optional[Callable[[bytes], None]] = None
         # PUB/SUB channel -> how many subscribe calls it has had without an unsubscribe, and its handler.
         self._counts: dict[bytes, int] = {}
         self._handlers: dict[bytes, Callable[[bytes, bytes], None]] = {}
@@ -103,11 +128,13 @@ class RedisShard(Service):
         self._reconnectHandlers: list[Callable[[list[bytes]], None]] = []
 
     @classmethod
-    def fromConfig(cls, reactor: Any, config: Any, **kwargs: Any) -> "RedisShard":
-        """A shard for the C{redis_*} keys of a L{httpstream.config.Config}."""
+    def fromConfig(
+        cls, reactor: Any, config: Any, address: Union[str, RedisAddress, None] = None, **kwargs: Any
+    ) -> "RedisShard":
+        """A shard for the C{redis_*} keys of a L{httpstream.config.Config} (at C{address}: one shard's)."""
         return cls(
             reactor,
-            config.redis_url or config.redis_address,
+            address if address is not None else (config.redis_url or config.redis_address),
             prefix=config.redis_prefix,
             db=config.redis_db,
             user=config.redis_user,
@@ -138,19 +165,38 @@ class RedisShard(Service):
         """A Deferred firing once both connections are up (at once when they are)."""
         return gatherResults([self._commands.whenReady(), self._pubsub.whenReady()]).addCallback(lambda _: None)
 
+    # Routing (IRedisRouter): one Redis serves every channel.
+
+    def route(self, channel: str) -> IRedisRoute:
+        return self
+
+    def everyRoute(self, name: str) -> list[IRedisRoute]:
+        return [self]
+
+    def describe(self) -> str:
+        return str(self.address)
+
     # Commands
 
-    def execute(self, *args: Any) -> Deferred[Any]:
+    def execute(self, *args: Any, asking: bool = False) -> Deferred[Any]:
         """
         Run one command on the command connection (bytes come back as bytes).
 
+        @param asking: send ASKING first, on the same connection (a Cluster's ASK redirection).
         @return: its reply, or a failure: L{RedisUnavailable} at once while the connection is down,
             C{txredisapi.ConnectionError} when it is lost before the reply, L{RedisReplyError} for an error reply.
         """
+        if asking:
+            return self._commands.call(lambda protocol: _asking(protocol, *args))
         return self._commands.call(lambda protocol: protocol.execute_command(*args))
 
-    def eval(self, script: bytes, keys: Sequence[Any], args: Sequence[Any]) -> Deferred[Any]:
-        """Run a Lua script (EVALSHA, EVAL the first time on each connection) on the command connection."""
+    def eval(self, script: bytes, keys: Sequence[Any], args: Sequence[Any], asking: bool = False) -> Deferred[Any]:
+        """
+        Run a Lua script (EVALSHA, EVAL the first time on each connection) on the command connection; with
+        C{asking}, ASKING then EVAL.
+        """
+        if asking:
+            return self._commands.call(lambda protocol: _asking(protocol, b"EVAL", script, len(keys), *keys, *args))
         return self._commands.call(lambda protocol: protocol.eval(script, list(keys), list(args)))
 
     # PUB/SUB
@@ -192,7 +238,21 @@ class RedisShard(Service):
         protocol = self._pubsub.protocol
         if protocol is None:
             return succeed(None)  # the next connection will not subscribe it
-        d = maybeDeferred(protocol.execute_command, "UNSUBSCRIBE", channel)
+        return self._unsubscribe(protocol, channel)
+
+    def forget(self, channel: bytes) -> None:
+        """Drop C{channel} without telling Redis (which dropped it: its Cluster slot moved to another master)."""
+        self._counts.pop(channel, None)
+        self._handlers.pop(channel, None)
+
+    def subscribedNames(self) -> list[bytes]:
+        """The PUB/SUB names wanted (subscribed, or to be once connected)."""
+        return list(self._counts)
+
+    def _unsubscribe(self, protocol: Any, channel: bytes) -> Deferred[None]:
+        if self.sharded:
+            protocol.unsubscribing.add(channel)  # its reply is ours, not Redis dropping it
+        d = maybeDeferred(protocol.execute_command, self._unsubscribeCommand, channel)
         d.addErrback(_lostIsUnsubscribed)
         return d.addCallback(lambda _: None)
 
@@ -221,12 +281,16 @@ class RedisShard(Service):
             return result if isinstance(result, Failure) else None
 
         # (txredisapi's subscribe() would iterate a bytes name as a list of channels.)
-        return maybeDeferred(protocol.execute_command, "SUBSCRIBE", channel, apply_timeout=False).addBoth(settled)
+        d = maybeDeferred(protocol.execute_command, self._subscribeCommand, channel, apply_timeout=False)
+        return d.addBoth(settled)
 
     def _pubsubReady(self, protocol: Any, reconnect: bool) -> None:
         self._startPinging(protocol)
         channels = list(self._counts)
-        subscribed = gatherResults([self._subscribe(protocol, channel) for channel in channels], consumeErrors=True)
+        subscribed = gatherResults(
+            [self._subscribe(protocol, channel).addErrback(self._refused, channel) for channel in channels],
+            consumeErrors=True,
+        )
         if reconnect:
             log.info("Redis pubsub: subscribed {count} channels again", count=len(channels))
             # The handlers will likely read history to check positions: wait for the command connection too.
@@ -263,6 +327,18 @@ class RedisShard(Service):
             except Exception:
                 log.failure("Redis reconnect handler {handler}", handler=handler)
 
+    def _refused(self, failure: Failure, channel: bytes) -> Failure:
+        # A Cluster master that no longer serves the slot answers MOVED: the cluster moves the name elsewhere.
+        if self.onMoved is not None and isinstance(failure.value, txredisapi.ResponseError):
+            if str(failure.value).startswith("MOVED"):
+                self.onMoved(channel)
+        return failure
+
+    def _dropped(self, channel: bytes) -> None:
+        # Sharded PUB/SUB: Redis unsubscribed the name by itself (its slot moved to another master).
+        if channel in self._counts and self.onMoved is not None:
+            self.onMoved(channel)
+
     def _message(self, channel: bytes, message: bytes) -> None:
         handler = self._handlers.get(channel)
         if handler is None:
@@ -272,6 +348,12 @@ class RedisShard(Service):
         except Exception:
             log.failure("Redis message on {channel}", channel=channel)
 
+
+
+def _asking(protocol: Any, *args: Any) -> Deferred[Any]:
+    # Both written at once on one connection: ASKING holds for the next command only.
+    protocol.execute_command(b"ASKING").addErrback(lambda _: None)
+    return protocol.execute_command(*args)  # type: ignore[no-any-return]
 
 
 def _lostIsUnsubscribed(failure: Failure) -> Optional[Failure]:
