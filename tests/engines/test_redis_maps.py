@@ -22,9 +22,11 @@ from zope.interface.verify import verifyObject
 
 from httpstream.engines import UnrecoverablePosition
 from httpstream.engines.maps import IMapBroker, MapSettings
-from httpstream.engines.redis import RedisMapBroker, RedisUnavailable, ShardRing, consistentIndex
+from httpstream.engines.redis import RedisCluster, RedisMapBroker, RedisUnavailable, ShardRing, consistentIndex
 from httpstream.engines.redis.mapcodec import readMapMessage
 from httpstream.engines.redis.errors import RedisReplyError
+from httpstream.engines.redis.routing import keyName
+from httpstream.engines.redis.slots import keySlot
 from httpstream.values import Publication
 from tests.engines.test_engine_maps import (
     INITIAL,
@@ -34,6 +36,7 @@ from tests.engines.test_engine_maps import (
     MapBrokerContract,
     pagingProperty,
 )
+from tests.engines.redisclusterprocess import OwnCluster
 from tests.engines.test_engine_redis import OwnRedis, Recorder, newPrefix, sleep, startShard, waitFor
 
 _Gen = Generator[Any, Any, None]
@@ -111,6 +114,55 @@ class ShardedMapContractTests(MapBrokerContract, TestCase):
         yield self.put("a")
         self.assertEqual((yield self.shards[0].execute("KEYS", f"{self.shards[0].prefix}.*")), [])
         self.assertEqual(len((yield self.shards[1].execute("KEYS", f"{self.shards[1].prefix}.*"))), 4)
+
+
+class ClusterMapContractTests(MapBrokerContract, TestCase):
+    """The contract on a Redis Cluster of three masters (started once for these tests; a prefix of each test's)."""
+
+    timeout = 60
+    cluster: OwnCluster
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.cluster = OwnCluster(3)
+        try:
+            cls.cluster.start()
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.cluster.stop()
+
+    @inlineCallbacks
+    def makeBroker(self, clock: Clock) -> Generator[Any, Any, Any]:
+        self.prefix = newPrefix()
+        router = RedisCluster(reactor, [f"127.0.0.1:{self.cluster.ports[0]}"], prefix=self.prefix)
+        router.startService()
+        self.addCleanup(router.stopService)
+        ready = router.whenReady()
+        ready.addTimeout(15, reactor)
+        yield ready
+        return ScaledMapBroker(startBroker(self, router, clock))
+
+    def provider(self) -> IMapBroker:
+        return self.broker.broker  # type: ignore[attr-defined, no-any-return]
+
+    @inlineCallbacks
+    def advance(self, seconds: float) -> _Gen:
+        self.clock.advance(seconds)
+        yield sleep(seconds * SCALE)
+
+    @inlineCallbacks
+    def test_keysShareTheChannelsSlot(self) -> _Gen:
+        """Every key of the channel is hash-tagged, so on its slot's master (the scripts could not run else)."""
+        yield self.put("a", settings=MapSettings(keyTTL=10))
+        owner = self.cluster.ownerOf(keySlot(keyName(self.prefix, "map.meta", self.channel, True)))
+        assert owner is not None
+        keys = sorted(self.cluster.cli(owner, "KEYS", f"{self.prefix}.*").split())
+        self.assertEqual(keys, sorted(f"{self.prefix}.map.{kind}.{{{self.channel}}}"
+                                      for kind in ("expire", "keys", "meta", "state", "stream")))
 
 
 class RedisMapBrokerTests(TestCase):
