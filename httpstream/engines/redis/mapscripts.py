@@ -105,8 +105,10 @@ WRITE_SCRIPT = _PRELUDE + b"""
 -- ARGV 7-13: "s" (set) or "r" (remove), key, publication ("" for a removal: one with the key's tags), key mode,
 -- key TTL ms (0: none), stream size, stream TTL ms. Reply: {top, epoch, next deadline, suppress reason}.
 local op, key, payload, mode, keyTTL = ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-size, streamTTL = ARGV[12], ARGV[13]
-redis.call("hset", meta, "z", size, "t", streamTTL)
+if size ~= ARGV[12] or streamTTL ~= ARGV[13] then
+  size, streamTTL = ARGV[12], ARGV[13]
+  redis.call("hset", meta, "z", size, "t", streamTTL)
+end
 expire()
 local reason = ""
 if op == "s" then
