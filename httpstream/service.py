@@ -171,15 +171,15 @@ class HTTPStreamService(MultiService):
         if config.engine != "redis":
             return Node(config, reactor, clientFactory=ClientFactory(reactor))
         # Imported only here: txredisapi installs the global reactor when imported.
-        from httpstream.engines.redis import RedisBroker, RedisPresence, routerFromConfig
-
+        from httpstream.engines.redis import RedisBroker, RedisMapBroker, RedisPresence, routerFromConfig
         shard = routerFromConfig(reactor, config)
         shard.setServiceParent(self)  # type: ignore[no-untyped-call]
         self._shard = shard
+        mapBroker = RedisMapBroker(shard, reactor, metaTTL=config.global_history_meta_ttl)
+        mapBroker.setServiceParent(self)  # type: ignore[no-untyped-call]  # after the shard: its sweep stops first
         node = Node(
-            config, reactor,
-            broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl),
-            presence=RedisPresence(shard, ttl=config.global_presence_ttl),
+            config, reactor, broker=RedisBroker(shard, historyMetaTTL=config.global_history_meta_ttl),
+            presence=RedisPresence(shard, ttl=config.global_presence_ttl), mapBroker=mapBroker,
             clientFactory=ClientFactory(reactor),
         )
         # Added after the shard: started after it, stopped before it (its "leave" still goes out).

@@ -1,23 +1,35 @@
 """
-The memory map broker (L{httpstream.engines.memorymap.MemoryMapBroker}) keeps what L{IMapBroker} promises: state
-pages in key order, a change stream with offsets, 112 for positions it cannot serve, key TTLs with removals.
+The contract every map broker (L{IMapBroker}) keeps: state pages in key order, a change stream with offsets, 112
+for positions it cannot serve, key TTLs with removals; and that a snapshot read while writes go on, with the
+stream after its position, adds up to the state (a property, with hypothesis).
+
+L{MapBrokerContract} is written against the interface only, as L{tests.engines.test_engine_contract}'s suites: an
+engine runs it by mixing it into a trial C{TestCase} and saying how to make one (L{MapBrokerContract.makeBroker},
+and L{MapBrokerContract.advance} for time). Deliveries are awaited, never assumed synchronous; key deadlines follow
+the L{Clock} given to C{makeBroker} (both engines take their clock), stream TTLs may be real time. Here it runs on
+the memory broker; tests/engines/test_redis_maps.py runs it on Redis.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator, Union
 
+from hypothesis import given, settings as hsettings, strategies as st
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from httpstream.engines import UnrecoverablePosition
-from httpstream.engines.maps import MapSettings
+from httpstream.engines.maps import IMapBroker, MapSettings
 from httpstream.engines.memorymap import MemoryMapBroker
-from httpstream.engines.maps import IMapBroker
 from httpstream.values import Publication, StreamPosition
 
+_Gen = Generator[Any, Any, None]
+
 POSITIONED = MapSettings(positioned=True, streamSize=5, streamTTL=60)
+# What the paging property writes with: a stream long enough for every write of an example.
+LONG = MapSettings(positioned=True, streamSize=1000, streamTTL=600)
 
 
 def result(d: Any) -> Any:
@@ -26,115 +38,294 @@ def result(d: Any) -> Any:
     return out[0]
 
 
-class MemoryMapBrokerTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.broker = MemoryMapBroker(self.clock)
-        self.delivered: list[tuple[str, Publication, str]] = []
-        self.broker.setHandler(lambda channel, pub, epoch: self.delivered.append((channel, pub, epoch)))
-        self.broker.subscribe("m")
+class MapBrokerContract:
+    """The L{IMapBroker} contract. Mix into a trial C{TestCase}; define L{makeBroker} (and L{advance})."""
 
-    def put(self, key: str, data: bytes = b"1", settings: MapSettings = POSITIONED, **kw: Any) -> Any:
-        return result(self.broker.publish("m", key, Publication(data, tags=kw.pop("tags", None)), settings, **kw))
+    clock: Clock
+    broker: IMapBroker
+    #: The map channel the tests use (an engine with shards may pick one on a given shard).
+    channel = "m"
+
+    def makeBroker(self, clock: Clock) -> Union[IMapBroker, Deferred[IMapBroker]]:
+        raise NotImplementedError()
+
+    def provider(self) -> IMapBroker:
+        """The broker itself (L{broker} may wrap it)."""
+        return self.broker
+
+    def advance(self, seconds: float) -> Deferred[None]:
+        """Let C{seconds} pass for the engine (the clock's; a real-time engine also sleeps)."""
+        self.clock.advance(seconds)
+        return succeed(None)
+
+    @inlineCallbacks
+    def setUp(self) -> _Gen:
+        self.clock = Clock()
+        self.delivered: list[tuple[str, Publication, str]] = []
+        self._waiting: list[tuple[int, Deferred[None]]] = []
+        self.broker = yield maybeDeferred(self.makeBroker, self.clock)
+        self.broker.setHandler(self._handle)
+        yield self.broker.subscribe(self.channel)
+
+    def _handle(self, channel: str, publication: Publication, epoch: str) -> None:
+        self.delivered.append((channel, publication, epoch))
+        for waiting in list(self._waiting):
+            if len(self.delivered) >= waiting[0]:
+                self._waiting.remove(waiting)
+                waiting[1].callback(None)
+
+    def deliveries(self, count: int) -> Deferred[None]:
+        """Fires once C{count} writes have been delivered."""
+        if len(self.delivered) >= count:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append((count, d))
+        return d
+
+    def put(self, key: str, data: bytes = b"1", settings: MapSettings = POSITIONED, **kw: Any) -> Deferred[Any]:
+        return self.broker.publish(self.channel, key, Publication(data, tags=kw.pop("tags", None)), settings, **kw)
+
+    def state(self, settings: MapSettings = POSITIONED, **kw: Any) -> Deferred[Any]:
+        return self.broker.readState(self.channel, settings, **kw)
+
+    def stream(self, since: Any = None, limit: int = -1, settings: MapSettings = POSITIONED) -> Deferred[Any]:
+        return self.broker.readStream(self.channel, settings, since, limit)
 
     def test_provides(self) -> None:
-        self.assertTrue(verifyObject(IMapBroker, self.broker))
+        self.assertTrue(verifyObject(IMapBroker, self.provider()))  # type: ignore[attr-defined]
 
-    def test_pagesInKeyOrder(self) -> None:
+    @inlineCallbacks
+    def test_pagesInKeyOrder(self) -> _Gen:
         for key in ["c", "a", "e", "b", "d"]:
-            self.put(key)
-        first = result(self.broker.readState("m", POSITIONED, limit=2))
+            yield self.put(key)
+        first = yield self.state(limit=2)
         self.assertEqual([p.key for p in first.publications], ["a", "b"])
         self.assertEqual(first.cursor, "b")
         self.assertEqual(first.position.offset, 5)
-        second = result(self.broker.readState("m", POSITIONED, cursor=first.cursor, limit=2))
+        second = yield self.state(cursor=first.cursor, limit=2)
         self.assertEqual([p.key for p in second.publications], ["c", "d"])
-        last = result(self.broker.readState("m", POSITIONED, cursor=second.cursor, limit=2))
+        last = yield self.state(cursor=second.cursor, limit=2)
         self.assertEqual([p.key for p in last.publications], ["e"])
         self.assertEqual(last.cursor, "")
-        everything = result(self.broker.readState("m", POSITIONED))
+        everything = yield self.state()
         self.assertEqual([p.offset for p in everything.publications], [2, 4, 1, 5, 3])
+        self.assertEqual((yield self.state(limit=0)).publications, [])
 
-    def test_writesDeliveredWithOffsets(self) -> None:
-        self.put("a", b'"x"')
-        self.assertEqual(result(self.broker.remove("m", "a", POSITIONED)).position.offset, 2)
+    @inlineCallbacks
+    def test_keyOrderBeyondASCII(self) -> _Gen:
+        """Keys are ordered by code point (UTF-8 byte order), as Python sorts them."""
+        keys = ["é", "z", "Z", "ё", "a b", "😀", "a"]
+        for key in keys:
+            yield self.put(key)
+        page = yield self.state(limit=3)
+        rest = yield self.state(cursor=page.cursor)
+        self.assertEqual([p.key for p in page.publications + rest.publications], sorted(keys))
+
+    @inlineCallbacks
+    def test_publicationKept(self) -> _Gen:
+        """The state and the stream give back data, tags and key as written."""
+        yield self.broker.publish(self.channel, "k", Publication(b'{"x":"\xc3\xa9"}', tags={"t": "v"}), POSITIONED)
+        page = yield self.state()
+        self.assertEqual(page.publications, [Publication(b'{"x":"\xc3\xa9"}', 1, tags={"t": "v"}, key="k")])
+        self.assertEqual((yield self.stream()).publications, page.publications)
+
+    @inlineCallbacks
+    def test_writesDeliveredWithOffsets(self) -> _Gen:
+        yield self.put("a", b'"x"')
+        self.assertEqual((yield self.broker.remove(self.channel, "a", POSITIONED)).position.offset, 2)
+        yield self.deliveries(2)
         self.assertEqual([(p.key, p.offset, p.removed) for _, p, _ in self.delivered],
                          [("a", 1, False), ("a", 2, True)])
-        self.broker.unsubscribe("m")
-        self.put("b")
+        self.assertEqual({epoch for _, _, epoch in self.delivered}, {(yield self.state()).position.epoch})
+        yield self.broker.unsubscribe(self.channel)
+        yield self.put("b")
+        yield self.state()
         self.assertEqual(len(self.delivered), 2)
 
-    def test_removalCarriesTheKeysTags(self) -> None:
-        self.put("a", tags={"team": "eng"})
-        self.broker.remove("m", "a", POSITIONED)
-        self.assertEqual(dict(self.delivered[-1][1].tags), {"team": "eng"})
+    @inlineCallbacks
+    def test_removalCarriesTheKeysTags(self) -> _Gen:
+        yield self.put("a", tags={"team": "eng"})
+        yield self.broker.remove(self.channel, "a", POSITIONED)
+        yield self.put("b", tags={"team": "eng"})
+        yield self.broker.remove(self.channel, "b", POSITIONED, tags={"team": "sales"})
+        yield self.deliveries(4)
+        self.assertEqual(dict(self.delivered[1][1].tags), {"team": "eng"})
+        self.assertEqual(dict(self.delivered[3][1].tags), {"team": "sales"})
+        removals = [p for p in (yield self.stream()).publications if p.removed]
+        self.assertEqual([(p.key, dict(p.tags), p.data) for p in removals],
+                         [("a", {"team": "eng"}, b""), ("b", {"team": "sales"}, b"")])
 
-    def test_removeUnknownSuppressed(self) -> None:
-        update = result(self.broker.remove("m", "nope", POSITIONED))
+    @inlineCallbacks
+    def test_removeUnknownSuppressed(self) -> _Gen:
+        update = yield self.broker.remove(self.channel, "nope", POSITIONED)
         self.assertTrue(update.suppressed)
         self.assertEqual(update.suppressReason, "key_not_found")
 
-    def test_keyModes(self) -> None:
-        self.assertTrue(self.put("a", keyMode="if_exists").suppressed)
-        self.assertFalse(self.put("a", keyMode="if_new").suppressed)
-        again = self.put("a", keyMode="if_new")
+    @inlineCallbacks
+    def test_keyModes(self) -> _Gen:
+        self.assertTrue((yield self.put("a", keyMode="if_exists")).suppressed)
+        self.assertFalse((yield self.put("a", keyMode="if_new")).suppressed)
+        again = yield self.put("a", b"2", keyMode="if_new")
         self.assertEqual((again.suppressed, again.suppressReason), (True, "key_exists"))
         self.assertEqual(again.position.offset, 1)
+        self.assertEqual([p.data for p in (yield self.state()).publications], [b"1"])
+        self.assertFalse((yield self.put("a", b"3", keyMode="if_exists")).suppressed)
 
-    def test_streamSince(self) -> None:
+    @inlineCallbacks
+    def test_streamSince(self) -> _Gen:
         for key in "abc":
-            self.put(key)
-        top = result(self.broker.readStream("m", POSITIONED, limit=0)).position
-        stream = result(self.broker.readStream("m", POSITIONED, StreamPosition(1, top.epoch)))
+            yield self.put(key)
+        top = (yield self.stream(limit=0)).position
+        stream = yield self.stream(StreamPosition(1, top.epoch))
         self.assertEqual([p.key for p in stream.publications], ["b", "c"])
-        self.assertEqual(result(self.broker.readStream("m", POSITIONED, StreamPosition(1, top.epoch), 1))
-                         .publications[0].key, "b")
+        self.assertEqual((yield self.stream(StreamPosition(1, top.epoch), 1)).publications[0].key, "b")
+        self.assertEqual((yield self.stream(StreamPosition(3, top.epoch))).publications, [])
 
-    def test_trimmedStreamUnrecoverable(self) -> None:
+    @inlineCallbacks
+    def test_trimmedStreamUnrecoverable(self) -> _Gen:
         for i in range(8):
-            self.put(f"k{i}")
-        epoch = result(self.broker.readStream("m", POSITIONED, limit=0)).position.epoch
-        failure = result(self.broker.readStream("m", POSITIONED, StreamPosition(1, epoch)))
-        self.assertIsInstance(failure.value, UnrecoverablePosition)
+            yield self.put(f"k{i}")
+        epoch = (yield self.stream(limit=0)).position.epoch
+        failure = yield self.assertFailure(self.stream(StreamPosition(1, epoch)), UnrecoverablePosition)
+        self.assertEqual((failure.offset, failure.epoch), (8, epoch))
         # The oldest retained write is 4: from 3 on is fine.
-        self.assertEqual(len(result(self.broker.readStream("m", POSITIONED, StreamPosition(3, epoch))).publications), 5)
+        self.assertEqual(len((yield self.stream(StreamPosition(3, epoch))).publications), 5)
 
-    def test_otherEpochUnrecoverable(self) -> None:
-        self.put("a")
-        failure = result(self.broker.readStream("m", POSITIONED, StreamPosition(0, "nope")))
-        self.assertIsInstance(failure.value, UnrecoverablePosition)
-        failure = result(self.broker.readState("m", POSITIONED, revision=StreamPosition(1, "nope")))
-        self.assertIsInstance(failure.value, UnrecoverablePosition)
+    @inlineCallbacks
+    def test_pastTheTopUnrecoverable(self) -> _Gen:
+        yield self.put("a")
+        epoch = (yield self.stream(limit=0)).position.epoch
+        yield self.assertFailure(self.stream(StreamPosition(2, epoch)), UnrecoverablePosition)
 
-    def test_streamTTL(self) -> None:
-        self.put("a")
-        epoch = result(self.broker.readStream("m", POSITIONED, limit=0)).position.epoch
-        self.clock.advance(61)
-        failure = result(self.broker.readStream("m", POSITIONED, StreamPosition(0, epoch)))
-        self.assertIsInstance(failure.value, UnrecoverablePosition)
-        # At the top there is nothing to miss.
-        self.assertEqual(result(self.broker.readStream("m", POSITIONED, StreamPosition(1, epoch))).publications, [])
+    @inlineCallbacks
+    def test_otherEpochUnrecoverable(self) -> _Gen:
+        yield self.put("a")
+        yield self.assertFailure(self.stream(StreamPosition(0, "nope")), UnrecoverablePosition)
+        yield self.assertFailure(self.state(revision=StreamPosition(1, "nope")), UnrecoverablePosition)
+        epoch = (yield self.state()).position.epoch
+        self.assertEqual(len((yield self.state(revision=StreamPosition(1, epoch))).publications), 1)
 
-    def test_keyTTL(self) -> None:
+    @inlineCallbacks
+    def test_streamTTL(self) -> _Gen:
+        yield self.put("a")
+        epoch = (yield self.stream(limit=0)).position.epoch
+        yield self.advance(61)
+        yield self.assertFailure(self.stream(StreamPosition(0, epoch)), UnrecoverablePosition)
+        # At the top there is nothing to miss; the state stays.
+        self.assertEqual((yield self.stream(StreamPosition(1, epoch))).publications, [])
+        self.assertEqual(len((yield self.state()).publications), 1)
+
+    @inlineCallbacks
+    def test_keyTTL(self) -> _Gen:
         ttl = MapSettings(positioned=False, keyTTL=10)
-        self.put("a", settings=ttl)
-        self.clock.advance(5)
-        self.put("b", settings=ttl)
-        self.clock.advance(6)
-        self.assertEqual([p.key for p in result(self.broker.readState("m", ttl)).publications], ["b"])
+        yield self.put("a", settings=ttl)
+        yield self.advance(5)
+        yield self.put("b", settings=ttl)
+        yield self.advance(6)
+        yield self.deliveries(3)  # the removal reaches subscribers without anybody reading
         self.assertEqual((self.delivered[-1][1].key, self.delivered[-1][1].removed), ("a", True))
+        self.assertEqual([p.key for p in (yield self.state(ttl)).publications], ["b"])
         # A refresh by if_new moves the deadline on without a write.
-        self.put("b", settings=ttl, keyMode="if_new")
-        self.clock.advance(8)
-        self.assertEqual(result(self.broker.stats("m")), 1)
-        self.clock.advance(10)
-        self.assertEqual(result(self.broker.stats("m")), 0)
+        yield self.put("b", settings=ttl, keyMode="if_new")
+        yield self.advance(8)
+        self.assertEqual((yield self.broker.stats(self.channel)), 1)
+        yield self.advance(10)
+        yield self.deliveries(4)
+        self.assertEqual((yield self.broker.stats(self.channel)), 0)
+        self.assertEqual([(p.key, p.removed) for _, p, _ in self.delivered],
+                         [("a", False), ("b", False), ("a", True), ("b", True)])
+        self.assertEqual([(p.key, p.removed) for p in (yield self.stream(settings=ttl)).publications],
+                         [("a", False), ("b", False), ("a", True), ("b", True)])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_clearNewEpoch(self) -> None:
-        self.put("a")
-        before = result(self.broker.readStream("m", POSITIONED, limit=0)).position
-        self.broker.clear("m")
-        after = result(self.broker.readState("m", POSITIONED))
+    @inlineCallbacks
+    def test_keyTTLWithoutSubscribers(self) -> _Gen:
+        """Where no node subscribes, the next call still finds the expired key gone, its removal in the stream."""
+        yield self.broker.unsubscribe(self.channel)
+        ttl = MapSettings(positioned=True, keyTTL=10)
+        yield self.put("a", settings=ttl)
+        yield self.put("b")
+        yield self.advance(11)
+        self.assertEqual([p.key for p in (yield self.state(ttl)).publications], ["b"])
+        self.assertEqual([(p.key, p.removed) for p in (yield self.stream(settings=ttl)).publications],
+                         [("a", False), ("b", False), ("a", True)])
+
+    @inlineCallbacks
+    def test_clearNewEpoch(self) -> _Gen:
+        yield self.put("a")
+        before = (yield self.stream(limit=0)).position
+        yield self.broker.clear(self.channel)
+        after = yield self.state()
         self.assertEqual(after.publications, [])
+        self.assertEqual(after.position.offset, 0)
         self.assertNotEqual(after.position.epoch, before.epoch)
+        yield self.assertFailure(self.stream(before), UnrecoverablePosition)
+        self.assertEqual((yield self.broker.stats(self.channel)), 0)
+
+
+class MemoryMapContractTests(MapBrokerContract, TestCase):
+    def makeBroker(self, clock: Clock) -> IMapBroker:
+        return MemoryMapBroker(clock)
+
+
+# The paging property: a snapshot paged while writes go on, with the stream after its first page's position,
+# adds up to the state.
+
+KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"])
+# ("set", key, value), ("remove", key), or ("page",): read the next page of the snapshot.
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), KEYS, st.integers(0, 99)),
+        st.tuples(st.just("remove"), KEYS),
+        st.just(("page",)),
+    ),
+    max_size=40,
+)
+INITIAL = st.dictionaries(KEYS, st.integers(0, 99))
+PAGE_SIZES = st.integers(1, 4)
+
+
+@inlineCallbacks
+def pagingProperty(
+    broker: IMapBroker, channel: str, initial: dict[str, int], operations: list[Any], pageSize: int,
+) -> Generator[Any, Any, tuple[dict[str, bytes], dict[str, bytes]]]:
+    """
+    Write C{initial}, then page through the state C{pageSize} keys at a time, sending C{operations}' writes
+    meanwhile without waiting for them (a page read is sent while they are under way). Then read the stream after
+    the first page's position and replay it over the pages.
+
+    @return: C{(snapshot with the stream replayed, the state read at the end)}: equal when the broker is right.
+    """
+    for key, value in sorted(initial.items()):
+        yield broker.publish(channel, key, Publication(b"%d" % value), LONG)
+    first = yield broker.readState(channel, LONG, limit=pageSize)
+    snapshot = {p.key: p.data for p in first.publications}
+    cursor, position = first.cursor, first.position
+    pending: list[Deferred[Any]] = []
+    for operation in list(operations) + [("page",)] * 10:
+        if operation[0] == "set":
+            pending.append(broker.publish(channel, operation[1], Publication(b"%d" % operation[2]), LONG))
+        elif operation[0] == "remove":
+            pending.append(broker.remove(channel, operation[1], LONG))
+        elif cursor:
+            page = yield broker.readState(channel, LONG, cursor=cursor, limit=pageSize, revision=position)
+            snapshot.update((p.key, p.data) for p in page.publications)
+            cursor = page.cursor
+    for d in pending:
+        yield d
+    replay = yield broker.readStream(channel, LONG, since=position)
+    for publication in replay.publications:
+        if publication.removed:
+            snapshot.pop(publication.key, None)
+        else:
+            snapshot[publication.key] = publication.data
+    final = yield broker.readState(channel, LONG)
+    return snapshot, {p.key: p.data for p in final.publications}
+
+
+class MemoryPagingPropertyTests(SynchronousTestCase):
+    @given(INITIAL, OPERATIONS, PAGE_SIZES)
+    @hsettings(max_examples=200, deadline=None)
+    def test_snapshotPlusStreamIsTheState(self, initial: dict[str, int], operations: list[Any], size: int) -> None:
+        replayed, final = result(pagingProperty(MemoryMapBroker(Clock()), "m", initial, operations, size))
+        self.assertEqual(replayed, final)

@@ -19,6 +19,8 @@ Owns, one concept per module:
   - L{history}: L{RedisHistory}, the history streams (L{IHistory}) and the script that appends and publishes.
   - L{broker}: L{RedisBroker} (L{IBroker}), PUB/SUB per channel, publishing through the history script.
   - L{presence}: L{RedisPresence} (L{IPresenceManager}), entries that expire unless refreshed.
+  - L{mapscripts}, L{mapcodec}, L{maps}: L{RedisMapBroker} (L{httpstream.engines.maps.IMapBroker}), map channels:
+    their keys and scripts, the scripts' replies read back, and the broker with its key expiry sweep.
   - L{errors}: L{RedisUnavailable} and L{RedisReplyError}, both outages for the caller.
 
 May import: txredisapi, hiredis, Twisted, L{httpstream.engines} (the shared values and errors), L{httpstream.interfaces},
@@ -43,6 +45,7 @@ from httpstream.engines.redis.codec import (
 )
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.history import RedisHistory
+from httpstream.engines.redis.maps import RedisMapBroker
 from httpstream.engines.redis.presence import DEFAULT_PRESENCE_TTL, RedisPresence
 from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter
 from httpstream.engines.redis.sentinel import SentinelConfig, parseSentinels
@@ -59,6 +62,7 @@ __all__ = [
     "RedisBroker",
     "RedisCluster",
     "RedisHistory",
+    "RedisMapBroker",
     "RedisPresence",
     "RedisReplyError",
     "RedisShard",

@@ -39,8 +39,9 @@ __all__ = [
 
 _INFO_BYTES = ("conn_info", "chan_info")
 _INFO_STRINGS = ("user", "client")
-# The other Publication fields a stored one may carry, with their JSON types: checked, and but for delta left out
-# (a L{Publication} has no place for them; this engine never writes them).
+# The other Publication fields a stored one may carry, with their JSON types: checked; delta, key and removed (a map
+# channel's writes) are kept, the others left out (a L{Publication} has no place for them; this engine never writes
+# them).
 _PUBLICATION_SCALARS: dict[str, type] = {
     "time": int, "version": int, "score": int, "delta": bool, "removed": bool, "channel": str, "key": str, "epoch": str,
 }
@@ -114,6 +115,10 @@ def encodePublication(publication: Publication) -> bytes:
         packed["tags"] = dict(publication.tags)
     if publication.delta:
         packed["delta"] = True
+    if publication.key:
+        packed["key"] = publication.key
+    if publication.removed:
+        packed["removed"] = True
     return orjson.dumps(packed)
 
 
@@ -127,7 +132,7 @@ def decodePublication(data: bytes, offset: int = 0) -> Publication:
     stored = _json(data, "publication")
     if type(stored) is not dict or "data" not in stored:
         raise RedisReplyError("publication: not an object with data")
-    info, tags, delta = None, None, False
+    info, tags, delta, mapKey, removed = None, None, False, "", False
     for key, value in stored.items():
         if key == "prev_data":
             _readBytes(value, f"publication: {key}")
@@ -140,7 +145,11 @@ def decodePublication(data: bytes, offset: int = 0) -> Publication:
                 raise RedisReplyError(f"publication: {key} of the wrong type")
             if key == "delta":
                 delta = bool(value)
-    return Publication(_readBytes(stored["data"], "publication: data"), offset, info, tags, delta)
+            elif key == "key":
+                mapKey = str(value)
+            elif key == "removed":
+                removed = bool(value)
+    return Publication(_readBytes(stored["data"], "publication: data"), offset, info, tags, delta, mapKey, removed)
 
 
 def encodeInfo(info: ClientInfo) -> bytes:
