@@ -118,6 +118,12 @@ class IClient(Interface):
         the offset (a gap ends it with unsubscribe 2500); a delta one picks the delta or the full variant.
         """
 
+    def passPublication(frames: Any) -> None:
+        """
+        A publication of a channel this client is subscribed to that its subscription's tags filter excludes:
+        nothing is sent, but a positioned subscription moves its position past it (so the next one is no gap).
+        """
+
     def deliverJoinLeave(channel: str, frame: bytes) -> None:
         """Queue an encoded join or leave push of C{channel}, if this client's subscription asked for them."""
 

@@ -390,6 +390,9 @@ class Client:
     def deliverPublication(self, frames: Any) -> None:
         self.subs.deliverPublication(frames)
 
+    def passPublication(self, frames: Any) -> None:
+        self.subs.passPublication(frames)
+
     def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
         self.subs.deliverJoinLeave(channel, frame)
 

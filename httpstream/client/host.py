@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from httpstream.config import ChannelOptions, Config
 from httpstream.interfaces import IClient, IClientPolicy, IPresenceManager
+from httpstream.protocol.tagsfilter import TagsFilter
 from httpstream.values import ClientInfo, StreamPosition
 
 
@@ -44,7 +45,8 @@ class ClientHost(Protocol):
 
     def clientClosed(self, client: IClient) -> None: ...
 
-    def addSubscription(self, channel: str, client: IClient) -> Deferred[None]: ...
+    def addSubscription(self, channel: str, client: IClient,
+                        tagsFilter: Optional[TagsFilter] = None) -> Deferred[None]: ...
 
     def removeSubscription(self, channel: str, client: IClient) -> None: ...
 
