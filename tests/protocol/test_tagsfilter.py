@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from httpstream.protocol import JSON, PROTOBUF, DecodeError, client_pb2, encode_varint
+from httpstream.protocol.schema import json_connect_request
 from httpstream.protocol.tagsfilter import MAX_DEPTH, MAX_NODES, MAX_VALUES, FilterError, TagsFilter, parseFilter
 
 CMPS = ["eq", "neq", "in", "nin", "ex", "nex", "sw", "ew", "ct", "lt", "lte", "gt", "gte"]
@@ -269,22 +271,15 @@ class DecodingTests(SynchronousTestCase):
     """A filter tree as the codecs read it: nested too deep for the reader is a decode error, not a traceback."""
 
     def test_deepJSON(self) -> None:
-        from httpstream.protocol import JSON, DecodeError
-
         for depth in (300, 500):
             body = (b'{"id":1,"subscribe":{"channel":"a","tf":' + b'{"op":"not","nodes":[' * depth + b"{}"
                     + b"]}" * depth + b"}}")
             self.assertRaises(DecodeError, JSON.decode_commands, body)
             connect = b'{"subs":{"a":{"tf":' + b'{"op":"not","nodes":[' * depth + b"{}" + b"]}" * depth + b"}}}"
-            from httpstream.protocol.schema import json_connect_request
-
             self.assertRaises(DecodeError, json_connect_request, connect)
 
     def test_bothCodecs(self) -> None:
         """Both codecs give the same dict, which parseFilter reads."""
-        from httpstream.protocol import JSON, PROTOBUF, encode_varint
-        from httpstream.protocol import client_pb2
-
         tree = {"op": "and", "nodes": [{"key": "team", "cmp": "eq", "val": "eng"},
                                        {"key": "n", "cmp": "in", "vals": ["1", "2"]}]}
         fromJSON = JSON.decode_commands(b'{"id":1,"subscribe":{"channel":"a","tf":%s}}'
