@@ -113,6 +113,12 @@ class IClient(Interface):
         the offset (a gap ends it with unsubscribe 2500); a delta one picks the delta or the full variant.
         """
 
+    def passPublication(frames: Any) -> None:
+        """
+        A publication of a channel this client is subscribed to that its subscription's tags filter excludes:
+        nothing is sent, but a positioned subscription moves its position past it (so the next one is no gap).
+        """
+
     def deliverJoinLeave(channel: str, frame: bytes) -> None:
         """Queue an encoded join or leave push of C{channel}, if this client's subscription asked for them."""
 
@@ -128,35 +134,6 @@ class IClient(Interface):
         this client's positioned subscriptions among them with their streams now (unsubscribe 2500 when lost).
         Channels it is not subscribed to are ignored.
         """
-
-
-class IKeyedSubscriber(Interface):
-    """One subscription to a shared poll channel, as its node's L{ISharedPoll} delivers to it."""
-
-    def deliverKeyed(update: Any) -> None:
-        """A tracked key changed or went (a L{httpstream.node.sharedpoll.KeyedUpdate}): sent if newer than held."""
-
-    def stateLost() -> None:
-        """The channel's versions started over (the backend's epoch changed): the subscriber must subscribe again."""
-
-
-class ISharedPoll(Interface):
-    """A node's shared poll channels: who tracks which keys; one backend poll per key and interval for them all."""
-
-    def join(channel: str, options: Any, subscriber: IKeyedSubscriber) -> str:
-        """C{subscriber} subscribed (L{httpstream.config.sharedpoll.SharedPollOptions}): the epoch for its reply."""
-
-    def leave(channel: str, subscriber: IKeyedSubscriber, keys: Sequence[str]) -> None:
-        """C{subscriber} is gone, with the C{keys} it tracked."""
-
-    def track(channel: str, subscriber: IKeyedSubscriber, keys: Sequence[str]) -> None:
-        """C{subscriber} tracks C{keys} too; keys new to the node are polled soon, not at the next refresh."""
-
-    def untrack(channel: str, subscriber: IKeyedSubscriber, keys: Sequence[str]) -> None:
-        """C{subscriber} no longer tracks C{keys}; a key nobody tracks is no longer polled."""
-
-    def latest(channel: str, key: str) -> Optional[tuple[int, bytes]]:
-        """The version and data this node has of C{key} (None: none yet)."""
 
 
 class IClientPolicy(Interface):

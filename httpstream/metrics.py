@@ -97,6 +97,22 @@ class _Labelled(Collector):
             yield labelled
 
 
+class _TagsFilterCollector(Collector):
+    """C{httpstream_node_tags_filter_dropped_publications} by namespace, read from plain integers at scrape time."""
+
+    def __init__(self, dropped: dict[str, int]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_node_tags_filter_dropped_publications",
+            "Publications a subscriber's tags filter kept from it, by channel namespace.", labels=["channel_namespace"],
+        )
+        for namespace, count in sorted(self._dropped.items()):
+            dropped.add_metric([namespace], count)
+        yield dropped
+
+
 class Metrics:
     """The counters and histograms the node's parts update."""
 
@@ -149,6 +165,8 @@ class Metrics:
             f"{PREFIX}_api_command_duration_seconds", "Server API call latency by method.", ["method"], registry=r
         )
         r.register(_NodeCollector(node))
+        self._tagsFilterDropped: dict[str, int] = {}
+        r.register(_TagsFilterCollector(self._tagsFilterDropped))
 
     def child(self, metric: Any, *values: str) -> Any:
         """
@@ -175,6 +193,10 @@ class Metrics:
         """
         self._exposed = CollectorRegistry()
         self._exposed.register(_Labelled(self.registry, labels))
+
+    def tagsFilterDropped(self, namespace: str, count: int) -> None:
+        """C{count} subscribers of a channel in C{namespace} did not get a publication: their filters excluded it."""
+        self._tagsFilterDropped[namespace] = self._tagsFilterDropped.get(namespace, 0) + count
 
     def exposition(self) -> bytes:
         """The text format a Prometheus scrape reads."""

@@ -25,22 +25,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.client.commands import COMMANDS, ChannelCommands
-from httpstream.client.mapflow import MapFlows
 from httpstream.client.expiry import Expiry
 from httpstream.client.heartbeat import Heartbeat
 from httpstream.client.host import ClientHost
 from httpstream.client.inbound import BAD_FRAME, MAX_PENDING_FRAMES, CommandQueue, Result
+from httpstream.client.mapflow import MapFlows
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
 from httpstream.client.sweep import Sweep
 from httpstream.client.writer import Flusher, Writer
-from httpstream.decisions import (
-    ConnectDecision,
-    ConnectRequest,
-    Connection,
-    GrantedSubscription,
-    Refused,
-)
+from httpstream.decisions import ConnectDecision, ConnectRequest, Connection, GrantedSubscription, Refused
 from httpstream.interfaces import IClient, IClientPolicy, ITransport
 from httpstream.logs import Logger
 from httpstream.protocol import EncodeError, codecFor, codes
@@ -392,6 +386,9 @@ class Client:
 
     def deliverPublication(self, frames: Any) -> None:
         self.subs.deliverPublication(frames)
+
+    def passPublication(self, frames: Any) -> None:
+        self.subs.passPublication(frames)
 
     def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
         self.subs.deliverJoinLeave(channel, frame)

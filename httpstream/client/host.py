@@ -12,7 +12,9 @@ from typing import Any, Optional, Protocol
 from twisted.internet.defer import Deferred
 
 from httpstream.config import ChannelOptions, Config
-from httpstream.interfaces import IClient, IClientPolicy, IPresenceManager, ISharedPoll
+from httpstream.interfaces import IClient, IClientPolicy, IPresenceManager
+from httpstream.node.sharedpollseam import ISharedPoll
+from httpstream.protocol.tagsfilter import TagsFilter
 from httpstream.values import ClientInfo, StreamPosition
 
 
@@ -50,7 +52,8 @@ class ClientHost(Protocol):
     @property
     def maps(self) -> Any: ...
 
-    def addSubscription(self, channel: str, client: IClient, mapChannel: bool = False) -> Deferred[None]: ...
+    def addSubscription(self, channel: str, client: IClient, mapChannel: bool = False,
+                        tagsFilter: Optional[TagsFilter] = None) -> Deferred[None]: ...
 
     def removeSubscription(self, channel: str, client: IClient) -> None: ...
 

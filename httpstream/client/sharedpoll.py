@@ -27,7 +27,8 @@ from zope.interface import implementer
 from httpstream.client.host import ClientHost
 from httpstream.config.sharedpoll import SharedPollOptions
 from httpstream.decisions import Connection, Refused, TrackBatch
-from httpstream.interfaces import IClientPolicy, IKeyedSubscriber
+from httpstream.interfaces import IClientPolicy
+from httpstream.node.sharedpollseam import IKeyedSubscriber
 from httpstream.protocol import codes
 from httpstream.protocol.codes import UNSUBSCRIBE_INSUFFICIENT_STATE
 

@@ -4,7 +4,7 @@ One client's subscription to one channel.
 
 A subscription remembers what Centrifugo's client keeps per channel: whether it is positioned (the client follows
 the stream's offsets, so a gap ends it with unsubscribe 2500), whether it negotiated Fossil deltas (and which
-publication its deltas are based on), whether it wants join/leave pushes, and when its subscription token expires.
+publication its deltas are based on), whether it wants join/leave pushes, when its subscription token expires, and the tags filter it sent.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from httpstream.config import ChannelOptions
+from httpstream.protocol.tagsfilter import TagsFilter
 
 
 @dataclass(slots=True)
@@ -52,3 +53,5 @@ class Subscription:
     # presence timer). Map presence entries (clients: removed and refreshed; users: refreshed, gone by their TTL)
     # and map.remove_client_on_unsubscribe's own key (removed only).
     mapKeys: tuple[tuple[str, str, bool, bool], ...] = ()
+    # The publication tags filter the client sent (None: every publication reaches it).
+    tagsFilter: Optional[TagsFilter] = None

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
 from httpstream.client.sharedpoll import SharedPollSubscription, Tracker
+from httpstream.client.subfilter import requestedFilter
 from httpstream.client.subscription import Subscription
 from httpstream.config import Config
 from httpstream.config.sharedpoll import isSharedPoll, subscriptionTypeAllowed
@@ -36,6 +37,15 @@ from httpstream.protocol.codes import (
 
 # The Subscribe push carries these SubscribeResult fields (client.proto Subscribe).
 _SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned", "data")
+
+
+class _Passed:
+    """A publication its tags filter excluded, waiting with the others for the subscribe reply."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: Any) -> None:
+        self.frames = frames
 
 
 class Holder(Protocol):
@@ -128,10 +138,15 @@ class Subscriptions(Mapping[str, Subscription]):
             ask = SubscribeRequest(channel, options, granted=granted)
         # Only the client's own subscribe may ask: a server-side one has no application to reload its state.
         reject = granted is None and bool(int(request.get("flag", 0)) & SUBSCRIBE_FLAG_REJECT_UNRECOVERED)
-        d = policy.subscribing(client.connection(), ask).addCallback(
-            lambda decision: self._join(Subscription(channel, options, serverSide=ask.serverSide), decision, request,
-                                        reject)
-        )
+
+        def allowed(decision: SubscribeDecision) -> Deferred[dict[str, Any]]:
+            sub = Subscription(channel, options, serverSide=ask.serverSide)
+            if granted is None:
+                # Checked once the subscription is allowed, as upstream (a refused one gets 103, not 107).
+                sub.tagsFilter = requestedFilter(request, options, client.clientID, channel)
+            return self._join(sub, decision, request, reject)
+
+        d = policy.subscribing(client.connection(), ask).addCallback(allowed)
 
         def failed(failure: Failure) -> Failure:
             self._settled(channel)
@@ -197,7 +212,7 @@ class Subscriptions(Mapping[str, Subscription]):
                 self.drop(channel)
             return failure
 
-        d = node.addSubscription(channel, self._member).addCallback(stillWanted)
+        d = node.addSubscription(channel, self._member, tagsFilter=sub.tagsFilter).addCallback(stillWanted)
         if sub.presence:
             d.addCallback(lambda _: node.presence.add(channel, client.clientID, client.clientInfo(sub)))
             d.addCallback(stillWanted)
@@ -259,7 +274,10 @@ class Subscriptions(Mapping[str, Subscription]):
         sub.subscribing = False
         buffered, sub.buffered = sub.buffered, None
         for frames in buffered or ():
-            self.deliverPublication(frames)
+            if isinstance(frames, _Passed):
+                self.passPublication(frames.frames)
+            else:
+                self.deliverPublication(frames)
         if sub.joinLeave and self._subs.get(channel) is sub and not client.closed:
             # After the reply, so the subscriber may receive its own join.
             client.node.joinLeave(channel, client.clientInfo(sub), True)
@@ -364,8 +382,7 @@ class Subscriptions(Mapping[str, Subscription]):
 
     def deliverPublication(self, frames: Any) -> None:
         client = self._client
-        channel = frames.channel
-        sub = self._subs.get(channel)
+        sub = self._subs.get(frames.channel)
         if sub is None or client.closed:
             return
         if sub.subscribing:
@@ -374,16 +391,8 @@ class Subscriptions(Mapping[str, Subscription]):
             sub.buffered.append(frames)
             return
         offset = frames.publication.offset
-        if sub.positioned and offset:
-            if frames.epoch and sub.epoch and frames.epoch != sub.epoch:
-                self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
-                return
-            if offset <= sub.offset:
-                return  # already sent (recovery overlapping live publications)
-            if offset != sub.offset + 1:
-                self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
-                return
-            sub.offset = offset
+        if sub.positioned and offset and not self._advance(sub, frames):
+            return
         variant = "plain"
         if sub.delta:
             base = frames.deltaBaseOffset()
@@ -394,6 +403,36 @@ class Subscriptions(Mapping[str, Subscription]):
             client.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
         client.queue(frame)
+
+    def passPublication(self, frames: Any) -> None:
+        """A publication its tags filter excludes: not sent, but a positioned subscription's position moves on."""
+        sub = self._subs.get(frames.channel)
+        if sub is None or self._client.closed:
+            return
+        if sub.subscribing:
+            if sub.buffered is None:
+                sub.buffered = []
+            sub.buffered.append(_Passed(frames))
+            return
+        if sub.positioned and frames.publication.offset:
+            self._advance(sub, frames)
+
+    def _advance(self, sub: Subscription, frames: Any) -> bool:
+        """
+        Move a positioned subscription to the publication's offset. @return: False when the publication is not the
+        next one (already sent: skip it; a gap or another epoch: the subscription is ended with 2500).
+        """
+        offset = frames.publication.offset
+        if frames.epoch and sub.epoch and frames.epoch != sub.epoch:
+            self.serverUnsubscribe(sub.channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
+            return False
+        if offset <= sub.offset:
+            return False  # already sent (recovery overlapping live publications)
+        if offset != sub.offset + 1:
+            self.serverUnsubscribe(sub.channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
+            return False
+        sub.offset = offset
+        return True
 
     def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
         sub = self._subs.get(channel)

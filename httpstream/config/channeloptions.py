@@ -83,6 +83,9 @@ class ChannelOptions(MapChannelOptions):
     allowed_delta_types: tuple[str, ...] = setting((), check=_check_delta_types)
     delta_publish: bool = setting(False)
 
+    "Publication tags filters: a subscriber may send one (SubscribeRequest.tf) to get only the matching publications."
+    allow_tags_filter: bool = setting(False)
+
     "Permissions of client connections (client_insecure allows everything)."
     allow_subscribe_for_client: bool = setting(False)
     allow_subscribe_for_anonymous: bool = setting(False)

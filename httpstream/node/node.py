@@ -38,6 +38,7 @@ from httpstream.logs import Logger
 from httpstream.metrics import Metrics
 from httpstream.origin import compile_origin_pattern
 from httpstream.protocol import EncodeError, codecFor
+from httpstream.protocol.tagsfilter import TagsFilter
 from httpstream.node.connlimit import ConnLimit
 from httpstream.node.frames import PublicationFrames
 from httpstream.node.maps import NodeMaps
@@ -227,14 +228,15 @@ class Node:
         if client.sessionID:
             self.registry.remove(client.sessionID)
 
-    def addSubscription(self, channel: str, client: IClient, mapChannel: bool = False) -> Deferred[None]:
+    def addSubscription(self, channel: str, client: IClient, mapChannel: bool = False,
+                        tagsFilter: Optional[TagsFilter] = None) -> Deferred[None]:
         """
-        Add a local subscriber; the first one subscribes the channel in the broker (the map broker for a
-        C{mapChannel}). Until the broker has, later
-        subscribers wait for the same outcome: told "subscribed" earlier, they could miss publications, or stay
-        subscribed to a channel the broker failed to join.
+        Add a local subscriber (with the tags filter its subscription sent, if any); the first one subscribes the
+        channel in the broker (the map broker for a C{mapChannel}). Until the broker has, later subscribers wait for
+        the same outcome: told "subscribed" earlier, they could miss publications, or stay subscribed to a channel
+        the broker failed to join.
         """
-        if self.hub.add(channel, client):
+        if self.hub.add(channel, client, tagsFilter):
             waiters: list[Deferred[None]] = []
             self._subscribing[channel] = waiters
 
@@ -316,8 +318,9 @@ class Node:
                 self._deltaAllowed[channel] = deltaAllowed
         previous = self._latest.get(channel) if deltaAllowed else None
         frames = PublicationFrames(channel, publication, previous, epoch)
-        for client in self.hub.subscribers(channel):
-            client.deliverPublication(frames)
+        dropped = self.hub.deliverPublication(channel, frames)
+        if dropped:
+            self.metrics.tagsFilterDropped(self.rules.namespaceName(channel), dropped)
         if deltaAllowed:
             self._latest[channel] = publication
         else:

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.config.sharedpoll import SharedPollOptions
-from httpstream.interfaces import IKeyedSubscriber, ISharedPoll
+from httpstream.node.sharedpollseam import IKeyedSubscriber, ISharedPoll
 from httpstream.logs import Logger
 from httpstream.policy.proxy.sharedpoll import PollItem, PollResult
 from httpstream.protocol import EncodeError, codecFor

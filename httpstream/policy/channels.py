@@ -74,6 +74,10 @@ class ChannelRules:
             return namespace, rest
         return "", channel
 
+    def namespaceName(self, channel: str) -> str:
+        """The name of C{channel}'s namespace ("" for none), as metrics label it."""
+        return self._split(channel)[0]
+
     def namespaceOptions(self, channel: str) -> ChannelOptions:
         """
         Look up the options of C{channel}'s namespace without checking the rest of the name: for the server API and

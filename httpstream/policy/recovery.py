@@ -10,6 +10,8 @@ from its offset to the top in the same epoch (C{recovered: true}, and the result
 SDK advances it while applying them); otherwise none, with the top's position (the application reloads its state).
 A client that asks to be refused rather than told C{recovered: false} (the reject unrecovered subscribe flag, set by
 the SDK's C{getState} option) gets error 112 instead, in stream recovery mode (upstream's cache mode ignores the flag).
+A subscription with a publication tags filter recovers only the publications its filter lets through (the others
+still count for telling a complete recovery from a gap), and in cache mode the latest one that passes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from httpstream.decisions import Refused
 from httpstream.engines import HistoryError
 from httpstream.protocol.codes import ERROR_UNRECOVERABLE_POSITION
 from httpstream.protocol.delta import publicationDelta
+from httpstream.protocol.tagsfilter import TagsFilter
 from httpstream.values import HistoryResult, Publication, StreamPosition
 
 if TYPE_CHECKING:
@@ -58,6 +61,7 @@ class Subscription(Protocol):
     deltaBase: int
     positionCheckAt: float
     positionCheckFailures: int
+    tagsFilter: Optional[TagsFilter]
 
 
 def _asJSONString(data: bytes) -> bytes:
@@ -95,9 +99,10 @@ def position(broker: IBroker, config: Config, sub: Subscription, recover: Option
     limit = config.client_recovery_max_publication_limit
     cache = sub.options.force_recovery_mode == "cache"
     result["was_recovering"] = True
+    tagsFilter = sub.tagsFilter
     if cache:
-        # Only the latest publication counts: read it newest first.
-        d = broker.history(sub.channel, None, 1, True, metaTTL)
+        # Only the latest publication counts (the latest its tags filter lets through): read newest first.
+        d = broker.history(sub.channel, None, 1 if tagsFilter is None else (limit or -1), True, metaTTL)
     else:
         # One more than the limit: more missed publications than that cannot be recovered.
         d = broker.history(sub.channel, StreamPosition(clientOffset, ""), limit + 1 if limit else -1, False, metaTTL)
@@ -108,6 +113,8 @@ def position(broker: IBroker, config: Config, sub: Subscription, recover: Option
         if cache:
             ok = sameEpoch and (history.offset == clientOffset
                                 or bool(publications and publications[0].offset == history.offset))
+            if tagsFilter is not None:
+                publications = [p for p in publications if tagsFilter.matches(p.tags)][:1]
             publications = [p for p in publications if p.offset > clientOffset]
         else:
             contiguous = all(p.offset == clientOffset + i + 1 for i, p in enumerate(publications))
@@ -120,6 +127,9 @@ def position(broker: IBroker, config: Config, sub: Subscription, recover: Option
             return result
         result["recovered"] = True
         result["offset"] = clientOffset
+        if tagsFilter is not None and not cache:
+            # Told apart from lost ones above, the publications the filter excludes are now left out.
+            publications = [p for p in publications if tagsFilter.matches(p.tags)]
         if publications:
             result["publications"] = [p.asDict() for p in recoveredPublications(publications, sub.delta, protocol)]
             # The client's delta base is now the last recovered publication: deltas may follow at once.

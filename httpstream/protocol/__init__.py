@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.protocol.test_protocol_codec -*-
 """
-Client protocol v2 on the wire: the schema, the JSON and Protobuf codecs, and
-varint framing.
+Client protocol v2 on the wire: the schema, the JSON and Protobuf codecs,
+varint framing, and publication tags filters (L{httpstream.protocol.tagsfilter}).
 
 Everything above this package handles commands and replies as plain dicts (see
 L{httpstream.protocol.codec}); pick a codec with C{JSON} or C{PROTOBUF}. The Command schema the JSON reader

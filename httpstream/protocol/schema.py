@@ -242,6 +242,9 @@ def json_command(line: bytes) -> dict[str, Any]:
         return _json_message(obj, _COMMAND_SCHEMA)
     except _BadField as e:
         raise DecodeError(f"{'.'.join(reversed(e.path))}: {e.message}") from None
+    except RecursionError:
+        # FilterNode nests: orjson reads 512 levels, deeper than this recursive reader can go.
+        raise DecodeError("command nested too deep") from None
 
 
 def json_connect_request(data: bytes) -> dict[str, Any]:
@@ -261,6 +264,8 @@ def json_connect_request(data: bytes) -> dict[str, Any]:
         return _json_message(obj, _CONNECT_SCHEMA)
     except _BadField as e:
         raise DecodeError(f"{'.'.join(reversed(e.path)) or 'connect request'}: {e.message}") from None
+    except RecursionError:
+        raise DecodeError("connect request nested too deep") from None
 
 
 def json_reply(message: bytes) -> dict[str, Any]:

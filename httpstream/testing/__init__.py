@@ -191,6 +191,7 @@ class FakeClient:
     @ivar data: every frame passed to L{handleData}.
     @ivar connects: every request passed to L{connect}.
     @ivar delivered: every C{(frame, size)} queued by L{deliverPublication} and L{deliverJoinLeave}.
+    @ivar passed: the frames of every publication its tags filter excluded (L{passPublication}).
     @ivar disconnects: every C{(code, reason)} passed to L{disconnect}.
     @ivar positionChecks: the channels of every L{checkPositions} call.
     """
@@ -210,6 +211,7 @@ class FakeClient:
         self.closed = False
         self.data: list[bytes] = []
         self.delivered: list[tuple[bytes, int]] = []
+        self.passed: list[Any] = []
         self.disconnects: list[tuple[int, str]] = []
         self.positionChecks: list[list[str]] = []
 
@@ -224,6 +226,9 @@ class FakeClient:
     def deliverPublication(self, frames: Any) -> None:
         frame = frames.frame(self.protocol, "plain", self.unidirectional)
         self.delivered.append((frame, len(frame)))
+
+    def passPublication(self, frames: Any) -> None:
+        self.passed.append(frames)
 
     def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
         self.delivered.append((frame, len(frame)))

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from httpstream.interfaces import IKeyedSubscriber
+from httpstream.node.sharedpollseam import IKeyedSubscriber
 from httpstream.policy.proxy.sharedpoll import PollFailed, PolledItem, PollItem, PollResult
 
 __all__ = ["FakeKeyedSubscriber", "FakePollBackend"]

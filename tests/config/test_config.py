@@ -134,6 +134,7 @@ class DefaultsTests(SynchronousTestCase):
             "force_recovery_mode": "stream",
             "allowed_delta_types": (),
             "delta_publish": False,
+            "allow_tags_filter": False,
             "allow_presence_for_client": False,
             "allow_presence_for_subscriber": False,
             "allow_presence_for_anonymous": False,
@@ -627,7 +628,7 @@ class ChannelOptionTests(SynchronousTestCase):
             {
                 "presence", "join_leave", "force_push_join_leave", "history_size", "history_ttl", "history_meta_ttl",
                 "force_positioning", "allow_positioning", "force_recovery", "allow_recovery", "force_recovery_mode",
-                "allowed_delta_types", "delta_publish", "allow_subscribe_for_client", "allow_subscribe_for_anonymous",
+                "allowed_delta_types", "delta_publish", "allow_tags_filter", "allow_subscribe_for_client", "allow_subscribe_for_anonymous",
                 "allow_publish_for_client", "allow_publish_for_subscriber", "allow_publish_for_anonymous",
                 "allow_presence_for_client", "allow_presence_for_subscriber", "allow_presence_for_anonymous",
                 "allow_history_for_client", "allow_history_for_subscriber", "allow_history_for_anonymous",
