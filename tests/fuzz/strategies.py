@@ -171,13 +171,19 @@ _REQUIRED = {
     "RefreshRequest": ("token",),
 }
 _messages: dict[tuple[str, str], st.SearchStrategy[dict[str, Any]]] = {}
+_building: set[tuple[str, str]] = set()
 
 
 def message(descriptor: Descriptor, protocol: str) -> st.SearchStrategy[dict[str, Any]]:
     """A valid message of C{descriptor} as the codec's dict: any subset of its fields, each well typed."""
     key = (descriptor.full_name, protocol)
+    if key in _building:
+        # A message that holds itself (FilterNode.nodes): drawn lazily, so the strategy is finite.
+        return st.deferred(lambda: _messages[key])
     if key not in _messages:
+        _building.add(key)
         fields = {fd.name: _field(fd, protocol) for fd in descriptor.fields}
+        _building.discard(key)
         # What a command cannot do without is always there (an almost valid command may lack it).
         required = {name: fields.pop(name) for name in _REQUIRED.get(descriptor.name, ())}
         _messages[key] = st.fixed_dictionaries(required, optional=fields)
