@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from httpstream.transports.direct import direct
 
-__all__ = ["takeOver", "StreamProtocol", "LAST_CHUNK"]
+__all__ = ["takeOver", "untie", "StreamProtocol", "LAST_CHUNK"]
 
 # The zero-length chunk that ends a chunked body (no trailers).
 LAST_CHUNK = b"0\r\n\r\n"
@@ -54,10 +54,19 @@ def takeOver(request: server.Request) -> Optional[Connection]:
         return None
     # The channel registered itself as the connection's producer when it was made; the writer takes its place.
     transport.unregisterProducer()
-    # The request and its channel refer to each other: untied, both go as soon as nothing else holds them, not at
-    # the garbage collector's next look at an older generation (most were promoted while the request was read).
-    request.channel = None  # type: ignore[assignment]  # twisted.web's own Request.connectionLost does the same
+    untie(request)
     return cast(Connection, transport)
+
+
+def untie(request: server.Request) -> None:
+    """
+    Part C{request} from its channel, once another protocol has its connection (a stream here, or a WebSocket).
+
+    The request and its channel refer to each other: untied, both go as soon as nothing else holds them, instead
+    of at the garbage collector's next look at an older generation, where most of them were by then (promoted
+    while the request was read) and where they would wait, some 4 KiB each, through thousands of connections.
+    """
+    request.channel = None  # type: ignore[assignment]  # twisted.web's own Request.connectionLost does the same
 
 
 @implementer(IProtocol)

@@ -266,3 +266,18 @@ def test_sseTakesOverToo(server: MemoryServer) -> None:
         assert isinstance(peer.transport.protocol, StreamProtocol)
     finally:
         peer.close()
+
+
+def test_websocketUpgradeLetsTheChannelGo(server: MemoryServer) -> None:
+    """Autobahn takes a WebSocket's connection; its channel is freed at once (untie), not by a later collection."""
+    peer = Peer(server)
+    try:
+        channel = weakref.ref(peer.channel)
+        peer.send(b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert peer.read(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        assert type(peer.transport.protocol).__name__ == "CentrifugeWebSocketProtocol"
+        del peer.channel
+        assert channel() is None
+    finally:
+        peer.close()
