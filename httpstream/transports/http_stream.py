@@ -7,8 +7,10 @@ The request body holds the first commands (the SDK sends its connect); everythin
 ``/emulation``. Each batch the client's writer hands over becomes exactly one HTTP chunk, because the JS SDK
 parses chunk by chunk.
 
-Once the response's head is out, a chunk (its size line, data and CRLF) is one write, and it goes straight to the
-socket when nothing waits before it (L{httpstream.transports.direct}). A message alone in its batch (nearly every
+Once the response's head is out, the stream takes its TCP connection over from twisted.web, whose channel and
+request are then freed (L{httpstream.transports.handoff}; not over TLS nor HTTP/1.0, which stay twisted.web's). A
+chunk (its size line, data and CRLF) is one write, and it goes straight to the socket when nothing waits before it
+(L{httpstream.transports.direct}). A message alone in its batch (nearly every
 publication) is framed into its chunk once for all the streams that write it (L{httpstream.transports.framecache}).
 """
 
