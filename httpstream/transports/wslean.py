@@ -102,21 +102,6 @@ class FromFactory:
         return getattr(instance.factory, self._name)
 
 
-class _Unqueued:
-    """
-    The send queue of a connection that has queued nothing: empty, as autobahn's C{len()} checks find it. A write
-    that needs the queue makes the connection its own (L{sendQueue}) first.
-    """
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return 0
-
-    def __bool__(self) -> bool:
-        return False
-
-
 def install(protocol: type[WebSocketServerProtocol]) -> None:
     """Give C{protocol} (a subclass of autobahn's server protocol) the class attributes the compaction relies on."""
     for name in WebSocketServerProtocol.CONFIG_ATTRS:
@@ -125,7 +110,8 @@ def install(protocol: type[WebSocketServerProtocol]) -> None:
         setattr(protocol, name, value)
     for name in HANDSHAKE_ONLY:
         setattr(protocol, name, None)
-    setattr(protocol, QUEUE, _Unqueued())
+    # Empty, as autobahn's len() checks find it; a write that needs the queue makes its own first (sendQueue).
+    setattr(protocol, QUEUE, ())
 
 
 def sendQueue(connection: Any) -> Any:
