@@ -7,8 +7,10 @@ The request body holds the first commands (the SDK sends its connect); everythin
 ``/emulation``. Each batch the client's writer hands over becomes exactly one HTTP chunk, because the JS SDK
 parses chunk by chunk.
 
-Once the response's head is out, a chunk (its size line, data and CRLF) is one write, and it goes straight to the
-socket when nothing waits before it (L{httpstream.transports.direct}). A message alone in its batch (nearly every
+Once the response's head is out, the stream takes its TCP connection over from twisted.web, whose channel and
+request are then freed (L{httpstream.transports.handoff}; not over TLS nor HTTP/1.0, which stay twisted.web's). A
+chunk (its size line, data and CRLF) is one write, and it goes straight to the socket when nothing waits before it
+(L{httpstream.transports.direct}). A message alone in its batch (nearly every
 publication) is framed into its chunk once for all the streams that write it (L{httpstream.transports.framecache}).
 """
 
@@ -28,6 +30,7 @@ from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
 from httpstream.transports.direct import direct, unsent, writeNow
 from httpstream.transports.framecache import FrameCache
+from httpstream.transports.handoff import LAST_CHUNK, StreamProtocol, takeOver
 
 if TYPE_CHECKING:
     from httpstream.node.node import Node
@@ -51,13 +54,19 @@ class HTTPStreamTransport:
     unidirectional = False
 
     def __init__(self, request: server.Request, protobuf: bool) -> None:
-        self._request = request
+        # None once the stream has its connection to itself (L{takeOver}).
+        self._request: Optional[server.Request] = request
         self.requestHeaders = request.requestHeaders
         self.protocol = "protobuf" if protobuf else "json"
         self._producer: Any = None
         # The connection's transport once the response's head is out in chunks: what every later write goes to.
         self._out: Any = None
         self.finished = False
+
+    def takeOver(self, connection: Any) -> None:
+        """The stream's head is out and its connection is its own (L{takeOver}): the request is let go."""
+        self._request = None
+        self._out = connection
 
     def frame(self, messages: Sequence[bytes]) -> bytes:
         """One batch as the bytes of one chunk."""
@@ -76,6 +85,7 @@ class HTTPStreamTransport:
         out = self._out
         if out is None:
             request = self._request
+            assert request is not None  # None only once _out is set
             channel = request.channel
             if not request.startedWriting or not request.chunked or channel is None:
                 # The first write sends the response's head; HTTP/1.0 gets no chunks: twisted.web's way for those.
@@ -88,13 +98,20 @@ class HTTPStreamTransport:
 
     def registerProducer(self, producer: IPushProducer) -> None:
         self._producer = producer
-        self._request.registerProducer(producer, True)
+        if self._request is None:
+            # The connection's own producer: TCP pauses it while the socket is busy (what the channel passed on).
+            self._out.registerProducer(producer, True)
+        else:
+            self._request.registerProducer(producer, True)
 
     def close(self, code: int, reason: str) -> None:
         if self.finished:
             return
         self.finished = True
         request = self._request
+        if request is None:
+            self._end(self._out)
+            return
         if self._producer is not None:
             request.unregisterProducer()
         if getattr(request, "_disconnected", False):
@@ -104,6 +121,19 @@ class HTTPStreamTransport:
         if stuck is not None:
             stuck.abortConnection()
 
+    def _end(self, connection: Any) -> None:
+        """End a taken-over stream: its last chunk, then the connection closes (no channel is left to reuse it)."""
+        stuck = self._stuck()
+        if self._producer is not None:
+            connection.unregisterProducer()
+        if not connection.connected or connection.disconnecting:
+            return
+        if stuck is not None:
+            connection.abortConnection()
+            return
+        writeNow(connection, LAST_CHUNK)
+        connection.loseConnection()
+
     def _stuck(self) -> Any:
         """
         The connection's transport when its peer has stopped reading (it will not read the end either, so its
@@ -112,7 +142,8 @@ class HTTPStreamTransport:
         producer = self._producer
         if not getattr(producer, "paused", False):
             return None
-        transport: Any = self._request.channel.transport
+        request = self._request
+        transport: Any = self._out if request is None else request.channel.transport
         if direct(transport) and not getattr(producer, "overflowed", False) and unsent(transport) <= STUCK:
             # Paused as its socket was busy for a moment (a direct write pauses at once), not past the queue limit
             # (3008) nor past what Twisted's buffer would hold: a peer that reads gets the end.
@@ -123,10 +154,12 @@ class HTTPStreamTransport:
         """The peer went away: nothing more may be written."""
         if not self.finished:
             self.finished = True
+            request = self._request
             # After connectionLost the request has no channel (which dropped the producer itself):
-            # unregistering then raises, and the client would never hear that its stream is gone.
-            if self._producer is not None and self._request.channel is not None:
-                self._request.unregisterProducer()
+            # unregistering then raises, and the client would never hear that its stream is gone. A taken-over
+            # connection drops its producer itself.
+            if self._producer is not None and request is not None and request.channel is not None:
+                request.unregisterProducer()
 
 
 def chunked(data: bytes) -> bytes:
@@ -172,14 +205,21 @@ def openStream(
         request.setHeader(name, value)
     # The headers go out now (with the preamble, if any): then what only the start of the response needed can go.
     request.write(preamble)
-    _forgetRequestState(request)
+    connection = takeOver(request)
+    if connection is None:
+        _forgetRequestState(request)
+    else:
+        # Before the client exists: it registers its writer as the connection's producer.
+        transport.takeOver(connection)
     client = node.newClient(transport)
+    if connection is not None:
+        StreamProtocol(transport, client).attach(connection)
+    else:
+        def gone(_: object) -> None:
+            transport.lost()
+            client.transportClosed()
 
-    def gone(_: object) -> None:
-        transport.lost()
-        client.transportClosed()
-
-    request.notifyFinish().addErrback(gone)
+        request.notifyFinish().addErrback(gone)
     if connect is not None:
         client.connect(connect)
     else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 
 from httpstream.interfaces import IOriginChecker
@@ -25,7 +24,13 @@ from httpstream.logs import Logger
 from httpstream.node.node import Node
 from httpstream.protocol import codes
 from httpstream.transports._uni import CONNECT_PARAM, readConnectRequest
-from httpstream.transports.websocket import CentrifugeWebSocketFactory, CentrifugeWebSocketProtocol, WebSocketTransport
+from httpstream.transports.websocket import (
+    CentrifugeWebSocketFactory,
+    CentrifugeWebSocketProtocol,
+    UpgradeResource,
+    WebSocketTransport,
+)
+from httpstream.transports.wslean import compact
 
 # Centrifugo's (internal/uniws/config.go) where its own settings are 0 or off.
 DEFAULT_MESSAGE_SIZE_LIMIT = 65536
@@ -80,6 +85,7 @@ class UniWebSocketProtocol(CentrifugeWebSocketProtocol):
         transport = UniWebSocketTransport(self)
         self._transport = transport
         self._client = client = self.factory.node.newClient(transport)
+        compact(self)
         if self._connectRequest is not None:
             self._connectRead = True
             client.connect(self._connectRequest)
@@ -114,4 +120,4 @@ class UniWebSocketFactory(CentrifugeWebSocketFactory):
 
 def uniWebsocketResource(node: Node, origins: IOriginChecker, messageSizeLimit: int) -> Any:
     """The resource a Klein route returns for ``/connection/uni_websocket``."""
-    return WebSocketResource(UniWebSocketFactory(node, origins, messageSizeLimit))
+    return UpgradeResource(UniWebSocketFactory(node, origins, messageSizeLimit))

@@ -46,6 +46,8 @@ from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports.deflate import Compression, Deflaters, SharedDeflate, acceptOffer
 from httpstream.transports.direct import writeNow
 from httpstream.transports.framecache import FrameCache
+from httpstream.transports.handoff import untie
+from httpstream.transports.wslean import compact, install, sendQueue
 
 SUBPROTOCOLS = ("centrifuge-json", "centrifuge-protobuf")
 
@@ -153,8 +155,9 @@ class WebSocketTransport:
         self._connection = connection
         self._writeBatchSize = writeBatchSize
         self._compression = compression
-        # The upgrade request's headers (autobahn keeps them lower-cased, one value each).
-        self.requestHeaders = dict(connection.http_headers)
+        # The upgrade request's headers (autobahn keeps them lower-cased, one value each), which the connection
+        # lets go of once open (L{compact}).
+        self.requestHeaders = connection.http_headers
         self.protocol = "protobuf" if protobuf else "json"
         self.finished = False
 
@@ -231,11 +234,10 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
 
     factory: "CentrifugeWebSocketFactory"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._protobuf = False
-        self._transport: Optional[WebSocketTransport] = None
-        self._client: Optional[IClient] = None
+    # Class attributes until set: one connection's dict holds only what differs (L{httpstream.transports.wslean}).
+    _protobuf = False
+    _transport: Optional[WebSocketTransport] = None
+    _client: Optional[IClient] = None
 
     def onConnect(self, request: ConnectionRequest) -> Optional[str]:
         origin = request.headers.get("origin")
@@ -265,6 +267,7 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
             compression = self.factory.compression
         self._transport = WebSocketTransport(self, self._protobuf, self.factory.writeBatchSize, compression)
         self._client = self.factory.node.newClient(self._transport)
+        compact(self)
 
     def onMessageFrameBegin(self, length: int) -> None:
         super().onMessageFrameBegin(length)
@@ -288,6 +291,7 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         # straight to the socket when nothing waits before it, and without autobahn's debug line per write, whose
         # arguments it formats even when nobody logs them. Its queue (sync writes, chopped ones) keeps its own way.
         if sync or chopsize or self.send_queue:
+            sendQueue(self)  # an open connection makes its queue only now
             super().sendData(data, sync, chopsize)
         else:
             writeNow(self.transport, data)
@@ -296,6 +300,9 @@ class CentrifugeWebSocketProtocol(WebSocketServerProtocol):
         if self._client is not None and self._transport is not None:
             self._transport.lost()
             self._client.transportClosed()
+
+
+install(CentrifugeWebSocketProtocol)
 
 
 class CentrifugeWebSocketFactory(WebSocketServerFactory):
@@ -353,4 +360,18 @@ def websocketResource(
     compression: Optional[Compression] = None,
 ) -> Any:
     """The resource a Klein route returns for ``/connection/websocket``."""
-    return WebSocketResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize, compression))
+    return UpgradeResource(CentrifugeWebSocketFactory(node, origins, messageSizeLimit, writeBatchSize, compression))
+
+
+class UpgradeResource(WebSocketResource):
+    """Autobahn's resource, which lets twisted.web's request and channel go once autobahn has the connection."""
+
+    def __init__(self, factory: CentrifugeWebSocketFactory) -> None:
+        WebSocketResource.__init__(self, factory)
+
+    def render(self, request: Any) -> Any:
+        result = WebSocketResource.render(self, request)
+        channel = request.channel
+        if channel is not None and channel.transport is None:
+            untie(request)  # the connection is autobahn's (taken even when the handshake failed)
+        return result
