@@ -88,7 +88,8 @@ class MapTestsMixin(ChannelHelpers):
                 request = {**request, "cursor": result["cursor"], "offset": result.get("offset", 0),
                            "epoch": result["epoch"]}
             else:
-                offset = publications[-1]["offset"] if phase == 1 and publications else result.get("offset", 0)
+                # As the SDK: the reply's offset (a stream page's last write read, shown or filtered out).
+                offset = result.get("offset", 0)
                 request = {"channel": channel, "type": kind, "phase": 1, "limit": limit, "flag": 1,
                            "offset": offset, "epoch": result["epoch"]}
 
