@@ -36,6 +36,12 @@ def mapSettings(options: ChannelOptions) -> MapSettings:
                        streamTTL=options.map_stream_ttl or DEFAULT_STREAM_TTL)
 
 
+def _checkKey(key: str) -> None:
+    # Centrifugo refuses an empty key (bad request); here it would also be taken for the first page's cursor.
+    if not key:
+        raise ChannelError(codes.ERROR_BAD_REQUEST)
+
+
 class MapHost(Protocol):
     """What L{NodeMaps} uses of its node."""
 
@@ -67,14 +73,16 @@ class NodeMaps:
     def publish(self, channel: str, key: str, data: bytes, info: Optional[ClientInfo] = None,
                 tags: Optional[dict[str, str]] = None, options: Optional[ChannelOptions] = None,
                 keyMode: str = "") -> Deferred[MapUpdateResult]:
-        """Set C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel."""
+        """Set C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel, or no key."""
         options = self.options(channel, options)
+        _checkKey(key)
         publication = Publication(data, info=info, tags=tags)
         return self._node.mapBroker.publish(channel, key, publication, mapSettings(options), keyMode)
 
     def remove(self, channel: str, key: str, options: Optional[ChannelOptions] = None) -> Deferred[MapUpdateResult]:
-        """Remove C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel."""
+        """Remove C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel, or no key."""
         options = self.options(channel, options)
+        _checkKey(key)
         return self._node.mapBroker.remove(channel, key, mapSettings(options))
 
     def readState(self, channel: str, cursor: str = "", limit: int = -1, revision: Optional[StreamPosition] = None,
