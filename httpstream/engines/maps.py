@@ -52,12 +52,16 @@ class MapSettings:
         subscribers told so.
     @ivar streamSize: how many writes the stream keeps.
     @ivar streamTTL: seconds the stream's writes live after the last write.
+    @ivar metaTTL: seconds an unused channel lives after its last write or read (Centrifugo's C{map.meta_ttl}):
+        then its state, stream and epoch are freed, and the next call starts a new epoch (positions in the old
+        one fail with 112). 0: for ever.
     """
 
     positioned: bool = True
     keyTTL: float = 0.0
     streamSize: int = 100
     streamTTL: float = 60.0
+    metaTTL: float = 0.0
 
 
 @attrs.frozen

@@ -16,7 +16,7 @@ from httpstream.policy.channels import ChannelError, ChannelRules
 from httpstream.protocol import codes
 from httpstream.values import ClientInfo, Publication, StreamPosition
 
-__all__ = ["DEFAULT_STREAM_SIZE", "DEFAULT_STREAM_TTL", "MapHost", "NodeMaps", "mapSettings"]
+__all__ = ["DEFAULT_STREAM_SIZE", "DEFAULT_STREAM_TTL", "MapHost", "NodeMaps", "mapSettings", "metaTTL"]
 
 # Centrifuge's defaults for a positioned map channel's stream.
 DEFAULT_STREAM_SIZE = 100
@@ -32,8 +32,22 @@ def mapSettings(options: ChannelOptions) -> MapSettings:
     size = options.map_stream_size or DEFAULT_STREAM_SIZE
     if not positioned:
         size = EPHEMERAL_STREAM_SIZE
-    return MapSettings(positioned=positioned, keyTTL=options.map_key_ttl, streamSize=size,
-                       streamTTL=options.map_stream_ttl or DEFAULT_STREAM_TTL)
+    streamTTL = options.map_stream_ttl or DEFAULT_STREAM_TTL
+    return MapSettings(positioned=positioned, keyTTL=options.map_key_ttl, streamSize=size, streamTTL=streamTTL,
+                       metaTTL=metaTTL(options, streamTTL))
+
+
+def metaTTL(options: ChannelOptions, streamTTL: float) -> float:
+    """
+    How long an unused map channel lives (centrifuge's derivation): C{map.meta_ttl} when set; for ever when its
+    keys never expire (mode persistent); else ten stream TTLs, and at least the key TTL. An ephemeral channel,
+    whose stream is ours alone, is freed as a recoverable one.
+    """
+    if options.map_meta_ttl:
+        return options.map_meta_ttl
+    if not options.map_key_ttl:
+        return 0.0
+    return max(streamTTL * 10, options.map_key_ttl)
 
 
 def _checkKey(key: str) -> None:

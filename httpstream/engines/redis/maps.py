@@ -85,8 +85,9 @@ class RedisMapBroker(Service):
         """
         @param router: the connections (started separately).
         @param clock: the time of key deadlines, and the sweep's timer.
-        @param metaTTL: how long an unused channel (state, position, epoch) lives after its last use (seconds):
-            Centrifugo's history meta TTL.
+        @param metaTTL: how long an unused channel (state, position, epoch) lives after its last use (seconds),
+            for the calls given no L{MapSettings} (C{stats}, the sweep) on a channel that has no meta TTL of its own
+            yet (its L{MapSettings.metaTTL}, stored by the calls given them).
         @param rng: the source of epochs (8 letters).
         """
         self._redis = router
@@ -155,7 +156,7 @@ class RedisMapBroker(Service):
         count = -1 if limit < 0 else min(limit, _LUA_COUNT)
         if 0 < count < _LUA_COUNT:
             count += 1  # one more tells whether there is a next page
-        d = self._run(channel, READ_STATE_SCRIPT, [b"(" + cursor.encode() if cursor else b"-", count])
+        d = self._run(channel, READ_STATE_SCRIPT, [b"(" + cursor.encode() if cursor else b"-", count], settings)
 
         def read(reply: Any) -> MapStateResult:
             head, publications = readStateReply(reply)
@@ -177,7 +178,7 @@ class RedisMapBroker(Service):
             lowest = b"%d" % (min(max(since.offset, 0), _MAX_OFFSET - 1) + 1)
             epoch = since.epoch
         count = -1 if limit < 0 else min(limit, _LUA_COUNT)
-        d = self._run(channel, READ_STREAM_SCRIPT, [lowest, count, epoch])
+        d = self._run(channel, READ_STREAM_SCRIPT, [lowest, count, epoch], settings)
 
         def read(reply: Any) -> MapStreamResult:
             head, oldest, publications = readStreamReply(reply)
@@ -218,13 +219,17 @@ class RedisMapBroker(Service):
             self._learn(channel, head)
             return MapUpdateResult(head.position, bool(reason), reason)
 
-        return self._run(channel, WRITE_SCRIPT, args).addCallback(read)
+        return self._run(channel, WRITE_SCRIPT, args, settings).addCallback(read)
 
-    def _run(self, channel: str, script: bytes, args: list[Any]) -> Deferred[Any]:
+    def _run(self, channel: str, script: bytes, args: list[Any], settings: Optional[MapSettings] = None) -> Deferred[Any]:
         route = self._redis.route(channel)
+        if settings is None:
+            metaTTL: Any = b"~%d" % self._metaTTL  # the channel's own, if it has one
+        else:
+            metaTTL = milliseconds(settings.metaTTL) if settings.metaTTL > 0 else 0
         common = [
             int(self._clock.seconds() * 1000),
-            self._metaTTL,
+            metaTTL,
             "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8)),
             self._pubsubName(channel),
             route.publishCommand,
