@@ -45,6 +45,7 @@ from httpstream.engines.maps import MapSettings
 from httpstream.interfaces import IClient, IClientPolicy
 from httpstream.node.maps import mapSettings
 from httpstream.policy.channels import ChannelError
+from httpstream.policy.recovery import checkPosition
 from httpstream.protocol import codes
 from httpstream.protocol.tagsfilter import TagsFilter
 from httpstream.values import ClientInfo, Publication, StreamPosition
@@ -366,6 +367,21 @@ class MapFlows:
         self._reply(commandID, result)
         client.subs.joined(channel)
         self._keepKeys(sub)
+
+    def checkPosition(self, sub: Subscription, force: bool) -> Optional[Deferred[bool]]:
+        """
+        The position check of a map subscription (L{Subscriptions.checkPositions}): the stream channels' one
+        (L{httpstream.policy.recovery.checkPosition}: due checks on the presence timer, forced ones after the map
+        broker's PUB/SUB connection came back), against the top of the map's change stream. A lost position ends the
+        subscription with 2500: the SDK subscribes again, recovering where it can (a new sync where it cannot).
+        """
+        node = self._client.node
+
+        def top() -> Deferred[StreamPosition]:
+            d: Deferred[Any] = node.maps.readStream(sub.channel, None, 0, sub.options)
+            return d.addCallback(lambda page: page.position)
+
+        return checkPosition(top, node.config, sub, node.reactor, force)
 
     def _keepKeys(self, sub: Subscription) -> None:
         """Map presence entries (and the own key removed on leaving) for a new subscription."""

@@ -16,7 +16,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from httpstream.interfaces import PublicationHandler
+from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.values import Publication, StreamPosition
 
 __all__ = [
@@ -123,6 +123,14 @@ class IMapBroker(Interface):
         """
         Set the callable that receives C{(channel, publication, epoch)} for every write (C{publication.key} set,
         C{removed} for a removal, C{offset} its place in the stream) of a subscribed channel.
+        """
+
+    def setReconnectHandler(handler: ReconnectHandler) -> None:
+        """
+        Set the callable that receives C{(channels)} when writes of those subscribed map channels may not have
+        reached this node (as L{httpstream.interfaces.IBroker.setReconnectHandler}): their subscribers should
+        compare their position with the map's stream. A broker that never loses writes (the memory one) never calls
+        it.
         """
 
     def subscribe(channel: str) -> Deferred[None]:

@@ -34,7 +34,7 @@ from httpstream.engines.maps import (
     MapStreamResult,
     MapUpdateResult,
 )
-from httpstream.interfaces import PublicationHandler
+from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.values import Publication, StreamPosition
 
 __all__ = ["MemoryMapBroker"]
@@ -97,6 +97,9 @@ class MemoryMapBroker:
 
     def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
+
+    def setReconnectHandler(self, handler: ReconnectHandler) -> None:
+        pass  # nothing is ever lost on the way inside one process
 
     def subscribe(self, channel: str) -> Deferred[None]:
         self.channels.add(channel)

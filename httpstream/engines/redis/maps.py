@@ -18,7 +18,7 @@ import heapq
 import itertools
 import random
 import string
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import attrs
 from twisted.application.service import Service
@@ -48,7 +48,7 @@ from httpstream.engines.redis.mapscripts import (
     WRITE_SCRIPT,
 )
 from httpstream.engines.redis.routing import IRedisRouter, channelOfName, keyName
-from httpstream.interfaces import PublicationHandler
+from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.logs import Logger
 from httpstream.values import Publication, StreamPosition
 
@@ -95,7 +95,7 @@ class RedisMapBroker(Service):
         self._metaTTL = milliseconds(metaTTL)
         self._rng = rng if rng is not None else random.Random()
         self._handler: Optional[PublicationHandler] = None
-        self._reconnectHandler: Optional[Callable[[list[str]], None]] = None
+        self._reconnectHandler: Optional[ReconnectHandler] = None
         self._pubsubStart = f"{router.prefix}.{PUBSUB_KIND}.".encode()
         self._subscribed: dict[str, int] = {}
         # The next sweep of each subscribed channel (seconds), and a heap of them (stale entries skipped).
@@ -110,7 +110,7 @@ class RedisMapBroker(Service):
     def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
 
-    def setReconnectHandler(self, handler: Callable[[list[str]], None]) -> None:
+    def setReconnectHandler(self, handler: ReconnectHandler) -> None:
         """
         Call C{handler(channels)} with the map channels subscribed again after a PUB/SUB connection was lost: their
         writes meanwhile did not reach this node (as L{RedisBroker.setReconnectHandler}).
