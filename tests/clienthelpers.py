@@ -28,7 +28,8 @@ class ChannelHelpers(ClientHelpers):
         super().setUp()
         self._ids: dict[str, int] = {}
 
-    def node(self, broker: Any = None, backend: Resource | None = None, **settings: Any) -> Node:
+    def node(self, broker: Any = None, backend: Resource | None = None, mapBroker: Any = None,
+             **settings: Any) -> Node:
         """
         A node with C{settings} (Centrifugo keys; C{namespaces} a list of dicts), pings off unless asked, and the
         proxy talking to C{backend} (a twisted.web resource) through StubTreq.
@@ -39,7 +40,8 @@ class ChannelHelpers(ClientHelpers):
         if warnings:
             raise ValueError("; ".join(warnings))
         proxy = ProxyClient(config, self.clock, StubTreq(backend if backend is not None else Resource()))
-        return Node(config, self.clock, broker=broker, proxy=proxy, clientFactory=ClientFactory(self.clock))
+        return Node(config, self.clock, broker=broker, proxy=proxy, clientFactory=ClientFactory(self.clock),
+                    mapBroker=mapBroker)
 
     def client(self, node: Node, jwt: str = "", **transportArgs: Any) -> tuple[Client, FakeTransport]:
         """A connected client (its transport cleared): L{connected} for this test's protocol."""

@@ -2,7 +2,8 @@
 Map subscriptions with the official JS SDK (npm ``centrifuge`` 5.8, pinned in tests/sdk/package.json) against a real
 server process over WebSocket, with the JSON and the Protobuf build, on the memory engine: snapshots of 0, 1 and
 many pages (page sizes set small here, so the SDK really pages), writes through the server API while it pages,
-updates from clients and the API, recovery, the two 112 strategies, map clients presence. tests/sdk/maps.mjs plays
+updates from clients and the API, recovery, the two 112 strategies, map clients presence, tags filters
+(``tagsFilter``, ``setTagsFilter``). tests/test_sdk_maps_redis.py runs the same on Redis with two nodes. tests/sdk/maps.mjs plays
 each scenario and checks the SDK's map against the model of every write.
 """
 
@@ -36,6 +37,8 @@ CONFIG: dict[str, Any] = {
         {"name": "prestest", "subscription_type": "map", "map_clients_presence_channel_prefix": "prescli:",
          "map": {"mode": "ephemeral", "key_ttl": "60s"}},
         {"name": "prescli", "subscription_type": "map_clients", "map": {"mode": "ephemeral", "key_ttl": "60s"}},
+        {"name": "tagged", "subscription_type": "map", "allow_tags_filter": True,
+         "map": {"mode": "persistent", **PAGES}},
     ],
 }
 PROTOCOLS = ["json", "protobuf"]
@@ -115,4 +118,13 @@ def test_clientsPresence(node: str, server: ServerProcess, protocol: str) -> Non
     events = run(node, server, protocol, "presence", "prestest:room")
     (sync,) = [e for e in by(events, "sync") if e["who"] == "w"]
     assert sync["keys"] == []
+    assertCleanLog(server)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tagsFilter(node: str, server: ServerProcess, protocol: str) -> None:
+    """Only the eng keys synced and followed; setTagsFilter then subscribe: a full sync of the sales keys."""
+    events = run(node, server, protocol, "tags", "tagged:tags")
+    assert [len(e["keys"]) for e in by(events, "sync")] == [2, 4]
+    assert [e["recovered"] for e in by(events, "subscribed")] == [False, False]
     assertCleanLog(server)

@@ -10,6 +10,7 @@ import random
 from typing import Any, Optional, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from httpstream.config import ChannelOptions, Config
 from httpstream.interfaces import IClient, IClientPolicy, IPresenceManager
@@ -23,6 +24,9 @@ class ClientHost(Protocol):
 
     @property
     def config(self) -> Config: ...
+
+    @property
+    def reactor(self) -> IReactorTime: ...
 
     @property
     def id(self) -> str: ...

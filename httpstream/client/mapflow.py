@@ -17,9 +17,11 @@ second page at once (113), dropped when abandoned (C{map.subscribe_catch_up_time
 with 3008, other channels' pages sweep it). A position the stream no longer serves answers 112: the SDK starts
 again from the state (C{from_scratch}) or gives up (C{fatal}).
 
-Tags filters: L{_filtered} is the one place a subscriber's filter would be applied to state pages, stream pages
-and the catch-up (live publications: L{Subscriptions.deliverPublication}); until it exists, a subscribe with
-C{tf} is refused with 107.
+Tags filters (C{tf}, where the namespace has C{allow_tags_filter}; else, or with C{delta}, 107): read once, from
+the flow's first request, and kept for the whole flow (the pages after it inherit it, whatever C{tf} they carry);
+L{_filtered} applies it to state pages, stream pages and the catch-up, the hub's filter groups to live updates
+(removals carry the removed key's tags). Positions are the unfiltered stream's: a stream page's C{offset} is the
+last write it read, shown or not, and a live update the filter drops still moves the subscription's offset.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from twisted.python.failure import Failure
 
 from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
+from httpstream.client.subfilter import requestedFilter
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
 from httpstream.config import ChannelOptions
@@ -42,7 +45,9 @@ from httpstream.engines.maps import MapSettings
 from httpstream.interfaces import IClient, IClientPolicy
 from httpstream.node.maps import mapSettings
 from httpstream.policy.channels import ChannelError
+from httpstream.policy.recovery import checkPosition
 from httpstream.protocol import codes
+from httpstream.protocol.tagsfilter import TagsFilter
 from httpstream.values import ClientInfo, Publication, StreamPosition
 
 __all__ = ["MapFlows", "PHASE_LIVE", "PHASE_STATE", "PHASE_STREAM"]
@@ -103,6 +108,7 @@ class MapFlow:
     epoch: str = ""
     offset: int = 0
     busy: bool = False
+    tagsFilter: Optional[TagsFilter] = None
 
 
 def pageSize(request: dict[str, Any], options: ChannelOptions) -> int:
@@ -120,10 +126,11 @@ def _position(request: dict[str, Any]) -> StreamPosition:
 
 
 def _filtered(flow: MapFlow, publications: list[Publication]) -> list[Publication]:
-    # TODO(tags filter): the subscriber's tags filter applies here, to state pages, stream pages and the catch-up
-    # of the LIVE reply (and, for live publications, in Subscriptions.deliverPublication). Until then a map
-    # subscribe with tf is refused (MapFlows.subscribe).
-    return publications
+    """What of C{publications} the flow's tags filter lets through (live updates: the hub's filter groups)."""
+    tagsFilter = flow.tagsFilter
+    if tagsFilter is None:
+        return publications
+    return [p for p in publications if tagsFilter.matches(p.tags)]
 
 
 class MapFlows:
@@ -193,9 +200,6 @@ class MapFlows:
         if options.subscription_type != MAP_TYPES.get(kind):
             client.replyError(commandID, codes.ERROR_PERMISSION_DENIED)  # Centrifugo's isSubscriptionTypeAllowed
             return None
-        if request.get("tf"):
-            client.replyError(commandID, codes.ERROR_BAD_REQUEST)  # no tags filters yet: see _filtered
-            return None
         if len(client.subs) + len(self._flows) >= client.node.config.client_channel_limit:
             client.replyError(commandID, codes.ERROR_LIMIT_EXCEEDED)
             return None
@@ -207,7 +211,14 @@ class MapFlows:
             if channel in self._flows or client.subs.reserved(channel):
                 client.replyError(commandID, codes.ERROR_ALREADY_SUBSCRIBED)
                 return None
-            flow = MapFlow(channel, kind, options, mapSettings(options), decision, client.seconds())
+            try:
+                # Checked once the subscribe is allowed, as for stream channels (a refused one gets 103, not 107).
+                tagsFilter = requestedFilter(request, options, client.clientID, channel)
+            except Refused as e:
+                client.refused(commandID, e)
+                return None
+            flow = MapFlow(channel, kind, options, mapSettings(options), decision, client.seconds(),
+                           tagsFilter=tagsFilter)
             return self._phase(commandID, request, flow, new=True)
 
         return client.policy.subscribing(client.connection(), ask).addCallbacks(
@@ -312,10 +323,10 @@ class MapFlows:
         client, node, channel = self._client, self._client.node, flow.channel
         decision = flow.decision
         sub = Subscription(channel, flow.options, positioned=True, recoverable=flow.settings.positioned,
-                           isMap=True, chanInfo=decision.info, expireAt=decision.expireAt)
+                           isMap=True, chanInfo=decision.info, expireAt=decision.expireAt, tagsFilter=flow.tagsFilter)
         client.subs.install(sub)
         try:
-            yield node.addSubscription(channel, self._member, mapChannel=True)
+            yield node.addSubscription(channel, self._member, mapChannel=True, tagsFilter=flow.tagsFilter)
             if client.subs.get(channel) is not sub:
                 raise Refused(codes.ERROR_INTERNAL)  # unsubscribed or gone meanwhile
             # The catch-up in one reply: a positioned flow comes here within a page of the top (else it pages
@@ -356,6 +367,21 @@ class MapFlows:
         self._reply(commandID, result)
         client.subs.joined(channel)
         self._keepKeys(sub)
+
+    def checkPosition(self, sub: Subscription, force: bool) -> Optional[Deferred[bool]]:
+        """
+        The position check of a map subscription (L{Subscriptions.checkPositions}): the stream channels' one
+        (L{httpstream.policy.recovery.checkPosition}: due checks on the presence timer, forced ones after the map
+        broker's PUB/SUB connection came back), against the top of the map's change stream. A lost position ends the
+        subscription with 2500: the SDK subscribes again, recovering where it can (a new sync where it cannot).
+        """
+        node = self._client.node
+
+        def top() -> Deferred[StreamPosition]:
+            d: Deferred[Any] = node.maps.readStream(sub.channel, None, 0, sub.options)
+            return d.addCallback(lambda page: page.position)
+
+        return checkPosition(top, node.config, sub, node.reactor, force)
 
     def _keepKeys(self, sub: Subscription) -> None:
         """Map presence entries (and the own key removed on leaving) for a new subscription."""

@@ -56,6 +56,7 @@ class Holder(Protocol):
     unidirectional: bool
     node: ClientHost
     policy: IClientPolicy
+    maps: Any  # its map subscribes, httpstream.client.mapflow.MapFlows
 
     @property
     def closed(self) -> bool: ...
@@ -368,9 +369,11 @@ class Subscriptions(Mapping[str, Subscription]):
         for a check, or right away C{channels} (publications of which may have been missed).
         """
         for channel, sub in list(self._subs.items()):
-            if (channels is not None and channel not in channels) or sub.isMap:
-                continue  # its position is in its map's stream, not the history checkPosition reads
-            d = self._client.policy.checkPosition(sub, channels is not None)
+            if channels is not None and channel not in channels:
+                continue
+            # A map subscription's position is in its map's stream, not in the history the policy reads.
+            check = self._client.maps.checkPosition if sub.isMap else self._client.policy.checkPosition
+            d = check(sub, channels is not None)
             if d is not None:
                 d.addCallback(self._positionChecked, channel, sub)
 

@@ -95,6 +95,16 @@ def checkMapOptions(prefix: str, options: Mapping[str, Any]) -> None:
         for name in ("map_stream_size", "map_stream_ttl", "map_meta_ttl"):
             if options[name]:
                 raise ConfigError(f"config key {key(name)} must be 0 when map.mode is \"ephemeral\"")
+    meta = options["map_meta_ttl"]
+    if meta and mode == "persistent":
+        raise ConfigError(f"config key {key('map_meta_ttl')} must be 0 when map.mode is \"persistent\" (its keys never "
+                          "expire, so neither may the channel)")
+    if meta and meta < (options["map_stream_ttl"] or 60.0):
+        raise ConfigError(f"config key {key('map_meta_ttl')} ({meta:g}s) must be at least {key('map_stream_ttl')} "
+                          f"({options['map_stream_ttl'] or 60.0:g}s)")
+    if meta and meta < options["map_key_ttl"]:
+        raise ConfigError(f"config key {key('map_meta_ttl')} ({meta:g}s) must be at least {key('map_key_ttl')} "
+                          f"({options['map_key_ttl']:g}s)")
     if options["map_remove_client_on_unsubscribe"] and not isMap:
         raise ConfigError(f"config key {key('map_remove_client_on_unsubscribe')} needs a map subscription_type")
     low, high = options["map_min_page_size"], options["map_max_page_size"]

@@ -16,7 +16,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from httpstream.interfaces import PublicationHandler
+from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.values import Publication, StreamPosition
 
 __all__ = [
@@ -52,12 +52,16 @@ class MapSettings:
         subscribers told so.
     @ivar streamSize: how many writes the stream keeps.
     @ivar streamTTL: seconds the stream's writes live after the last write.
+    @ivar metaTTL: seconds an unused channel lives after its last write or read (Centrifugo's C{map.meta_ttl}):
+        then its state, stream and epoch are freed, and the next call starts a new epoch (positions in the old
+        one fail with 112). 0: for ever.
     """
 
     positioned: bool = True
     keyTTL: float = 0.0
     streamSize: int = 100
     streamTTL: float = 60.0
+    metaTTL: float = 0.0
 
 
 @attrs.frozen
@@ -119,6 +123,14 @@ class IMapBroker(Interface):
         """
         Set the callable that receives C{(channel, publication, epoch)} for every write (C{publication.key} set,
         C{removed} for a removal, C{offset} its place in the stream) of a subscribed channel.
+        """
+
+    def setReconnectHandler(handler: ReconnectHandler) -> None:
+        """
+        Set the callable that receives C{(channels)} when writes of those subscribed map channels may not have
+        reached this node (as L{httpstream.interfaces.IBroker.setReconnectHandler}): their subscribers should
+        compare their position with the map's stream. A broker that never loses writes (the memory one) never calls
+        it.
         """
 
     def subscribe(channel: str) -> Deferred[None]:

@@ -5,7 +5,8 @@ default and the fake other people's tests can use.
 
 Each map keeps its keys sorted (a page is a slice after its cursor, the cursor being the last key sent) and a
 change stream as a channel's history stream. Keys with a TTL are removed by one timer on the reactor, set for the
-earliest deadline, and their subscribers get the removal as for any other.
+earliest deadline, and their subscribers get the removal as for any other. A channel with a meta TTL is freed whole
+(state, stream, epoch) that long after its last write or read, by the same timer.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from httpstream.engines.maps import (
     MapStreamResult,
     MapUpdateResult,
 )
-from httpstream.interfaces import PublicationHandler
+from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.values import Publication, StreamPosition
 
 __all__ = ["MemoryMapBroker"]
@@ -42,7 +43,7 @@ __all__ = ["MemoryMapBroker"]
 class _Map:
     """One map channel: its entries by key, the keys in order, their deadlines, and the change stream."""
 
-    __slots__ = ("epoch", "top", "entries", "keys", "deadlines", "stream", "streamExpireAt")
+    __slots__ = ("epoch", "top", "entries", "keys", "deadlines", "stream", "streamExpireAt", "freeAt", "freeQueued")
 
     def __init__(self, epoch: str) -> None:
         self.epoch = epoch
@@ -52,6 +53,10 @@ class _Map:
         self.deadlines: dict[str, float] = {}
         self.stream: deque[Publication] = deque()
         self.streamExpireAt: Optional[float] = None
+        # When the channel is freed (its meta TTL after its last use; None: never), and whether the broker's
+        # queue holds an entry for it (one at a time: a busy channel would otherwise fill the queue).
+        self.freeAt: Optional[float] = None
+        self.freeQueued = False
 
     def position(self) -> StreamPosition:
         return StreamPosition(self.top, self.epoch)
@@ -85,11 +90,16 @@ class MemoryMapBroker:
         self._maps: dict[str, _Map] = {}
         # (deadline, sequence, channel, key, settings) of keys with a TTL; stale entries are skipped when reached.
         self._deadlines: list[tuple[float, int, str, str, MapSettings]] = []
+        # (when, sequence, channel, map) of maps with a meta TTL: freed then, unless used since (requeued).
+        self._frees: list[tuple[float, int, str, _Map]] = []
         self._sequence = itertools.count()
         self._timer: Optional[IDelayedCall] = None
 
     def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
+
+    def setReconnectHandler(self, handler: ReconnectHandler) -> None:
+        pass  # nothing is ever lost on the way inside one process
 
     def subscribe(self, channel: str) -> Deferred[None]:
         self.channels.add(channel)
@@ -99,17 +109,26 @@ class MemoryMapBroker:
         self.channels.discard(channel)
         return succeed(None)
 
-    def _map(self, channel: str) -> _Map:
+    def _map(self, channel: str, settings: MapSettings) -> _Map:
+        """C{channel}'s map (a new epoch when there is none), used now: its meta TTL starts again."""
         found = self._maps.get(channel)
         if found is None:
             epoch = "".join(self._rng.choice(string.ascii_letters) for _ in range(4))
             found = self._maps[channel] = _Map(epoch)
+        if settings.metaTTL <= 0:
+            found.freeAt = None
+        else:
+            found.freeAt = self._reactor.seconds() + settings.metaTTL
+            if not found.freeQueued:
+                found.freeQueued = True
+                heapq.heappush(self._frees, (found.freeAt, next(self._sequence), channel, found))
+                self._schedule()
         return found
 
     def publish(self, channel: str, key: str, publication: Publication, settings: MapSettings,
                 keyMode: str = "") -> Deferred[MapUpdateResult]:
         now = self._reactor.seconds()
-        m = self._map(channel)
+        m = self._map(channel, settings)
         exists = key in m.entries
         if keyMode == "if_new" and exists:
             self._setDeadline(channel, key, m, settings, now)
@@ -129,7 +148,7 @@ class MemoryMapBroker:
 
     def remove(self, channel: str, key: str, settings: MapSettings,
                tags: Optional[dict[str, str]] = None) -> Deferred[MapUpdateResult]:
-        m = self._map(channel)
+        m = self._map(channel, settings)
         previous = m.entries.get(key)
         if previous is None:
             return succeed(MapUpdateResult(m.position(), True, SUPPRESS_KEY_NOT_FOUND))
@@ -147,7 +166,7 @@ class MemoryMapBroker:
 
     def readState(self, channel: str, settings: MapSettings, cursor: str = "", limit: int = -1,
                   revision: Optional[StreamPosition] = None) -> Deferred[MapStateResult]:
-        m = self._map(channel)
+        m = self._map(channel, settings)
         if revision is not None and revision.epoch and revision.epoch != m.epoch:
             return fail(UnrecoverablePosition(m.top, m.epoch))
         start = bisect.bisect_right(m.keys, cursor) if cursor else 0
@@ -158,7 +177,7 @@ class MemoryMapBroker:
 
     def readStream(self, channel: str, settings: MapSettings, since: Optional[StreamPosition] = None,
                    limit: int = -1) -> Deferred[MapStreamResult]:
-        m = self._map(channel)
+        m = self._map(channel, settings)
         m.expireStream(self._reactor.seconds())
         items: list[Publication] = list(m.stream)
         if since is not None:
@@ -198,9 +217,9 @@ class MemoryMapBroker:
         self._schedule()
 
     def _schedule(self) -> None:
-        if not self._deadlines:
+        if not self._deadlines and not self._frees:
             return
-        first = self._deadlines[0][0]
+        first = min(queue[0][0] for queue in (self._deadlines, self._frees) if queue)
         if self._timer is not None and self._timer.active():
             if self._timer.getTime() <= first:
                 return
@@ -217,6 +236,17 @@ class MemoryMapBroker:
             if m is None or m.deadlines.get(key) != deadline:
                 continue  # removed, written again, or its channel cleared
             self._removeKey(channel, key, m, settings, m.entries[key].tags)
+        frees = self._frees
+        while frees and frees[0][0] <= now:
+            _, _, channel, m = heapq.heappop(frees)
+            m.freeQueued = False
+            if self._maps.get(channel) is not m or m.freeAt is None:
+                continue  # cleared, or its settings keep it for ever now
+            if m.freeAt > now:
+                m.freeQueued = True  # used since: wait for its new time
+                heapq.heappush(frees, (m.freeAt, next(self._sequence), channel, m))
+            else:
+                del self._maps[channel]
         self._schedule()
 
     def stop(self) -> None:

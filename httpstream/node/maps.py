@@ -16,7 +16,7 @@ from httpstream.policy.channels import ChannelError, ChannelRules
 from httpstream.protocol import codes
 from httpstream.values import ClientInfo, Publication, StreamPosition
 
-__all__ = ["DEFAULT_STREAM_SIZE", "DEFAULT_STREAM_TTL", "MapHost", "NodeMaps", "mapSettings"]
+__all__ = ["DEFAULT_STREAM_SIZE", "DEFAULT_STREAM_TTL", "MapHost", "NodeMaps", "mapSettings", "metaTTL"]
 
 # Centrifuge's defaults for a positioned map channel's stream.
 DEFAULT_STREAM_SIZE = 100
@@ -32,8 +32,28 @@ def mapSettings(options: ChannelOptions) -> MapSettings:
     size = options.map_stream_size or DEFAULT_STREAM_SIZE
     if not positioned:
         size = EPHEMERAL_STREAM_SIZE
-    return MapSettings(positioned=positioned, keyTTL=options.map_key_ttl, streamSize=size,
-                       streamTTL=options.map_stream_ttl or DEFAULT_STREAM_TTL)
+    streamTTL = options.map_stream_ttl or DEFAULT_STREAM_TTL
+    return MapSettings(positioned=positioned, keyTTL=options.map_key_ttl, streamSize=size, streamTTL=streamTTL,
+                       metaTTL=metaTTL(options, streamTTL))
+
+
+def metaTTL(options: ChannelOptions, streamTTL: float) -> float:
+    """
+    How long an unused map channel lives (centrifuge's derivation): C{map.meta_ttl} when set; for ever when its
+    keys never expire (mode persistent); else ten stream TTLs, and at least the key TTL. An ephemeral channel,
+    whose stream is ours alone, is freed as a recoverable one.
+    """
+    if options.map_meta_ttl:
+        return options.map_meta_ttl
+    if not options.map_key_ttl:
+        return 0.0
+    return max(streamTTL * 10, options.map_key_ttl)
+
+
+def _checkKey(key: str) -> None:
+    # Centrifugo refuses an empty key (bad request); here it would also be taken for the first page's cursor.
+    if not key:
+        raise ChannelError(codes.ERROR_BAD_REQUEST)
 
 
 class MapHost(Protocol):
@@ -67,14 +87,16 @@ class NodeMaps:
     def publish(self, channel: str, key: str, data: bytes, info: Optional[ClientInfo] = None,
                 tags: Optional[dict[str, str]] = None, options: Optional[ChannelOptions] = None,
                 keyMode: str = "") -> Deferred[MapUpdateResult]:
-        """Set C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel."""
+        """Set C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel, or no key."""
         options = self.options(channel, options)
+        _checkKey(key)
         publication = Publication(data, info=info, tags=tags)
         return self._node.mapBroker.publish(channel, key, publication, mapSettings(options), keyMode)
 
     def remove(self, channel: str, key: str, options: Optional[ChannelOptions] = None) -> Deferred[MapUpdateResult]:
-        """Remove C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel."""
+        """Remove C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel, or no key."""
         options = self.options(channel, options)
+        _checkKey(key)
         return self._node.mapBroker.remove(channel, key, mapSettings(options))
 
     def readState(self, channel: str, cursor: str = "", limit: int = -1, revision: Optional[StreamPosition] = None,

@@ -115,6 +115,9 @@ class Node:
         # Map channels' state and change stream; their writes reach subscribers as publications do.
         self.mapBroker: IMapBroker = mapBroker if mapBroker is not None else MemoryMapBroker(reactor)
         self.mapBroker.setHandler(self._onPublication)
+        # Map subscribers compare their position with the map's stream (httpstream.client.mapflow), the others with
+        # the channel's history: both through the node's subscribers of those channels.
+        self.mapBroker.setReconnectHandler(self.checkPositions)
         self.maps = NodeMaps(self)
         # Channels with local subscribers that are map channels: subscribed in the map broker, not the broker.
         self._mapChannels: set[str] = set()

@@ -34,7 +34,7 @@ from httpstream.policy.channels import ChannelError
 from httpstream.policy.connecting import proxyRefusal
 from httpstream.policy.host import PolicyHost
 from httpstream.policy.proxy import ProxyContext
-from httpstream.policy.recovery import checkPosition, position
+from httpstream.policy.recovery import checkPosition, historyTop, position
 from httpstream.policy.tracksignature import TrackSignatures
 from httpstream.protocol import codes
 from httpstream.values import ClientInfo, HistoryResult, StreamPosition
@@ -169,4 +169,5 @@ class ConfiguredPolicy:
 
     def checkPosition(self, subscription: Any, force: bool) -> Optional[Deferred[bool]]:
         node = self._node
-        return checkPosition(node.broker, node.config, subscription, node.reactor, force=force)
+        return checkPosition(historyTop(node.broker, node.config, subscription), node.config, subscription,
+                             node.reactor, force=force)

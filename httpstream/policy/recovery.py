@@ -16,7 +16,7 @@ still count for telling a complete recovery from a gap), and in cache mode the l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import attrs
 import orjson
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from httpstream.config import ChannelOptions, Config
     from httpstream.interfaces import IBroker
 
-__all__ = ["IN_FLIGHT_GRACE", "MAX_POSITION_CHECK_FAILURES", "checkPosition", "position", "recoveredPublications"]
+__all__ = ["IN_FLIGHT_GRACE", "MAX_POSITION_CHECK_FAILURES", "checkPosition", "historyTop", "position",
+           "recoveredPublications"]
 
 # Comparisons with the top that may fail in a row (a publication on its way explains one) before the position
 # counts as lost (centrifuge's maxCheckPositionFailures).
@@ -175,12 +176,21 @@ def recoveredPublications(publications: list[Publication], delta: bool, protocol
     return out
 
 
-def checkPosition(broker: IBroker, config: Config, sub: Subscription, clock: IReactorTime,
+def historyTop(broker: IBroker, config: Config, sub: Subscription) -> Callable[[], Deferred[Any]]:
+    """How L{checkPosition} reads the top of a stream channel's history."""
+    metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
+    return lambda: broker.history(sub.channel, None, 0, False, metaTTL)
+
+
+def checkPosition(readTop: Callable[[], Deferred[Any]], config: Config, sub: Subscription, clock: IReactorTime,
                   force: bool = False) -> Deferred[bool] | None:
     """
     Compare a positioned subscription's position with its stream's top, once per
     C{client_channel_position_check_delay} (centrifuge's C{checkPosition}, run on the presence timer): a node
     that missed the last publications of a quiet channel learns it here.
+
+    @param readTop: reads the stream's top: a Deferred firing with its C{offset} and C{epoch} (a L{HistoryResult}
+        of the channel's history: L{historyTop}; a map channel's change stream's L{StreamPosition}).
 
     @param force: check now, and count one wrong position as lost (the node knows it may have missed
         publications: its broker connection was down). A position behind the top of the same epoch is lost only
@@ -196,15 +206,14 @@ def checkPosition(broker: IBroker, config: Config, sub: Subscription, clock: IRe
     if not force and now - sub.positionCheckAt <= config.client_channel_position_check_delay:
         return None
     sub.positionCheckAt = now
-    metaTTL = sub.options.history_meta_ttl or config.global_history_meta_ttl
 
-    def compare(history: HistoryResult) -> bool | Deferred[bool]:
-        if history.offset == sub.offset and history.epoch == sub.epoch:
+    def compare(top: HistoryResult | StreamPosition) -> bool | Deferred[bool]:
+        if top.offset == sub.offset and top.epoch == sub.epoch:
             sub.positionCheckFailures = 0
             return True
-        if force and history.epoch == sub.epoch and history.offset > sub.offset:
-            return deferLater(clock, IN_FLIGHT_GRACE, lambda: sub.offset >= history.offset)
+        if force and top.epoch == sub.epoch and top.offset > sub.offset:
+            return deferLater(clock, IN_FLIGHT_GRACE, lambda: sub.offset >= top.offset)
         sub.positionCheckFailures += 1
         return not force and sub.positionCheckFailures < MAX_POSITION_CHECK_FAILURES
 
-    return broker.history(sub.channel, None, 0, False, metaTTL).addCallbacks(compare, lambda _: True)
+    return readTop().addCallbacks(compare, lambda _: True)

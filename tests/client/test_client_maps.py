@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from httpstream.client.client import Client
 from httpstream.engines.memorymap import MemoryMapBroker
 from httpstream.node.node import Node
+from httpstream.policy.channels import ChannelError
 from httpstream.testing import FakeTransport
 from tests.clienthelpers import ChannelHelpers
 
@@ -88,7 +89,8 @@ class MapTestsMixin(ChannelHelpers):
                 request = {**request, "cursor": result["cursor"], "offset": result.get("offset", 0),
                            "epoch": result["epoch"]}
             else:
-                offset = publications[-1]["offset"] if phase == 1 and publications else result.get("offset", 0)
+                # As the SDK: the reply's offset (a stream page's last write read, shown or filtered out).
+                offset = result.get("offset", 0)
                 request = {"channel": channel, "type": kind, "phase": 1, "limit": limit, "flag": 1,
                            "offset": offset, "epoch": result["epoch"]}
 
@@ -320,6 +322,19 @@ class MapTestsMixin(ChannelHelpers):
         self.assertEqual(self.errorCode(client, transport, "publish", {"channel": "pos:a", **publish}), 103)
         self.assertEqual(self.errorCode(client, transport, "publish", {"channel": "chat:a", **publish}), 107)
         self.assertEqual(self.errorCode(client, transport, "publish", {"channel": "nope:a", **publish}), 102)
+
+    def test_emptyKeyRefused(self) -> None:
+        node = self.mapNode()  # client_insecure: any client may write any key
+        client, transport = self.client(node)
+        self.assertEqual(self.errorCode(client, transport, "publish",
+                                        {"channel": "pos:a", "type": 1, "key": "", "data": b"{}"}), 107)
+        self.assertEqual(self.errorCode(client, transport, "publish",
+                                        {"channel": "pos:a", "type": 1, "removed": True}), 107)
+        self.assertFalse(transport.closed)
+        self.assertEqual(self.successResultOf(node.mapBroker.stats("pos:a")), 0)
+        # Below the client and the API too: the node's map operations refuse it.
+        self.assertRaises(ChannelError, node.maps.publish, "pos:a", "", b"{}")
+        self.assertRaises(ChannelError, node.maps.remove, "pos:a", "")
 
     def test_clientKey(self) -> None:
         node = self.node(namespaces=NAMESPACES, allow_anonymous_connect_without_token=True)

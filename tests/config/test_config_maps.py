@@ -112,6 +112,20 @@ class MapOptionsTests(SynchronousTestCase):
             {"channel": {"without_namespace": {**EPHEMERAL, "map": {"mode": "ephemeral", "key_ttl": "1s",
                                                                       "stream_size": 5}}}}))
 
+    def test_metaTTLRules(self) -> None:
+        recoverable = {"subscription_type": "map", "map_mode": "recoverable", "map_key_ttl": "30s"}
+        self.assertIn('"map.meta_ttl" must be 0 when map.mode is "persistent"', self.refused(
+            {"subscription_type": "map", "map_mode": "persistent", "map_meta_ttl": "1h"}))
+        self.assertIn('"map.meta_ttl" (50s) must be at least "map.stream_ttl" (60s)', self.refused(
+            {"channel": {"without_namespace": {"subscription_type": "map", "map": {
+                "mode": "recoverable", "key_ttl": "30s", "meta_ttl": "50s"}}}}))
+        self.assertIn("must be at least \"map.stream_ttl\" (100s)", self.refused(
+            {**recoverable, "map_stream_ttl": "100s", "map_meta_ttl": "90s"}))
+        self.assertIn("must be at least \"map.key_ttl\" (300s)", self.refused(
+            {**recoverable, "map_key_ttl": "300s", "map_meta_ttl": "200s"}))
+        config, _ = config_from_dict({**recoverable, "map_meta_ttl": "2m"})
+        self.assertEqual(config.map_meta_ttl, 120.0)
+
     def test_pageSizes(self) -> None:
         self.assertIn("the minimum (5) is above the maximum (2)", self.refused(
             {"subscription_type": "map", "map_mode": "persistent", "map_min_page_size": 5, "map_max_page_size": 2}))

@@ -133,7 +133,7 @@ _COMPANIONS: dict[str, dict[str, Any]] = {
 # The map options (tests.config.test_config_maps): valid in a recoverable map namespace.
 _MAP = {"subscription_type": "map", "map_mode": "recoverable", "map_key_ttl": "1m"}
 _VALUES.update({"subscription_type": "map_clients", "map_mode": "ephemeral", "map_client_key": "user_id",
-                "map_key_ttl": "2m"})
+                "map_key_ttl": "2m", "map_meta_ttl": "1h"})
 _COMPANIONS.update({name: {k: v for k, v in _MAP.items() if k != name} for name in (
     "subscription_type", "map_mode", "map_key_ttl", "map_stream_size", "map_stream_ttl", "map_meta_ttl",
     "map_remove_client_on_unsubscribe")})

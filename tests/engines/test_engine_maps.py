@@ -263,6 +263,26 @@ class MapBrokerContract:
         self.assertEqual((yield self.broker.stats(self.channel)), 0)
 
 
+    @inlineCallbacks
+    def test_metaTTL(self) -> _Gen:
+        """An unused channel is freed whole its meta TTL after its last write or read; 0 keeps it."""
+        meta = MapSettings(positioned=True, keyTTL=5, streamSize=5, streamTTL=10, metaTTL=20)
+        first = yield self.put("a", settings=MapSettings(positioned=True, streamSize=5, streamTTL=10, metaTTL=20))
+        yield self.advance(12)
+        yield self.state(meta)  # a read is a use
+        yield self.advance(12)
+        self.assertEqual((yield self.stream(limit=0, settings=meta)).position, first.position)
+        yield self.advance(21)
+        after = yield self.state(meta)
+        self.assertEqual((after.publications, after.position.offset), ([], 0))
+        self.assertNotEqual(after.position.epoch, first.position.epoch)
+        yield self.assertFailure(self.stream(first.position, settings=meta), UnrecoverablePosition)
+        # Without a meta TTL the channel stays, however long unused.
+        kept = yield self.put("b")
+        yield self.advance(100)
+        self.assertEqual((yield self.state()).position, kept.position)
+
+
 class MemoryMapContractTests(MapBrokerContract, TestCase):
     def makeBroker(self, clock: Clock) -> IMapBroker:
         return MemoryMapBroker(clock)

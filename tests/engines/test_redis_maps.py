@@ -61,9 +61,15 @@ class ScaledMapBroker:
     def remove(self, channel: str, key: str, settings: MapSettings, tags: Any = None) -> Deferred[Any]:
         return self.broker.remove(channel, key, self._scaled(settings), tags)
 
+    def readState(self, channel: str, settings: MapSettings, *args: Any, **kw: Any) -> Deferred[Any]:
+        return self.broker.readState(channel, self._scaled(settings), *args, **kw)
+
+    def readStream(self, channel: str, settings: MapSettings, *args: Any, **kw: Any) -> Deferred[Any]:
+        return self.broker.readStream(channel, self._scaled(settings), *args, **kw)
+
     @staticmethod
     def _scaled(settings: MapSettings) -> MapSettings:
-        return attrs.evolve(settings, streamTTL=settings.streamTTL * SCALE)
+        return attrs.evolve(settings, streamTTL=settings.streamTTL * SCALE, metaTTL=settings.metaTTL * SCALE)
 
 
 def startBroker(testCase: TestCase, router: Any, clock: Any) -> RedisMapBroker:
@@ -216,7 +222,7 @@ class RedisMapBrokerTests(TestCase):
     @inlineCallbacks
     def test_keyLayout(self) -> _Gen:
         """The keys mapscripts documents, with the values it says."""
-        ttl = MapSettings(keyTTL=10, streamSize=3, streamTTL=30)
+        ttl = MapSettings(keyTTL=10, streamSize=3, streamTTL=30, metaTTL=3600)
         update = yield self.a.publish("m", "k", Publication(b"1"), ttl)
         prefix = self.shard.prefix
         keys = yield self.shard.execute("KEYS", f"{prefix}.*")
@@ -224,11 +230,33 @@ class RedisMapBrokerTests(TestCase):
                                               for kind in ("meta", "state", "keys", "expire", "stream")))
         meta = yield self.shard.execute("HGETALL", f"{prefix}.map.meta.m")
         self.assertEqual(dict(zip(meta[::2], meta[1::2])),
-                         {b"e": update.position.epoch.encode(), b"s": b"1", b"z": b"3", b"t": b"30000"})
+                         {b"e": update.position.epoch.encode(), b"s": b"1", b"z": b"3", b"t": b"30000",
+                          b"m": b"3600000"})
         self.assertEqual((yield self.shard.execute("HGET", f"{prefix}.map.state.m", "k")), b'1:{"data":"1","key":"k"}')
         self.assertEqual((yield self.shard.execute("ZSCORE", f"{prefix}.map.expire.m", "k")), b"10000")
         self.assertTrue(29000 < (yield self.shard.execute("PTTL", f"{prefix}.map.stream.m")) <= 30000)
-        self.assertGreater((yield self.shard.execute("PTTL", f"{prefix}.map.state.m")), 29 * 86400 * 1000)
+        self.assertTrue(3590_000 < (yield self.shard.execute("PTTL", f"{prefix}.map.state.m")) <= 3600_000)
+
+    @inlineCallbacks
+    def test_metaTTLKept(self) -> _Gen:
+        """
+        A channel's meta TTL is the one of its settings (0: its keys persist); the calls given none (stats, the
+        sweep) renew it with the channel's own, the broker's only for a channel that has none.
+        """
+        prefix = self.shard.prefix
+        ttls = lambda: gatherResults([self.shard.execute("PTTL", f"{prefix}.map.{kind}.m")  # noqa: E731
+                                      for kind in ("meta", "state", "keys")])
+        yield self.a.publish("m", "k", Publication(b"1"), MapSettings(metaTTL=600))
+        self.assertTrue(all(590_000 < ttl <= 600_000 for ttl in (yield ttls())))
+        yield self.a.stats("m")
+        self.assertTrue(all(590_000 < ttl <= 600_000 for ttl in (yield ttls())))
+        yield self.a.readState("m", MapSettings(metaTTL=0))
+        self.assertEqual((yield ttls()), [-1, -1, -1])
+        yield self.a.stats("m")
+        self.assertEqual((yield ttls()), [-1, -1, -1])
+        # A channel that has none: the broker's (the history meta TTL, 30 days by default).
+        yield self.a.stats("other")
+        self.assertGreater((yield self.shard.execute("PTTL", f"{prefix}.map.meta.other")), 29 * 86400 * 1000)
 
     @inlineCallbacks
     def test_expirySweptByAReceivingNode(self) -> _Gen:
@@ -359,6 +387,8 @@ class RedisMapFaultTests(TestCase):
     def test_restarted(self) -> _Gen:
         yield self.broker.subscribe("m")
         before = yield self.broker.publish("m", "k", Publication(b"1"), MapSettings(keyTTL=5))
+        # Received before the kill: Redis may reply to the write before it flushes the message to the subscriber.
+        yield self.received.wait(1)
         self.redis.kill()
         yield waitFor(lambda: not self.shard.connected, what="the connection lost")
         yield self.assertFailure(self.broker.publish("m", "k", Publication(b"2"), POSITIONED), RedisUnavailable)

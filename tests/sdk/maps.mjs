@@ -3,7 +3,10 @@
 // WebSocket, for tests/test_sdk_maps.py.
 //
 //   node maps.mjs --url http://127.0.0.1:PORT --protocol json|protobuf --apikey KEY --scenario NAME --channel NAME
-//                 [--keys N] [--deadline SECONDS]
+//                 [--apiurl URL] [--writeurl URL] [--keys N] [--deadline SECONDS]
+//
+// The subscribers connect to --url; the server API calls go to --apiurl and the writing client (updates) and the
+// presence member connect to --writeurl (both --url unless given: another node of the same Redis, for two nodes).
 //
 // Scenarios (each checks itself and fails the script when the SDK's view is not the map's):
 //   snapshot  --keys N keys written through the server API, then a map subscription with pageSize 2: its sync
@@ -15,6 +18,12 @@
 //   scratch   a stream of 2: disconnect, five writes, connect: 112, then (from_scratch) a fresh sync of all keys
 //   fatal     the same with unrecoverableStrategy 'fatal': the subscription ends unsubscribed with code 112
 //   presence  a map clients subscription to prescli:<channel> sees a member of <channel> come and go
+//   tags      tagged keys (the API's tags); a subscription with tagsFilter team=eng syncs and follows only the eng
+//             keys (removals by the removed key's tags); after unsubscribe and setTagsFilter(team=sales), subscribe
+//             syncs only the sales keys again (a full STATE resync, not a recovery)
+//   restart   a positioned map synced, then "ready": the test restarts the Redis (empty); the node's position
+//             check unsubscribes (2500), the SDK resubscribes (112: from scratch) and syncs the empty map; a write
+//             after it arrives as an update
 //
 // Events (one JSON object per line, "event" first): wire {frames} (subscribe frames sent), sync {keys},
 // subscribed {recovered, wasRecovering}, update {key, removed}, unsubscribed {code}, result {...}.
@@ -26,6 +35,8 @@ import { emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
+    apiurl: { type: 'string' },
+    writeurl: { type: 'string' },
     protocol: { type: 'string', default: 'json' },
     apikey: { type: 'string', default: '' },
     scenario: { type: 'string', default: 'snapshot' },
@@ -53,7 +64,7 @@ const read = (data) => (data === undefined || data === null || data.length === 0
   : protobuf ? JSON.parse(decoder.decode(data)).n : data.n);
 
 async function api(method, body) {
-  const response = await fetch(`${args.url}/api/${method}`, {
+  const response = await fetch(`${args.apiurl || args.url}/api/${method}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'X-API-Key': args.apikey },
     body: JSON.stringify(body),
@@ -69,11 +80,11 @@ const model = new Map();
 // not wait for the previous one to be answered, but goes after it).
 let writing = Promise.resolve();
 
-function write(key, n) {
+function write(key, n, tags = undefined) {
   if (n === null) model.delete(key);
   else model.set(key, n);
   writing = writing.then(() => (n === null ? api('map_remove', { channel, key })
-    : api('map_publish', { channel, key, data: { n } })));
+    : api('map_publish', { channel, key, data: { n }, ...(tags ? { tags } : {}) })));
   return writing;
 }
 
@@ -126,8 +137,8 @@ class CountingWebSocket extends WebSocket {
   }
 }
 
-function newClient() {
-  const endpoint = args.url.replace('http', 'ws') + '/connection/websocket';
+function newClient(url = args.url) {
+  const endpoint = url.replace('http', 'ws') + '/connection/websocket';
   const client = new Centrifuge(endpoint, { websocket: CountingWebSocket, minReconnectDelay: 50, maxReconnectDelay: 100, debug: !!process.env.MAPS_DEBUG });
   client.on('error', (ctx) => emit('client_error', { error: ctx.error }));
   return client;
@@ -232,11 +243,17 @@ const scenarios = {
     await sub.remove('a');
     await api('map_publish', { channel, key: 'c', data: { n: 3 } });
     await client.mapRemove(channel, 'b');
-    await until(() => updates.length === 5, 'five updates');
+    // A client of the writing node (this one unless --writeurl).
+    const writer = newClient(args.writeurl || args.url);
+    writer.connect();
+    await writer.mapPublish(channel, 'd', value(4));
+    await writer.mapRemove(channel, 'c');
+    await until(() => updates.length === 7, 'seven updates');
     const seen = updates.map((u) => [u.key, u.removed === true]);
-    const expected = [['a', false], ['b', false], ['a', true], ['c', false], ['b', true]];
+    const expected = [['a', false], ['b', false], ['a', true], ['c', false], ['b', true], ['d', false], ['c', true]];
     if (JSON.stringify(seen) !== JSON.stringify(expected)) fail(`updates ${JSON.stringify(seen)}`);
-    if (JSON.stringify([...view.entries()]) !== JSON.stringify([['c', 3]])) fail(`map ${JSON.stringify([...view])}`);
+    if (JSON.stringify([...view.entries()]) !== JSON.stringify([['d', 4]])) fail(`map ${JSON.stringify([...view])}`);
+    writer.disconnect();
     client.disconnect();
   },
 
@@ -281,7 +298,7 @@ const scenarios = {
     const synced = once(who, 'sync');
     who.subscribe();
     await synced;
-    const member = newClient();
+    const member = newClient(args.writeurl || args.url);
     const connected = once(member, 'connected');
     member.connect();
     const { client: memberID } = await connected;
@@ -297,7 +314,80 @@ const scenarios = {
     member.disconnect();
     watcher.disconnect();
   },
+
+  async tags() {
+    const teams = {};
+    const tagged = (key, team, n) => {
+      teams[key] = team;
+      return write(key, n, { team });
+    };
+    for (let i = 0; i < 6; i++) await tagged(`k${i}`, i % 3 ? 'sales' : 'eng', i);
+    const only = (team) => new Map([...model.entries()].filter(([key]) => teams[key] === team));
+    const client = newClient();
+    client.connect();
+    const sub = client.newMapSubscription(channel, { pageSize: 2, tagsFilter: { key: 'team', cmp: 'eq', val: 'eng' } });
+    const { view, updates } = follow(sub);
+    let syncs = 0;
+    sub.on('sync', () => syncs++);
+    sub.subscribe();
+    await until(() => syncs === 1, 'the eng sync');
+    same(view, only('eng'), 'the eng sync');
+    // Live: the eng writes and removals only (a removal carries the removed key's tags).
+    await tagged('e9', 'eng', 9);
+    await tagged('s9', 'sales', 9);
+    await write('k1', null);
+    await write('k0', null);
+    await write('last', 1, { team: 'eng' });
+    await until(() => view.get('last') === 1, 'the last eng write');
+    teams.last = 'eng';
+    same(view, only('eng'), 'the eng updates');
+    const seen = updates.map((u) => [u.key, u.removed === true]);
+    if (JSON.stringify(seen) !== JSON.stringify([['e9', false], ['k0', true], ['last', false]])) {
+      fail(`eng updates ${JSON.stringify(seen)}`);
+    }
+    const unsubscribed = once(sub, 'unsubscribed');
+    sub.unsubscribe();
+    await unsubscribed;
+    sub.setTagsFilter({ key: 'team', cmp: 'eq', val: 'sales' });
+    const subscribed = once(sub, 'subscribed');
+    sub.subscribe();
+    const ctx = await subscribed;
+    if (ctx.recovered) fail('a new filter recovered instead of syncing');
+    await until(() => syncs === 2, 'the sales sync');
+    same(view, only('sales'), 'the sales sync');
+    emit('result', { eng: 3, sales: only('sales').size });
+    client.disconnect();
+  },
+
+  async restart() {
+    await seed(3);
+    const client = newClient();
+    client.connect();
+    const sub = client.newMapSubscription(channel, { pageSize: 2 });
+    const { view, updates } = follow(sub);
+    let syncs = 0;
+    sub.on('sync', () => syncs++);
+    sub.subscribe();
+    await until(() => syncs === 1, 'the first sync');
+    sameAsModel(view);
+    emit('ready');
+    // The test restarts Redis (empty): nothing is written, and yet the SDK must sync again.
+    for (let i = 0; i < 1000 && syncs < 2; i++) await sleep(25);
+    if (syncs < 2) fail('no second sync after the Redis restart');
+    if (view.size !== 0) fail(`the map after the restart: ${JSON.stringify([...view])}`);
+    model.clear();
+    await write('after', 1);
+    await until(() => view.get('after') === 1, 'a write after the restart');
+    emit('result', { updates: updates.length });
+    client.disconnect();
+  },
 };
+
+function same(view, expected, what) {
+  const got = JSON.stringify([...view.entries()].sort());
+  const want = JSON.stringify([...expected.entries()].sort());
+  if (got !== want) fail(`${what}: the SDK's map ${got} is not ${want}`);
+}
 
 async function unrecoverable(strategy) {
   await seed(3);

@@ -64,5 +64,9 @@ class MapMethodTests(APITestCase):
         self.assertEqual(self.error(self.api.call("map_publish", {"channel": "board:1", "key": "k", "data": {},
                                                                   "key_mode": "maybe"})), 107)
         self.assertEqual(self.error(self.api.call("map_remove", {"channel": "board:1"})), 107)
+        # An empty key, said or not: bad request (a key "" would also be the first page's cursor).
+        self.assertEqual(self.error(self.api.call("map_publish", {"channel": "board:1", "key": "", "data": {}})), 107)
+        self.assertEqual(self.error(self.api.call("map_remove", {"channel": "board:1", "key": ""})), 107)
+        self.assertEqual(self.call("map_stats", channel="board:1"), {"num_keys": 0})
         self.assertEqual(self.error(self.api.call("map_read_stream", {"channel": "board:1", "since_offset": 5,
                                                                       "since_epoch": "nope"})), 112)

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import random
 import string
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import attrs
 from twisted.application.service import Service
@@ -48,7 +48,7 @@ from httpstream.engines.redis.mapscripts import (
     WRITE_SCRIPT,
 )
 from httpstream.engines.redis.routing import IRedisRouter, channelOfName, keyName
-from httpstream.interfaces import PublicationHandler
+from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.logs import Logger
 from httpstream.values import Publication, StreamPosition
 
@@ -85,8 +85,9 @@ class RedisMapBroker(Service):
         """
         @param router: the connections (started separately).
         @param clock: the time of key deadlines, and the sweep's timer.
-        @param metaTTL: how long an unused channel (state, position, epoch) lives after its last use (seconds):
-            Centrifugo's history meta TTL.
+        @param metaTTL: how long an unused channel (state, position, epoch) lives after its last use (seconds),
+            for the calls given no L{MapSettings} (C{stats}, the sweep) on a channel that has no meta TTL of its own
+            yet (its L{MapSettings.metaTTL}, stored by the calls given them).
         @param rng: the source of epochs (8 letters).
         """
         self._redis = router
@@ -94,7 +95,7 @@ class RedisMapBroker(Service):
         self._metaTTL = milliseconds(metaTTL)
         self._rng = rng if rng is not None else random.Random()
         self._handler: Optional[PublicationHandler] = None
-        self._reconnectHandler: Optional[Callable[[list[str]], None]] = None
+        self._reconnectHandler: Optional[ReconnectHandler] = None
         self._pubsubStart = f"{router.prefix}.{PUBSUB_KIND}.".encode()
         self._subscribed: dict[str, int] = {}
         # The next sweep of each subscribed channel (seconds), and a heap of them (stale entries skipped).
@@ -109,7 +110,7 @@ class RedisMapBroker(Service):
     def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
 
-    def setReconnectHandler(self, handler: Callable[[list[str]], None]) -> None:
+    def setReconnectHandler(self, handler: ReconnectHandler) -> None:
         """
         Call C{handler(channels)} with the map channels subscribed again after a PUB/SUB connection was lost: their
         writes meanwhile did not reach this node (as L{RedisBroker.setReconnectHandler}).
@@ -155,7 +156,7 @@ class RedisMapBroker(Service):
         count = -1 if limit < 0 else min(limit, _LUA_COUNT)
         if 0 < count < _LUA_COUNT:
             count += 1  # one more tells whether there is a next page
-        d = self._run(channel, READ_STATE_SCRIPT, [b"(" + cursor.encode() if cursor else b"-", count])
+        d = self._run(channel, READ_STATE_SCRIPT, [b"(" + cursor.encode() if cursor else b"-", count], settings)
 
         def read(reply: Any) -> MapStateResult:
             head, publications = readStateReply(reply)
@@ -177,7 +178,7 @@ class RedisMapBroker(Service):
             lowest = b"%d" % (min(max(since.offset, 0), _MAX_OFFSET - 1) + 1)
             epoch = since.epoch
         count = -1 if limit < 0 else min(limit, _LUA_COUNT)
-        d = self._run(channel, READ_STREAM_SCRIPT, [lowest, count, epoch])
+        d = self._run(channel, READ_STREAM_SCRIPT, [lowest, count, epoch], settings)
 
         def read(reply: Any) -> MapStreamResult:
             head, oldest, publications = readStreamReply(reply)
@@ -218,13 +219,17 @@ class RedisMapBroker(Service):
             self._learn(channel, head)
             return MapUpdateResult(head.position, bool(reason), reason)
 
-        return self._run(channel, WRITE_SCRIPT, args).addCallback(read)
+        return self._run(channel, WRITE_SCRIPT, args, settings).addCallback(read)
 
-    def _run(self, channel: str, script: bytes, args: list[Any]) -> Deferred[Any]:
+    def _run(self, channel: str, script: bytes, args: list[Any], settings: Optional[MapSettings] = None) -> Deferred[Any]:
         route = self._redis.route(channel)
+        if settings is None:
+            metaTTL: Any = b"~%d" % self._metaTTL  # the channel's own, if it has one
+        else:
+            metaTTL = milliseconds(settings.metaTTL) if settings.metaTTL > 0 else 0
         common = [
             int(self._clock.seconds() * 1000),
-            self._metaTTL,
+            metaTTL,
             "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8)),
             self._pubsubName(channel),
             route.publishCommand,

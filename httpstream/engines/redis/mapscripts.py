@@ -7,7 +7,8 @@ Keys of map channel C{<channel>} (named by L{httpstream.engines.redis.routing.ke
 Cluster, so all of them and the PUB/SUB name share one slot):
 
   - C{<prefix>.map.meta.<channel>}, a hash: C{e} the epoch, C{s} the top offset, C{z} and C{t} the stream's size
-    and TTL (ms) of the last write (what a sweep, which is given no settings, appends removals with).
+    and TTL (ms) of the last write (what a sweep, which is given no settings, appends removals with), C{m} the
+    meta TTL (ms, 0: none) of the last call given settings (what a sweep or C{stats} renews the channel with).
   - C{<prefix>.map.state.<channel>}, a hash: key -> C{<offset>:<publication>}, its latest write.
   - C{<prefix>.map.keys.<channel>}, a sorted set: every key at score 0, so C{ZRANGEBYLEX} pages in key order (byte
     order of UTF-8: code point order, as Python sorts).
@@ -16,17 +17,18 @@ Cluster, so all of them and the PUB/SUB name share one slot):
   - C{<prefix>.map.stream.<channel>}, a stream of every write (entry id C{<offset>-0}, field C{d}), trimmed to the
     size exactly, expiring the stream TTL after the last write.
 
-The first four live together (all renewed to the meta TTL by every script): a meta hash that is gone (Redis
-restarted, evicted, or the channel unused for the meta TTL) means a new epoch, and every script then drops what is
-left of the others first, so a state never outlives its epoch.
+The first four live together (all renewed to the meta TTL by every script, or made persistent when it is 0): a
+meta hash that is gone (Redis restarted, evicted, or the channel unused for the meta TTL) means a new epoch, and
+every script then drops what is left of the others first, so a state never outlives its epoch.
 
 Every script first removes the keys whose deadline has passed, a removal appended and published for each, so what
 a script reads is never older than the TTLs; the broker's sweep (a script of its own) tells live subscribers in
 time. Each write is published on C{<prefix>.map.client.<channel>} as C{<offset>:<epoch>:<deadline>:<publication>}
 (deadline 0 when the key has none): the subscribers' nodes learn when to sweep from it.
 
-KEYS of every script: meta, state, keys, expire, stream. ARGV 1-6 of every script: now (ms), meta TTL (ms), the
-epoch if a new one is needed, the PUB/SUB name, the publish command (PUBLISH, or SPUBLISH in a Cluster), how many
+KEYS of every script: meta, state, keys, expire, stream. ARGV 1-6 of every script: now (ms), the meta TTL (ms, 0:
+none; or C{~<ms>}: the channel's own, stored in C{m}, else C{<ms>}: a call given no settings), the epoch if a new
+one is needed, the PUB/SUB name, the publish command (PUBLISH, or SPUBLISH in a Cluster), how many
 expired keys to remove at most. Each replies C{{top, epoch, next deadline (ms, 0: none), ...}}.
 """
 
@@ -41,13 +43,19 @@ PUBSUB_KIND = "map.client"
 _PRELUDE = b"""
 local meta, state, order, expiry, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = tonumber(ARGV[1])
-local found = redis.call("hmget", meta, "e", "s", "z", "t")
+local found = redis.call("hmget", meta, "e", "s", "z", "t", "m")
 local epoch, top, size, streamTTL = found[1], tonumber(found[2]) or 0, found[3] or "100", found[4] or "0"
 if not epoch then
   -- A new epoch: nothing of the old one may show through it.
   epoch, top = ARGV[3], 0
   redis.call("del", state, order, expiry, stream)
   redis.call("hset", meta, "e", epoch, "s", 0)
+end
+local metaTTL = ARGV[2]
+if string.sub(metaTTL, 1, 1) == "~" then
+  metaTTL = found[5] or string.sub(metaTTL, 2)
+elseif found[5] ~= metaTTL then
+  redis.call("hset", meta, "m", metaTTL)
 end
 
 local function append(payload, deadline)
@@ -85,8 +93,13 @@ local function nextDeadline()
 end
 
 local function keep()
+  local ttl = tonumber(metaTTL)
   for i = 1, 4 do
-    redis.call("pexpire", KEYS[i], ARGV[2])
+    if ttl > 0 then
+      redis.call("pexpire", KEYS[i], ttl)
+    else
+      redis.call("persist", KEYS[i])
+    end
   end
 end
 
