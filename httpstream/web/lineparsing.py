@@ -48,6 +48,15 @@ class InPlaceLineChannel(HTTPChannel):
         if extra or (self._at < len(self._received) and not self._busyReceiving):
             self.dataReceived(extra)
 
+    def _finishRequestBody(self, data: bytes) -> None:
+        # A chunked body's decoder hands back what followed its last chunk (a body of known length was cut to size,
+        # so it has nothing to hand back). Twisted parks it in its list, to be parsed after the response; here it
+        # goes back in front of the unparsed bytes, ahead of anything that arrives while the request is answered.
+        if data:
+            self._received = data + self._received[self._at:]
+            self._at = 0
+        HTTPChannel._finishRequestBody(self, b"")
+
     def clearLineBuffer(self) -> bytes:
         rest = self._received[self._at:]
         self._received, self._at = b"", 0

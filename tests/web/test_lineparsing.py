@@ -190,3 +190,24 @@ def test_everyTwoWayCut() -> None:
     tests = SameAsTwistedTests()
     for cut in range(1, len(data)):
         tests.assertSame(data, lambda d, cut=cut: [d[:cut], d[cut:]])  # type: ignore[misc]
+
+
+def test_chunkedBodyThenMoreWhileAnswering() -> None:
+    """
+    What followed a chunked body in its read is parsed before what arrives while that request is answered (the
+    decoder hands it back; it once went behind the later bytes, which garbled the next request into a 400).
+    """
+    first = request(1, b"/later", b"abcdefgh", chunked=True)
+    data = first + request(2, body=b"second") + request(3, body=b"third")
+    for cut in range(len(first) + 1, len(data)):
+        outputs = []
+        for kind in (HTTPChannel, InPlaceLineChannel):
+            run = Run(kind)
+            run.channel.dataReceived(data[:cut])
+            run.channel.dataReceived(data[cut:])  # request 1 is still being answered
+            while run.echo.release():
+                pass
+            outputs.append(normalized(run.transport.value()))
+        theirs, ours = outputs
+        assert ours == theirs, cut
+        assert b"POST /echo 3 [third]" in ours
