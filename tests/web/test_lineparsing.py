@@ -211,3 +211,26 @@ def test_chunkedBodyThenMoreWhileAnswering() -> None:
         theirs, ours = outputs
         assert ours == theirs, cut
         assert b"POST /echo 3 [third]" in ours
+
+
+def test_holdsBackTheSocketWhileTheResponseWaitsToo() -> None:
+    """
+    Pipelined bytes behind a request whose response cannot be sent (the peer does not read: the transport paused
+    the channel) are bounded too: past 16 KiB the socket is no longer read (Twisted's own channel then read on,
+    without bound), and it is read again once the response is done and sent.
+    """
+    run = Run(InPlaceLineChannel)
+    run.channel.dataReceived(request(1, b"/later"))
+    run.channel.pauseProducing()  # what the transport does when its buffer is full
+    sent = 1
+    while run.transport.producerState == "producing" and sent < 200:
+        sent += 1
+        run.channel.dataReceived(request(sent, body=b"q" * 1000))
+    assert run.transport.producerState == "paused"
+    assert len(run.channel._received) - run.channel._at < 16 * 1024 + 2000
+    run.echo.release()
+    run.channel.resumeProducing()  # the peer read: the buffer drained
+    assert run.transport.producerState == "producing"
+    while run.echo.release():
+        pass
+    assert run.transport.value().count(b"200 OK") == sent
