@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 import string
-import time
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -118,8 +117,7 @@ class SharedPolls:
         # The epoch each versioned backend last named, kept when its channel has no subscriber left: a client
         # subscribing again must get it, or the next poll would take it for a change and unsubscribe it again.
         self._epochs: dict[str, str] = {}
-        self.cycles: dict[str, int] = {}
-        self.cycleCPU: list[float] = []  # process CPU seconds each cycle's answers took to apply and fan out
+        self.cycles: dict[str, int] = {}  # of the channels polled now (a channel's count goes with it)
 
     # Subscribers
 
@@ -198,6 +196,7 @@ class SharedPolls:
         ch.entries.clear()
         if self._channels.get(ch.name) is ch:
             del self._channels[ch.name]
+            self.cycles.pop(ch.name, None)
 
     # Polling
 
@@ -269,7 +268,6 @@ class SharedPolls:
     def _apply(self, result: PollResult, ch: _Channel) -> None:
         if self._channels.get(ch.name) is not ch:
             return  # nobody subscribes any more
-        cpu = time.process_time()
         if not ch.options.versionless and result.epoch != ch.epoch:
             self._epochChanged(ch, result.epoch)
         for item in result.items:
@@ -292,7 +290,6 @@ class SharedPolls:
                 continue
             for subscriber in list(entry.subscribers):
                 subscriber.deliverKeyed(update)
-        self.cycleCPU.append(time.process_time() - cpu)
 
     def _epochChanged(self, ch: _Channel, epoch: str) -> None:
         # The backend's versions started over: what every subscriber holds is meaningless. They subscribe again

@@ -54,6 +54,14 @@ def takeOver(request: server.Request) -> Optional[Connection]:
         return None
     # The channel registered itself as the connection's producer when it was made; the writer takes its place.
     transport.unregisterProducer()
+    # The channel's pauses were its own: a pause of the channel (a busy socket) must not pass for the writer's,
+    # which is paused at its first write that waits; and a channel that stopped reading (16 KiB pipelined
+    # behind the stream's request) must not leave the stream deaf to its peer's leaving.
+    transport.producerPaused = False
+    transport.resumeProducing()
+    # What the channel has not parsed yet (a stream's peer sends nothing for it) goes with it: the parser, still
+    # on the stack when a stream opens within a read, then has nothing left to act on.
+    channel.clearLineBuffer()
     untie(request)
     return cast(Connection, transport)
 

@@ -79,11 +79,21 @@ class ReadDeadlineChannel(InPlaceLineChannel):
         if not self._handlingRequest:
             self._reading = True
         InPlaceLineChannel.dataReceived(self, data)
+        if not self._reading and self._midRequest():
+            # A request begun behind one that was read (and answered) within this read: pipelined, it is timed too.
+            self._reading = True
         if self._reading and self._readCall is None:
             # The request began in this read (any earlier one would have armed the timer): its clock starts now.
             limit = self.readTimeout if self._headersRead else self._headerLimit()
             if limit:
                 self._readCall = self.callLater(limit, self._readTimedOut)
+
+    def _midRequest(self) -> bool:
+        """Whether a request is partly received (its first bytes, its request line, its headers or its body)."""
+        transport = self.transport
+        if self._handlingRequest or transport is None or getattr(transport, "disconnecting", False):
+            return False
+        return bool(self._receivedHeaderSize or not self.line_mode or self._at < len(self._received))
 
     def allHeadersReceived(self) -> None:
         self._headersRead = True

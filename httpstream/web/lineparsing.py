@@ -12,7 +12,8 @@ C{bench.emulation}'s cross-node burst, and quadratic in what is queued.
 Here the received bytes stay in one buffer with an offset: a line is the only slice taken, a request body is handed
 over cut to its C{Content-Length} (what follows stays unparsed), and bytes that arrive while a request is being
 answered stay where they are until C{requestDone} puts the channel back in line mode, with the same 16 KiB bound
-(past it, the socket is no longer read) as Twisted's list. Everything else (header limits, chunked bodies, C{Expect},
+(past it, the socket is no longer read) as Twisted's list, but kept also while the response waits for a peer that
+does not read (where Twisted's channel reads on without bound). Everything else (header limits, chunked bodies, C{Expect},
 persistence, the 400s) is Twisted's own code, called exactly as L{LineReceiver.dataReceived} calls it.
 """
 
@@ -47,6 +48,15 @@ class InPlaceLineChannel(HTTPChannel):
         # got anything. Through dataReceived, as LineReceiver does, so that a subclass sees the bytes resume.
         if extra or (self._at < len(self._received) and not self._busyReceiving):
             self.dataReceived(extra)
+
+    def _finishRequestBody(self, data: bytes) -> None:
+        # A chunked body's decoder hands back what followed its last chunk (a body of known length was cut to size,
+        # so it has nothing to hand back). Twisted parks it in its list, to be parsed after the response; here it
+        # goes back in front of the unparsed bytes, ahead of anything that arrives while the request is answered.
+        if data:
+            self._received = data + self._received[self._at:]
+            self._at = 0
+        HTTPChannel._finishRequestBody(self, b"")
 
     def clearLineBuffer(self) -> bytes:
         rest = self._received[self._at:]
@@ -87,8 +97,12 @@ class InPlaceLineChannel(HTTPChannel):
                     return why
             elif self._handlingRequest:
                 # Pipelined bytes behind a request being answered: kept here for requestDone (Twisted keeps them in
-                # its list), and as there, past 16 KiB the socket is not read until the response is done.
-                if len(received) - at > self._optimisticEagerReadSize and not self._waitingForTransport:
+                # its list), and as there, past 16 KiB the socket is not read until the response is done. Also while
+                # the response waits for the transport (Twisted's channel reads on then, without bound: its own
+                # pause left the socket read, as a request was being answered); the socket is read again when the
+                # request is done (requestDone) or, if it was done meanwhile, when the transport has sent it all
+                # (resumeProducing).
+                if len(received) - at > self._optimisticEagerReadSize:
                     self._networkProducer.pauseProducing()
                 return None
             else:

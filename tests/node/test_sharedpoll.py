@@ -186,6 +186,31 @@ class SharedPollsTests(SynchronousTestCase):
         self.polls.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def sizes(self) -> dict[str, int]:
+        return {name: len(value) for name, value in vars(self.polls).items() if isinstance(value, (list, dict))}
+
+    def test_noStateGrowsWithCycles(self) -> None:
+        """A node polls for months: nothing it keeps grows with the number of cycles run."""
+        self.backend.state = {"k1": (b"1", 1)}
+        self.subscribers(1, ["k1"])
+        for _ in range(5):
+            self.clock.advance(1.0)
+        before = self.sizes()
+        for _ in range(200):
+            self.clock.advance(1.0)
+        self.assertEqual(self.sizes(), before)
+
+    def test_noStateLeftOfChannelsGone(self) -> None:
+        """Channels come and go (their last subscriber leaves): nothing is kept of them (a versioned one keeps its epoch)."""
+        for n in range(50):
+            channel = f"poll:{n}"
+            sub = FakeKeyedSubscriber()
+            self.polls.join(channel, VERSIONLESS, sub)
+            self.polls.track(channel, sub, ["k"])
+            self.clock.advance(1.0)
+            self.polls.leave(channel, sub, ["k"])
+        self.assertEqual(max(self.sizes().values()), 0)
+
 
 class KeyedUpdateTests(SynchronousTestCase):
     def test_frames(self) -> None:
@@ -198,3 +223,5 @@ class KeyedUpdateTests(SynchronousTestCase):
                          b'{"channel":"poll:c","pub":{"key":"k","removed":true}}')
         self.assertIsNotNone(update.frame("protobuf"))
         self.assertIsNone(KeyedUpdate("poll:c", "k", 1, b"\xff").frame("json"))
+
+

@@ -23,6 +23,7 @@ from zope.interface.verify import verifyObject
 
 from httpstream.testing import MemoryServer
 from httpstream.transports.handoff import LAST_CHUNK, StreamProtocol
+from httpstream.transports.direct import unsent
 from tests.transports.test_direct import connectedPair
 from tests.web.helpers import serve
 
@@ -279,5 +280,42 @@ def test_websocketUpgradeLetsTheChannelGo(server: MemoryServer) -> None:
         assert type(peer.transport.protocol).__name__ == "CentrifugeWebSocketProtocol"
         del peer.channel
         assert channel() is None
+    finally:
+        peer.close()
+
+
+def test_bytesBehindTheStreamRequestLeaveTheConnectionRead(server: MemoryServer, peer: Peer) -> None:
+    """
+    More than 16 KiB behind a stream request in its read: the channel, which stops reading its socket past that
+    (its bound on pipelined bytes), must not do so on a connection that is the stream's by then, or the peer's
+    leaving would never be seen.
+    """
+    peer.send(streamRequest() + b"x" * 20_000)
+    peer.read(b'"connect"')
+    assert isinstance(peer.transport.protocol, StreamProtocol)
+    assert peer.transport in server.reactor.getReaders()
+    peer.sock.close()
+    peer.pump()
+    assert peer.lost is not None
+    assert not server.node.clients
+
+
+def test_aStreamBehindUnsentResponsesIsHeldBackAtOnce(server: MemoryServer) -> None:
+    """
+    A stream request pipelined behind responses the peer does not read: the socket is full when the stream takes
+    the connection over, and the channel (its producer until then) had been paused. The writer, the producer now,
+    is paused at its first write that waits (transports/direct.py), not only past Twisted's 64 KiB.
+    """
+    peer = Peer(server, sendBuffer=4096, receiveBuffer=4096)
+    try:
+        peer.send(b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n" * 300 + streamRequest())
+        for _ in range(5):
+            peer.pump()
+        assert isinstance(peer.transport.protocol, StreamProtocol)
+        assert unsent(peer.transport) > 0
+        client = next(iter(server.node.clients.values()))
+        # Its first write (the connect reply) waited behind those responses.
+        assert peer.transport.producer is client.writer
+        assert client.writer.paused
     finally:
         peer.close()

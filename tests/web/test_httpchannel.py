@@ -121,6 +121,19 @@ class ReadDeadlineTests(SynchronousTestCase):
         self.clock.advance(0.1)
         self.assertEqual(transport.value(), REQUEST_TIMEOUT)
 
+    def test_partialRequestBehindAnAnsweredOneIsTimed(self) -> None:
+        """
+        A request begun in the same read as one answered at once (pipelined) has its deadline too: the answered
+        one's end must not leave it to the idle timeout (12 hours by default).
+        """
+        for partial in (b"GET /health HT", b"GET /health HTTP/1.1\r\nHost: x\r\n", HEADERS + b"{"):
+            channel, transport = self.connect(http_server_idle_timeout="1h")
+            channel.dataReceived(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + partial)
+            self.assertEqual(transport.value().count(b"200 OK"), 1)
+            self.clock.advance(30.0)
+            self.assertTrue(transport.disconnecting, partial)
+            self.assertTrue(transport.value().endswith(REQUEST_TIMEOUT), partial)
+
     def test_openStreamOutlivesDeadlines(self) -> None:
         channel, transport = self.connect()
         channel.dataReceived(STREAM[:30])

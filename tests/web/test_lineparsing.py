@@ -190,3 +190,47 @@ def test_everyTwoWayCut() -> None:
     tests = SameAsTwistedTests()
     for cut in range(1, len(data)):
         tests.assertSame(data, lambda d, cut=cut: [d[:cut], d[cut:]])  # type: ignore[misc]
+
+
+def test_chunkedBodyThenMoreWhileAnswering() -> None:
+    """
+    What followed a chunked body in its read is parsed before what arrives while that request is answered (the
+    decoder hands it back; it once went behind the later bytes, which garbled the next request into a 400).
+    """
+    first = request(1, b"/later", b"abcdefgh", chunked=True)
+    data = first + request(2, body=b"second") + request(3, body=b"third")
+    for cut in range(len(first) + 1, len(data)):
+        outputs = []
+        for kind in (HTTPChannel, InPlaceLineChannel):
+            run = Run(kind)
+            run.channel.dataReceived(data[:cut])
+            run.channel.dataReceived(data[cut:])  # request 1 is still being answered
+            while run.echo.release():
+                pass
+            outputs.append(normalized(run.transport.value()))
+        theirs, ours = outputs
+        assert ours == theirs, cut
+        assert b"POST /echo 3 [third]" in ours
+
+
+def test_holdsBackTheSocketWhileTheResponseWaitsToo() -> None:
+    """
+    Pipelined bytes behind a request whose response cannot be sent (the peer does not read: the transport paused
+    the channel) are bounded too: past 16 KiB the socket is no longer read (Twisted's own channel then read on,
+    without bound), and it is read again once the response is done and sent.
+    """
+    run = Run(InPlaceLineChannel)
+    run.channel.dataReceived(request(1, b"/later"))
+    run.channel.pauseProducing()  # what the transport does when its buffer is full
+    sent = 1
+    while run.transport.producerState == "producing" and sent < 200:
+        sent += 1
+        run.channel.dataReceived(request(sent, body=b"q" * 1000))
+    assert run.transport.producerState == "paused"
+    assert len(run.channel._received) - run.channel._at < 16 * 1024 + 2000
+    run.echo.release()
+    run.channel.resumeProducing()  # the peer read: the buffer drained
+    assert run.transport.producerState == "producing"
+    while run.echo.release():
+        pass
+    assert run.transport.value().count(b"200 OK") == sent
