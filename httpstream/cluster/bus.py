@@ -193,7 +193,7 @@ class Route(Protocol):
 
     def subscribe(self, channel: bytes, handler: Callable[[bytes, bytes], None]) -> Deferred[None]: ...
     def unsubscribe(self, channel: bytes) -> Deferred[None]: ...
-    def execute(self, *args: Any) -> Deferred[Any]: ...
+    def execute(self, *args: Any, now: bool = False) -> Deferred[Any]: ...
 
 
 class Router(Protocol):
@@ -259,7 +259,8 @@ class ShardPubSub:
 
     def _publish(self, routes: list[Route], channel: bytes, message: bytes) -> Deferred[None]:
         route, rest = routes[0], routes[1:]
-        d = route.execute(route.publishCommand, channel, message).addCallback(lambda _: None)
+        # At once: a control message is already its turn's batch (forwarded emulation requests, their answers).
+        d = route.execute(route.publishCommand, channel, message, now=True).addCallback(lambda _: None)
         if rest:
             d.addErrback(lambda _: self._publish(rest, channel, message))
         return d

@@ -584,7 +584,7 @@ class FakeShard:
         self.handlers.pop(channel, None)
         return succeed(None)
 
-    def execute(self, *args: Any) -> Deferred[Any]:
+    def execute(self, *args: Any, now: bool = False) -> Deferred[Any]:
         if not self.up:
             return fail(ConnectionRefusedError())
         self.published.append(args[1:])

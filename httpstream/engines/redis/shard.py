@@ -262,16 +262,19 @@ class RedisShard(Service):
 
     # Commands
 
-    def execute(self, *args: Any, asking: bool = False) -> Deferred[Any]:
+    def execute(self, *args: Any, asking: bool = False, now: bool = False) -> Deferred[Any]:
         """
         Run one command on the command connection (bytes come back as bytes).
 
         @param asking: send ASKING first, on the same connection (a Cluster's ASK redirection).
+        @param now: write it to the socket at once (L{CommandProtocol.executeNow}), not on the next poll.
         @return: its reply, or a failure: L{RedisUnavailable} at once while the connection is down,
             C{txredisapi.ConnectionError} when it is lost before the reply, L{RedisReplyError} for an error reply.
         """
         if asking:
             return self._commands.call(lambda protocol: _asking(protocol, *args))
+        if now:
+            return self._commands.call(lambda protocol: protocol.executeNow(*args))
         return self._commands.call(lambda protocol: protocol.execute_command(*args))
 
     def eval(self, script: bytes, keys: Sequence[Any], args: Sequence[Any], asking: bool = False) -> Deferred[Any]:
