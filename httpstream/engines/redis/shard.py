@@ -206,8 +206,23 @@ class RedisShard(Service):
         return self._commands.protocol is not None and self._pubsub.protocol is not None
 
     def whenReady(self) -> Deferred[None]:
-        """A Deferred firing once both connections are up (at once when they are)."""
-        return gatherResults([self._commands.whenReady(), self._pubsub.whenReady()]).addCallback(lambda _: None)
+        """
+        A Deferred firing once both connections are up and the PUB/SUB channels wanted then are subscribed (or
+        refused): at once when they are.
+        """
+        up = gatherResults([self._commands.whenReady(), self._pubsub.whenReady()])
+        return up.addCallback(lambda _: self._subscribed())
+
+    def _subscribed(self) -> Deferred[None]:
+        # A connection that just came up has sent its SUBSCRIBEs but not had them confirmed. Whoever waits for the
+        # shard may publish at once, on the other connection, and be answered by another node before Redis has
+        # read the SUBSCRIBE: a node that announces itself would miss the announcement that answers it.
+        confirmed: list[Deferred[None]] = []
+        for waiting in self._inflight.values():
+            d: Deferred[None] = Deferred()
+            waiting.append(d)
+            confirmed.append(d)
+        return gatherResults(confirmed, consumeErrors=True).addBoth(lambda _: None)
 
     # Routing (IRedisRouter): one Redis serves every channel.
 
