@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from httpstream.cluster.deadlines import Deadlines
-from httpstream.cluster.replies import CODE_BAD_REQUEST, CODE_NO_SESSION, CODE_OK
+from httpstream.cluster.replies import CODE_BAD_REQUEST, CODE_ERROR, CODE_NO_SESSION, CODE_OK
 from httpstream.emulation import EmulationResult
 from httpstream.logs import Logger
 
@@ -156,7 +156,14 @@ class EmulationBatches:
             if type(session) is not str or raw is None:
                 self._answer(origin, rid, CODE_BAD_REQUEST)
                 continue
-            self._run(session, raw, origin).addCallback(self._ran, origin, rid)
+            try:
+                ran = self._run(session, raw, origin)
+            except Exception:
+                # One request's failure must not lose the rest of the batch.
+                self.log.failure("forwarded emulation request from {origin}", origin=origin)
+                self._answer(origin, rid, CODE_ERROR)
+                continue
+            ran.addCallback(self._ran, origin, rid)
 
     def _ran(self, code: int, origin: str, rid: int) -> None:
         self._answer(origin, rid, code)

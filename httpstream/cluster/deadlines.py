@@ -70,8 +70,9 @@ class Deadlines:
 
     def settled(self, count: int = 1) -> None:
         """C{count} ids got their answers before their deadlines (their owner forgot them)."""
-        self._live -= count
-        if self._live <= 0 and not self._running:
+        # (Never below 0: a request failed by clear() that settles afterwards.)
+        self._live = max(0, self._live - count)
+        if not self._live and not self._running:
             self.clear()
 
     def clear(self) -> None:

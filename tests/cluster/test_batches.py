@@ -135,6 +135,23 @@ class BatchTests(ClusterTestCase):
         self.assertEqual(answers["items"], [1, CODE_OK, 2, CODE_BAD_REQUEST, 3, CODE_BAD_REQUEST])
         self.assertEqual(client.data, [b"x"])
 
+    def test_failingRequestAlone(self) -> None:
+        """A request whose run raises is answered 4 (logged); the rest of its batch runs."""
+        client = self.session("b", "s1")
+        emulate = self.nodes["b"].emulate
+
+        def failing(session: str, nodeID: str, data: bytes) -> Any:
+            if data == b"boom":
+                raise ZeroDivisionError()
+            return emulate(session, nodeID, data)
+
+        self.nodes["b"].emulate = failing  # type: ignore[method-assign]
+        results = [self.a.forwardEmulation("node-b", "s1", data) for data in (b"1", b"boom", b"2")]
+        self.clock.advance(0)
+        self.assertEqual([self.successResultOf(d) for d in results], [FORWARDED, REFUSED, FORWARDED])
+        self.assertEqual(client.data, [b"1", b"2"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_notAList(self) -> None:
         before = len(self.bus.published)
         for items in (None, {"a": 1}, "x"):

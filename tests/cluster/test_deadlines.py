@@ -121,3 +121,12 @@ class DeadlinesTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(10)
         self.assertEqual(self.expired, [])
+
+    def test_settledAfterClear(self) -> None:
+        """A request failed by clear() that settles afterwards does not hide the next one's deadline."""
+        self.add(1, 10)
+        self.deadlines.clear()
+        self.answer(1)
+        self.add(2, 1)
+        self.clock.advance(1)
+        self.assertEqual(self.expired, [2])
