@@ -102,6 +102,12 @@ class CommandProtocol(_WholeReplies, txredisapi.BaseRedisProtocol):  # type: ign
         finally:
             writes.now = False
 
+    def executeAsking(self, *args: Any) -> Deferred[Any]:
+        """ASKING then the command (a Redis Cluster's ASK redirection); the command's reply."""
+        # Both written at once on one connection: ASKING holds for the next command only.
+        self.execute_command(b"ASKING").addErrback(lambda _: None)
+        return self.execute_command(*args)  # type: ignore[no-any-return]
+
 
 class SubscriberProtocol(_WholeReplies, txredisapi.SubscriberProtocol):  # type: ignore[misc]
     """The PUB/SUB connection's protocol: each message goes to the link's C{onMessage}."""

@@ -206,22 +206,15 @@ class RedisShard(Service):
         return self._commands.protocol is not None and self._pubsub.protocol is not None
 
     def whenReady(self) -> Deferred[None]:
-        """
-        A Deferred firing once both connections are up and the PUB/SUB channels wanted then are subscribed (or
-        refused): at once when they are.
-        """
+        """A Deferred firing once both connections are up and the channels wanted subscribed (or refused)."""
         up = gatherResults([self._commands.whenReady(), self._pubsub.whenReady()])
         return up.addCallback(lambda _: self._subscribed())
 
     def _subscribed(self) -> Deferred[None]:
-        # A connection that just came up has sent its SUBSCRIBEs but not had them confirmed. Whoever waits for the
-        # shard may publish at once, on the other connection, and be answered by another node before Redis has
-        # read the SUBSCRIBE: a node that announces itself would miss the announcement that answers it.
-        confirmed: list[Deferred[None]] = []
-        for waiting in self._inflight.values():
-            d: Deferred[None] = Deferred()
+        # Sent is not confirmed: a node that announced itself at once, on the other connection, missed the answer.
+        confirmed: list[Deferred[None]] = [Deferred() for _ in self._inflight]
+        for waiting, d in zip(self._inflight.values(), confirmed):
             waiting.append(d)
-            confirmed.append(d)
         return gatherResults(confirmed, consumeErrors=True).addBoth(lambda _: None)
 
     # Routing (IRedisRouter): one Redis serves every channel.
@@ -287,10 +280,8 @@ class RedisShard(Service):
             C{txredisapi.ConnectionError} when it is lost before the reply, L{RedisReplyError} for an error reply.
         """
         if asking:
-            return self._commands.call(lambda protocol: _asking(protocol, *args))
-        if now:
-            return self._commands.call(lambda protocol: protocol.executeNow(*args))
-        return self._commands.call(lambda protocol: protocol.execute_command(*args))
+            return self._commands.call(lambda protocol: protocol.executeAsking(*args))
+        return self._commands.call(lambda protocol: (protocol.executeNow if now else protocol.execute_command)(*args))
 
     def eval(self, script: bytes, keys: Sequence[Any], args: Sequence[Any], asking: bool = False) -> Deferred[Any]:
         """
@@ -298,7 +289,9 @@ class RedisShard(Service):
         C{asking}, ASKING then EVAL.
         """
         if asking:
-            return self._commands.call(lambda protocol: _asking(protocol, b"EVAL", script, len(keys), *keys, *args))
+            return self._commands.call(
+                lambda protocol: protocol.executeAsking(b"EVAL", script, len(keys), *keys, *args)
+            )
         return self._commands.call(lambda protocol: protocol.eval(script, list(keys), list(args)))
 
     # PUB/SUB
@@ -449,13 +442,6 @@ class RedisShard(Service):
             handler(channel, message)
         except Exception:
             log.failure("Redis message on {channel}", channel=channel)
-
-
-
-def _asking(protocol: Any, *args: Any) -> Deferred[Any]:
-    # Both written at once on one connection: ASKING holds for the next command only.
-    protocol.execute_command(b"ASKING").addErrback(lambda _: None)
-    return protocol.execute_command(*args)  # type: ignore[no-any-return]
 
 
 def _lostIsUnsubscribed(failure: Failure) -> Optional[Failure]:
