@@ -187,6 +187,11 @@ def command(args: argparse.Namespace, commandID: int) -> dict[str, Any]:
     return {"id": commandID, "unsubscribe": {"channel": CHANNEL}}
 
 
+def poolSize(args: argparse.Namespace) -> int:
+    """The POST connections: --emulation-pool, or one per session (0)."""
+    return args.emulation_pool or args.connections
+
+
 class Request:
     __slots__ = ("accepted", "answered", "reply", "sent")
 
@@ -205,7 +210,7 @@ async def runCase(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Send --warmup then --requests commands to the streams' sessions through POSTs to C{target}."""
-    pool = [EmulationConnection(target.port) for _ in range(args.emulation_pool)]
+    pool = [EmulationConnection(target.port) for _ in range(poolSize(args))]
     try:
         for connection in pool:
             await connection.open()
@@ -390,7 +395,7 @@ def table(out: dict[str, Any], args: argparse.Namespace) -> str:
     body = [line, render(cells[0]), line] + [render(r) for r in cells[1:]] + [line]
     config = (
         f"bench.emulation: --connections {args.connections} --requests {args.requests} --rate {args.rate:g} "
-        f"--emulation-pool {args.emulation_pool} --warmup {args.warmup} --command {args.command}; "
+        f"--emulation-pool {poolSize(args)} --warmup {args.warmup} --command {args.command}; "
         f"servers A and B: twistd httpstream, engine redis at {args.redis} (prefix {out['prefix']}), JSON, "
         f"log_level error, ping_interval 1h"
         + "".join(f", {key}={json.dumps(value)}" for key, value in args.set)
@@ -416,8 +421,9 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0,
                         help="requests per second, sent open-loop on schedule (default 200); 0 sends them all at "
                         "once (a burst: capacity, latency is then mostly queueing)")
-    parser.add_argument("--emulation-pool", type=int, default=8,
-                        help="keep-alive connections the POSTs are pipelined over, round-robin (default 8)")
+    parser.add_argument("--emulation-pool", type=int, default=0,
+                        help="keep-alive connections the POSTs are pipelined over, round-robin; 0 (the default): one "
+                        "per session, each session's POSTs on its own connection, as each browser sends its own")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests first, one at a time (default 50)")
     parser.add_argument("--command", choices=("unsubscribe", "publish"), default="unsubscribe",
                         help="the command each POST carries: unsubscribe from a channel the session is not in "
@@ -436,8 +442,8 @@ def parseArgs(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override a config key of both servers (repeatable; the value is JSON, a bare word "
                         "is taken as a string)")
     args = parser.parse_args(argv)
-    if min(args.connections, args.requests, args.emulation_pool) < 1 or args.warmup < 0:
-        parser.error("--connections, --requests and --emulation-pool must be at least 1, --warmup at least 0")
+    if min(args.connections, args.requests) < 1 or min(args.warmup, args.emulation_pool) < 0:
+        parser.error("--connections and --requests must be at least 1, --warmup and --emulation-pool at least 0")
     return args
 
 
@@ -446,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     # One prefix per run: the cluster is these two servers, whatever else uses the same Redis.
     prefix = f"bench-emulation-{uuid.uuid4().hex[:12]}"
     try:
-        raiseFileLimit(args.connections + 2 * args.emulation_pool + 64)
+        raiseFileLimit(args.connections + 2 * poolSize(args) + 64)
         checkRedis(args.redis)
         with tempfile.TemporaryDirectory(prefix="httpstream-bench-") as directory:
             servers: list[ServerProcess] = []

@@ -8,11 +8,20 @@ Wire format: one orjson-encoded JSON object per PUB/SUB message, C{bytes} anywhe
 C{{"$b64": "<base64>"}} (so raw-JSON payloads and emulation commands travel unchanged)::
 
     {"type": "node", "from": A, "node": {"uid", "name", "version", "num_clients", "num_users", "num_channels",
-                                         "num_subs", "uptime"}}                      on the control channel
+                                         "num_subs", "uptime"}, "proto": 2}          on the control channel
     {"type": "leave", "from": A}                                                     on the control channel
     {"type": "request", "from": A, "id": 7, "op": "emulation", "payload": ...}       on B's node channel
                                                                                      (or the control channel)
     {"type": "reply", "from": B, "id": 7, "code": 0, "result": ...}                  on A's node channel
+
+Control protocol 2 (C{"proto"} in the announcement; a node without it speaks 1, and ignores messages of types it
+does not know) adds forwarded emulation requests in batches (L{httpstream.cluster.batches}), sent only to nodes that
+announced 2. Their lists are flat, and the data is a base64 string, not a C{{"$b64"}} object (a batch is read
+without walking it for those)::
+
+    {"type": "emulation", "from": A, "items": [7, "<session>", "<base64 data>", 8, ...]}  on B's node channel
+    {"type": "emulated", "from": B, "items": [7, 0, 8, 2, ...]}                           on A's node channel
+                                                                                 (request id, reply code, ...)
 """
 
 from __future__ import annotations
@@ -42,6 +51,16 @@ def _bytesAsBase64(value: Any) -> Any:
 def encodeMessage(message: dict[str, Any]) -> bytes:
     """Encode a control message (bytes anywhere inside as C{{"$b64": ...}}). @raise TypeError: not encodable."""
     return orjson.dumps(message, default=_bytesAsBase64)
+
+
+def restoreBytes(value: Any) -> Any:
+    """A loaded message with its C{{"$b64": ...}} objects back as bytes. @raise ValueError: bad base64."""
+    return _restore(value)
+
+
+def loadMessage(raw: bytes) -> Any:
+    """A control message as JSON, its C{{"$b64": ...}} objects left as they are. @raise ValueError: not JSON."""
+    return orjson.loads(raw)
 
 
 def _restore(value: Any) -> Any:
@@ -174,7 +193,7 @@ class Route(Protocol):
 
     def subscribe(self, channel: bytes, handler: Callable[[bytes, bytes], None]) -> Deferred[None]: ...
     def unsubscribe(self, channel: bytes) -> Deferred[None]: ...
-    def execute(self, *args: Any) -> Deferred[Any]: ...
+    def execute(self, *args: Any, now: bool = False) -> Deferred[Any]: ...
 
 
 class Router(Protocol):
@@ -240,7 +259,8 @@ class ShardPubSub:
 
     def _publish(self, routes: list[Route], channel: bytes, message: bytes) -> Deferred[None]:
         route, rest = routes[0], routes[1:]
-        d = route.execute(route.publishCommand, channel, message).addCallback(lambda _: None)
+        # At once: a control message is already its turn's batch (forwarded emulation requests, their answers).
+        d = route.execute(route.publishCommand, channel, message, now=True).addCallback(lambda _: None)
         if rest:
             d.addErrback(lambda _: self._publish(rest, channel, message))
         return d

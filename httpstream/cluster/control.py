@@ -28,9 +28,12 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from httpstream.cluster.bus import IControlPubSub, decodeMessage, encodeMessage
+from httpstream.cluster.batches import EmulationBatches
+from httpstream.cluster.bus import IControlPubSub, encodeMessage, loadMessage, restoreBytes
+from httpstream.cluster.deadlines import Deadlines
+from httpstream.cluster.ops import USER_METHODS, BuiltinOps
 from httpstream.cluster.replies import (
-    CODE_BAD_REQUEST,
+    CODE_BAD_REQUEST,  # noqa: F401  (tests import the codes from here)
     CODE_ERROR,
     CODE_NO_SESSION,
     CODE_OK,
@@ -46,14 +49,14 @@ from httpstream.cluster.replies import (
 from httpstream.interfaces import IClusterNodes, IEmulationForwarder
 from httpstream.logs import Logger
 from httpstream.emulation import EmulationResult
-from httpstream.origin import OriginPatternError
 
 ANNOUNCE_INTERVAL = 3.0  # Centrifugo's node info send interval
 NODE_TTL = 7.0  # a node not announced for longer is forgotten
 REQUEST_TIMEOUT = 10.0  # Centrifugo's defaultSurveyTimeout
 
-# The server API methods acting on a user's connections, which must reach them on every node.
-USER_METHODS = frozenset({"disconnect", "unsubscribe", "subscribe", "refresh"})
+# The control protocol this node speaks, in its announcements: 2 adds batched emulation forwarding
+# (httpstream.cluster.batches); a node that announces none speaks 1 and gets one request per emulation request.
+PROTOCOL = 2
 
 Handler = Callable[[Any, str], Any]
 
@@ -96,17 +99,26 @@ class Control(Service):
         self.requestTimeout = requestTimeout
         self.announceInterval = announceInterval
         self.nodeTTL = nodeTTL
-        # Other nodes: id -> (their last announced info, when it arrived).
-        self._nodes: dict[str, tuple[dict[str, Any], float]] = {}
+        # Other nodes: id -> (their last announced info, when it arrived, their control protocol).
+        self._nodes: dict[str, tuple[dict[str, Any], float, int]] = {}
         self._lastID = 0
         self._pending: dict[int, PendingRequest | PendingSurvey] = {}
+        # Every request's timeout, forwarded emulation requests' included: one reactor call for all of them.
+        self._deadlines = Deadlines(reactor, self._expire)
+        self._batches = EmulationBatches(
+            reactor,
+            self.nodeID,
+            lambda nodeID, message: self.pubsub.publish(self.nodeChannel(nodeID), message),
+            self._runEmulation,
+            self._deadlines,
+        )
         self._loop: Optional[LoopingCall] = None
-        self._userHandler: Optional[Callable[[str, dict[str, Any]], Any]] = None
+        self._ops = BuiltinOps(node)
         self._handlers: dict[str, Handler] = {
-            "emulation": self._emulationOp,
+            "emulation": self._ops.emulation,
             "info": lambda payload, origin: self.localInfo(),
-            "channels": self._channelsOp,
-            "user": self._userOp,
+            "channels": self._ops.channels,
+            "user": self._ops.user,
         }
 
     def nodeChannel(self, nodeID: str) -> str:
@@ -127,12 +139,12 @@ class Control(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        self._batches.stop()
         # Tell the others now rather than let them wait 7 s; best effort, the connection closes right after.
         self._publish(self.controlChannel, {"type": "leave", "from": self.nodeID}).addErrback(lambda _: None)
         pending, self._pending = self._pending, {}
+        self._deadlines.clear()
         for entry in pending.values():
-            if entry.timer is not None and entry.timer.active():
-                entry.timer.cancel()
             entry.deferred.errback(ControlStopped())
         return self.pubsub.stop()
 
@@ -144,7 +156,9 @@ class Control(Service):
 
     def announce(self) -> None:
         """Publish this node's info on the control channel."""
-        d = self._publish(self.controlChannel, {"type": "node", "from": self.nodeID, "node": self.localInfo()})
+        d = self._publish(
+            self.controlChannel, {"type": "node", "from": self.nodeID, "node": self.localInfo(), "proto": PROTOCOL}
+        )
         d.addErrback(lambda f: self.log.debug("announcement not sent: {error}", error=f.getErrorMessage()))
 
     def _tick(self) -> None:
@@ -156,7 +170,7 @@ class Control(Service):
 
     def _prune(self) -> None:
         deadline = self._reactor.seconds() - self.nodeTTL
-        for nodeID, (_, seen) in list(self._nodes.items()):
+        for nodeID, (_, seen, _) in list(self._nodes.items()):
             if seen < deadline:
                 del self._nodes[nodeID]
                 self.log.info("node {node} is gone (not announced for {ttl} s)", node=nodeID, ttl=self.nodeTTL)
@@ -174,13 +188,13 @@ class Control(Service):
 
     def nodes(self) -> list[dict[str, Any]]:
         """The info of every live node, this one first (fresh) then the others (as last announced)."""
-        return [self.localInfo()] + [info for info, _ in (self._nodes[n] for n in self._liveOthers())]
+        return [self.localInfo()] + [entry[0] for entry in (self._nodes[n] for n in self._liveOthers())]
 
-    def _announced(self, origin: str, info: Any) -> None:
+    def _announced(self, origin: str, info: Any, protocol: Any) -> None:
         if type(info) is not dict:
             return
         isNew = not self.isKnownNode(origin)
-        self._nodes[origin] = (dict(info, uid=origin), self._reactor.seconds())
+        self._nodes[origin] = (dict(info, uid=origin), self._reactor.seconds(), protocol if type(protocol) is int else 1)
         if isNew:
             self.log.info("node {node} joined", node=origin)
             # Let a newcomer learn about this node now rather than in up to 3 s.
@@ -208,7 +222,7 @@ class Control(Service):
         Run C{handler(method, request)} for the C{"user"} op: an API method of L{USER_METHODS} on this node's
         connections of the user (the request as the API got it). Its result (or Deferred) is the reply's.
         """
-        self._userHandler = handler
+        self._ops.userHandler = handler
 
     def _run(self, op: str, payload: Any, origin: str) -> Deferred[tuple[int, Any]]:
         handler = self._handlers.get(op)
@@ -224,35 +238,12 @@ class Control(Service):
 
         return maybeDeferred(handler, payload, origin).addCallbacks(lambda result: (CODE_OK, result), failed)
 
-    def _emulationOp(self, payload: Any, origin: str) -> Deferred[None]:
-        session = payload.get("session") if type(payload) is dict else None
-        data = payload.get("data") if type(payload) is dict else None
-        if type(session) is not str or type(data) is not bytes:
-            raise OpError(CODE_BAD_REQUEST)
-
-        def ran(result: EmulationResult) -> None:
-            if result is EmulationResult.NO_SESSION:
-                raise OpError(CODE_NO_SESSION)
-
-        # The node asked is the one that holds the session: the node runs the data on it, never forwarding again.
-        d: Deferred[EmulationResult] = self.node.emulate(session, self.nodeID, data)
-        return d.addCallback(ran)
-
-    def _channelsOp(self, payload: Any, origin: str) -> dict[str, int]:
-        pattern = (payload.get("pattern") if type(payload) is dict else None) or ""
-        try:
-            return self.node.channelCounts(pattern)
-        except (OriginPatternError, TypeError):
-            raise OpError(CODE_BAD_REQUEST) from None
-
-    def _userOp(self, payload: Any, origin: str) -> Any:
-        method = payload.get("method") if type(payload) is dict else None
-        request = payload.get("request") if type(payload) is dict else None
-        if method not in USER_METHODS or type(request) is not dict:
-            raise OpError(CODE_BAD_REQUEST)
-        if self._userHandler is None:
-            raise OpError(CODE_UNKNOWN_OP)
-        return self._userHandler(method, request)
+    def _runEmulation(self, session: str, data: bytes, origin: str) -> Deferred[int]:
+        """One request of a batch from C{origin}: its reply code (the C{"emulation"} op's handler, as for a request)."""
+        handler = self._handlers.get("emulation")
+        if handler == self._ops.emulation:
+            return self._ops.emulationCode(session, data, origin)
+        return self._run("emulation", {"session": session, "data": data}, origin).addCallback(lambda answer: answer[0])
 
     # Requests
 
@@ -280,9 +271,7 @@ class Control(Service):
         entry = PendingRequest(Deferred(), target)
         # Registered before publishing: a reply may come back before publish returns.
         self._pending[rid] = entry
-        entry.timer = self._reactor.callLater(
-            self.requestTimeout if timeout is None else timeout, self._expire, rid
-        )
+        self._deadlines.add(rid, self.requestTimeout if timeout is None else timeout)
         message = {"type": "request", "from": self.nodeID, "id": rid, "op": op, "payload": payload}
         self._publish(self.nodeChannel(target), message).addErrback(self._sendFailed, rid)
         return entry.deferred
@@ -303,7 +292,7 @@ class Control(Service):
         rid = self._newID()
         entry = PendingSurvey(Deferred(), set(others))
         self._pending[rid] = entry
-        entry.timer = self._reactor.callLater(self.requestTimeout if timeout is None else timeout, self._expire, rid)
+        self._deadlines.add(rid, self.requestTimeout if timeout is None else timeout)
         message = {"type": "request", "from": self.nodeID, "id": rid, "op": op, "payload": payload}
         self._publish(self.controlChannel, message).addErrback(self._sendFailed, rid)
         if rid in self._pending:
@@ -320,23 +309,25 @@ class Control(Service):
         entry = self._pending.pop(rid, None)
         if entry is None:
             return
-        if entry.timer is not None and entry.timer.active():
-            entry.timer.cancel()
+        self._deadlines.settled()
         entry.deferred.errback(failure)
 
-    def _expire(self, rid: int) -> None:
+    def _expire(self, rid: int) -> bool:
+        """Request C{rid}'s deadline has passed (L{Deadlines}): whether it was still waiting."""
         entry = self._pending.pop(rid, None)
         if isinstance(entry, PendingRequest):
             entry.deferred.errback(ControlTimeout(f"node {entry.target} did not reply"))
         elif isinstance(entry, PendingSurvey):
             self.log.debug("survey {id}: no reply from {nodes}", id=rid, nodes=sorted(entry.expected))
             entry.deferred.callback(entry.replies)
+        else:
+            return self._batches.expire(rid)
+        return True
 
     def _surveyProgress(self, rid: int, entry: PendingSurvey) -> None:
         if entry.localDone and not entry.expected and self._pending.get(rid) is entry:
             del self._pending[rid]
-            if entry.timer is not None and entry.timer.active():
-                entry.timer.cancel()
+            self._deadlines.settled()
             entry.deferred.callback(entry.replies)
 
     def _replied(self, origin: str, message: dict[str, Any]) -> None:
@@ -347,8 +338,7 @@ class Control(Service):
         reply = Reply(origin, code, message.get("result"))
         if isinstance(entry, PendingRequest) and entry.target == origin:
             del self._pending[rid]
-            if entry.timer is not None and entry.timer.active():
-                entry.timer.cancel()
+            self._deadlines.settled()
             entry.deferred.callback(reply)
         elif isinstance(entry, PendingSurvey):
             # A node that joined after the survey started answers too: keep its reply, wait only for the others.
@@ -377,8 +367,8 @@ class Control(Service):
 
     def _received(self, channel: str, raw: bytes) -> None:
         try:
-            message = decodeMessage(raw)
-        except (ValueError, TypeError):
+            message = loadMessage(raw)
+        except ValueError:
             self.log.debug("undecodable control message on {channel}", channel=channel)
             return
         if type(message) is not dict:
@@ -387,8 +377,20 @@ class Control(Service):
         if type(origin) is not str or not origin or origin == self.nodeID:
             return
         kind = message.get("type")
+        # The batches carry no bytes as {"$b64"} objects: they skip the walk that restores them.
+        if kind == "emulated":
+            self._batches.answered(origin, message.get("items"))
+            return
+        if kind == "emulation":
+            self._batches.serve(origin, message.get("items"))
+            return
+        try:
+            message = restoreBytes(message)
+        except ValueError:
+            self.log.debug("undecodable control message on {channel}", channel=channel)
+            return
         if kind == "node":
-            self._announced(origin, message.get("node"))
+            self._announced(origin, message.get("node"), message.get("proto"))
         elif kind == "request":
             self._serve(origin, message)
         elif kind == "reply":
@@ -405,7 +407,14 @@ class Control(Service):
         Run emulation C{data} on C{session} of node C{nodeID} (see L{IEmulationForwarder}): the reply's code says
         whether it ran there; no reply in C{timeout} seconds (default 10) or a request that could not be sent is
         L{EmulationResult.UNREACHABLE}, logged.
+
+        To a node of control protocol 2 the request leaves with the others of this reactor turn, in one message
+        (L{EmulationBatches}); to an older node, alone (a C{"request"} of op C{"emulation"}).
         """
+        known = self._nodes.get(nodeID)
+        if known is not None and known[2] >= 2:
+            timeout = self.requestTimeout if timeout is None else timeout
+            return self._batches.forward(nodeID, self._newID(), session, data, timeout)
 
         def replied(reply: Reply) -> EmulationResult:
             if reply.code == CODE_OK:
@@ -437,3 +446,4 @@ class Control(Service):
             return total
 
         return self.survey("channels", {"pattern": pattern}).addCallback(merge)
+

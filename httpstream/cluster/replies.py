@@ -8,10 +8,9 @@ node's module).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
 
 from httpstream.interfaces import ISessionRegistry
 
@@ -82,11 +81,10 @@ class Reply:
 
 @dataclass
 class PendingRequest:
-    """A request waiting for its reply (or its timeout)."""
+    """A request waiting for its reply (or its timeout: the control plane's L{Deadlines})."""
 
     deferred: Deferred[Reply]
     target: str
-    timer: Optional[IDelayedCall] = None
 
 
 @dataclass
@@ -96,5 +94,4 @@ class PendingSurvey:
     deferred: Deferred[dict[str, Reply]]
     expected: set[str]
     replies: dict[str, Reply] = field(default_factory=dict)
-    timer: Optional[IDelayedCall] = None
     localDone: bool = False

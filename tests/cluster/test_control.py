@@ -444,9 +444,12 @@ class BuiltinOpTests(ClusterTestCase):
         client.handleData = lambda data: (client.data.append(data), ran)[1]  # type: ignore[method-assign]
         self.nodes["b"].registry.add("s1", client)
         d = self.a.forwardEmulation("node-b", "s1", b'{"id":1}\n{"id":2}')
+        self.assertEqual(client.data, [])  # sent at the end of the reactor turn, with the turn's others
+        self.clock.advance(0)
         self.assertEqual(client.data, [b'{"id":1}\n{"id":2}'])
         self.assertNoResult(d)
         ran.callback(None)
+        self.clock.advance(0)  # an answer that comes later leaves at the end of its turn
         self.assertEqual(self.successResultOf(d), EmulationResult.FORWARDED)
 
     def test_emulationProvidesForwarder(self) -> None:
@@ -456,9 +459,9 @@ class BuiltinOpTests(ClusterTestCase):
         """No such session on the target: code 2 on the wire, no session for the node that asked."""
         reply = self.successResultOf(self.a.request("node-b", "emulation", {"session": "nope", "data": b"{}"}))
         self.assertEqual(reply.code, CODE_NO_SESSION)
-        self.assertEqual(
-            self.successResultOf(self.a.forwardEmulation("node-b", "nope", b"{}")), EmulationResult.NO_SESSION
-        )
+        d = self.a.forwardEmulation("node-b", "nope", b"{}")
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), EmulationResult.NO_SESSION)
 
     def test_emulationLocal(self) -> None:
         client = FakeClient(sessionID="s1")
@@ -477,9 +480,9 @@ class BuiltinOpTests(ClusterTestCase):
     def test_emulationRefused(self) -> None:
         """A node that does not understand the request (here: it has no emulation op) refuses it."""
         self.b._handlers.pop("emulation")
-        self.assertEqual(
-            self.successResultOf(self.a.forwardEmulation("node-b", "s1", b"{}")), EmulationResult.REFUSED
-        )
+        d = self.a.forwardEmulation("node-b", "s1", b"{}")
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), EmulationResult.REFUSED)
 
     def test_emulationTimeout(self) -> None:
         """A node that does not answer in 10 s is unreachable (logged), never a failure."""
@@ -492,9 +495,9 @@ class BuiltinOpTests(ClusterTestCase):
     def test_emulationNotSent(self) -> None:
         """A request that cannot be published (the bus link is down here) is unreachable at once."""
         self.a.pubsub.disconnect()
-        self.assertEqual(
-            self.successResultOf(self.a.forwardEmulation("node-b", "s1", b"{}")), EmulationResult.UNREACHABLE
-        )
+        d = self.a.forwardEmulation("node-b", "s1", b"{}")
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), EmulationResult.UNREACHABLE)
 
     def test_info(self) -> None:
         reply = self.successResultOf(self.a.request("node-b", "info"))
@@ -581,7 +584,7 @@ class FakeShard:
         self.handlers.pop(channel, None)
         return succeed(None)
 
-    def execute(self, *args: Any) -> Deferred[Any]:
+    def execute(self, *args: Any, now: bool = False) -> Deferred[Any]:
         if not self.up:
             return fail(ConnectionRefusedError())
         self.published.append(args[1:])

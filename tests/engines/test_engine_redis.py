@@ -212,6 +212,40 @@ class RedisBrokerTests(TestCase):
         name = f"{self.shard.prefix}.client.{channel}"
         return self.shard.execute("PUBSUB", "NUMSUB", name).addCallback(lambda reply: reply[1])
 
+    @inlineCallbacks
+    def test_executeNow(self) -> _Gen:
+        """
+        A command executed C{now} is on its way to Redis when execute returns (the control plane's PUBLISH of a
+        batch); others wait in Twisted's buffer for the next poll, with the rest of their turn's commands.
+        """
+        from httpstream.directwrite import unsent
+
+        tcp = self.shard._commands.protocol.transport.transport
+        d = self.shard.execute("PUBLISH", f"{self.shard.prefix}.now", "x", now=True)
+        self.assertEqual(unsent(tcp), 0)
+        later = self.shard.execute("PUBLISH", f"{self.shard.prefix}.later", "x")
+        self.assertGreater(unsent(tcp), 0)
+        self.assertEqual((yield d), 0)  # subscribers
+        self.assertEqual((yield later), 0)
+        self.assertEqual((yield self.shard.execute("PING", now=True)), b"PONG")
+
+    @inlineCallbacks
+    def test_readyOnceSubscribed(self) -> _Gen:
+        """
+        A shard is ready once the channels wanted before it connected are subscribed, not only sent: a node that
+        announces itself then hears the answer (the control plane's first announcement).
+        """
+        requireRedis(REDIS_PORT)
+        shard = RedisShard(reactor, f"{REDIS_HOST}:{REDIS_PORT}", prefix=newPrefix(), db=REDIS_DB)
+        name = f"{shard.prefix}.early".encode()
+        self.failureResultOf(shard.subscribe(name, lambda channel, message: None), RedisUnavailable)
+        shard.startService()
+        self.addCleanup(cleanUp, shard)
+        yield shard.whenReady().addTimeout(10, reactor)
+        self.assertEqual(shard._inflight, {})
+        reply = yield shard.execute("PUBSUB", "NUMSUB", name)
+        self.assertEqual(reply[1], 1)
+
     def test_provides(self) -> None:
         self.assertTrue(verifyObject(IBroker, self.broker))
         self.assertTrue(verifyObject(IHistory, RedisHistory(self.shard)))

@@ -95,7 +95,7 @@ class FakeRoute:
     def everyRoute(self, name: str) -> list["FakeRoute"]:
         return [self]
 
-    def execute(self, *args: Any) -> Deferred[Any]:
+    def execute(self, *args: Any, now: bool = False) -> Deferred[Any]:
         if not self.up:
             return fail(RedisUnavailable(f"{self.name} down"))
         self.published.append(args)

@@ -66,8 +66,8 @@ class _SlotRoute:
         self._cluster = cluster
         self.slot = slot
 
-    def execute(self, *args: Any) -> Deferred[Any]:
-        return self._cluster.call(self.slot, lambda node, asking: node.execute(*args, asking=asking))
+    def execute(self, *args: Any, now: bool = False) -> Deferred[Any]:
+        return self._cluster.call(self.slot, lambda node, asking: node.execute(*args, asking=asking, now=now))
 
     def eval(self, script: bytes, keys: Sequence[Any], args: Sequence[Any]) -> Deferred[Any]:
         return self._cluster.call(self.slot, lambda node, asking: node.eval(script, keys, args, asking))

@@ -30,10 +30,11 @@ class IRedisRoute(Interface):
         "that publishes on a channel's PUB/SUB name."
     )
 
-    def execute(*args: Any) -> "Deferred[Any]":
+    def execute(*args: Any, now: bool = False) -> "Deferred[Any]":
         """
         Run one command whose keys are the channel's; its reply, or a failure (L{RedisUnavailable} while the
-        connection is down, L{RedisReplyError} for an error reply).
+        connection is down, L{RedisReplyError} for an error reply). With C{now}, the command is written to the
+        socket at once rather than with the others of its reactor turn (for a command that is a batch already).
         """
 
     def eval(script: bytes, keys: Sequence[Any], args: Sequence[Any]) -> "Deferred[Any]":

@@ -206,8 +206,16 @@ class RedisShard(Service):
         return self._commands.protocol is not None and self._pubsub.protocol is not None
 
     def whenReady(self) -> Deferred[None]:
-        """A Deferred firing once both connections are up (at once when they are)."""
-        return gatherResults([self._commands.whenReady(), self._pubsub.whenReady()]).addCallback(lambda _: None)
+        """A Deferred firing once both connections are up and the channels wanted subscribed (or refused)."""
+        up = gatherResults([self._commands.whenReady(), self._pubsub.whenReady()])
+        return up.addCallback(lambda _: self._subscribed())
+
+    def _subscribed(self) -> Deferred[None]:
+        # Sent is not confirmed: a node that announced itself at once, on the other connection, missed the answer.
+        confirmed: list[Deferred[None]] = [Deferred() for _ in self._inflight]
+        for waiting, d in zip(self._inflight.values(), confirmed):
+            waiting.append(d)
+        return gatherResults(confirmed, consumeErrors=True).addBoth(lambda _: None)
 
     # Routing (IRedisRouter): one Redis serves every channel.
 
@@ -262,17 +270,18 @@ class RedisShard(Service):
 
     # Commands
 
-    def execute(self, *args: Any, asking: bool = False) -> Deferred[Any]:
+    def execute(self, *args: Any, asking: bool = False, now: bool = False) -> Deferred[Any]:
         """
         Run one command on the command connection (bytes come back as bytes).
 
         @param asking: send ASKING first, on the same connection (a Cluster's ASK redirection).
+        @param now: write it to the socket at once (L{CommandProtocol.executeNow}), not on the next poll.
         @return: its reply, or a failure: L{RedisUnavailable} at once while the connection is down,
             C{txredisapi.ConnectionError} when it is lost before the reply, L{RedisReplyError} for an error reply.
         """
         if asking:
-            return self._commands.call(lambda protocol: _asking(protocol, *args))
-        return self._commands.call(lambda protocol: protocol.execute_command(*args))
+            return self._commands.call(lambda protocol: protocol.executeAsking(*args))
+        return self._commands.call(lambda protocol: (protocol.executeNow if now else protocol.execute_command)(*args))
 
     def eval(self, script: bytes, keys: Sequence[Any], args: Sequence[Any], asking: bool = False) -> Deferred[Any]:
         """
@@ -280,7 +289,9 @@ class RedisShard(Service):
         C{asking}, ASKING then EVAL.
         """
         if asking:
-            return self._commands.call(lambda protocol: _asking(protocol, b"EVAL", script, len(keys), *keys, *args))
+            return self._commands.call(
+                lambda protocol: protocol.executeAsking(b"EVAL", script, len(keys), *keys, *args)
+            )
         return self._commands.call(lambda protocol: protocol.eval(script, list(keys), list(args)))
 
     # PUB/SUB
@@ -431,13 +442,6 @@ class RedisShard(Service):
             handler(channel, message)
         except Exception:
             log.failure("Redis message on {channel}", channel=channel)
-
-
-
-def _asking(protocol: Any, *args: Any) -> Deferred[Any]:
-    # Both written at once on one connection: ASKING holds for the next command only.
-    protocol.execute_command(b"ASKING").addErrback(lambda _: None)
-    return protocol.execute_command(*args)  # type: ignore[no-any-return]
 
 
 def _lostIsUnsubscribed(failure: Failure) -> Optional[Failure]:
