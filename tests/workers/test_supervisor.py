@@ -209,6 +209,11 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual({e["log_level"] for e in self.events}, {LogLevel.warn})
         self.assertEqual(len(self.ends), 1)
 
+    def test_outputThatIsNotARecordIsALine(self) -> None:
+        """What a worker prints on its standard output is relayed as a line, even when it reads as JSON."""
+        self.process.childDataReceived(1, b"42\nnull\n[1, 2]\n\"text\"\nhello {\n")
+        self.assertEqual([e["line"] for e in self.events], ["42", "null", "[1, 2]", '"text"', "hello {"])
+
     def test_readyOnce(self) -> None:
         self.process.childDataReceived(STATUS_FD, b"ready\nready\n")
         self.assertEqual(self.ready, [self.process])
