@@ -15,7 +15,7 @@ from typing import Any, Generator
 import attrs
 from hypothesis import given, settings as hsettings
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -389,6 +389,45 @@ class MapCodecTests(SynchronousTestCase):
         for message in (b"", b"x:e:0:{}", b'1:e:x:{"data":""}', b'1:e:0:[]', b"1:e:-1:{\"data\":\"\"}"):
             self.assertRaises(RedisReplyError, readMapMessage, message)
 
+
+class _ScriptedRoute:
+    """A router and the route of every channel, answering each script with the next of C{replies}."""
+
+    prefix = "scripted"
+    hashTags = False
+    publishCommand = b"PUBLISH"
+
+    def __init__(self, replies: list[Any]) -> None:
+        self.replies = replies
+
+    def route(self, channel: str) -> "_ScriptedRoute":
+        return self
+
+    def addReconnectHandler(self, handler: Any) -> None:
+        pass
+
+    def subscribe(self, name: bytes, handler: Any) -> Deferred[None]:
+        return succeed(None)
+
+    def eval(self, script: bytes, keys: Any, args: Any) -> Deferred[Any]:
+        return succeed(self.replies.pop(0))
+
+
+class SweepTests(SynchronousTestCase):
+    def test_badReplyRetried(self) -> None:
+        """
+        A sweep answered with what the scripts never send is retried a second later, as in an outage: no
+        unhandled error, and the channel is swept again.
+        """
+        clock = Clock()
+        router = _ScriptedRoute([[b"not", b"a", b"touch reply"], [0, b"epoch", b"0", 0]])
+        broker = RedisMapBroker(router, clock)  # type: ignore[arg-type]
+        broker.startService()
+        self.addCleanup(broker.stopService)
+        broker.subscribe("m")
+        self.assertEqual([call.getTime() for call in clock.getDelayedCalls()], [1.0])
+        clock.advance(1)
+        self.assertEqual((router.replies, clock.getDelayedCalls()), ([], []))
 
 
 class ServiceWiringTests(SynchronousTestCase):
