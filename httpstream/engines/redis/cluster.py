@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from httpstream.engines.redis.address import RedisAddress, parseAddress
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
-from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter, keyName
+from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter, keyName, tellReconnected
 from httpstream.engines.redis.shard import RedisShard
 from httpstream.engines.redis.slots import SLOTS, Redirection, keySlot, readClusterSlots, readRedirection
 from httpstream.logs import Logger
@@ -303,11 +303,7 @@ class RedisCluster(MultiService):
         )
 
     def _reconnected(self, names: list[bytes]) -> None:
-        for handler in list(self._reconnectHandlers):
-            try:
-                handler(names)
-            except Exception:
-                log.failure("Redis reconnect handler {handler}", handler=handler)
+        tellReconnected(self._reconnectHandlers, names)
 
     # The slot map
 

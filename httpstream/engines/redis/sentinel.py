@@ -222,6 +222,7 @@ class Sentinels:
         timeout: Optional[float] = 5.0,
         initialRetryDelay: float = 0.1,
         maxRetryDelay: float = 5.0,
+        rng: Optional[random.Random] = None,
     ) -> None:
         """
         @param reactor: times the questions (L{IReactorTime}); connects through C{endpointFor}.
@@ -229,6 +230,7 @@ class Sentinels:
         @param timeout: seconds a Sentinel has to answer (None: forever).
         @param initialRetryDelay: seconds before the watch connects again after a loss, doubling up to
             C{maxRetryDelay}.
+        @param rng: the retry delays' jitter (the shard's).
         """
         self.reactor = reactor
         self.config = config
@@ -236,6 +238,7 @@ class Sentinels:
         self._endpointFor0 = endpointFor
         self._timeout = timeout
         self._initialRetryDelay, self._maxRetryDelay = initialRetryDelay, maxRetryDelay
+        self._rng = rng if rng is not None else random.Random()
         self._watch: Optional[ClientService] = None
         self._onSwitch: Callable[[str, int], None] = lambda host, port: None
         self._onWatching: Callable[[], None] = lambda: None
@@ -245,7 +248,7 @@ class Sentinels:
     def _retryDelay(self, attempt: int) -> float:
         # As the shard's connections back off: doubling, bounded, with 20% jitter.
         delay = min(self._initialRetryDelay * 2.0 ** min(attempt - 1, 30), self._maxRetryDelay)
-        return delay * (1 + 0.2 * random.random())
+        return delay * (1 + 0.2 * self._rng.random())
 
     @property
     def masterName(self) -> str:
