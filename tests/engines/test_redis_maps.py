@@ -14,7 +14,6 @@ from typing import Any, Generator
 
 import attrs
 from hypothesis import given, settings as hsettings
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -22,7 +21,7 @@ from zope.interface.verify import verifyObject
 
 from httpstream.engines import UnrecoverablePosition
 from httpstream.engines.maps import IMapBroker, MapSettings
-from httpstream.engines.redis import RedisCluster, RedisMapBroker, RedisUnavailable, ShardRing, consistentIndex
+from httpstream.engines.redis import RedisMapBroker, RedisUnavailable, ShardRing, consistentIndex
 from httpstream.engines.redis.mapcodec import readMapMessage
 from httpstream.engines.redis.errors import RedisReplyError
 from httpstream.engines.redis.routing import keyName
@@ -36,7 +35,7 @@ from tests.engines.test_engine_maps import (
     MapBrokerContract,
     pagingProperty,
 )
-from tests.engines.redisclusterprocess import OwnCluster
+from tests.engines.redisclusterprocess import ClusterOnce
 from tests.engines.test_engine_redis import OwnRedis, Recorder, newPrefix, sleep, startShard, waitFor
 
 _Gen = Generator[Any, Any, None]
@@ -116,34 +115,15 @@ class ShardedMapContractTests(MapBrokerContract, TestCase):
         self.assertEqual(len((yield self.shards[1].execute("KEYS", f"{self.shards[1].prefix}.*"))), 4)
 
 
-class ClusterMapContractTests(MapBrokerContract, TestCase):
+class ClusterMapContractTests(ClusterOnce, MapBrokerContract, TestCase):
     """The contract on a Redis Cluster of three masters (started once for these tests; a prefix of each test's)."""
 
     timeout = 60
-    cluster: OwnCluster
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.cluster = OwnCluster(3)
-        try:
-            cls.cluster.start()
-        except BaseException:
-            cls.cluster.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.cluster.stop()
 
     @inlineCallbacks
     def makeBroker(self, clock: Clock) -> Generator[Any, Any, Any]:
         self.prefix = newPrefix()
-        router = RedisCluster(reactor, [f"127.0.0.1:{self.cluster.ports[0]}"], prefix=self.prefix)
-        router.startService()
-        self.addCleanup(router.stopService)
-        ready = router.whenReady()
-        ready.addTimeout(15, reactor)
-        yield ready
+        router = yield self.startRouter(self.cluster.ports[0], self.prefix)
         return ScaledMapBroker(startBroker(self, router, clock))
 
     def provider(self) -> IMapBroker:
