@@ -24,6 +24,7 @@ import txredisapi
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -724,6 +725,26 @@ class RedisAuthTests(TestCase):
         yield RedisBroker(shard).publish("news", pub(1), 10, 60)
         self.assertEqual((yield shard.execute("CLIENT", "INFO")).split(b" db=")[1][:1], b"3")
         self.assertEqual((yield shard.execute("DBSIZE")), 2)  # the stream and its meta hash
+
+    @inlineCallbacks
+    def test_noPassword(self) -> _Gen:
+        """
+        No password for a Redis that wants one: the check's NOAUTH is logged and the connection made again with
+        backoff (it sat connected and unusable, with no log line, and the node waited for Redis for ever).
+        """
+        shard = RedisShard(reactor, f"{REDIS_HOST}:{self.redis.port}", initialRetryDelay=0.05, maxRetryDelay=0.1)
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        shard.startService()
+        self.addCleanup(shard.stopService)
+        deadline = time.monotonic() + 10
+        while shard._commands._rejected < 2 and time.monotonic() < deadline:
+            yield sleep(0.05)
+        self.assertFalse(shard.connected)
+        self.assertGreater(shard._commands._rejected, 1)
+        lines = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.error]
+        self.assertTrue(any("refused: NOAUTH" in line for line in lines), lines)
 
     @inlineCallbacks
     def test_wrongPassword(self) -> _Gen:

@@ -181,12 +181,18 @@ class Link(Factory):
         d.addCallbacks(lambda _: self._ready(protocol), lambda failure: self._refused(protocol, failure))
 
     def _refused(self, protocol: Any, failure: Failure) -> None:
-        if isinstance(failure.value, NotMaster) and protocol.connected:
-            self._errorLogged = True
+        if not protocol.connected:
+            return  # lost: lost() tells why
+        # Still connected, never to be usable: closed, so that the link tries again with backoff.
+        self._errorLogged = True
+        if isinstance(failure.value, NotMaster):
             log.warn("Redis {link} connection to {address}: {why}; asking the Sentinels again", link=self.name,
                      address=str(self.shard.address), why=failure.getErrorMessage())
-            protocol.transport.abortConnection()
-        # Otherwise lost: lost() tells why.
+        else:
+            # An error reply (NOAUTH: Redis wants a password and none is configured, so txredisapi sent no AUTH).
+            log.error("Redis {link} connection to {address} refused: {why}; retrying", link=self.name,
+                      address=str(self.shard.address), why=failure.getErrorMessage())
+        protocol.transport.abortConnection()
 
     def drop(self, why: str) -> None:
         """Close the usable connection (if any) to make another: it follows the master after a failover."""
