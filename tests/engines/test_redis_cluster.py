@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Generator
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from httpstream.cluster.bus import ShardPubSub
@@ -217,6 +217,38 @@ class ClusterTests(ClusterOnce, TestCase):
         yield waitFor(lambda: len(messages) == 2, what="both messages")
         self.assertEqual(sorted(messages), sorted([(f"{self.prefix}.control", b"hello"), (f"{self.prefix}.node.a", b"\x00")]))
         yield pubsub.stop()
+
+
+class SlotMapFailureTests(SynchronousTestCase):
+    def test_notAClusterSaysWhy(self) -> None:
+        """
+        A seed that refuses CLUSTER SLOTS (a Redis without cluster support): the refresh fails naming each node's
+        reason, and the log says so once (until a map is read), instead of the node waiting for Redis silently.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        from httpstream.engines.redis import RedisCluster, RedisReplyError, RedisUnavailable
+
+        cluster = RedisCluster(MemoryReactorClock(), ["10.0.0.1:7000", "redis://:s3cret@10.0.0.2:7000"])
+        for node in cluster._nodes.values():
+            node.execute = lambda *args, **kwargs: fail(  # type: ignore[method-assign]
+                RedisReplyError("Redis error reply: ERR This instance has cluster support disabled")
+            )
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        cluster.startService()
+        self.addCleanup(cluster.stopService)
+        for _ in range(2):
+            error = self.failureResultOf(cluster.refresh(), RedisUnavailable).value
+        self.assertIn("redis://10.0.0.1:7000/0: Redis error reply: ERR This instance has cluster support disabled",
+                      str(error))
+        self.assertIn("redis://10.0.0.2:7000/0: ", str(error))
+        warnings = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("the slot map could not be read", warnings[0])
+        self.assertNotIn("s3cret", warnings[0])
 
 
 class FakeLink:

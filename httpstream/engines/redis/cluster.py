@@ -34,7 +34,7 @@ from httpstream.engines.redis.address import RedisAddress, parseAddress
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter, keyName, tellReconnected
 from httpstream.engines.redis.shard import RedisShard
-from httpstream.engines.redis.slots import SLOTS, Redirection, keySlot, readClusterSlots, readRedirection
+from httpstream.engines.redis.slots import SLOTS, Redirection, SlotRange, keySlot, readClusterSlots, readRedirection
 from httpstream.logs import Logger
 
 __all__ = ["RedisCluster"]
@@ -123,6 +123,7 @@ class RedisCluster(MultiService):
         self._subscriptions: dict[bytes, _Subscription] = {}
         self._reconnectHandlers: list[Callable[[list[bytes]], None]] = []
         self._refreshing: Optional[list[Deferred[None]]] = None
+        self._unmappedLogged = False  # a failed reading of the slot map was logged (once until one succeeds)
         self._mapped: Optional[list[Deferred[None]]] = []  # None once a slot map was read
         self._refresher = LoopingCall(self._periodicRefresh)
         self._refresher.clock = reactor
@@ -343,18 +344,23 @@ class RedisCluster(MultiService):
             return d
         self._refreshing = [d]
         candidates = [node for node in self._nodes.values() if node.connected] or list(self._nodes.values())
-        self._ask(candidates).addBoth(self._refreshed)
+        self._ask(candidates, []).addBoth(self._refreshed)
         return d
 
-    def _ask(self, candidates: list[RedisShard]) -> Deferred[None]:
+    def _ask(self, candidates: list[RedisShard], reasons: list[str]) -> Deferred[None]:
         if not candidates:
-            return fail(RedisUnavailable("no node of the Redis Cluster answers CLUSTER SLOTS"))
+            return fail(RedisUnavailable(f"no node of the Redis Cluster answers CLUSTER SLOTS ({'; '.join(reasons)})"))
         node, rest = candidates[0], candidates[1:]
         d = node.execute(b"CLUSTER", b"SLOTS")
         d.addCallback(lambda reply: self._apply(readClusterSlots(reply, node.address.host)))
-        return d.addErrback(lambda _: self._ask(rest))
 
-    def _apply(self, ranges: Any) -> None:
+        def failed(failure: Failure) -> Deferred[None]:
+            reasons.append(f"{node.address}: {failure.getErrorMessage()}")
+            return self._ask(rest, reasons)
+
+        return d.addErrback(failed)
+
+    def _apply(self, ranges: Sequence[SlotRange]) -> None:
         owners: list[Optional[RedisShard]] = [None] * SLOTS
         for slots in ranges:
             node = self._node(slots.host, slots.port)
@@ -378,7 +384,13 @@ class RedisCluster(MultiService):
 
     def _refreshed(self, result: Any) -> None:
         waiting, self._refreshing = self._refreshing or [], None
+        if isinstance(result, Failure) and self.running and not self._unmappedLogged:
+            # Without it a node never ready (not a cluster, every node away) would wait for Redis without a word.
+            self._unmappedLogged = True
+            log.warn("Redis Cluster: the slot map could not be read: {why}; trying again every {interval:g} s",
+                     why=result.getErrorMessage(), interval=self._refreshInterval)
         if not isinstance(result, Failure):
+            self._unmappedLogged = False
             mapped, self._mapped = self._mapped, None
             for d in mapped or []:
                 d.callback(None)
