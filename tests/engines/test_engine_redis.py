@@ -704,6 +704,42 @@ class RedisFaultTests(TestCase):
         self.assertIn((yield broker.publish("news", pub(2), 10, 60)).offset, (1, 2))
 
 
+class FailedAttemptTests(TestCase):
+    @inlineCallbacks
+    def test_failedAttemptsLogged(self) -> _Gen:
+        """
+        An attempt that makes no connection is logged with its reason, as operations.md shows (ClientService
+        itself only says it will retry); with Sentinel, the reason names each Sentinel's. No password in them.
+        """
+        from httpstream.engines.redis import parseSentinels
+
+        with socket.socket() as s:
+            s.bind((REDIS_HOST, 0))
+            port = s.getsockname()[1]  # nothing listens there once closed
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        plain = RedisShard(reactor, f"redis://:s3cret@{REDIS_HOST}:{port}", initialRetryDelay=0.05, maxRetryDelay=0.1)
+        sentinel = RedisShard(
+            reactor, f"redis://:s3cret@{REDIS_HOST}:{port}", initialRetryDelay=0.05, maxRetryDelay=0.1,
+            sentinel=parseSentinels(f"{REDIS_HOST}:{port}", "mymaster", password="s3cret"),
+        )
+        for shard in (plain, sentinel):
+            shard.startService()
+            self.addCleanup(shard.stopService)
+
+        def lines() -> list[str]:
+            return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+
+        def both() -> bool:
+            found = [line for line in lines() if "commands connection" in line and "failed (" in line]
+            return any("redis://127" in line for line in found) and any("mymaster" in line for line in found)
+
+        yield waitFor(both, what="both failures logged")
+        self.assertTrue(any(f"{REDIS_HOST}:{port}: Connection was refused" in line for line in lines()), lines())
+        self.assertFalse(any("s3cret" in line for line in lines()))
+
+
 class RedisAuthTests(TestCase):
     @inlineCallbacks
     def setUp(self) -> _Gen:

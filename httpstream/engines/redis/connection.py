@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.resp import INCOMPLETE, ReplyReader
@@ -142,7 +143,7 @@ class Link(Factory):
         self._rejected = 0  # connections in a row that closed before they were usable
         self._errorLogged = False  # txredisapi reported why the current attempt failed
         self._waiting: list[Deferred[None]] = []
-        self._service = ClientService(endpoint, self, retryPolicy=self._retryDelay, clock=shard.reactor)
+        self._service = ClientService(_Attempts(endpoint, self), self, retryPolicy=self._retryDelay, clock=shard.reactor)
 
     def start(self) -> None:
         self._service.startService()
@@ -234,6 +235,17 @@ class Link(Factory):
                 reason=reason.getErrorMessage(),
             )
 
+    def attemptFailed(self, failure: Failure) -> Failure:
+        """A connection attempt that made no connection (refused, timed out, no master named by the Sentinels)."""
+        if self.shard.running:
+            log.warn(
+                "Redis {link} connection to {address} failed ({reason}); retrying",
+                link=self.name,
+                address=str(self.shard.address),
+                reason=failure.getErrorMessage(),
+            )
+        return failure
+
     # Called by txredisapi's protocol when AUTH or SELECT fails (it then closes the connection).
     def connectionError(self, why: str) -> None:
         self._errorLogged = True
@@ -270,3 +282,21 @@ class Link(Factory):
                 self.drop("it is a replica now (READONLY)")
             raise RedisReplyError(f"Redis error reply: {message}")
         return failure
+
+
+@implementer(IStreamClientEndpoint)
+class _Attempts:
+    """
+    A link's endpoint, telling it of each attempt that fails before a connection is made: ClientService only logs
+    that it will retry, not why.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint, link: Link) -> None:
+        self._endpoint = endpoint
+        self._link = link
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        return self._endpoint.connect(protocolFactory).addErrback(self._link.attemptFailed)

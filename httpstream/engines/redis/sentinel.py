@@ -213,7 +213,12 @@ class _NextSentinel:
         address = addresses[self._turn % len(addresses)]
         self._turn += 1
         self._sentinels._watchAddress = address
-        return self._sentinels._endpointFor(address).connect(protocolFactory)
+
+        def failed(failure: Failure) -> Failure:
+            self._sentinels._unwatched(address, failure)
+            return failure
+
+        return self._sentinels._endpointFor(address).connect(protocolFactory).addErrback(failed)
 
 
 class _WatchFactory(Factory):
