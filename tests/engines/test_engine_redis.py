@@ -36,6 +36,7 @@ from httpstream.engines.redis import (
     RedisBroker,
     RedisHistory,
     RedisPresence,
+    RedisReplyError,
     RedisShard,
     RedisUnavailable,
     decodeInfo,
@@ -761,6 +762,27 @@ class RedisAuthTests(TestCase):
         yield RedisBroker(shard).publish("news", pub(1), 10, 60)
         self.assertEqual((yield shard.execute("CLIENT", "INFO")).split(b" db=")[1][:1], b"3")
         self.assertEqual((yield shard.execute("DBSIZE")), 2)  # the stream and its meta hash
+
+    @inlineCallbacks
+    def test_channelNotAllowed(self) -> _Gen:
+        """
+        An ACL user without access to the PUB/SUB channels (Redis 7's default for a new user): a subscribe fails
+        with the engine's RedisReplyError (an outage for the client: 100, one log line), not txredisapi's own
+        error, which was logged with a traceback.
+        """
+        admin = RedisShard(reactor, f"redis://:s3cret@{REDIS_HOST}:{self.redis.port}")
+        admin.startService()
+        self.addCleanup(admin.stopService)
+        yield admin.whenReady()
+        yield admin.execute("ACL", "SETUSER", "limited", "on", ">pw", "~*", "+@all", "resetchannels")
+        shard = RedisShard(reactor, f"redis://limited:pw@{REDIS_HOST}:{self.redis.port}", prefix=newPrefix())
+        shard.startService()
+        self.addCleanup(shard.stopService)
+        ready = shard.whenReady()
+        ready.addTimeout(10, reactor)
+        yield ready
+        failure = yield self.assertFailure(RedisBroker(shard).subscribe("news"), RedisReplyError)
+        self.assertIn("NOPERM", str(failure))
 
     @inlineCallbacks
     def test_noPassword(self) -> _Gen:

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 import attrs
-import txredisapi
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.task import LoopingCall, deferLater
@@ -265,7 +264,7 @@ class RedisCluster(MultiService):
         d = node.subscribe(name, subscription.handler)
 
         def refused(failure: Failure) -> Any:
-            if not failure.check(txredisapi.ResponseError) or isinstance(failure.value, RedisUnavailable):
+            if not failure.check(RedisReplyError):
                 return failure
             redirection = readRedirection(failure.getErrorMessage())
             if self._subscriptions.get(name) is not subscription or subscription.node is not node:
@@ -273,7 +272,7 @@ class RedisCluster(MultiService):
             node.forget(name)
             subscription.node = None
             if redirection is None or redirections >= self._maxRedirections:
-                raise RedisReplyError(f"Redis error reply: {failure.getErrorMessage()}")
+                return failure
             self._moved(redirection, self._node(redirection.host, redirection.port))
             return self._place(name, subscription, redirections + 1)
 

@@ -31,9 +31,10 @@ import txredisapi
 
 from httpstream.engines.redis.address import RedisAddress, parseAddress
 from httpstream.engines.redis.connection import CommandProtocol, Link, ShardedSubscriberProtocol, SubscriberProtocol
-from httpstream.engines.redis.errors import RedisUnavailable
+from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
 from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter, tellReconnected
 from httpstream.engines.redis.sentinel import MasterEndpoint, SentinelConfig, Sentinels, parseSentinels, verifyMaster
+from httpstream.engines.redis.slots import readRedirection
 from httpstream.logs import Logger
 
 __all__ = ["RedisShard"]
@@ -366,7 +367,7 @@ class RedisShard(Service):
 
         # (txredisapi's subscribe() would iterate a bytes name as a list of channels.)
         d = maybeDeferred(protocol.execute_command, self._subscribeCommand, channel, apply_timeout=False)
-        return d.addBoth(settled)
+        return d.addErrback(_replyError).addBoth(settled)
 
     def _pubsubReady(self, protocol: Any, reconnect: bool) -> None:
         self._startPinging(protocol)
@@ -409,8 +410,8 @@ class RedisShard(Service):
 
     def _refused(self, failure: Failure, channel: bytes) -> Failure:
         # A Cluster master that no longer serves the slot answers MOVED: the cluster moves the name elsewhere.
-        if self.onMoved is not None and isinstance(failure.value, txredisapi.ResponseError):
-            if str(failure.value).startswith("MOVED"):
+        if self.onMoved is not None and isinstance(failure.value, RedisReplyError):
+            if readRedirection(failure.getErrorMessage()) is not None:
                 self.onMoved(channel)
         return failure
 
@@ -434,6 +435,13 @@ def _asking(protocol: Any, *args: Any) -> Deferred[Any]:
     # Both written at once on one connection: ASKING holds for the next command only.
     protocol.execute_command(b"ASKING").addErrback(lambda _: None)
     return protocol.execute_command(*args)  # type: ignore[no-any-return]
+
+
+def _replyError(failure: Failure) -> Failure:
+    """An error reply to (S)SUBSCRIBE (an ACL without the channel, MOVED) as the engine's L{RedisReplyError}."""
+    if failure.check(txredisapi.ResponseError):
+        raise RedisReplyError(f"Redis error reply: {failure.getErrorMessage()}")
+    return failure
 
 
 def _lostIsUnsubscribed(failure: Failure) -> Optional[Failure]:
