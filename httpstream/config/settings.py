@@ -187,8 +187,23 @@ def _check_one_redis_address(key: str, address: str) -> None:
         match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?", address)
         valid = match is not None and (match.group(2) is None or 0 < int(match.group(2)) < 65536)
     if not valid:
-        shown = re.sub(r"//[^/@]*@", "//...@", address)  # no password in an error message
-        raise _error(key, 'host:port or a URL such as "redis://:password@host:6379/0"', shown)
+        raise _error(key, 'host:port or a URL such as "redis://:password@host:6379/0"', _withoutPassword(address))
+
+
+def _withoutPassword(text: str) -> str:
+    """
+    C{text} (addresses, comma-separated) for an error message: what stands before the last C{@} of each address
+    (after its scheme) is left out, as it may hold a password (a C{/} in the password, or no scheme, included).
+    """
+    shown = []
+    for address in text.split(","):
+        at = address.rfind("@")
+        if at >= 0:
+            scheme = address.find("://")
+            start = scheme + 3 if 0 <= scheme < at else 0
+            address = address[:start] + "..." + address[at:]
+        shown.append(address)
+    return ",".join(shown)
 
 
 def _check_redis_cluster_address(key: str, clusters: tuple[str, ...]) -> None:
@@ -196,7 +211,8 @@ def _check_redis_cluster_address(key: str, clusters: tuple[str, ...]) -> None:
     for cluster in clusters:
         seeds = [seed.strip() for seed in cluster.split(",")]
         if not all(seeds):
-            raise _error(key, "seed addresses (host:port), comma-separated within one cluster", cluster)
+            expected = "seed addresses (host:port), comma-separated within one cluster"
+            raise _error(key, expected, _withoutPassword(cluster))
         for seed in seeds:
             _check_one_redis_address(key, seed)
 
@@ -219,7 +235,8 @@ def _read_sentinel_addresses(key: str, value: Any) -> tuple[str, ...]:
         for address in entry.split(","):
             match = _HOST_PORT.fullmatch(address.strip())
             if match is None or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536):
-                raise _error(key, 'Sentinel addresses host:port, comma-separated ("s1:26379,s2:26379")', entry)
+                expected = 'Sentinel addresses host:port, comma-separated ("s1:26379,s2:26379")'
+                raise _error(key, expected, _withoutPassword(entry))
     return entries
 
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.workers.test_relay -*-
+# -*- test-case-name: tests.workers.test_supervisor -*-
 """
 A worker's log observer (C{twistd --logger httpstream.workers.childlog.observer}): every event as one JSON record on
 standard output, which the supervisor reads (L{httpstream.workers.relay}) and publishes in its own log, with its

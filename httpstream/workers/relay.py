@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.workers.test_relay -*-
+# -*- test-case-name: tests.workers.test_supervisor -*-
 """
 The supervisor's side of one worker process: L{WorkerProtocol} publishes the worker's log records in the
 supervisor's log (the worker writes them as JSON, L{httpstream.workers.childlog}), logs what it writes to its
@@ -108,7 +108,10 @@ class WorkerProtocol(ProcessProtocol):
         try:
             event = eventFromJSON(text)
         except ValueError:
-            self._line(record)  # not a record: shown as a line of output
+            event = None
+        if not isinstance(event, dict):
+            # Not a record (a print() in the worker, which may be JSON too: 42, null): shown as a line of output.
+            self._line(record)
             return
         event["log_system"] = self.system
         self._publish(event)

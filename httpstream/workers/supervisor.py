@@ -202,9 +202,19 @@ class Supervisor(Service):
             childFDs[FIRST_SOCKET_FD + k] = opened.fd
         process = WorkerProtocol(slot.index, self._ready, self._ended)
         arguments = self.workerArguments(slot)
-        self.reactor.spawnProcess(process, arguments[0], arguments, env=self._environ, childFDs=childFDs)
-        slot.process = process
         slot.startedAt = self.reactor.seconds()
+        try:
+            self.reactor.spawnProcess(process, arguments[0], arguments, env=self._environ, childFDs=childFDs)
+        except OSError as error:
+            # No fork or no pipe (out of memory, processes or descriptors): tried again as a worker that died at
+            # once, rather than a traceback and a worker fewer for good.
+            slot.failures += 1
+            delay = self.backoff.delay(slot.failures)
+            self.log.error("worker {index} could not be started ({error}); trying again in {delay:.1f}s",
+                           index=slot.index, error=error.strerror or error, delay=delay)
+            slot.restart = self.reactor.callLater(delay, self._spawn, slot)
+            return
+        slot.process = process
         self.log.info("worker {index} started (pid {pid})", index=slot.index, pid=process.pid)
 
     def _ready(self, process: WorkerProtocol) -> None:

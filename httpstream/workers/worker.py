@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.workers.test_worker -*-
+# -*- test-case-name: tests.workers.test_workers_process -*-
 """
 A worker's side of C{--workers} (L{httpstream.workers}): tell the supervisor once the node accepts connections, end
 with it, and stop once on its SIGTERM.

@@ -419,6 +419,17 @@ class RedisAddressTests(SynchronousTestCase):
         rejected(self, {"redis_cluster_address": "h1:7000"}, '"redis_cluster_address"', "wrong type")
         rejected(self, {"redis_cluster_address": ["h1:7000"], "redis_db": 1}, '"redis_db"', "only database 0")
 
+    def test_clusterRefusedWithoutItsPassword(self) -> None:
+        """A refused cluster entry or seed is shown without the password a URL (or a bare user:password@) holds."""
+        for entry in ("redis://:s3cret@h1:7000,", "redis://u:s3/cret@h1:7000,,h2:7000", "u:s3cret@h1:7000",
+                      "h1:7000,redis://:s3cret@h2:0"):
+            for document in ({"redis_cluster_address": [entry]}, {"engine": {"redis": {"cluster_address": [entry]}}}):
+                message = rejected(self, document, "cluster_address")
+                self.assertNotIn("s3", message)
+                self.assertIn("...@h", message)
+        message = rejected(self, {"redis_sentinel_address": ["redis://:s3cret@s1:26379"]}, "redis_sentinel_address")
+        self.assertNotIn("s3cret", message)
+
     def test_invalid(self) -> None:
         message = rejected(self, {"engine": {"redis": {"address": ["redis://:secret@h:0"]}}}, '"engine.redis.address"')
         self.assertNotIn("secret", message)

@@ -13,7 +13,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Optional
+from typing import Any, Optional
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 
 
 def _free(port: int) -> bool:
@@ -112,3 +115,33 @@ class OwnCluster:
             process.wait()
         self.processes.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ClusterOnce:
+    """Mixed into a test case: a three-master L{OwnCluster} started once for its tests (C{cluster})."""
+
+    cluster: OwnCluster
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.cluster = OwnCluster(3)
+        try:
+            cls.cluster.start()
+        except BaseException:
+            cls.cluster.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.cluster.stop()
+
+    def startRouter(self, port: int, prefix: str, **options: Any) -> "Deferred[Any]":
+        """A started L{RedisCluster} seeded with the master on C{port}, once its slot map is read and it is up."""
+        from httpstream.engines.redis import RedisCluster
+
+        router = RedisCluster(reactor, [f"127.0.0.1:{port}"], prefix=prefix, **options)
+        router.startService()
+        self.addCleanup(router.stopService)  # type: ignore[attr-defined]
+        ready = router.whenReady()
+        ready.addTimeout(15, reactor)
+        return ready.addCallback(lambda _: router)

@@ -24,6 +24,7 @@ import txredisapi
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -35,6 +36,7 @@ from httpstream.engines.redis import (
     RedisBroker,
     RedisHistory,
     RedisPresence,
+    RedisReplyError,
     RedisShard,
     RedisUnavailable,
     decodeInfo,
@@ -737,6 +739,42 @@ class RedisFaultTests(TestCase):
         self.assertIn((yield broker.publish("news", pub(2), 10, 60)).offset, (1, 2))
 
 
+class FailedAttemptTests(TestCase):
+    @inlineCallbacks
+    def test_failedAttemptsLogged(self) -> _Gen:
+        """
+        An attempt that makes no connection is logged with its reason, as operations.md shows (ClientService
+        itself only says it will retry); with Sentinel, the reason names each Sentinel's. No password in them.
+        """
+        from httpstream.engines.redis import parseSentinels
+
+        with socket.socket() as s:
+            s.bind((REDIS_HOST, 0))
+            port = s.getsockname()[1]  # nothing listens there once closed
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        plain = RedisShard(reactor, f"redis://:s3cret@{REDIS_HOST}:{port}", initialRetryDelay=0.05, maxRetryDelay=0.1)
+        sentinel = RedisShard(
+            reactor, f"redis://:s3cret@{REDIS_HOST}:{port}", initialRetryDelay=0.05, maxRetryDelay=0.1,
+            sentinel=parseSentinels(f"{REDIS_HOST}:{port}", "mymaster", password="s3cret"),
+        )
+        for shard in (plain, sentinel):
+            shard.startService()
+            self.addCleanup(shard.stopService)
+
+        def lines() -> list[str]:
+            return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+
+        def both() -> bool:
+            found = [line for line in lines() if "commands connection" in line and "failed (" in line]
+            return any("redis://127" in line for line in found) and any("mymaster" in line for line in found)
+
+        yield waitFor(both, what="both failures logged")
+        self.assertTrue(any(f"{REDIS_HOST}:{port}: Connection was refused" in line for line in lines()), lines())
+        self.assertFalse(any("s3cret" in line for line in lines()))
+
+
 class RedisAuthTests(TestCase):
     @inlineCallbacks
     def setUp(self) -> _Gen:
@@ -758,6 +796,47 @@ class RedisAuthTests(TestCase):
         yield RedisBroker(shard).publish("news", pub(1), 10, 60)
         self.assertEqual((yield shard.execute("CLIENT", "INFO")).split(b" db=")[1][:1], b"3")
         self.assertEqual((yield shard.execute("DBSIZE")), 2)  # the stream and its meta hash
+
+    @inlineCallbacks
+    def test_channelNotAllowed(self) -> _Gen:
+        """
+        An ACL user without access to the PUB/SUB channels (Redis 7's default for a new user): a subscribe fails
+        with the engine's RedisReplyError (an outage for the client: 100, one log line), not txredisapi's own
+        error, which was logged with a traceback.
+        """
+        admin = RedisShard(reactor, f"redis://:s3cret@{REDIS_HOST}:{self.redis.port}")
+        admin.startService()
+        self.addCleanup(admin.stopService)
+        yield admin.whenReady()
+        yield admin.execute("ACL", "SETUSER", "limited", "on", ">pw", "~*", "+@all", "resetchannels")
+        shard = RedisShard(reactor, f"redis://limited:pw@{REDIS_HOST}:{self.redis.port}", prefix=newPrefix())
+        shard.startService()
+        self.addCleanup(shard.stopService)
+        ready = shard.whenReady()
+        ready.addTimeout(10, reactor)
+        yield ready
+        failure = yield self.assertFailure(RedisBroker(shard).subscribe("news"), RedisReplyError)
+        self.assertIn("NOPERM", str(failure))
+
+    @inlineCallbacks
+    def test_noPassword(self) -> _Gen:
+        """
+        No password for a Redis that wants one: the check's NOAUTH is logged and the connection made again with
+        backoff (it sat connected and unusable, with no log line, and the node waited for Redis for ever).
+        """
+        shard = RedisShard(reactor, f"{REDIS_HOST}:{self.redis.port}", initialRetryDelay=0.05, maxRetryDelay=0.1)
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        shard.startService()
+        self.addCleanup(shard.stopService)
+        deadline = time.monotonic() + 10
+        while shard._commands._rejected < 2 and time.monotonic() < deadline:
+            yield sleep(0.05)
+        self.assertFalse(shard.connected)
+        self.assertGreater(shard._commands._rejected, 1)
+        lines = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.error]
+        self.assertTrue(any("refused: NOAUTH" in line for line in lines), lines)
 
     @inlineCallbacks
     def test_wrongPassword(self) -> _Gen:

@@ -189,6 +189,31 @@ class WatchTests(SynchronousTestCase):
         self.assertEqual(len(second.connections), 1)
 
 
+    def test_silentSentinelLeftForTheNext(self) -> None:
+        """
+        A Sentinel that takes the watch's connection and never confirms the subscription is hung up on after the
+        timeout, and the watch moves to the next one; a confirmed watch has no timer left.
+        """
+        clock = Clock()
+        silent, second = FakeEndpoint(), FakeEndpoint()
+        sentinels = sentinelsOn({("a", 1): silent, ("b", 2): second}, clock)
+        sentinels.watch(lambda host, port: None)
+        self.addCleanup(sentinels.stop)
+        protocol, transport = silent.connections[0]
+        clock.advance(0.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        clock.advance(1)
+        self.assertEqual(len(second.connections), 1)
+        protocol, transport = second.connections[0]
+        protocol.dataReceived(b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n")
+        clock.advance(5)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
 class VerifyTests(SynchronousTestCase):
     def test_role(self) -> None:
         """ROLE: a master passes; a replica, a Sentinel, or what txredisapi's subscriber keeps of a replica's does not."""

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Generator
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from httpstream.cluster.bus import ShardPubSub
-from httpstream.engines.redis import RedisBroker, RedisCluster, RedisPresence
+from httpstream.engines.redis import RedisBroker, RedisPresence
 from httpstream.engines.redis.routing import keyName
 from httpstream.engines.redis.slots import (
     Redirection,
@@ -25,7 +24,7 @@ from httpstream.engines.redis.slots import (
     readRedirection,
 )
 from httpstream.values import ClientInfo
-from tests.engines.redisclusterprocess import OwnCluster
+from tests.engines.redisclusterprocess import ClusterOnce, OwnCluster
 from tests.engines.test_engine_contract import pub
 from tests.engines.test_engine_redis import Recorder, newPrefix, sleep, waitFor
 
@@ -84,38 +83,18 @@ def channelOnSlotOf(cluster: OwnCluster, prefix: str, port: int, start: int = 0)
     raise AssertionError(f"no channel on {port}")
 
 
-class ClusterTests(TestCase):
+class ClusterTests(ClusterOnce, TestCase):
     """A three-master cluster, started once for these tests; a prefix of each test's own."""
 
     timeout = 60
-    cluster: OwnCluster
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.cluster = OwnCluster(3)
-        try:
-            cls.cluster.start()
-        except BaseException:
-            cls.cluster.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.cluster.stop()
 
     @inlineCallbacks
     def setUp(self) -> _Gen:
         self.prefix = newPrefix()
         # One seed is enough: the others are found from CLUSTER SLOTS.
-        self.router = RedisCluster(
-            reactor, [f"127.0.0.1:{self.cluster.ports[1]}"], prefix=self.prefix, initialRetryDelay=0.05,
-            maxRetryDelay=0.2, refreshInterval=0.5,
+        self.router = yield self.startRouter(
+            self.cluster.ports[1], self.prefix, initialRetryDelay=0.05, maxRetryDelay=0.2, refreshInterval=0.5
         )
-        self.router.startService()
-        self.addCleanup(self.router.stopService)
-        ready = self.router.whenReady()
-        ready.addTimeout(15, reactor)
-        yield ready
         self.broker = RedisBroker(self.router)
         self.presence = RedisPresence(self.router)
         self.received = Recorder()
@@ -238,6 +217,38 @@ class ClusterTests(TestCase):
         yield waitFor(lambda: len(messages) == 2, what="both messages")
         self.assertEqual(sorted(messages), sorted([(f"{self.prefix}.control", b"hello"), (f"{self.prefix}.node.a", b"\x00")]))
         yield pubsub.stop()
+
+
+class SlotMapFailureTests(SynchronousTestCase):
+    def test_notAClusterSaysWhy(self) -> None:
+        """
+        A seed that refuses CLUSTER SLOTS (a Redis without cluster support): the refresh fails naming each node's
+        reason, and the log says so once (until a map is read), instead of the node waiting for Redis silently.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        from httpstream.engines.redis import RedisCluster, RedisReplyError, RedisUnavailable
+
+        cluster = RedisCluster(MemoryReactorClock(), ["10.0.0.1:7000", "redis://:s3cret@10.0.0.2:7000"])
+        for node in cluster._nodes.values():
+            node.execute = lambda *args, **kwargs: fail(  # type: ignore[method-assign]
+                RedisReplyError("Redis error reply: ERR This instance has cluster support disabled")
+            )
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        cluster.startService()
+        self.addCleanup(cluster.stopService)
+        for _ in range(2):
+            error = self.failureResultOf(cluster.refresh(), RedisUnavailable).value
+        self.assertIn("redis://10.0.0.1:7000/0: Redis error reply: ERR This instance has cluster support disabled",
+                      str(error))
+        self.assertIn("redis://10.0.0.2:7000/0: ", str(error))
+        warnings = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("the slot map could not be read", warnings[0])
+        self.assertNotIn("s3cret", warnings[0])
 
 
 class FakeLink:

@@ -14,15 +14,14 @@ from typing import Any, Generator
 
 import attrs
 from hypothesis import given, settings as hsettings
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from httpstream.engines import UnrecoverablePosition
 from httpstream.engines.maps import IMapBroker, MapSettings
-from httpstream.engines.redis import RedisCluster, RedisMapBroker, RedisUnavailable, ShardRing, consistentIndex
+from httpstream.engines.redis import RedisMapBroker, RedisUnavailable, ShardRing, consistentIndex
 from httpstream.engines.redis.mapcodec import readMapMessage
 from httpstream.engines.redis.errors import RedisReplyError
 from httpstream.engines.redis.routing import keyName
@@ -36,7 +35,7 @@ from tests.engines.test_engine_maps import (
     MapBrokerContract,
     pagingProperty,
 )
-from tests.engines.redisclusterprocess import OwnCluster
+from tests.engines.redisclusterprocess import ClusterOnce
 from tests.engines.test_engine_redis import OwnRedis, Recorder, newPrefix, sleep, startShard, waitFor
 
 _Gen = Generator[Any, Any, None]
@@ -122,34 +121,15 @@ class ShardedMapContractTests(MapBrokerContract, TestCase):
         self.assertEqual(len((yield self.shards[1].execute("KEYS", f"{self.shards[1].prefix}.*"))), 4)
 
 
-class ClusterMapContractTests(MapBrokerContract, TestCase):
+class ClusterMapContractTests(ClusterOnce, MapBrokerContract, TestCase):
     """The contract on a Redis Cluster of three masters (started once for these tests; a prefix of each test's)."""
 
     timeout = 60
-    cluster: OwnCluster
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.cluster = OwnCluster(3)
-        try:
-            cls.cluster.start()
-        except BaseException:
-            cls.cluster.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.cluster.stop()
 
     @inlineCallbacks
     def makeBroker(self, clock: Clock) -> Generator[Any, Any, Any]:
         self.prefix = newPrefix()
-        router = RedisCluster(reactor, [f"127.0.0.1:{self.cluster.ports[0]}"], prefix=self.prefix)
-        router.startService()
-        self.addCleanup(router.stopService)
-        ready = router.whenReady()
-        ready.addTimeout(15, reactor)
-        yield ready
+        router = yield self.startRouter(self.cluster.ports[0], self.prefix)
         return ScaledMapBroker(startBroker(self, router, clock))
 
     def provider(self) -> IMapBroker:
@@ -419,6 +399,45 @@ class MapCodecTests(SynchronousTestCase):
         for message in (b"", b"x:e:0:{}", b'1:e:x:{"data":""}', b'1:e:0:[]', b"1:e:-1:{\"data\":\"\"}"):
             self.assertRaises(RedisReplyError, readMapMessage, message)
 
+
+class _ScriptedRoute:
+    """A router and the route of every channel, answering each script with the next of C{replies}."""
+
+    prefix = "scripted"
+    hashTags = False
+    publishCommand = b"PUBLISH"
+
+    def __init__(self, replies: list[Any]) -> None:
+        self.replies = replies
+
+    def route(self, channel: str) -> "_ScriptedRoute":
+        return self
+
+    def addReconnectHandler(self, handler: Any) -> None:
+        pass
+
+    def subscribe(self, name: bytes, handler: Any) -> Deferred[None]:
+        return succeed(None)
+
+    def eval(self, script: bytes, keys: Any, args: Any) -> Deferred[Any]:
+        return succeed(self.replies.pop(0))
+
+
+class SweepTests(SynchronousTestCase):
+    def test_badReplyRetried(self) -> None:
+        """
+        A sweep answered with what the scripts never send is retried a second later, as in an outage: no
+        unhandled error, and the channel is swept again.
+        """
+        clock = Clock()
+        router = _ScriptedRoute([[b"not", b"a", b"touch reply"], [0, b"epoch", b"0", 0]])
+        broker = RedisMapBroker(router, clock)  # type: ignore[arg-type]
+        broker.startService()
+        self.addCleanup(broker.stopService)
+        broker.subscribe("m")
+        self.assertEqual([call.getTime() for call in clock.getDelayedCalls()], [1.0])
+        clock.advance(1)
+        self.assertEqual((router.replies, clock.getDelayedCalls()), ([], []))
 
 
 class ServiceWiringTests(SynchronousTestCase):

@@ -137,6 +137,28 @@ class SupervisorTests(SynchronousTestCase):
         # The other worker was never touched.
         self.assertEqual(len([p for p, _, _ in self.reactor.spawned if p.index == 2]), 1)
 
+    def test_workerThatCannotBeStartedIsTriedAgain(self) -> None:
+        """A fork that fails (out of processes) is logged in one line and tried again after the back-off."""
+        events: list[dict[str, Any]] = []
+        self.supervisor.log = Logger(observer=LogPublisher(events.append))  # type: ignore[assignment]
+        spawn = self.reactor.spawnProcess
+        failing = [OSError(11, "Resource temporarily unavailable")] * 2
+
+        def spawnProcess(*args: Any, **kwargs: Any) -> Any:
+            if failing and args[0].index == 2:
+                raise failing.pop()
+            return spawn(*args, **kwargs)
+
+        self.reactor.spawnProcess = spawnProcess  # type: ignore[method-assign]
+        self.supervisor.startService()
+        self.assertEqual([p.index for p, _, _ in self.reactor.spawned], [1])
+        self.assertIn("worker 2 could not be started (Resource temporarily unavailable); trying again in 0.5s",
+                      [e["log_format"].format(**e) for e in events])
+        self.reactor.advance(0.5)
+        self.assertEqual([p.index for p, _, _ in self.reactor.spawned], [1])
+        self.reactor.advance(1.0)
+        self.assertEqual([p.index for p, _, _ in self.reactor.spawned], [1, 2])
+
     def test_stopTerminatesEveryWorkerAndWaits(self) -> None:
         self.supervisor.startService()
         stopped = self.supervisor.stopService()
@@ -208,6 +230,11 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual([e["line"] for e in self.events], ["Traceback (most", "recent call last"])
         self.assertEqual({e["log_level"] for e in self.events}, {LogLevel.warn})
         self.assertEqual(len(self.ends), 1)
+
+    def test_outputThatIsNotARecordIsALine(self) -> None:
+        """What a worker prints on its standard output is relayed as a line, even when it reads as JSON."""
+        self.process.childDataReceived(1, b"42\nnull\n[1, 2]\n\"text\"\nhello {\n")
+        self.assertEqual([e["line"] for e in self.events], ["42", "null", "[1, 2]", '"text"', "hello {"])
 
     def test_readyOnce(self) -> None:
         self.process.childDataReceived(STATUS_FD, b"ready\nready\n")

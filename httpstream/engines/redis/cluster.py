@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 import attrs
-import txredisapi
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.task import LoopingCall, deferLater
@@ -32,9 +31,9 @@ from zope.interface import implementer
 
 from httpstream.engines.redis.address import RedisAddress, parseAddress
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
-from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter, keyName
+from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter, keyName, tellReconnected
 from httpstream.engines.redis.shard import RedisShard
-from httpstream.engines.redis.slots import SLOTS, Redirection, keySlot, readClusterSlots, readRedirection
+from httpstream.engines.redis.slots import SLOTS, Redirection, SlotRange, keySlot, readClusterSlots, readRedirection
 from httpstream.logs import Logger
 
 __all__ = ["RedisCluster"]
@@ -123,6 +122,7 @@ class RedisCluster(MultiService):
         self._subscriptions: dict[bytes, _Subscription] = {}
         self._reconnectHandlers: list[Callable[[list[bytes]], None]] = []
         self._refreshing: Optional[list[Deferred[None]]] = None
+        self._unmappedLogged = False  # a failed reading of the slot map was logged (once until one succeeds)
         self._mapped: Optional[list[Deferred[None]]] = []  # None once a slot map was read
         self._refresher = LoopingCall(self._periodicRefresh)
         self._refresher.clock = reactor
@@ -264,7 +264,7 @@ class RedisCluster(MultiService):
         d = node.subscribe(name, subscription.handler)
 
         def refused(failure: Failure) -> Any:
-            if not failure.check(txredisapi.ResponseError) or isinstance(failure.value, RedisUnavailable):
+            if not failure.check(RedisReplyError):
                 return failure
             redirection = readRedirection(failure.getErrorMessage())
             if self._subscriptions.get(name) is not subscription or subscription.node is not node:
@@ -272,7 +272,7 @@ class RedisCluster(MultiService):
             node.forget(name)
             subscription.node = None
             if redirection is None or redirections >= self._maxRedirections:
-                raise RedisReplyError(f"Redis error reply: {failure.getErrorMessage()}")
+                return failure
             self._moved(redirection, self._node(redirection.host, redirection.port))
             return self._place(name, subscription, redirections + 1)
 
@@ -303,11 +303,7 @@ class RedisCluster(MultiService):
         )
 
     def _reconnected(self, names: list[bytes]) -> None:
-        for handler in list(self._reconnectHandlers):
-            try:
-                handler(names)
-            except Exception:
-                log.failure("Redis reconnect handler {handler}", handler=handler)
+        tellReconnected(self._reconnectHandlers, names)
 
     # The slot map
 
@@ -347,18 +343,23 @@ class RedisCluster(MultiService):
             return d
         self._refreshing = [d]
         candidates = [node for node in self._nodes.values() if node.connected] or list(self._nodes.values())
-        self._ask(candidates).addBoth(self._refreshed)
+        self._ask(candidates, []).addBoth(self._refreshed)
         return d
 
-    def _ask(self, candidates: list[RedisShard]) -> Deferred[None]:
+    def _ask(self, candidates: list[RedisShard], reasons: list[str]) -> Deferred[None]:
         if not candidates:
-            return fail(RedisUnavailable("no node of the Redis Cluster answers CLUSTER SLOTS"))
+            return fail(RedisUnavailable(f"no node of the Redis Cluster answers CLUSTER SLOTS ({'; '.join(reasons)})"))
         node, rest = candidates[0], candidates[1:]
         d = node.execute(b"CLUSTER", b"SLOTS")
         d.addCallback(lambda reply: self._apply(readClusterSlots(reply, node.address.host)))
-        return d.addErrback(lambda _: self._ask(rest))
 
-    def _apply(self, ranges: Any) -> None:
+        def failed(failure: Failure) -> Deferred[None]:
+            reasons.append(f"{node.address}: {failure.getErrorMessage()}")
+            return self._ask(rest, reasons)
+
+        return d.addErrback(failed)
+
+    def _apply(self, ranges: Sequence[SlotRange]) -> None:
         owners: list[Optional[RedisShard]] = [None] * SLOTS
         for slots in ranges:
             node = self._node(slots.host, slots.port)
@@ -382,7 +383,13 @@ class RedisCluster(MultiService):
 
     def _refreshed(self, result: Any) -> None:
         waiting, self._refreshing = self._refreshing or [], None
+        if isinstance(result, Failure) and self.running and not self._unmappedLogged:
+            # Without it a node never ready (not a cluster, every node away) would wait for Redis without a word.
+            self._unmappedLogged = True
+            log.warn("Redis Cluster: the slot map could not be read: {why}; trying again every {interval:g} s",
+                     why=result.getErrorMessage(), interval=self._refreshInterval)
         if not isinstance(result, Failure):
+            self._unmappedLogged = False
             mapped, self._mapped = self._mapped, None
             for d in mapped or []:
                 d.callback(None)

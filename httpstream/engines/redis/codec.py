@@ -31,9 +31,12 @@ __all__ = [
     "encodePublication",
     "milliseconds",
     "readHistoryReply",
+    "readInteger",
     "readPresenceReply",
     "readPubSubMessage",
     "readPublishReply",
+    "readStreamEntry",
+    "readText",
 ]
 
 
@@ -162,8 +165,12 @@ def decodeInfo(data: bytes) -> ClientInfo:
     return _readInfo(_json(data, "client info"))
 
 
-def _readInt(value: Any, what: str) -> int:
-    """A non-negative integer reply, or a bulk string of one (what Lua's numbers and strings become)."""
+def readInteger(value: Any, what: str) -> int:
+    """
+    A non-negative integer reply, or a bulk string of one (what Lua's numbers and strings become).
+
+    @raise RedisReplyError: not one (C{what} names it).
+    """
     if type(value) is int and value >= 0:
         return value
     if type(value) is bytes and 0 < len(value) <= 20 and value.isdigit():
@@ -171,7 +178,8 @@ def _readInt(value: Any, what: str) -> int:
     raise RedisReplyError(f"{what}: not an integer")
 
 
-def _readText(value: Any, what: str) -> str:
+def readText(value: Any, what: str) -> str:
+    """A bulk string of UTF-8 text. @raise RedisReplyError: not one (C{what} names it)."""
     if type(value) is bytes:
         try:
             return value.decode("utf-8")
@@ -180,11 +188,28 @@ def _readText(value: Any, what: str) -> str:
     raise RedisReplyError(f"{what}: not UTF-8 text")
 
 
+def readStreamEntry(entry: Any, what: str) -> Publication:
+    """
+    One entry of a stream this engine writes, C{[b"<offset>-0", [b"d", publication]]}: the publication at its
+    offset.
+
+    @raise RedisReplyError: another shape (C{what} names the stream).
+    """
+    if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not bytes or type(entry[1]) is not list:
+        raise RedisReplyError(f"{what}: not a stream entry")
+    entryID, fields = entry
+    offset = readInteger(entryID.partition(b"-")[0], f"{what}: entry id")
+    payloads = [fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i] == b"d"]
+    if not payloads:
+        raise RedisReplyError(f"{what}: an entry without its publication")
+    return decodePublication(payloads[0], offset)
+
+
 def readPublishReply(reply: Any) -> StreamPosition:
     """The publish script's C{{top, epoch}}. @raise RedisReplyError: another shape."""
     if type(reply) is not list or len(reply) != 2:
         raise RedisReplyError("publish: not a [top, epoch] reply")
-    return StreamPosition(_readInt(reply[0], "publish: top"), _readText(reply[1], "publish: epoch"))
+    return StreamPosition(readInteger(reply[0], "publish: top"), readText(reply[1], "publish: epoch"))
 
 
 def readHistoryReply(reply: Any) -> HistoryResult:
@@ -195,25 +220,15 @@ def readHistoryReply(reply: Any) -> HistoryResult:
     """
     if type(reply) is not list or len(reply) != 3 or type(reply[2]) is not list:
         raise RedisReplyError("history: not a [top, epoch, entries] reply")
-    top, epoch = _readInt(reply[0], "history: top"), _readText(reply[1], "history: epoch")
-    publications = []
-    for entry in reply[2]:
-        if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not bytes or type(entry[1]) is not list:
-            raise RedisReplyError("history: not a stream entry")
-        entryID, fields = entry
-        offset = _readInt(entryID.partition(b"-")[0], "history: entry id")
-        payloads = [fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i] == b"d"]
-        if not payloads:
-            raise RedisReplyError("history: an entry without its publication")
-        publications.append(decodePublication(payloads[0], offset))
-    return HistoryResult(publications, top, epoch)
+    top, epoch = readInteger(reply[0], "history: top"), readText(reply[1], "history: epoch")
+    return HistoryResult([readStreamEntry(entry, "history") for entry in reply[2]], top, epoch)
 
 
 def readPresenceReply(reply: Any) -> dict[str, ClientInfo]:
     """HGETALL of a presence hash: client id -> ClientInfo. @raise RedisReplyError: another shape."""
     if type(reply) is not list or len(reply) % 2:
         raise RedisReplyError("presence: not a list of pairs")
-    return {_readText(reply[i], "presence: client id"): decodeInfo(reply[i + 1]) for i in range(0, len(reply), 2)}
+    return {readText(reply[i], "presence: client id"): decodeInfo(reply[i + 1]) for i in range(0, len(reply), 2)}
 
 
 def readPubSubMessage(message: bytes) -> tuple[str, Publication]:
@@ -225,7 +240,7 @@ def readPubSubMessage(message: bytes) -> tuple[str, Publication]:
     """
     offset, _, rest = message.partition(b":")
     epoch, _, payload = rest.partition(b":")
-    return _readText(epoch, "message: epoch"), decodePublication(payload, _readInt(offset, "message: offset"))
+    return readText(epoch, "message: epoch"), decodePublication(payload, readInteger(offset, "message: offset"))
 
 
 def milliseconds(seconds: float) -> int:

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from httpstream.directwrite import writeNow
 from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable
@@ -188,7 +189,7 @@ class Link(Factory):
         self._rejected = 0  # connections in a row that closed before they were usable
         self._errorLogged = False  # txredisapi reported why the current attempt failed
         self._waiting: list[Deferred[None]] = []
-        self._service = ClientService(endpoint, self, retryPolicy=self._retryDelay, clock=shard.reactor)
+        self._service = ClientService(_Attempts(endpoint, self), self, retryPolicy=self._retryDelay, clock=shard.reactor)
 
     def start(self) -> None:
         self._service.startService()
@@ -227,12 +228,18 @@ class Link(Factory):
         d.addCallbacks(lambda _: self._ready(protocol), lambda failure: self._refused(protocol, failure))
 
     def _refused(self, protocol: Any, failure: Failure) -> None:
-        if isinstance(failure.value, NotMaster) and protocol.connected:
-            self._errorLogged = True
+        if not protocol.connected:
+            return  # lost: lost() tells why
+        # Still connected, never to be usable: closed, so that the link tries again with backoff.
+        self._errorLogged = True
+        if isinstance(failure.value, NotMaster):
             log.warn("Redis {link} connection to {address}: {why}; asking the Sentinels again", link=self.name,
                      address=str(self.shard.address), why=failure.getErrorMessage())
-            protocol.transport.abortConnection()
-        # Otherwise lost: lost() tells why.
+        else:
+            # An error reply (NOAUTH: Redis wants a password and none is configured, so txredisapi sent no AUTH).
+            log.error("Redis {link} connection to {address} refused: {why}; retrying", link=self.name,
+                      address=str(self.shard.address), why=failure.getErrorMessage())
+        protocol.transport.abortConnection()
 
     def drop(self, why: str) -> None:
         """Close the usable connection (if any) to make another: it follows the master after a failover."""
@@ -274,6 +281,17 @@ class Link(Factory):
                 reason=reason.getErrorMessage(),
             )
 
+    def attemptFailed(self, failure: Failure) -> Failure:
+        """A connection attempt that made no connection (refused, timed out, no master named by the Sentinels)."""
+        if self.shard.running:
+            log.warn(
+                "Redis {link} connection to {address} failed ({reason}); retrying",
+                link=self.name,
+                address=str(self.shard.address),
+                reason=failure.getErrorMessage(),
+            )
+        return failure
+
     # Called by txredisapi's protocol when AUTH or SELECT fails (it then closes the connection).
     def connectionError(self, why: str) -> None:
         self._errorLogged = True
@@ -310,3 +328,21 @@ class Link(Factory):
                 self.drop("it is a replica now (READONLY)")
             raise RedisReplyError(f"Redis error reply: {message}")
         return failure
+
+
+@implementer(IStreamClientEndpoint)
+class _Attempts:
+    """
+    A link's endpoint, telling it of each attempt that fails before a connection is made: ClientService only logs
+    that it will retry, not why.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint, link: Link) -> None:
+        self._endpoint = endpoint
+        self._link = link
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        return self._endpoint.connect(protocolFactory).addErrback(self._link.attemptFailed)

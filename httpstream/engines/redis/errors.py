@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import txredisapi
+from twisted.python.failure import Failure
 
 from httpstream.engines import EngineUnavailable
 
-__all__ = ["RedisReplyError", "RedisUnavailable"]
+__all__ = ["RedisReplyError", "RedisUnavailable", "asReplyError"]
 
 
 # txredisapi has no type hints: its ConnectionError is Any to mypy. Subclassing it keeps the errbacks that trap
@@ -25,3 +26,10 @@ class RedisReplyError(EngineUnavailable):
     another program's message on its channels): the call fails as in an outage (the client gets error 100, the
     log one line without a traceback), never with a traceback into the client.
     """
+
+
+def asReplyError(failure: Failure) -> Failure:
+    """An error reply to (S)SUBSCRIBE (an ACL without the channel, MOVED) as the engine's L{RedisReplyError}."""
+    if failure.check(txredisapi.ResponseError):
+        raise RedisReplyError(f"Redis error reply: {failure.getErrorMessage()}")
+    return failure

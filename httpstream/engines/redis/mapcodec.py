@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from httpstream.engines.redis.codec import decodePublication
+from httpstream.engines.redis.codec import decodePublication, readInteger, readStreamEntry, readText
 from httpstream.engines.redis.errors import RedisReplyError
 from httpstream.values import Publication, StreamPosition
 
@@ -38,23 +38,6 @@ class MapReply:
     deadline: float
 
 
-def _int(value: Any, what: str) -> int:
-    if type(value) is int and value >= 0:
-        return value
-    if type(value) is bytes and 0 < len(value) <= 20 and value.isdigit():
-        return int(value)
-    raise RedisReplyError(f"map {what}: not an integer")
-
-
-def _text(value: Any, what: str) -> str:
-    if type(value) is bytes:
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    raise RedisReplyError(f"map {what}: not UTF-8 text")
-
-
 def _deadline(value: Any) -> float:
     """A sorted set score in milliseconds (a bulk string, as Redis formats a double), in seconds."""
     try:
@@ -69,7 +52,7 @@ def _deadline(value: Any) -> float:
 def _head(reply: Any, length: int, what: str) -> MapReply:
     if type(reply) is not list or len(reply) != length:
         raise RedisReplyError(f"map {what}: not a reply of {length} items")
-    position = StreamPosition(_int(reply[0], f"{what} top"), _text(reply[1], f"{what} epoch"))
+    position = StreamPosition(readInteger(reply[0], f"map {what} top"), readText(reply[1], f"map {what} epoch"))
     return MapReply(position, _deadline(reply[2]))
 
 
@@ -78,7 +61,7 @@ def _stored(value: Any, key: str, what: str) -> Publication:
     if type(value) is not bytes:
         raise RedisReplyError(f"map {what}: a key without its value")
     offset, _, payload = value.partition(b":")
-    publication = decodePublication(payload, _int(offset, f"{what} offset"))
+    publication = decodePublication(payload, readInteger(offset, f"map {what} offset"))
     if publication.key != key or publication.removed:
         raise RedisReplyError(f"map {what}: a value stored under another key")
     return publication
@@ -87,7 +70,7 @@ def _stored(value: Any, key: str, what: str) -> Publication:
 def readWriteReply(reply: Any) -> tuple[MapReply, str]:
     """The write script's C{{top, epoch, deadline, suppress reason}}."""
     head = _head(reply, 4, "write")
-    return head, _text(reply[3], "write reason")
+    return head, readText(reply[3], "map write reason")
 
 
 def readStateReply(reply: Any) -> tuple[MapReply, list[Publication]]:
@@ -96,17 +79,7 @@ def readStateReply(reply: Any) -> tuple[MapReply, list[Publication]]:
     keys, values = reply[3], reply[4]
     if type(keys) is not list or type(values) is not list or len(keys) != len(values):
         raise RedisReplyError("map state: keys and values do not pair")
-    return head, [_stored(value, _text(key, "state key"), "state") for key, value in zip(keys, values)]
-
-
-def _entry(entry: Any) -> Publication:
-    if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not bytes or type(entry[1]) is not list:
-        raise RedisReplyError("map stream: not a stream entry")
-    entryID, fields = entry
-    payloads = [fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i] == b"d"]
-    if not payloads:
-        raise RedisReplyError("map stream: an entry without its publication")
-    return decodePublication(payloads[0], _int(entryID.partition(b"-")[0], "stream entry id"))
+    return head, [_stored(value, readText(key, "map state key"), "state") for key, value in zip(keys, values)]
 
 
 def readStreamReply(reply: Any) -> tuple[MapReply, int, list[Publication]]:
@@ -117,14 +90,14 @@ def readStreamReply(reply: Any) -> tuple[MapReply, int, list[Publication]]:
     head = _head(reply, 5, "stream")
     if type(reply[3]) is not list or len(reply[3]) > 1 or type(reply[4]) is not list:
         raise RedisReplyError("map stream: not lists of entries")
-    oldest = _entry(reply[3][0]).offset if reply[3] else 0
-    return head, oldest, [_entry(entry) for entry in reply[4]]
+    oldest = readStreamEntry(reply[3][0], "map stream").offset if reply[3] else 0
+    return head, oldest, [readStreamEntry(entry, "map stream") for entry in reply[4]]
 
 
 def readTouchReply(reply: Any) -> tuple[MapReply, int]:
     """The touch script's C{{top, epoch, deadline, number of keys}}."""
     head = _head(reply, 4, "touch")
-    return head, _int(reply[3], "touch count")
+    return head, readInteger(reply[3], "map touch count")
 
 
 def readMapMessage(message: bytes) -> tuple[str, float, Publication]:
@@ -135,5 +108,5 @@ def readMapMessage(message: bytes) -> tuple[str, float, Publication]:
     offset, _, rest = message.partition(b":")
     epoch, _, rest = rest.partition(b":")
     deadline, _, payload = rest.partition(b":")
-    publication = decodePublication(payload, _int(offset, "message offset"))
-    return _text(epoch, "message epoch"), _deadline(deadline), publication
+    publication = decodePublication(payload, readInteger(offset, "map message offset"))
+    return readText(epoch, "map message epoch"), _deadline(deadline), publication

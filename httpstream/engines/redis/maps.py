@@ -318,7 +318,8 @@ class RedisMapBroker(Service):
                 log.failure("map key expiry of {channel}", failure, channel=channel)
             self._expect(channel, self._clock.seconds() + SWEEP_RETRY)
 
-        self._run(channel, TOUCH_SCRIPT, []).addCallbacks(swept, failed)
+        # (A reply read as bad fails the sweep too: retried, not an unhandled error.)
+        self._run(channel, TOUCH_SCRIPT, []).addCallback(swept).addErrback(failed)
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]

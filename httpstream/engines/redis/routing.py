@@ -19,7 +19,11 @@ from typing import Any, Callable, Sequence
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-__all__ = ["IRedisRoute", "IRedisRouter", "channelOfName", "keyName"]
+from httpstream.logs import Logger
+
+__all__ = ["IRedisRoute", "IRedisRouter", "channelOfName", "keyName", "tellReconnected"]
+
+log = Logger()
 
 
 class IRedisRoute(Interface):
@@ -88,3 +92,15 @@ def channelOfName(start: bytes, name: bytes, hashTags: bool) -> str:
     if hashTags and channel[:1] == b"{" and channel[-1:] == b"}":
         channel = channel[1:-1]
     return channel.decode("utf-8", "replace")
+
+
+def tellReconnected(handlers: Sequence[Callable[[list[bytes]], None]], names: list[bytes]) -> None:
+    """
+    Call each reconnect handler (L{IRedisRouter.addReconnectHandler}) with C{names}; one that raises is logged
+    and the others still run.
+    """
+    for handler in list(handlers):
+        try:
+            handler(names)
+        except Exception:
+            log.failure("Redis reconnect handler {handler}", handler=handler)

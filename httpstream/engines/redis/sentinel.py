@@ -20,7 +20,7 @@ import attrs
 import txredisapi
 from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -152,10 +152,25 @@ class _Watch(Protocol):
         self._sentinels = sentinels
         self._address = address
         self._reader = ReplyReader()
+        self._unconfirmed: Optional[IDelayedCall] = None
+        self._silent = False
 
     def connectionMade(self) -> None:
         commands = self._sentinels._auth() + [("SUBSCRIBE", SWITCH_MASTER)]
         self.transport.write(b"".join(encodeCommand(*command) for command in commands))  # type: ignore[union-attr]
+        # A Sentinel that takes the connection and never answers would leave every failover unheard: the next one.
+        if self._sentinels._timeout:
+            self._unconfirmed = self._sentinels.reactor.callLater(self._sentinels._timeout, self._hangUp)
+
+    def _hangUp(self) -> None:
+        self._unconfirmed = None
+        self._silent = True
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _confirmed(self) -> None:
+        unconfirmed, self._unconfirmed = self._unconfirmed, None
+        if unconfirmed is not None and unconfirmed.active():
+            unconfirmed.cancel()
 
     def dataReceived(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -173,11 +188,15 @@ class _Watch(Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
         elif type(reply) is list and len(reply) == 3 and reply[1] == SWITCH_MASTER:
             if reply[0] == b"subscribe":
+                self._confirmed()
                 self._sentinels._watching(self._address)
             elif reply[0] == b"message" and type(reply[2]) is bytes:
                 self._sentinels._switched(self._address, reply[2])
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._confirmed()
+        if self._silent:
+            reason = Failure(RedisUnavailable(f"no reply to SUBSCRIBE within {self._sentinels._timeout:g} s"))
         self._sentinels._unwatched(self._address, reason)
 
 
@@ -194,7 +213,12 @@ class _NextSentinel:
         address = addresses[self._turn % len(addresses)]
         self._turn += 1
         self._sentinels._watchAddress = address
-        return self._sentinels._endpointFor(address).connect(protocolFactory)
+
+        def failed(failure: Failure) -> Failure:
+            self._sentinels._unwatched(address, failure)
+            return failure
+
+        return self._sentinels._endpointFor(address).connect(protocolFactory).addErrback(failed)
 
 
 class _WatchFactory(Factory):
@@ -222,6 +246,7 @@ class Sentinels:
         timeout: Optional[float] = 5.0,
         initialRetryDelay: float = 0.1,
         maxRetryDelay: float = 5.0,
+        rng: Optional[random.Random] = None,
     ) -> None:
         """
         @param reactor: times the questions (L{IReactorTime}); connects through C{endpointFor}.
@@ -229,6 +254,7 @@ class Sentinels:
         @param timeout: seconds a Sentinel has to answer (None: forever).
         @param initialRetryDelay: seconds before the watch connects again after a loss, doubling up to
             C{maxRetryDelay}.
+        @param rng: the retry delays' jitter (the shard's).
         """
         self.reactor = reactor
         self.config = config
@@ -236,6 +262,7 @@ class Sentinels:
         self._endpointFor0 = endpointFor
         self._timeout = timeout
         self._initialRetryDelay, self._maxRetryDelay = initialRetryDelay, maxRetryDelay
+        self._rng = rng if rng is not None else random.Random()
         self._watch: Optional[ClientService] = None
         self._onSwitch: Callable[[str, int], None] = lambda host, port: None
         self._onWatching: Callable[[], None] = lambda: None
@@ -245,7 +272,7 @@ class Sentinels:
     def _retryDelay(self, attempt: int) -> float:
         # As the shard's connections back off: doubling, bounded, with 20% jitter.
         delay = min(self._initialRetryDelay * 2.0 ** min(attempt - 1, 30), self._maxRetryDelay)
-        return delay * (1 + 0.2 * random.random())
+        return delay * (1 + 0.2 * self._rng.random())
 
     @property
     def masterName(self) -> str:

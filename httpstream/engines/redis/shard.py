@@ -31,9 +31,10 @@ import txredisapi
 
 from httpstream.engines.redis.address import RedisAddress, parseAddress
 from httpstream.engines.redis.connection import CommandProtocol, Link, ShardedSubscriberProtocol, SubscriberProtocol
-from httpstream.engines.redis.errors import RedisUnavailable
-from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter
+from httpstream.engines.redis.errors import RedisReplyError, RedisUnavailable, asReplyError
+from httpstream.engines.redis.routing import IRedisRoute, IRedisRouter, tellReconnected
 from httpstream.engines.redis.sentinel import MasterEndpoint, SentinelConfig, Sentinels, parseSentinels, verifyMaster
+from httpstream.engines.redis.slots import readRedirection
 from httpstream.logs import Logger
 
 __all__ = ["RedisShard"]
@@ -117,7 +118,7 @@ class RedisShard(Service):
             endpoint = self._endpointFor(self.address.host, self.address.port, self.address.tls)
         else:
             self.sentinels = Sentinels(
-                reactor, sentinel, self._endpointFor, replyTimeout, initialRetryDelay, maxRetryDelay
+                reactor, sentinel, self._endpointFor, replyTimeout, initialRetryDelay, maxRetryDelay, self.rng
             )
             # Until the Sentinels have named the master, the logs call it by its name.
             self.address = attrs.evolve(self.address, host=sentinel.masterName)
@@ -377,7 +378,7 @@ class RedisShard(Service):
 
         # (txredisapi's subscribe() would iterate a bytes name as a list of channels.)
         d = maybeDeferred(protocol.execute_command, self._subscribeCommand, channel, apply_timeout=False)
-        return d.addBoth(settled)
+        return d.addErrback(asReplyError).addBoth(settled)
 
     def _pubsubReady(self, protocol: Any, reconnect: bool) -> None:
         self._startPinging(protocol)
@@ -416,16 +417,12 @@ class RedisShard(Service):
             pinging.stop()
 
     def _reconnected(self, channels: list[bytes]) -> None:
-        for handler in list(self._reconnectHandlers):
-            try:
-                handler(channels)
-            except Exception:
-                log.failure("Redis reconnect handler {handler}", handler=handler)
+        tellReconnected(self._reconnectHandlers, channels)
 
     def _refused(self, failure: Failure, channel: bytes) -> Failure:
         # A Cluster master that no longer serves the slot answers MOVED: the cluster moves the name elsewhere.
-        if self.onMoved is not None and isinstance(failure.value, txredisapi.ResponseError):
-            if str(failure.value).startswith("MOVED"):
+        if self.onMoved is not None and isinstance(failure.value, RedisReplyError):
+            if readRedirection(failure.getErrorMessage()) is not None:
                 self.onMoved(channel)
         return failure
 
