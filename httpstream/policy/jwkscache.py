@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from httpstream.logs import Logger
+from httpstream.policy.httpbody import BodyTooLarge, readBody
 from httpstream.policy.jwks import KeySetError, PublicJWK, parseKeySet
 from httpstream.policy.jwtverify import InvalidToken
 
@@ -203,38 +204,18 @@ class JWKSFetcher:
         return d
 
     def _get(self, url: str) -> Deferred[bytes]:
-        import treq
-
-        timedOut = False
-
-        def expire() -> None:
-            nonlocal timedOut
-            timedOut = True
-            d.cancel()
-
         def read(response: Any) -> Deferred[bytes]:
             if response.code != 200:
                 raise FetchError(f"unexpected HTTP status code: {response.code}")
-            chunks: list[bytes] = []
-            size = 0
 
-            def collect(data: bytes) -> None:
-                nonlocal size
-                size += len(data)
-                if size > self._maxSize:
-                    raise FetchError(f"response larger than {self._maxSize} bytes")
-                chunks.append(data)
+            def tooLarge(failure: Failure) -> bytes:
+                failure.trap(BodyTooLarge)
+                raise FetchError(failure.getErrorMessage())
 
-            done: Deferred[Any] = treq.collect(response, collect)
-            return done.addCallback(lambda _: b"".join(chunks))
+            return readBody(response, self._maxSize).addErrback(tooLarge)
 
-        def stopTimer(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            if timedOut and isinstance(result, Failure):
-                return Failure(FetchError("timeout"))
-            return result
+        def timedOut(result: Any, timeout: float) -> Any:
+            return Failure(FetchError("timeout")) if isinstance(result, Failure) else result
 
         d: Deferred[bytes] = self._http.get(url).addCallback(read)
-        timer = self._reactor.callLater(self._timeout, expire)
-        return d.addBoth(stopTimer)
+        return d.addTimeout(self._timeout, self._reactor, onTimeoutCancel=timedOut)

@@ -36,6 +36,7 @@ from httpstream.policy.proxy import (
 from httpstream.testing import FakeTransport, encodeCommands
 from tests.fuzz import progress
 from tests.fuzz.fieldtypes import INT64, UINT32, almostValid, json_values, valid
+from tests.policy.bodyfakes import ChunkedResponse
 
 OVERRIDE = {k: {"value": "bool"} for k in ("presence", "join_leave", "force_recovery", "force_positioning",
                                            "force_push_join_leave")}
@@ -72,24 +73,16 @@ def responses(name: str) -> st.SearchStrategy[tuple[int, bytes]]:
 everyResponse = st.fixed_dictionaries({name: responses(name) for name in PROXY_NAMES})
 
 
-class _Response:
-    def __init__(self, code: int, body: bytes) -> None:
-        self.code = code
-        self._body = body
-
-    def content(self) -> Deferred[bytes]:
-        return succeed(self._body)
-
-
 class Backend:
     """A fake HTTP client: answers each proxy endpoint with the (status, body) set for it."""
 
     def __init__(self) -> None:
         self.answers: dict[str, tuple[int, bytes]] = {}
 
-    def post(self, url: str, data: bytes | None = None, **kwargs: Any) -> Deferred[_Response]:
+    def post(self, url: str, data: bytes | None = None, **kwargs: Any) -> Deferred[ChunkedResponse]:
         name = url.rsplit("/", 1)[-1]
-        return succeed(_Response(*self.answers.get(name, (200, b"{}"))))
+        code, body = self.answers.get(name, (200, b"{}"))
+        return succeed(ChunkedResponse(code, [body]))
 
 
 class Observed:

@@ -96,6 +96,20 @@ class ProxyTestCase(SynchronousTestCase):
     def failWith(self, d: "defer.Deferred[Any]", kind: type) -> Any:
         return self.failureResultOf(d, kind).value
 
+    def assertInternal(self, reply: Reply) -> None:
+        """With C{reply}, connect, rpc, publish and subscribe fail with error 100, temporary."""
+        self.backend.reply = reply
+        calls = [
+            self.proxy.connect(context(), ProxyConnectRequest()),
+            self.proxy.rpc(context(), "m", None),
+            self.proxy.publish(context(), "ch", b"{}"),
+            self.proxy.subscribe(context(), "ch", ProxySubscribeRequest()),
+        ]
+        for d in calls:
+            error = self.failWith(d, ProxyError)
+            self.assertEqual(error.error, codes.ERROR_INTERNAL)
+            self.assertTrue(error.error.temporary)
+
 
 class EnabledTests(ProxyTestCase):
     def test_endpointTurnsProxyOn(self) -> None:
@@ -234,19 +248,6 @@ class ConnectTests(ProxyTestCase):
 
 class CallFailureTests(ProxyTestCase):
     """Centrifugo's ``err != nil`` branch: error 100, temporary, for connect, rpc, publish and subscribe."""
-
-    def assertInternal(self, reply: Reply) -> None:
-        self.backend.reply = reply
-        calls = [
-            self.proxy.connect(context(), ProxyConnectRequest()),
-            self.proxy.rpc(context(), "m", None),
-            self.proxy.publish(context(), "ch", b"{}"),
-            self.proxy.subscribe(context(), "ch", ProxySubscribeRequest()),
-        ]
-        for d in calls:
-            error = self.failWith(d, ProxyError)
-            self.assertEqual(error.error, codes.ERROR_INTERNAL)
-            self.assertTrue(error.error.temporary)
 
     def test_non200(self) -> None:
         """Any status but 200 is a failed call, whatever the body says."""

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import random
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from treq.testing import StubTreq
 
 from httpstream.config import Config
+from httpstream.config.sharedpoll import SharedPollOptions
 from httpstream.decisions import Refused, TrackBatch
+from httpstream.node.sharedpoll import SharedPolls
 from httpstream.policy.proxy import ProxyClient
 from httpstream.policy.proxy.sharedpoll import PollFailed, PolledItem, PollItem, PollResult, SharedPollBackend
 from httpstream.policy.tracksignature import TrackSignatures, makeSignature
+from httpstream.testing.sharedpoll import FakeKeyedSubscriber
+from tests.policy.bodyfakes import ChunkedResponse, OneAnswer
 
 from tests.policy.test_proxy import Backend
 
@@ -48,12 +54,27 @@ class BackendTests(SynchronousTestCase):
                                              PolledItem("c", removed=True)), "e1"))
 
     def test_failures(self) -> None:
-        for reply, reason in [((500, b"oops"), "status code 500"), (b"not json", "not JSON"),
+        for reply, reason in [((500, b"oops"), "HTTP status code: 500"), (b"not json", "not JSON"),
                               ({"error": {"code": 1000, "message": "down"}}, "backend error 1000"),
                               ({"result": {"items": [{"key": 5}]}}, "bad response")]:
             self.backend.reply = reply
             failure = self.failureResultOf(self.refresh(PollItem("a")), PollFailed)
             self.assertIn(reason, str(failure.value))
+
+    def test_tooLarge(self) -> None:
+        """An answer over the proxy client's limit is a failed poll (the connection is closed, see test_httpbody)."""
+        proxy = ProxyClient(Config(proxies=PROXIES), self.clock, StubTreq(self.backend), maxResponseSize=100)
+        self.backend.reply = {"result": {"items": [{"key": "a", "data": "x" * 100}]}}
+        failure = self.failureResultOf(SharedPollBackend(proxy).refresh("poll", "poll:c", [PollItem("a")]), PollFailed)
+        self.assertEqual(str(failure.value), "response larger than 100 bytes")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_chunkedAnswerOverLimit(self) -> None:
+        """With the default limit: 16 MiB read of an answer of 1 GiB, the rest never."""
+        response = ChunkedResponse(200, (b" " * (1 << 20) for _ in range(1024)))
+        poll = SharedPollBackend(ProxyClient(Config(proxies=PROXIES), self.clock, OneAnswer(response)))
+        self.failureResultOf(poll.refresh("poll", "poll:c", [PollItem("a")]), PollFailed)
+        self.assertEqual((response.delivered, response.lost), (17, True))
 
     def test_timeout(self) -> None:
         self.backend.reply = None
@@ -67,6 +88,35 @@ class BackendTests(SynchronousTestCase):
     def test_noResult(self) -> None:
         self.backend.reply = {}
         self.assertEqual(self.successResultOf(self.refresh(PollItem("a"))), PollResult())
+
+
+class CycleTests(SynchronousTestCase):
+    """The node's shared poll cycles (L{SharedPolls}) over this backend, when its answers grow too large."""
+
+    def test_oneErrorLinePerCycle(self) -> None:
+        clock = Clock()
+        backend = Backend(lambda body: {"result": {"items": [{"key": i["key"], "data": 1, "version": 1}
+                                                             for i in body["items"]]}})
+        proxy = ProxyClient(Config(proxies=PROXIES), clock, StubTreq(backend), maxResponseSize=1000)
+        polls = SharedPolls(clock, SharedPollBackend(proxy).refresh, random.Random(7))
+        sub = FakeKeyedSubscriber()
+        keys = [f"k{i}" for i in range(7)]
+        polls.join("poll:c", SharedPollOptions("poll", versionless=False, refreshInterval=1.0, batchSize=3), sub)
+        polls.track("poll:c", sub, keys)
+        clock.advance(0)
+        self.assertEqual(len(sub.updates), 7)
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        backend.reply = {"result": {"items": [{"key": "k0", "data": "x" * 1000, "version": 2}]}}
+        clock.advance(1.0)
+        clock.advance(1.0)
+        self.assertFalse([e for e in events if e.get("log_failure") is not None])
+        lines = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.error]
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("3 of 3 backend requests failed (response larger than 1000 bytes)", lines[0])
+        self.assertEqual(len(sub.updates), 7)  # subscribers keep the last state
+        self.assertEqual(len(backend.requests), 9)
 
 
 class SignatureTests(SynchronousTestCase):

@@ -16,23 +16,24 @@ C{info}, or base64 in C{b64data} / C{b64info} in binary mode; a response may use
 taking precedence (except for a publish override, where C{data} wins, as in Centrifugo's publish handler).
 
 Failures are Centrifugo's: a transport error, a timeout, a status other than 200, or a body that is not the
-expected JSON make connect, rpc, publish and subscribe fail with error 100 "internal server error" (temporary);
-refresh and sub_refresh instead give the connection (subscription) another minute, so a backend hiccup does not
-disconnect anybody. Error and disconnect replies of the backend are ignored for refresh and sub_refresh, where a
-missing result means "expired".
+expected JSON (or is over L{caller.MAX_RESPONSE_SIZE}, which Centrifugo does not limit) make connect, rpc, publish
+and subscribe fail with error 100 "internal server error" (temporary); refresh and sub_refresh instead give the
+connection (subscription) another minute, so a backend hiccup does not disconnect anybody. Error and disconnect
+replies of the backend are ignored for refresh and sub_refresh, where a missing result means "expired".
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, cast
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 
 import orjson
-from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from httpstream.logs import Logger
 from httpstream.policy.proxy import results
+from httpstream.policy.proxy.caller import MAX_RESPONSE_SIZE, HTTPPoster, callHTTP
 from httpstream.policy.proxy.errors import CallFailed, ProxyDisconnect, ProxyError
 from httpstream.policy.proxy.headers import forwardedHeaders
 from httpstream.policy.proxy.requests import ProxyConnectRequest, ProxyContext, ProxySubscribeRequest, RequestBody
@@ -52,13 +53,6 @@ PROXY_NAMES = ("connect", "refresh", "rpc", "publish", "subscribe", "sub_refresh
 # Seconds of extra life a connection or subscription gets when its refresh request fails (Centrifugo's
 # refresh_handler.go / sub_refresh_handler.go: "give connection one more minute to live").
 REFRESH_RETRY_DELAY = 60
-
-
-class HTTPPoster(Protocol):
-    """The part of treq's API the proxy uses: C{treq.testing.StubTreq} and C{treq.client.HTTPClient} fit."""
-
-    def post(self, url: str, data: Optional[bytes] = None, **kwargs: Any) -> "Deferred[Any]":
-        """POST C{data}; fire with a response that has C{code} and C{content() -> Deferred[bytes]}."""
 
 
 def _defaultHTTPClient(reactor: Any) -> tuple[HTTPPoster, "HTTPConnectionPool"]:
@@ -105,6 +99,7 @@ class ProxyClient:
         *,
         binaryEncoding: Optional[bool] = None,
         includeMeta: Optional[bool] = None,
+        maxResponseSize: int = MAX_RESPONSE_SIZE,
     ) -> None:
         """
         @param config: the endpoints, timeouts and C{proxy_http_headers}.
@@ -115,6 +110,8 @@ class ProxyClient:
             and each named proxy's C{binary_encoding}.
         @param includeMeta: overrides C{config.proxy_include_connection_meta} (off when absent), and each named
             proxy's C{include_connection_meta}.
+        @param maxResponseSize: the most bytes of an answer read (L{caller.MAX_RESPONSE_SIZE}); a larger answer
+            fails the call as a malformed one does.
         """
         self._config = config
         self._reactor = reactor
@@ -124,6 +121,7 @@ class ProxyClient:
         self._http = httpClient
         self._binaryOverride = binaryEncoding
         self._metaOverride = includeMeta
+        self._maxResponseSize = maxResponseSize
         if binaryEncoding is None:
             binaryEncoding = bool(getattr(config, "proxy_binary_encoding", False))
         if includeMeta is None:
@@ -140,6 +138,9 @@ class ProxyClient:
 
     @property
     def http(self) -> HTTPPoster: return self._http  # noqa: E704
+
+    @property
+    def maxResponseSize(self) -> int: return self._maxResponseSize  # noqa: E704
 
     def enabled(self, name: str, proxy: str = "") -> bool:
         """
@@ -367,30 +368,8 @@ class ProxyClient:
         payload = body.encode()
         headers = self._headers(target, ctx)
 
-        timedOut = callerCancelled = False
-
-        def expire() -> None:
-            nonlocal timedOut
-            timedOut = True
-            d.cancel()
-
-        d = maybeDeferred(self._http.post, endpoint, data=payload, headers=headers)
-        timer = self._reactor.callLater(target.timeout, expire)
-
-        def read(response: Any) -> "Deferred[bytes]":
-            content: Deferred[bytes] = response.content()
-            if response.code != 200:
-                # Read (and drop) the body all the same, so the connection goes back to the pool in order.
-                def refuse(_: Any) -> None:
-                    raise CallFailed(f"unexpected HTTP status code: {response.code}")
-
-                return content.addBoth(refuse)
-            return content
-
-        def stopTimer(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            return result
+        callerCancelled = False
+        d = callHTTP(self._http, self._reactor, endpoint, headers, payload, target.timeout, self._maxResponseSize)
 
         def decode(content: bytes) -> Any:
             try:
@@ -413,15 +392,13 @@ class ProxyClient:
                 return failure
             if callerCancelled:
                 raise CancelledError()  # the client is gone: nothing to report or reply
-            reason = "timeout" if timedOut else failure.getErrorMessage() or type(failure.value).__name__
+            reason = failure.getErrorMessage() or type(failure.value).__name__
             self.log.error(
                 "client {client}: error proxying {name} to {endpoint}: {reason}",
                 client=ctx.clientID, name=name, endpoint=endpoint, reason=reason,
             )
             return onCallFailed(failure)
 
-        d.addCallback(read)
-        d.addBoth(stopTimer)
         d.addCallback(decode)
         d.addErrback(callFailed)
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import orjson
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 
+from httpstream.policy.proxy.caller import callHTTP
 from httpstream.readers import UINT64, Base64Error, FieldError, Fields
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class SharedPollBackend:
         Ask proxy C{proxyName} (one of C{proxies}) for C{items} of C{channel}.
 
         @return: fires with the result, or fails with L{PollFailed} (a transport error, a timeout, a status other
-            than 200, a body that is not a result, an error reply).
+            than 200, a body over the proxy client's C{maxResponseSize} or that is not a result, an error reply).
         """
         from httpstream.policy.proxy.routes import endpointFor
 
@@ -104,36 +105,13 @@ class SharedPollBackend:
             return fail(PollFailed(f"no proxy named {proxyName!r}"))
         headers = {k.encode(): [v.encode()] for k, v in target.staticHeaders.items() if k.lower() != "content-type"}
         headers[b"Content-Type"] = [b"application/json"]
-        reactor = self._proxy.reactor
-        d: Deferred[Any] = maybeDeferred(self._proxy.http.post, target.endpoint, data=_body(channel, items),
-                                         headers=headers)
-        timedOut = False
-
-        def expire() -> None:
-            nonlocal timedOut
-            timedOut = True
-            d.cancel()
-
-        timer = reactor.callLater(target.timeout, expire)
-
-        def read(response: Any) -> "Deferred[bytes]":
-            content: Deferred[bytes] = response.content()
-            if response.code != 200:
-                def refuse(_: Any) -> bytes:
-                    raise PollFailed(f"unexpected HTTP status code {response.code}")
-
-                content.addBoth(refuse)
-            return content
-
-        def stop(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            return result
+        proxy = self._proxy
+        d = callHTTP(proxy.http, proxy.reactor, target.endpoint, headers, _body(channel, items), target.timeout,
+                     proxy.maxResponseSize)
 
         def failed(failure: Any) -> Any:
             if failure.check(PollFailed):
                 return failure
-            reason = "timeout" if timedOut else failure.getErrorMessage() or type(failure.value).__name__
-            raise PollFailed(reason)
+            raise PollFailed(failure.getErrorMessage() or type(failure.value).__name__)
 
-        return d.addCallback(read).addBoth(stop).addCallback(_result).addErrback(failed)
+        return d.addCallback(_result).addErrback(failed)
