@@ -148,9 +148,12 @@ def callgrind(argv: list[str], args: argparse.Namespace) -> int:
     for m in (0, args.messages):
         base = [a for a in argv if a != "--callgrind"]
         out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-             "bench.deliveries", *base, "-m", str(m)],
+            # This file by its path, so that another checkout's httpstream (PYTHONPATH) can be measured with it.
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             os.path.abspath(__file__), *base, "-m", str(m)],
             capture_output=True, text=True,
+            # The same hashes in both runs: the set-up's work differs less between them.
+            env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": os.environ.get("PYTHONPATH") or os.getcwd()},
         )
         found = re.findall(r"Collected : (\d+)", out.stderr)
         if out.returncode or not found:

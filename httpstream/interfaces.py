@@ -65,6 +65,12 @@ class ITransport(Interface):
         one frame.
         """
 
+    def writeMessage(message: bytes) -> None:
+        """
+        Write one encoded message alone: what C{writeMessages([message])} writes. The writer's way for a batch of
+        one (nearly every publication), which a transport can frame and write without making a batch.
+        """
+
     def close(code: int, reason: str) -> None:
         """
         End the connection. Called once, after any Disconnect push has been handed to L{writeMessages}.

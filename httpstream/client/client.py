@@ -67,10 +67,14 @@ class Client:
     __slots__ = (
         "node", "policy", "transport", "protocol", "_codec", "_reactor", "_config", "clientID", "sessionID",
         "unidirectional", "user", "connInfo", "meta", "subs", "_commands", "_connection", "_emulatedHeaders",
-        "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt", "_sent",
+        "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt", "closed",
+        "deliverPublication",
     )
 
     log = Logger()
+
+    # IClient.deliverPublication: the subscriptions' own method, bound per client (see __init__).
+    deliverPublication: Callable[[Any], None]
 
     def __init__(
         self,
@@ -96,10 +100,15 @@ class Client:
         self.connInfo: Optional[bytes] = None
         self.meta: Optional[bytes] = None
         self.subs = Subscriptions(self, reactor, self._config)
+        # The node calls it once per subscriber per publication: bound straight to the subscriptions, a call less
+        # on every delivery than a method of the client's that hands it on.
+        self.deliverPublication = self.subs.deliverPublication
         self._commands = ChannelCommands(self)
         self._connection: Optional[Connection] = None
         self._emulatedHeaders = _NO_HEADERS
         self._state = _CONNECTING
+        # True once the connection has ended (the state is _CLOSED): read on every delivery, so a plain attribute.
+        self.closed = False
         self._connectTried = False
         self._sweep = sweep = sweep if sweep is not None else Sweep(reactor)
         self.sweepAt = 0.0
@@ -109,16 +118,12 @@ class Client:
         self._heartbeat = Heartbeat(sweep, rng or random.Random(), self._config.ping_interval,
                                     0 if self.unidirectional else self._config.pong_timeout, self)
         self.writer = Writer(
-            reactor, transport, self._config.client_queue_max_size, self._slow, flusher, self._writeFailed
+            reactor, transport, self._config.client_queue_max_size, self._slow, flusher, self._writeFailed,
+            node.metrics.sent(transport.name),  # counted per message: bound once
         )
-        self._sent = node.metrics.sent(transport.name)  # counted per message: bound once
         transport.registerProducer(self.writer)
         # Until it connects, its timer is the stale deadline.
         sweep.scheduleIn(self, self._config.client_stale_close_delay)
-
-    @property
-    def closed(self) -> bool:
-        return self._state == _CLOSED
 
     @property
     def connected(self) -> bool:
@@ -334,10 +339,7 @@ class Client:
 
     def queue(self, message: bytes, force: bool = False) -> None:
         """Queue one encoded message on the writer, counting it."""
-        if self.writer.enqueue(message, force):
-            sent = self._sent
-            sent.messages += 1
-            sent.bytes += len(message)
+        self.writer.enqueue(message, force)  # which counts it in the transport's metrics
 
     def _slow(self) -> None:
         self.node.metrics.overflows.inc()
@@ -387,9 +389,6 @@ class Client:
 
     # The end
 
-    def deliverPublication(self, frames: Any) -> None:
-        self.subs.deliverPublication(frames)
-
     def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
         self.subs.deliverJoinLeave(channel, frame)
 
@@ -410,6 +409,7 @@ class Client:
         if self.closed:
             return
         self._state = _CLOSED
+        self.closed = True
         try:
             self.node.metrics.disconnects.labels(str(disconnect.code)).inc()
             if flush and self.transport.pushDisconnect and disconnect.code != codes.DISCONNECT_CONNECTION_CLOSED.code:
@@ -433,6 +433,7 @@ class Client:
         if self.closed:
             return
         self._state = _CLOSED
+        self.closed = True
         self.writer.stop()
         self._cleanup()
         self.log.debug("client {client} went away (connection lost)", client=self.clientID)

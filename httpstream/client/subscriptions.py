@@ -18,6 +18,7 @@ from httpstream.client.expiry import ttlUntil
 from httpstream.client.host import ClientHost
 from httpstream.client.sharedpoll import SharedPollSubscription, Tracker
 from httpstream.client.subscription import Subscription
+from httpstream.client.writer import Writer
 from httpstream.config import Config
 from httpstream.config.sharedpoll import isSharedPoll, subscriptionTypeAllowed
 from httpstream.decisions import Connection, GrantedSubscription, Refused, SubscribeDecision, SubscribeRequest
@@ -60,13 +61,16 @@ class Holder(Protocol):
 
     def queue(self, message: bytes) -> None: ...
 
+    @property
+    def writer(self) -> Writer: ...
+
     def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None: ...
 
 
 class Subscriptions(Mapping[str, Subscription]):
     """A client's subscriptions by channel (subscribing ones included), read as a mapping."""
 
-    __slots__ = ("_client", "_reactor", "_config", "_subs", "_underWay", "_member")
+    __slots__ = ("_client", "_reactor", "_config", "_subs", "_underWay", "_member", "_plain")
 
     log = Logger()
 
@@ -81,6 +85,8 @@ class Subscriptions(Mapping[str, Subscription]):
         self._underWay: dict[str, list[Deferred[None]]] = {}
         # The same client, as the node's hub holds it.
         self._member: IClient = IClient(client)
+        # The key of this client's plain push in a publication's frames (PublicationFrames.frame's arguments).
+        self._plain = (client.protocol, "plain", client.unidirectional)
 
     def __getitem__(self, channel: str) -> Subscription:
         return self._subs[channel]
@@ -347,6 +353,8 @@ class Subscriptions(Mapping[str, Subscription]):
     # What reaches a subscription
 
     def deliverPublication(self, frames: Any) -> None:
+        # Once per subscriber per publication (the client's own deliverPublication is this method): what can be
+        # looked up once per publication is in the frames, the rest is attribute reads and one call, the enqueue.
         client = self._client
         channel = frames.channel
         sub = self._subs.get(channel)
@@ -368,16 +376,17 @@ class Subscriptions(Mapping[str, Subscription]):
                 self.serverUnsubscribe(channel, *UNSUBSCRIBE_INSUFFICIENT_STATE)
                 return
             sub.offset = offset
-        variant = "plain"
         if sub.delta:
             base = frames.deltaBaseOffset()
             variant = "delta" if base >= 0 and base == sub.deltaBase else "full"
             sub.deltaBase = offset if offset else -1
-        frame = frames.frame(client.protocol, variant, client.unidirectional)
+            frame = frames.frame(client.protocol, variant, client.unidirectional)
+        else:
+            frame = frames[self._plain]
         if frame is None:
             client.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
-        client.queue(frame)
+        client.writer.enqueue(frame)
 
     def deliverJoinLeave(self, channel: str, frame: bytes) -> None:
         sub = self._subs.get(channel)
