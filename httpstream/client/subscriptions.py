@@ -35,6 +35,9 @@ from httpstream.protocol.codes import (
     UNSUBSCRIBE_INSUFFICIENT_STATE,
 )
 
+# Each kind of client's key of the plain variant in a publication's frames, shared (see Subscriptions.__init__).
+_PLAIN_KEYS: dict[tuple[str, str, bool], tuple[str, str, bool]] = {}
+
 # The Subscribe push carries these SubscribeResult fields (client.proto Subscribe).
 _SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned", "data")
 
@@ -85,8 +88,10 @@ class Subscriptions(Mapping[str, Subscription]):
         self._underWay: dict[str, list[Deferred[None]]] = {}
         # The same client, as the node's hub holds it.
         self._member: IClient = IClient(client)
-        # The key of this client's plain push in a publication's frames (PublicationFrames.frame's arguments).
-        self._plain = (client.protocol, "plain", client.unidirectional)
+        # The key of this client's plain push in a publication's frames (PublicationFrames.frame's arguments): one
+        # tuple for every client of the same kind, which the frames' dict finds by identity.
+        key = (client.protocol, "plain", client.unidirectional)
+        self._plain = _PLAIN_KEYS.setdefault(key, key)
 
     def __getitem__(self, channel: str) -> Subscription:
         return self._subs[channel]

@@ -80,12 +80,12 @@ class Flusher:
         for writer in due:
             try:
                 # Writer._write, inlined for a batch of one (the flusher has dropped the writer from its due list:
-                # nothing to unschedule). A stopped writer's queue is empty.
+                # nothing to unschedule). A stopped writer holds nothing.
                 writer._scheduled = False
-                queue = writer._queue
-                if len(queue) == 1 and not writer.paused:
-                    # Taken off before writing, as in Writer._write; the list is kept for the next message.
-                    message = queue.pop()
+                message = writer._head
+                if writer._rest is None and message is not None and not writer.paused:
+                    # Taken off before writing, as in Writer._write.
+                    writer._head = None
                     writer.size = 0
                     try:
                         writer._writeOne(message)
@@ -111,10 +111,12 @@ class Writer:
         has run (once).
     """
 
-    # One per connection: no per-instance dict, and an empty queue is an empty list (a deque holds a 0.5 KiB block
-    # even when empty).
-    __slots__ = ("_transport", "_writeOne", "_maxSize", "_onOverflow", "_onWriteError", "_flusher", "_queue",
-                 "_scheduled", "_sent", "size", "paused", "stopped", "overflowed", "failed")
+    # One per connection: no per-instance dict. The queue is its first message (_head) and a list of those behind
+    # it only while there are any (_rest): a publication alone, nearly every batch, is queued and taken off without
+    # a list, an allocation or another object to reach (one connection's list is far from the next one's in
+    # memory, and the flusher goes through thousands of them per publication).
+    __slots__ = ("_transport", "_writeOne", "_maxSize", "_onOverflow", "_onWriteError", "_flusher", "_head",
+                 "_rest", "_scheduled", "_sent", "size", "paused", "stopped", "overflowed", "failed")
 
     def __init__(
         self,
@@ -142,7 +144,8 @@ class Writer:
         self._onOverflow = onOverflow
         self._onWriteError = onWriteError
         self._flusher = flusher if flusher is not None else Flusher(reactor)
-        self._queue: list[bytes] = []
+        self._head: Optional[bytes] = None
+        self._rest: Optional[list[bytes]] = None  # None while _head is alone (or nothing is queued)
         self._scheduled = False
         self._sent: Counts = sent if sent is not None else _Uncounted()
         self.size = 0
@@ -169,7 +172,12 @@ class Writer:
             self.overflowed = True
             self._onOverflow()
             return False
-        self._queue.append(message)
+        if self._head is None:
+            self._head = message
+        elif self._rest is None:
+            self._rest = [message]
+        else:
+            self._rest.append(message)
         self.size = size
         sent = self._sent
         sent.messages += 1
@@ -205,17 +213,19 @@ class Writer:
         self._write(final)
 
     def _write(self, final: bool) -> None:
-        queue = self._queue
-        if (self.paused and not final) or not queue or self.stopped:
+        head = self._head
+        if (self.paused and not final) or head is None or self.stopped:
             return
         # Taken off before writing, so that whatever the write leads to (a pause, a stop) sees an empty queue.
+        rest = self._rest
+        self._head = self._rest = None
         self.size = 0
         try:
-            if len(queue) == 1:
-                self._writeOne(queue.pop())
+            if rest is None:
+                self._writeOne(head)
             else:
-                self._queue = []
-                self._transport.writeMessages(queue)
+                rest.insert(0, head)
+                self._transport.writeMessages(rest)
         except Exception:
             self._writeFailed()
 
@@ -236,7 +246,7 @@ class Writer:
     def stop(self) -> None:
         """Drop whatever is queued and write nothing more (the connection is over)."""
         self._unschedule()
-        self._queue.clear()
+        self._head = self._rest = None
         self.size = 0
         self.stopped = True
 
@@ -248,7 +258,7 @@ class Writer:
 
     def resumeProducing(self) -> None:
         self.paused = False
-        if self._queue:
+        if self._head is not None:
             self._schedule()
 
     def stopProducing(self) -> None:

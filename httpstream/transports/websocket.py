@@ -133,8 +133,8 @@ def packBatch(messages: Sequence[bytes], maxSize: int, protobuf: bool) -> list[b
 class WebSocketTransport:
     """One WebSocket connection, as the client sees it."""
 
-    __slots__ = ("_connection", "_writeBatchSize", "_compression", "_framings", "requestHeaders", "protocol",
-                 "finished")
+    __slots__ = ("_connection", "_tcp", "_writeBatchSize", "_compression", "_framings", "requestHeaders",
+                 "protocol", "finished")
 
     name = "websocket"
     emulated = False
@@ -152,6 +152,9 @@ class WebSocketTransport:
         @param compression: the endpoint's settings when this connection negotiated permessage-deflate, else None.
         """
         self._connection = connection
+        # The connection's TCP (or TLS) transport, which autobahn keeps for the connection's life: read here once
+        # rather than from autobahn's large instance dict on every delivery.
+        self._tcp: Any = connection.transport
         self._writeBatchSize = writeBatchSize
         self._compression = compression
         # The upgrade request's headers (autobahn keeps them lower-cased, one value each).
@@ -169,7 +172,7 @@ class WebSocketTransport:
             self.writeMessages((message,))
             return
         framings = self._framings
-        writeNow(connection.transport, framings[message] if len(message) <= LARGEST else framings.framed(message))
+        writeNow(self._tcp, framings[message] if len(message) <= LARGEST else framings.framed(message))
 
     def writeMessages(self, messages: Sequence[bytes]) -> None:
         # Once the peer has begun closing (or gone) nothing can reach it; autobahn would raise.
