@@ -14,7 +14,7 @@ with a code, so the client reconnects (and recovers) rather than staying connect
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.python.failure import Failure
@@ -37,6 +37,18 @@ class _Uncounted:
     def __init__(self) -> None:
         self.messages = 0
         self.bytes = 0
+
+
+class _Batching:
+    """writeMessage for a transport that has only writeMessages."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: ITransport) -> None:
+        self._transport = transport
+
+    def writeMessage(self, message: bytes) -> None:
+        self._transport.writeMessages((message,))
 
 
 class Flusher:
@@ -88,7 +100,7 @@ class Flusher:
                     writer._head = None
                     writer.size = 0
                     try:
-                        writer._writeOne(message)
+                        writer._one.writeMessage(message)
                     except Exception:
                         writer._writeFailed()
                 else:
@@ -115,7 +127,7 @@ class Writer:
     # it only while there are any (_rest): a publication alone, nearly every batch, is queued and taken off without
     # a list, an allocation or another object to reach (one connection's list is far from the next one's in
     # memory, and the flusher goes through thousands of them per publication).
-    __slots__ = ("_transport", "_writeOne", "_maxSize", "_onOverflow", "_onWriteError", "_flusher", "_head",
+    __slots__ = ("_transport", "_one", "_maxSize", "_onOverflow", "_onWriteError", "_flusher", "_head",
                  "_rest", "_scheduled", "_sent", "size", "paused", "stopped", "overflowed", "failed")
 
     def __init__(
@@ -135,11 +147,8 @@ class Writer:
         @param sent: counts of the messages and bytes accepted (the connection's transport's metrics).
         """
         self._transport = transport
-        # Bound once: the call of every delivery. A transport from before ITransport.writeMessage writes a batch.
-        writeOne = getattr(transport, "writeMessage", None)
-        self._writeOne: Callable[[bytes], None] = (
-            writeOne if writeOne is not None else (lambda message: transport.writeMessages((message,)))
-        )
+        # What writes a batch of one: the transport, or for one from before ITransport.writeMessage, a batch.
+        self._one: Any = transport if hasattr(transport, "writeMessage") else _Batching(transport)
         self._maxSize = maxSize or sys.maxsize
         self._onOverflow = onOverflow
         self._onWriteError = onWriteError
@@ -222,7 +231,7 @@ class Writer:
         self.size = 0
         try:
             if rest is None:
-                self._writeOne(head)
+                self._one.writeMessage(head)
             else:
                 rest.insert(0, head)
                 self._transport.writeMessages(rest)
