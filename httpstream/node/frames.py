@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.client.test_client_channels,tests.node.test_node -*-
+# -*- test-case-name: tests.node.test_frames,tests.client.test_client_channels,tests.node.test_node -*-
 """
 The encodings of one publication its node fans out: made on first use, shared by every subscriber on the node.
 """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.transports.test_http_stream -*-
+# -*- test-case-name: tests.transports.test_http_stream,tests.transports.test_writemessage -*-
 """
 ``POST /connection/http_stream``: the long-lived chunked response that carries every reply and push of an
 emulated connection (centrifugal/centrifuge ``handler_http_stream.go``).
