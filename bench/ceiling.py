@@ -39,13 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 class Target:
     """One server speaking one transport. C{name} is what the table shows (and what --targets selects)."""
 
-    system: str  # httpstream, twisted.web, websockets, aiohttp
+    system: str  # httpstream, twisted.web, websockets, aiohttp; httpstream@LABEL (--checkout)
     transport: str  # a key of bench.loadmodes.MODES
     reactor: str = "epoll"  # httpstream's only
+    checkout: str = ""  # httpstream@LABEL's: the other checkout's directory
 
     @property
     def name(self) -> str:
-        suffix = f" [{self.reactor}]" if self.system == "httpstream" and self.reactor != "epoll" else ""
+        suffix = f" [{self.reactor}]" if self.system.startswith("httpstream") and self.reactor != "epoll" else ""
         return f"{self.system} {self.transport}{suffix}"
 
 
@@ -54,9 +55,15 @@ BASELINES = [Target("twisted.web", t) for t in ("http_stream", "sse", "websocket
 PEERS = [Target("websockets", "websocket"), Target("aiohttp", "sse")]
 
 
-def allTargets(reactorNames: list[str]) -> list[Target]:
-    """httpstream on every transport (under each reactor asked for), the baselines, the peers."""
+def allTargets(reactorNames: list[str], checkouts: Optional[list[str]] = None) -> list[Target]:
+    """
+    httpstream on every transport (under each reactor asked for), the same from each other checkout (its own
+    venv's twistd), the baselines, the peers.
+    """
     targets = [Target("httpstream", t) for t in TRANSPORTS]
+    for checkout in checkouts or ():
+        label = Path(checkout).resolve().name
+        targets += [Target(f"httpstream@{label}", t, checkout=checkout) for t in TRANSPORTS]
     for name in reactorNames:
         if name != "epoll":
             targets += [Target("httpstream", t, name) for t in TRANSPORTS]
@@ -65,6 +72,12 @@ def allTargets(reactorNames: list[str]) -> list[Target]:
 
 def start(target: Target, args: argparse.Namespace, directory: Path) -> ListeningProcess:
     """A fresh server for C{target}, serving once this returns."""
+    if target.checkout:
+        twistd = Path(target.checkout) / ".venv" / "bin" / "twistd"
+        if not twistd.exists():
+            raise BenchError(f"--checkout {target.checkout}: no {twistd} (make .venv/.installed there)")
+        command = [str(twistd), "-n", "--pidfile=", "httpstream", "-c"]
+        return ServerProcess(directory, serverConfig(args), name="ceiling", command=command)
     if target.system == "httpstream":
         command = None
         if target.reactor != "epoll":
@@ -155,6 +168,9 @@ def parseArgs(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--reactor", default="epoll",
                         help=f"httpstream's reactors, comma-separated, from {', '.join(reactors.REACTORS)}; "
                         "epoll (the default) always runs, each other one adds httpstream's rows under it")
+    parser.add_argument("--checkout", metavar="DIR", action="append", default=[],
+                        help="also run httpstream from another checkout (its .venv's twistd), as targets named "
+                        "'httpstream@DIRNAME TRANSPORT': before and after a change in the same rounds (repeatable)")
     parser.add_argument("--fanout-10k", action="store_true",
                         help="also run the fan-out to the last of --fanout-connections subscribers (slow)")
     parser.add_argument("--fanout-connections", type=int, default=10_000)
@@ -170,7 +186,7 @@ def parseArgs(argv: Optional[list[str]] = None) -> argparse.Namespace:
     for name in reactorNames:
         if name not in reactors.REACTORS:
             parser.error(f"--reactor {name!r}: one of {', '.join(reactors.REACTORS)}")
-    targets = allTargets(reactorNames)
+    targets = allTargets(reactorNames, args.checkout)
     if args.targets:
         wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
         unknown = set(wanted) - {t.name for t in targets}
@@ -189,7 +205,9 @@ def fanout10k(args: argparse.Namespace) -> list[dict[str, Any]]:
     big = argparse.Namespace(**{**vars(args), "connections": args.fanout_connections, "messages": 20,
                                 "rates": [2.0], "timeout": max(args.timeout, 120.0)})
     rows = []
-    for target in (Target("httpstream", "http_stream"), Target("twisted.web", "http_stream")):
+    wanted = [Target("httpstream", "http_stream")]
+    wanted += [t for t in args.targetList if t.checkout and t.transport == "http_stream"]
+    for target in wanted + [Target("twisted.web", "http_stream")]:
         for rec in runTarget(target, big, 0):
             rows.append(rec)
             said = rec["error"] or (

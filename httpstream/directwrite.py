@@ -62,18 +62,17 @@ def writeNow(transport: Any, data: bytes) -> None:
         return
     try:
         # FileDescriptor's private state: a Twisted that keeps it otherwise gets its own write path, never an error
-        # on every delivery (tests/transports/test_direct.py fails then, saying so).
-        closing = transport._writeDisconnected
-        busy = transport._tempDataBuffer or transport.offset != len(transport.dataBuffer)
+        # on every delivery (tests/transports/test_direct.py fails then, saying so). Its buffer once empty is
+        # b"" with nothing behind it (doWrite resets it so); a buffer being emptied counts as busy (the buffered
+        # write is always right, only slower).
+        waiting = transport._tempDataLen or transport.dataBuffer or transport._writeDisconnected
     except AttributeError:
         transport.write(data)
         return
-    if closing:
-        transport.write(data)
-        return
-    if busy:
+    if waiting:
         transport.write(data)  # behind bytes still waiting: the order is the buffer's
-        _hold(transport)
+        if not transport._writeDisconnected:
+            _hold(transport)
         return
     try:
         sent = transport.socket.send(data)

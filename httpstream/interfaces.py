@@ -60,10 +60,10 @@ class ITransport(Interface):
     )
 
     def writeMessages(messages: Sequence[bytes]) -> None:
-        """
-        Write encoded messages (one Reply each, unframed) as one unit on the wire: one chunk, one event batch or
-        one frame.
-        """
+        """Write encoded messages (one Reply each, unframed) as one unit on the wire: a chunk, events, a frame."""
+
+    def writeMessage(message: bytes) -> None:
+        """Write one message alone, as C{writeMessages([message])} would: a batch of one, framed without a batch."""
 
     def close(code: int, reason: str) -> None:
         """

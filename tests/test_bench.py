@@ -8,6 +8,7 @@ publications over each transport on a real socket, with the load generator's own
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,30 @@ def test_resp_readers_read_the_same_replies(capsys: pytest.CaptureFixture[str]) 
     assert resp.main(["--messages", "300", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 2 + 4 and "PUB/SUB messages, 1460-byte reads" in out
+
+
+def test_ceiling_checkout_targets(tmp_path: Path) -> None:
+    """--checkout DIR adds httpstream's targets run by DIR's own twistd; one without a venv is refused clearly."""
+    from bench.ceiling import parseArgs, start
+    from bench.fanout import BenchError
+
+    other = tmp_path / "before"
+    other.mkdir()
+    args = parseArgs(["--checkout", str(other), "--targets", "httpstream@before websocket,websockets websocket"])
+    [mine, peer] = args.targetList
+    assert (mine.name, mine.checkout, mine.transport) == ("httpstream@before websocket", str(other), "websocket")
+    assert peer.name == "websockets websocket" and not peer.checkout
+    with pytest.raises(BenchError, match="no .*twistd"):
+        start(mine, args, tmp_path)
+
+
+def test_deliveries_counts_the_servers_writes(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench.deliveries in one process: every subscriber gets every publication (its byte count says so)."""
+    out = subprocess.run([sys.executable, "-m", "bench.deliveries", "--transport", "websocket", "-n", "20", "-m", "3"],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-1000:]
+    said = out.stdout.strip().splitlines()[-1]
+    assert said.startswith("websocket: ") and "µs CPU per delivery" in said
+    # 20 subscribers x 3 publications of one frame each (2-byte header + the push of ~100 bytes of data).
+    received = int(said.rsplit(", ", 1)[1].split()[0])
+    assert 20 * 3 * 100 < received < 20 * 3 * 200

@@ -62,10 +62,14 @@ class Client:
     __slots__ = (
         "node", "policy", "transport", "protocol", "_codec", "_reactor", "_config", "clientID", "sessionID",
         "unidirectional", "user", "connInfo", "meta", "subs", "maps", "_commands", "_connection", "_emulatedHeaders",
-        "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt", "_sent",
+        "_state", "_connectTried", "_expiry", "_inbound", "_heartbeat", "writer", "_sweep", "sweepAt", "closed",
+        "deliverPublication",
     )
 
     log = Logger()
+
+    # IClient.deliverPublication: the subscriptions' own method, bound per client (see __init__).
+    deliverPublication: Callable[[Any], None]
 
     def __init__(
         self,
@@ -92,10 +96,15 @@ class Client:
         self.meta: Optional[bytes] = None
         self.subs = Subscriptions(self, reactor, self._config)
         self.maps = MapFlows(self)
+        # The node calls it once per subscriber per publication: bound straight to the subscriptions, a call less
+        # on every delivery than a method of the client's that hands it on.
+        self.deliverPublication = self.subs.deliverPublication
         self._commands = ChannelCommands(self)
         self._connection: Optional[Connection] = None
         self._emulatedHeaders = _NO_HEADERS
         self._state = _CONNECTING
+        # True once the connection has ended (the state is _CLOSED): read on every delivery, so a plain attribute.
+        self.closed = False
         self._connectTried = False
         self._sweep = sweep = sweep if sweep is not None else Sweep(reactor)
         self.sweepAt = 0.0
@@ -105,16 +114,12 @@ class Client:
         self._heartbeat = Heartbeat(sweep, rng or random.Random(), self._config.ping_interval,
                                     0 if self.unidirectional else self._config.pong_timeout, self)
         self.writer = Writer(
-            reactor, transport, self._config.client_queue_max_size, self._slow, flusher, self._writeFailed
+            reactor, transport, self._config.client_queue_max_size, self._slow, flusher, self._writeFailed,
+            node.metrics.sent(transport.name),  # counted per message: bound once
         )
-        self._sent = node.metrics.sent(transport.name)  # counted per message: bound once
         transport.registerProducer(self.writer)
         # Until it connects, its timer is the stale deadline.
         sweep.scheduleIn(self, self._config.client_stale_close_delay)
-
-    @property
-    def closed(self) -> bool:
-        return self._state == _CLOSED
 
     @property
     def connected(self) -> bool:
@@ -331,10 +336,7 @@ class Client:
 
     def queue(self, message: bytes, force: bool = False) -> None:
         """Queue one encoded message on the writer, counting it."""
-        if self.writer.enqueue(message, force):
-            sent = self._sent
-            sent.messages += 1
-            sent.bytes += len(message)
+        self.writer.enqueue(message, force)  # which counts it in the transport's metrics
 
     def _slow(self) -> None:
         self.node.metrics.overflows.inc()
@@ -384,9 +386,6 @@ class Client:
 
     # The end
 
-    def deliverPublication(self, frames: Any) -> None:
-        self.subs.deliverPublication(frames)
-
     def passPublication(self, frames: Any) -> None:
         self.subs.passPublication(frames)
 
@@ -410,6 +409,7 @@ class Client:
         if self.closed:
             return
         self._state = _CLOSED
+        self.closed = True
         try:
             self.node.metrics.disconnects.labels(str(disconnect.code)).inc()
             if flush and self.transport.pushDisconnect and disconnect.code != codes.DISCONNECT_CONNECTION_CLOSED.code:
@@ -433,6 +433,7 @@ class Client:
         if self.closed:
             return
         self._state = _CLOSED
+        self.closed = True
         self.writer.stop()
         self._cleanup()
         self.log.debug("client {client} went away (connection lost)", client=self.clientID)

@@ -8,24 +8,24 @@ stream), what reaches each (publications, positioned and maybe as Fossil deltas;
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional, Protocol, cast
+from typing import Any, Optional, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from httpstream.client.expiry import ttlUntil
-from httpstream.client.host import ClientHost
+from httpstream.client.holder import Holder
 from httpstream.client.sharedpoll import SharedPollSubscription, Tracker
 from httpstream.client.subfilter import requestedFilter
 from httpstream.client.subscription import Subscription
 from httpstream.config import Config
 from httpstream.config.sharedpoll import isSharedPoll, subscriptionTypeAllowed
-from httpstream.decisions import Connection, GrantedSubscription, Refused, SubscribeDecision, SubscribeRequest
-from httpstream.interfaces import IClient, IClientPolicy
+from httpstream.decisions import GrantedSubscription, Refused, SubscribeDecision, SubscribeRequest
+from httpstream.interfaces import IClient
 from httpstream.logs import Logger
 from httpstream.protocol import codes
-from httpstream.values import ClientInfo, StreamPosition
+from httpstream.values import StreamPosition
 
 from httpstream.protocol.codes import (
     DISCONNECT_INSUFFICIENT_STATE,
@@ -34,6 +34,9 @@ from httpstream.protocol.codes import (
     UNSUBSCRIBE_EXPIRED,
     UNSUBSCRIBE_INSUFFICIENT_STATE,
 )
+
+# Each kind of client's key of the plain variant in a publication's frames, shared (see Subscriptions.__init__).
+_PLAIN_KEYS: dict[tuple[str, str, bool], tuple[str, str, bool]] = {}
 
 # The Subscribe push carries these SubscribeResult fields (client.proto Subscribe).
 _SUBSCRIBE_PUSH_FIELDS = ("recoverable", "epoch", "offset", "positioned", "data")
@@ -48,36 +51,10 @@ class _Passed:
         self.frames = frames
 
 
-class Holder(Protocol):
-    """The client, as its subscriptions use it."""
-
-    clientID: str
-    protocol: str
-    unidirectional: bool
-    node: ClientHost
-    policy: IClientPolicy
-    maps: Any  # its map subscribes, httpstream.client.mapflow.MapFlows
-
-    @property
-    def closed(self) -> bool: ...
-
-    def connection(self) -> Connection: ...
-
-    def clientInfo(self, sub: Optional[Subscription] = None) -> ClientInfo: ...
-
-    def send(self, reply: dict[str, Any]) -> None: ...
-
-    def push(self, push: dict[str, Any]) -> None: ...
-
-    def queue(self, message: bytes) -> None: ...
-
-    def close(self, disconnect: codes.Disconnect, flush: bool = True) -> None: ...
-
-
 class Subscriptions(Mapping[str, Subscription]):
     """A client's subscriptions by channel (subscribing ones included), read as a mapping."""
 
-    __slots__ = ("_client", "_reactor", "_config", "_subs", "_underWay", "_member")
+    __slots__ = ("_client", "_reactor", "_config", "_subs", "_underWay", "_member", "_plain")
 
     log = Logger()
 
@@ -92,6 +69,10 @@ class Subscriptions(Mapping[str, Subscription]):
         self._underWay: dict[str, list[Deferred[None]]] = {}
         # The same client, as the node's hub holds it.
         self._member: IClient = IClient(client)
+        # The key of this client's plain push in a publication's frames (PublicationFrames.frame's arguments): one
+        # tuple for every client of the same kind, which the frames' dict finds by identity.
+        key = (client.protocol, "plain", client.unidirectional)
+        self._plain = _PLAIN_KEYS.setdefault(key, key)
 
     def __getitem__(self, channel: str) -> Subscription:
         return self._subs[channel]
@@ -384,6 +365,8 @@ class Subscriptions(Mapping[str, Subscription]):
     # What reaches a subscription
 
     def deliverPublication(self, frames: Any) -> None:
+        # Once per subscriber per publication (the client's own deliverPublication is this method): what can be
+        # looked up once per publication is in the frames, the rest is attribute reads and one call, the enqueue.
         client = self._client
         sub = self._subs.get(frames.channel)
         if sub is None or client.closed:
@@ -401,11 +384,13 @@ class Subscriptions(Mapping[str, Subscription]):
             base = frames.deltaBaseOffset()
             variant = "delta" if base >= 0 and base == sub.deltaBase else "full"
             sub.deltaBase = offset if offset else -1
-        frame = frames.frame(client.protocol, variant, client.unidirectional)
+            frame = frames.frame(client.protocol, variant, client.unidirectional)
+        else:
+            frame = frames[self._plain]
         if frame is None:
             client.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
-        client.queue(frame)
+        client.writer.enqueue(frame)
 
     def passPublication(self, frames: Any) -> None:
         """A publication its tags filter excludes: not sent, but a positioned subscription's position moves on."""

@@ -13,7 +13,8 @@ with a code, so the client reconnects (and recovers) rather than staying connect
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import sys
+from typing import Any, Callable, Optional, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.python.failure import Failure
@@ -23,6 +24,33 @@ from httpstream.interfaces import ITransport
 from httpstream.logs import Logger
 
 
+class Counts(Protocol):
+    """Where a writer adds what it accepted to send (L{httpstream.metrics.SentCounts})."""
+
+    messages: int
+    bytes: int
+
+
+class _Uncounted:
+    __slots__ = ("messages", "bytes")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+
+
+class _Batching:
+    """writeMessage for a transport that has only writeMessages."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: ITransport) -> None:
+        self._transport = transport
+
+    def writeMessage(self, message: bytes) -> None:
+        self._transport.writeMessages((message,))
+
+
 class Flusher:
     """
     Flushes every writer with something queued, once per reactor turn, from a single timer.
@@ -30,6 +58,10 @@ class Flusher:
     A timer per writer would cost a heap insertion per subscriber per publication (the heap also holds every
     connection's ping timer): with 1000 subscribers that was a quarter of the server's CPU and drove the garbage
     collector (bench/README.md).
+
+    A publication reaches each of its subscribers' writers as a batch of one: the flusher writes those itself,
+    straight to the transport's L{ITransport.writeMessage}, so what a delivery costs on this side is one call
+    into the transport (bench.deliveries counts it).
     """
 
     __slots__ = ("_reactor", "_due", "_call")
@@ -59,7 +91,20 @@ class Flusher:
         due, self._due = self._due, {}
         for writer in due:
             try:
-                writer._flushDue()
+                # Writer._write, inlined for a batch of one (the flusher has dropped the writer from its due list:
+                # nothing to unschedule). A stopped writer holds nothing.
+                writer._scheduled = False
+                message = writer._head
+                if writer._rest is None and message is not None and not writer.paused:
+                    # Taken off before writing, as in Writer._write.
+                    writer._head = None
+                    writer.size = 0
+                    try:
+                        writer._one.writeMessage(message)
+                    except Exception:
+                        writer._writeFailed()
+                else:
+                    writer._write(False)
             except Exception:
                 # One broken connection must not hold back everyone else's writes.
                 self.log.failure("flushing a client's queue")
@@ -78,10 +123,12 @@ class Writer:
         has run (once).
     """
 
-    # One per connection: no per-instance dict, and an empty queue is an empty list (a deque holds a 0.5 KiB block
-    # even when empty).
-    __slots__ = ("_transport", "_maxSize", "_onOverflow", "_onWriteError", "_flusher", "_queue", "_scheduled",
-                 "size", "paused", "stopped", "overflowed", "failed")
+    # One per connection: no per-instance dict. The queue is its first message (_head) and a list of those behind
+    # it only while there are any (_rest): a publication alone, nearly every batch, is queued and taken off without
+    # a list, an allocation or another object to reach (one connection's list is far from the next one's in
+    # memory, and the flusher goes through thousands of them per publication).
+    __slots__ = ("_transport", "_one", "_maxSize", "_onOverflow", "_onWriteError", "_flusher", "_head",
+                 "_rest", "_scheduled", "_sent", "size", "paused", "stopped", "overflowed", "failed")
 
     def __init__(
         self,
@@ -91,18 +138,25 @@ class Writer:
         onOverflow: Callable[[], None],
         flusher: Optional[Flusher] = None,
         onWriteError: Optional[Callable[[Failure], None]] = None,
+        sent: Optional[Counts] = None,
     ) -> None:
         """
+        @param maxSize: the queue's limit in bytes (0: none).
         @param onWriteError: called (once) with the failure when the transport raises on a write, after the
             writer has stopped; without it the exception propagates to the caller of L{flush}.
+        @param sent: counts of the messages and bytes accepted (the connection's transport's metrics).
         """
         self._transport = transport
-        self._maxSize = maxSize
+        # What writes a batch of one: the transport, or for one from before ITransport.writeMessage, a batch.
+        self._one: Any = transport if hasattr(transport, "writeMessage") else _Batching(transport)
+        self._maxSize = maxSize or sys.maxsize
         self._onOverflow = onOverflow
         self._onWriteError = onWriteError
         self._flusher = flusher if flusher is not None else Flusher(reactor)
-        self._queue: list[bytes] = []
+        self._head: Optional[bytes] = None
+        self._rest: Optional[list[bytes]] = None  # None while _head is alone (or nothing is queued)
         self._scheduled = False
+        self._sent: Counts = sent if sent is not None else _Uncounted()
         self.size = 0
         self.paused = False
         self.stopped = False
@@ -121,17 +175,29 @@ class Writer:
         if self.stopped or (self.overflowed and not force):
             # After an overflow nothing more is written: a later message past a dropped one would hide the gap.
             return False
-        size = len(message)
-        if not force and self._maxSize and self.size + size > self._maxSize:
+        length = len(message)
+        size = self.size + length
+        if size > self._maxSize and not force:
             self.overflowed = True
             self._onOverflow()
             return False
-        self._queue.append(message)
-        self.size += size
-        # _schedule, inlined: this runs once per message per connection.
+        if self._head is None:
+            self._head = message
+        elif self._rest is None:
+            self._rest = [message]
+        else:
+            self._rest.append(message)
+        self.size = size
+        sent = self._sent
+        sent.messages += 1
+        sent.bytes += length
+        # _schedule and Flusher.schedule, inlined: this runs once per message per connection.
         if not self._scheduled and not self.paused:
             self._scheduled = True
-            self._flusher.schedule(self)
+            flusher = self._flusher
+            flusher._due[self] = None
+            if flusher._call is None:
+                flusher._call = flusher._reactor.callLater(0, flusher._run)
         return True
 
     def _schedule(self) -> None:
@@ -143,11 +209,6 @@ class Writer:
         if self._scheduled:
             self._scheduled = False
             self._flusher.cancel(self)
-
-    def _flushDue(self) -> None:
-        # The flusher has dropped it from its due list: nothing to unschedule.
-        self._scheduled = False
-        self._write(False)
 
     def flush(self, final: bool = False) -> None:
         """
@@ -161,27 +222,40 @@ class Writer:
         self._write(final)
 
     def _write(self, final: bool) -> None:
-        queue = self._queue
-        if (self.paused and not final) or not queue or self.stopped:
+        head = self._head
+        if (self.paused and not final) or head is None or self.stopped:
             return
         # Taken off before writing, so that whatever the write leads to (a pause, a stop) sees an empty queue.
-        messages, self._queue = queue, []
+        rest = self._rest
+        self._head = self._rest = None
         self.size = 0
         try:
-            self._transport.writeMessages(messages)
+            if rest is None:
+                self._one.writeMessage(head)
+            else:
+                rest.insert(0, head)
+                self._transport.writeMessages(rest)
         except Exception:
-            if self._onWriteError is None:
-                raise
-            # The batch may be partly on the wire: the connection cannot go on past that gap, so it is never
-            # dropped in silence but ends (the owner's callback disconnects, and the client recovers).
-            self.failed = True
-            self.stop()
-            self._onWriteError(Failure())
+            self._writeFailed()
+
+    def _writeFailed(self) -> None:
+        """
+        The transport raised on a write (the exception being handled): stop and tell the owner, or re-raise when
+        there is none.
+        """
+        if self._onWriteError is None:
+            raise
+        # The batch may be partly on the wire: the connection cannot go on past that gap, so it is never dropped
+        # in silence but ends (the owner's callback disconnects, and the client recovers).
+        failure = Failure()
+        self.failed = True
+        self.stop()
+        self._onWriteError(failure)
 
     def stop(self) -> None:
         """Drop whatever is queued and write nothing more (the connection is over)."""
         self._unschedule()
-        self._queue.clear()
+        self._head = self._rest = None
         self.size = 0
         self.stopped = True
 
@@ -193,7 +267,7 @@ class Writer:
 
     def resumeProducing(self) -> None:
         self.paused = False
-        if self._queue:
+        if self._head is not None:
             self._schedule()
 
     def stopProducing(self) -> None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.client.test_client_channels,tests.node.test_node -*-
+# -*- test-case-name: tests.node.test_frames,tests.client.test_client_channels,tests.node.test_node -*-
 """
 The encodings of one publication its node fans out: made on first use, shared by every subscriber on the node.
 """
@@ -15,31 +15,34 @@ from httpstream.protocol.delta import publicationDelta
 from httpstream.values import Publication
 
 
-_MISSING = b"missing"  # not yet encoded (None: cannot be encoded)
-
-
 def asJSONString(data: bytes) -> bytes:
     """Raw JSON bytes as a JSON string holding them: a delta-negotiated JSON subscription gets data this way."""
     return orjson.dumps(data.decode("utf-8"))
 
 
-class PublicationFrames:
+class PublicationFrames(dict[tuple[str, str, bool], Optional[bytes]]):
     """
     The encoded pushes of one publication in one channel, made on first use and shared by every subscriber:
     C{plain} (as published), C{full} (delta negotiated, whole payload) and C{delta} (against C{previous}).
+
+    It is the dict of those encodings, by C{(protocol, variant, unidirectional)}, as L{frame} takes them: a
+    subscriber that keeps its key finds its push with a plain subscript, which runs no Python code once the first
+    subscriber on that key has made it (None: it cannot be encoded for that protocol).
 
     @ivar previous: the channel's previous publication (for deltas), or None.
     @ivar epoch: the epoch of the stream the publication was stored in, when the broker tells ("" otherwise): a
         positioned subscription following another epoch has lost its place.
     """
 
+    __slots__ = ("channel", "publication", "previous", "epoch")
+
     def __init__(self, channel: str, publication: Publication, previous: Optional[Publication],
                  epoch: str = "") -> None:
+        super().__init__()
         self.channel = channel
         self.publication = publication
         self.previous = previous
         self.epoch = epoch
-        self._frames: dict[tuple[str, str, bool], Optional[bytes]] = {}
 
     def deltaBaseOffset(self) -> int:
         """The offset a subscriber must have been sent last for the C{delta} variant to apply, or -1."""
@@ -52,10 +55,10 @@ class PublicationFrames:
         The push for C{protocol} in C{variant} (bare for a C{unidirectional} transport, else in a Reply), or None
         when it cannot be encoded for that protocol.
         """
-        key = (protocol, variant, unidirectional)
-        frame = self._frames.get(key, _MISSING)
-        if frame is _MISSING:
-            frame = self._frames[key] = self._encode(protocol, variant, unidirectional)
+        return self[(protocol, variant, unidirectional)]
+
+    def __missing__(self, key: tuple[str, str, bool]) -> Optional[bytes]:
+        frame = self[key] = self._encode(*key)
         return frame
 
     def _encode(self, protocol: str, variant: str, unidirectional: bool) -> Optional[bytes]:

@@ -106,7 +106,8 @@ class FakeTransport:
 
     It holds the transport to its contract: a write after L{close}, or a second L{close}, raises AssertionError.
 
-    @ivar batches: every L{writeMessages} call's messages, one list per call (one chunk on a real wire).
+    @ivar batches: every L{writeMessages} call's messages, one list per call (one chunk on a real wire); a
+        L{writeMessage} is a batch of one.
     @ivar closes: the C{(code, reason)} of the L{close} call (at most one).
     @ivar producer: the producer registered by the client (its writer), or None.
     """
@@ -142,6 +143,9 @@ class FakeTransport:
         if self.closes:
             raise AssertionError(f"writeMessages after close{self.closes[0]!r}: {list(messages)!r}")
         self.batches.append(list(messages))
+
+    def writeMessage(self, message: bytes) -> None:
+        self.writeMessages([message])
 
     def close(self, code: int, reason: str) -> None:
         if self.closes:

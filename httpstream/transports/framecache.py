@@ -27,32 +27,39 @@ BYTES = 4 << 20
 LARGEST = 64 << 10
 
 
-class FrameCache:
+class FrameCache(dict[bytes, bytes]):
     """
-    C{frame(message)} for each message, kept for the messages written lately (bounded in entries and in bytes).
+    The wire bytes of each message written alone, kept for the messages written lately (bounded in entries and in
+    bytes).
+
+    C{cache[message]} is the look-up of the hot path, a message of at most L{LARGEST} bytes: a plain dict
+    subscript, so a hit (every subscriber of a publication after the first) runs no Python code; a miss frames it
+    and keeps it. L{framed} takes a message of any size.
     """
 
+    __slots__ = ("_frame", "_entries", "_size", "_bytes")
+
     def __init__(self, frame: Callable[[bytes], bytes], entries: int = ENTRIES, size: int = BYTES) -> None:
+        super().__init__()
         self._frame = frame
         self._entries = entries
         self._size = size
-        self._recent: dict[bytes, bytes] = {}
         self._bytes = 0
 
     def framed(self, message: bytes) -> bytes:
         """The wire bytes of C{message} written alone."""
         if len(message) > LARGEST:
             return self._frame(message)
-        recent = self._recent
-        wire = recent.get(message)
-        if wire is None:
-            wire = recent[message] = self._frame(message)
-            self._bytes += len(message) + len(wire)
-            # Oldest first (a dict keeps insertion order): those messages have reached their connections.
-            while len(recent) > self._entries or self._bytes > self._size:
-                oldest = next(iter(recent))
-                self._bytes -= len(oldest) + len(recent.pop(oldest))
-        return wire
+        return self[message]
 
-    def __len__(self) -> int:
-        return len(self._recent)
+    def __missing__(self, message: bytes) -> bytes:
+        wire = self._frame(message)
+        if len(message) > LARGEST:
+            return wire  # subscripted past the hot path's check: framed, never kept
+        self[message] = wire
+        self._bytes += len(message) + len(wire)
+        # Oldest first (a dict keeps insertion order): those messages have reached their connections.
+        while len(self) > self._entries or self._bytes > self._size:
+            oldest = next(iter(self))
+            self._bytes -= len(oldest) + len(self.pop(oldest))
+        return wire

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.transports.test_http_stream -*-
+# -*- test-case-name: tests.transports.test_http_stream,tests.transports.test_writemessage -*-
 """
 ``POST /connection/http_stream``: the long-lived chunked response that carries every reply and push of an
 emulated connection (centrifugal/centrifuge ``handler_http_stream.go``).
@@ -29,7 +29,7 @@ from httpstream.logs import Logger
 from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
 from httpstream.transports.direct import direct, unsent, writeNow
-from httpstream.transports.framecache import FrameCache
+from httpstream.transports.framecache import LARGEST, FrameCache
 from httpstream.transports.handoff import LAST_CHUNK, StreamProtocol, takeOver
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class HTTPStreamTransport:
     """One streaming response."""
 
     # One per connection, for as long as it lives.
-    __slots__ = ("_request", "_out", "requestHeaders", "protocol", "_producer", "finished")
+    __slots__ = ("_request", "_out", "_framings", "requestHeaders", "protocol", "_producer", "finished")
 
     name = "http_stream"
     emulated = True
@@ -58,6 +58,8 @@ class HTTPStreamTransport:
         self._request: Optional[server.Request] = request
         self.requestHeaders = request.requestHeaders
         self.protocol = "protobuf" if protobuf else "json"
+        # A message alone, framed as its whole chunk: shared by every stream of this framing.
+        self._framings = self.framings()
         self._producer: Any = None
         # The connection's transport once the response's head is out in chunks: what every later write goes to.
         self._out: Any = None
@@ -75,9 +77,22 @@ class HTTPStreamTransport:
         # Every JSON message ends with a newline, the last one included.
         return b"\n".join(messages) + b"\n"
 
+    def framings(self) -> FrameCache:
+        """Where this stream's framing of one message alone is kept (L{frame} of it, chunked)."""
+        return _CHUNKS[self.protocol]
+
     def chunk(self, message: bytes) -> bytes:
         """One message alone, as the whole chunk that carries it: made once for every stream that writes it."""
-        return _CHUNKS[self.protocol].framed(message)
+        return self._framings.framed(message)
+
+    def writeMessage(self, message: bytes) -> None:
+        # Nearly every publication, once per subscriber: a batch of one, whose chunk the first stream made.
+        out = self._out
+        if out is None or self.finished:
+            self.writeMessages((message,))
+            return
+        framings = self._framings
+        writeNow(out, framings[message] if len(message) <= LARGEST else framings.framed(message))
 
     def writeMessages(self, messages: Sequence[bytes]) -> None:
         if self.finished:

@@ -37,8 +37,8 @@ class SSETransport(HTTPStreamTransport):
         # A JSON message never holds a raw newline (the codec writes one line), so one data: line is enough.
         return b"".join(b"data: " + message + b"\n\n" for message in messages)
 
-    def chunk(self, message: bytes) -> bytes:
-        return _EVENTS.framed(message)
+    def framings(self) -> FrameCache:
+        return _EVENTS
 
 
 class SSEResource(EndpointResource):

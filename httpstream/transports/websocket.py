@@ -45,7 +45,7 @@ from httpstream.node.node import Node
 from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports.deflate import Compression, Deflaters, SharedDeflate, acceptOffer
 from httpstream.transports.direct import writeNow
-from httpstream.transports.framecache import FrameCache
+from httpstream.transports.framecache import LARGEST, FrameCache
 from httpstream.transports.handoff import untie
 from httpstream.transports.wslean import compact, install, sendQueue
 
@@ -135,7 +135,8 @@ def packBatch(messages: Sequence[bytes], maxSize: int, protobuf: bool) -> list[b
 class WebSocketTransport:
     """One WebSocket connection, as the client sees it."""
 
-    __slots__ = ("_connection", "_writeBatchSize", "_compression", "requestHeaders", "protocol", "finished")
+    __slots__ = ("_connection", "_tcp", "_writeBatchSize", "_compression", "_framings", "requestHeaders",
+                 "protocol", "finished")
 
     name = "websocket"
     emulated = False
@@ -153,13 +154,28 @@ class WebSocketTransport:
         @param compression: the endpoint's settings when this connection negotiated permessage-deflate, else None.
         """
         self._connection = connection
+        # The connection's TCP (or TLS) transport, which autobahn keeps for the connection's life: read here once
+        # rather than from autobahn's large instance dict on every delivery.
+        self._tcp: Any = connection.transport
         self._writeBatchSize = writeBatchSize
         self._compression = compression
         # The upgrade request's headers (autobahn keeps them lower-cased, one value each), which the connection
         # lets go of once open (L{compact}).
         self.requestHeaders = connection.http_headers
         self.protocol = "protobuf" if protobuf else "json"
+        # A message alone in its frame, shared by every connection on the same protocol.
+        self._framings = _FRAMES[self.protocol]
         self.finished = False
+
+    def writeMessage(self, message: bytes) -> None:
+        # Nearly every publication, once per subscriber: its frame made by the first connection, written as
+        # CentrifugeWebSocketProtocol.sendData would (straight to the socket unless autobahn's own queue waits).
+        connection = self._connection
+        if self._compression is not None or self.finished or connection.state != _OPEN or connection.send_queue:
+            self.writeMessages((message,))
+            return
+        framings = self._framings
+        writeNow(self._tcp, framings[message] if len(message) <= LARGEST else framings.framed(message))
 
     def writeMessages(self, messages: Sequence[bytes]) -> None:
         # Once the peer has begun closing (or gone) nothing can reach it; autobahn would raise.
@@ -168,7 +184,7 @@ class WebSocketTransport:
         binary = self.protocol == "protobuf"
         compression = self._compression
         if compression is None:
-            data = _FRAMES[self.protocol].framed(messages[0]) if len(messages) == 1 else self.frames(messages)
+            data = self._framings.framed(messages[0]) if len(messages) == 1 else self.frames(messages)
             self._connection.sendData(data)
             return
         for payload in self.payloads(messages):

@@ -4,6 +4,8 @@ Tests for L{httpstream.client.writer}: one batch per reactor turn, a queue bound
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -302,3 +304,143 @@ class WriteErrorTests(SynchronousTestCase):
         writer = Writer(self.clock, self.transport, 1000, lambda: None)
         writer.enqueue(b"a")
         self.assertRaises(ValueError, writer.flush)
+
+
+class OneOrMany(FakeTransport):
+    """Records which of the two write methods each write came by."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[bytes]]] = []
+
+    def writeMessage(self, message: bytes) -> None:
+        self.calls.append(("one", [message]))
+
+    def writeMessages(self, messages):  # type: ignore[no-untyped-def]
+        self.calls.append(("many", list(messages)))
+
+
+class BatchOfOneTests(SynchronousTestCase):
+    """A batch of one goes to ITransport.writeMessage (from the flusher itself), a larger one to writeMessages."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.flusher = Flusher(self.clock)
+
+    def test_flusherWritesOneMessageAlone(self) -> None:
+        transports = [OneOrMany() for _ in range(3)]
+        writers = [Writer(self.clock, t, 1000, lambda: None, self.flusher) for t in transports]
+        writers[0].enqueue(b"a")
+        writers[1].enqueue(b"b")
+        writers[1].enqueue(b"c")
+        writers[2].enqueue(b"d")
+        self.clock.advance(0)
+        self.assertEqual([t.calls for t in transports],
+                         [[("one", [b"a"])], [("many", [b"b", b"c"])], [("one", [b"d"])]])
+        # The writer's state is as after any flush: empty, nothing due; the next message is a new batch.
+        self.assertEqual((writers[0].size, self.clock.getDelayedCalls()), (0, []))
+        writers[0].enqueue(b"e")
+        self.clock.advance(0)
+        self.assertEqual(transports[0].calls[1:], [("one", [b"e"])])
+
+    def test_directFlushToo(self) -> None:
+        transport = OneOrMany()
+        writer = Writer(self.clock, transport, 1000, lambda: None, self.flusher)
+        writer.enqueue(b"a")
+        writer.flush()
+        writer.enqueue(b"b")
+        writer.enqueue(b"c")
+        writer.flush()
+        self.assertEqual(transport.calls, [("one", [b"a"]), ("many", [b"b", b"c"])])
+
+    def test_pausedWriterWritesNothingAlone(self) -> None:
+        transport = OneOrMany()
+        writer = Writer(self.clock, transport, 1000, lambda: None, self.flusher)
+        writer.enqueue(b"a")
+        # Paused between its enqueue and the turn (by another writer's write, say): still due, but held.
+        writer.paused = True
+        self.clock.advance(0)
+        self.assertEqual(transport.calls, [])
+        writer.resumeProducing()
+        self.clock.advance(0)
+        self.assertEqual(transport.calls, [("one", [b"a"])])
+
+    def test_transportWithoutWriteMessage(self) -> None:
+        """An ITransport written before writeMessage existed gets its batch of one through writeMessages."""
+
+        class Older:
+            protocol = "json"
+
+            def __init__(self) -> None:
+                self.batches: list[list[bytes]] = []
+
+            def writeMessages(self, messages: Any) -> None:
+                self.batches.append(list(messages))
+
+        older = Older()
+        writer = Writer(self.clock, older, 1000, lambda: None, self.flusher)  # type: ignore[arg-type]
+        writer.enqueue(b"a")
+        self.clock.advance(0)
+        self.assertEqual(older.batches, [[b"a"]])
+
+    def test_oneMessageWriteErrorReported(self) -> None:
+        class BrokenOne(FakeTransport):
+            def writeMessage(self, message: bytes) -> None:
+                raise ValueError("cannot write")
+
+        errors: list[Failure] = []
+        writer = Writer(self.clock, BrokenOne(), 1000, lambda: None, self.flusher, onWriteError=errors.append)
+        writer.enqueue(b"a")
+        self.clock.advance(0)
+        [failure] = errors
+        self.assertTrue(failure.check(ValueError))
+        self.assertTrue(writer.failed and writer.stopped)
+        self.assertFalse(writer.enqueue(b"b"))
+
+    def test_oneMessageWriteErrorWithoutCallbackLogged(self) -> None:
+        """With no owner to tell, the flusher logs it and writes the other writers' messages."""
+
+        class BrokenOne(FakeTransport):
+            def writeMessage(self, message: bytes) -> None:
+                raise OSError("gone")
+
+        good = FakeTransport()
+        Writer(self.clock, BrokenOne(), 1000, lambda: None, self.flusher).enqueue(b"x")
+        Writer(self.clock, good, 1000, lambda: None, self.flusher).enqueue(b"y")
+        self.clock.advance(0)
+        self.assertEqual(good.batches, [[b"y"]])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+
+
+class SentCountsTests(SynchronousTestCase):
+    """The writer counts what it accepted to send (the transport metrics): not what it refused."""
+
+    def test_acceptedCounted(self) -> None:
+        counts = Counts()
+        overflows: list[None] = []
+        writer = Writer(Clock(), FakeTransport(), 10, lambda: overflows.append(None), sent=counts)
+        self.assertTrue(writer.enqueue(b"12345"))
+        self.assertTrue(writer.enqueue(b"1234"))
+        self.assertEqual((counts.messages, counts.bytes), (2, 9))
+        self.assertFalse(writer.enqueue(b"xx"))  # past the limit: refused, not counted
+        self.assertFalse(writer.enqueue(b"y"))  # after an overflow
+        self.assertEqual((counts.messages, counts.bytes, len(overflows)), (2, 9, 1))
+        self.assertTrue(writer.enqueue(b"last words", force=True))
+        self.assertEqual((counts.messages, counts.bytes), (3, 19))
+        writer.stop()
+        self.assertFalse(writer.enqueue(b"z", force=True))
+        self.assertEqual(counts.messages, 3)
+
+    def test_noLimit(self) -> None:
+        """maxSize 0: no limit at all."""
+        counts = Counts()
+        writer = Writer(Clock(), FakeTransport(), 0, lambda: None, sent=counts)
+        for _ in range(100):
+            self.assertTrue(writer.enqueue(b"x" * 100_000))
+        self.assertEqual((counts.messages, writer.size), (100, 10_000_000))

@@ -45,6 +45,22 @@ class FrameCacheTests(SynchronousTestCase):
             cache.framed(b"%02d" % i + b"x" * 20)  # 22 bytes, 24 framed: two fit in 100
         self.assertEqual(len(cache), 2)
 
+    def test_subscriptIsTheHotPath(self) -> None:
+        """cache[message] is framed(message) for a message of at most LARGEST bytes: framed on a miss, then kept."""
+        cache = FrameCache(self.frame)
+        message = b"m" * LARGEST
+        wire = cache[message]
+        self.assertIs(cache[message], wire)
+        self.assertIs(cache.framed(message), wire)
+        self.assertEqual((self.framed, len(cache)), ([message], 1))
+
+    def test_subscriptOfLargeMessageNotKept(self) -> None:
+        """Past the hot path's size check by mistake, a large message is still framed right and never kept."""
+        cache = FrameCache(self.frame)
+        large = b"x" * (LARGEST + 1)
+        self.assertEqual(cache[large], b"<" + large + b">")
+        self.assertEqual(len(cache), 0)
+
     def test_largeMessagesNotKept(self) -> None:
         cache = FrameCache(self.frame)
         large = b"x" * (LARGEST + 1)
