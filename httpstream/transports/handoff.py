@@ -62,6 +62,11 @@ def takeOver(request: server.Request) -> Optional[Connection]:
     # What the channel has not parsed yet (a stream's peer sends nothing for it) goes with it: the parser, still
     # on the stack when a stream opens within a read, then has nothing left to act on.
     channel.clearLineBuffer()
+    # twisted.web writes a request's access log line when it finishes, which a taken-over stream never does: the
+    # line is written now, with the head's status, so every stream still has its one.
+    site = getattr(channel, "site", None)
+    if site is not None:
+        site.log(request)
     untie(request)
     return cast(Connection, transport)
 

@@ -319,3 +319,19 @@ def test_aStreamBehindUnsentResponsesIsHeldBackAtOnce(server: MemoryServer) -> N
         assert client.writer.paused
     finally:
         peer.close()
+
+
+def test_aTakenOverStreamIsLoggedOnce(server: MemoryServer) -> None:
+    """
+    twisted.web writes a request's access log line when it finishes, which a taken-over stream never does: the line
+    (method, path, status) is written at the takeover, once.
+    """
+    logged: list[tuple[bytes, bytes, int]] = []
+    server.site.log = lambda request: logged.append((request.method, request.path, request.code))  # type: ignore[method-assign]
+    peer = Peer(server)
+    peer.send(streamRequest())
+    peer.read(b'"connect"')
+    assert isinstance(peer.transport.protocol, StreamProtocol)
+    assert logged == [(b"POST", b"/connection/http_stream", 200)]
+    peer.close()
+    assert len(logged) == 1
