@@ -60,3 +60,35 @@ class OutageTests(SynchronousTestCase):
         code = "import sys, httpstream.logs; print(sorted(m for m in sys.modules if m.startswith('httpstream.')))"
         output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         self.assertNotIn("httpstream.engines", output)
+
+
+class ThresholdTests(SynchronousTestCase):
+    def test_belowTheLevelNothingIsBuilt(self) -> None:
+        """
+        An event below C{log_level} is dropped before Twisted builds it (its format is never looked at); at or
+        above, it reaches the observers; C{none} drops everything.
+        """
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.addCleanup(setattr, logs.threshold, "level", logs.threshold.level)
+        log = logs.Logger()
+        built: list[LogLevel] = []
+        emit = logs._Logger.emit
+
+        def counting(self: object, level: LogLevel, *args: object, **kwargs: object) -> None:
+            built.append(level)
+            emit(self, level, *args, **kwargs)  # type: ignore[arg-type]
+
+        self.patch(logs._Logger, "emit", counting)
+        logs.setLogLevel("info")
+        log.debug("hidden {x}", x=0)
+        self.assertEqual(built, [])
+        log.info("shown {x}", x=1)
+        logs.setLogLevel("debug")
+        log.debug("now shown {x}", x=2)
+        logs.setLogLevel("none")
+        log.error("never shown")
+        mine = [formatEvent(e) for e in events if e.get("log_namespace") == __name__]
+        self.assertEqual(mine, ["shown 1", "now shown 2"])
+        self.assertEqual(built, [LogLevel.info, LogLevel.debug])
