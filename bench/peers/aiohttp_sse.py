@@ -10,7 +10,6 @@ answers the connect command with a session; ``POST /emulation`` runs subscribe a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -18,6 +17,8 @@ import uuid
 from typing import Any, Optional
 
 from aiohttp import web
+
+from bench.peers import runPeer
 
 sessions: dict[str, web.StreamResponse] = {}
 channels: dict[str, set[web.StreamResponse]] = {}
@@ -84,17 +85,7 @@ async def serveForever(port: int) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers.aiohttp_sse")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's own loop")
-    args = parser.parse_args(argv)
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(serveForever(args.port))
-    else:
-        asyncio.run(serveForever(args.port))
-    return 0
+    return runPeer("python -m bench.peers.aiohttp_sse", serveForever, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ publication goes to every subscriber of the channel with one ``broadcast()`` cal
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -17,6 +16,8 @@ import uuid
 from typing import Any, Optional
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+from bench.peers import runPeer
 
 channels: dict[str, set[ServerConnection]] = {}
 
@@ -55,17 +56,7 @@ async def serveForever(port: int) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers.websockets_broadcast")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's own loop")
-    args = parser.parse_args(argv)
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(serveForever(args.port))
-    else:
-        asyncio.run(serveForever(args.port))
-    return 0
+    return runPeer("python -m bench.peers.websockets_broadcast", serveForever, argv)
 
 
 if __name__ == "__main__":

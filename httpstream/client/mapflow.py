@@ -38,7 +38,7 @@ from httpstream.client.subfilter import requestedFilter
 from httpstream.client.subscription import Subscription
 from httpstream.client.subscriptions import Subscriptions
 from httpstream.config import ChannelOptions
-from httpstream.config.mapoptions import MAP_TYPES
+from httpstream.config.mapoptions import subscriptionTypeAllowed
 from httpstream.decisions import Connection, Refused, SubscribeDecision, SubscribeRequest
 from httpstream.engines import HistoryError
 from httpstream.engines.maps import MapSettings
@@ -197,7 +197,7 @@ class MapFlows:
             client.refused(commandID, e)
             return None
         kind = int(request.get("type", 0))
-        if options.subscription_type != MAP_TYPES.get(kind):
+        if not subscriptionTypeAllowed(kind, options):
             client.replyError(commandID, codes.ERROR_PERMISSION_DENIED)  # Centrifugo's isSubscriptionTypeAllowed
             return None
         if len(client.subs) + len(self._flows) >= client.node.config.client_channel_limit:

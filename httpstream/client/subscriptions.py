@@ -20,7 +20,8 @@ from httpstream.client.sharedpoll import SharedPollSubscription, Tracker
 from httpstream.client.subfilter import requestedFilter
 from httpstream.client.subscription import Subscription
 from httpstream.config import Config
-from httpstream.config.sharedpoll import isSharedPoll, subscriptionTypeAllowed
+from httpstream.config.mapoptions import subscriptionTypeAllowed
+from httpstream.config.sharedpoll import isSharedPoll
 from httpstream.decisions import GrantedSubscription, Refused, SubscribeDecision, SubscribeRequest
 from httpstream.interfaces import IClient
 from httpstream.logs import Logger

@@ -215,7 +215,7 @@ class Writer:
         Write everything queued now, as one unit, unless the transport is paused.
 
         @param final: write it even so: the connection's last words (its disconnect), after which it is closed.
-            A transport pauses its writer as soon as its socket is busy (L{httpstream.transports.direct}), not only
+            A transport pauses its writer as soon as its socket is busy (L{httpstream.directwrite}), not only
             when its peer has stopped reading.
         """
         self._unschedule()

@@ -17,11 +17,25 @@ from typing import Any, Mapping
 
 from httpstream.config.settings import ConfigError, Duration, setting
 
-__all__ = ["MAP_OPTION_PREFIX", "MAP_TYPES", "SUBSCRIPTION_TYPES", "MapChannelOptions", "checkMapOptions", "mapV6Name"]
+__all__ = [
+    "MAP_OPTION_PREFIX", "MAP_TYPES", "SUBSCRIPTION_TYPES", "MapChannelOptions", "checkMapOptions", "mapV6Name",
+    "subscriptionTypeAllowed",
+]
 
-SUBSCRIPTION_TYPES = ("", "stream", "map", "map_clients", "map_users", "shared_poll")
+# SubscribeRequest.type of each subscription_type (the SDK's: stream 0, map 1, map_clients 2, map_users 3, shared poll 4).
+SUBSCRIPTION_TYPE_NUMBERS = {"": 0, "stream": 0, "map": 1, "map_clients": 2, "map_users": 3, "shared_poll": 4}
+SUBSCRIPTION_TYPES = tuple(SUBSCRIPTION_TYPE_NUMBERS)
 # The subscription types of map subscriptions, by the SubscribeRequest.type that asks for each.
-MAP_TYPES = {1: "map", 2: "map_clients", 3: "map_users"}
+MAP_TYPES = {number: kind for kind, number in SUBSCRIPTION_TYPE_NUMBERS.items() if kind.startswith("map")}
+
+
+def subscriptionTypeAllowed(requested: Any, options: Any) -> bool:
+    """
+    Whether a subscribe of SubscribeRequest C{type} C{requested} fits the channel's C{subscription_type}
+    (Centrifugo's C{isSubscriptionTypeAllowed}: otherwise 103): a stream subscribe for a stream channel, a map one
+    of the same kind for a map channel, a shared poll one for a shared poll channel.
+    """
+    return bool(SUBSCRIPTION_TYPE_NUMBERS.get(options.subscription_type) == requested)
 MAP_MODES = ("", "ephemeral", "recoverable", "persistent")
 CLIENT_KEYS = ("", "client_id", "user_id")
 MAP_OPTION_PREFIX = "map_"  # a field map_<x> is v6's map.<x>

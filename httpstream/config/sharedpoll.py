@@ -17,7 +17,7 @@ from typing import Any
 
 from httpstream.config.settings import ConfigError, _show
 
-__all__ = ["SharedPollOptions", "checkSharedPoll", "isSharedPoll", "subscriptionTypeAllowed"]
+__all__ = ["SharedPollOptions", "checkSharedPoll", "isSharedPoll"]
 
 # Centrifugo's (centrifuge's SharedPollChannelOptions) values for an option left at 0.
 DEFAULT_REFRESH_INTERVAL = 10.0
@@ -29,19 +29,6 @@ DEFAULT_TRACK_EXPIRED_EXTRA_DELAY = 25.0
 def isSharedPoll(options: Any) -> bool:
     """Whether a L{ChannelOptions} (or L{Config}) makes its channels shared poll ones."""
     return bool(options.subscription_type == "shared_poll")
-
-
-# SubscribeRequest.type of each subscription_type (the SDK's: stream 0, map 1, map_clients 2, map_users 3, shared poll 4).
-SUBSCRIPTION_TYPE_NUMBERS = {"": 0, "stream": 0, "map": 1, "map_clients": 2, "map_users": 3, "shared_poll": 4}
-
-
-def subscriptionTypeAllowed(requested: Any, options: Any) -> bool:
-    """
-    Whether a subscribe of SubscribeRequest C{type} C{requested} fits the channel's C{subscription_type}
-    (Centrifugo's C{isSubscriptionTypeAllowed}: otherwise 103): a stream subscribe for a stream channel, a shared
-    poll one for a shared poll channel.
-    """
-    return bool(SUBSCRIPTION_TYPE_NUMBERS.get(options.subscription_type) == requested)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ The connection of an open stream, taken over from twisted.web once the response'
 For as long as a response lasts twisted.web keeps its L{HTTPChannel} and its L{Request}: two attribute dicts of
 some 1.6 and 0.8 KB, the request's and response's headers, two address objects, the finish notifications, the
 channel's buffers and queues; about 4 KiB per connection. An http_stream or SSE stream never uses any of it again
-once its head is written: it writes chunks straight to the socket (L{httpstream.transports.direct}) until it ends.
+once its head is written: it writes chunks straight to the socket (L{httpstream.directwrite}) until it ends.
 So L{takeOver} makes a L{StreamProtocol} the TCP connection's protocol in the channel's place, the client's writer
 becomes the connection's producer, and the channel and the request become garbage.
 
@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from zope.interface import implementer
 
-from httpstream.transports.direct import direct
+from httpstream.directwrite import direct
 
 __all__ = ["takeOver", "untie", "StreamProtocol", "LAST_CHUNK"]
 

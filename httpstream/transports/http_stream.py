@@ -10,7 +10,7 @@ parses chunk by chunk.
 Once the response's head is out, the stream takes its TCP connection over from twisted.web, whose channel and
 request are then freed (L{httpstream.transports.handoff}; not over TLS nor HTTP/1.0, which stay twisted.web's). A
 chunk (its size line, data and CRLF) is one write, and it goes straight to the socket when nothing waits before it
-(L{httpstream.transports.direct}). A message alone in its batch (nearly every
+(L{httpstream.directwrite}). A message alone in its batch (nearly every
 publication) is framed into its chunk once for all the streams that write it (L{httpstream.transports.framecache}).
 """
 
@@ -28,7 +28,7 @@ from httpstream.interfaces import ITransport
 from httpstream.logs import Logger
 from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports._http import STREAM_HEADERS, EmulationEndpoint, isProtobuf
-from httpstream.transports.direct import direct, unsent, writeNow
+from httpstream.directwrite import direct, unsent, writeNow
 from httpstream.transports.framecache import LARGEST, FrameCache
 from httpstream.transports.handoff import LAST_CHUNK, StreamProtocol, takeOver
 

@@ -23,7 +23,7 @@ On a connection without compression the transport frames its messages itself: a 
 a message alone in its batch (nearly every publication) is framed once for every connection on the same protocol
 (L{httpstream.transports.framecache}), and a batch's frames go out as one write. Every write of the connection,
 autobahn's own frames included, goes straight to the socket when nothing waits before it
-(L{httpstream.transports.direct}).
+(L{httpstream.directwrite}).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from httpstream.logs import Logger
 from httpstream.node.node import Node
 from httpstream.protocol.framing import encode_varint, varint_delimit
 from httpstream.transports.deflate import Compression, Deflaters, SharedDeflate, acceptOffer
-from httpstream.transports.direct import writeNow
+from httpstream.directwrite import writeNow
 from httpstream.transports.framecache import LARGEST, FrameCache
 from httpstream.transports.handoff import untie
 from httpstream.transports.wslean import compact, install, sendQueue

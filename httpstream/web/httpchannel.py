@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 
-from httpstream.transports.direct import writeNow
+from httpstream.directwrite import writeNow
 from httpstream.web.lineparsing import InPlaceLineChannel
 
 from httpstream.logs import Logger
@@ -129,7 +129,7 @@ class ReadDeadlineChannel(InPlaceLineChannel):
             HTTPChannel.writeHeaders(self, version, code, reason, headers)
             return
         # A 204, an empty error, a stream's head: sent now, in one send() when nothing waits before it, rather
-        # than after a poll and two epoll_ctl (transports/direct.py). A head with a body keeps Twisted's buffer,
+        # than after a poll and two epoll_ctl (directwrite.py). A head with a body keeps Twisted's buffer,
         # so that head and body leave together.
         sequence = [version, b" ", code, b" ", reason, b"\r\n"]
         for name, values in headers.getAllRawHeaders():

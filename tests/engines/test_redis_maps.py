@@ -78,11 +78,8 @@ def startBroker(testCase: TestCase, router: Any, clock: Any) -> RedisMapBroker:
     return broker
 
 
-class RedisMapContractTests(MapBrokerContract, TestCase):
-    @inlineCallbacks
-    def makeBroker(self, clock: Clock) -> Generator[Any, Any, Any]:
-        self.shard = yield startShard(self)
-        return ScaledMapBroker(startBroker(self, self.shard, clock))
+class RedisMapContract(MapBrokerContract):
+    """The contract against a L{RedisMapBroker} (scaled: Redis counts TTLs in real time): each topology's makeBroker."""
 
     def provider(self) -> IMapBroker:
         return self.broker.broker  # type: ignore[attr-defined, no-any-return]
@@ -93,7 +90,14 @@ class RedisMapContractTests(MapBrokerContract, TestCase):
         yield sleep(seconds * SCALE)
 
 
-class ShardedMapContractTests(MapBrokerContract, TestCase):
+class RedisMapContractTests(RedisMapContract, TestCase):
+    @inlineCallbacks
+    def makeBroker(self, clock: Clock) -> Generator[Any, Any, Any]:
+        self.shard = yield startShard(self)
+        return ScaledMapBroker(startBroker(self, self.shard, clock))
+
+
+class ShardedMapContractTests(RedisMapContract, TestCase):
     """The contract on two shards (databases 9 and 10 of the one Redis), its channel on the second."""
 
     channel = next(c for c in (f"m{i}" for i in range(100)) if consistentIndex(c, 2) == 1)
@@ -106,14 +110,6 @@ class ShardedMapContractTests(MapBrokerContract, TestCase):
             self.shards.append((yield startShard(self, prefix=prefix, db=db)))
         return ScaledMapBroker(startBroker(self, ShardRing(self.shards), clock))
 
-    def provider(self) -> IMapBroker:
-        return self.broker.broker  # type: ignore[attr-defined, no-any-return]
-
-    @inlineCallbacks
-    def advance(self, seconds: float) -> _Gen:
-        self.clock.advance(seconds)
-        yield sleep(seconds * SCALE)
-
     @inlineCallbacks
     def test_keysOnTheChannelsShard(self) -> _Gen:
         yield self.put("a")
@@ -121,7 +117,7 @@ class ShardedMapContractTests(MapBrokerContract, TestCase):
         self.assertEqual(len((yield self.shards[1].execute("KEYS", f"{self.shards[1].prefix}.*"))), 4)
 
 
-class ClusterMapContractTests(ClusterOnce, MapBrokerContract, TestCase):
+class ClusterMapContractTests(ClusterOnce, RedisMapContract, TestCase):
     """The contract on a Redis Cluster of three masters (started once for these tests; a prefix of each test's)."""
 
     timeout = 60
@@ -131,14 +127,6 @@ class ClusterMapContractTests(ClusterOnce, MapBrokerContract, TestCase):
         self.prefix = newPrefix()
         router = yield self.startRouter(self.cluster.ports[0], self.prefix)
         return ScaledMapBroker(startBroker(self, router, clock))
-
-    def provider(self) -> IMapBroker:
-        return self.broker.broker  # type: ignore[attr-defined, no-any-return]
-
-    @inlineCallbacks
-    def advance(self, seconds: float) -> _Gen:
-        self.clock.advance(seconds)
-        yield sleep(seconds * SCALE)
 
     @inlineCallbacks
     def test_keysShareTheChannelsSlot(self) -> _Gen:

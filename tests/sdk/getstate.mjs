@@ -29,7 +29,7 @@
 
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
-import { emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
+import { callAPI, emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -60,16 +60,7 @@ guard(args.deadline);
 
 const database = [];
 
-async function api(method, body) {
-  const response = await fetch(`${args.url}/api/${method}`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', 'X-API-Key': args.apikey },
-    body: JSON.stringify(body),
-  });
-  const reply = await response.json();
-  if (response.status !== 200 || reply.error) fail(`api ${method}: ${response.status} ${JSON.stringify(reply)}`);
-  return reply.result || {};
-}
+const api = (method, body) => callAPI(args.url, args.apikey, method, body);
 
 // Stored first, then published: the backend's order.
 async function publish(n) {

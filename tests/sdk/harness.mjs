@@ -117,3 +117,15 @@ export async function runScenario(scenarios, name) {
   }
   finish(0);
 }
+
+// A server API call (`POST <url>/api/<method>` with the key); its result, or the scenario fails.
+export async function callAPI(url, key, method, body) {
+  const response = await fetch(`${url}/api/${method}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-API-Key': key },
+    body: JSON.stringify(body),
+  });
+  const reply = await response.json();
+  if (response.status !== 200 || reply.error) fail(`api ${method}: ${response.status} ${JSON.stringify(reply)}`);
+  return reply.result || {};
+}

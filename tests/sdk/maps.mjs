@@ -30,7 +30,7 @@
 
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
-import { emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
+import { callAPI, emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -63,16 +63,7 @@ const value = (n) => (protobuf ? encoder.encode(JSON.stringify({ n })) : { n });
 const read = (data) => (data === undefined || data === null || data.length === 0 ? null
   : protobuf ? JSON.parse(decoder.decode(data)).n : data.n);
 
-async function api(method, body) {
-  const response = await fetch(`${args.apiurl || args.url}/api/${method}`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', 'X-API-Key': args.apikey },
-    body: JSON.stringify(body),
-  });
-  const reply = await response.json();
-  if (response.status !== 200 || reply.error) fail(`api ${method}: ${response.status} ${JSON.stringify(reply)}`);
-  return reply.result || {};
-}
+const api = (method, body) => callAPI(args.apiurl || args.url, args.apikey, method, body);
 
 const model = new Map();
 

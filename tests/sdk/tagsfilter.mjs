@@ -23,7 +23,7 @@
 
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
-import { emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
+import { callAPI, emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,16 +48,7 @@ const Centrifuge = await loadCentrifuge(protobuf);
 guard(args.deadline);
 const apiURL = args.apiurl || args.url;
 
-async function api(method, body) {
-  const response = await fetch(`${apiURL}/api/${method}`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', 'X-API-Key': args.apikey },
-    body: JSON.stringify(body),
-  });
-  const reply = await response.json();
-  if (response.status !== 200 || reply.error) fail(`api ${method}: ${response.status} ${JSON.stringify(reply)}`);
-  return reply.result || {};
-}
+const api = (method, body) => callAPI(apiURL, args.apikey, method, body);
 
 async function publish(n, tags, method = 'publish') {
   const body = { data: { n }, tags };

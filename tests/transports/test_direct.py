@@ -1,5 +1,5 @@
 """
-Tests for L{httpstream.transports.direct}: a real Twisted TCP transport over a connected pair of loopback sockets,
+Tests for L{httpstream.directwrite}: a real Twisted TCP transport over a connected pair of loopback sockets,
 with a reactor that only records the interest changes the epoll reactor would make (each an C{epoll_ctl}). No
 reactor runs: the test plays its part (C{doWrite} when the socket is writable).
 """
@@ -16,7 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from httpstream.transports.direct import direct, unsent, writeNow
+from httpstream.directwrite import direct, unsent, writeNow
 
 
 class InterestReactor:

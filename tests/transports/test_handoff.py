@@ -23,7 +23,7 @@ from zope.interface.verify import verifyObject
 
 from httpstream.testing import MemoryServer
 from httpstream.transports.handoff import LAST_CHUNK, StreamProtocol
-from httpstream.transports.direct import unsent
+from httpstream.directwrite import unsent
 from tests.transports.test_direct import connectedPair
 from tests.web.helpers import serve
 
@@ -304,7 +304,7 @@ def test_aStreamBehindUnsentResponsesIsHeldBackAtOnce(server: MemoryServer) -> N
     """
     A stream request pipelined behind responses the peer does not read: the socket is full when the stream takes
     the connection over, and the channel (its producer until then) had been paused. The writer, the producer now,
-    is paused at its first write that waits (transports/direct.py), not only past Twisted's 64 KiB.
+    is paused at its first write that waits (directwrite.py), not only past Twisted's 64 KiB.
     """
     peer = Peer(server, sendBuffer=4096, receiveBuffer=4096)
     try:
