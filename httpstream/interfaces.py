@@ -185,6 +185,10 @@ class IClientPolicy(Interface):
                    subscribed: bool) -> "Deferred[PublishDecision]":
         """Accept a client's publication (maybe with other data) or refuse it."""
 
+    def mapWriting(connection: "Connection", channel: str, options: "ChannelOptions", key: str, remove: bool,
+                   subscribed: bool) -> "Deferred[str]":
+        """Let a client set (or C{remove}) a map key: the key written (C{map.client_key} may choose it), or L{Refused}."""
+
     def tracking(connection: "Connection", channel: str, options: "ChannelOptions",
                  batches: "Sequence[TrackBatch]") -> "Deferred[list[int]]":
         """Let a shared poll subscriber track C{batches}' keys: each batch's expiry (0: none), or L{Refused}."""

@@ -87,6 +87,10 @@ class ApplicationPolicy:
                       token: str) -> Deferred[RefreshDecision]:
         return self.fallback.subRefreshing(connection, channel, options, token)
 
+    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, remove: bool,
+                   subscribed: bool) -> Deferred[str]:
+        return self.fallback.mapWriting(connection, channel, options, key, remove, subscribed)
+
     def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
                  batches: Sequence[TrackBatch]) -> Deferred[list[int]]:
         return self.fallback.tracking(connection, channel, options, batches)

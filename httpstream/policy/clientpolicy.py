@@ -33,6 +33,7 @@ from httpstream.policy import connecting, subscribing
 from httpstream.policy.channels import ChannelError
 from httpstream.policy.connecting import proxyRefusal
 from httpstream.policy.host import PolicyHost
+from httpstream.policy.maps import mapWriteKey
 from httpstream.policy.proxy import ProxyContext
 from httpstream.policy.recovery import checkPosition, historyTop, position
 from httpstream.policy.tracksignature import TrackSignatures
@@ -96,6 +97,15 @@ class ConfiguredPolicy:
                       token: str) -> Deferred[RefreshDecision]:
         return subscribing.subRefreshing(self._node, connection, channel, options, token,
                                          lambda: self.context(connection))
+
+    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, remove: bool,
+                   subscribed: bool) -> Deferred[str]:
+        # Centrifugo's OnMapPublish / OnMapRemove: the namespace's map permissions and client_key.
+        try:
+            return succeed(mapWriteKey(self._node.config, options, connection.clientID, connection.user, subscribed,
+                                       key, remove))
+        except Refused as e:
+            return fail(e)
 
     def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
                  batches: Sequence[TrackBatch]) -> Deferred[list[int]]:

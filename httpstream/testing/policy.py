@@ -86,6 +86,10 @@ class FakePolicy:
                       token: str) -> Deferred[RefreshDecision]:
         return self._answer("subRefreshing", RefreshDecision(), connection, channel, options, token)
 
+    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, remove: bool,
+                   subscribed: bool) -> Deferred[str]:
+        return self._answer("mapWriting", key, connection, channel, options, key, remove, subscribed)
+
     def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
                  batches: Sequence[TrackBatch]) -> Deferred[list[int]]:
         return self._answer("tracking", [0] * len(batches), connection, channel, options, batches)
