@@ -5,22 +5,18 @@ with a L{Clock}, and between two controls through a real Redis.
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any, Generator
 
 from twisted.internet import reactor as globalReactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
-from httpstream.cluster.bus import ShardPubSub, decodeMessage, encodeMessage
+from httpstream.cluster.bus import decodeMessage, encodeMessage
 from httpstream.cluster.control import CODE_BAD_REQUEST, CODE_NO_SESSION, CODE_OK, Control
-from httpstream.config import Config
 from httpstream.emulation import EmulationResult
-from httpstream.node.node import Node
 from httpstream.testing import FakeClient
-from tests.cluster.test_control import ClusterTestCase, redisAvailable
+from tests.cluster.test_control import ClusterTestCase, TwoControlsOverRedis
 
 FORWARDED, NO_SESSION, UNREACHABLE, REFUSED = (
     EmulationResult.FORWARDED, EmulationResult.NO_SESSION, EmulationResult.UNREACHABLE, EmulationResult.REFUSED,
@@ -215,37 +211,12 @@ class BatchTests(ClusterTestCase):
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # b's announcement loop
 
 
-class RedisBatchTests(TestCase):
-    """Two controls on a unique prefix of a real Redis (127.0.0.1:6379)."""
-
-    timeout = 30
+class RedisBatchTests(TwoControlsOverRedis, TestCase):
+    """Two controls on a unique prefix of a real Redis (127.0.0.1:6379), which know each other before each test."""
 
     def setUp(self) -> Any:
-        if not redisAvailable():
-            raise SkipTest("no Redis on 127.0.0.1:6379")
-        self.prefix = f"httpstream-test-{uuid.uuid4().hex}"
-        self.controls: list[Control] = []
-        for name in "ab":
-            from httpstream.engines.redis import RedisShard  # txredisapi installs the global reactor
-
-            shard = RedisShard(globalReactor, "127.0.0.1:6379", prefix=self.prefix, maxRetryDelay=0.2)
-            shard.startService()
-            self.addCleanup(shard.stopService)
-            node = Node(Config(name=name), globalReactor, nodeID=f"{name}-{uuid.uuid4()}")
-            control = Control(globalReactor, node, ShardPubSub(shard), prefix=self.prefix, requestTimeout=5)
-            control.startService()
-            self.controls.append(control)
-            self.addCleanup(lambda c=control: c.stopService() if c.running else None)
-        self.a, self.b = self.controls
+        super().setUp()
         return self.waitFor(lambda: self.a.isKnownNode(self.b.nodeID) and self.b.isKnownNode(self.a.nodeID))
-
-    @inlineCallbacks
-    def waitFor(self, condition: Any, seconds: float = 15.0) -> Generator[Any, Any, None]:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail("condition not met in time")
-            yield deferLater(globalReactor, 0.05, lambda: None)
 
     def recordPublishes(self, control: Control) -> list[str]:
         channels: list[str] = []

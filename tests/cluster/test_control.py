@@ -674,12 +674,15 @@ def redisAvailable(host: str = "127.0.0.1", port: int = 6379) -> bool:
         return False
 
 
-class RedisControlTests(TestCase):
-    """Two controls on a unique prefix of a real Redis (127.0.0.1:6379; scripts/ensure-redis starts one)."""
+class TwoControlsOverRedis:
+    """
+    A TestCase mixin: two controls (C{self.a}, C{self.b}) on a unique prefix of a real Redis (127.0.0.1:6379;
+    scripts/ensure-redis starts one), stopped after the test.
+    """
 
     timeout = 30
 
-    def setUp(self) -> None:
+    def setUp(self) -> Any:
         if not redisAvailable():
             raise SkipTest("no Redis on 127.0.0.1:6379")
         self.prefix = f"httpstream-test-{uuid.uuid4().hex}"
@@ -711,6 +714,8 @@ class RedisControlTests(TestCase):
                 self.fail("condition not met in time")
             yield deferLater(globalReactor, 0.05, lambda: None)
 
+
+class RedisControlTests(TwoControlsOverRedis, TestCase):
     @inlineCallbacks
     def test_requestOverRedis(self) -> Generator[Any, Any, None]:
         """
