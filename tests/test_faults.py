@@ -44,6 +44,8 @@ PUBLICATIONS = 10_000
 SUBSCRIBERS = 50
 CUTS = 5
 CUT = {"code": 4000, "reason": "cut"}  # 4000-4499: the SDK reconnects
+# The SDK events that tell how a client's connection went (faults.mjs prints them as they happen).
+TIMELINE = ("connecting", "connected", "disconnected", "error", "subscribing", "subscribed", "sub_error")
 
 
 class Swarm(ScenarioProcess):
@@ -71,7 +73,15 @@ class Swarm(ScenarioProcess):
     def summaries(self, expected: int, timeout: float = 90) -> dict[str, dict[str, Any]]:
         """Ask for the summaries once publication C{expected} has arrived everywhere; end the script."""
         self.send({"expect": expected})
-        return {e["who"]: e for e in by(self.finish(timeout), "summary")}
+        events = self.finish(timeout)
+        summaries = {e["who"]: e for e in by(events, "summary")}
+        # Each client's connection story, for the failure message of a client that went wrong.
+        for event in events:
+            if event["event"] in TIMELINE and event.get("who") in summaries:
+                summaries[event["who"]].setdefault("timeline", []).append(
+                    {k: v for k, v in event.items() if k not in ("who",)}
+                )
+        return summaries
 
 
 @pytest.fixture
@@ -304,12 +314,13 @@ def cutAndCount(
 
 def assertNothingLost(summaries: dict[str, dict[str, Any]]) -> None:
     bad = {
-        who: {k: s[k] for k in ("lost", "duplicated", "outOfOrder", "reconnects", "recoveries", "notRecovered")}
+        who: {k: s.get(k) for k in ("lost", "duplicated", "outOfOrder", "reconnects", "recoveries", "notRecovered",
+                                    "timeline")}
         for who, s in summaries.items()
         if (s["lost"], s["duplicated"], s["outOfOrder"], s["notRecovered"]) != (0, 0, 0, 0)
         or s["received"] != PUBLICATIONS or s["reconnects"] != CUTS or s["recoveries"] != CUTS
     }
-    assert not bad, bad
+    assert not bad, json.dumps(bad, indent=1)
 
 
 def test_cutSubscribersLoseNothingOneNode(

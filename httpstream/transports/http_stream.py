@@ -218,6 +218,12 @@ def openStream(
     request.setHeader(b"Content-Type", contentType)
     for name, value in STREAM_HEADERS:
         request.setHeader(name, value)
+    # The connection ends with the stream (a taken-over one has no channel left to read another request; a kept
+    # one is closed the same way), and the head says so: a client that pooled it as kept alive would send its
+    # next request (an /emulation POST) into a connection being closed, and lose it.
+    request.setHeader(b"Connection", b"close")
+    if request.channel is not None:
+        request.channel.persistent = False
     # The headers go out now (with the preamble, if any): then what only the start of the response needed can go.
     request.write(preamble)
     connection = takeOver(request)

@@ -168,6 +168,25 @@ def test_closeEndsTheStreamAndTheConnection(server: MemoryServer, peer: Peer) ->
     peer.pump()
     assert peer.sock.recv(100) == b""  # closed after the last chunk
     assert not server.node.clients
+    # ... as the head said: a client does not put the connection in its pool for a next request.
+    assert b"\r\nConnection: close\r\n" in received.partition(b"\r\n\r\n")[0] + b"\r\n"
+
+
+def test_aStreamNotTakenOverEndsItsConnectionToo(server: MemoryServer) -> None:
+    """An HTTP/1.0 stream (twisted.web's to the end) also says Connection: close and is closed at its end."""
+    peer = Peer(server)
+    try:
+        peer.send(streamRequest(version=b"HTTP/1.0"))
+        received = peer.read(b'"connect"')
+        assert b"\r\nConnection: close\r\n" in received.partition(b"\r\n\r\n")[0] + b"\r\n"
+        server.advance(2)
+        server.advance(1)
+        received = peer.read(b"no pong")
+        for _ in range(5):
+            peer.pump()
+        assert peer.transport.disconnecting or peer.lost is not None
+    finally:
+        peer.close()
 
 
 def test_peerGoneEndsTheClient(server: MemoryServer, peer: Peer) -> None:
