@@ -647,6 +647,12 @@ class Subscribers:
         pad = padding(args.size) if args.size else ""
         # The publisher is one more connection, not subscribed: its stream carries only the publish replies.
         publisher = await self.mode.publisher(self.port, results, args.timeout)
+        reader = None
+        if getattr(args, "reader", "python") == "native":  # (bench.ceiling's namespace has no --reader)
+            from bench.native import NativeReader
+
+            reader = NativeReader(self.streams, n * m, m, args.timeout)
+            await reader.start()
         profiler = Profiler(pid, profile)
         # The load generator's own collector must not pause the receive loop mid-measurement (what it parses is
         # freed by reference counting; nothing here makes cycles per message).
@@ -686,12 +692,17 @@ class Subscribers:
                     await gatherAll(label, futures, args.timeout)
                 except BenchError as e:
                     publishProblems.append(str(e))
-            try:
-                await asyncio.wait_for(asyncio.shield(results.done), args.timeout)
-            except asyncio.TimeoutError:
-                pass
+            if reader is not None:
+                await reader.finish(results)
+            else:
+                try:
+                    await asyncio.wait_for(asyncio.shield(results.done), args.timeout)
+                except asyncio.TimeoutError:
+                    pass
         finally:
             serverCpu, ownCpu = treeCpuSeconds(pid) - serverCpu0, ownCpuSeconds() - ownCpu0
+            if reader is not None:
+                ownCpu += reader.cpuSeconds
             windowNs = time.time_ns() - publishStart
             machine = [after - before for after, before in zip(machineCpu(), machine0)]
             gc.enable()
@@ -861,7 +872,13 @@ def parseArgs(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "comparison names the highest rate held with p99 <= 100 ms")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="redis_address with --workers (default "
                         "127.0.0.1:6379; each run uses a key prefix of its own)")
+    parser.add_argument("--reader", default="python", choices=["python", "native"],
+                        help="who reads the subscribers' deliveries during a publish phase: this process (default) "
+                        "or bench/reader.c, built with the machine's C compiler, which needs a small part of a "
+                        "core instead of most of one (bench/native.py; JSON transports only)")
     args = parser.parse_args(argv)
+    if args.reader == "native" and args.transport == "http_stream-protobuf":
+        parser.error("--reader native finds JSON publications; it cannot read http_stream-protobuf")
     if args.connections < 1 or args.messages < 1 or args.concurrency < 1 or args.emulation_pool < 1:
         parser.error("--connections, --messages, --concurrency and --emulation-pool must be at least 1")
     return args

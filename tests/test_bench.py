@@ -217,3 +217,68 @@ def test_deliveries_counts_the_servers_writes(capsys: pytest.CaptureFixture[str]
     # 20 subscribers x 3 publications of one frame each (2-byte header + the push of ~100 bytes of data).
     received = int(said.rsplit(", ", 1)[1].split()[0])
     assert 20 * 3 * 100 < received < 20 * 3 * 200
+
+
+def test_native_reader_finds_every_publication_across_cut_reads(tmp_path: Path) -> None:
+    """
+    bench/reader.c (bench.fanout --reader native) on real sockets: http_stream chunks, SSE events and WebSocket
+    frames, each stream's bytes cut at a different place on each write (inside the pattern, inside the digits),
+    with a look-alike that is not a publication: every delivery counted once, on its stream, with its index.
+    """
+    import array
+    import socket
+    import time
+
+    from bench.native import build
+
+    binary = build()
+    messages = 6
+    sent = time.time_ns() - 5_000_000  # 5 ms ago: each latency is at least that
+
+    def data(i: int) -> bytes:
+        return b'{"t":%d,"i":%d,"p":{"t":"x","u":{"t":1}}}' % (sent, i)  # (two look-alikes, not counted)
+
+    def frames(kind: str) -> bytes:
+        out = b""
+        for i in range(messages):
+            push = b'{"push":{"channel":"bench","pub":{"data":' + data(i) + b',"offset":%d}}}' % (i + 1)
+            if kind == "http_stream":
+                out += b"%x\r\n" % (len(push) + 1) + push + b"\n\r\n"
+            elif kind == "sse":
+                out += b"%x\r\n" % (len(push) + 8) + b"data: " + push + b"\n\n\r\n"
+            else:
+                out += bytes([0x81, 126]) + len(push).to_bytes(2, "big") + push
+        return out
+
+    kinds = ["http_stream", "sse", "websocket"]
+    pairs = [socket.socketpair() for _ in kinds]
+    out = tmp_path / "results.bin"
+    fds = [ours.fileno() for ours, _ in pairs]
+    reader = subprocess.Popen(
+        [str(binary), "--expected", str(messages * len(kinds)), "--messages", str(messages), "--timeout", "20",
+         "--out", str(out), *map(str, fds)],
+        pass_fds=fds, stdout=subprocess.PIPE,
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline() == b"ready\n"
+        for step, (kind, (_, theirs)) in enumerate(zip(kinds, pairs)):
+            payload = frames(kind)
+            cuts = list(range(3 + step, len(payload), 7 + step))  # 2-9 bytes into anything, all along
+            for start, end in zip([0] + cuts, cuts + [len(payload)]):
+                theirs.sendall(payload[start:end])
+                time.sleep(0.001)  # one read each, as often as the reader keeps up
+        assert reader.wait(30) == 0
+    finally:
+        reader.kill()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+    numbers = array.array("q")
+    numbers.frombytes(out.read_bytes())
+    received, first, last, ended = numbers[:4]
+    total = messages * len(kinds)
+    assert (received, ended) == (total, 0) and 0 < first <= last
+    latencies = numbers[4 : 4 + total]
+    assert all(5_000_000 <= latency < 30_000_000_000 for latency in latencies)
+    assert all(latest >= 5_000_000 for latest in numbers[4 + total : 4 + total + messages])  # every index seen
+    assert list(numbers[4 + total + messages :]) == [messages] * len(kinds)
