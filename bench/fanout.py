@@ -651,7 +651,7 @@ class Subscribers:
         if getattr(args, "reader", "python") == "native":  # (bench.ceiling's namespace has no --reader)
             from bench.native import NativeReader
 
-            reader = NativeReader(self.streams, n * m, m, args.timeout)
+            reader = NativeReader(self.streams, n * m, m, args.timeout, args.reader_gather_ms)
             await reader.start()
         profiler = Profiler(pid, profile)
         # The load generator's own collector must not pause the receive loop mid-measurement (what it parses is
@@ -876,6 +876,10 @@ def parseArgs(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="who reads the subscribers' deliveries during a publish phase: this process (default) "
                         "or bench/reader.c, built with the machine's C compiler, which needs a small part of a "
                         "core instead of most of one (bench/native.py; JSON transports only)")
+    parser.add_argument("--reader-gather-ms", type=float, default=0.0,
+                        help="with --reader native: pause this long after each poll so that each read brings more "
+                        "deliveries (a read costs the machine about what the server's send does); latencies then "
+                        "read up to (subscribers / 1024) pauses late (default 0)")
     args = parser.parse_args(argv)
     if args.reader == "native" and args.transport == "http_stream-protobuf":
         parser.error("--reader native finds JSON publications; it cannot read http_stream-protobuf")

@@ -57,8 +57,11 @@ def childrenCpuSeconds() -> float:
 class NativeReader:
     """One publish phase's reading of C{streams}, from L{start} to L{finish}."""
 
-    def __init__(self, streams: list[StreamConnection], expected: int, messages: int, timeout: float) -> None:
+    def __init__(
+        self, streams: list[StreamConnection], expected: int, messages: int, timeout: float, gatherMs: float = 0.0,
+    ) -> None:
         self.streams = streams
+        self.gatherMs = gatherMs  # a pause after each poll: fewer reads, each later (latency resolution)
         self.expected = expected
         self.messages = messages
         self.timeout = timeout
@@ -78,7 +81,8 @@ class NativeReader:
             fds.append(transport.get_extra_info("socket").fileno())
         self._process = await asyncio.create_subprocess_exec(
             str(binary), "--expected", str(self.expected), "--messages", str(self.messages),
-            "--timeout", str(self.timeout), "--out", str(self._out), *map(str, fds),
+            "--timeout", str(self.timeout), "--out", str(self._out), "--gather-ms", str(self.gatherMs),
+            *map(str, fds),
             pass_fds=fds, stdout=asyncio.subprocess.PIPE,
         )
         assert self._process.stdout is not None

@@ -8,7 +8,9 @@
  * readable socket and finds each publication's {"t":SENT_NS,"i":INDEX} by a byte search: the transport's framing
  * (HTTP chunks, SSE lines, server-to-client WebSocket frames, all JSON) never holds that sequence itself.
  *
- *   reader --expected N --messages M --timeout SECONDS --out FILE FD...
+ *   reader --expected N --messages M --timeout SECONDS --out FILE [--gather-ms MS] FD...
+ *
+ * --gather-ms pauses after each poll (see the loop).
  *
  * It prints "ready" once it watches every FD, reads until N deliveries have come (or the timeout passes, or every
  * socket ended), then writes FILE: int64 received, first, last (CLOCK_REALTIME ns), ended (sockets that ended),
@@ -28,6 +30,7 @@
 
 #define CARRY 96          /* longest unfinished {"t":...,"i":... kept from one read to the next */
 #define READ_SIZE (1 << 18)
+#define EVENTS 1024
 
 static const char PATTERN[] = "{\"t\":";
 
@@ -77,7 +80,7 @@ static int indexKey(const char *q, const char *end) {
 
 int main(int argc, char **argv) {
     int64_t expected = 0, messages = 0;
-    double timeout = 60;
+    double timeout = 60, gather = 0;
     const char *out = NULL;
     int first = 1;
     while (first < argc && strncmp(argv[first], "--", 2) == 0 && first + 1 < argc) {
@@ -85,6 +88,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[first], "--messages")) messages = atoll(argv[first + 1]);
         else if (!strcmp(argv[first], "--timeout")) timeout = atof(argv[first + 1]);
         else if (!strcmp(argv[first], "--out")) out = argv[first + 1];
+        else if (!strcmp(argv[first], "--gather-ms")) gather = atof(argv[first + 1]);
         else break;
         first += 2;
     }
@@ -115,15 +119,21 @@ int main(int argc, char **argv) {
 
     int64_t received = 0, firstAt = 0, lastAt = 0, ended = 0;
     int64_t deadline = nowNs() + (int64_t)(timeout * 1e9);
-    struct epoll_event events[256];
+    struct epoll_event events[EVENTS];
     while (received < expected && ended < count) {
         int64_t left = deadline - nowNs();
         if (left <= 0) break;
-        int n = epoll_wait(poll, events, 256, (int)(left / 1000000) + 1);
+        int n = epoll_wait(poll, events, EVENTS, (int)(left / 1000000) + 1);
         if (n < 0) {
             if (errno == EINTR) continue;
             perror("reader: epoll_wait");
             break;
+        }
+        if (gather > 0 && n > 0) {
+            /* Let more arrive before reading: each read is a trip through the TCP stack (and an ACK on loopback)
+             * that costs about as much as the server's send, so fewer reads leave the cores to the server. */
+            struct timespec pause = {0, (long)(gather * 1e6)};
+            nanosleep(&pause, NULL);
         }
         for (int e = 0; e < n; e++) {
             struct conn *c = events[e].data.ptr;
