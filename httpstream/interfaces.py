@@ -386,6 +386,8 @@ class IBroker(IHistory):
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
+        idempotencyKey: str = "",
+        idempotentResultTTL: float = 0,
     ) -> "Deferred[Optional[StreamPosition]]":
         """
         Publish to every node subscribed to C{channel}, appending to the channel's history stream in the same
@@ -397,6 +399,11 @@ class IBroker(IHistory):
         days). Without history the publication has no offset and the top does not move.
 
         The handler and the stream get the publication with its offset (0 without history).
+
+        With C{idempotencyKey}, a publish whose key C{channel} has seen within C{idempotentResultTTL} seconds (0:
+        5 minutes) publishes nothing and fires with the first one's result; what remembers the key is where the
+        publication is stored (the engine, in the same atomic step), so every node sees it, and a publish whose
+        reply was lost is known to a retry.
 
         @param publication: data, info, tags; its C{offset} is ignored.
         @return: a Deferred firing with the publication's L{StreamPosition} with history, None without, or

@@ -148,9 +148,9 @@ def assertOnlyRetriesDuplicated(publisher: Publisher, summaries: dict[str, dict[
     publish of it was answered an error and retried.
 
     A publish answered an error because its connection was lost or its reply timed out may still have been
-    stored (Redis ran the command; its reply never came back), and the retry is then a second publication,
-    idempotency key or not (the node remembers keys only of calls it saw succeed: see
-    test_idempotentRetryAfterTimeoutPublishesOnce). The API cannot tell those apart from calls that failed.
+    stored (Redis ran the command; its reply never came back). With an idempotency key, as here, the retry
+    answers the stored one's result (test_idempotentRetryAfterTimeoutPublishesOnce); a publish whose script
+    never reached Redis is published by its retry; either way a number is received twice only if it was retried.
     """
     retried = {n for n, _ in publisher.refusals}
     twice: set[int] = set()
@@ -264,16 +264,11 @@ def test_redisBlackholeFailsCallsWithinReplyTimeout(
     assertCleanLog(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="idempotency_key results are remembered by the node, and only for calls it saw succeed; Centrifugo "
-    "keeps them in Redis, written by the publish script itself (<prefix>.result.<channel>.<key>)",
-)
 def test_idempotentRetryAfterTimeoutPublishesOnce(redisNode: Callable[[], ServerProcess], redis: OwnRedis) -> None:
     """
     A publish with an idempotency key whose reply times out (Redis stopped, SIGSTOP) but which Redis carries out
     when it resumes, retried with the same key: the channel's history has it once, and the retry answers the
-    first one's offset.
+    first one's offset: the publish script itself stored the key's result in Redis, where the retry finds it.
     """
     server = redisNode()
     channel = f"rec:{uuid.uuid4().hex[:8]}"

@@ -29,6 +29,7 @@ from httpstream.engines import (
     checkSinceEpoch,
     hasHistory,
 )
+from httpstream.engines.idempotency import IdempotentResults
 from httpstream.interfaces import (
     IBroker,
     IPresenceManager,
@@ -104,6 +105,8 @@ class MemoryBroker:
         self._streams: dict[str, _Stream] = {}
         self._deadlines: list[tuple[float, int, str, _Stream]] = []
         self._sequence = itertools.count()
+        # The results of keyed publications (idempotencyKey), on the same clock as the streams.
+        self.idempotent = IdempotentResults(self._now)
 
     def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
@@ -135,7 +138,16 @@ class MemoryBroker:
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
+        idempotencyKey: str = "",
+        idempotentResultTTL: float = 0,
     ) -> Deferred[Optional[StreamPosition]]:
+        if idempotencyKey:
+            known = self.idempotent.find(channel, idempotencyKey)
+            if known is not None:
+                return succeed(known.position)
+            d = self.publish(channel, publication, historySize, historyTTL, historyMetaTTL)
+            # (Fired already: every Deferred of this broker has.)
+            return d.addCallback(self._remember, channel, idempotencyKey, idempotentResultTTL)
         if not hasHistory(historySize, historyTTL):
             if publication.offset:
                 publication = attrs.evolve(publication, offset=0)
@@ -157,6 +169,12 @@ class MemoryBroker:
         self._schedule(channel, stream)
         self._deliver(channel, stored, stream.epoch)
         return succeed(StreamPosition(stream.top, stream.epoch))
+
+    def _remember(
+        self, position: Optional[StreamPosition], channel: str, key: str, ttl: float
+    ) -> Optional[StreamPosition]:
+        self.idempotent.remember(channel, key, position, ttl)
+        return position
 
     def history(
         self,

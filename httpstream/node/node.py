@@ -284,9 +284,11 @@ class Node:
         skipHistory: bool = False,
         tags: Optional[dict[str, str]] = None,
         options: Optional[ChannelOptions] = None,
+        idempotencyKey: str = "",
     ) -> Deferred[Optional[StreamPosition]]:
         """
         Publish C{data} to every subscriber of C{channel} on every node, into its history when it keeps one.
+        With C{idempotencyKey}, once per key and channel within 5 minutes (L{IBroker.publish}).
 
         @param info: the publishing client's, or None.
         @param options: C{channel}'s options when the caller has already resolved them (a client's publish
@@ -300,8 +302,10 @@ class Node:
         if options.history and not skipHistory:
             return self.broker.publish(
                 channel, publication, options.history_size, options.history_ttl,
-                options.history_meta_ttl or self.config.global_history_meta_ttl,
+                options.history_meta_ttl or self.config.global_history_meta_ttl, idempotencyKey=idempotencyKey,
             )
+        if idempotencyKey:
+            return self.broker.publish(channel, publication, idempotencyKey=idempotencyKey)
         return self.broker.publish(channel, publication)
 
     def _onPublication(self, channel: str, publication: Publication, epoch: str = "") -> None:

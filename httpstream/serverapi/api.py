@@ -38,7 +38,7 @@ from httpstream.serverapi.errors import (
     translated,
 )
 from httpstream.serverapi.maps import MapMethods
-from httpstream.serverapi.publishing import IDEMPOTENCY_WINDOW, Publishing
+from httpstream.serverapi.publishing import Publishing
 from httpstream.serverapi.requests import BatchRequest
 from httpstream.serverapi.users import FORCE_DISCONNECT, SERVER_UNSUBSCRIBE, UserMethods
 
@@ -51,7 +51,6 @@ __all__ = [
     "ERROR_UNKNOWN_CHANNEL",
     "ERROR_UNRECOVERABLE_POSITION",
     "FORCE_DISCONNECT",
-    "IDEMPOTENCY_WINDOW",
     "SERVER_UNSUBSCRIBE",
     "APIError",
     "BadRequest",
@@ -91,7 +90,7 @@ class ServerAPI:
         self._now: Callable[[], float] = clock
         self._badRequestLogged = -BAD_REQUEST_LOG_INTERVAL
         self._badRequestsQuiet = 0
-        self.publishing = Publishing(node, self._now, self._translate)
+        self.publishing = Publishing(node, self._translate)
         self.users = UserMethods(node)
         self.channelMethods = ChannelMethods(node)
         self.maps = MapMethods(node)

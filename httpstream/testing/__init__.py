@@ -305,9 +305,12 @@ class ManualBroker:
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
+        idempotencyKey: str = "",
+        idempotentResultTTL: float = 0,
     ) -> Deferred[Optional[StreamPosition]]:
         return self._wait(
-            "publish", channel, self._memory.publish, channel, publication, historySize, historyTTL, historyMetaTTL
+            "publish", channel, self._memory.publish, channel, publication, historySize, historyTTL, historyMetaTTL,
+            idempotencyKey, idempotentResultTTL,
         )
 
     def history(

@@ -298,6 +298,46 @@ class BrokerContract:
         result = yield self.broker.history("news", limit=0, metaTTL=4)
         self.assertEqual((result.offset, result.epoch), (2, first.epoch))
 
+    # Idempotency keys
+
+    @inlineCallbacks
+    def test_idempotencyKeyPublishesOnce(self) -> _Gen:
+        """
+        A publish with a key the channel saw answers the first one's position and publishes nothing: not into
+        the history, not to subscribers. Another channel, or no key, publishes.
+        """
+        yield self.broker.subscribe("news")
+        first = yield self.broker.publish("news", pub(1), SIZE, TTL, META_TTL, idempotencyKey="k")
+        again = yield self.broker.publish("news", pub(2), SIZE, TTL, META_TTL, idempotencyKey="k")
+        self.assertEqual((first.offset, again), (1, first))
+        other = yield self.broker.publish("other", pub(3), SIZE, TTL, META_TTL, idempotencyKey="k")
+        self.assertEqual(other.offset, 1)
+        unkeyed = yield self.broker.publish("news", pub(4), SIZE, TTL, META_TTL)
+        self.assertEqual(unkeyed.offset, 2)
+        delivered = yield self.deliveries(2)
+        self.assertEqual([p.data for _, p in delivered], [b'{"n":1}', b'{"n":4}'])
+        self.assertEqual([p.data for p in (yield self.history("news")).publications], [b'{"n":1}', b'{"n":4}'])
+
+    @inlineCallbacks
+    def test_idempotencyKeyWithoutHistory(self) -> _Gen:
+        """Without history a repeated key answers None again and delivers nothing."""
+        yield self.broker.subscribe("news")
+        self.assertIsNone((yield self.broker.publish("news", pub(1), idempotencyKey="k")))
+        self.assertIsNone((yield self.broker.publish("news", pub(2), idempotencyKey="k")))
+        yield self.broker.publish("news", pub(3))
+        delivered = yield self.deliveries(2)
+        self.assertEqual([p.data for _, p in delivered], [b'{"n":1}', b'{"n":3}'])
+
+    @inlineCallbacks
+    def test_idempotentResultExpires(self) -> _Gen:
+        """Once the result's TTL has passed, the same key publishes again."""
+        first = yield self.broker.publish(
+            "news", pub(1), SIZE, 10, META_TTL, idempotencyKey="k", idempotentResultTTL=1)
+        yield self.advance(2)
+        later = yield self.broker.publish(
+            "news", pub(2), SIZE, 10, META_TTL, idempotencyKey="k", idempotentResultTTL=1)
+        self.assertEqual(later, StreamPosition(2, first.epoch))
+
     # removeHistory
 
     @inlineCallbacks

@@ -151,9 +151,12 @@ class ScaledBroker:
 
     def publish(
         self, channel: str, publication: Publication, historySize: int = 0, historyTTL: float = 0,
-        historyMetaTTL: float = 0,
+        historyMetaTTL: float = 0, idempotencyKey: str = "", idempotentResultTTL: float = 0,
     ) -> Deferred[Optional[StreamPosition]]:
-        return self.broker.publish(channel, publication, historySize, historyTTL * SCALE, historyMetaTTL * SCALE)
+        return self.broker.publish(
+            channel, publication, historySize, historyTTL * SCALE, historyMetaTTL * SCALE, idempotencyKey,
+            idempotentResultTTL * SCALE,
+        )
 
     def history(
         self, channel: str, since: Optional[StreamPosition] = None, limit: int = 0, reverse: bool = False,

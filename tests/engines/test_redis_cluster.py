@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from httpstream.cluster.bus import ShardPubSub
 from httpstream.engines.redis import RedisBroker, RedisPresence
+from httpstream.engines.redis.history import resultKey
 from httpstream.engines.redis.routing import keyName
 from httpstream.engines.redis.slots import (
     Redirection,
@@ -52,6 +53,7 @@ class SlotTests(SynchronousTestCase):
                 for kind in ("client", "history.meta", "history.stream", "presence.data", "presence.expire")
             }
             self.assertEqual(len(slots), 1, channel)
+            self.assertIn(keySlot(resultKey("p", channel, "idem.key", True)), slots)
 
     def test_readRedirection(self) -> None:
         self.assertEqual(
@@ -136,6 +138,26 @@ class ClusterTests(ClusterOnce, TestCase):
             self.assertEqual([p.data for p in result.publications], [pub(1).data])
             self.assertEqual(list((yield self.presence.presence(channel))), ["c1"])
             yield self.broker.removeHistory(channel)
+
+    @inlineCallbacks
+    def test_idempotencyKeysOnEveryMaster(self) -> _Gen:
+        """
+        Keyed publications on a channel of each master, with and without history: the result keys are on the
+        channel's master (one slot with its stream, so one script), and a repeated key publishes nothing.
+        """
+        channels = {port: channelOnSlotOf(self.cluster, self.prefix, port) for port in self.cluster.ports}
+        for port, channel in channels.items():
+            yield self.broker.subscribe(channel)
+            first = yield self.broker.publish(channel, pub(1), 10, 60, idempotencyKey="h")
+            again = yield self.broker.publish(channel, pub(2), 10, 60, idempotencyKey="h")
+            self.assertEqual((first.offset, again), (1, first))
+            self.assertIsNone((yield self.broker.publish(channel, pub(3), idempotencyKey="n")))
+            self.assertIsNone((yield self.broker.publish(channel, pub(4), idempotencyKey="n")))
+            keys = self.keysOn(port)
+            for key in ("h", "n"):
+                self.assertIn(resultKey(self.prefix, channel, key, True).decode(), keys)
+        yield self.received.wait(6)
+        self.assertEqual(sorted(p.data for _, p in self.received.received), sorted([pub(1).data, pub(3).data] * 3))
 
     @inlineCallbacks
     def test_staleMapFollowsMoved(self) -> _Gen:

@@ -20,7 +20,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream import logs
-from httpstream.serverapi.api import BAD_REQUEST_LOG_INTERVAL, IDEMPOTENCY_WINDOW, APIError, ServerAPI
+from httpstream.engines.idempotency import DEFAULT_RESULT_TTL as IDEMPOTENCY_WINDOW
+from httpstream.serverapi.api import BAD_REQUEST_LOG_INTERVAL, APIError, ServerAPI
 from httpstream.client.client import Client
 from httpstream.serverapi.http import MAX_BODY
 from httpstream.origin import OriginChecker
@@ -167,10 +168,10 @@ class PublishTests(APITestCase):
             self.ok(self.api.publish(channel="chat:a", data=b"1", idempotency_key=f"k{n}"))
         self.clock.advance(IDEMPOTENCY_WINDOW / 2)
         self.ok(self.api.publish(channel="chat:a", data=b"1", idempotency_key="late"))
-        self.assertEqual(len(self.api.publishing.idempotent), 51)
+        self.assertEqual(len(self.node.broker.idempotent.results), 51)
         self.clock.advance(IDEMPOTENCY_WINDOW / 2 + 1)
         self.ok(self.api.publish(channel="chat:a", data=b"1", idempotency_key="new"))
-        self.assertEqual(set(self.api.publishing.idempotent), {("chat:a", "late"), ("chat:a", "new")})
+        self.assertEqual(set(self.node.broker.idempotent.results), {("chat:a", "late"), ("chat:a", "new")})
 
     def test_withoutIdempotencyKeyEveryCallPublishes(self) -> None:
         self.ok(self.api.publish(channel="chat:a", data=b"1"))

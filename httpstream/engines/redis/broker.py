@@ -16,9 +16,16 @@ from twisted.internet.defer import Deferred, fail
 from zope.interface import implementer
 
 from httpstream.engines import DEFAULT_HISTORY_META_TTL, HistoryResult, hasHistory
-from httpstream.engines.redis.codec import decodeInfo, encodeInfo, encodePublication, readPubSubMessage
+from httpstream.engines.idempotency import DEFAULT_RESULT_TTL
+from httpstream.engines.redis.codec import (
+    decodeInfo,
+    encodeInfo,
+    encodePublication,
+    milliseconds,
+    readPubSubMessage,
+)
 from httpstream.engines.redis.errors import RedisReplyError
-from httpstream.engines.redis.history import RedisHistory
+from httpstream.engines.redis.history import IDEMPOTENT_PUBLISH_SCRIPT, RedisHistory, resultKey
 from httpstream.engines.redis.routing import IRedisRouter, channelOfName, keyName
 from httpstream.interfaces import IBroker, JoinLeaveHandler, PublicationHandler, ReconnectHandler
 from httpstream.logs import Logger
@@ -100,6 +107,8 @@ class RedisBroker:
         historySize: int = 0,
         historyTTL: float = 0,
         historyMetaTTL: float = 0,
+        idempotencyKey: str = "",
+        idempotentResultTTL: float = 0,
     ) -> Deferred[Optional[StreamPosition]]:
         try:
             payload = encodePublication(publication)
@@ -107,10 +116,19 @@ class RedisBroker:
             return fail()
         if not hasHistory(historySize, historyTTL):
             route = self._redis.route(channel)
-            d = route.execute(route.publishCommand, self._pubsubName(channel), b"0::" + payload)
+            if idempotencyKey:
+                d = route.eval(
+                    IDEMPOTENT_PUBLISH_SCRIPT,
+                    (resultKey(self._redis.prefix, channel, idempotencyKey, self._hashTags),),
+                    [b"0::" + payload, self._pubsubName(channel), route.publishCommand,
+                     milliseconds(idempotentResultTTL or DEFAULT_RESULT_TTL)],
+                )
+            else:
+                d = route.execute(route.publishCommand, self._pubsubName(channel), b"0::" + payload)
             return d.addCallback(lambda _: None)
         return self._history.append(
-            channel, payload, self._pubsubName(channel), historySize, historyTTL, historyMetaTTL
+            channel, payload, self._pubsubName(channel), historySize, historyTTL, historyMetaTTL, idempotencyKey,
+            idempotentResultTTL,
         )
 
     def history(

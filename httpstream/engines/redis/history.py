@@ -27,12 +27,13 @@ from httpstream.engines import (
     checkHistoryRequest,
     checkSinceEpoch,
 )
+from httpstream.engines.idempotency import DEFAULT_RESULT_TTL
 from httpstream.engines.redis.codec import milliseconds, readHistoryReply, readPublishReply
 from httpstream.engines.redis.routing import IRedisRouter, keyName
 from httpstream.interfaces import IHistory
 from httpstream.values import StreamPosition
 
-__all__ = ["HISTORY_SCRIPT", "PUBLISH_SCRIPT", "RedisHistory"]
+__all__ = ["HISTORY_SCRIPT", "IDEMPOTENT_PUBLISH_SCRIPT", "PUBLISH_SCRIPT", "RedisHistory", "resultKey"]
 
 _EPOCH_LETTERS = string.ascii_letters
 _MAX_OFFSET = 2**63  # stream ids are unsigned 64-bit: a client's larger since offset means "past the top" all the same
@@ -40,8 +41,14 @@ _MAX_OFFSET = 2**63  # stream ids are unsigned 64-bit: a client's larger since o
 # Lua. Numbers pass as strings; "%d" keeps large offsets out of Lua's exponent notation.
 
 PUBLISH_SCRIPT = b"""
--- KEYS: meta hash, stream. ARGV: publication, size, ttl ms, meta ttl ms, epoch if new, PUB/SUB channel,
--- publish command (publish, or spublish in a Cluster).
+-- KEYS: meta hash, stream, result hash of an idempotency key (if any). ARGV: publication, size, ttl ms,
+-- meta ttl ms, epoch if new, PUB/SUB channel, publish command (publish, or spublish in a Cluster), result ttl ms.
+if KEYS[3] then
+  local known = redis.call("hmget", KEYS[3], "s", "e")
+  if known[1] then
+    return {tonumber(known[1]), known[2]}
+  end
+end
 local epoch = redis.call("hget", KEYS[1], "e")
 if not epoch then
   epoch = ARGV[5]
@@ -54,7 +61,22 @@ redis.call("pexpire", KEYS[1], ARGV[4])
 redis.call("xadd", KEYS[2], "MAXLEN", ARGV[2], offset .. "-0", "d", ARGV[1])
 redis.call("pexpire", KEYS[2], ARGV[3])
 redis.call(ARGV[7], ARGV[6], offset .. ":" .. epoch .. ":" .. ARGV[1])
+if KEYS[3] then
+  redis.call("hset", KEYS[3], "s", offset, "e", epoch)
+  redis.call("pexpire", KEYS[3], ARGV[8])
+end
 return {top, epoch}
+"""
+
+IDEMPOTENT_PUBLISH_SCRIPT = b"""
+-- A publication without history, once per idempotency key. KEYS: result key. ARGV: message, PUB/SUB channel,
+-- publish command, result ttl ms. Returns 1 when it published, 0 when the key was known.
+if redis.call("exists", KEYS[1]) == 1 then
+  return 0
+end
+redis.call(ARGV[3], ARGV[2], ARGV[1])
+redis.call("set", KEYS[1], "", "PX", ARGV[4])
+return 1
 """
 
 HISTORY_SCRIPT = b"""
@@ -116,19 +138,25 @@ class RedisHistory:
         self._rng = rng if rng is not None else random.Random()
 
     def append(
-        self, channel: str, payload: bytes, pubsubName: bytes, size: int, ttl: float, metaTTL: float
+        self, channel: str, payload: bytes, pubsubName: bytes, size: int, ttl: float, metaTTL: float,
+        idempotencyKey: str = "", resultTTL: float = 0,
     ) -> Deferred[Optional[StreamPosition]]:
         """
         Append an encoded publication to C{channel}'s stream and publish it on C{pubsubName} as
-        C{<offset>:<epoch>:<payload>}, in one script.
+        C{<offset>:<epoch>:<payload>}, in one script. With C{idempotencyKey} the script first looks for the key's
+        result (L{resultKey}) and answers it instead when found, and otherwise stores the new one for
+        C{resultTTL} seconds.
 
         @return: a Deferred firing with the publication's L{StreamPosition} (never None: the type is
             L{IBroker.publish}'s).
         """
         route = self._redis.route(channel)
+        keys: tuple[bytes, ...] = self._keys(channel)
+        if idempotencyKey:
+            keys += (resultKey(self._prefix, channel, idempotencyKey, self._hashTags),)
         d = route.eval(
             PUBLISH_SCRIPT,
-            self._keys(channel),
+            keys,
             [
                 payload,
                 size,
@@ -137,6 +165,7 @@ class RedisHistory:
                 self._newEpoch(),
                 pubsubName,
                 route.publishCommand,
+                milliseconds(resultTTL or DEFAULT_RESULT_TTL),
             ],
         )
         return d.addCallback(readPublishReply)
@@ -193,3 +222,12 @@ class RedisHistory:
 
     def _newEpoch(self) -> str:
         return "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8))
+
+
+def resultKey(prefix: str, channel: str, key: str, hashTags: bool) -> bytes:
+    """
+    The key holding a keyed publication's result: C{<prefix>.result.<len>.<channel>.<key>}, the channel's length
+    in it so that no other (channel, key) pair spells the same name; in a Cluster the channel is its hash tag,
+    so the key is on the slot of the channel's stream, where the publish script runs.
+    """
+    return keyName(prefix, f"result.{len(channel)}", channel, hashTags) + b"." + key.encode()
