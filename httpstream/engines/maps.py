@@ -140,10 +140,14 @@ class IMapBroker(Interface):
         """Stop receiving the writes of map channel C{channel} on this node."""
 
     def publish(channel: str, key: str, publication: Publication, settings: MapSettings,
-                keyMode: str = "") -> Deferred[MapUpdateResult]:
+                keyMode: str = "", idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
         """
         Set C{key} to C{publication} (data, info, tags; its offset, key and removed are ignored), append the write
         to the stream and deliver it, in one step.
+
+        With C{idempotencyKey} (as L{httpstream.interfaces.IBroker.publish}): a write (publish or remove) with a key
+        the channel saw within 5 minutes changes nothing and fires with the first one's result, remembered where
+        the map is stored.
 
         @param keyMode: C{""} always writes; C{"if_new"} writes only a key that is not there (else suppressed
             C{key_exists}, but the key's TTL is refreshed: presence keep-alive); C{"if_exists"} only a key that is.
@@ -151,9 +155,9 @@ class IMapBroker(Interface):
         """
 
     def remove(channel: str, key: str, settings: MapSettings,
-               tags: Optional[dict[str, str]] = None) -> Deferred[MapUpdateResult]:
+               tags: Optional[dict[str, str]] = None, idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
         """
-        Remove C{key}: a removal publication (C{removed}, no data; C{tags} or else the removed key's tags) goes to
+        Remove C{key} (once per C{idempotencyKey}, as L{publish}): a removal publication (C{removed}, no data; C{tags} or else the removed key's tags) goes to
         the stream and to subscribers. A key that is not there is suppressed C{key_not_found}.
         """
 

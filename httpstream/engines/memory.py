@@ -106,7 +106,7 @@ class MemoryBroker:
         self._deadlines: list[tuple[float, int, str, _Stream]] = []
         self._sequence = itertools.count()
         # The results of keyed publications (idempotencyKey), on the same clock as the streams.
-        self.idempotent = IdempotentResults(self._now)
+        self.idempotent: IdempotentResults[Optional[StreamPosition]] = IdempotentResults(self._now)
 
     def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
@@ -144,10 +144,11 @@ class MemoryBroker:
         if idempotencyKey:
             known = self.idempotent.find(channel, idempotencyKey)
             if known is not None:
-                return succeed(known.position)
+                return succeed(known.result)
             d = self.publish(channel, publication, historySize, historyTTL, historyMetaTTL)
             # (Fired already: every Deferred of this broker has.)
-            return d.addCallback(self._remember, channel, idempotencyKey, idempotentResultTTL)
+            return d.addCallback(lambda position: self.idempotent.remember(
+                channel, idempotencyKey, position, idempotentResultTTL))
         if not hasHistory(historySize, historyTTL):
             if publication.offset:
                 publication = attrs.evolve(publication, offset=0)
@@ -169,12 +170,6 @@ class MemoryBroker:
         self._schedule(channel, stream)
         self._deliver(channel, stored, stream.epoch)
         return succeed(StreamPosition(stream.top, stream.epoch))
-
-    def _remember(
-        self, position: Optional[StreamPosition], channel: str, key: str, ttl: float
-    ) -> Optional[StreamPosition]:
-        self.idempotent.remember(channel, key, position, ttl)
-        return position
 
     def history(
         self,

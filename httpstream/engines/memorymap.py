@@ -17,7 +17,7 @@ import itertools
 import random
 import string
 from collections import deque
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
 from httpstream.engines import UnrecoverablePosition
+from httpstream.engines.idempotency import IdempotentResults
 from httpstream.engines.maps import (
     IMapBroker,
     SUPPRESS_KEY_EXISTS,
@@ -94,6 +95,8 @@ class MemoryMapBroker:
         self._frees: list[tuple[float, int, str, _Map]] = []
         self._sequence = itertools.count()
         self._timer: Optional[IDelayedCall] = None
+        # The results of keyed writes (idempotencyKey), on the reactor's clock.
+        self.idempotent: IdempotentResults[MapUpdateResult] = IdempotentResults(reactor.seconds)
 
     def setHandler(self, handler: PublicationHandler) -> None:
         self._handler = handler
@@ -126,7 +129,9 @@ class MemoryMapBroker:
         return found
 
     def publish(self, channel: str, key: str, publication: Publication, settings: MapSettings,
-                keyMode: str = "") -> Deferred[MapUpdateResult]:
+                keyMode: str = "", idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
+        if idempotencyKey:
+            return self._once(channel, idempotencyKey, lambda: self.publish(channel, key, publication, settings, keyMode))
         now = self._reactor.seconds()
         m = self._map(channel, settings)
         exists = key in m.entries
@@ -147,13 +152,23 @@ class MemoryMapBroker:
         return succeed(MapUpdateResult(m.position()))
 
     def remove(self, channel: str, key: str, settings: MapSettings,
-               tags: Optional[dict[str, str]] = None) -> Deferred[MapUpdateResult]:
+               tags: Optional[dict[str, str]] = None, idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
+        if idempotencyKey:
+            return self._once(channel, idempotencyKey, lambda: self.remove(channel, key, settings, tags))
         m = self._map(channel, settings)
         previous = m.entries.get(key)
         if previous is None:
             return succeed(MapUpdateResult(m.position(), True, SUPPRESS_KEY_NOT_FOUND))
         self._removeKey(channel, key, m, settings, previous.tags if tags is None else tags)
         return succeed(MapUpdateResult(m.position()))
+
+    def _once(self, channel: str, idempotencyKey: str,
+              write: Callable[[], Deferred[MapUpdateResult]]) -> Deferred[MapUpdateResult]:
+        """C{write}, unless C{idempotencyKey} was written on C{channel} lately: then its result again."""
+        known = self.idempotent.find(channel, idempotencyKey)
+        if known is not None:
+            return succeed(known.result)
+        return write().addCallback(lambda result: self.idempotent.remember(channel, idempotencyKey, result))
 
     def _removeKey(self, channel: str, key: str, m: _Map, settings: MapSettings, tags: Mapping[str, str]) -> None:
         del m.entries[key]

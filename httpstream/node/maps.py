@@ -86,18 +86,22 @@ class NodeMaps:
 
     def publish(self, channel: str, key: str, data: bytes, info: Optional[ClientInfo] = None,
                 tags: Optional[dict[str, str]] = None, options: Optional[ChannelOptions] = None,
-                keyMode: str = "") -> Deferred[MapUpdateResult]:
-        """Set C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel, or no key."""
+                keyMode: str = "", idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
+        """
+        Set C{key} of map channel C{channel} (once per C{idempotencyKey}: L{IMapBroker.publish}).
+        @raise ChannelError: not a (known) map channel, or no key.
+        """
         options = self.options(channel, options)
         _checkKey(key)
         publication = Publication(data, info=info, tags=tags)
-        return self._node.mapBroker.publish(channel, key, publication, mapSettings(options), keyMode)
+        return self._node.mapBroker.publish(channel, key, publication, mapSettings(options), keyMode, idempotencyKey)
 
-    def remove(self, channel: str, key: str, options: Optional[ChannelOptions] = None) -> Deferred[MapUpdateResult]:
+    def remove(self, channel: str, key: str, options: Optional[ChannelOptions] = None,
+               idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
         """Remove C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel, or no key."""
         options = self.options(channel, options)
         _checkKey(key)
-        return self._node.mapBroker.remove(channel, key, mapSettings(options))
+        return self._node.mapBroker.remove(channel, key, mapSettings(options), idempotencyKey=idempotencyKey)
 
     def readState(self, channel: str, cursor: str = "", limit: int = -1, revision: Optional[StreamPosition] = None,
                   options: Optional[ChannelOptions] = None) -> Deferred[MapStateResult]:

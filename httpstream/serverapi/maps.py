@@ -4,8 +4,9 @@ The server API's map methods (Centrifugo 6's C{map_publish}, C{map_remove}, C{ma
 C{map_stats}, C{map_clear}), on map channels only (107 otherwise; 102 for an unknown namespace).
 
 C{tags} of C{map_publish} are stored with the key and go with its updates (and its removal), for tags filters to
-select. Not served yet: C{stream_data}, C{delta}, C{version}/C{version_epoch}, C{score} (ordered maps),
-C{idempotency_key} (accepted, not remembered) and C{map_read_state}'s C{key}/C{asc}.
+select. C{idempotency_key} of C{map_publish} and C{map_remove} makes a retry change nothing and answer the first
+write's result (remembered 5 minutes by the engine, as channel publications). Not served yet: C{stream_data},
+C{delta}, C{version}/C{version_epoch}, C{score} (ordered maps) and C{map_read_state}'s C{key}/C{asc}.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class MapMethods:
         if not key or not data or keyMode not in KEY_MODES:
             raise APIError(ERROR_BAD_REQUEST)
         d: Deferred[MapUpdateResult] = self.node.maps.publish(
-            channel, key, data, tags=f.stringMap("tags") or None, options=options, keyMode=keyMode)
+            channel, key, data, tags=f.stringMap("tags") or None, options=options, keyMode=keyMode,
+            idempotencyKey=f.string("idempotency_key"))
         return d.addCallback(_updated)
 
     def remove(self, f: Fields) -> Deferred[dict[str, Any]]:
@@ -71,7 +73,8 @@ class MapMethods:
         options = self._options(channel)
         if not key:
             raise APIError(ERROR_BAD_REQUEST)
-        d: Deferred[MapUpdateResult] = self.node.maps.remove(channel, key, options)
+        d: Deferred[MapUpdateResult] = self.node.maps.remove(
+            channel, key, options, idempotencyKey=f.string("idempotency_key"))
         return d.addCallback(_updated)
 
     def readState(self, f: Fields) -> Deferred[dict[str, Any]]:

@@ -172,6 +172,28 @@ class MapBrokerContract:
         self.assertFalse((yield self.put("a", b"3", keyMode="if_exists")).suppressed)
 
     @inlineCallbacks
+    def test_idempotencyKeyWritesOnce(self) -> _Gen:
+        """
+        A publish or remove with a key the channel saw answers the first write's result (suppressed ones too)
+        and changes nothing: not the state, not the stream, no delivery.
+        """
+        first = yield self.put("a", b"1", idempotencyKey="p1")
+        again = yield self.put("a", b"2", idempotencyKey="p1")
+        self.assertEqual((again.position, again.suppressed), (first.position, False))
+        gone = yield self.broker.remove(self.channel, "a", POSITIONED, idempotencyKey="r1")
+        regone = yield self.broker.remove(self.channel, "a", POSITIONED, idempotencyKey="r1")
+        self.assertEqual((regone.position, regone.suppressed), (gone.position, False))
+        missing = yield self.broker.remove(self.channel, "b", POSITIONED, idempotencyKey="r2")
+        yield self.put("b", b"3")
+        remissing = yield self.broker.remove(self.channel, "b", POSITIONED, idempotencyKey="r2")
+        self.assertEqual((remissing.suppressed, remissing.suppressReason), (True, "key_not_found"))
+        self.assertEqual(remissing.position, missing.position)
+        self.assertEqual([(p.key, p.data) for p in (yield self.state()).publications], [("b", b"3")])
+        yield self.deliveries(3)
+        self.assertEqual([(p.key, p.removed) for _, p, _ in self.delivered], [("a", False), ("a", True), ("b", False)])
+        self.assertEqual([p.offset for p in (yield self.stream()).publications], [1, 2, 3])
+
+    @inlineCallbacks
     def test_streamSince(self) -> _Gen:
         for key in "abc":
             yield self.put(key)

@@ -54,11 +54,12 @@ class ScaledMapBroker:
         return getattr(self.broker, name)
 
     def publish(self, channel: str, key: str, publication: Publication, settings: MapSettings,
-                keyMode: str = "") -> Deferred[Any]:
-        return self.broker.publish(channel, key, publication, self._scaled(settings), keyMode)
+                keyMode: str = "", idempotencyKey: str = "") -> Deferred[Any]:
+        return self.broker.publish(channel, key, publication, self._scaled(settings), keyMode, idempotencyKey)
 
-    def remove(self, channel: str, key: str, settings: MapSettings, tags: Any = None) -> Deferred[Any]:
-        return self.broker.remove(channel, key, self._scaled(settings), tags)
+    def remove(self, channel: str, key: str, settings: MapSettings, tags: Any = None,
+               idempotencyKey: str = "") -> Deferred[Any]:
+        return self.broker.remove(channel, key, self._scaled(settings), tags, idempotencyKey)
 
     def readState(self, channel: str, settings: MapSettings, *args: Any, **kw: Any) -> Deferred[Any]:
         return self.broker.readState(channel, self._scaled(settings), *args, **kw)

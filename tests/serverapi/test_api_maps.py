@@ -49,6 +49,16 @@ class MapMethodTests(APITestCase):
         result = self.call("map_publish", channel="board:1", key="k", data={"v": 2}, key_mode="if_new")
         self.assertEqual(result["suppress_reason"], "key_exists")
 
+    def test_idempotencyKey(self) -> None:
+        """A retried map_publish / map_remove with its idempotency_key answers the first result, changing nothing."""
+        first = self.call("map_publish", channel="board:1", key="k", data={"v": 1}, idempotency_key="p")
+        self.assertEqual(self.call("map_publish", channel="board:1", key="k", data={"v": 2}, idempotency_key="p"), first)
+        removed = self.call("map_remove", channel="board:1", key="k", idempotency_key="r")
+        self.call("map_publish", channel="board:1", key="k", data={"v": 3})
+        self.assertEqual(self.call("map_remove", channel="board:1", key="k", idempotency_key="r"), removed)
+        state = self.call("map_read_state", channel="board:1")
+        self.assertEqual([(e["key"], e["data"], e["offset"]) for e in state["entries"]], [("k", b'{"v":3}', 3)])
+
     def test_clear(self) -> None:
         first = self.call("map_publish", channel="board:1", key="k", data={"v": 1})
         self.assertEqual(self.call("map_clear", channel="board:1"), {})

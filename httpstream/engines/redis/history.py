@@ -224,10 +224,10 @@ class RedisHistory:
         return "".join(self._rng.choice(_EPOCH_LETTERS) for _ in range(8))
 
 
-def resultKey(prefix: str, channel: str, key: str, hashTags: bool) -> bytes:
+def resultKey(prefix: str, channel: str, key: str, hashTags: bool, kind: str = "result") -> bytes:
     """
-    The key holding a keyed publication's result: C{<prefix>.result.<len>.<channel>.<key>}, the channel's length
+    The key holding a keyed publication's result: C{<prefix>.<kind>.<len>.<channel>.<key>}, the channel's length
     in it so that no other (channel, key) pair spells the same name; in a Cluster the channel is its hash tag,
     so the key is on the slot of the channel's stream, where the publish script runs.
     """
-    return keyName(prefix, f"result.{len(channel)}", channel, hashTags) + b"." + key.encode()
+    return keyName(prefix, f"{kind}.{len(channel)}", channel, hashTags) + b"." + key.encode()

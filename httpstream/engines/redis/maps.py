@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.engines import DEFAULT_HISTORY_META_TTL, EngineUnavailable, UnrecoverablePosition
+from httpstream.engines.idempotency import DEFAULT_RESULT_TTL
 from httpstream.engines.maps import IMapBroker, MapSettings, MapStateResult, MapStreamResult, MapUpdateResult
 from httpstream.engines.redis.codec import encodePublication, milliseconds
 from httpstream.engines.redis.errors import RedisReplyError
@@ -47,6 +48,7 @@ from httpstream.engines.redis.mapscripts import (
     TOUCH_SCRIPT,
     WRITE_SCRIPT,
 )
+from httpstream.engines.redis.history import resultKey
 from httpstream.engines.redis.routing import IRedisRouter, channelOfName, keyName
 from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.logs import Logger
@@ -134,22 +136,22 @@ class RedisMapBroker(Service):
         return self._redis.route(channel).unsubscribe(self._pubsubName(channel))
 
     def publish(self, channel: str, key: str, publication: Publication, settings: MapSettings,
-                keyMode: str = "") -> Deferred[MapUpdateResult]:
+                keyMode: str = "", idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
         try:
             payload = encodePublication(attrs.evolve(publication, offset=0, delta=False, key=key, removed=False))
         except TypeError:
             return fail()
-        return self._write(channel, b"s", key, payload, settings, keyMode)
+        return self._write(channel, b"s", key, payload, settings, keyMode, idempotencyKey)
 
     def remove(self, channel: str, key: str, settings: MapSettings,
-               tags: Optional[dict[str, str]] = None) -> Deferred[MapUpdateResult]:
+               tags: Optional[dict[str, str]] = None, idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
         payload = b""  # the script writes one with the key's tags
         if tags is not None:
             try:
                 payload = encodePublication(Publication(b"", tags=tags, key=key, removed=True))
             except TypeError:
                 return fail()
-        return self._write(channel, b"r", key, payload, settings, "")
+        return self._write(channel, b"r", key, payload, settings, "", idempotencyKey)
 
     def readState(self, channel: str, settings: MapSettings, cursor: str = "", limit: int = -1,
                   revision: Optional[StreamPosition] = None) -> Deferred[MapStateResult]:
@@ -209,19 +211,25 @@ class RedisMapBroker(Service):
     # Scripts
 
     def _write(self, channel: str, op: bytes, key: str, payload: bytes, settings: MapSettings,
-               keyMode: str) -> Deferred[MapUpdateResult]:
+               keyMode: str, idempotencyKey: str) -> Deferred[MapUpdateResult]:
         keyTTL = milliseconds(settings.keyTTL) if settings.keyTTL > 0 else 0
         streamTTL = milliseconds(settings.streamTTL) if settings.streamTTL > 0 else 0
-        args = [op, key.encode(), payload, keyMode.encode(), keyTTL, max(settings.streamSize, 1), streamTTL]
+        args = [op, key.encode(), payload, keyMode.encode(), keyTTL, max(settings.streamSize, 1), streamTTL,
+                milliseconds(DEFAULT_RESULT_TTL)]
+        extra: tuple[bytes, ...] = ()
+        if idempotencyKey:
+            # In the channel's slot, as its other keys: "map.result.<len>" beside the channels' "result.<len>".
+            extra = (resultKey(self._redis.prefix, channel, idempotencyKey, self._redis.hashTags, "map.result"),)
 
         def read(reply: Any) -> MapUpdateResult:
             head, reason = readWriteReply(reply)
             self._learn(channel, head)
             return MapUpdateResult(head.position, bool(reason), reason)
 
-        return self._run(channel, WRITE_SCRIPT, args, settings).addCallback(read)
+        return self._run(channel, WRITE_SCRIPT, args, settings, extra).addCallback(read)
 
-    def _run(self, channel: str, script: bytes, args: list[Any], settings: Optional[MapSettings] = None) -> Deferred[Any]:
+    def _run(self, channel: str, script: bytes, args: list[Any], settings: Optional[MapSettings] = None,
+             extraKeys: tuple[bytes, ...] = ()) -> Deferred[Any]:
         route = self._redis.route(channel)
         if settings is None:
             metaTTL: Any = b"~%d" % self._metaTTL  # the channel's own, if it has one
@@ -235,7 +243,7 @@ class RedisMapBroker(Service):
             route.publishCommand,
             EXPIRE_BATCH,
         ]
-        return route.eval(script, self._keys(channel), common + args)
+        return route.eval(script, self._keys(channel) + list(extraKeys), common + args)
 
     def _keys(self, channel: str) -> list[bytes]:
         return [keyName(self._redis.prefix, kind, channel, self._redis.hashTags) for kind in KINDS]

@@ -115,8 +115,17 @@ end
 """
 
 WRITE_SCRIPT = _PRELUDE + b"""
--- ARGV 7-13: "s" (set) or "r" (remove), key, publication ("" for a removal: one with the key's tags), key mode,
--- key TTL ms (0: none), stream size, stream TTL ms. Reply: {top, epoch, next deadline, suppress reason}.
+-- ARGV 7-14: "s" (set) or "r" (remove), key, publication ("" for a removal: one with the key's tags), key mode,
+-- key TTL ms (0: none), stream size, stream TTL ms, the result TTL ms of an idempotency key. KEYS[6], when given:
+-- the hash keeping that key's result, answered again instead of writing. Reply: {top, epoch, next deadline,
+-- suppress reason}.
+local result = KEYS[6]
+if result then
+  local known = redis.call("hmget", result, "s", "e", "r")
+  if known[1] then
+    return {tonumber(known[1]), known[2], nextDeadline(), known[3] or ""}
+  end
+end
 local op, key, payload, mode, keyTTL = ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
 if size ~= ARGV[12] or streamTTL ~= ARGV[13] then
   size, streamTTL = ARGV[12], ARGV[13]
@@ -160,6 +169,10 @@ else
   end
 end
 keep()
+if result then
+  redis.call("hset", result, "s", top, "e", epoch, "r", reason)
+  redis.call("pexpire", result, ARGV[14])
+end
 return {top, epoch, nextDeadline(), reason}
 """
 
