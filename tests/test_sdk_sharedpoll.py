@@ -24,6 +24,7 @@ __all__ = ["node"]
 
 SCRIPT = SDK / "sharedpoll.mjs"
 SECRET = "test-poll-secret-0123456789abcdef"
+API_KEY = "sharedpoll-api-key"
 Events = list[dict[str, Any]]
 
 
@@ -71,7 +72,9 @@ def config(state: SharedState, **extra: Any) -> dict[str, Any]:
     return {
         "shared_poll_hmac_secret_key": SECRET,
         "proxies": [{"name": "poll_backend", "endpoint": state.backend.endpoint("/refresh"), "timeout": "5s"}],
-        "namespaces": [{"name": "poll", **namespace, "shared_poll_mode": "versioned"}, {"name": "pollvl", **namespace}],
+        "namespaces": [{"name": "poll", **namespace, "shared_poll_mode": "versioned",
+                        "shared_poll_publish_enabled": True}, {"name": "pollvl", **namespace}],
+        "api_key": API_KEY,
         **extra,
     }
 
@@ -80,7 +83,7 @@ def run(node: str, servers: list[ServerProcess], state: SharedState, protocol: s
         scenario: str) -> Events:
     arguments = [node, str(SCRIPT), "--url", ",".join(s.url for s in servers), "--backend",
                  state.backend.endpoint(""), "--protocol", protocol, "--channel", channel, "--secret", SECRET,
-                 "--scenario", scenario]
+                 "--scenario", scenario, "--apikey", API_KEY]
     result = subprocess.run(arguments, check=False, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, explain(servers[0], result.stdout, result.stderr)
     return parseEvents(result.stdout)
@@ -162,6 +165,27 @@ def test_signatureExpiry(node: str, startServer: Callable[..., ServerProcess], p
             replies = [e for e in by(events, "wire") if e["kind"] == "sub_refresh" and e["dir"] == "in"]
             assert replies and all(r.get("expires") is True and r.get("ttl", 0) <= 2 for r in replies)
         assertCleanLog(server)
+
+
+def test_publishToEveryNode(node: str, startServer: Callable[..., ServerProcess]) -> None:
+    """
+    shared_poll_publish through either of two nodes on Redis reaches the SDK trackers of both when newer than what
+    they have; an older version does not; a poll answering an older version than the published one changes
+    nothing, a newer one gets through.
+    """
+    requireRedis()
+    prefix = f"httpstream-sharedpoll-{uuid.uuid4().hex[:12]}"
+    redis = {"engine": "redis", "redis_address": f"{REDIS_HOST}:{REDIS_PORT}", "redis_db": REDIS_DB,
+             "redis_prefix": prefix}
+    with SharedState() as state:
+        first = startServer(config(state, **redis), name="one")
+        second = startServer(config(state, **redis), name="two")
+        channel = f"poll:publish-{uuid.uuid4().hex[:8]}"
+        events = run(node, [first, second], state, "json", channel, "publish")
+        for who in ("a", "b"):
+            assert versions(events, who, "k1") == ["k1-1", "k1-pub5", "k1-pub6", "k1-7"], of(events, who, "update")
+        assertCleanLog(first)
+        assertCleanLog(second)
 
 
 def test_twoNodesOnRedis(node: str, startServer: Callable[..., ServerProcess]) -> None:

@@ -119,6 +119,7 @@ class ChannelOptions(MapChannelOptions):
     shared_poll_refresh_batch_size: int = setting(0, minimum=0)  # 0: 1000
     shared_poll_max_keys_per_connection: int = setting(0, minimum=0)  # 0: 5000
     shared_poll_track_expired_extra_delay: Duration = setting(0.0, minimum=0)  # 0: 25s
+    shared_poll_publish_enabled: bool = setting(False)  # the server API's shared_poll_publish, to every node
 
     def __post_init__(self) -> None:
         for spec in _specs(ChannelOptions):

@@ -43,6 +43,8 @@ class SharedPollOptions:
     @ivar batchSize: at most this many keys in one backend request.
     @ivar maxKeys: at most this many keys tracked by one connection in the channel (more: error 106).
     @ivar expiredExtraDelay: how long past its signature's expiry a key stays tracked, waiting for a refresh.
+    @ivar publishEnabled: the server API's C{shared_poll_publish} serves the channel (versioned only), reaching
+        the trackers of every node.
     """
 
     proxy: str
@@ -51,6 +53,7 @@ class SharedPollOptions:
     batchSize: int = DEFAULT_REFRESH_BATCH_SIZE
     maxKeys: int = DEFAULT_MAX_KEYS_PER_CONNECTION
     expiredExtraDelay: float = DEFAULT_TRACK_EXPIRED_EXTRA_DELAY
+    publishEnabled: bool = False
 
     @classmethod
     def of(cls, options: Any) -> "SharedPollOptions":
@@ -62,6 +65,7 @@ class SharedPollOptions:
             batchSize=options.shared_poll_refresh_batch_size or DEFAULT_REFRESH_BATCH_SIZE,
             maxKeys=options.shared_poll_max_keys_per_connection or DEFAULT_MAX_KEYS_PER_CONNECTION,
             expiredExtraDelay=options.shared_poll_track_expired_extra_delay or DEFAULT_TRACK_EXPIRED_EXTRA_DELAY,
+            publishEnabled=options.shared_poll_publish_enabled,
         )
 
 
@@ -82,6 +86,12 @@ def checkSharedPoll(config: Any) -> None:
             raise ConfigError(
                 f'config key "shared_poll_hmac_secret_key" (v6: "shared_poll.hmac_secret_key") is required: '
                 f'"{prefix}subscription_type" is "shared_poll"'
+            )
+        if options.shared_poll_publish_enabled and options.shared_poll_mode != "versioned":
+            raise ConfigError(
+                f'config key "{prefix}shared_poll_publish_enabled" (v6: "shared_poll.publish_enabled") needs '
+                f'"{prefix}shared_poll_mode" "versioned": a publication\'s version must be comparable with the '
+                f"backend's (Centrifugo refuses it with versionless mode too)"
             )
         name = options.shared_poll_proxy_name
         if name not in known:

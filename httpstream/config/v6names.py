@@ -194,7 +194,7 @@ OPTION_V6_NAMES = {
     "proxy_sub_refresh": "sub_refresh_proxy_enabled",
     **{f"shared_poll_{name}": f"shared_poll.{name}" for name in (
         "proxy_name", "mode", "refresh_interval", "refresh_batch_size", "max_keys_per_connection",
-        "track_expired_extra_delay",
+        "track_expired_extra_delay", "publish_enabled",
     )},
 }
 # The choice of a named proxy per namespace, and the switch it goes with. v5: a name alone turns the proxy on;

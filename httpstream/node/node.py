@@ -19,6 +19,7 @@ from httpstream.protocol import codes
 from httpstream.policy.channels import ChannelError, ChannelRules
 from httpstream.config import ChannelOptions, Config
 from httpstream.cluster.control import Control
+from httpstream.cluster.replies import CODE_BAD_REQUEST, OpError
 from httpstream.engines.memory import MemoryBroker, MemoryPresence
 from httpstream.engines.maps import IMapBroker
 from httpstream.engines.memorymap import MemoryMapBroker
@@ -58,6 +59,9 @@ ClientFactory = Callable[["Node", ITransport], IClient]
 
 # How long a stopping node waits for the engine calls its clients' leaving made (presence removals, leaves).
 SHUTDOWN_TIMEOUT = 5.0
+
+# The control op that carries the server API's shared_poll_publish to every node.
+SHARED_POLL_PUBLISH = "shared_poll_publish"
 
 
 class Node:
@@ -159,6 +163,31 @@ class Node:
         self.control = control
         self.nodes = control
         self.emulationForwarder = control
+        control.register(SHARED_POLL_PUBLISH, self._sharedPollPublished)
+
+    def sharedPollPublish(self, channel: str, key: str, version: int, epoch: str, data: bytes) -> Deferred[None]:
+        """
+        The application's update of a shared poll key (the server API's C{shared_poll_publish}): to the trackers
+        of every node (each compares the version with its own, L{ISharedPoll.publish}).
+
+        @return: a Deferred firing once every node has it (or the control plane's timeout has passed for some),
+            failing when it could not be sent.
+        """
+        if self.control is None:
+            self.sharedPoll.publish(channel, key, version, epoch, data)
+            return succeed(None)
+        payload = {"channel": channel, "key": key, "version": version, "epoch": epoch, "data": data}
+        return self.control.survey(SHARED_POLL_PUBLISH, payload).addCallback(lambda _: None)
+
+    def _sharedPollPublished(self, payload: Any, origin: str) -> None:
+        """The control op of L{sharedPollPublish}, on each node (this one too)."""
+        fields = payload if type(payload) is dict else {}
+        channel, key, version = fields.get("channel"), fields.get("key"), fields.get("version")
+        epoch, data = fields.get("epoch"), fields.get("data")
+        if not (type(channel) is str and type(key) is str and type(version) is int and type(epoch) is str
+                and type(data) is bytes):
+            raise OpError(CODE_BAD_REQUEST)
+        self.sharedPoll.publish(channel, key, version, epoch, data)
 
     def emulate(self, session: str, nodeID: str, data: bytes) -> Deferred[EmulationResult]:
         """

@@ -291,6 +291,21 @@ class SharedPolls:
             for subscriber in list(entry.subscribers):
                 subscriber.deliverKeyed(update)
 
+    def publish(self, channel: str, key: str, version: int, epoch: str, data: bytes) -> None:
+        ch = self._channels.get(channel)
+        if ch is None or ch.options.versionless:
+            return  # nobody tracks the channel here (a versionless one has no versions to compare)
+        # The epoch first, even when the key is not tracked here: a later poll must not take it for a change.
+        if epoch and epoch != ch.epoch:
+            self._epochChanged(ch, epoch)
+        entry = ch.entries.get(key)
+        if entry is None or version <= entry.version:
+            return
+        entry.version, entry.data = version, data
+        update = KeyedUpdate(ch.name, key, version, data)
+        for subscriber in list(entry.subscribers):
+            subscriber.deliverKeyed(update)
+
     def _epochChanged(self, ch: _Channel, epoch: str) -> None:
         # The backend's versions started over: what every subscriber holds is meaningless. They subscribe again
         # (unsubscribe 2500, then the SDK resubscribes and, seeing the new epoch, tracks from version 0).

@@ -43,3 +43,10 @@ class ISharedPoll(Interface):
 
     def latest(channel: str, key: str) -> Optional[tuple[int, bytes]]:
         """The version and data this node has of C{key} (None: none yet)."""
+
+    def publish(channel: str, key: str, version: int, epoch: str, data: bytes) -> None:
+        """
+        The application's own update of C{key} (the server API's C{shared_poll_publish}, on this node): pushed to
+        its trackers here when C{version} is newer than the node's, as a polled change would be. A non-empty
+        C{epoch} other than the channel's is an epoch change, as a poll's (every subscriber subscribes again).
+        """

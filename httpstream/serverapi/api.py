@@ -40,6 +40,7 @@ from httpstream.serverapi.errors import (
 from httpstream.serverapi.maps import MapMethods
 from httpstream.serverapi.publishing import Publishing
 from httpstream.serverapi.requests import BatchRequest
+from httpstream.serverapi.sharedpoll import SharedPollMethods
 from httpstream.serverapi.users import FORCE_DISCONNECT, SERVER_UNSUBSCRIBE, UserMethods
 
 __all__ = [
@@ -76,7 +77,7 @@ class ServerAPI:
     """
     The server API of one node (in a cluster, methods acting on users reach every node).
 
-    @ivar publishing: C{publish} and C{broadcast}, with the idempotency window.
+    @ivar publishing: C{publish} and C{broadcast}.
     @ivar users: the methods acting on users' connections.
     @ivar channelMethods: presence, history, channels, info and rpc.
     """
@@ -94,6 +95,7 @@ class ServerAPI:
         self.users = UserMethods(node)
         self.channelMethods = ChannelMethods(node)
         self.maps = MapMethods(node)
+        self.sharedPoll = SharedPollMethods(node)
         if node.control is not None:
             node.control.setUserHandler(self.runHere)
 
@@ -254,4 +256,5 @@ class ServerAPI:
         "map_read_stream": lambda api, f: api.maps.readStream(f),
         "map_stats": lambda api, f: api.maps.stats(f),
         "map_clear": lambda api, f: api.maps.clear(f),
+        "shared_poll_publish": lambda api, f: api.sharedPoll.publish(f),
     }

@@ -156,6 +156,7 @@ class DefaultsTests(SynchronousTestCase):
             "shared_poll_refresh_batch_size": 0,
             "shared_poll_max_keys_per_connection": 0,
             "shared_poll_track_expired_extra_delay": 0.0,
+            "shared_poll_publish_enabled": False,
             "shared_poll_hmac_secret_key": "",
             "shared_poll_hmac_previous_secret_key": "",
             "shared_poll_hmac_previous_secret_key_valid_until": 0,
@@ -636,7 +637,7 @@ class ChannelOptionTests(SynchronousTestCase):
                 "subscribe_proxy_name", "publish_proxy_name", "sub_refresh_proxy_name",
                 "shared_poll_proxy_name", "shared_poll_mode", "shared_poll_refresh_interval",
                 "shared_poll_refresh_batch_size", "shared_poll_max_keys_per_connection",
-                "shared_poll_track_expired_extra_delay",
+                "shared_poll_track_expired_extra_delay", "shared_poll_publish_enabled",
             } | {f.name for f in dataclasses.fields(MapChannelOptions)},
         )
 

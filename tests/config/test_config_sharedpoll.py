@@ -21,6 +21,7 @@ V5: dict[str, Any] = {
         "name": "poll", "subscription_type": "shared_poll", "shared_poll_proxy_name": "poll_backend",
         "shared_poll_mode": "versioned", "shared_poll_refresh_interval": "200ms", "shared_poll_refresh_batch_size": 100,
         "shared_poll_max_keys_per_connection": 50, "shared_poll_track_expired_extra_delay": "3s",
+        "shared_poll_publish_enabled": True,
     }],
 }
 
@@ -30,11 +31,12 @@ V6: dict[str, Any] = {
     "channel": {"namespaces": [{
         "name": "poll", "subscription_type": "shared_poll",
         "shared_poll": {"proxy_name": "poll_backend", "mode": "versioned", "refresh_interval": "200ms",
-                        "refresh_batch_size": 100, "max_keys_per_connection": 50, "track_expired_extra_delay": "3s"},
+                        "refresh_batch_size": 100, "max_keys_per_connection": 50, "track_expired_extra_delay": "3s",
+                        "publish_enabled": True},
     }]},
 }
 
-EXPECTED = SharedPollOptions("poll_backend", False, 0.2, 100, 50, 3.0)
+EXPECTED = SharedPollOptions("poll_backend", False, 0.2, 100, 50, 3.0, publishEnabled=True)
 
 
 class SharedPollConfigTests(EnvironmentTests):
@@ -69,13 +71,14 @@ class SharedPollConfigTests(EnvironmentTests):
             "CENTRIFUGO_SHARED_POLL_HMAC_SECRET_KEY": "from-env",
             "CENTRIFUGO_CHANNEL_NAMESPACES_POLL_SHARED_POLL_REFRESH_INTERVAL": "2s",
             "CENTRIFUGO_CHANNEL_NAMESPACES_POLL_SHARED_POLL_MODE": "versionless",
+            "CENTRIFUGO_CHANNEL_NAMESPACES_POLL_SHARED_POLL_PUBLISH_ENABLED": "false",  # (needs versioned)
             "CENTRIFUGO_CHANNEL_WITHOUT_NAMESPACE_SHARED_POLL_REFRESH_BATCH_SIZE": "7",
             "CENTRIFUGO_SHARED_POLL_MAX_KEYS_PER_CONNECTION": "9",  # v5's name of the top-level option
         })
         config = loaded.config
         self.assertEqual(config.shared_poll_hmac_secret_key, "from-env")
         options = SharedPollOptions.of(config.namespaces[0].options)
-        self.assertEqual((options.refreshInterval, options.versionless), (2.0, True))
+        self.assertEqual((options.refreshInterval, options.versionless, options.publishEnabled), (2.0, True, False))
         self.assertEqual((config.shared_poll_refresh_batch_size, config.shared_poll_max_keys_per_connection), (7, 9))
 
     def test_secretRequired(self) -> None:
@@ -102,3 +105,13 @@ class SharedPollConfigTests(EnvironmentTests):
     def test_notSharedPollNeedsNothing(self) -> None:
         config, _ = config_from_dict({"namespaces": [{"name": "chat", "subscription_type": "stream"}]})
         self.assertFalse(isSharedPoll(config.namespaces[0].options))
+
+    def test_publishEnabledNeedsVersioned(self) -> None:
+        """As Centrifugo: publish_enabled with versionless mode is refused at start, in one line."""
+        namespace = {**V5["namespaces"][0], "shared_poll_mode": ""}
+        with self.assertRaises(ConfigError) as caught:
+            config_from_dict({**V5, "namespaces": [namespace]})
+        message = str(caught.exception)
+        self.assertIn('"namespaces[0].shared_poll_publish_enabled"', message)
+        self.assertIn('"versioned"', message)
+        self.assertNotIn("\n", message)

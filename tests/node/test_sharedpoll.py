@@ -211,6 +211,43 @@ class SharedPollsTests(SynchronousTestCase):
             self.polls.leave(channel, sub, ["k"])
         self.assertEqual(max(self.sizes().values()), 0)
 
+    def test_publishedNewerVersionReachesTrackers(self) -> None:
+        """
+        The application's own update (shared_poll_publish): delivered when newer than the node's version, kept
+        (a poll answering the older version is no change), ignored when not newer or not tracked here.
+        """
+        self.backend.state = {"k": (b"1", 1)}
+        a, b = self.subscribers(2, ["k"])
+        (other,) = self.subscribers(1, ["j"])
+        self.clock.advance(0)
+        self.polls.publish("poll:c", "k", 5, "", b"5")
+        self.polls.publish("poll:c", "k", 4, "", b"4")  # older than what the node has now
+        self.polls.publish("poll:c", "nobody", 9, "", b"9")
+        self.polls.publish("poll:elsewhere", "k", 9, "", b"9")
+        self.clock.advance(1.0)  # the backend still says version 1
+        for sub in (a, b):
+            self.assertEqual(sub.received(), [("k", 1, b"1", False), ("k", 5, b"5", False)])
+        self.assertEqual(other.received(), [])
+        self.assertEqual(self.polls.latest("poll:c", "k"), (5, b"5"))
+        self.assertEqual(self.polls.latest("poll:c", "nobody"), None)
+
+    def test_publishedEpochChange(self) -> None:
+        """A published epoch other than the channel's starts versions over; an empty one is no epoch at all."""
+        self.backend.state = {"k": (b"1", 1)}
+        (a,) = self.subscribers(1, ["k"])
+        self.clock.advance(0)
+        self.polls.publish("poll:c", "k", 2, "", b"2")
+        self.assertEqual(a.lost, 0)
+        self.polls.publish("poll:c", "k", 1, "e2", b"x")
+        self.assertEqual(a.lost, 1)
+        self.assertEqual(self.polls.join("poll:c", VERSIONED, FakeKeyedSubscriber()), "e2")
+        self.assertEqual(a.received()[-1], ("k", 1, b"x", False))  # versions started over: 1 is new
+
+    def test_publishIgnoredOnVersionless(self) -> None:
+        (a,) = self.subscribers(1, ["k"], VERSIONLESS)
+        self.polls.publish("poll:c", "k", 9, "e", b"9")
+        self.assertEqual((a.received(), a.lost), ([], 0))
+
 
 class KeyedUpdateTests(SynchronousTestCase):
     def test_frames(self) -> None:

@@ -9,6 +9,9 @@
 //            "a" reconnects while k1 changes again; "a" tracks "bad", which getSignature signs wrongly (103).
 //   expiry   "a" tracks with a signature already expired past the grace period (109, then a fresh one), then
 //            with signatures that expire in 2 s: the SDK asks for a new one when the reply's ttl runs out.
+//   publish  "a" (first URL) and "b" (last URL) track k1; the server API's shared_poll_publish (--apikey) pushes
+//            version 5 through the first URL, then an older 4, then 6 through the last URL; the backend then says
+//            3 (older: no change), then 7.
 //
 // Events: "update" {who, key, data, version, removed}, "tracked" {who, keys}, "signature" {who, keys, expired},
 // "sub_error" {who, type, code}, "wire" {who, dir, ...} (JSON only: track/untrack commands out, their replies
@@ -17,7 +20,7 @@
 import crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
-import { emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
+import { callAPI, emit, fail, guard, loadCentrifuge, runScenario, sleep } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -28,6 +31,7 @@ const { values: args } = parseArgs({
     secret: { type: 'string' },
     scenario: { type: 'string', default: 'main' },
     deadline: { type: 'string', default: '40' },
+    apikey: { type: 'string', default: '' },
   },
 });
 if (!args.url || !args.backend || !args.channel || !args.secret || !['json', 'protobuf'].includes(args.protocol)) {
@@ -170,6 +174,30 @@ await runScenario({
     await until(() => updates.some((u) => u.who === 'a' && u.key === 'bad' && u.removed), 'bad key removed');
     emit('tracked', { who: 'a', keys: [...a.sub.trackedKeys()].sort() });
     emit('step', { name: 'refused' });
+    a.centrifuge.disconnect();
+    b.centrifuge.disconnect();
+  },
+
+  async publish() {
+    await set('k1', { v: 'k1-1' }, 1);
+    const a = await client('a', urls[0], signer('a'));
+    const b = await client('b', urls[urls.length - 1], signer('b'));
+    a.sub.track(['k1']);
+    b.sub.track(['k1']);
+    const seen = (who, v) => updates.some((u) => u.who === who && u.key === 'k1' && u.data?.v === v);
+    const both = (v) => until(() => seen('a', v) && seen('b', v), `k1 ${v} for both`);
+    await both('k1-1');
+    const publish = (url, v, version) => callAPI(url, args.apikey, 'shared_poll_publish',
+      { channel: args.channel, key: 'k1', data: { v }, version });
+    await publish(urls[0], 'k1-pub5', 5);
+    await both('k1-pub5');
+    await publish(urls[0], 'k1-pub4', 4); // older: nobody gets it
+    await publish(urls[urls.length - 1], 'k1-pub6', 6);
+    await both('k1-pub6');
+    await set('k1', { v: 'k1-3' }, 3); // the backend behind the published versions: no change
+    await sleep(600); // three refresh intervals
+    await set('k1', { v: 'k1-7' }, 7);
+    await both('k1-7');
     a.centrifuge.disconnect();
     b.centrifuge.disconnect();
   },
