@@ -162,10 +162,11 @@ class IMapBroker(Interface):
         """
 
     def readState(channel: str, settings: MapSettings, cursor: str = "", limit: int = -1,
-                  revision: Optional[StreamPosition] = None) -> Deferred[MapStateResult]:
+                  revision: Optional[StreamPosition] = None, key: str = "") -> Deferred[MapStateResult]:
         """
         Read one page of the state, in key order, from after C{cursor} ("" : the first page); C{limit} keys at most
-        (negative: all; 0: none, only the position).
+        (negative: all; 0: none, only the position). With C{key}: that key's entry alone (none when it is not
+        there), C{cursor} and C{limit} aside.
 
         @param revision: a position from an earlier page: fails with
             L{httpstream.engines.UnrecoverablePosition} when its epoch is set and is not the stream's.

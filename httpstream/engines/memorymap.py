@@ -180,10 +180,13 @@ class MemoryMapBroker:
         self._deliver(channel, removal, m.epoch)
 
     def readState(self, channel: str, settings: MapSettings, cursor: str = "", limit: int = -1,
-                  revision: Optional[StreamPosition] = None) -> Deferred[MapStateResult]:
+                  revision: Optional[StreamPosition] = None, key: str = "") -> Deferred[MapStateResult]:
         m = self._map(channel, settings)
         if revision is not None and revision.epoch and revision.epoch != m.epoch:
             return fail(UnrecoverablePosition(m.top, m.epoch))
+        if key:
+            entry = m.entries.get(key)
+            return succeed(MapStateResult([entry] if entry is not None else [], m.position(), ""))
         start = bisect.bisect_right(m.keys, cursor) if cursor else 0
         stop = len(m.keys) if limit < 0 else min(len(m.keys), start + limit)
         keys = m.keys[start:stop]

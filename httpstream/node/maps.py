@@ -104,9 +104,9 @@ class NodeMaps:
         return self._node.mapBroker.remove(channel, key, mapSettings(options), idempotencyKey=idempotencyKey)
 
     def readState(self, channel: str, cursor: str = "", limit: int = -1, revision: Optional[StreamPosition] = None,
-                  options: Optional[ChannelOptions] = None) -> Deferred[MapStateResult]:
+                  options: Optional[ChannelOptions] = None, key: str = "") -> Deferred[MapStateResult]:
         options = self.options(channel, options)
-        return self._node.mapBroker.readState(channel, mapSettings(options), cursor, limit, revision)
+        return self._node.mapBroker.readState(channel, mapSettings(options), cursor, limit, revision, key)
 
     def readStream(self, channel: str, since: Optional[StreamPosition] = None, limit: int = -1,
                    options: Optional[ChannelOptions] = None) -> Deferred[MapStreamResult]:

@@ -6,7 +6,8 @@ C{map_stats}, C{map_clear}), on map channels only (107 otherwise; 102 for an unk
 C{tags} of C{map_publish} are stored with the key and go with its updates (and its removal), for tags filters to
 select. C{idempotency_key} of C{map_publish} and C{map_remove} makes a retry change nothing and answer the first
 write's result (remembered 5 minutes by the engine, as channel publications). Not served yet: C{stream_data},
-C{delta}, C{version}/C{version_epoch}, C{score} (ordered maps) and C{map_read_state}'s C{key}/C{asc}.
+C{delta}, C{version}/C{version_epoch}, C{score} (ordered maps, which C{map_read_state}'s C{asc} orders: accepted
+and unused) and C{map_read_stream}'s C{reverse} (107).
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ class MapMethods:
         limit = f.integer("limit", INT32)
         revisionOffset, revisionEpoch = f.integer("revision_offset", UINT64), f.string("revision_epoch")
         revision = StreamPosition(revisionOffset, revisionEpoch) if (revisionOffset or revisionEpoch) else None
-        d: Deferred[Any] = self.node.maps.readState(channel, f.string("cursor"), limit if limit > 0 else -1, revision, options)
+        f.boolean("asc")  # read (a bad value is a bad request) and unused: it orders ordered maps, which are not served
+        d: Deferred[Any] = self.node.maps.readState(
+            channel, f.string("cursor"), limit if limit > 0 else -1, revision, options, key=f.string("key"))
         return d.addCallback(lambda page: {"entries": [_entry(p) for p in page.publications],
                                            **page.position.asDict(), "cursor": page.cursor})
 

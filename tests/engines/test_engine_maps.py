@@ -112,6 +112,18 @@ class MapBrokerContract:
         self.assertEqual((yield self.state(limit=0)).publications, [])
 
     @inlineCallbacks
+    def test_oneKey(self) -> _Gen:
+        """readState with a key: that entry alone whatever the cursor and limit, or none; the position either way."""
+        for key in ["c", "a", "b"]:
+            yield self.put(key, key.encode())
+        one = yield self.state(key="b", cursor="b", limit=0)
+        self.assertEqual([(p.key, p.data, p.offset) for p in one.publications], [("b", b"b", 3)])
+        self.assertEqual((one.cursor, one.position.offset), ("", 3))
+        self.assertEqual((yield self.state(key="z")).publications, [])
+        yield self.broker.remove(self.channel, "b", POSITIONED)
+        self.assertEqual((yield self.state(key="b")).publications, [])
+
+    @inlineCallbacks
     def test_keyOrderBeyondASCII(self) -> _Gen:
         """Keys are ordered by code point (UTF-8 byte order), as Python sorts them."""
         keys = ["é", "z", "Z", "ё", "a b", "😀", "a"]

@@ -34,6 +34,15 @@ class MapMethodTests(APITestCase):
         self.assertEqual(rest["entries"], [{"key": "b", "offset": 1, "data": b'{"v":1}', "tags": {"team": "eng"}}])
         self.assertEqual(rest["cursor"], "")
 
+    def test_readOneKey(self) -> None:
+        self.call("map_publish", channel="board:1", key="a", data={"v": 1})
+        self.call("map_publish", channel="board:1", key="b", data={"v": 2})
+        state = self.call("map_read_state", channel="board:1", key="b", asc=True)
+        self.assertEqual([(e["key"], e["data"]) for e in state["entries"]], [("b", b'{"v":2}')])
+        self.assertEqual((state["offset"], state["cursor"]), (2, ""))
+        self.assertEqual(self.call("map_read_state", channel="board:1", key="nope")["entries"], [])
+        self.assertEqual(self.error(self.api.call("map_read_state", {"channel": "board:1", "asc": "yes"})), 107)
+
     def test_removeAndStream(self) -> None:
         self.call("map_publish", channel="board:1", key="k", data={"v": 1}, tags={"team": "eng"})
         removed = self.call("map_remove", channel="board:1", key="k")

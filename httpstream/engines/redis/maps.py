@@ -154,11 +154,14 @@ class RedisMapBroker(Service):
         return self._write(channel, b"r", key, payload, settings, "", idempotencyKey)
 
     def readState(self, channel: str, settings: MapSettings, cursor: str = "", limit: int = -1,
-                  revision: Optional[StreamPosition] = None) -> Deferred[MapStateResult]:
+                  revision: Optional[StreamPosition] = None, key: str = "") -> Deferred[MapStateResult]:
+        if key:
+            cursor, limit = "", -1  # one entry at most: never a next page
         count = -1 if limit < 0 else min(limit, _LUA_COUNT)
         if 0 < count < _LUA_COUNT:
             count += 1  # one more tells whether there is a next page
-        d = self._run(channel, READ_STATE_SCRIPT, [b"(" + cursor.encode() if cursor else b"-", count], settings)
+        lowest = b"(" + cursor.encode() if cursor else b"-"
+        d = self._run(channel, READ_STATE_SCRIPT, [lowest, count, key.encode()], settings)
 
         def read(reply: Any) -> MapStateResult:
             head, publications = readStateReply(reply)

@@ -177,13 +177,17 @@ return {top, epoch, nextDeadline(), reason}
 """
 
 READ_STATE_SCRIPT = _PRELUDE + b"""
--- ARGV 7-8: the lowest key ("-", or "(" .. cursor), how many keys (-1: all). Reply: {top, epoch, next deadline,
--- keys, their stored values}.
+-- ARGV 7-9: the lowest key ("-", or "(" .. cursor), how many keys (-1: all), one key alone ("": a page). Reply:
+-- {top, epoch, next deadline, keys, their stored values}.
 expire()
 keep()
 local limit = tonumber(ARGV[8])
 local keys = {}
-if limit < 0 then
+if ARGV[9] ~= "" then
+  if redis.call("hexists", state, ARGV[9]) == 1 then
+    keys = {ARGV[9]}
+  end
+elseif limit < 0 then
   keys = redis.call("zrangebylex", order, ARGV[7], "+")
 elseif limit > 0 then
   keys = redis.call("zrangebylex", order, ARGV[7], "+", "LIMIT", 0, limit)
