@@ -173,13 +173,14 @@ class IMapBroker(Interface):
         """
 
     def readStream(channel: str, settings: MapSettings, since: Optional[StreamPosition] = None,
-                   limit: int = -1) -> Deferred[MapStreamResult]:
+                   limit: int = -1, reverse: bool = False) -> Deferred[MapStreamResult]:
         """
         Read the stream's writes after C{since.offset} (all retained ones without C{since}), oldest first, at most
-        C{limit} (negative: all; 0: none, only the position).
+        C{limit} (negative: all; 0: none, only the position). C{reverse}: newest first, those before
+        C{since.offset} (as a history read's C{reverse}).
 
         Fails with L{httpstream.engines.UnrecoverablePosition} when C{since.epoch} is set and is not the stream's,
-        or when writes after C{since} are no longer retained (the stream was trimmed past it).
+        or (forward only) when writes after C{since} are no longer retained (the stream was trimmed past it).
         """
 
     def stats(channel: str) -> Deferred[int]:

@@ -194,11 +194,17 @@ class MemoryMapBroker:
         return succeed(MapStateResult([m.entries[k] for k in keys], m.position(), nextCursor))
 
     def readStream(self, channel: str, settings: MapSettings, since: Optional[StreamPosition] = None,
-                   limit: int = -1) -> Deferred[MapStreamResult]:
+                   limit: int = -1, reverse: bool = False) -> Deferred[MapStreamResult]:
         m = self._map(channel, settings)
         m.expireStream(self._reactor.seconds())
         items: list[Publication] = list(m.stream)
-        if since is not None:
+        if reverse:
+            if since is not None:
+                if since.epoch and since.epoch != m.epoch:
+                    return fail(UnrecoverablePosition(m.top, m.epoch))
+                items = [p for p in items if p.offset < since.offset]
+            items.reverse()
+        elif since is not None:
             if since.epoch and since.epoch != m.epoch:
                 return fail(UnrecoverablePosition(m.top, m.epoch))
             if since.offset > m.top:

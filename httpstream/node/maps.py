@@ -109,9 +109,9 @@ class NodeMaps:
         return self._node.mapBroker.readState(channel, mapSettings(options), cursor, limit, revision, key)
 
     def readStream(self, channel: str, since: Optional[StreamPosition] = None, limit: int = -1,
-                   options: Optional[ChannelOptions] = None) -> Deferred[MapStreamResult]:
+                   options: Optional[ChannelOptions] = None, reverse: bool = False) -> Deferred[MapStreamResult]:
         options = self.options(channel, options)
-        return self._node.mapBroker.readStream(channel, mapSettings(options), since, limit)
+        return self._node.mapBroker.readStream(channel, mapSettings(options), since, limit, reverse)
 
     def clear(self, channel: str) -> Deferred[Any]:
         self.options(channel)

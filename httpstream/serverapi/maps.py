@@ -6,8 +6,8 @@ C{map_stats}, C{map_clear}), on map channels only (107 otherwise; 102 for an unk
 C{tags} of C{map_publish} are stored with the key and go with its updates (and its removal), for tags filters to
 select. C{idempotency_key} of C{map_publish} and C{map_remove} makes a retry change nothing and answer the first
 write's result (remembered 5 minutes by the engine, as channel publications). Not served yet: C{stream_data},
-C{delta}, C{version}/C{version_epoch}, C{score} (ordered maps, which C{map_read_state}'s C{asc} orders: accepted
-and unused) and C{map_read_stream}'s C{reverse} (107).
+C{delta}, C{version}/C{version_epoch} and C{score} (ordered maps, which C{map_read_state}'s C{asc} orders: accepted
+and unused).
 """
 
 from __future__ import annotations
@@ -93,12 +93,11 @@ class MapMethods:
     def readStream(self, f: Fields) -> Deferred[dict[str, Any]]:
         channel = f.string("channel")
         options = self._options(channel)
-        if f.boolean("reverse"):
-            raise APIError(ERROR_BAD_REQUEST)  # not served yet
         sinceOffset, sinceEpoch = f.integer("since_offset", UINT64), f.string("since_epoch")
         since = StreamPosition(sinceOffset, sinceEpoch) if (sinceOffset or sinceEpoch) else None
         limit = f.integer("limit", INT32)
-        d: Deferred[Any] = self.node.maps.readStream(channel, since, limit if limit > 0 else -1, options)
+        d: Deferred[Any] = self.node.maps.readStream(
+            channel, since, limit if limit > 0 else -1, options, reverse=f.boolean("reverse"))
         return d.addCallback(lambda page: {"entries": [_entry(p) for p in page.publications],
                                            **page.position.asDict()})
 

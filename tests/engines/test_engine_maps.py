@@ -88,8 +88,9 @@ class MapBrokerContract:
     def state(self, settings: MapSettings = POSITIONED, **kw: Any) -> Deferred[Any]:
         return self.broker.readState(self.channel, settings, **kw)
 
-    def stream(self, since: Any = None, limit: int = -1, settings: MapSettings = POSITIONED) -> Deferred[Any]:
-        return self.broker.readStream(self.channel, settings, since, limit)
+    def stream(self, since: Any = None, limit: int = -1, settings: MapSettings = POSITIONED,
+               reverse: bool = False) -> Deferred[Any]:
+        return self.broker.readStream(self.channel, settings, since, limit, reverse)
 
     def test_provides(self) -> None:
         self.assertTrue(verifyObject(IMapBroker, self.provider()))  # type: ignore[attr-defined]
@@ -214,6 +215,21 @@ class MapBrokerContract:
         self.assertEqual([p.key for p in stream.publications], ["b", "c"])
         self.assertEqual((yield self.stream(StreamPosition(1, top.epoch), 1)).publications[0].key, "b")
         self.assertEqual((yield self.stream(StreamPosition(3, top.epoch))).publications, [])
+
+    @inlineCallbacks
+    def test_streamReversed(self) -> _Gen:
+        """Reversed: newest first, up to the limit; with since, the writes before it; another epoch is refused."""
+        for key in ["a", "b", "c", "d"]:
+            yield self.put(key)
+        offsets = lambda result: [p.offset for p in result.publications]  # noqa: E731
+        self.assertEqual(offsets((yield self.stream(reverse=True))), [4, 3, 2, 1])
+        self.assertEqual(offsets((yield self.stream(limit=2, reverse=True))), [4, 3])
+        top = (yield self.stream(limit=0)).position
+        since = StreamPosition(3, top.epoch)
+        self.assertEqual(offsets((yield self.stream(since, reverse=True))), [2, 1])
+        self.assertEqual(offsets((yield self.stream(since, limit=1, reverse=True))), [2])
+        self.assertEqual(offsets((yield self.stream(StreamPosition(1, top.epoch), reverse=True))), [])
+        yield self.assertFailure(self.stream(StreamPosition(3, "other"), reverse=True), UnrecoverablePosition)
 
     @inlineCallbacks
     def test_trimmedStreamUnrecoverable(self) -> _Gen:

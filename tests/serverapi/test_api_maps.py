@@ -53,6 +53,14 @@ class MapMethodTests(APITestCase):
         self.assertEqual(stream["entries"], [{"key": "k", "offset": 2, "removed": True, "tags": {"team": "eng"}}])
         self.assertEqual(self.call("map_stats", channel="board:1"), {"num_keys": 0})
 
+    def test_streamReversed(self) -> None:
+        for n in range(3):
+            self.call("map_publish", channel="board:1", key=f"k{n}", data={"v": n})
+        stream = self.call("map_read_stream", channel="board:1", reverse=True, limit=2)
+        self.assertEqual([e["offset"] for e in stream["entries"]], [3, 2])
+        before = self.call("map_read_stream", channel="board:1", reverse=True, since_offset=2, since_epoch=stream["epoch"])
+        self.assertEqual([e["key"] for e in before["entries"]], ["k0"])
+
     def test_keyMode(self) -> None:
         self.call("map_publish", channel="board:1", key="k", data={"v": 1})
         result = self.call("map_publish", channel="board:1", key="k", data={"v": 2}, key_mode="if_new")

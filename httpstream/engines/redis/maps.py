@@ -177,18 +177,24 @@ class RedisMapBroker(Service):
         return d.addCallback(read)
 
     def readStream(self, channel: str, settings: MapSettings, since: Optional[StreamPosition] = None,
-                   limit: int = -1) -> Deferred[MapStreamResult]:
-        lowest, epoch = b"-", ""
+                   limit: int = -1, reverse: bool = False) -> Deferred[MapStreamResult]:
+        lowest, epoch = (b"+" if reverse else b"-"), ""
         if since is not None:
-            lowest = b"%d" % (min(max(since.offset, 0), _MAX_OFFSET - 1) + 1)
+            offset = min(max(since.offset, 0), _MAX_OFFSET - 1)
+            # Reversed: the entries before since (id 0 is none: a stream's ids start at 1).
+            lowest = b"%d" % (max(offset - 1, 0) if reverse else offset + 1)
             epoch = since.epoch
         count = -1 if limit < 0 else min(limit, _LUA_COUNT)
-        d = self._run(channel, READ_STREAM_SCRIPT, [lowest, count, epoch], settings)
+        d = self._run(channel, READ_STREAM_SCRIPT, [lowest, count, epoch, b"1" if reverse else b"0"], settings)
 
         def read(reply: Any) -> MapStreamResult:
             head, oldest, publications = readStreamReply(reply)
             self._learn(channel, head)
             top, current = head.position.offset, head.position.epoch
+            if reverse:
+                if since is not None and since.epoch and since.epoch != current:
+                    raise UnrecoverablePosition(top, current)
+                return MapStreamResult(publications, head.position)
             if since is not None:
                 # As the memory broker: another epoch, a position past the top, or writes after it trimmed away.
                 first = oldest or top + 1

@@ -204,15 +204,22 @@ return {top, epoch, nextDeadline(), keys, values}
 """
 
 READ_STREAM_SCRIPT = _PRELUDE + b"""
--- ARGV 7-9: the lowest entry id, how many (-1: all, 0: none), the epoch asked for ("": any). Reply: {top, epoch,
--- next deadline, the oldest entry kept (a list of none or one), the entries}.
+-- ARGV 7-10: the lowest entry id (the highest when reversed), how many (-1: all, 0: none), the epoch asked for
+-- ("": any), "1" for newest first. Reply: {top, epoch, next deadline, the oldest entry kept (a list of none or
+-- one), the entries}.
 expire()
 keep()
 local count = tonumber(ARGV[8])
 local entries = {}
 local oldest = redis.call("xrange", stream, "-", "+", "COUNT", 1)
 if count ~= 0 and (ARGV[9] == "" or ARGV[9] == epoch) then
-  if count > 0 then
+  if ARGV[10] == "1" then
+    if count > 0 then
+      entries = redis.call("xrevrange", stream, ARGV[7], "-", "COUNT", count)
+    else
+      entries = redis.call("xrevrange", stream, ARGV[7], "-")
+    end
+  elseif count > 0 then
     entries = redis.call("xrange", stream, ARGV[7], "+", "COUNT", count)
   else
     entries = redis.call("xrange", stream, ARGV[7], "+")
