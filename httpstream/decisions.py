@@ -25,6 +25,7 @@ __all__ = [
     "ConnectRequest",
     "Connection",
     "GrantedSubscription",
+    "MapWriteDecision",
     "PublishDecision",
     "RefreshDecision",
     "Refused",
@@ -175,6 +176,20 @@ class PublishDecision:
 
     data: bytes
     skipHistory: bool = False
+
+
+@attrs.frozen
+class MapWriteDecision:
+    """
+    A map write (publish or remove) the policy accepted: the key to write (C{map.client_key} or a proxy may choose
+    it) and what a map publish/remove proxy changed (None/"": as the client sent, or nothing).
+    """
+
+    key: str
+    data: Optional[bytes] = None
+    tags: Optional[Mapping[str, str]] = None
+    keyMode: str = ""
+    idempotencyKey: str = ""
 
 
 @attrs.frozen

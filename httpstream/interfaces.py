@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from httpstream.config import ChannelOptions
     from httpstream.decisions import (
-        ConnectDecision, ConnectRequest, Connection, PublishDecision, RefreshDecision, SubscribeDecision,
-        SubscribeRequest, TrackBatch,
+        ConnectDecision, ConnectRequest, Connection, MapWriteDecision, PublishDecision, RefreshDecision,
+        SubscribeDecision, SubscribeRequest, TrackBatch,
     )
     from httpstream.emulation import EmulationResult
     from httpstream.values import ClientInfo, HistoryResult, Publication, StreamPosition
@@ -185,9 +185,9 @@ class IClientPolicy(Interface):
                    subscribed: bool) -> "Deferred[PublishDecision]":
         """Accept a client's publication (maybe with other data) or refuse it."""
 
-    def mapWriting(connection: "Connection", channel: str, options: "ChannelOptions", key: str, remove: bool,
-                   subscribed: bool) -> "Deferred[str]":
-        """Let a client set (or C{remove}) a map key: the key written (C{map.client_key} may choose it), or L{Refused}."""
+    def mapWriting(connection: "Connection", channel: str, options: "ChannelOptions", key: str, data: bytes,
+                   remove: bool, subscribed: bool) -> "Deferred[MapWriteDecision]":
+        """Let a client set (or C{remove}) a map key to C{data}: what to write (key, maybe other data), or L{Refused}."""
 
     def tracking(connection: "Connection", channel: str, options: "ChannelOptions",
                  batches: "Sequence[TrackBatch]") -> "Deferred[list[int]]":

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.client.test_client_maps -*-
 """
 A client's map publish (PublishRequest C{type} 1): set a map key to C{data}, or remove it (C{removed}), as the
-namespace's C{map} permissions and C{client_key} allow, as the connection's policy decides (C{mapWriting}). The reply is an empty
+namespace's C{map} permissions and C{client_key} allow, or its map publish (remove) proxy, as the connection's policy
+decides (C{mapWriting}: the key, and what a proxy changed). The reply is an empty
 C{publish} result; the write reaches the map's subscribers (the writer too, when subscribed) as an update.
 """
 
@@ -11,7 +12,7 @@ from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 
-from httpstream.decisions import Refused
+from httpstream.decisions import MapWriteDecision, Refused
 from httpstream.policy.channels import ChannelError
 from httpstream.protocol import codes
 
@@ -40,16 +41,20 @@ def mapPublish(client: Any, commandID: int, request: dict[str, Any]) -> Optional
     sub = client.subs.get(channel)
     subscribed = sub is not None and not sub.subscribing
 
-    def write(key: str) -> Deferred[Any]:
+    def write(decision: MapWriteDecision) -> Deferred[Any]:
         written: Deferred[Any]
         if removed:
-            written = node.maps.remove(channel, key, options)
+            written = node.maps.remove(channel, decision.key, options, idempotencyKey=decision.idempotencyKey,
+                                       tags=decision.tags)
         else:
-            written = node.maps.publish(channel, key, data, client.clientInfo(sub), options=options)
+            written = node.maps.publish(
+                channel, decision.key, decision.data if decision.data is not None else data, client.clientInfo(sub),
+                tags=dict(decision.tags) if decision.tags else None, options=options, keyMode=decision.keyMode,
+                idempotencyKey=decision.idempotencyKey)
         return written
 
-    d = client.policy.mapWriting(client.connection(), channel, options, request.get("key", "") or "", removed,
-                                 subscribed)
+    d = client.policy.mapWriting(client.connection(), channel, options, request.get("key", "") or "", data,
+                                 removed, subscribed)
     done: Deferred[Any] = d.addCallback(write).addCallbacks(lambda _: client.send({"id": commandID, "publish": {}}),
                                                            lambda f: client.commandFailed(commandID, f, "publish"))
     return done

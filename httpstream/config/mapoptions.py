@@ -18,8 +18,8 @@ from typing import Any, Mapping
 from httpstream.config.settings import ConfigError, Duration, setting
 
 __all__ = [
-    "MAP_OPTION_PREFIX", "MAP_TYPES", "SUBSCRIPTION_TYPES", "MapChannelOptions", "checkMapOptions", "mapV6Name",
-    "subscriptionTypeAllowed",
+    "MAP_OPTION_PREFIX", "MAP_TYPES", "SUBSCRIPTION_TYPES", "MapChannelOptions", "checkMapOptions", "checkMapProxies",
+    "mapV6Name", "subscriptionTypeAllowed",
 ]
 
 # SubscribeRequest.type of each subscription_type (the SDK's: stream 0, map 1, map_clients 2, map_users 3, shared poll 4).
@@ -80,6 +80,11 @@ class MapChannelOptions:
     map_max_page_size: int = setting(0, minimum=0)
     map_live_transition_max_publication_limit: int = setting(0, minimum=0)
     map_subscribe_catch_up_timeout: Duration = setting(0.0, minimum=0)
+    "A client's map publish (remove) asks the backend first: a proxy of \"proxies\", by name (v6 map.*)."
+    map_publish_proxy_enabled: bool = setting(False)
+    map_publish_proxy_name: str = setting("")
+    map_remove_proxy_enabled: bool = setting(False)
+    map_remove_proxy_name: str = setting("")
 
     @property
     def isMap(self) -> bool:
@@ -125,3 +130,24 @@ def checkMapOptions(prefix: str, options: Mapping[str, Any]) -> None:
     if low and high and low > high:
         raise ConfigError(f"config keys {key('map_min_page_size')} and {key('map_max_page_size')}: the minimum "
                           f"({low}) is above the maximum ({high})")
+
+
+def checkMapProxies(config: Any) -> None:
+    """
+    Refuse at start a map publish (remove) proxy that names no proxy of C{proxies}: httpstream has no unnamed
+    default map proxy (Centrifugo's C{channel.proxy.map_publish}), so the name is required.
+
+    @param config: a L{httpstream.config.Config}.
+    """
+    where = [("", config)] + [(f"namespaces[{i}].", n.options) for i, n in enumerate(config.namespaces)]
+    known = {proxy.name for proxy in config.proxies}
+    for prefix, options in where:
+        for event in ("publish", "remove"):
+            name = getattr(options, f"map_{event}_proxy_name")
+            if getattr(options, f"map_{event}_proxy_enabled") and name not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                raise ConfigError(
+                    f'config key "{prefix}{mapV6Name(f"map_{event}_proxy_name")}": "{prefix}'
+                    f'{mapV6Name(f"map_{event}_proxy_enabled")}" needs a proxy of "proxies" by name; got {name!r} '
+                    f"(defined: {listed})"
+                )

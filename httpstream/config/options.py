@@ -27,6 +27,7 @@ from httpstream.config.proxies import (
     readRPCNamespaces,
     readStaticHeaders,
 )
+from httpstream.config.mapoptions import checkMapProxies
 from httpstream.config.sharedpoll import checkSharedPoll
 from httpstream.config.settings import (
     ConfigError,
@@ -373,5 +374,5 @@ def _check_workers(config: Config) -> None:
 
 _CROSS_CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_ping_pong, _check_workers, _check_channel_options, _check_personal_channel, checkProxyNames,
-    _check_redis_cluster, _check_sentinel, checkSharedPoll,
+    _check_redis_cluster, _check_sentinel, checkSharedPoll, checkMapProxies,
 )

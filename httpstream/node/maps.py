@@ -6,7 +6,7 @@ options turned into the broker's L{MapSettings}. Used by clients (map subscribe,
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from typing import Any, Mapping, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -97,11 +97,15 @@ class NodeMaps:
         return self._node.mapBroker.publish(channel, key, publication, mapSettings(options), keyMode, idempotencyKey)
 
     def remove(self, channel: str, key: str, options: Optional[ChannelOptions] = None,
-               idempotencyKey: str = "") -> Deferred[MapUpdateResult]:
-        """Remove C{key} of map channel C{channel}. @raise ChannelError: not a (known) map channel, or no key."""
+               idempotencyKey: str = "", tags: Optional[Mapping[str, str]] = None) -> Deferred[MapUpdateResult]:
+        """
+        Remove C{key} of map channel C{channel} (its removal with C{tags}, else the key's own).
+        @raise ChannelError: not a (known) map channel, or no key.
+        """
         options = self.options(channel, options)
         _checkKey(key)
-        return self._node.mapBroker.remove(channel, key, mapSettings(options), idempotencyKey=idempotencyKey)
+        return self._node.mapBroker.remove(channel, key, mapSettings(options), dict(tags) if tags else None,
+                                           idempotencyKey=idempotencyKey)
 
     def readState(self, channel: str, cursor: str = "", limit: int = -1, revision: Optional[StreamPosition] = None,
                   options: Optional[ChannelOptions] = None, key: str = "") -> Deferred[MapStateResult]:

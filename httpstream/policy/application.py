@@ -22,6 +22,7 @@ from httpstream.decisions import (
     ConnectDecision,
     ConnectRequest,
     Connection,
+    MapWriteDecision,
     PublishDecision,
     RefreshDecision,
     SubscribeDecision,
@@ -87,9 +88,9 @@ class ApplicationPolicy:
                       token: str) -> Deferred[RefreshDecision]:
         return self.fallback.subRefreshing(connection, channel, options, token)
 
-    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, remove: bool,
-                   subscribed: bool) -> Deferred[str]:
-        return self.fallback.mapWriting(connection, channel, options, key, remove, subscribed)
+    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, data: bytes,
+                   remove: bool, subscribed: bool) -> Deferred[MapWriteDecision]:
+        return self.fallback.mapWriting(connection, channel, options, key, data, remove, subscribed)
 
     def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
                  batches: Sequence[TrackBatch]) -> Deferred[list[int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 from weakref import WeakKeyDictionary
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -19,6 +20,7 @@ from httpstream.decisions import (
     ConnectDecision,
     ConnectRequest,
     Connection,
+    MapWriteDecision,
     PublishDecision,
     RefreshDecision,
     Refused,
@@ -98,12 +100,24 @@ class ConfiguredPolicy:
         return subscribing.subRefreshing(self._node, connection, channel, options, token,
                                          lambda: self.context(connection))
 
-    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, remove: bool,
-                   subscribed: bool) -> Deferred[str]:
-        # Centrifugo's OnMapPublish / OnMapRemove: the namespace's map permissions and client_key.
+    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, data: bytes,
+                   remove: bool, subscribed: bool) -> Deferred[MapWriteDecision]:
+        # Centrifugo's OnMapPublish / OnMapRemove: the namespace's map publish (remove) proxy decides when it has
+        # one, its map permissions and client_key otherwise.
+        node = self._node
+        enabled, proxyName = ((options.map_remove_proxy_enabled, options.map_remove_proxy_name) if remove
+                              else (options.map_publish_proxy_enabled, options.map_publish_proxy_name))
+        if enabled:
+            event = "map_remove" if remove else "map_publish"
+            if not node.proxy.enabled(event, proxyName):
+                return fail(Refused(codes.ERROR_NOT_AVAILABLE))
+            ctx = self.context(connection)
+            d = (node.proxy.mapRemove(ctx, channel, key, proxyName) if remove
+                 else node.proxy.mapPublish(ctx, channel, key, data, proxyName))
+            return d.addErrback(proxyRefusal).addCallback(_proxiedMapWrite, key)
         try:
-            return succeed(mapWriteKey(self._node.config, options, connection.clientID, connection.user, subscribed,
-                                       key, remove))
+            return succeed(MapWriteDecision(mapWriteKey(node.config, options, connection.clientID, connection.user,
+                                                        subscribed, key, remove)))
         except Refused as e:
             return fail(e)
 
@@ -181,3 +195,10 @@ class ConfiguredPolicy:
         node = self._node
         return checkPosition(historyTop(node.broker, node.config, subscription), node.config, subscription,
                              node.reactor, force=force)
+
+
+def _proxiedMapWrite(decision: MapWriteDecision, key: str) -> MapWriteDecision:
+    """A map publish/remove proxy's result: its key when it names one, else the client's (which must not be empty)."""
+    if not decision.key and not key:
+        raise Refused(codes.ERROR_BAD_REQUEST)
+    return decision if decision.key else attrs.evolve(decision, key=key)

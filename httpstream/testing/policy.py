@@ -13,6 +13,7 @@ from httpstream.decisions import (
     ConnectDecision,
     ConnectRequest,
     Connection,
+    MapWriteDecision,
     PublishDecision,
     RefreshDecision,
     SubscribeDecision,
@@ -86,9 +87,10 @@ class FakePolicy:
                       token: str) -> Deferred[RefreshDecision]:
         return self._answer("subRefreshing", RefreshDecision(), connection, channel, options, token)
 
-    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, remove: bool,
-                   subscribed: bool) -> Deferred[str]:
-        return self._answer("mapWriting", key, connection, channel, options, key, remove, subscribed)
+    def mapWriting(self, connection: Connection, channel: str, options: ChannelOptions, key: str, data: bytes,
+                   remove: bool, subscribed: bool) -> Deferred[MapWriteDecision]:
+        return self._answer("mapWriting", MapWriteDecision(key), connection, channel, options, key, data, remove,
+                            subscribed)
 
     def tracking(self, connection: Connection, channel: str, options: ChannelOptions,
                  batches: Sequence[TrackBatch]) -> Deferred[list[int]]:

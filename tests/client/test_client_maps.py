@@ -7,8 +7,10 @@ In memory, on a fake clock, on both codecs.
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Optional
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
@@ -20,6 +22,7 @@ from httpstream.node.node import Node
 from httpstream.policy.channels import ChannelError
 from httpstream.testing import FakeTransport
 from tests.clienthelpers import ChannelHelpers
+from tests.policy.test_proxy import Backend
 
 PAGES = {"min_page_size": 1, "max_page_size": 2, "default_page_size": 2}
 NAMESPACES = [
@@ -322,6 +325,63 @@ class MapTestsMixin(ChannelHelpers):
         self.assertEqual(self.errorCode(client, transport, "publish", {"channel": "pos:a", **publish}), 103)
         self.assertEqual(self.errorCode(client, transport, "publish", {"channel": "chat:a", **publish}), 107)
         self.assertEqual(self.errorCode(client, transport, "publish", {"channel": "nope:a", **publish}), 102)
+
+    def proxyNode(self, backend: Backend) -> Node:
+        proxied = {"name": "px", "subscription_type": "map", "allow_subscribe_for_client": True,
+                   "allow_subscribe_for_anonymous": True, "map": {
+            "mode": "persistent", "publish_proxy_enabled": True, "publish_proxy_name": "mp",
+            "remove_proxy_enabled": True, "remove_proxy_name": "mp"}}
+        return self.node(backend=backend, namespaces=NAMESPACES + [proxied], allow_anonymous_connect_without_token=True,
+                         proxies=[{"name": "mp", "endpoint": "http://backend.test/map"}])
+
+    def test_mapPublishProxy(self) -> None:
+        """
+        With a map publish proxy the backend decides (the namespace grants no client a write): it may change the key,
+        data, tags and key mode, refuse with its error or disconnect; a failed call is 100 and writes nothing.
+        """
+        cases: list[tuple[str, Any, int, dict[str, tuple[bytes, dict[str, str]]]]] = [
+            ("as sent", {"result": {}}, 0, {"k": (b'{"a":1}', {})}),
+            ("changed", {"result": {"key": "k2", "data": {"b": 2}, "tags": {"t": "v"}}}, 0, {"k2": (b'{"b":2}', {"t": "v"})}),
+            ("if_new of a new key", {"result": {"key_mode": "if_new"}}, 0, {"k": (b'{"a":1}', {})}),
+            ("error", {"error": {"code": 1000, "message": "no"}}, 1000, {}),
+            ("disconnect", {"disconnect": {"code": 4500, "reason": "bye"}}, 4500, {}),
+            ("failed call", (500, b""), 100, {}),
+            ("bad key mode", {"result": {"key_mode": "sometimes"}}, 100, {}),
+        ]
+        for name, reply, code, expected in cases:
+            backend = Backend(reply)
+            node = self.proxyNode(backend)
+            client, transport = self.client(node)
+            request = {"channel": "px:a", "type": 1, "key": "k", "data": b'{"a":1}'}
+            self.assertEqual(self.errorCode(client, transport, "publish", request), code, name)
+            state = self.successResultOf(node.maps.readState("px:a"))
+            self.assertEqual({p.key: (p.data, dict(p.tags)) for p in state.publications}, expected, name)
+            body = backend.last["body"]
+            # JSON clients' data goes as JSON, Protobuf clients' as base64 (Centrifugo's encoding rule).
+            sent = body["data"] if "data" in body else orjson.loads(base64.b64decode(body["b64data"]))
+            self.assertEqual((body["channel"], body["key"], sent, body["client"]),
+                             ("px:a", "k", {"a": 1}, client.clientID), name)
+
+    def test_mapRemoveProxy(self) -> None:
+        """The map remove proxy: it may remove another key (with its tags), or refuse."""
+        for name, reply, code, left in [
+            ("as sent", {"result": {}}, 0, ["b"]),
+            ("other key", {"result": {"key": "b", "tags": {"why": "moved"}}}, 0, ["a"]),
+            ("error", {"error": {"code": 1000, "message": "no"}}, 1000, ["a", "b"]),
+        ]:
+            backend = Backend(reply)
+            node = self.proxyNode(backend)
+            self.put(node, "px:r", "a")
+            self.put(node, "px:r", "b")
+            client, transport = self.client(node)
+            self.sync(client, transport, "px:r")
+            request = {"channel": "px:r", "type": 1, "key": "a", "removed": True}
+            self.assertEqual(self.errorCode(client, transport, "publish", request), code, name)
+            self.assertEqual([p.key for p in self.successResultOf(node.maps.readState("px:r")).publications], left, name)
+            self.assertEqual((backend.last["body"]["key"], "data" in backend.last["body"]), ("a", False), name)
+            if name == "other key":
+                removal = [p for p in self.live(transport, "px:r") if p.get("removed")]
+                self.assertEqual([(p["key"], p.get("tags")) for p in removal], [("b", {"why": "moved"})])
 
     def test_emptyKeyRefused(self) -> None:
         node = self.mapNode()  # client_insecure: any client may write any key

@@ -44,6 +44,22 @@ class MapOptionsTests(SynchronousTestCase):
             ("persistent", 10, 30.0, "client_id", 2, 5, 3, 2.0, 7, 0.05, "who:"))
         self.assertTrue(options.map_allow_publish_for_client and options.map_allow_remove_for_subscriber)
 
+    def test_mapProxies(self) -> None:
+        """v6 map.publish_proxy_* / map.remove_proxy_*: a proxy of proxies by name, required when enabled."""
+        proxies = [{"name": "mp", "endpoint": "http://127.0.0.1:1/map"}]
+        namespace = {"name": "board", "subscription_type": "map", "map": {
+            "mode": "persistent", "publish_proxy_enabled": True, "publish_proxy_name": "mp",
+            "remove_proxy_enabled": True, "remove_proxy_name": "mp"}}
+        config, warnings = config_from_dict({"proxies": proxies, "channel": {"namespaces": [namespace]}})
+        self.assertEqual(warnings, [])
+        options = config.namespaces[0].options
+        self.assertEqual((options.map_publish_proxy_enabled, options.map_publish_proxy_name,
+                          options.map_remove_proxy_enabled, options.map_remove_proxy_name), (True, "mp", True, "mp"))
+        namespace["map"]["remove_proxy_name"] = "nope"
+        message = self.refused({"proxies": proxies, "channel": {"namespaces": [namespace]}})
+        self.assertIn('"namespaces[0].map.remove_proxy_name"', message)
+        self.assertIn("defined: mp", message)
+
     def test_v6WithoutNamespace(self) -> None:
         config, _ = config_from_dict({"channel": {"without_namespace": EPHEMERAL}})
         self.assertEqual((config.subscription_type, config.map_mode, config.map_key_ttl), ("map", "ephemeral", 60.0))

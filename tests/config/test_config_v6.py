@@ -138,6 +138,9 @@ _COMPANIONS.update({name: {k: v for k, v in _MAP.items() if k != name} for name 
     "subscription_type", "map_mode", "map_key_ttl", "map_stream_size", "map_stream_ttl", "map_meta_ttl",
     "map_remove_client_on_unsubscribe")})
 _COMPANIONS["map_mode"] = {"subscription_type": "map", "map_key_ttl": "1m"}
+for _event in ("publish", "remove"):  # a map proxy names one of proxies
+    _COMPANIONS[f"map_{_event}_proxy_enabled"] = {
+        f"map_{_event}_proxy_name": "mp", "proxies": [{"name": "mp", "endpoint": "http://127.0.0.1:1/map"}]}
 
 
 class EveryNameTests(SynchronousTestCase):

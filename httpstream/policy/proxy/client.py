@@ -4,7 +4,8 @@ The proxy's HTTP caller: client events become JSON POSTs to the application back
 
 Six events are proxied, each to its own endpoint (``proxy_<name>_endpoint``, off while empty) with its own timeout
 (``proxy_<name>_timeout``): connect, refresh, rpc, publish, subscribe and sub_refresh; or to a named proxy of
-``proxies`` that the namespace, RPC namespace or event picks (L{routes}). Request and response bodies
+``proxies`` that the namespace, RPC namespace or event picks (L{routes}). Centrifugo 6's map publish and map remove
+go to a named proxy only (the namespace's ``map.publish_proxy_name`` / ``map.remove_proxy_name``). Request and response bodies
 follow Centrifugo v5 (``internal/proxyproto/proxy.proto`` and ``internal/proxy/*_handler.go``; the v5 docs
 ``server/proxy.md``)::
 
@@ -31,6 +32,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from httpstream.decisions import MapWriteDecision
 from httpstream.logs import Logger
 from httpstream.policy.proxy import results
 from httpstream.policy.proxy.caller import MAX_RESPONSE_SIZE, HTTPPoster, callHTTP
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["PROXY_NAMES", "REFRESH_RETRY_DELAY", "HTTPPoster", "ProxyClient"]
 
 PROXY_NAMES = ("connect", "refresh", "rpc", "publish", "subscribe", "sub_refresh")
+# Events only a named proxy serves (no proxy_<name>_endpoint of their own).
+NAMED_PROXY_NAMES = ("map_publish", "map_remove")
 
 # Seconds of extra life a connection or subscription gets when its refresh request fails (Centrifugo's
 # refresh_handler.go / sub_refresh_handler.go: "give connection one more minute to live").
@@ -148,8 +152,8 @@ class ProxyClient:
         named proxy C{proxy} (C{""} or C{"default"}: the event's own; connect and refresh use
         C{connect_proxy_name} / C{refresh_proxy_name}). For C{"rpc"}: whether any RPC method reaches a proxy.
         """
-        if name not in PROXY_NAMES:
-            raise ValueError(f"unknown proxy {name!r}; expected one of {', '.join(PROXY_NAMES)}")
+        if name not in PROXY_NAMES + NAMED_PROXY_NAMES:
+            raise ValueError(f"unknown proxy {name!r}; expected one of {', '.join(PROXY_NAMES + NAMED_PROXY_NAMES)}")
         if name == "rpc" and not proxy:
             return rpcConfigured(self._config)
         return endpointFor(self._config, name, proxy) is not None
@@ -263,6 +267,38 @@ class ProxyClient:
             body.meta(ctx, meta)
 
         return self._request("publish", proxy, ctx, True, build, results.publishResult, self._internalError)
+
+    def mapPublish(
+        self, ctx: ProxyContext, channel: str, key: str, data: bytes, proxy: str
+    ) -> "Deferred[MapWriteDecision]":
+        """
+        Ask the backend whether a client may set a map key (Centrifugo 6's map publish proxy), before anything is
+        written. Request: C{client, transport, protocol, encoding, user, channel, key, data | b64data, meta?}.
+
+        @return: what to write (L{results.mapPublishResult}); C{proxy}: the namespace's C{map.publish_proxy_name}.
+        """
+
+        def build(body: RequestBody, meta: bool) -> None:
+            body.put("channel", channel)
+            body.put("key", key)
+            body.data(data)
+            body.meta(ctx, meta)
+
+        return self._request("map_publish", proxy, ctx, True, build, results.mapPublishResult, self._internalError)
+
+    def mapRemove(self, ctx: ProxyContext, channel: str, key: str, proxy: str) -> "Deferred[MapWriteDecision]":
+        """
+        Ask the backend whether a client may remove a map key (the map remove proxy). Request: C{client,
+        transport, protocol, encoding, user, channel, key, meta?}; the result may name another C{key}, the removal's
+        C{tags} and an C{idempotency_key}.
+        """
+
+        def build(body: RequestBody, meta: bool) -> None:
+            body.put("channel", channel)
+            body.put("key", key)
+            body.meta(ctx, meta)
+
+        return self._request("map_remove", proxy, ctx, True, build, results.mapRemoveResult, self._internalError)
 
     def subscribe(
         self, ctx: ProxyContext, channel: str, request: ProxySubscribeRequest, proxy: str = ""

@@ -14,7 +14,9 @@ from typing import Any, Optional
 
 from httpstream.protocol import codes
 from httpstream.policy.proxy.errors import ProxyDisconnect, ProxyError
-from httpstream.readers import UINT32, Fields, SubOptions
+from httpstream.decisions import MapWriteDecision
+from httpstream.engines.maps import KEY_MODES
+from httpstream.readers import UINT32, FieldError, Fields, SubOptions
 
 __all__ = [
     "checkReply",
@@ -112,6 +114,32 @@ def publishResult(response: Fields) -> dict[str, Any]:
     if replacement is None:
         replacement = result.payload("data")
     return {"data": replacement, "skip_history": result.boolean("skip_history")}
+
+
+def mapPublishResult(response: Fields) -> MapWriteDecision:
+    """
+    A map publish proxy's result (Centrifugo's MapPublishResult): C{key}, C{data} / C{b64data} (data first, as
+    Centrifugo's handler), C{tags}, C{key_mode}, C{idempotency_key}; an empty key means the client's (the caller
+    fills it in). C{score}, C{stream_data}, C{delta} and versions are not served and are ignored.
+    """
+    checkReply(response)
+    result = response.object("result") or _EMPTY
+    data = result.raw("data")
+    if data is None:
+        data = result.payload("data")
+    keyMode = result.string("key_mode")
+    if keyMode not in KEY_MODES:
+        raise FieldError("result.key_mode", "one of " + ", ".join(repr(m) for m in KEY_MODES))
+    return MapWriteDecision(result.string("key"), data, result.stringMap("tags") or None, keyMode,
+                            result.string("idempotency_key"))
+
+
+def mapRemoveResult(response: Fields) -> MapWriteDecision:
+    """A map remove proxy's result (MapRemoveResult): C{key}, C{tags}, C{idempotency_key}."""
+    checkReply(response)
+    result = response.object("result") or _EMPTY
+    return MapWriteDecision(result.string("key"), None, result.stringMap("tags") or None, "",
+                            result.string("idempotency_key"))
 
 
 def subscribeResult(response: Fields) -> dict[str, Any]:
