@@ -32,6 +32,7 @@ from httpstream.engines.idempotency import DEFAULT_RESULT_TTL
 from httpstream.engines.maps import IMapBroker, MapSettings, MapStateResult, MapStreamResult, MapUpdateResult
 from httpstream.engines.redis.codec import encodePublication, milliseconds
 from httpstream.engines.redis.errors import RedisReplyError
+from httpstream.engines.redis.history import resultKey
 from httpstream.engines.redis.mapcodec import (
     MapReply,
     readMapMessage,
@@ -48,7 +49,6 @@ from httpstream.engines.redis.mapscripts import (
     TOUCH_SCRIPT,
     WRITE_SCRIPT,
 )
-from httpstream.engines.redis.history import resultKey
 from httpstream.engines.redis.routing import IRedisRouter, channelOfName, keyName
 from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.logs import Logger
