@@ -60,8 +60,10 @@ ClientFactory = Callable[["Node", ITransport], IClient]
 # How long a stopping node waits for the engine calls its clients' leaving made (presence removals, leaves).
 SHUTDOWN_TIMEOUT = 5.0
 
-# The control op that carries the server API's shared_poll_publish to every node.
+# The control op that carries the server API's shared_poll_publish to every node, and how long its call waits for
+# their acknowledgements (it is sent to all at once, through Redis; a node that is gone is no reason to wait long).
 SHARED_POLL_PUBLISH = "shared_poll_publish"
+SHARED_POLL_PUBLISH_WAIT = 2.0
 
 
 class Node:
@@ -170,14 +172,16 @@ class Node:
         The application's update of a shared poll key (the server API's C{shared_poll_publish}): to the trackers
         of every node (each compares the version with its own, L{ISharedPoll.publish}).
 
-        @return: a Deferred firing once every node has it (or the control plane's timeout has passed for some),
-            failing when it could not be sent.
+        @return: a Deferred firing once every node has it, or after L{SHARED_POLL_PUBLISH_WAIT} seconds for the nodes
+            that have not said so (one that left without a word must not hold the caller up); failing when it
+            could not be sent.
         """
         if self.control is None:
             self.sharedPoll.publish(channel, key, version, epoch, data)
             return succeed(None)
         payload = {"channel": channel, "key": key, "version": version, "epoch": epoch, "data": data}
-        return self.control.survey(SHARED_POLL_PUBLISH, payload).addCallback(lambda _: None)
+        d = self.control.survey(SHARED_POLL_PUBLISH, payload, timeout=SHARED_POLL_PUBLISH_WAIT)
+        return d.addCallback(lambda _: None)
 
     def _sharedPollPublished(self, payload: Any, origin: str) -> None:
         """The control op of L{sharedPollPublish}, on each node (this one too)."""

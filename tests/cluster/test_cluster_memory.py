@@ -20,7 +20,9 @@ from httpstream.serverapi.api import APIError, ServerAPI
 from httpstream.cluster.memory import memoryCluster
 from httpstream.node.node import Node
 from httpstream.origin import OriginChecker
+from httpstream.config.sharedpoll import SharedPollOptions
 from httpstream.testing import FakeClient, FakeTransport, connectClient, encodeCommands, makeNode
+from httpstream.testing.sharedpoll import FakeKeyedSubscriber
 from httpstream.web.app import makeApp
 
 SECRET = "cluster-test-secret-0123456789abcdef0123456789"
@@ -34,11 +36,13 @@ SETTINGS: dict[str, Any] = {
 class ClusterTestCase(SynchronousTestCase):
     """Nodes a and b, each with its ServerAPI, their controls started on one bus."""
 
+    settings: dict[str, Any] = SETTINGS
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        self.a = makeNode(SETTINGS, self.clock, nodeID="node-a")
-        self.b = makeNode(SETTINGS, self.clock, nodeID="node-b")
+        self.a = makeNode(self.settings, self.clock, nodeID="node-a")
+        self.b = makeNode(self.settings, self.clock, nodeID="node-b")
         self.controls = memoryCluster(self.clock, [self.a, self.b])
         for node, control in zip((self.a, self.b), self.controls):
             node.useControl(control)
@@ -176,3 +180,28 @@ class EmulationForwardingTests(ClusterTestCase):
         self.clock.advance(10)
         self.assertEqual(self.status(d), 500)
         self.assertEqual(self.session.data, [])
+
+
+class SharedPollPublishTests(ClusterTestCase):
+    """The server API's shared_poll_publish on one node reaches the trackers of the key on every node."""
+
+    settings = {
+        **SETTINGS,
+        "shared_poll_hmac_secret_key": "poll-secret",
+        "proxies": [{"name": "backend", "endpoint": "http://127.0.0.1:9/refresh"}],
+        "namespaces": [{"name": "poll", "subscription_type": "shared_poll", "shared_poll_proxy_name": "backend",
+                        "shared_poll_mode": "versioned", "shared_poll_publish_enabled": True}],
+    }
+
+    def test_everyNode(self) -> None:
+        trackers = []
+        for node in (self.a, self.b):
+            tracker = FakeKeyedSubscriber()
+            node.sharedPoll.join("poll:p", SharedPollOptions.of(node.rules.options("poll:p")), tracker)
+            node.sharedPoll.track("poll:p", tracker, ["k"])
+            trackers.append(tracker)
+        d = self.apiB.call("shared_poll_publish", {"channel": "poll:p", "key": "k", "data": {"v": 1}, "version": 3})
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), {})
+        for tracker in trackers:
+            self.assertEqual(tracker.received(), [("k", 3, b'{"v":1}', False)])
