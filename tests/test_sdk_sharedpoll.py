@@ -73,17 +73,19 @@ def config(state: SharedState, **extra: Any) -> dict[str, Any]:
         "shared_poll_hmac_secret_key": SECRET,
         "proxies": [{"name": "poll_backend", "endpoint": state.backend.endpoint("/refresh"), "timeout": "5s"}],
         "namespaces": [{"name": "poll", **namespace, "shared_poll_mode": "versioned",
-                        "shared_poll_publish_enabled": True}, {"name": "pollvl", **namespace}],
+                        "shared_poll_publish_enabled": True}, {"name": "pollvl", **namespace},
+                       {"name": "polld", **namespace, "shared_poll_mode": "versioned",
+                        "allowed_delta_types": ["fossil"]}],
         "api_key": API_KEY,
         **extra,
     }
 
 
 def run(node: str, servers: list[ServerProcess], state: SharedState, protocol: str, channel: str,
-        scenario: str) -> Events:
+        scenario: str, *extra: str) -> Events:
     arguments = [node, str(SCRIPT), "--url", ",".join(s.url for s in servers), "--backend",
                  state.backend.endpoint(""), "--protocol", protocol, "--channel", channel, "--secret", SECRET,
-                 "--scenario", scenario, "--apikey", API_KEY]
+                 "--scenario", scenario, "--apikey", API_KEY, *extra]
     result = subprocess.run(arguments, check=False, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, explain(servers[0], result.stdout, result.stderr)
     return parseEvents(result.stdout)
@@ -146,6 +148,26 @@ def test_sharedPoll(node: str, startServer: Callable[..., ServerProcess], protoc
         channel = f"{namespace}:{protocol}-{uuid.uuid4().hex[:8]}"
         events = run(node, [server], state, protocol, channel, "main")
         assertMain(events, state, protocol, channel)
+        assertCleanLog(server)
+
+
+@pytest.mark.parametrize("protocol", ["json", "protobuf"])
+def test_sharedPollDeltas(node: str, startServer: Callable[..., ServerProcess], protocol: str) -> None:
+    """
+    The main scenario with delta: 'fossil' on every subscription, in a namespace allowing it, values of ~400 bytes:
+    the SDK decodes every change to the same data (assertMain), the subscribe reply says delta, and changes of keys a
+    client holds come as deltas.
+    """
+    with SharedState() as state:
+        server = startServer(config(state))
+        channel = f"polld:{protocol}-{uuid.uuid4().hex[:8]}"
+        events = run(node, [server], state, protocol, channel, "main", "--delta", "--pad", "400")
+        assertMain(events, state, protocol, channel)
+        if protocol == "json":
+            wire = by(events, "wire")
+            assert all(e.get("delta") is True for e in wire if e["kind"] == "subscribe")
+            # b's k1 changes (2 and 3) and k2's change (2) come as deltas against what b holds.
+            assert len([e for e in wire if e["who"] == "b" and e["kind"] == "pub" and e.get("delta")]) >= 3
         assertCleanLog(server)
 
 

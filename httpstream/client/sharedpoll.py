@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
+import orjson
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -28,6 +29,7 @@ from httpstream.client.host import ClientHost
 from httpstream.config.sharedpoll import SharedPollOptions
 from httpstream.decisions import Connection, Refused, TrackBatch
 from httpstream.interfaces import IClientPolicy
+from httpstream.node.frames import asJSONString
 from httpstream.node.sharedpollseam import IKeyedSubscriber
 from httpstream.protocol import codes
 from httpstream.protocol.codes import UNSUBSCRIBE_INSUFFICIENT_STATE
@@ -114,13 +116,17 @@ class SharedPollSubscription:
         state = self.keys.get(update.key)
         if state is None or not self._current():
             return
+        variant = "plain"
         if update.removed:
             del self.keys[update.key]
         elif update.version <= state[0]:
             return
         else:
+            if self._sub.delta:
+                # A delta applies to the data of the version the client holds, which must be the update's base.
+                variant = "delta" if update.prevVersion and state[0] == update.prevVersion else "full"
             state[0] = update.version
-        frame = update.frame(self._client.protocol, self._client.unidirectional)
+        frame = update.frame(self._client.protocol, self._client.unidirectional, variant)
         if frame is None:
             self._client.close(codes.DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
@@ -191,7 +197,10 @@ class SharedPollSubscription:
             latest = sharedPoll.latest(self.channel, key)
             if latest is not None and latest[0] > state[0]:
                 state[0] = latest[0]
-                items.append({"key": key, "data": latest[1], "version": latest[0]})
+                data: Any = latest[1]
+                if self._sub.delta and client.protocol == "json":
+                    data = _asBase(data)
+                items.append({"key": key, "data": data, "version": latest[0]})
         result: dict[str, Any] = {}
         if earliest:
             result["expires"] = True
@@ -241,3 +250,11 @@ def keyedRefresh(client: Tracker, commandID: int, channel: str, kind: int, reque
         return keyed.untrack(commandID, request)  # type: ignore[no-any-return]
     client.replyError(commandID, codes.ERROR_BAD_REQUEST)
     return None
+
+
+def _asBase(data: bytes) -> Any:
+    """A delta-negotiated JSON client's item data: a JSON string of the raw JSON (the SDK's base for the key)."""
+    try:
+        return orjson.Fragment(asJSONString(data))
+    except UnicodeDecodeError:
+        return data  # not JSON text at all: the codec refuses it as it would without delta

@@ -172,7 +172,9 @@ class Subscriptions(Mapping[str, Subscription]):
         client, node, channel = self._client, self._client.node, sub.channel
         sub.chanInfo, sub.expireAt = decision.info, decision.expireAt
         if isSharedPoll(sub.options):
-            # No stream, hub, presence or position: the node polls the keys the client will track.
+            # No stream, hub, presence or position: the node polls the keys the client will track (deltas are
+            # per key: SharedPollSubscription).
+            sub.delta = decision.delta
             self._subs[channel] = sub
             sub.keyed = SharedPollSubscription(cast(Tracker, client), sub)
             return succeed(self._result(sub, sub.keyed.join()))

@@ -24,6 +24,8 @@ import random
 import string
 from typing import Any, Callable, Optional, Sequence
 
+import orjson
+
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
@@ -33,7 +35,9 @@ from httpstream.config.sharedpoll import SharedPollOptions
 from httpstream.node.sharedpollseam import IKeyedSubscriber, ISharedPoll
 from httpstream.logs import Logger
 from httpstream.policy.proxy.sharedpoll import PollItem, PollResult
+from httpstream.node.frames import asJSONString
 from httpstream.protocol import EncodeError, codecFor
+from httpstream.protocol.delta import publicationDelta
 
 __all__ = ["KeyedUpdate", "Refresher", "SharedPolls"]
 
@@ -45,30 +49,47 @@ _MISSING = b"missing"
 
 
 class KeyedUpdate:
-    """One key's new state in one channel, its pushes encoded on first use and shared by every subscriber."""
+    """
+    One key's new state in one channel, its pushes encoded on first use and shared by every subscriber.
 
-    __slots__ = ("channel", "key", "version", "data", "removed", "_frames")
+    Variants, as for stream publications (L{httpstream.node.frames.PublicationFrames}): C{plain} (no delta
+    negotiated), C{full} (delta negotiated: JSON data as a JSON string, the SDK's base for the key) and C{delta}
+    (against C{prevData}, the key's data at C{prevVersion}, for a subscriber that holds that version). Removals are
+    always plain: they carry no data and end the key's delta chain.
+    """
 
-    def __init__(self, channel: str, key: str, version: int, data: bytes = b"", removed: bool = False) -> None:
+    __slots__ = ("channel", "key", "version", "data", "removed", "prevVersion", "prevData", "_frames")
+
+    def __init__(self, channel: str, key: str, version: int, data: bytes = b"", removed: bool = False,
+                 prevVersion: int = 0, prevData: bytes = b"") -> None:
         self.channel, self.key, self.version, self.data, self.removed = channel, key, version, data, removed
-        self._frames: dict[tuple[str, bool], Optional[bytes]] = {}
+        self.prevVersion, self.prevData = prevVersion, prevData
+        self._frames: dict[tuple[str, bool, str], Optional[bytes]] = {}
 
-    def publication(self) -> dict[str, Any]:
-        """The Publication (key, data, version; or key and removed) as a codec encodes it."""
+    def publication(self, variant: str = "plain", json: bool = True) -> dict[str, Any]:
+        """The Publication (key, data, version; or key and removed) as a codec encodes it, in C{variant}."""
         if self.removed:
             return {"key": self.key, "removed": True}
-        return {"key": self.key, "data": self.data, "version": self.version}
+        data, isDelta = self.data, False
+        if variant == "delta" and self.prevData:
+            data, isDelta = publicationDelta(self.prevData, self.data, utf8=json)
+        pub: dict[str, Any] = {"key": self.key, "data": data, "version": self.version}
+        if isDelta:
+            pub["delta"] = True
+        if json and variant != "plain":
+            pub["data"] = orjson.Fragment(asJSONString(data))
+        return pub
 
-    def frame(self, protocol: str, unidirectional: bool = False) -> Optional[bytes]:
+    def frame(self, protocol: str, unidirectional: bool = False, variant: str = "plain") -> Optional[bytes]:
         """The push for C{protocol}, or None when its data cannot be encoded for it (not JSON, for a JSON client)."""
-        frame = self._frames.get((protocol, unidirectional), _MISSING)
+        frame = self._frames.get((protocol, unidirectional, variant), _MISSING)
         if frame is _MISSING:
             try:
-                frame = codecFor(protocol).encode_push({"channel": self.channel, "pub": self.publication()},
-                                                       unidirectional)
-            except EncodeError:
+                pub = self.publication(variant, protocol == "json")
+                frame = codecFor(protocol).encode_push({"channel": self.channel, "pub": pub}, unidirectional)
+            except (EncodeError, UnicodeDecodeError):
                 frame = None
-            self._frames[(protocol, unidirectional)] = frame
+            self._frames[(protocol, unidirectional, variant)] = frame
         return frame
 
 
@@ -274,6 +295,7 @@ class SharedPolls:
             entry = ch.entries.get(item.key)
             if entry is None:
                 continue
+            previous = (entry.version, entry.data)
             if item.removed:
                 del ch.entries[item.key]
                 update = KeyedUpdate(ch.name, item.key, entry.version, removed=True)
@@ -282,10 +304,10 @@ class SharedPolls:
                     continue
                 ch.counter += 1
                 entry.version, entry.data = ch.counter, item.data
-                update = KeyedUpdate(ch.name, item.key, entry.version, item.data)
+                update = KeyedUpdate(ch.name, item.key, entry.version, item.data, False, *previous)
             elif item.version > entry.version:
                 entry.version, entry.data = item.version, item.data
-                update = KeyedUpdate(ch.name, item.key, entry.version, item.data)
+                update = KeyedUpdate(ch.name, item.key, entry.version, item.data, False, *previous)
             else:
                 continue
             for subscriber in list(entry.subscribers):
@@ -301,8 +323,8 @@ class SharedPolls:
         entry = ch.entries.get(key)
         if entry is None or version <= entry.version:
             return
+        update = KeyedUpdate(ch.name, key, version, data, False, entry.version, entry.data)
         entry.version, entry.data = version, data
-        update = KeyedUpdate(ch.name, key, version, data)
         for subscriber in list(entry.subscribers):
             subscriber.deliverKeyed(update)
 

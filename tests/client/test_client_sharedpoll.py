@@ -5,12 +5,16 @@ signature checks (L{httpstream.policy.tracksignature}) and the node's poller on 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
+
+import orjson
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from httpstream.node.sharedpoll import SharedPolls
 from httpstream.policy.tracksignature import makeSignature
+from httpstream.protocol.delta import applyFossilDelta
 from httpstream.testing import FakeTransport, connectClient, encodeCommands, makeNode
 from httpstream.testing.sharedpoll import FakePollBackend
 
@@ -25,6 +29,8 @@ SETTINGS = {
         {"name": "poll", "subscription_type": "shared_poll", "shared_poll_proxy_name": "backend",
          "shared_poll_mode": "versioned", "shared_poll_refresh_interval": "1s",
          "shared_poll_max_keys_per_connection": 3, "shared_poll_track_expired_extra_delay": "10s"},
+        {"name": "polld", "subscription_type": "shared_poll", "shared_poll_proxy_name": "backend",
+         "shared_poll_mode": "versioned", "shared_poll_refresh_interval": "1s", "allowed_delta_types": ["fossil"]},
         {"name": "chat"},
     ],
 }
@@ -39,6 +45,7 @@ class SharedPollClientTests(SynchronousTestCase):
         self.node.sharedPoll = SharedPolls(self.clock, self.backend.refresh)
         self.client, self.transport = connectClient(self.node)
         self.nextID = 2
+        self.channel = CHANNEL
 
     def send(self, command: dict[str, Any]) -> dict[str, Any]:
         commandID, self.nextID = self.nextID, self.nextID + 1
@@ -51,14 +58,14 @@ class SharedPollClientTests(SynchronousTestCase):
 
     def sign(self, keys: list[str], expiry: int, secret: str = SECRET, user: str = "") -> str:
         now = int(self.clock.seconds())
-        return makeSignature(secret, CHANNEL, user, keys, now, expiry)
+        return makeSignature(secret, self.channel, user, keys, now, expiry)
 
     def track(self, items: list[tuple[str, int]], expiry: int = 0, signature: Optional[str] = None,
               untrack: tuple[str, ...] = ()) -> dict[str, Any]:
         keys = [key for key, _ in items]
         batch = {"signature": self.sign(keys, expiry) if signature is None else signature,
                  "items": [{"key": k, "version": v} if v else {"key": k} for k, v in items]}
-        request: dict[str, Any] = {"channel": CHANNEL, "type": 1, "track": [batch]}
+        request: dict[str, Any] = {"channel": self.channel, "type": 1, "track": [batch]}
         if untrack:
             request["untrack"] = list(untrack)
         return self.send({"sub_refresh": request})
@@ -85,6 +92,43 @@ class SharedPollClientTests(SynchronousTestCase):
         self.backend.state = {"k": (b'{"v":2}', 2)}
         self.clock.advance(1)
         self.assertEqual(self.pubs()[-1], {"key": "k", "data": b'{"v":2}', "version": 2})
+
+    def test_deltas(self) -> None:
+        """
+        With delta negotiated (a namespace allowing fossil): items and full pushes carry the data as a JSON string
+        (the SDK's base for the key); a change of a key the client holds at the update's previous version comes as a
+        delta against it; a removal carries no data. Without the namespace's permission nothing is negotiated.
+        """
+        self.assertNotIn("delta", self.send({"subscribe": {"channel": CHANNEL, "type": 4, "delta": "fossil"}})["subscribe"])
+        self.channel = "polld:c"
+        self.assertEqual(self.send({"subscribe": {"channel": self.channel, "type": 4, "delta": "fossil"}})["subscribe"],
+                         {"type": 4, "delta": True})
+        big = {"text": "x" * 200, "n": 1}
+        self.backend.state = {"k": (orjson.dumps(big), 1)}
+        self.track([("k", 0)])
+        self.clock.advance(0)
+        first = self.pubs()[-1]
+        self.assertNotIn("delta", first)
+        base = json.loads(first["data"])  # a JSON string: the raw JSON text of the key's data
+        self.assertEqual(json.loads(base), big)
+        big["n"] = 2
+        self.backend.state = {"k": (orjson.dumps(big), 2)}
+        self.clock.advance(1)
+        second = self.pubs()[-1]
+        self.assertTrue(second["delta"])
+        patch = json.loads(second["data"])
+        self.assertLess(len(patch), len(base))
+        self.assertEqual(json.loads(applyFossilDelta(base.encode(), patch.encode())), big)
+        # Another client tracking the key gets it in the reply, as a JSON string too.
+        other, transport = connectClient(self.node, FakeTransport())
+        self.client, self.transport = other, transport
+        self.clock.advance(0)
+        self.send({"subscribe": {"channel": self.channel, "type": 4, "delta": "fossil"}})
+        item = self.track([("k", 0)])["sub_refresh"]["items"][0]
+        self.assertEqual((json.loads(json.loads(item["data"])), item["version"]), (big, 2))
+        self.backend.removed = {"k"}
+        self.clock.advance(1)
+        self.assertEqual(self.pubs()[-1], {"key": "k", "removed": True})
 
     def test_cachedItemsInReply(self) -> None:
         """A second client tracking a key the node has: the data newer than its version comes in the reply."""

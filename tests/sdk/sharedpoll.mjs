@@ -3,6 +3,7 @@
 // changes with POST /set {channel, key, data, version}).
 //
 //   node sharedpoll.mjs --url URL[,URL2] --backend URL --protocol json|protobuf --channel CH --secret S --scenario NAME
+//                       [--delta] [--pad N]   (delta: 'fossil' on the subscription; N more bytes in every value)
 //
 // Scenarios:
 //   main     clients "a" (first URL) and "b" (last URL) track k1, k2; k1 changes; "a" untracks k2, k2 changes;
@@ -32,6 +33,8 @@ const { values: args } = parseArgs({
     scenario: { type: 'string', default: 'main' },
     deadline: { type: 'string', default: '40' },
     apikey: { type: 'string', default: '' },
+    delta: { type: 'boolean', default: false },
+    pad: { type: 'string', default: '0' },
   },
 });
 if (!args.url || !args.backend || !args.channel || !args.secret || !['json', 'protobuf'].includes(args.protocol)) {
@@ -55,8 +58,10 @@ function sign(keys, expiry, secret = args.secret) {
 }
 
 async function set(key, data, version) {
+  // --pad N: a long field that changes little, so that delta compression has something to save.
+  const padded = Number(args.pad) > 0 ? { ...data, pad: 'p'.repeat(Number(args.pad)) } : data;
   const response = await fetch(`${args.backend}/set`, {
-    method: 'POST', body: JSON.stringify({ channel: args.channel, key, data, version }),
+    method: 'POST', body: JSON.stringify({ channel: args.channel, key, data: padded, version }),
   });
   if (!response.ok) fail(`backend /set answered ${response.status}`);
 }
@@ -73,7 +78,7 @@ function spy(who) {
           if (message.sub_refresh) emit('wire', { who, dir: 'in', kind: 'sub_refresh', id: message.id, ...message.sub_refresh });
           if (message.error) emit('wire', { who, dir: 'in', kind: 'error', id: message.id, code: message.error.code });
           const pub = message.push?.pub;
-          if (pub) emit('wire', { who, dir: 'in', kind: 'pub', key: pub.key, version: pub.version, removed: pub.removed });
+          if (pub) emit('wire', { who, dir: 'in', kind: 'pub', key: pub.key, version: pub.version, removed: pub.removed, delta: pub.delta });
           if (message.subscribe) emit('wire', { who, dir: 'in', kind: 'subscribe', ...message.subscribe });
         }
       });
@@ -110,7 +115,7 @@ const got = (who, key, version) => updates.some((u) => u.who === who && u.key ==
 async function client(who, url, getSignature) {
   const ws = url.replace(/^http/, 'ws') + '/connection/websocket';
   const centrifuge = new Centrifuge(ws, { websocket: spy(who) });
-  const sub = centrifuge.newSharedPollSubscription(args.channel, { getSignature });
+  const sub = centrifuge.newSharedPollSubscription(args.channel, args.delta ? { getSignature, delta: 'fossil' } : { getSignature });
   sub.on('update', (ctx) => {
     const update = { who, key: ctx.key, data: ctx.removed ? null : decode(ctx.data), version: ctx.version, removed: Boolean(ctx.removed) };
     updates.push(update);
