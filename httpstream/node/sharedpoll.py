@@ -25,17 +25,16 @@ import string
 from typing import Any, Callable, Optional, Sequence
 
 import orjson
-
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.config.sharedpoll import SharedPollOptions
-from httpstream.node.sharedpollseam import IKeyedSubscriber, ISharedPoll
 from httpstream.logs import Logger
-from httpstream.policy.proxy.sharedpoll import PollItem, PollResult
 from httpstream.node.frames import asJSONString
+from httpstream.node.sharedpollseam import IKeyedSubscriber, ISharedPoll
+from httpstream.policy.proxy.sharedpoll import PollItem, PollResult
 from httpstream.protocol import EncodeError, codecFor
 from httpstream.protocol.delta import publicationDelta
 
