@@ -72,6 +72,18 @@ class ListeningProcess:
     def output(self) -> str:
         return "".join(self._lines)
 
+    def logged(self, text: str, timeout: float = 10.0, regex: bool = False) -> bool:
+        """
+        Whether C{text} (a substring, or a regular expression with C{regex}) is in the output within C{timeout}
+        seconds: a line is read from the pipe by a thread, so it may arrive a moment after what the test saw.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(text, self.output) is not None if regex else text in self.output
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+
     def waitForPort(self, timeout: float = 20.0) -> int:
         """Wait for the listening line and return the port; stop the process and fail if it never comes."""
         deadline = time.monotonic() + timeout

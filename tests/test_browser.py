@@ -187,7 +187,7 @@ def test_sameOriginHTTPStream(node: str, demoServer: Callable[..., ServerProcess
     assert {tab["transport"] for tab in tabs(events).values()} == {"http_stream"}
     assert received(events) == {"hello over http_stream ☃": {0, 1}, "hi alice, bob here": {0, 1}}
     assert screenshot.stat().st_size > 0
-    assert "POST /emulation 204" in server.output
+    assert server.logged("POST /emulation 204")
 
 
 def test_sameOriginWebSocket(node: str, demoServer: Callable[..., ServerProcess]) -> None:
@@ -228,7 +228,7 @@ def test_fallbackProtobufAndSSE(node: str, demoServer: Callable[..., ServerProce
     assert [states[tab]["transport"] for tab in range(3)] == ["http_stream", "http_stream", "sse"]
     assert "(protobuf)" in states[1]["detail"]
     assert received(events) == {text: {0, 1, 2} for text in ["from the fallback", "from protobuf", "from sse"]}
-    assert "websocket upgrade refused" in server.output
+    assert server.logged("websocket upgrade refused")
 
 
 @pytest.fixture
@@ -256,9 +256,9 @@ def test_crossOriginAllowed(node: str, demoServer: Callable[..., ServerProcess],
     assert {tab["transport"] for tab in tabs(events).values()} == {"http_stream"}
     assert received(events) == {"hello across origins": {0, 1}, "and back": {0, 1}}
     # The browser really sent CORS preflights (the SDK's application/json POSTs require them).
-    assert "OPTIONS /connection/http_stream 204" in server.output
-    assert "OPTIONS /emulation 204" in server.output
-    assert "POST /emulation 204" in server.output
+    assert server.logged("OPTIONS /connection/http_stream 204")
+    assert server.logged("OPTIONS /emulation 204")
+    assert server.logged("POST /emulation 204")
     # Nothing reached the page's server but the page.
     assert "/connection/" not in pageServer.output and "/emulation" not in pageServer.output
 
@@ -287,8 +287,8 @@ def test_crossOriginRefused(node: str, demoServer: Callable[..., ServerProcess],
         assert tab["state"] == "connecting" and not tab["everConnected"], tab
         assert tab["messages"] == [], tab
     # The browser asked (preflight refused) and then did not send the stream's POST.
-    assert "OPTIONS /connection/http_stream 403" in server.output
+    assert server.logged("OPTIONS /connection/http_stream 403")
     assert not re.search(r"POST /connection/http_stream|POST /emulation|connected over", server.output)
-    assert "websocket upgrade refused" in server.output
+    assert server.logged("websocket upgrade refused")
     blocked = [e["text"] for e in events if e["event"] == "console" and "CORS policy" in e.get("text", "")]
     assert blocked, events

@@ -49,7 +49,7 @@ def test_connectionLimitOnTheWire(startServer: Callable[..., ServerProcess]) -> 
             break
     else:
         pytest.fail("the closed stream's place was never freed")
-    assert "node connection limit reached (1)" in server.output
+    assert server.logged("node connection limit reached (1)")
 
 
 def test_rateLimitOnTheWire(startServer: Callable[..., ServerProcess]) -> None:

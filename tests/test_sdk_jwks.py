@@ -72,5 +72,5 @@ def test_rotationUnknownKidAndEndpointDown(
     # E was in the fetched set: cached with it, although no token had used it yet.
     assert outcomes(events, 4) == ["connected", "connected", "connected", [3500]]
     assert endpoint.requests == 5  # the failed fetch, tried twice
-    assert "JWKS fetch from http://127.0.0.1" in server.output
+    assert server.logged("JWKS fetch from http://127.0.0.1")
     assertCleanLog(server)
