@@ -26,6 +26,7 @@ __all__ = [
     "MapStateResult",
     "MapStreamResult",
     "MapUpdateResult",
+    "SUPPRESS_IDEMPOTENCY",
     "SUPPRESS_KEY_EXISTS",
     "SUPPRESS_KEY_NOT_FOUND",
 ]
@@ -36,6 +37,7 @@ KEY_MODES = ("", "if_new", "if_exists")
 # Why a write changed nothing (MapUpdateResult.suppressReason, the server API's suppress_reason).
 SUPPRESS_KEY_EXISTS = "key_exists"
 SUPPRESS_KEY_NOT_FOUND = "key_not_found"
+SUPPRESS_IDEMPOTENCY = "idempotency"  # a repeated idempotency key: the first write's position, nothing written
 
 
 @attrs.frozen
@@ -146,8 +148,8 @@ class IMapBroker(Interface):
         to the stream and deliver it, in one step.
 
         With C{idempotencyKey} (as L{httpstream.interfaces.IBroker.publish}): a write (publish or remove) with a key
-        the channel saw within 5 minutes changes nothing and fires with the first one's result, remembered where
-        the map is stored.
+        the channel saw within 5 minutes changes nothing and fires suppressed (C{idempotency}) with the first one's
+        position, remembered where the map is stored (centrifuge's map brokers answer so).
 
         @param keyMode: C{""} always writes; C{"if_new"} writes only a key that is not there (else suppressed
             C{key_exists}, but the key's TTL is refreshed: presence keep-alive); C{"if_exists"} only a key that is.

@@ -28,6 +28,7 @@ from httpstream.engines import UnrecoverablePosition
 from httpstream.engines.idempotency import IdempotentResults
 from httpstream.engines.maps import (
     IMapBroker,
+    SUPPRESS_IDEMPOTENCY,
     SUPPRESS_KEY_EXISTS,
     SUPPRESS_KEY_NOT_FOUND,
     MapSettings,
@@ -167,7 +168,7 @@ class MemoryMapBroker:
         """C{write}, unless C{idempotencyKey} was written on C{channel} lately: then its result again."""
         known = self.idempotent.find(channel, idempotencyKey)
         if known is not None:
-            return succeed(known.result)
+            return succeed(MapUpdateResult(known.result.position, True, SUPPRESS_IDEMPOTENCY))
         return write().addCallback(lambda result: self.idempotent.remember(channel, idempotencyKey, result))
 
     def _removeKey(self, channel: str, key: str, m: _Map, settings: MapSettings, tags: Mapping[str, str]) -> None:

@@ -4,8 +4,8 @@ The server API's map methods (Centrifugo 6's C{map_publish}, C{map_remove}, C{ma
 C{map_stats}, C{map_clear}), on map channels only (107 otherwise; 102 for an unknown namespace).
 
 C{tags} of C{map_publish} are stored with the key and go with its updates (and its removal), for tags filters to
-select. C{idempotency_key} of C{map_publish} and C{map_remove} makes a retry change nothing and answer the first
-write's result (remembered 5 minutes by the engine, as channel publications). Not served yet: C{stream_data},
+select. C{idempotency_key} of C{map_publish} and C{map_remove} makes a retry change nothing: it answers
+C{suppressed}, C{suppress_reason} C{"idempotency"}, at the first write's position (kept 5 minutes by the engine). Not served yet: C{stream_data},
 C{delta}, C{version}/C{version_epoch} and C{score} (ordered maps, which C{map_read_state}'s C{asc} orders: accepted
 and unused).
 """

@@ -187,19 +187,20 @@ class MapBrokerContract:
     @inlineCallbacks
     def test_idempotencyKeyWritesOnce(self) -> _Gen:
         """
-        A publish or remove with a key the channel saw answers the first write's result (suppressed ones too)
-        and changes nothing: not the state, not the stream, no delivery.
+        A publish or remove with a key the channel saw changes nothing (not the state, not the stream, no
+        delivery) and answers suppressed "idempotency" with the first write's position (centrifuge's answer).
         """
         first = yield self.put("a", b"1", idempotencyKey="p1")
         again = yield self.put("a", b"2", idempotencyKey="p1")
-        self.assertEqual((again.position, again.suppressed), (first.position, False))
+        self.assertEqual((again.position, again.suppressed, again.suppressReason),
+                         (first.position, True, "idempotency"))
         gone = yield self.broker.remove(self.channel, "a", POSITIONED, idempotencyKey="r1")
         regone = yield self.broker.remove(self.channel, "a", POSITIONED, idempotencyKey="r1")
-        self.assertEqual((regone.position, regone.suppressed), (gone.position, False))
+        self.assertEqual((regone.position, regone.suppressReason), (gone.position, "idempotency"))
         missing = yield self.broker.remove(self.channel, "b", POSITIONED, idempotencyKey="r2")
         yield self.put("b", b"3")
         remissing = yield self.broker.remove(self.channel, "b", POSITIONED, idempotencyKey="r2")
-        self.assertEqual((remissing.suppressed, remissing.suppressReason), (True, "key_not_found"))
+        self.assertEqual((missing.suppressReason, remissing.suppressReason), ("key_not_found", "idempotency"))
         self.assertEqual(remissing.position, missing.position)
         self.assertEqual([(p.key, p.data) for p in (yield self.state()).publications], [("b", b"3")])
         yield self.deliveries(3)

@@ -67,12 +67,16 @@ class MapMethodTests(APITestCase):
         self.assertEqual(result["suppress_reason"], "key_exists")
 
     def test_idempotencyKey(self) -> None:
-        """A retried map_publish / map_remove with its idempotency_key answers the first result, changing nothing."""
+        """A retried map_publish / map_remove with its idempotency_key changes nothing: suppressed "idempotency", at the
+        first write's position (Centrifugo's answer)."""
         first = self.call("map_publish", channel="board:1", key="k", data={"v": 1}, idempotency_key="p")
-        self.assertEqual(self.call("map_publish", channel="board:1", key="k", data={"v": 2}, idempotency_key="p"), first)
+        suppressed = {"suppressed": True, "suppress_reason": "idempotency"}
+        self.assertEqual(self.call("map_publish", channel="board:1", key="k", data={"v": 2}, idempotency_key="p"),
+                         {**first, **suppressed})
         removed = self.call("map_remove", channel="board:1", key="k", idempotency_key="r")
         self.call("map_publish", channel="board:1", key="k", data={"v": 3})
-        self.assertEqual(self.call("map_remove", channel="board:1", key="k", idempotency_key="r"), removed)
+        self.assertEqual(self.call("map_remove", channel="board:1", key="k", idempotency_key="r"),
+                         {**removed, **suppressed})
         state = self.call("map_read_state", channel="board:1")
         self.assertEqual([(e["key"], e["data"], e["offset"]) for e in state["entries"]], [("k", b'{"v":3}', 3)])
 

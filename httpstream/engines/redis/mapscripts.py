@@ -117,13 +117,13 @@ end
 WRITE_SCRIPT = _PRELUDE + b"""
 -- ARGV 7-14: "s" (set) or "r" (remove), key, publication ("" for a removal: one with the key's tags), key mode,
 -- key TTL ms (0: none), stream size, stream TTL ms, the result TTL ms of an idempotency key. KEYS[6], when given:
--- the hash keeping that key's result, answered again instead of writing. Reply: {top, epoch, next deadline,
--- suppress reason}.
+-- the hash keeping that key's result (the position), answered again, suppressed "idempotency", instead of writing.
+-- Reply: {top, epoch, next deadline, suppress reason}.
 local result = KEYS[6]
 if result then
-  local known = redis.call("hmget", result, "s", "e", "r")
+  local known = redis.call("hmget", result, "s", "e")
   if known[1] then
-    return {tonumber(known[1]), known[2], nextDeadline(), known[3] or ""}
+    return {tonumber(known[1]), known[2], nextDeadline(), "idempotency"}
   end
 end
 local op, key, payload, mode, keyTTL = ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
@@ -170,7 +170,7 @@ else
 end
 keep()
 if result then
-  redis.call("hset", result, "s", top, "e", epoch, "r", reason)
+  redis.call("hset", result, "s", top, "e", epoch)
   redis.call("pexpire", result, ARGV[14])
 end
 return {top, epoch, nextDeadline(), reason}
