@@ -165,7 +165,7 @@ class MemoryMapBroker:
 
     def _once(self, channel: str, idempotencyKey: str,
               write: Callable[[], Deferred[MapUpdateResult]]) -> Deferred[MapUpdateResult]:
-        """C{write}, unless C{idempotencyKey} was written on C{channel} lately: then its result again."""
+        """C{write}, unless C{idempotencyKey} was written on C{channel} lately: then suppressed, at its position."""
         known = self.idempotent.find(channel, idempotencyKey)
         if known is not None:
             return succeed(MapUpdateResult(known.result.position, True, SUPPRESS_IDEMPOTENCY))
