@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
-import orjson
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -29,7 +28,7 @@ from httpstream.client.host import ClientHost
 from httpstream.config.sharedpoll import SharedPollOptions
 from httpstream.decisions import Connection, Refused, TrackBatch
 from httpstream.interfaces import IClientPolicy
-from httpstream.node.frames import asJSONString
+from httpstream.node.frames import variantData
 from httpstream.node.sharedpollseam import IKeyedSubscriber
 from httpstream.protocol import codes
 from httpstream.protocol.codes import UNSUBSCRIBE_INSUFFICIENT_STATE
@@ -255,6 +254,6 @@ def keyedRefresh(client: Tracker, commandID: int, channel: str, kind: int, reque
 def _asBase(data: bytes) -> Any:
     """A delta-negotiated JSON client's item data: a JSON string of the raw JSON (the SDK's base for the key)."""
     try:
-        return orjson.Fragment(asJSONString(data))
+        return variantData(None, data, "full", True)[0]
     except UnicodeDecodeError:
         return data  # not JSON text at all: the codec refuses it as it would without delta

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from httpstream.config.settings import ConfigError, Duration, setting
+from httpstream.config.settings import ConfigError, Duration, listed, optionScopes, setting
 
 __all__ = [
     "MAP_OPTION_PREFIX", "MAP_TYPES", "SUBSCRIPTION_TYPES", "MapChannelOptions", "checkMapOptions", "checkMapProxies",
@@ -139,15 +139,13 @@ def checkMapProxies(config: Any) -> None:
 
     @param config: a L{httpstream.config.Config}.
     """
-    where = [("", config)] + [(f"namespaces[{i}].", n.options) for i, n in enumerate(config.namespaces)]
     known = {proxy.name for proxy in config.proxies}
-    for prefix, options in where:
+    for prefix, options in optionScopes(config):
         for event in ("publish", "remove"):
             name = getattr(options, f"map_{event}_proxy_name")
             if getattr(options, f"map_{event}_proxy_enabled") and name not in known:
-                listed = ", ".join(sorted(known)) or "none"
                 raise ConfigError(
                     f'config key "{prefix}{mapV6Name(f"map_{event}_proxy_name")}": "{prefix}'
                     f'{mapV6Name(f"map_{event}_proxy_enabled")}" needs a proxy of "proxies" by name; got {name!r} '
-                    f"(defined: {listed})"
+                    f"(defined: {listed(known)})"
                 )

@@ -17,7 +17,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from httpstream.config.settings import ConfigError, Duration, _error, _read_bool, _read_duration, _read_str, _show
+from httpstream.config.settings import (
+    ConfigError,
+    Duration,
+    _error,
+    _read_bool,
+    _read_duration,
+    _read_str,
+    _show,
+    listed,
+)
 
 __all__ = ["DEFAULT_PROXY", "NamedProxy", "RPCNamespace", "StaticHeaders", "readProxy", "readRPCNamespace"]
 
@@ -233,9 +242,8 @@ def checkProxyNames(config: Any) -> None:
 
     def check(key: str, name: str, where: str = "") -> None:
         if name and name != DEFAULT_PROXY and name not in known:
-            listed = ", ".join(sorted(known)) or "none"
             raise ConfigError(
-                f'config key "{key}"{where}: proxy {_show(name)} is not in "proxies" (defined: {listed})'
+                f'config key "{key}"{where}: proxy {_show(name)} is not in "proxies" (defined: {listed(known)})'
             )
 
     for option in ("subscribe_proxy_name", "publish_proxy_name", "sub_refresh_proxy_name"):

@@ -103,6 +103,19 @@ def _show(value: Any) -> str:
     return text
 
 
+def optionScopes(config: Any) -> list[tuple[str, Any]]:
+    """
+    Where a L{httpstream.config.Config} has channel options: the top level and each namespace, each with the prefix
+    its keys are named with in an error (C{""}, C{"namespaces[0]."}, ...).
+    """
+    return [("", config)] + [(f"namespaces[{i}].", n.options) for i, n in enumerate(config.namespaces)]
+
+
+def listed(names: Any) -> str:
+    """Names for an error's "(defined: ...)": sorted, comma-separated, or C{none}."""
+    return ", ".join(sorted(names)) or "none"
+
+
 def _error(key: str, expected: str, value: Any, detail: str = "") -> ConfigError:
     suffix = f" ({detail})" if detail else ""
     return ConfigError(f'config key "{key}": expected {expected}, got {_show(value)}{suffix}')

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from httpstream.config.settings import ConfigError, _show
+from httpstream.config.settings import ConfigError, _show, listed, optionScopes
 
 __all__ = ["SharedPollOptions", "checkSharedPoll", "isSharedPoll"]
 
@@ -77,9 +77,8 @@ def checkSharedPoll(config: Any) -> None:
 
     @param config: a L{httpstream.config.Config}.
     """
-    where = [("", config)] + [(f"namespaces[{i}].", n.options) for i, n in enumerate(config.namespaces)]
     known = {proxy.name for proxy in config.proxies}
-    for prefix, options in where:
+    for prefix, options in optionScopes(config):
         if not isSharedPoll(options):
             continue
         if not config.shared_poll_hmac_secret_key:
@@ -95,8 +94,7 @@ def checkSharedPoll(config: Any) -> None:
             )
         name = options.shared_poll_proxy_name
         if name not in known:
-            listed = ", ".join(sorted(known)) or "none"
             raise ConfigError(
                 f'config key "{prefix}shared_poll_proxy_name" (v6: "shared_poll.proxy_name"): a shared poll channel '
-                f'needs a proxy of "proxies" to poll; got {_show(name)} (defined: {listed})'
+                f'needs a proxy of "proxies" to poll; got {_show(name)} (defined: {listed(known)})'
             )

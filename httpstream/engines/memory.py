@@ -30,6 +30,7 @@ from httpstream.engines import (
     hasHistory,
 )
 from httpstream.engines.idempotency import IdempotentResults
+from httpstream.engines.local import LocalChannels
 from httpstream.interfaces import (
     IBroker,
     IPresenceManager,
@@ -70,7 +71,7 @@ class _Stream:
 
 
 @implementer(IBroker)
-class MemoryBroker:
+class MemoryBroker(LocalChannels):
     """
     PUB/SUB and history inside the process: a publication on a subscribed channel reaches the handler before
     C{publish}'s Deferred fires, so a publisher sees its own publication before its publish reply, as with
@@ -121,14 +122,6 @@ class MemoryBroker:
     def publishJoinLeave(self, channel: str, info: ClientInfo, join: bool) -> Deferred[None]:
         if channel in self.channels and self._joinLeaveHandler is not None:
             self._joinLeaveHandler(channel, info, join)
-        return succeed(None)
-
-    def subscribe(self, channel: str) -> Deferred[None]:
-        self.channels.add(channel)
-        return succeed(None)
-
-    def unsubscribe(self, channel: str) -> Deferred[None]:
-        self.channels.discard(channel)
         return succeed(None)
 
     def publish(

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Optional
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from httpstream.engines import UnrecoverablePosition
@@ -36,6 +36,7 @@ from httpstream.engines.maps import (
     MapStreamResult,
     MapUpdateResult,
 )
+from httpstream.engines.local import EarliestCall, LocalChannels
 from httpstream.interfaces import PublicationHandler, ReconnectHandler
 from httpstream.values import Publication, StreamPosition
 
@@ -76,7 +77,7 @@ class _Map:
 
 
 @implementer(IMapBroker)
-class MemoryMapBroker:
+class MemoryMapBroker(LocalChannels):
     """
     L{IMapBroker} inside one process: every Deferred it returns has already fired, and a write reaches the handler
     before its Deferred fires (a publisher sees its own update before its reply, as with L{MemoryBroker}).
@@ -95,7 +96,7 @@ class MemoryMapBroker:
         # (when, sequence, channel, map) of maps with a meta TTL: freed then, unless used since (requeued).
         self._frees: list[tuple[float, int, str, _Map]] = []
         self._sequence = itertools.count()
-        self._timer: Optional[IDelayedCall] = None
+        self._timer = EarliestCall(reactor, self._expire)
         # The results of keyed writes (idempotencyKey), on the reactor's clock.
         self.idempotent: IdempotentResults[MapUpdateResult] = IdempotentResults(reactor.seconds)
 
@@ -104,14 +105,6 @@ class MemoryMapBroker:
 
     def setReconnectHandler(self, handler: ReconnectHandler) -> None:
         pass  # nothing is ever lost on the way inside one process
-
-    def subscribe(self, channel: str) -> Deferred[None]:
-        self.channels.add(channel)
-        return succeed(None)
-
-    def unsubscribe(self, channel: str) -> Deferred[None]:
-        self.channels.discard(channel)
-        return succeed(None)
 
     def _map(self, channel: str, settings: MapSettings) -> _Map:
         """C{channel}'s map (a new epoch when there is none), used now: its meta TTL starts again."""
@@ -244,15 +237,9 @@ class MemoryMapBroker:
     def _schedule(self) -> None:
         if not self._deadlines and not self._frees:
             return
-        first = min(queue[0][0] for queue in (self._deadlines, self._frees) if queue)
-        if self._timer is not None and self._timer.active():
-            if self._timer.getTime() <= first:
-                return
-            self._timer.cancel()
-        self._timer = self._reactor.callLater(max(first - self._reactor.seconds(), 0), self._expire)
+        self._timer.at(min(queue[0][0] for queue in (self._deadlines, self._frees) if queue))
 
     def _expire(self) -> None:
-        self._timer = None
         now = self._reactor.seconds()
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -276,6 +263,4 @@ class MemoryMapBroker:
 
     def stop(self) -> None:
         """Cancel the key expiry timer (a stopping node; the maps are kept)."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()

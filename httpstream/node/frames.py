@@ -5,7 +5,7 @@ The encodings of one publication its node fans out: made on first use, shared by
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 import orjson
@@ -18,6 +18,23 @@ from httpstream.values import Publication
 def asJSONString(data: bytes) -> bytes:
     """Raw JSON bytes as a JSON string holding them: a delta-negotiated JSON subscription gets data this way."""
     return orjson.dumps(data.decode("utf-8"))
+
+
+def variantData(previous: Optional[bytes], data: bytes, variant: str, json: bool) -> tuple[Any, bool]:
+    """
+    The C{data} field of a publication in C{variant} (C{plain}, C{full}, C{delta}: L{PublicationFrames}), and
+    whether it is a delta: against C{previous} when the variant asks for one and it is smaller; a JSON string for
+    a delta-negotiated JSON subscriber (C{full} and C{delta}), the raw payload otherwise.
+
+    @raise UnicodeDecodeError: a JSON subscriber's payload that is no UTF-8 text.
+    """
+    isDelta = False
+    if variant == "delta" and previous is not None:
+        data, isDelta = publicationDelta(previous, data, utf8=json)
+    if json and variant != "plain":
+        # A JSON string orjson wrote: embedded as it is (the codec checks only plain data for being JSON).
+        return orjson.Fragment(asJSONString(data)), isDelta
+    return data, isDelta
 
 
 class PublicationFrames(dict[tuple[str, str, bool], Optional[bytes]]):
@@ -65,15 +82,15 @@ class PublicationFrames(dict[tuple[str, str, bool], Optional[bytes]]):
         pub = self.publication
         json = protocol == "json"
         try:
-            if variant == "delta" and self.previous is not None:
-                payload, isDelta = publicationDelta(self.previous.data, pub.data, utf8=json)
-                pub = attrs.evolve(pub, data=payload, delta=pub.delta or isDelta)
-            body = pub.asDict()
-            if json and variant != "plain":
-                # A JSON string orjson wrote: embedded as it is. The codec parses only the plain variant's data (to
-                # check it is JSON), so a publication's payload is parsed once on its way out, whatever variants
-                # its subscribers take.
-                body["data"] = orjson.Fragment(asJSONString(pub.data))
+            if variant == "plain":
+                body = pub.asDict()
+            else:
+                # The codec parses only the plain variant's data (to check it is JSON), so a publication's payload
+                # is parsed once on its way out, whatever variants its subscribers take.
+                previous = self.previous.data if self.previous is not None else None
+                data, isDelta = variantData(previous, pub.data, variant, json)
+                body = attrs.evolve(pub, delta=pub.delta or isDelta).asDict()
+                body["data"] = data
             return codecFor(protocol).encode_push({"channel": self.channel, "pub": body}, unidirectional)
         except (EncodeError, UnicodeDecodeError):
             return None

@@ -24,7 +24,6 @@ import random
 import string
 from typing import Any, Callable, Optional, Sequence
 
-import orjson
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
@@ -32,11 +31,10 @@ from zope.interface import implementer
 
 from httpstream.config.sharedpoll import SharedPollOptions
 from httpstream.logs import Logger
-from httpstream.node.frames import asJSONString
+from httpstream.node.frames import variantData
 from httpstream.node.sharedpollseam import IKeyedSubscriber, ISharedPoll
 from httpstream.policy.proxy.sharedpoll import PollItem, PollResult
 from httpstream.protocol import EncodeError, codecFor
-from httpstream.protocol.delta import publicationDelta
 
 __all__ = ["KeyedUpdate", "Refresher", "SharedPolls"]
 
@@ -69,14 +67,10 @@ class KeyedUpdate:
         """The Publication (key, data, version; or key and removed) as a codec encodes it, in C{variant}."""
         if self.removed:
             return {"key": self.key, "removed": True}
-        data, isDelta = self.data, False
-        if variant == "delta" and self.prevData:
-            data, isDelta = publicationDelta(self.prevData, self.data, utf8=json)
+        data, isDelta = variantData(self.prevData or None, self.data, variant, json)
         pub: dict[str, Any] = {"key": self.key, "data": data, "version": self.version}
         if isDelta:
             pub["delta"] = True
-        if json and variant != "plain":
-            pub["data"] = orjson.Fragment(asJSONString(data))
         return pub
 
     def frame(self, protocol: str, unidirectional: bool = False, variant: str = "plain") -> Optional[bytes]:

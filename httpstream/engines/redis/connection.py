@@ -273,16 +273,15 @@ class Link(Factory):
                     reason=reason.getErrorMessage(),
                 )
             self._onLost()
-        elif not self._errorLogged and self.shard.running:
-            log.warn(
-                "Redis {link} connection to {address} failed ({reason}); retrying",
-                link=self.name,
-                address=str(self.shard.address),
-                reason=reason.getErrorMessage(),
-            )
+        elif not self._errorLogged:
+            self._warnFailed(reason)
 
     def attemptFailed(self, failure: Failure) -> Failure:
         """A connection attempt that made no connection (refused, timed out, no master named by the Sentinels)."""
+        self._warnFailed(failure)
+        return failure
+
+    def _warnFailed(self, failure: Failure) -> None:
         if self.shard.running:
             log.warn(
                 "Redis {link} connection to {address} failed ({reason}); retrying",
@@ -290,7 +289,6 @@ class Link(Factory):
                 address=str(self.shard.address),
                 reason=failure.getErrorMessage(),
             )
-        return failure
 
     # Called by txredisapi's protocol when AUTH or SELECT fails (it then closes the connection).
     def connectionError(self, why: str) -> None:

@@ -23,12 +23,13 @@ from typing import Any, Optional
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from httpstream.engines import DEFAULT_HISTORY_META_TTL, EngineUnavailable, UnrecoverablePosition
 from httpstream.engines.idempotency import DEFAULT_RESULT_TTL
+from httpstream.engines.local import EarliestCall
 from httpstream.engines.maps import IMapBroker, MapSettings, MapStateResult, MapStreamResult, MapUpdateResult
 from httpstream.engines.redis.codec import encodePublication, milliseconds
 from httpstream.engines.redis.errors import RedisReplyError
@@ -104,7 +105,7 @@ class RedisMapBroker(Service):
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._sequence = itertools.count()
-        self._timer: Optional[IDelayedCall] = None
+        self._timer = EarliestCall(clock, self._sweepDue)
         router.addReconnectHandler(self._reconnected)
 
     # IMapBroker
@@ -305,15 +306,9 @@ class RedisMapBroker(Service):
             heapq.heappop(heap)  # swept, unsubscribed or moved earlier since
         if not heap or not self.running:
             return
-        first = heap[0][0]
-        if self._timer is not None and self._timer.active():
-            if self._timer.getTime() <= first:
-                return
-            self._timer.cancel()
-        self._timer = self._clock.callLater(max(first - self._clock.seconds(), 0), self._sweepDue)
+        self._timer.at(heap[0][0])
 
     def _sweepDue(self) -> None:
-        self._timer = None
         now = self._clock.seconds()
         while self._heap and self._heap[0][0] <= now:
             deadline, _, channel = heapq.heappop(self._heap)
@@ -343,7 +338,5 @@ class RedisMapBroker(Service):
         self._schedule()
 
     def stopService(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()
         super().stopService()  # type: ignore[no-untyped-call]
